@@ -1,0 +1,467 @@
+/* frost: the command-line driver.
+ *
+ *   frost compile FILE [options]   model file -> NAME.o + NAME.h
+ *
+ * Exit status: 0 success, 1 bad input (diagnostics on stderr), 2 bad usage.
+ * Outputs are written to temporaries beside their destination and renamed at
+ * the end, so a failed run leaves nothing half-written behind.
+ */
+#include "ir.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#ifndef FROST_VERSION
+#define FROST_VERSION "unknown"
+#endif
+
+enum { EXIT_BAD_INPUT = 1, EXIT_USAGE = 2 };
+
+static const char usage_text[] =
+    "usage: frost compile FILE [options]      model -> OUT.o + OUT.h\n"
+    "       frost plan FILE [options]         every buffer: role, bytes, live steps, arena offset\n"
+    "       frost compare FILE [options]      memory per freeze configuration\n"
+    "       frost dot FILE [options]          liveness graph (Graphviz DOT or SVG)\n"
+    "       frost --help | --version\n"
+    "\n"
+    "Compile a model file into an object file and a C header with forward,\n"
+    "backward, inference and init functions and a static memory plan, or show\n"
+    "that plan.\n"
+    "\n"
+    "options:\n"
+    "  -o OUT.o              object file (default: FILE's base name with .o, in the current directory)\n"
+    "  --header OUT.h        header (default: OUT.o with .h)\n"
+    "  -D NAME=VALUE         override `const NAME` of the model file (integer)\n"
+    "  --config NAME         freeze configuration (default: the file's `default`, else all trainable);\n"
+    "                        `all` and `none` always exist\n"
+    "  --train PATTERN       also train the params matching PATTERN (glob: * ? [..]); repeatable\n"
+    "  --freeze PATTERN      freeze the params matching PATTERN; repeatable, applied after --train\n"
+    "  --grad INPUT          also compute d loss / d INPUT; repeatable\n"
+    "  --name PREFIX         prefix of the generated symbols and macros (default: the model name)\n"
+    "  -O0 -O1 -O2 -O3       optimisation level of the generated code (default -O3)\n"
+    "  --mcpu CPU            target CPU (default: this machine's)\n"
+    "  --triple TRIPLE       target triple (default: this machine's)\n"
+    "  --format FMT          plan: text|json; compare: text|markdown|csv|json; dot: dot|svg\n"
+    "                        (dot: default from -o's extension, else dot)\n"
+    "\n"
+    "compare takes --config repeatedly (default: every configuration of the file,\n"
+    "plus all and none); dot writes to -o OUT or standard output.\n";
+
+static int usage_error(const char *fmt, const char *arg) {
+    fprintf(stderr, "frost: ");
+    fprintf(stderr, fmt, arg);
+    fprintf(stderr, "\nTry 'frost --help'.\n");
+    return EXIT_USAGE;
+}
+
+/* Whole file, NUL-terminated; NULL with errno set on failure. */
+static char *read_file(const char *path, size_t *len) {
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return NULL;
+    size_t cap = 4096, n = 0;
+    char *buf = malloc(cap);
+    for (size_t got; buf && (got = fread(buf + n, 1, cap - n - 1, f)) > 0;) {
+        n += got;
+        if (n + 1 == cap) {
+            char *grown = realloc(buf, cap *= 2);
+            if (!grown) {
+                free(buf);
+                buf = NULL;
+            }
+            buf = grown;
+        }
+    }
+    int err = ferror(f) ? errno : 0;
+    fclose(f);
+    if (!buf || err) {
+        free(buf);
+        errno = err ? err : ENOMEM;
+        return NULL;
+    }
+    buf[n] = '\0';
+    *len = n;
+    return buf;
+}
+
+/* "dir/model.frost" -> "model" + ext */
+static char *default_output(pool *p, const char *input, const char *ext) {
+    const char *base = strrchr(input, '/');
+    base = base ? base + 1 : input;
+    const char *dot = strrchr(base, '.');
+    size_t n = dot && dot != base ? (size_t)(dot - base) : strlen(base);
+    return pool_printf(p, "%.*s%s", (int)n, base, ext);
+}
+
+static char *replace_ext(pool *p, const char *path, const char *ext) {
+    const char *slash = strrchr(path, '/');
+    const char *dot = strrchr(path, '.');
+    size_t n = dot && (!slash || dot > slash + 1) ? (size_t)(dot - path) : strlen(path);
+    return pool_printf(p, "%.*s%s", (int)n, path, ext);
+}
+
+/* A temporary beside `final`, so that rename() stays on one file system. */
+static char *make_temp(pool *p, const char *final) {
+    char *tmp = pool_printf(p, "%s.tmp-XXXXXX", final);
+    int fd = mkstemp(tmp);
+    if (fd < 0) {
+        fprintf(stderr, "frost: error: cannot write '%s': %s\n", final, strerror(errno));
+        return NULL;
+    }
+    close(fd);
+    return tmp;
+}
+
+typedef struct {
+    const char *input, *object, *header, *format;
+    const char **configs; /* every --config, for compare */
+    int nconfigs;
+    frost_define *defs;
+    int ndefs;
+    frost_select sel;
+    cg_options cg;
+} compile_args;
+
+static int parse_define(pool *p, compile_args *a, const char *text) {
+    const char *eq = strchr(text, '=');
+    if (!eq || eq == text)
+        return usage_error("-D expects NAME=VALUE, got '%s'", text);
+    char *end;
+    errno = 0;
+    long long value = strtoll(eq + 1, &end, 0);
+    if (errno || *end || end == eq + 1)
+        return usage_error("-D value must be an integer: '%s'", text);
+    a->defs[a->ndefs].name = pool_strndup(p, text, (size_t)(eq - text));
+    a->defs[a->ndefs].value = value;
+    a->ndefs++;
+    return 0;
+}
+
+static int parse_compile_args(pool *p, int argc, char **argv, compile_args *a) {
+    a->defs = pool_alloc(p, sizeof *a->defs * (size_t)argc);
+    const char **train = pool_alloc(p, sizeof *train * (size_t)argc);
+    const char **freeze = pool_alloc(p, sizeof *freeze * (size_t)argc);
+    const char **grad = pool_alloc(p, sizeof *grad * (size_t)argc);
+    a->sel.train = train;
+    a->sel.freeze = freeze;
+    a->sel.grad = grad;
+    a->configs = pool_alloc(p, sizeof *a->configs * (size_t)argc);
+    a->cg.opt_level = 3;
+    for (int k = 0; k < argc; k++) {
+        const char *arg = argv[k];
+        /* options taking a value, as "-o X" (and "-DX=1") */
+        const char *value = k + 1 < argc ? argv[k + 1] : NULL;
+        if (strcmp(arg, "-o") == 0 || strcmp(arg, "--header") == 0 || strcmp(arg, "-D") == 0 ||
+            strcmp(arg, "--config") == 0 || strcmp(arg, "--train") == 0 || strcmp(arg, "--freeze") == 0 ||
+            strcmp(arg, "--grad") == 0 || strcmp(arg, "--name") == 0 || strcmp(arg, "--mcpu") == 0 ||
+            strcmp(arg, "--triple") == 0 || strcmp(arg, "--format") == 0) {
+            if (!value)
+                return usage_error("option %s needs a value", arg);
+            k++;
+            if (strcmp(arg, "-o") == 0)
+                a->object = value;
+            else if (strcmp(arg, "--header") == 0)
+                a->header = value;
+            else if (strcmp(arg, "-D") == 0) {
+                if (parse_define(p, a, value))
+                    return EXIT_USAGE;
+            } else if (strcmp(arg, "--config") == 0)
+                a->sel.config = a->configs[a->nconfigs++] = value;
+            else if (strcmp(arg, "--format") == 0)
+                a->format = value;
+            else if (strcmp(arg, "--train") == 0)
+                train[a->sel.ntrain++] = value;
+            else if (strcmp(arg, "--freeze") == 0)
+                freeze[a->sel.nfreeze++] = value;
+            else if (strcmp(arg, "--grad") == 0)
+                grad[a->sel.ngrad++] = value;
+            else if (strcmp(arg, "--name") == 0)
+                a->cg.prefix = value;
+            else if (strcmp(arg, "--mcpu") == 0)
+                a->cg.cpu = value;
+            else
+                a->cg.triple = value;
+        } else if (strncmp(arg, "-D", 2) == 0) {
+            if (parse_define(p, a, arg + 2))
+                return EXIT_USAGE;
+        } else if (arg[0] == '-' && arg[1] == 'O' && arg[2] >= '0' && arg[2] <= '3' && !arg[3]) {
+            a->cg.opt_level = arg[2] - '0';
+        } else if (arg[0] == '-' && arg[1]) {
+            return usage_error("unknown option '%s'", arg);
+        } else if (a->input) {
+            return usage_error("more than one input file ('%s')", arg);
+        } else {
+            a->input = arg;
+        }
+    }
+    if (!a->input)
+        return usage_error("%s", "a model file is needed");
+    if (a->cg.prefix) {
+        bool ident = (a->cg.prefix[0] < '0' || a->cg.prefix[0] > '9') && a->cg.prefix[0];
+        for (const char *c = a->cg.prefix; *c; c++)
+            ident &= (*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') || (*c >= '0' && *c <= '9') || *c == '_';
+        if (!ident)
+            return usage_error("--name must be a C identifier, got '%s'", a->cg.prefix);
+    }
+    return 0;
+}
+
+static bool parse_format(const char *name, view_format *fmt, const char *allowed) {
+    static const struct {
+        const char *name;
+        view_format fmt;
+    } formats[] = {{"text", FMT_TEXT}, {"json", FMT_JSON}, {"markdown", FMT_MARKDOWN},
+                   {"csv", FMT_CSV},   {"dot", FMT_DOT},   {"svg", FMT_SVG}};
+    for (size_t k = 0; k < sizeof formats / sizeof formats[0]; k++) {
+        size_t n = strlen(formats[k].name);
+        const char *at = strstr(allowed, formats[k].name);
+        if (strcmp(name, formats[k].name) == 0 && at && (at[n] == '|' || at[n] == '\0')) {
+            *fmt = formats[k].fmt;
+            return true;
+        }
+    }
+    usage_error("unknown --format '%s'", name);
+    fprintf(stderr, "frost: formats here: %s\n", allowed);
+    return false;
+}
+
+/* Load, check and plan the model: the part every subcommand shares. */
+static ir_module *load_module(pool *p, diag_ctx *d, const char *path, const frost_define *defs, int ndefs,
+                              const frost_select *sel, char **src_out) {
+    size_t len = 0;
+    char *src = read_file(path, &len);
+    if (!src) {
+        fprintf(stderr, "frost: error: cannot read '%s': %s\n", path, strerror(errno));
+        return NULL;
+    }
+    *src_out = src;
+    diag_init(d, path, src, len, stderr);
+    return frost_build(p, d, defs, ndefs, sel);
+}
+
+static int cmd_compile(int argc, char **argv) {
+    pool *p = pool_new();
+    compile_args a = {0};
+    int status = parse_compile_args(p, argc, argv, &a);
+    if (status) {
+        pool_free(p);
+        return status;
+    }
+    if (!a.object)
+        a.object = default_output(p, a.input, ".o");
+    if (!a.header)
+        a.header = replace_ext(p, a.object, ".h");
+    diag_ctx d;
+    char *src = NULL;
+    ir_module *m = load_module(p, &d, a.input, a.defs, a.ndefs, &a.sel, &src);
+    status = EXIT_BAD_INPUT;
+    char *obj_tmp = NULL, *hdr_tmp = NULL;
+    if (!m)
+        goto done;
+    if (!(obj_tmp = make_temp(p, a.object)) || !(hdr_tmp = make_temp(p, a.header)))
+        goto done;
+    char *err = NULL;
+    if (!cg_emit_object(m, &a.cg, obj_tmp, &err)) {
+        fprintf(stderr, "frost: error: cannot emit '%s': %s\n", a.object, err ? err : "unknown LLVM error");
+        free(err);
+        goto done;
+    }
+    FILE *h = fopen(hdr_tmp, "w");
+    if (!h) {
+        fprintf(stderr, "frost: error: cannot write '%s': %s\n", a.header, strerror(errno));
+        goto done;
+    }
+    cg_emit_header(m, &a.cg, h);
+    if (ferror(h) | fclose(h)) {
+        fprintf(stderr, "frost: error: cannot write '%s': %s\n", a.header, strerror(errno));
+        goto done;
+    }
+    if (rename(obj_tmp, a.object) != 0) {
+        fprintf(stderr, "frost: error: cannot write '%s': %s\n", a.object, strerror(errno));
+        goto done;
+    }
+    obj_tmp = NULL;
+    if (rename(hdr_tmp, a.header) != 0) {
+        fprintf(stderr, "frost: error: cannot write '%s': %s\n", a.header, strerror(errno));
+        unlink(a.object);
+        goto done;
+    }
+    hdr_tmp = NULL;
+    status = 0;
+done:
+    if (obj_tmp)
+        unlink(obj_tmp);
+    if (hdr_tmp)
+        unlink(hdr_tmp);
+    free(src);
+    pool_free(p);
+    return status;
+}
+
+/* Write `text` to path through a temporary, or to stdout when path is NULL. */
+static bool write_output(pool *p, const char *path, const char *text, size_t len, view_format fmt) {
+    char *tmp = NULL;
+    FILE *out = stdout;
+    if (path) {
+        if (!(tmp = make_temp(p, path)) || !(out = fopen(tmp, "w"))) {
+            if (tmp) {
+                fprintf(stderr, "frost: error: cannot write '%s': %s\n", path, strerror(errno));
+                unlink(tmp);
+            }
+            return false;
+        }
+    }
+    bool ok = true;
+    if (fmt == FMT_SVG) {
+        char *err = NULL;
+        ok = view_svg(text, len, out, &err);
+        if (!ok) {
+            fprintf(stderr, "frost: error: %s\n", err);
+            free(err);
+        }
+    } else {
+        ok = fwrite(text, 1, len, out) == len;
+    }
+    if (path) {
+        ok &= !ferror(out) & (fclose(out) == 0);
+        if (ok && rename(tmp, path) != 0)
+            ok = false;
+        if (!ok) {
+            fprintf(stderr, "frost: error: cannot write '%s': %s\n", path, strerror(errno));
+            unlink(tmp);
+        }
+    } else {
+        ok &= fflush(stdout) == 0;
+    }
+    return ok;
+}
+
+/* frost plan | frost dot: one configuration, one view. */
+static int cmd_view(int argc, char **argv, bool dot) {
+    pool *p = pool_new();
+    compile_args a = {0};
+    int status = parse_compile_args(p, argc, argv, &a);
+    if (status) {
+        pool_free(p);
+        return status;
+    }
+    view_format fmt = dot ? FMT_DOT : FMT_TEXT;
+    if (dot && !a.format && a.object) {
+        const char *ext = strrchr(a.object, '.');
+        if (ext && strcmp(ext, ".svg") == 0)
+            fmt = FMT_SVG;
+    }
+    if (a.format && !parse_format(a.format, &fmt, dot ? "dot|svg" : "text|json")) {
+        pool_free(p);
+        return EXIT_USAGE;
+    }
+    diag_ctx d;
+    char *src = NULL;
+    status = EXIT_BAD_INPUT;
+    ir_module *m = load_module(p, &d, a.input, a.defs, a.ndefs, &a.sel, &src);
+    char *text = NULL;
+    size_t len = 0;
+    FILE *mem = open_memstream(&text, &len);
+    if (m && dot) {
+        /* the same model fully trainable, to show what this configuration does not keep */
+        pool *fp = pool_new();
+        frost_select all = {.config = "all"};
+        diag_ctx quiet;
+        diag_init(&quiet, a.input, src, strlen(src), mem);
+        ir_module *full = frost_build(fp, &quiet, a.defs, a.ndefs, &all);
+        view_dot(m, full, mem);
+        pool_free(fp);
+    } else if (m) {
+        view_plan(m, fmt, mem);
+    }
+    fclose(mem);
+    if (m && write_output(p, dot ? a.object : NULL, text, len, fmt))
+        status = 0;
+    free(text);
+    free(src);
+    pool_free(p);
+    return status;
+}
+
+static int cmd_compare(int argc, char **argv) {
+    pool *p = pool_new();
+    compile_args a = {0};
+    int status = parse_compile_args(p, argc, argv, &a);
+    if (status) {
+        pool_free(p);
+        return status;
+    }
+    view_format fmt = FMT_TEXT;
+    if (a.format && !parse_format(a.format, &fmt, "text|markdown|csv|json")) {
+        pool_free(p);
+        return EXIT_USAGE;
+    }
+    diag_ctx d;
+    char *src = NULL;
+    status = EXIT_BAD_INPUT;
+    /* The first build checks the file and lists its configurations. */
+    a.sel.config = a.nconfigs ? a.configs[0] : "all";
+    ir_module *first = load_module(p, &d, a.input, a.defs, a.ndefs, &a.sel, &src);
+    if (first) {
+        const char **names = a.configs;
+        int nnames = a.nconfigs;
+        if (!nnames) {
+            const ir_graph *g = first->graph;
+            names = pool_alloc(p, sizeof *names * (size_t)(g->nconfigs + 2));
+            names[nnames++] = "all";
+            for (int k = 0; k < g->nconfigs; k++)
+                if (strcmp(g->configs[k].name, "all") != 0 && strcmp(g->configs[k].name, "none") != 0)
+                    names[nnames++] = g->configs[k].name;
+            names[nnames++] = "none";
+        }
+        compare_row *rows = pool_alloc(p, sizeof *rows * (size_t)nnames);
+        bool ok = true;
+        for (int k = 0; k < nnames && ok; k++) {
+            pool *cp = pool_new();
+            frost_select sel = a.sel;
+            sel.config = names[k];
+            diag_init(&d, a.input, src, strlen(src), stderr);
+            ir_module *m = frost_build(cp, &d, a.defs, a.ndefs, &sel);
+            if (m) {
+                compare_row_of(m, names[k], &rows[k]);
+                rows[k].config = names[k];
+            }
+            ok = m != NULL;
+            pool_free(cp);
+        }
+        if (ok) {
+            view_compare(first->graph->model, rows, nnames, fmt, stdout);
+            status = fflush(stdout) == 0 ? 0 : EXIT_BAD_INPUT;
+        }
+    }
+    free(src);
+    pool_free(p);
+    return status;
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2)
+        return usage_error("%s", "no command given");
+    const char *cmd = argv[1];
+    if (strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0 || strcmp(cmd, "help") == 0) {
+        fputs(usage_text, stdout);
+        return 0;
+    }
+    if (strcmp(cmd, "--version") == 0) {
+        printf("frost %s\n", FROST_VERSION);
+        return 0;
+    }
+    if (strcmp(cmd, "compile") == 0)
+        return cmd_compile(argc - 2, argv + 2);
+    if (strcmp(cmd, "plan") == 0)
+        return cmd_view(argc - 2, argv + 2, false);
+    if (strcmp(cmd, "dot") == 0)
+        return cmd_view(argc - 2, argv + 2, true);
+    if (strcmp(cmd, "compare") == 0)
+        return cmd_compare(argc - 2, argv + 2);
+    return usage_error("unknown command '%s'", cmd);
+}

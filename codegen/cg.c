@@ -1,0 +1,699 @@
+/* cg.c: one LLVM module per model, written as an object file.
+ *
+ *   embedded runtime bitcode ──parse──▶ rt module ─┐
+ *                                                  ├─ LLVMLinkModules2 ─▶ entry points built
+ *   empty model module (triple, data layout) ──────┘   over the runtime's own prototypes
+ *   ─▶ runtime internalised, every function retargeted to the chosen CPU
+ *   ─▶ verify ─▶ default<On> ─▶ object file
+ *
+ * Every step of a program is one call of the runtime function it names; its
+ * operands map onto that function's parameters in order (rt.h conventions).
+ * The runtime is linked before the entry points are built so that the
+ * prototypes checked against are exactly those that will be called.
+ *
+ * Only C API that exists in LLVM 14 through 19: the *2 builders with explicit
+ * types, LLVMPointerType(elem, 0), LLVMGlobalGetValueType.
+ */
+#include "cg.h"
+
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <llvm-c/Analysis.h>
+#include <llvm-c/BitReader.h>
+#include <llvm-c/Core.h>
+#include <llvm-c/Linker.h>
+#include <llvm-c/Target.h>
+#include <llvm-c/TargetMachine.h>
+#include <llvm-c/Transforms/PassBuilder.h>
+
+typedef enum { E_FORWARD, E_BACKWARD, E_INFER } cg_entry_kind;
+static const char *const entry_suffix[] = {"forward", "backward", "infer"};
+
+typedef struct {
+    const ir_module *m;
+    LLVMContextRef ctx;
+    LLVMModuleRef mod;
+    LLVMBuilderRef b;
+    LLVMTypeRef t_void, t_i8, t_i32, t_i64, t_ptr; /* t_ptr: i8* (ptr from LLVM 15 on) */
+    LLVMTypeRef t_in, t_out;                       /* the inputs / outputs structs */
+    int ninputs;
+    char prefix[CG_MAX_PREFIX];
+    char *err;       /* first error, malloc'd */
+    char *llvm_diag; /* first error LLVM reported through the context, malloc'd */
+} cg_ctx;
+
+/* The entry point being built: its arguments (NULL when it has no such block). */
+typedef struct {
+    cg_entry_kind kind;
+    const ir_program *prog;
+    LLVMValueRef fn, params, grads, arena, in, out;
+} cg_env;
+
+static char *cg_vstrdupf(const char *fmt, va_list ap)
+{
+    va_list ap2;
+    va_copy(ap2, ap);
+    int n = vsnprintf(NULL, 0, fmt, ap);
+    char *s = malloc(n > 0 ? (size_t)n + 1 : 1);
+    if (s)
+        vsnprintf(s, (size_t)n + 1, fmt, ap2);
+    va_end(ap2);
+    return s;
+}
+
+static bool cg_fail(cg_ctx *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static bool cg_fail(cg_ctx *c, const char *fmt, ...)
+{
+    if (!c->err) {
+        va_list ap;
+        va_start(ap, fmt);
+        c->err = cg_vstrdupf(fmt, ap);
+        va_end(ap);
+    }
+    return false;
+}
+
+/* Without a handler, LLVMContext::diagnose exits the process on errors. */
+static void cg_diag_handler(LLVMDiagnosticInfoRef di, void *opaque)
+{
+    cg_ctx *c = opaque;
+    if (LLVMGetDiagInfoSeverity(di) != LLVMDSError || c->llvm_diag)
+        return;
+    char *msg = LLVMGetDiagInfoDescription(di);
+    c->llvm_diag = malloc(strlen(msg) + 1);
+    if (c->llvm_diag)
+        strcpy(c->llvm_diag, msg);
+    LLVMDisposeMessage(msg);
+}
+
+static int64_t cg_numel(const ir_shape *s)
+{
+    int64_t n = 1;
+    for (int i = 0; i < s->rank; i++)
+        n *= s->dim[i];
+    return n;
+}
+
+/* ---------------------------------------------------------------- calls */
+
+typedef enum { A_PTR, A_INT, A_FLOAT, A_NULL, A_VALUE } cg_arg_kind;
+typedef struct {
+    cg_arg_kind kind;
+    LLVMValueRef v; /* A_PTR: any pointer; A_VALUE: an integer value */
+    int64_t i;
+    double f;
+} cg_arg;
+
+static const char *cg_arg_kind_name(cg_arg_kind k)
+{
+    switch (k) {
+    case A_PTR: return "a buffer";
+    case A_INT: return "an integer";
+    case A_FLOAT: return "a float";
+    case A_NULL: return "a null pointer";
+    case A_VALUE: return "an integer";
+    }
+    return "?";
+}
+
+static const char *cg_type_kind_name(LLVMTypeRef t)
+{
+    switch (LLVMGetTypeKind(t)) {
+    case LLVMPointerTypeKind: return "a pointer";
+    case LLVMIntegerTypeKind: return "an integer";
+    case LLVMFloatTypeKind:
+    case LLVMDoubleTypeKind: return "a float";
+    default: return "an unsupported type";
+    }
+}
+
+/* Call runtime function `kernel` with args checked against its prototype.
+ * `what` names the call in messages. Returns the call, or NULL after cg_fail. */
+static LLVMValueRef cg_call(cg_ctx *c, const char *what, const char *kernel, const cg_arg *args,
+                            int nargs)
+{
+    LLVMValueRef fn = kernel ? LLVMGetNamedFunction(c->mod, kernel) : NULL;
+    if (!fn || LLVMIsDeclaration(fn) || strncmp(kernel, "rt_", 3) != 0) {
+        cg_fail(c, "%s: '%s' is not a runtime kernel", what, kernel ? kernel : "(null)");
+        return NULL;
+    }
+    LLVMTypeRef fty = LLVMGlobalGetValueType(fn);
+    unsigned np = LLVMCountParamTypes(fty);
+    if (LLVMIsFunctionVarArg(fty) || np != (unsigned)nargs) {
+        cg_fail(c, "%s: %s takes %u operands, the step has %d", what, kernel, np, nargs);
+        return NULL;
+    }
+    LLVMTypeRef pt[IR_MAX_OPND];
+    LLVMValueRef av[IR_MAX_OPND];
+    if (np > IR_MAX_OPND) {
+        cg_fail(c, "%s: %s has too many parameters", what, kernel);
+        return NULL;
+    }
+    LLVMGetParamTypes(fty, pt);
+    for (unsigned k = 0; k < np; k++) {
+        LLVMTypeKind tk = LLVMGetTypeKind(pt[k]);
+        bool ok;
+        switch (args[k].kind) {
+        case A_PTR:
+            ok = tk == LLVMPointerTypeKind;
+            if (ok)
+                av[k] = LLVMBuildPointerCast(c->b, args[k].v, pt[k], "");
+            break;
+        case A_NULL:
+            ok = tk == LLVMPointerTypeKind;
+            if (ok)
+                av[k] = LLVMConstNull(pt[k]);
+            break;
+        case A_INT:
+            ok = tk == LLVMIntegerTypeKind;
+            if (ok) {
+                unsigned w = LLVMGetIntTypeWidth(pt[k]);
+                if (w < 64 && (args[k].i < -(INT64_C(1) << (w - 1)) || args[k].i >= (INT64_C(1) << (w - 1))) &&
+                    !(w == 1 && (args[k].i == 0 || args[k].i == 1))) {
+                    cg_fail(c, "%s: operand %u of %s: %lld does not fit in i%u", what, k + 1, kernel,
+                            (long long)args[k].i, w);
+                    return NULL;
+                }
+                av[k] = LLVMConstInt(pt[k], (unsigned long long)args[k].i, 1);
+            }
+            break;
+        case A_VALUE:
+            ok = tk == LLVMIntegerTypeKind;
+            if (ok)
+                av[k] = LLVMBuildIntCast2(c->b, args[k].v, pt[k], 0, "");
+            break;
+        case A_FLOAT:
+            ok = tk == LLVMFloatTypeKind || tk == LLVMDoubleTypeKind;
+            if (ok)
+                av[k] = LLVMConstReal(pt[k], args[k].f);
+            break;
+        default:
+            ok = false;
+        }
+        if (!ok) {
+            cg_fail(c, "%s: operand %u of %s is %s, the kernel expects %s", what, k + 1, kernel,
+                    cg_arg_kind_name(args[k].kind), cg_type_kind_name(pt[k]));
+            return NULL;
+        }
+    }
+    LLVMTypeRef rt = LLVMGetReturnType(fty);
+    LLVMTypeKind rk = LLVMGetTypeKind(rt);
+    if (rk != LLVMVoidTypeKind && !(rk == LLVMIntegerTypeKind && LLVMGetIntTypeWidth(rt) == 32)) {
+        cg_fail(c, "%s: %s returns neither void nor int32_t", what, kernel);
+        return NULL;
+    }
+    return LLVMBuildCall2(c->b, fty, fn, av, np, "");
+}
+
+/* ---------------------------------------------------------------- buffers */
+
+static const char *space_name(ir_space s)
+{
+    switch (s) {
+    case SPACE_ARENA: return "arena";
+    case SPACE_PARAMS: return "params";
+    case SPACE_GRADS: return "grads";
+    case SPACE_INPUT: return "input";
+    case SPACE_OUTPUT: return "output";
+    }
+    return "?";
+}
+
+static LLVMValueRef cg_offset(cg_ctx *c, LLVMValueRef base, int64_t off, const char *name)
+{
+    if (off == 0)
+        return base;
+    LLVMValueRef idx = LLVMConstInt(c->t_i64, (unsigned long long)off, 0);
+    return LLVMBuildInBoundsGEP2(c->b, c->t_i8, base, &idx, 1, name);
+}
+
+/* Pointer to the storage of buffer `id` inside entry point env, or NULL after cg_fail. */
+static LLVMValueRef cg_buf_ptr(cg_ctx *c, const cg_env *env, const char *what, int id, bool writes)
+{
+    const ir_program *p = env->prog;
+    if (id < 0 || id >= p->nbufs) {
+        cg_fail(c, "%s: buffer id %d out of range", what, id);
+        return NULL;
+    }
+    int root = id;
+    for (int hops = 0; p->bufs[root].alias_of >= 0; hops++) {
+        if (hops > p->nbufs || p->bufs[root].alias_of >= p->nbufs) {
+            cg_fail(c, "%s: buffer '%s' has a broken alias chain", what, p->bufs[id].name);
+            return NULL;
+        }
+        root = p->bufs[root].alias_of;
+    }
+    const ir_buf *b = &p->bufs[root];
+    const char *name = b->name ? b->name : "";
+    const char *entry = entry_suffix[env->kind];
+    int64_t limit = -1;
+    LLVMValueRef base = NULL;
+    switch (b->space) {
+    case SPACE_ARENA:
+        base = env->arena, limit = p->arena_bytes;
+        break;
+    case SPACE_PARAMS:
+        if (writes && env->kind != E_FORWARD) {
+            cg_fail(c, "%s: %s writes parameter block buffer '%s', which is const there", what,
+                    entry, name);
+            return NULL;
+        }
+        base = env->params, limit = c->m->params_bytes;
+        break;
+    case SPACE_GRADS:
+        base = env->grads, limit = c->m->grads_bytes;
+        break;
+    case SPACE_INPUT:
+    case SPACE_OUTPUT: {
+        bool in = b->space == SPACE_INPUT;
+        LLVMValueRef s = in ? env->in : env->out;
+        int n = in ? c->ninputs : c->m->graph->noutputs;
+        if (!s) {
+            cg_fail(c, "%s: %s has no %ss, but buffer '%s' is one", what, entry, space_name(b->space),
+                    name);
+            return NULL;
+        }
+        if (b->index < 0 || b->index >= n) {
+            cg_fail(c, "%s: buffer '%s' is %s field %d of %d", what, name, space_name(b->space),
+                    b->index, n);
+            return NULL;
+        }
+        LLVMTypeRef st = in ? c->t_in : c->t_out;
+        LLVMValueRef field = LLVMBuildStructGEP2(c->b, st, s, (unsigned)b->index, "");
+        return LLVMBuildLoad2(c->b, c->t_ptr, field, name);
+    }
+    default:
+        cg_fail(c, "%s: buffer '%s' has an unknown space", what, name);
+        return NULL;
+    }
+    if (!base) {
+        cg_fail(c, "%s: %s has no %s block, but buffer '%s' lives there", what, entry,
+                space_name(b->space), name);
+        return NULL;
+    }
+    if (b->offset < 0 || b->bytes < 0 || b->offset > limit - b->bytes) {
+        cg_fail(c, "%s: buffer '%s' [%lld, +%lld) lies outside the %s block (%lld bytes)", what,
+                name, (long long)b->offset, (long long)b->bytes, space_name(b->space),
+                (long long)limit);
+        return NULL;
+    }
+    return cg_offset(c, base, b->offset, name);
+}
+
+/* ---------------------------------------------------------------- entry points */
+
+static LLVMValueRef cg_add_function(cg_ctx *c, const char *suffix, LLVMTypeRef ret, LLVMTypeRef *params,
+                                    unsigned n)
+{
+    char name[CG_MAX_PREFIX + 32];
+    snprintf(name, sizeof name, "%s_%s", c->prefix, suffix);
+    if (LLVMGetNamedFunction(c->mod, name)) {
+        cg_fail(c, "entry point %s clashes with a runtime symbol; choose another prefix", name);
+        return NULL;
+    }
+    LLVMTypeRef fty = LLVMFunctionType(ret, params, n, 0);
+    LLVMValueRef fn = LLVMAddFunction(c->mod, name, fty);
+    LLVMSetLinkage(fn, LLVMExternalLinkage);
+    LLVMPositionBuilderAtEnd(c->b, LLVMAppendBasicBlockInContext(c->ctx, fn, "entry"));
+    return fn;
+}
+
+static void cg_name_param(LLVMValueRef fn, unsigned i, const char *name, bool aligned)
+{
+    LLVMValueRef p = LLVMGetParam(fn, i);
+    LLVMSetValueName2(p, name, strlen(name));
+    if (aligned) /* the blocks are P_ALIGN-aligned by contract */
+        LLVMSetParamAlignment(p, IR_ALIGN);
+}
+
+static bool cg_entry(cg_ctx *c, cg_entry_kind kind, const ir_program *prog, int from, int to)
+{
+    cg_env env = {.kind = kind, .prog = prog};
+    LLVMTypeRef pin = LLVMPointerType(c->t_in, 0), pout = LLVMPointerType(c->t_out, 0);
+    if (kind == E_BACKWARD) {
+        LLVMTypeRef pt[] = {c->t_ptr, c->t_ptr, c->t_ptr};
+        if (!(env.fn = cg_add_function(c, "backward", c->t_i32, pt, 3)))
+            return false;
+        cg_name_param(env.fn, 0, "params", true);
+        cg_name_param(env.fn, 1, "grads", true);
+        cg_name_param(env.fn, 2, "arena", true);
+        env.params = LLVMGetParam(env.fn, 0);
+        env.grads = LLVMGetParam(env.fn, 1);
+        env.arena = LLVMGetParam(env.fn, 2);
+    } else {
+        LLVMTypeRef pt[] = {c->t_ptr, pin, pout, c->t_ptr};
+        if (!(env.fn = cg_add_function(c, entry_suffix[kind], c->t_i32, pt, 4)))
+            return false;
+        cg_name_param(env.fn, 0, "params", true);
+        cg_name_param(env.fn, 1, "in", false);
+        cg_name_param(env.fn, 2, "out", false);
+        cg_name_param(env.fn, 3, "arena", true);
+        env.params = LLVMGetParam(env.fn, 0);
+        env.in = LLVMGetParam(env.fn, 1);
+        env.out = LLVMGetParam(env.fn, 2);
+        env.arena = LLVMGetParam(env.fn, 3);
+    }
+    if (from < 0 || to > prog->nsteps || from > to)
+        return cg_fail(c, "%s_%s: step range [%d, %d) outside the program's %d steps", c->prefix,
+                       entry_suffix[kind], from, to, prog->nsteps);
+    for (int s = from; s < to; s++) {
+        const ir_step *st = &prog->steps[s];
+        char what[CG_MAX_PREFIX + 64];
+        snprintf(what, sizeof what, "%s_%s: step %d (%s)", c->prefix, entry_suffix[kind], s,
+                 st->kernel ? st->kernel : "(null)");
+        if (st->nopnd < 0 || st->nopnd > IR_MAX_OPND)
+            return cg_fail(c, "%s: %d operands", what, st->nopnd);
+        cg_arg args[IR_MAX_OPND];
+        for (int k = 0; k < st->nopnd; k++) {
+            const ir_opnd *o = &st->opnd[k];
+            switch (o->kind) {
+            case OPND_BUF:
+                args[k].kind = A_PTR;
+                if (!(args[k].v = cg_buf_ptr(c, &env, what, o->buf, o->writes)))
+                    return false;
+                break;
+            case OPND_INT:
+                args[k].kind = A_INT, args[k].i = o->i;
+                break;
+            case OPND_FLOAT:
+                args[k].kind = A_FLOAT, args[k].f = o->f;
+                break;
+            case OPND_NULL:
+                args[k].kind = A_NULL;
+                break;
+            default:
+                return cg_fail(c, "%s: operand %d has an unknown kind", what, k + 1);
+            }
+        }
+        LLVMValueRef call = cg_call(c, what, st->kernel, args, st->nopnd);
+        if (!call)
+            return false;
+        if (LLVMGetTypeKind(LLVMTypeOf(call)) == LLVMIntegerTypeKind) {
+            /* A kernel's error code becomes the entry point's return value. */
+            LLVMBasicBlockRef fail = LLVMAppendBasicBlockInContext(c->ctx, env.fn, "fail");
+            LLVMBasicBlockRef next = LLVMAppendBasicBlockInContext(c->ctx, env.fn, "ok");
+            LLVMValueRef bad = LLVMBuildICmp(c->b, LLVMIntNE, call, LLVMConstInt(c->t_i32, 0, 0), "");
+            LLVMBuildCondBr(c->b, bad, fail, next);
+            LLVMPositionBuilderAtEnd(c->b, fail);
+            LLVMBuildRet(c->b, call);
+            LLVMPositionBuilderAtEnd(c->b, next);
+        }
+    }
+    LLVMBuildRet(c->b, LLVMConstInt(c->t_i32, 0, 0));
+    return true;
+}
+
+/* P_init(params, seed): every parameter and buffer in value-id order; the
+ * value id is the RNG stream, so a tensor's values do not depend on others. */
+static bool cg_init(cg_ctx *c)
+{
+    const ir_graph *g = c->m->graph;
+    LLVMTypeRef pt[] = {c->t_ptr, c->t_i64};
+    LLVMValueRef fn = cg_add_function(c, "init", c->t_void, pt, 2);
+    if (!fn)
+        return false;
+    cg_name_param(fn, 0, "params", true);
+    cg_name_param(fn, 1, "seed", false);
+    LLVMValueRef params = LLVMGetParam(fn, 0), seed = LLVMGetParam(fn, 1);
+    for (int v = 0; v < g->nvals; v++) {
+        const ir_value *val = &g->vals[v];
+        if (val->kind != VAL_PARAM && val->kind != VAL_BUFFER)
+            continue;
+        char what[CG_MAX_PREFIX + 64];
+        snprintf(what, sizeof what, "%s_init: '%s'", c->prefix, val->name ? val->name : "?");
+        int64_t off = c->m->param_offset ? c->m->param_offset[v] : -1;
+        int64_t n = cg_numel(&val->shape);
+        int64_t esize = val->dtype == DT_F32 || val->dtype == DT_I32 ? 4 : 1;
+        if (val->dtype == DT_BIT)
+            return cg_fail(c, "%s: bit tensors cannot be parameters", what);
+        if (off < 0 || n < 0 || off > c->m->params_bytes - n * esize)
+            return cg_fail(c, "%s: offset %lld (+%lld bytes) outside the %lld-byte params block",
+                           what, (long long)off, (long long)(n * esize),
+                           (long long)c->m->params_bytes);
+        LLVMValueRef p = cg_offset(c, params, off, val->name ? val->name : "");
+        if (val->init == INIT_ZEROS) {
+            LLVMBuildMemSet(c->b, p, LLVMConstInt(c->t_i8, 0, 0),
+                            LLVMConstInt(c->t_i64, (unsigned long long)(n * esize), 0), 1);
+            continue;
+        }
+        if (val->dtype != DT_F32)
+            return cg_fail(c, "%s: only f32 parameters can be initialised other than with zeros",
+                           what);
+        if (val->init == INIT_ONES) {
+            cg_arg a[] = {{.kind = A_PTR, .v = p}, {.kind = A_INT, .i = n}, {.kind = A_FLOAT, .f = 1.0}};
+            if (!cg_call(c, what, "rt_fill_f32", a, 3))
+                return false;
+        } else if (val->init == INIT_KAIMING_UNIFORM || val->init == INIT_BIAS_UNIFORM) {
+            /* PyTorch's Linear/Conv default: kaiming_uniform(a=sqrt(5)) for the
+             * weight and U(-1/sqrt(fan_in), ..) for the bias: the same bound. */
+            if (val->fan_in <= 0)
+                return cg_fail(c, "%s: uniform initialisation needs fan_in > 0, not %lld", what,
+                               (long long)val->fan_in);
+            float bound = (float)(1.0 / sqrt((double)val->fan_in));
+            cg_arg a[] = {{.kind = A_PTR, .v = p}, {.kind = A_INT, .i = n}, {.kind = A_VALUE, .v = seed},
+                          {.kind = A_INT, .i = v}, {.kind = A_FLOAT, .f = bound}};
+            if (!cg_call(c, what, "rt_init_uniform", a, 5))
+                return false;
+        } else {
+            return cg_fail(c, "%s: unknown initialiser %d", what, val->init);
+        }
+    }
+    LLVMBuildRetVoid(c->b);
+    return true;
+}
+
+/* ---------------------------------------------------------------- module */
+
+static bool cg_is_entry(const cg_ctx *c, const char *name)
+{
+    size_t n = strlen(c->prefix);
+    if (strncmp(name, c->prefix, n) != 0 || name[n] != '_')
+        return false;
+    name += n + 1;
+    return !strcmp(name, "forward") || !strcmp(name, "backward") || !strcmp(name, "infer") ||
+           !strcmp(name, "init");
+}
+
+/* Internalise everything the runtime defined and give every function the
+ * target's CPU: the bitcode was produced for the build host's baseline. */
+static void cg_finish_functions(cg_ctx *c, const char *cpu, const char *features)
+{
+    static const char *const drop[] = {"target-cpu", "target-features", "tune-cpu"};
+    for (LLVMValueRef f = LLVMGetFirstFunction(c->mod); f; f = LLVMGetNextFunction(f)) {
+        if (LLVMIsDeclaration(f))
+            continue;
+        size_t len;
+        const char *name = LLVMGetValueName2(f, &len);
+        if (!cg_is_entry(c, name))
+            LLVMSetLinkage(f, LLVMInternalLinkage);
+        for (size_t i = 0; i < sizeof drop / sizeof *drop; i++)
+            LLVMRemoveStringAttributeAtIndex(f, LLVMAttributeFunctionIndex, drop[i],
+                                             (unsigned)strlen(drop[i]));
+        if (cpu && *cpu)
+            LLVMAddTargetDependentFunctionAttr(f, "target-cpu", cpu);
+        if (features && *features)
+            LLVMAddTargetDependentFunctionAttr(f, "target-features", features);
+    }
+    for (LLVMValueRef gv = LLVMGetFirstGlobal(c->mod); gv; gv = LLVMGetNextGlobal(gv))
+        if (!LLVMIsDeclaration(gv))
+            LLVMSetLinkage(gv, LLVMInternalLinkage);
+}
+
+static char *cg_strdup(const char *s)
+{
+    char *d = malloc(strlen(s) + 1);
+    if (d)
+        strcpy(d, s);
+    return d;
+}
+
+/* Parse the embedded runtime and link it into c->mod. */
+static bool cg_link_runtime(cg_ctx *c, const char *triple, LLVMTargetDataRef td)
+{
+    LLVMMemoryBufferRef buf = LLVMCreateMemoryBufferWithMemoryRange(
+        (const char *)frost_rt_bitcode, frost_rt_bitcode_len, "frost_rt.bc", 0);
+    LLVMModuleRef rt = NULL;
+    bool bad = LLVMParseBitcodeInContext2(c->ctx, buf, &rt);
+    LLVMDisposeMemoryBuffer(buf);
+    if (bad || !rt)
+        return cg_fail(c, "cannot read the embedded runtime bitcode: %s",
+                       c->llvm_diag ? c->llvm_diag : "unknown error");
+    LLVMSetTarget(rt, triple);
+    LLVMSetModuleDataLayout(rt, td);
+    if (LLVMLinkModules2(c->mod, rt)) /* consumes rt */
+        return cg_fail(c, "cannot link the runtime: %s", c->llvm_diag ? c->llvm_diag : "unknown error");
+    return true;
+}
+
+static bool cg_build(cg_ctx *c, const cg_options *o, const char *path)
+{
+    const ir_module *m = c->m;
+    const ir_graph *g = m->graph;
+    int opt = o ? o->opt_level : 2;
+    opt = opt < 0 ? 0 : opt > 3 ? 3 : opt;
+
+    /* Target: the host unless told otherwise. */
+    char *triple = o && o->triple ? cg_strdup(o->triple) : LLVMGetDefaultTargetTriple();
+    char *host_cpu = NULL, *host_features = NULL;
+    const char *cpu = "", *features = "";
+    if (o && o->cpu) {
+        cpu = o->cpu;
+    } else if (!(o && o->triple)) {
+        cpu = host_cpu = LLVMGetHostCPUName();
+        features = host_features = LLVMGetHostCPUFeatures();
+    }
+    char *terr = NULL;
+    LLVMTargetRef target = NULL;
+    LLVMTargetMachineRef tm = NULL;
+    LLVMTargetDataRef td = NULL;
+    bool ok = false;
+    if (!triple) {
+        cg_fail(c, "out of memory");
+        goto out;
+    }
+    if (LLVMGetTargetFromTriple(triple, &target, &terr)) {
+        cg_fail(c, "target %s: %s", triple, terr ? terr : "unknown target");
+        goto out;
+    }
+    static const LLVMCodeGenOptLevel levels[] = {LLVMCodeGenLevelNone, LLVMCodeGenLevelLess,
+                                                 LLVMCodeGenLevelDefault, LLVMCodeGenLevelAggressive};
+    tm = LLVMCreateTargetMachine(target, triple, cpu, features, levels[opt], LLVMRelocPIC,
+                                 LLVMCodeModelDefault);
+    if (!tm) {
+        cg_fail(c, "cannot create a target machine for %s (cpu '%s')", triple, cpu);
+        goto out;
+    }
+    td = LLVMCreateTargetDataLayout(tm);
+    LLVMSetTarget(c->mod, triple);
+    LLVMSetModuleDataLayout(c->mod, td);
+    if (!cg_link_runtime(c, triple, td))
+        goto out;
+
+    /* One pointer field per input (value-id order), one per output. */
+    c->ninputs = 0;
+    for (int v = 0; v < g->nvals; v++)
+        c->ninputs += g->vals[v].kind == VAL_INPUT;
+    LLVMTypeRef *fields = malloc(sizeof *fields * (size_t)(c->ninputs + g->noutputs + 1));
+    if (!fields) {
+        cg_fail(c, "out of memory");
+        goto out;
+    }
+    for (int i = 0; i < c->ninputs + g->noutputs; i++)
+        fields[i] = c->t_ptr;
+    char sname[CG_MAX_PREFIX + 16];
+    snprintf(sname, sizeof sname, "%s_inputs", c->prefix);
+    c->t_in = LLVMStructCreateNamed(c->ctx, sname);
+    LLVMStructSetBody(c->t_in, fields, (unsigned)c->ninputs, 0);
+    snprintf(sname, sizeof sname, "%s_outputs", c->prefix);
+    c->t_out = LLVMStructCreateNamed(c->ctx, sname);
+    LLVMStructSetBody(c->t_out, fields, (unsigned)g->noutputs, 0);
+    free(fields);
+
+    if (m->train.nfwd < 0 || m->train.nfwd > m->train.nsteps) {
+        cg_fail(c, "train program: nfwd %d outside [0, %d]", m->train.nfwd, m->train.nsteps);
+        goto out;
+    }
+    if (!cg_entry(c, E_FORWARD, &m->train, 0, m->train.nfwd) ||
+        !cg_entry(c, E_BACKWARD, &m->train, m->train.nfwd, m->train.nsteps) ||
+        !cg_entry(c, E_INFER, &m->infer, 0, m->infer.nsteps) || !cg_init(c))
+        goto out;
+    cg_finish_functions(c, cpu, features);
+
+    char *verr = NULL;
+    if (LLVMVerifyModule(c->mod, LLVMReturnStatusAction, &verr)) {
+        cg_fail(c, "internal error: generated module does not verify: %s", verr ? verr : "");
+        LLVMDisposeMessage(verr);
+        goto out;
+    }
+    LLVMDisposeMessage(verr);
+
+    /* At O0 still drop the runtime functions no step calls. */
+    char pipeline[48];
+    snprintf(pipeline, sizeof pipeline, "default<O%d>%s", opt, opt ? "" : ",globaldce");
+    LLVMPassBuilderOptionsRef popts = LLVMCreatePassBuilderOptions();
+    LLVMErrorRef perr = LLVMRunPasses(c->mod, pipeline, tm, popts);
+    LLVMDisposePassBuilderOptions(popts);
+    if (perr) {
+        char *msg = LLVMGetErrorMessage(perr);
+        cg_fail(c, "optimisation failed: %s", msg);
+        LLVMDisposeErrorMessage(msg);
+        goto out;
+    }
+
+    char *cpath = cg_strdup(path); /* LLVM 14 takes char * */
+    if (!cpath) {
+        cg_fail(c, "out of memory");
+        goto out;
+    }
+    char *eerr = NULL;
+    if (LLVMTargetMachineEmitToFile(tm, c->mod, cpath, LLVMObjectFile, &eerr)) {
+        cg_fail(c, "cannot write %s: %s", path, eerr ? eerr : "unknown error");
+        LLVMDisposeMessage(eerr);
+        free(cpath);
+        goto out;
+    }
+    free(cpath);
+    ok = true;
+out:
+    if (td)
+        LLVMDisposeTargetData(td);
+    if (tm)
+        LLVMDisposeTargetMachine(tm);
+    if (terr)
+        LLVMDisposeMessage(terr);
+    if (host_cpu)
+        LLVMDisposeMessage(host_cpu);
+    if (host_features)
+        LLVMDisposeMessage(host_features);
+    if (triple) {
+        if (o && o->triple)
+            free(triple);
+        else
+            LLVMDisposeMessage(triple);
+    }
+    return ok;
+}
+
+bool cg_emit_object(const ir_module *m, const cg_options *o, const char *path, char **err)
+{
+    if (err)
+        *err = NULL;
+    cg_ctx c = {.m = m};
+    bool ok = false;
+    if (!m || !m->graph || !path) {
+        if (err)
+            *err = cg_strdup("cg_emit_object: no module or no path");
+        return false;
+    }
+    cg_prefix(m, o, c.prefix);
+
+    LLVMInitializeNativeTarget();
+    LLVMInitializeNativeAsmPrinter();
+    c.ctx = LLVMContextCreate();
+    LLVMContextSetDiagnosticHandler(c.ctx, cg_diag_handler, &c);
+    c.mod = LLVMModuleCreateWithNameInContext(c.prefix, c.ctx);
+    c.b = LLVMCreateBuilderInContext(c.ctx);
+    c.t_void = LLVMVoidTypeInContext(c.ctx);
+    c.t_i8 = LLVMInt8TypeInContext(c.ctx);
+    c.t_i32 = LLVMInt32TypeInContext(c.ctx);
+    c.t_i64 = LLVMInt64TypeInContext(c.ctx);
+    c.t_ptr = LLVMPointerType(c.t_i8, 0);
+
+    ok = cg_build(&c, o, path);
+
+    LLVMDisposeBuilder(c.b);
+    LLVMDisposeModule(c.mod);
+    LLVMContextDispose(c.ctx);
+    free(c.llvm_diag);
+    if (!ok && !c.err)
+        c.err = cg_strdup("code generation failed");
+    if (err)
+        *err = c.err;
+    else
+        free(c.err);
+    return ok;
+}

@@ -1,0 +1,111 @@
+/* ast.h: tokens and the syntax tree of a model file, shared by lex.c,
+ * parse.c and elab.c. The tree is plain data in the compilation's pool; it
+ * keeps every construct's location so elab.c can point at it. */
+#ifndef FROST_AST_H
+#define FROST_AST_H
+
+#include "ir.h"
+
+/* ---------------------------------------------------------------- lex.c */
+
+typedef enum {
+    TK_IDENT,   /* [A-Za-z_][A-Za-z0-9_]* ( '.' [A-Za-z0-9_]+ )*  (keywords too) */
+    TK_INT,     /* 128 */
+    TK_REAL,    /* 0.25, 1e-5 */
+    TK_PUNCT,   /* ( ) [ ] { } , = : ; + - * / % . ? ! ^ */
+    TK_NEWLINE, /* end of a statement (one for a run of blank lines) */
+    TK_EOF,
+} tok_kind;
+
+typedef struct {
+    tok_kind kind;
+    const char *text; /* points into the source; not NUL-terminated */
+    int len;
+    size_t pos;       /* byte offset in the source */
+    src_loc loc;
+    int64_t ival;     /* TK_INT */
+    double rval;      /* TK_REAL */
+} token;
+
+/* Checks that the source is text, then splits it into tokens ending with
+ * TK_EOF. NULL after reporting errors. */
+token *lex_tokens(pool *p, diag_ctx *d, int *ntok);
+bool lex_equal(const token *t, const char *s); /* token text is s */
+bool lex_is_keyword(const char *s, int len);
+
+/* ---------------------------------------------------------------- parse.c */
+
+typedef enum {
+    EX_INT,  /* ival */
+    EX_REAL, /* rval */
+    EX_BOOL, /* ival 0/1 */
+    EX_NAME, /* name: a const or a tensor */
+    EX_NEG,  /* -lhs */
+    EX_BIN,  /* lhs op rhs, op one of + - * / % */
+    EX_LIST, /* [items...], e.g. reshape's dims */
+} ast_expr_kind;
+
+typedef struct ast_expr ast_expr;
+struct ast_expr {
+    ast_expr_kind kind;
+    src_loc loc;    /* binary: the operator */
+    int64_t ival;
+    double rval;
+    const char *name;
+    char op;
+    ast_expr *lhs, *rhs;
+    ast_expr **items;
+    int nitems;
+};
+
+typedef struct {
+    const char *name; /* keyword argument's name, NULL when positional */
+    src_loc loc;      /* the argument (its name when keyword) */
+    ast_expr *value;
+} ast_arg;
+
+typedef enum { CFG_TRAIN, CFG_FREEZE, CFG_GRAD } ast_cfg_kind;
+typedef struct {
+    ast_cfg_kind kind;
+    const char *word; /* glob pattern, "none", or an input name */
+    src_loc loc;
+} ast_cfg_item;
+
+typedef enum {
+    ST_MODEL,   /* model NAME */
+    ST_CONST,   /* const NAME = value */
+    ST_INPUT,   /* input NAME : dtype[dims] [grad] */
+    ST_BIND,    /* NAME = op(args) */
+    ST_OUTPUT,  /* output NAME, ... */
+    ST_CONFIG,  /* config NAME { items } */
+    ST_DEFAULT, /* default NAME */
+} ast_stmt_kind;
+
+typedef struct {
+    ast_stmt_kind kind;
+    src_loc loc;        /* the statement's first token */
+    const char *name;   /* model/const/input/binding/config/default name */
+    src_loc name_loc;
+    ast_expr *value;    /* const */
+    const char *dtype;  /* input */
+    src_loc dtype_loc;
+    ast_expr **dims; int ndims;
+    bool grad;          /* input ... grad */
+    const char *op;     /* binding */
+    src_loc op_loc;
+    ast_arg *args; int nargs;
+    const char **names; src_loc *name_locs; int nnames; /* output */
+    ast_cfg_item *items; int nitems;                     /* config */
+} ast_stmt;
+
+typedef struct {
+    ast_stmt *stmts;
+    int nstmts, capstmts;
+    src_loc eof_loc;
+} ast_file;
+
+/* Recursive descent over the tokens. NULL after reporting syntax errors (it
+ * reports at most one per statement and goes on with the next line). */
+ast_file *parse_file(pool *p, diag_ctx *d, token *toks);
+
+#endif

@@ -1,0 +1,146 @@
+/* diag.c: user-facing diagnostics in the style of gcc/clang:
+ *
+ *   model.frost:3:12: error: unknown op 'lineer'
+ *       3 | fc1 = lineer(x, 512)
+ *         |       ^
+ *
+ * Columns count characters (UTF-8 code points) from 1; a tab counts as one and
+ * is copied into the caret line so the caret lines up whatever the tab width.
+ * A line that is not valid text (NUL, control bytes, bad UTF-8) is not echoed.
+ */
+#include "ir.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+void diag_init(diag_ctx *d, const char *file, const char *src, size_t len, FILE *out) {
+    d->file = file;
+    d->src = src;
+    d->src_len = len;
+    d->out = out ? out : stderr;
+    d->errors = d->warnings = 0;
+}
+
+/* Length of the UTF-8 sequence at s (at most n bytes), 0 if invalid. */
+static size_t utf8_len(const unsigned char *s, size_t n) {
+    if (s[0] < 0x80)
+        return 1;
+    size_t len;
+    unsigned min;
+    unsigned cp;
+    if ((s[0] & 0xe0) == 0xc0)
+        len = 2, min = 0x80, cp = s[0] & 0x1f;
+    else if ((s[0] & 0xf0) == 0xe0)
+        len = 3, min = 0x800, cp = s[0] & 0x0f;
+    else if ((s[0] & 0xf8) == 0xf0)
+        len = 4, min = 0x10000, cp = s[0] & 0x07;
+    else
+        return 0;
+    if (len > n)
+        return 0;
+    for (size_t k = 1; k < len; k++) {
+        if ((s[k] & 0xc0) != 0x80)
+            return 0;
+        cp = cp << 6 | (s[k] & 0x3f);
+    }
+    if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+        return 0;
+    return len;
+}
+
+/* Printable text: no control bytes but tab, valid UTF-8. */
+static bool line_is_text(const char *s, size_t n) {
+    for (size_t k = 0; k < n;) {
+        unsigned char c = (unsigned char)s[k];
+        if ((c < 0x20 && c != '\t' && c != '\r') || c == 0x7f)
+            return false;
+        size_t len = utf8_len((const unsigned char *)s + k, n - k);
+        if (!len)
+            return false;
+        k += len;
+    }
+    return true;
+}
+
+static void print_source_line(diag_ctx *d, src_loc at) {
+    if (!d->src || at.line <= 0)
+        return;
+    const char *s = d->src, *end = d->src + d->src_len;
+    for (int line = 1; line < at.line; line++) {
+        const char *nl = memchr(s, '\n', (size_t)(end - s));
+        if (!nl)
+            return;
+        s = nl + 1;
+    }
+    const char *eol = memchr(s, '\n', (size_t)(end - s));
+    if (!eol)
+        eol = end;
+    size_t n = (size_t)(eol - s);
+    if (n > 0 && s[n - 1] == '\r')
+        n--;
+    bool blank = true;
+    for (size_t k = 0; k < n; k++)
+        blank &= s[k] == ' ' || s[k] == '\t';
+    if (blank || !line_is_text(s, n))
+        return;
+    char num[24];
+    int w = snprintf(num, sizeof num, "%d", at.line);
+    if (w < 5)
+        w = 5;
+    fprintf(d->out, "%*d | %.*s\n", w, at.line, (int)n, s);
+    fprintf(d->out, "%*s | ", w, "");
+    /* one pad per character before the column, tabs kept as tabs */
+    int col = 1;
+    for (size_t k = 0; k < n && col < at.col; col++) {
+        fputc(s[k] == '\t' ? '\t' : ' ', d->out);
+        size_t len = utf8_len((const unsigned char *)s + k, n - k);
+        k += len ? len : 1;
+    }
+    for (; col < at.col; col++) /* a column just past the end of the line */
+        fputc(' ', d->out);
+    fputs("^\n", d->out);
+}
+
+void diag_verror(diag_ctx *d, const char *kind, src_loc at, const char *fmt, va_list ap) {
+    FILE *out = d->out ? d->out : stderr;
+    d->out = out;
+    const char *file = d->file ? d->file : "frost";
+    if (at.line > 0)
+        fprintf(out, "%s:%d:%d: %s: ", file, at.line, at.col, kind);
+    else
+        fprintf(out, "%s: %s: ", file, kind);
+    vfprintf(out, fmt, ap);
+    fputc('\n', out);
+    print_source_line(d, at);
+    if (strcmp(kind, "error") == 0)
+        d->errors++;
+    else if (strcmp(kind, "warning") == 0)
+        d->warnings++;
+}
+
+void diag_error(diag_ctx *d, src_loc at, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    diag_verror(d, "error", at, fmt, ap);
+    va_end(ap);
+}
+
+void diag_warning(diag_ctx *d, src_loc at, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    diag_verror(d, "warning", at, fmt, ap);
+    va_end(ap);
+}
+
+void diag_note(diag_ctx *d, src_loc at, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    diag_verror(d, "note", at, fmt, ap);
+    va_end(ap);
+}
+
+_Noreturn void ir_panic(const char *file, int line, const char *what) {
+    fflush(stdout);
+    fprintf(stderr, "%s:%d: internal error in frost: %s\n", file, line, what);
+    abort();
+}

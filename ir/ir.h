@@ -1,0 +1,401 @@
+/* ir.h: frost's internal interface. One header for the whole compiler; its
+ * sections double as a table of contents:
+ *
+ *   pool.c        bump allocation, freed at once per compilation
+ *   diag.c        diagnostics: file:line:col: error: ... with source line and caret
+ *   (graph)       values and nodes of the forward graph, built by frontend/elab.c
+ *   ops.c         the op table: signature, shape rule, forward lowering, VJPs
+ *   (program)     buffers and kernel steps, produced by passes/lower.c
+ *   passes/       one file per pass, one entry point each; pipeline.c calls them in order
+ *   codegen/      LLVM module, object file, C header
+ *
+ * Everything refers to everything else by small integer ids (indices into the
+ * arrays of ir_graph / ir_program), never by pointer, so arrays may grow.
+ */
+#ifndef FROST_IR_H
+#define FROST_IR_H
+
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+/* ---------------------------------------------------------------- pool.c */
+
+typedef struct pool pool;
+pool *pool_new(void);
+void pool_free(pool *p);
+void *pool_alloc(pool *p, size_t size); /* zeroed, 16-byte aligned */
+char *pool_strdup(pool *p, const char *s);
+char *pool_strndup(pool *p, const char *s, size_t n);
+char *pool_printf(pool *p, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* Growable array stored in the pool: `T *items; int n, cap;` triples. */
+#define VEC_PUSH(pl, items, n, cap)                                            \
+    (((n) == (cap) ? (void)((items) = pool_grow((pl), (items), (n), &(cap), sizeof *(items))) \
+                   : (void)0),                                                  \
+     &(items)[(n)++])
+void *pool_grow(pool *p, void *items, int n, int *cap, size_t elem_size);
+
+/* ---------------------------------------------------------------- diag.c */
+
+typedef struct {
+    int line, col; /* 1-based; line 0 means "no location" */
+} src_loc;
+
+typedef struct diag_ctx {
+    const char *file;   /* name used in messages */
+    const char *src;    /* whole source text (NUL-terminated), may be NULL */
+    size_t src_len;
+    FILE *out;          /* where messages go (stderr in the CLI, a memstream in tests) */
+    int errors, warnings;
+} diag_ctx;
+
+void diag_init(diag_ctx *d, const char *file, const char *src, size_t len, FILE *out);
+/* Print "file:line:col: error: msg", then the source line and a caret under col. */
+void diag_error(diag_ctx *d, src_loc at, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+void diag_warning(diag_ctx *d, src_loc at, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+void diag_note(diag_ctx *d, src_loc at, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+void diag_verror(diag_ctx *d, const char *kind, src_loc at, const char *fmt, va_list ap);
+
+/* Internal invariant violated: a frost bug, never a user error. */
+#define IR_ASSERT(c)                                                           \
+    ((c) ? (void)0 : ir_panic(__FILE__, __LINE__, #c))
+_Noreturn void ir_panic(const char *file, int line, const char *what);
+
+typedef struct {
+    const char *name;  /* -D NAME=VALUE */
+    int64_t value;
+} frost_define;
+
+/* ---------------------------------------------------------------- shapes */
+
+typedef enum {
+    DT_F32,
+    DT_I32,
+    DT_U8,  /* e.g. arg-max position inside a pooling window */
+    DT_BIT, /* bit-packed booleans, e.g. a ReLU's sign mask: ceil(n/8) bytes */
+} ir_dtype;
+
+#define IR_MAX_RANK 6
+typedef struct {
+    int rank;
+    int64_t dim[IR_MAX_RANK];
+} ir_shape;
+
+int64_t shape_numel(const ir_shape *s);
+/* Bytes of a tensor, or -1 when it would overflow int64 (callers report it). */
+int64_t shape_bytes(const ir_shape *s, ir_dtype dt);
+bool shape_eq(const ir_shape *a, const ir_shape *b);
+const char *dtype_name(ir_dtype dt);            /* "f32", "i32", "u8", "bit" */
+const char *shape_str(pool *p, const ir_shape *s); /* "[128, 784]" */
+
+/* ---------------------------------------------------------------- graph */
+
+typedef enum {
+    VAL_INPUT,  /* supplied by the caller through the inputs struct */
+    VAL_PARAM,  /* learnable, lives in the params block */
+    VAL_BUFFER, /* non-learnable state in the params block (BN running stats) */
+    VAL_ACT,    /* computed by a node */
+} ir_val_kind;
+
+typedef struct {
+    const char *name; /* "x", "fc1.weight", "fc1" (a node's output takes the node's name) */
+    ir_val_kind kind;
+    ir_dtype dtype;
+    ir_shape shape;
+    int node;         /* producing node for VAL_ACT, else -1 */
+    src_loc loc;
+    /* params: how ir_init() should fill it (see rt_init_* in runtime/rt.h) */
+    int init;         /* INIT_* */
+    int64_t fan_in;   /* for Kaiming/uniform bounds */
+    /* Set by the freeze configuration (passes/config.c): */
+    bool trainable;   /* VAL_PARAM: receives a gradient */
+    bool wants_grad;  /* VAL_INPUT: the caller asked for d loss / d input */
+} ir_value;
+
+enum { INIT_ZEROS, INIT_ONES, INIT_KAIMING_UNIFORM, INIT_BIAS_UNIFORM };
+
+#define IR_MAX_IN 8
+#define IR_MAX_ATTR 8
+typedef struct {
+    int op;                 /* index into op_table */
+    const char *name;       /* the name it was bound to, e.g. "fc1" */
+    int in[IR_MAX_IN];      /* value ids: tensor arguments first, then the params it owns */
+    int nin;
+    int out;                /* value id */
+    int64_t attr[IR_MAX_ATTR]; /* op-specific integer attributes, meaning given by ops.c */
+    int nattr;              /* how many of attr[] the call filled (ARG_INTS makes it vary) */
+    double fattr[IR_MAX_ATTR]; /* op-specific real attributes */
+    src_loc loc;
+} ir_node;
+
+typedef struct {
+    const char *name;
+    src_loc loc;
+    const char **train; int ntrain;      /* glob patterns of trainable params; "*" all, none: ntrain=0 */
+    src_loc *train_loc;
+    const char **freeze; int nfreeze;    /* patterns removed again after train */
+    src_loc *freeze_loc;
+    const char **grad; int ngrad;        /* inputs that want a gradient */
+    src_loc *grad_loc;
+} ir_config;
+
+typedef struct {
+    pool *pool;
+    const char *model;          /* `model NAME` */
+    ir_value *vals; int nvals, capvals;
+    ir_node *nodes; int nnodes, capnodes; /* in definition order = a topological order */
+    int *outputs; int noutputs, capoutputs; /* value ids; outputs[0] is the loss */
+    ir_config *configs; int nconfigs, capconfigs;
+    int default_config;         /* index into configs, or -1 */
+} ir_graph;
+
+ir_graph *ir_graph_new(pool *p);
+int ir_add_value(ir_graph *g, const char *name, ir_val_kind kind, ir_dtype dt, ir_shape shape, src_loc loc);
+int ir_find_value(const ir_graph *g, const char *name); /* -1 if absent */
+void ir_dump_graph(const ir_graph *g, FILE *out);
+
+/* ---------------------------------------------------------------- elab.c
+ * Used by the shape rules in ops.c while the frontend builds the graph. */
+typedef struct elab_ctx elab_ctx;
+ir_graph *elab_graph(elab_ctx *e);
+/* Create param/buffer "<node name>.<suffix>" owned by n (appended to n->in). */
+int elab_add_param(elab_ctx *e, ir_node *n, const char *suffix, ir_val_kind kind, ir_shape shape,
+                   int init, int64_t fan_in);
+void elab_error(elab_ctx *e, src_loc at, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+/* ---------------------------------------------------------------- ops.c
+ * The op table. Each op lives in one place in ops.c: its call signature, its
+ * shape rule (which also creates the params it owns), its forward lowering and
+ * one VJP per differentiable input together with the residuals that VJP needs.
+ */
+
+/* What a VJP reads from forward time. Bit i < 8: input i in full. */
+#define NEED_IN(i)    (1u << (i))
+#define NEED_OUT      (1u << 8)  /* the output in full */
+#define NEED_OUT_SIGN (1u << 9)  /* only out > 0: satisfied by OUT if kept anyway, else a 1-bit mask */
+#define NEED_AUX(k)   (1u << (10 + (k))) /* auxiliary tensor k the forward can emit (probs, arg-max, seed, ...) */
+#define IR_MAX_AUX 4
+
+typedef struct lower_ctx lower_ctx; /* passes/lower.c */
+
+typedef enum { ARG_TENSOR, ARG_INT, ARG_FLOAT, ARG_BOOL, ARG_INTS } op_arg_kind;
+typedef struct {
+    const char *name;
+    op_arg_kind kind;
+    bool has_default;
+    double default_value; /* ints/bools/floats; ARG_INTS never defaults */
+} op_arg;
+
+#define OP_MAX_ARGS 10
+typedef struct op_def {
+    const char *name;
+    op_arg args[OP_MAX_ARGS]; /* positional order; keyword by name; tensors first */
+    int nargs;
+    /* Shape rule. On entry n->in[0..ntensor) are set and n->attr[k] / fattr[k]
+     * hold the k-th non-tensor argument (ints in attr, floats in fattr, by
+     * argument position among non-tensor args). It checks, creates owned params
+     * with elab_add_param(), sets the output dtype/shape, and returns false after
+     * reporting an error at n->loc. */
+    bool (*infer)(elab_ctx *e, ir_node *n, ir_dtype *out_dt, ir_shape *out_shape);
+    /* Which inputs are differentiable (bit i = input i). */
+    uint32_t diff_inputs;
+    /* Residual needs of the VJP w.r.t. input i. */
+    uint32_t (*needs)(const ir_graph *g, const ir_node *n, int input);
+    /* Shape/dtype of auxiliary tensor k, if the op has any. */
+    int naux;
+    void (*aux_shape)(const ir_graph *g, const ir_node *n, int k, ir_dtype *dt, ir_shape *shape);
+    /* Emit forward steps. lower_ctx says which aux tensors are wanted. */
+    void (*forward)(lower_ctx *c, const ir_node *n);
+    /* Emit the steps that add d loss/d input[i] into its gradient buffer. */
+    void (*vjp)(lower_ctx *c, const ir_node *n, int input);
+    /* The output is input 0 reinterpreted (reshape): same storage, no kernel. */
+    bool is_view;
+} op_def;
+
+extern const op_def op_table[];
+extern const int op_count;
+const op_def *op_find(const char *name); /* NULL if unknown */
+
+/* ---------------------------------------------------------------- lower.c
+ * What an op's forward/vjp hooks may ask of the lowering pass. Buffer id -1
+ * stands for "absent" and is passed to kernels as a null pointer. */
+int lc_in(lower_ctx *c, const ir_node *n, int i);   /* forward: buffer holding input i */
+int lc_out(lower_ctx *c, const ir_node *n);         /* forward: buffer for the output */
+int lc_aux(lower_ctx *c, const ir_node *n, int k);  /* forward: aux k, -1 when nobody needs it */
+void lc_alias_out(lower_ctx *c, const ir_node *n, int i); /* forward: output is input i reinterpreted */
+/* backward: the buffer that satisfies one need (NEED_IN(i), NEED_OUT or NEED_AUX(k)) */
+int lc_saved(lower_ctx *c, const ir_node *n, uint32_t need);
+/* backward: what NEED_OUT_SIGN resolved to: the output itself or its 1-bit mask */
+int lc_saved_sign(lower_ctx *c, const ir_node *n, bool *is_mask);
+int lc_grad_out(lower_ctx *c, const ir_node *n);    /* backward: d loss / d output */
+/* backward: buffer receiving d loss / d input i; *acc = 1 when it already holds
+ * an earlier contribution that must be added to */
+int lc_grad_in(lower_ctx *c, const ir_node *n, int i, int64_t *acc);
+/* backward: d input i = d output, reinterpreted (reshape) or passed through (add);
+ * shares storage when that is safe, otherwise copies/accumulates */
+void lc_grad_pass(lower_ctx *c, const ir_node *n, int i);
+/* Append one kernel call. fmt has one letter per operand: r (buffer read),
+ * w (buffer written), i (int64_t), f (double). */
+void lc_step(lower_ctx *c, const ir_node *n, const char *kernel, const char *fmt, ...);
+const ir_graph *lc_graph(lower_ctx *c);
+
+/* ---------------------------------------------------------------- program
+ * The lowered form: buffers and a linear list of kernel calls. Codegen turns
+ * each step into one call of a runtime kernel (runtime/rt.h) whose pointer
+ * arguments are buffers and whose scalar arguments are constants.
+ */
+
+typedef enum {
+    SPACE_ARENA,  /* planned into the train or infer arena */
+    SPACE_PARAMS, /* params block, offset fixed by the param table */
+    SPACE_GRADS,  /* grads block: trainable param grads, then input grads */
+    SPACE_INPUT,  /* caller's pointer: inputs struct field `index` */
+    SPACE_OUTPUT, /* caller's pointer: outputs struct field `index` (may be NULL) */
+} ir_space;
+
+typedef enum {
+    BUF_INPUT, BUF_PARAM, BUF_PARAM_GRAD, BUF_INPUT_GRAD, BUF_OUTPUT, /* outside the arena */
+    BUF_ACT,      /* forward activation */
+    BUF_SAVED,    /* derived for backward only: 1-bit mask, input copy, aux (probs, arg-max) */
+    BUF_GRAD,     /* gradient of an activation */
+    BUF_SCRATCH,  /* temporary of one step */
+} ir_buf_kind;
+
+typedef struct {
+    const char *name;     /* "fc1", "fc1.weight", "d fc1", "fc1 mask" ... */
+    ir_buf_kind kind;
+    ir_space space;
+    ir_dtype dtype;
+    ir_shape shape;
+    int64_t bytes;        /* shape_bytes() */
+    int value;            /* graph value it holds or derives from, -1 for scratch */
+    int index;            /* SPACE_INPUT/SPACE_OUTPUT: struct field index */
+    int alias_of;         /* -1, or the buffer whose storage this one shares (reshape) */
+    int64_t offset;       /* byte offset in its space; arena offsets set by plan.c */
+    /* Liveness (liveness.c), in step indices; arena buffers only. A residual
+     * is an arena buffer with first < nfwd <= last. */
+    int first, last;
+} ir_buf;
+
+typedef enum { OPND_BUF, OPND_INT, OPND_FLOAT, OPND_NULL /* null pointer: optional operand absent */ } ir_opnd_kind;
+typedef struct {
+    ir_opnd_kind kind;
+    int buf;        /* OPND_BUF */
+    int64_t i;      /* OPND_INT */
+    double f;       /* OPND_FLOAT */
+    bool writes;    /* OPND_BUF: the kernel writes this buffer (reads it too if accumulating) */
+} ir_opnd;
+
+#define IR_MAX_OPND 16
+typedef struct {
+    const char *kernel;   /* runtime function name, e.g. "rt_relu_fwd" */
+    ir_opnd opnd[IR_MAX_OPND];
+    int nopnd;
+    int node;             /* graph node it belongs to, -1 for glue (copies, seeds) */
+} ir_step;
+
+typedef struct {
+    ir_buf *bufs; int nbufs, capbufs;
+    ir_step *steps; int nsteps, capsteps;
+    int nfwd;             /* steps [0, nfwd) run in forward/infer, [nfwd, nsteps) in backward */
+    /* Filled by plan.c: */
+    int64_t arena_bytes;  /* size of the planned arena */
+    int64_t lower_bound;  /* max over steps of the sum of live arena bytes */
+    int64_t residual_bytes; /* arena bytes live across the forward/backward boundary */
+} ir_program;
+
+/* The whole result of compiling one model under one configuration. */
+typedef struct {
+    ir_graph *graph;
+    const ir_config *config;  /* NULL when trainability came only from the command line */
+    ir_program train;         /* forward + backward */
+    ir_program infer;         /* forward only, nothing kept */
+    int64_t params_bytes;     /* params and buffers, each at an aligned offset */
+    int64_t grads_bytes;      /* trainable param grads + input grads */
+    int64_t *param_offset;    /* per value id: offset in params, -1 if not a param/buffer */
+    int64_t *grad_offset;     /* per value id: offset in grads, -1 if none */
+} ir_module;
+
+#define IR_ALIGN 64 /* alignment of every block and every buffer in it */
+static inline int64_t ir_align_up(int64_t x) { return (x + IR_ALIGN - 1) & ~(int64_t)(IR_ALIGN - 1); }
+
+int ir_add_buf(pool *p, ir_program *prog, const char *name, ir_buf_kind kind, ir_space space,
+               ir_dtype dt, ir_shape shape, int value);
+void ir_dump_program(const ir_program *prog, FILE *out);
+
+/* ---------------------------------------------------------------- passes */
+
+/* config.c: apply a named configuration plus command-line patterns; reports
+ * patterns that match nothing. */
+typedef struct {
+    const char *config;            /* --config NAME, NULL: the file's default (or none) */
+    const char **train; int ntrain; /* --train PATTERN */
+    const char **freeze; int nfreeze; /* --freeze PATTERN */
+    const char **grad; int ngrad;  /* --grad INPUT */
+} frost_select;
+bool pass_config(ir_module *m, const frost_select *sel, diag_ctx *d);
+bool glob_match(const char *pattern, const char *name);
+
+/* pipeline.c: the whole middle end: frontend, config, lower, liveness, plan,
+ * validate. NULL after reporting errors. */
+ir_module *frost_build(pool *p, diag_ctx *d, const frost_define *defs, int ndefs,
+                       const frost_select *sel);
+
+/* lower.c: autodiff + residual selection; builds m->train and m->infer. */
+bool pass_lower(ir_module *m, diag_ctx *d);
+/* liveness.c: first/last of every arena buffer of a program. */
+void pass_liveness(ir_program *prog);
+/* plan.c: arena offsets, arena_bytes, lower_bound, residual_bytes. */
+void pass_plan(ir_program *prog);
+/* validate.c: no two arena buffers with overlapping lives overlap in memory;
+ * every step operand is in bounds. Returns false and prints the offending pair. */
+bool pass_validate(const ir_program *prog, FILE *out);
+
+/* ---------------------------------------------------------------- frontend
+ * lex.c, parse.c (AST in frontend/ast.h), elab.c (AST -> graph). */
+/* Parse d->src and build the graph. -D overrides must name a `const` of the
+ * file. Returns NULL after reporting errors through d. */
+ir_graph *frontend_load(pool *p, diag_ctx *d, const frost_define *defs, int ndefs);
+
+/* ---------------------------------------------------------------- codegen */
+typedef struct {
+    const char *prefix;   /* symbol and macro prefix; default: the model name */
+    const char *triple;   /* NULL: host */
+    const char *cpu;      /* NULL: host CPU */
+    int opt_level;        /* 0..3 */
+} cg_options;
+/* Write the object file to path. On failure returns false with a message in *err
+ * (malloc'd). */
+bool cg_emit_object(const ir_module *m, const cg_options *o, const char *path, char **err);
+/* Write the C header for the object. */
+void cg_emit_header(const ir_module *m, const cg_options *o, FILE *out);
+
+/* ---------------------------------------------------------------- views
+ * What a user sees of a plan: views/plan.c, views/compare.c, views/dot.c. */
+typedef enum { FMT_TEXT, FMT_JSON, FMT_MARKDOWN, FMT_CSV, FMT_DOT, FMT_SVG } view_format;
+const char *buf_kind_name(ir_buf_kind k);   /* "act", "saved", "grad", ... */
+/* "1.50 MiB"; s must hold 32 bytes */
+const char *view_bytes(char s[32], int64_t bytes);
+void view_plan(const ir_module *m, view_format fmt, FILE *out);
+/* One row of `frost compare`: one configuration's figures. */
+typedef struct {
+    const char *config;
+    int64_t trainable_params;  /* elements */
+    int64_t total_params;      /* elements */
+    int64_t params_bytes, grads_bytes, residual_bytes;
+    int64_t train_arena, infer_arena, lower_bound;
+} compare_row;
+void compare_row_of(const ir_module *m, const char *config, compare_row *row);
+/* rows[0] is the reference the ratios are taken against when named "all";
+ * otherwise the row named "all" is. */
+void view_compare(const char *model, const compare_row *rows, int nrows, view_format fmt, FILE *out);
+/* Liveness graph. `full` is the same model with every param trainable (for the
+ * residuals that selective differentiation dropped), or NULL. */
+void view_dot(const ir_module *m, const ir_module *full, FILE *out);
+/* Render DOT text to SVG with Graphviz's library. false + message on failure. */
+bool view_svg(const char *dot_text, size_t len, FILE *out, char **err);
+
+#endif

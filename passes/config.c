@@ -1,0 +1,178 @@
+/* config.c: which params are trainable and which inputs want a gradient.
+ *
+ * The base is the configuration named with --config, else the file's
+ * `default`, else everything trainable (or nothing, when --train patterns are
+ * given: then exactly what they name). `all` and `none` always exist unless the
+ * file defines configurations of those names. Command-line --train/--freeze
+ * patterns then add and remove, --grad adds inputs.
+ *
+ * A pattern that matches no parameter is an error, in every configuration of
+ * the file and on the command line: a typo would otherwise silently freeze (or
+ * train) the wrong set, and memory figures would look plausible.
+ */
+#include "ir.h"
+
+#include <string.h>
+
+/* Shell-style glob: * any run (dots included), ? one character, [abc] [a-z] [!x] a set. */
+bool glob_match(const char *pat, const char *s) {
+    const char *star_pat = NULL, *star_s = NULL;
+    while (*s) {
+        if (*pat == '*') {
+            star_pat = ++pat;
+            star_s = s;
+            continue;
+        }
+        bool ok = false;
+        const char *next = pat + 1;
+        if (*pat == '?') {
+            ok = true;
+        } else if (*pat == '[') {
+            const char *q = pat + 1;
+            bool negate = *q == '!' || *q == '^';
+            q += negate;
+            bool hit = false;
+            for (bool first = true; *q && (first || *q != ']'); first = false, q++) {
+                if (q[1] == '-' && q[2] && q[2] != ']') {
+                    hit |= *s >= q[0] && *s <= q[2];
+                    q += 2;
+                } else {
+                    hit |= *s == *q;
+                }
+            }
+            if (*q == ']') {
+                ok = hit != negate;
+                next = q + 1;
+            } else {
+                ok = *s == '['; /* unterminated set: a literal '[' */
+            }
+        } else {
+            ok = *pat == *s;
+        }
+        if (ok && *pat) {
+            pat = next;
+            s++;
+        } else if (star_pat) {
+            pat = star_pat;
+            s = ++star_s;
+        } else {
+            return false;
+        }
+    }
+    while (*pat == '*')
+        pat++;
+    return *pat == '\0';
+}
+
+static bool matches_some_param(const ir_graph *g, const char *pattern) {
+    for (int v = 0; v < g->nvals; v++)
+        if (g->vals[v].kind == VAL_PARAM && glob_match(pattern, g->vals[v].name))
+            return true;
+    return false;
+}
+
+static void set_trainable(ir_graph *g, const char *pattern, bool trainable) {
+    for (int v = 0; v < g->nvals; v++)
+        if (g->vals[v].kind == VAL_PARAM && glob_match(pattern, g->vals[v].name))
+            g->vals[v].trainable = trainable;
+}
+
+static src_loc loc_at(const src_loc *locs, int k, src_loc fallback) { return locs ? locs[k] : fallback; }
+
+static bool check_patterns(const ir_graph *g, const ir_config *c, diag_ctx *d) {
+    bool ok = true;
+    for (int k = 0; k < c->ntrain; k++)
+        if (!matches_some_param(g, c->train[k])) {
+            diag_error(d, loc_at(c->train_loc, k, c->loc), "pattern '%s' in config '%s' matches no parameter",
+                       c->train[k], c->name);
+            ok = false;
+        }
+    for (int k = 0; k < c->nfreeze; k++)
+        if (!matches_some_param(g, c->freeze[k])) {
+            diag_error(d, loc_at(c->freeze_loc, k, c->loc), "pattern '%s' in config '%s' matches no parameter",
+                       c->freeze[k], c->name);
+            ok = false;
+        }
+    for (int k = 0; k < c->ngrad; k++) {
+        int v = ir_find_value(g, c->grad[k]);
+        if (v < 0 || g->vals[v].kind != VAL_INPUT) {
+            diag_error(d, loc_at(c->grad_loc, k, c->loc), "'grad %s' in config '%s': no input of that name",
+                       c->grad[k], c->name);
+            ok = false;
+        }
+    }
+    return ok;
+}
+
+static bool set_input_grad(ir_graph *g, const char *name, diag_ctx *d) {
+    int v = ir_find_value(g, name);
+    if (v < 0 || g->vals[v].kind != VAL_INPUT) {
+        diag_error(d, (src_loc){0, 0}, "--grad %s: no input of that name", name);
+        return false;
+    }
+    g->vals[v].wants_grad = true;
+    return true;
+}
+
+bool pass_config(ir_module *m, const frost_select *sel, diag_ctx *d) {
+    ir_graph *g = m->graph;
+    bool ok = true;
+    for (int k = 0; k < g->nconfigs; k++)
+        ok &= check_patterns(g, &g->configs[k], d);
+
+    const ir_config *chosen = NULL;
+    bool base_all;
+    if (sel->config) {
+        for (int k = 0; k < g->nconfigs; k++)
+            if (strcmp(g->configs[k].name, sel->config) == 0)
+                chosen = &g->configs[k];
+        if (!chosen && strcmp(sel->config, "all") != 0 && strcmp(sel->config, "none") != 0) {
+            char list[512] = "all, none";
+            for (int k = 0; k < g->nconfigs; k++) {
+                size_t len = strlen(list);
+                snprintf(list + len, sizeof list - len, ", %s", g->configs[k].name);
+            }
+            diag_error(d, (src_loc){0, 0}, "no configuration named '%s' (known: %s)", sel->config, list);
+            return false;
+        }
+        base_all = !chosen && strcmp(sel->config, "all") == 0;
+    } else if (g->default_config >= 0) {
+        chosen = &g->configs[g->default_config];
+        base_all = false;
+    } else {
+        base_all = sel->ntrain == 0;
+    }
+
+    for (int v = 0; v < g->nvals; v++)
+        if (g->vals[v].kind == VAL_PARAM)
+            g->vals[v].trainable = base_all;
+    if (chosen) {
+        for (int k = 0; k < chosen->ntrain; k++)
+            set_trainable(g, chosen->train[k], true);
+        for (int k = 0; k < chosen->nfreeze; k++)
+            set_trainable(g, chosen->freeze[k], false);
+        for (int k = 0; k < chosen->ngrad; k++) {
+            int v = ir_find_value(g, chosen->grad[k]);
+            if (v >= 0 && g->vals[v].kind == VAL_INPUT)
+                g->vals[v].wants_grad = true;
+        }
+    }
+    for (int k = 0; k < sel->ntrain; k++) {
+        if (!matches_some_param(g, sel->train[k])) {
+            diag_error(d, (src_loc){0, 0}, "--train pattern '%s' matches no parameter", sel->train[k]);
+            ok = false;
+        }
+        set_trainable(g, sel->train[k], true);
+    }
+    for (int k = 0; k < sel->nfreeze; k++) {
+        if (!matches_some_param(g, sel->freeze[k])) {
+            diag_error(d, (src_loc){0, 0}, "--freeze pattern '%s' matches no parameter", sel->freeze[k]);
+            ok = false;
+        }
+        set_trainable(g, sel->freeze[k], false);
+    }
+    for (int k = 0; k < sel->ngrad; k++)
+        ok &= set_input_grad(g, sel->grad[k], d);
+    m->config = chosen;
+    return ok;
+}

@@ -1,0 +1,68 @@
+/* liveness.c: live intervals of buffers, in step indices.
+ *
+ * A buffer is live from the first to the last step that names it as an
+ * operand (inclusive at both ends: a step's outputs must not share storage
+ * with its inputs). Steps are in execution order, forward [0, nfwd) then
+ * backward [nfwd, nsteps); the arena persists between the two calls, so one
+ * interval spanning nfwd is a residual. Aliases (alias_of, possibly chained)
+ * share their root's storage, so the whole alias group gets the union of its
+ * members' intervals. Buffers never named keep first = last = -1.
+ *
+ * Intervals are computed for every buffer; only SPACE_ARENA ones are planned.
+ */
+#include "ir.h"
+
+#include <stdlib.h>
+
+/* Root of b's alias group. root[] caches answers (-1: not yet known); chains
+ * are resolved once, so the whole pass is linear. */
+static int alias_root(const ir_program *prog, int *root, int b) {
+    int r = b, hops = 0;
+    while (root[r] < 0 && prog->bufs[r].alias_of >= 0) {
+        r = prog->bufs[r].alias_of;
+        IR_ASSERT(r >= 0 && r < prog->nbufs);
+        IR_ASSERT(++hops <= prog->nbufs); /* a cycle of aliases */
+    }
+    int res = root[r] >= 0 ? root[r] : r;
+    for (int x = b; root[x] < 0 && x != res; x = prog->bufs[x].alias_of)
+        root[x] = res;
+    root[res] = res;
+    return res;
+}
+
+void pass_liveness(ir_program *prog) {
+    int n = prog->nbufs;
+    for (int b = 0; b < n; b++)
+        prog->bufs[b].first = prog->bufs[b].last = -1;
+    if (n <= 0)
+        return;
+    int *root = malloc(sizeof(int) * (size_t)n);
+    IR_ASSERT(root);
+    for (int b = 0; b < n; b++)
+        root[b] = -1;
+    for (int b = 0; b < n; b++)
+        alias_root(prog, root, b);
+
+    /* Each step references a buffer's group: first is the first such step,
+     * last the last one. */
+    for (int t = 0; t < prog->nsteps; t++) {
+        const ir_step *s = &prog->steps[t];
+        for (int k = 0; k < s->nopnd; k++) {
+            if (s->opnd[k].kind != OPND_BUF)
+                continue;
+            int b = s->opnd[k].buf;
+            IR_ASSERT(b >= 0 && b < n);
+            ir_buf *r = &prog->bufs[root[b]];
+            if (r->first < 0)
+                r->first = t;
+            r->last = t;
+        }
+    }
+    for (int b = 0; b < n; b++) {
+        if (root[b] != b) {
+            prog->bufs[b].first = prog->bufs[root[b]].first;
+            prog->bufs[b].last = prog->bufs[root[b]].last;
+        }
+    }
+    free(root);
+}

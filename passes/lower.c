@@ -1,0 +1,435 @@
+/* lower.c: selective reverse-mode autodiff and residual selection.
+ *
+ * From the graph and the freeze configuration this pass builds two programs:
+ *   train: forward steps, then backward steps for exactly the gradients that
+ *          were asked for (trainable params, inputs marked grad);
+ *   infer: forward steps only, keeping nothing.
+ *
+ * A VJP survives only if its input needs a gradient (it is, or depends on, a
+ * trainable param or a grad input) and its output reaches the loss. The
+ * residuals are what the surviving VJPs declare they need (op_def.needs), in
+ * the cheapest form that serves every reader:
+ *   - a tensor needed in full is simply kept alive from forward to backward
+ *     (a caller's input is copied into the arena: backward has no inputs);
+ *   - "only the sign of the output" becomes a 1-bit mask, unless the output's
+ *     storage is kept in full anyway, in which case the mask would be waste;
+ *   - auxiliary tensors (softmax, differences) are produced only when read.
+ * Frozen params therefore cost no gradient buffer, no weight-gradient kernel
+ * and do not keep their layer's input alive.
+ */
+#include "ir.h"
+
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct lower_ctx {
+    ir_module *m;
+    const ir_graph *g;
+    pool *p;
+    ir_program *prog;
+    bool train;
+
+    /* per value */
+    int *buf;          /* forward buffer holding it */
+    int *saved_copy;   /* arena copy of a caller input needed in backward */
+    int *grad;         /* buffer of d loss / d value */
+    int *root;         /* value whose storage it shares (itself unless made by a view op) */
+    bool *needs_grad;
+    bool *reaches_loss;
+    bool *kept_full;   /* by storage root: some surviving VJP reads it in full */
+    /* per node */
+    bool *live;        /* contributes to an output */
+    uint32_t *vjps;    /* bit i: the VJP w.r.t. input i survives */
+    uint32_t *needs;   /* union of the surviving VJPs' needs */
+    int *aux;          /* [node * IR_MAX_AUX + k] */
+    int *mask;         /* 1-bit sign mask of the output, -1 if none */
+    bool *grad_donated; /* per buffer id of a node's d output: its storage now holds a d input */
+    int ngrad_donated;  /* size of grad_donated */
+};
+
+const ir_graph *lc_graph(lower_ctx *c) { return c->g; }
+
+static const op_def *op_of(const ir_graph *g, const ir_node *n) { return &op_table[n->op]; }
+
+static int node_index(lower_ctx *c, const ir_node *n) { return (int)(n - c->g->nodes); }
+
+static int new_buf(lower_ctx *c, const char *name, ir_buf_kind kind, ir_space space, ir_dtype dt,
+                   ir_shape shape, int value) {
+    return ir_add_buf(c->p, c->prog, name, kind, space, dt, shape, value);
+}
+
+/* The buffer through which forward code reaches value v. Params and inputs get
+ * a buffer on first use; activations get theirs when their node is lowered. */
+static int value_buf(lower_ctx *c, int v) {
+    if (c->buf[v] >= 0)
+        return c->buf[v];
+    const ir_value *val = &c->g->vals[v];
+    IR_ASSERT(val->kind != VAL_ACT);
+    int b;
+    if (val->kind == VAL_INPUT) {
+        int index = 0;
+        for (int k = 0; k < v; k++)
+            index += c->g->vals[k].kind == VAL_INPUT;
+        b = new_buf(c, val->name, BUF_INPUT, SPACE_INPUT, val->dtype, val->shape, v);
+        c->prog->bufs[b].index = index;
+    } else {
+        b = new_buf(c, val->name, BUF_PARAM, SPACE_PARAMS, val->dtype, val->shape, v);
+        c->prog->bufs[b].offset = c->m->param_offset[v];
+    }
+    return c->buf[v] = b;
+}
+
+void lc_step(lower_ctx *c, const ir_node *n, const char *kernel, const char *fmt, ...) {
+    ir_step *s = VEC_PUSH(c->p, c->prog->steps, c->prog->nsteps, c->prog->capsteps);
+    memset(s, 0, sizeof *s);
+    s->kernel = kernel;
+    s->node = n ? node_index(c, n) : -1;
+    va_list ap;
+    va_start(ap, fmt);
+    for (const char *f = fmt; *f; f++) {
+        IR_ASSERT(s->nopnd < IR_MAX_OPND);
+        ir_opnd *o = &s->opnd[s->nopnd++];
+        switch (*f) {
+        case 'r':
+        case 'w':
+            o->buf = va_arg(ap, int);
+            o->kind = o->buf < 0 ? OPND_NULL : OPND_BUF;
+            o->writes = *f == 'w';
+            break;
+        case 'i':
+            o->kind = OPND_INT;
+            o->i = va_arg(ap, int64_t);
+            break;
+        case 'f':
+            o->kind = OPND_FLOAT;
+            o->f = va_arg(ap, double);
+            break;
+        default:
+            IR_ASSERT(!"bad lc_step format letter");
+        }
+    }
+    va_end(ap);
+}
+
+/* ------------------------------------------------------------ forward hooks */
+
+int lc_in(lower_ctx *c, const ir_node *n, int i) { return value_buf(c, n->in[i]); }
+
+int lc_out(lower_ctx *c, const ir_node *n) {
+    IR_ASSERT(c->buf[n->out] >= 0);
+    return c->buf[n->out];
+}
+
+int lc_aux(lower_ctx *c, const ir_node *n, int k) { return c->aux[node_index(c, n) * IR_MAX_AUX + k]; }
+
+void lc_alias_out(lower_ctx *c, const ir_node *n, int i) {
+    int src = lc_in(c, n, i);
+    const ir_value *out = &c->g->vals[n->out];
+    const ir_buf *sb = &c->prog->bufs[src];
+    int b = new_buf(c, out->name, sb->kind, sb->space, out->dtype, out->shape, n->out);
+    c->prog->bufs[b].alias_of = src;
+    c->prog->bufs[b].index = c->prog->bufs[src].index;
+    c->prog->bufs[b].offset = c->prog->bufs[src].offset;
+    c->buf[n->out] = b;
+}
+
+/* ----------------------------------------------------------- backward hooks */
+
+static int saved_value(lower_ctx *c, int v) {
+    int r = c->root[v];
+    if (c->g->vals[r].kind == VAL_INPUT) {
+        IR_ASSERT(c->saved_copy[r] >= 0);
+        return c->saved_copy[r];
+    }
+    return value_buf(c, v);
+}
+
+int lc_saved(lower_ctx *c, const ir_node *n, uint32_t need) {
+    IR_ASSERT(c->needs[node_index(c, n)] & need);
+    if (need == NEED_OUT)
+        return saved_value(c, n->out);
+    for (int k = 0; k < IR_MAX_AUX; k++)
+        if (need == NEED_AUX(k)) {
+            int b = lc_aux(c, n, k);
+            IR_ASSERT(b >= 0);
+            return b;
+        }
+    for (int i = 0; i < n->nin; i++)
+        if (need == NEED_IN(i))
+            return saved_value(c, n->in[i]);
+    IR_ASSERT(!"lc_saved: not a single need");
+}
+
+int lc_saved_sign(lower_ctx *c, const ir_node *n, bool *is_mask) {
+    int m = c->mask[node_index(c, n)];
+    *is_mask = m >= 0;
+    return m >= 0 ? m : saved_value(c, n->out);
+}
+
+int lc_grad_out(lower_ctx *c, const ir_node *n) {
+    IR_ASSERT(c->grad[n->out] >= 0);
+    return c->grad[n->out];
+}
+
+int lc_grad_in(lower_ctx *c, const ir_node *n, int i, int64_t *acc) {
+    int v = n->in[i];
+    if (c->grad[v] >= 0) {
+        *acc = 1;
+        return c->grad[v];
+    }
+    *acc = 0;
+    const ir_value *val = &c->g->vals[v];
+    const char *name = pool_printf(c->p, "d %s", val->name);
+    int b;
+    if (val->kind == VAL_ACT) {
+        b = new_buf(c, name, BUF_GRAD, SPACE_ARENA, val->dtype, val->shape, v);
+    } else {
+        IR_ASSERT(c->m->grad_offset[v] >= 0);
+        b = new_buf(c, name, val->kind == VAL_INPUT ? BUF_INPUT_GRAD : BUF_PARAM_GRAD, SPACE_GRADS, val->dtype,
+                    val->shape, v);
+        c->prog->bufs[b].offset = c->m->grad_offset[v];
+    }
+    return c->grad[v] = b;
+}
+
+/* The output's gradient may become the input's gradient in place when (a) the
+ * input has no gradient yet and lives in the arena, (b) no other input of this
+ * node has taken that storage, and (c) the input is not also another operand of
+ * this node (its second contribution would then read what it writes). Every
+ * reader of d output is a VJP of this node, so nothing reads it afterwards. */
+void lc_grad_pass(lower_ctx *c, const ir_node *n, int i) {
+    int v = n->in[i];
+    int dy = lc_grad_out(c, n);
+    bool operand_twice = false;
+    for (int k = 0; k < n->nin; k++)
+        operand_twice |= k != i && n->in[k] == v;
+    IR_ASSERT(dy < c->ngrad_donated);
+    if (c->grad[v] < 0 && c->g->vals[v].kind == VAL_ACT && !c->grad_donated[dy] && !operand_twice) {
+        const ir_value *val = &c->g->vals[v];
+        int b = new_buf(c, pool_printf(c->p, "d %s", val->name), BUF_GRAD, SPACE_ARENA, val->dtype, val->shape, v);
+        c->prog->bufs[b].alias_of = dy;
+        c->grad_donated[dy] = true;
+        c->grad[v] = b;
+        return;
+    }
+    int64_t acc;
+    int dst = lc_grad_in(c, n, i, &acc);
+    lc_step(c, n, "rt_acc_f32", "wrii", dst, dy, shape_numel(&c->g->vals[v].shape), acc);
+}
+
+/* ------------------------------------------------------------ analysis */
+
+static void analyse(lower_ctx *c) {
+    const ir_graph *g = c->g;
+    for (int o = 0; o < g->noutputs; o++)
+        if (g->vals[g->outputs[o]].kind == VAL_ACT)
+            c->live[g->vals[g->outputs[o]].node] = true;
+    for (int ni = g->nnodes - 1; ni >= 0; ni--) {
+        const ir_node *n = &g->nodes[ni];
+        if (!c->live[ni])
+            continue;
+        for (int i = 0; i < n->nin; i++) {
+            const ir_value *in = &g->vals[n->in[i]];
+            if (in->kind == VAL_ACT)
+                c->live[in->node] = true;
+        }
+    }
+
+    for (int v = 0; v < g->nvals; v++) {
+        c->root[v] = v;
+        const ir_value *val = &g->vals[v];
+        c->needs_grad[v] = c->train && ((val->kind == VAL_PARAM && val->trainable) ||
+                                        (val->kind == VAL_INPUT && val->wants_grad));
+    }
+    for (int ni = 0; ni < g->nnodes; ni++) {
+        const ir_node *n = &g->nodes[ni];
+        const op_def *op = op_of(g, n);
+        if (op->is_view)
+            c->root[n->out] = c->root[n->in[0]];
+        for (int i = 0; i < n->nin; i++)
+            if (op->diff_inputs & (1u << i) && c->needs_grad[n->in[i]])
+                c->needs_grad[n->out] = true;
+    }
+
+    if (!c->train || g->noutputs == 0)
+        return;
+    c->reaches_loss[g->outputs[0]] = true;
+    for (int ni = g->nnodes - 1; ni >= 0; ni--) {
+        const ir_node *n = &g->nodes[ni];
+        const op_def *op = op_of(g, n);
+        if (!c->live[ni] || !c->reaches_loss[n->out] || !c->needs_grad[n->out])
+            continue;
+        for (int i = 0; i < n->nin; i++) {
+            if (!(op->diff_inputs & (1u << i)) || !c->needs_grad[n->in[i]])
+                continue;
+            c->reaches_loss[n->in[i]] = true;
+            c->vjps[ni] |= 1u << i;
+            c->needs[ni] |= op->needs(g, n, i);
+        }
+    }
+    for (int ni = 0; ni < g->nnodes; ni++) {
+        const ir_node *n = &g->nodes[ni];
+        for (int i = 0; i < n->nin; i++)
+            if (c->needs[ni] & NEED_IN(i))
+                c->kept_full[c->root[n->in[i]]] = true;
+        if (c->needs[ni] & NEED_OUT)
+            c->kept_full[c->root[n->out]] = true;
+    }
+}
+
+/* ------------------------------------------------------------ emission */
+
+static void emit_forward(lower_ctx *c) {
+    const ir_graph *g = c->g;
+    /* Caller inputs read in backward are copied now: backward gets no inputs. */
+    for (int v = 0; v < g->nvals; v++) {
+        const ir_value *val = &g->vals[v];
+        if (val->kind != VAL_INPUT || !c->kept_full[v])
+            continue;
+        int b = new_buf(c, pool_printf(c->p, "copy %s", val->name), BUF_SAVED, SPACE_ARENA, val->dtype, val->shape, v);
+        lc_step(c, NULL, "rt_copy", "wri", b, value_buf(c, v), c->prog->bufs[b].bytes);
+        c->saved_copy[v] = b;
+    }
+    for (int ni = 0; ni < g->nnodes; ni++) {
+        const ir_node *n = &g->nodes[ni];
+        const op_def *op = op_of(g, n);
+        if (!c->live[ni])
+            continue;
+        const ir_value *out = &g->vals[n->out];
+        if (!op->is_view)
+            c->buf[n->out] = new_buf(c, out->name, BUF_ACT, SPACE_ARENA, out->dtype, out->shape, n->out);
+        for (int k = 0; k < op->naux; k++) {
+            if (!(c->needs[ni] & NEED_AUX(k)))
+                continue;
+            ir_dtype dt;
+            ir_shape shape;
+            op->aux_shape(g, n, k, &dt, &shape);
+            c->aux[ni * IR_MAX_AUX + k] =
+                new_buf(c, pool_printf(c->p, "aux%d %s", k, out->name), BUF_SAVED, SPACE_ARENA, dt, shape, n->out);
+        }
+        op->forward(c, n);
+        if ((c->needs[ni] & NEED_OUT_SIGN) && !c->kept_full[c->root[n->out]]) {
+            int m = new_buf(c, pool_printf(c->p, "mask %s", out->name), BUF_SAVED, SPACE_ARENA, DT_BIT, out->shape,
+                            n->out);
+            lc_step(c, n, "rt_sign_mask", "rwi", c->buf[n->out], m, shape_numel(&out->shape));
+            c->mask[ni] = m;
+        }
+    }
+    for (int o = 0; o < g->noutputs; o++) {
+        int v = g->outputs[o];
+        const ir_value *val = &g->vals[v];
+        int b = new_buf(c, val->name, BUF_OUTPUT, SPACE_OUTPUT, val->dtype, val->shape, v);
+        c->prog->bufs[b].index = o;
+        lc_step(c, NULL, "rt_copy", "wri", b, value_buf(c, v), c->prog->bufs[b].bytes);
+    }
+    c->prog->nfwd = c->prog->nsteps;
+}
+
+static void emit_backward(lower_ctx *c) {
+    const ir_graph *g = c->g;
+    int loss = g->outputs[0];
+    if (c->needs_grad[loss]) {
+        const ir_value *val = &g->vals[loss];
+        int b = new_buf(c, pool_printf(c->p, "d %s", val->name), BUF_GRAD, SPACE_ARENA, val->dtype, val->shape, loss);
+        lc_step(c, NULL, "rt_fill_f32", "wif", b, shape_numel(&val->shape), 1.0);
+        c->grad[loss] = b;
+    }
+    for (int ni = g->nnodes - 1; ni >= 0; ni--) {
+        const ir_node *n = &g->nodes[ni];
+        if (!c->vjps[ni])
+            continue;
+        for (int i = 0; i < n->nin; i++)
+            if (c->vjps[ni] & (1u << i))
+                op_of(g, n)->vjp(c, n, i);
+    }
+    /* A requested gradient that nothing contributes to is zero, not garbage. */
+    for (int v = 0; v < g->nvals; v++) {
+        if (c->m->grad_offset[v] < 0 || c->grad[v] >= 0)
+            continue;
+        const ir_value *val = &g->vals[v];
+        int b = new_buf(c, pool_printf(c->p, "d %s", val->name),
+                        val->kind == VAL_INPUT ? BUF_INPUT_GRAD : BUF_PARAM_GRAD, SPACE_GRADS, val->dtype, val->shape, v);
+        c->prog->bufs[b].offset = c->m->grad_offset[v];
+        lc_step(c, NULL, "rt_fill_f32", "wif", b, shape_numel(&val->shape), 0.0);
+    }
+}
+
+static void lower_program(ir_module *m, ir_program *prog, bool train) {
+    const ir_graph *g = m->graph;
+    pool *p = g->pool;
+    int nv = g->nvals, nn = g->nnodes;
+    lower_ctx c = {.m = m, .g = g, .p = p, .prog = prog, .train = train};
+    c.buf = pool_alloc(p, sizeof(int) * (size_t)nv);
+    c.saved_copy = pool_alloc(p, sizeof(int) * (size_t)nv);
+    c.grad = pool_alloc(p, sizeof(int) * (size_t)nv);
+    c.root = pool_alloc(p, sizeof(int) * (size_t)nv);
+    c.needs_grad = pool_alloc(p, sizeof(bool) * (size_t)nv);
+    c.reaches_loss = pool_alloc(p, sizeof(bool) * (size_t)nv);
+    c.kept_full = pool_alloc(p, sizeof(bool) * (size_t)nv);
+    c.live = pool_alloc(p, sizeof(bool) * (size_t)nn + 1);
+    c.vjps = pool_alloc(p, sizeof(uint32_t) * (size_t)nn + 1);
+    c.needs = pool_alloc(p, sizeof(uint32_t) * (size_t)nn + 1);
+    c.aux = pool_alloc(p, sizeof(int) * (size_t)nn * IR_MAX_AUX + 1);
+    c.mask = pool_alloc(p, sizeof(int) * (size_t)nn + 1);
+    for (int v = 0; v < nv; v++)
+        c.buf[v] = c.saved_copy[v] = c.grad[v] = -1;
+    for (int k = 0; k < nn * IR_MAX_AUX; k++)
+        c.aux[k] = -1;
+    for (int k = 0; k < nn; k++)
+        c.mask[k] = -1;
+
+    analyse(&c);
+    emit_forward(&c);
+    if (train) {
+        /* Upper bound on buffers backward can create: a few per VJP. */
+        int bound = prog->nbufs + 4 * nn * IR_MAX_IN + nv + 8;
+        c.grad_donated = pool_alloc(p, sizeof(bool) * (size_t)bound);
+        c.ngrad_donated = bound;
+        emit_backward(&c);
+        IR_ASSERT(prog->nbufs <= bound);
+    }
+}
+
+/* Params (and buffers) in value order, then grads of trainable params and of
+ * inputs that want one; every tensor at an IR_ALIGN boundary. */
+static void layout_blocks(ir_module *m) {
+    const ir_graph *g = m->graph;
+    m->param_offset = pool_alloc(g->pool, sizeof(int64_t) * (size_t)g->nvals + 1);
+    m->grad_offset = pool_alloc(g->pool, sizeof(int64_t) * (size_t)g->nvals + 1);
+    int64_t params = 0, grads = 0;
+    for (int v = 0; v < g->nvals; v++) {
+        const ir_value *val = &g->vals[v];
+        m->param_offset[v] = m->grad_offset[v] = -1;
+        int64_t bytes = ir_align_up(shape_bytes(&val->shape, val->dtype));
+        if (val->kind == VAL_PARAM || val->kind == VAL_BUFFER) {
+            m->param_offset[v] = params;
+            params += bytes;
+        }
+        if (val->kind == VAL_PARAM && val->trainable) {
+            m->grad_offset[v] = grads;
+            grads += bytes;
+        }
+    }
+    for (int v = 0; v < g->nvals; v++) {
+        const ir_value *val = &g->vals[v];
+        if (val->kind == VAL_INPUT && val->wants_grad) {
+            m->grad_offset[v] = grads;
+            grads += ir_align_up(shape_bytes(&val->shape, val->dtype));
+        }
+    }
+    m->params_bytes = params;
+    m->grads_bytes = grads;
+}
+
+bool pass_lower(ir_module *m, diag_ctx *d) {
+    const ir_graph *g = m->graph;
+    if (g->noutputs == 0) {
+        diag_error(d, (src_loc){0, 0}, "model '%s' has no output: add 'output NAME' for its loss", g->model);
+        return false;
+    }
+    layout_blocks(m);
+    lower_program(m, &m->train, true);
+    lower_program(m, &m->infer, false);
+    return true;
+}

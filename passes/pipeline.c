@@ -1,0 +1,26 @@
+/* pipeline.c: the middle end, in order. Reading this function is reading the
+ * architecture: frontend -> freeze configuration -> selective autodiff and
+ * residual selection -> liveness -> arena plan -> validation. Codegen and the
+ * views take the resulting module. */
+#include "ir.h"
+
+static void plan_program(ir_program *prog) {
+    pass_liveness(prog);
+    pass_plan(prog);
+    /* A plan that fails validation is a frost bug, never a user error. */
+    if (!pass_validate(prog, stderr))
+        ir_panic(__FILE__, __LINE__, "arena plan failed validation");
+}
+
+ir_module *frost_build(pool *p, diag_ctx *d, const frost_define *defs, int ndefs, const frost_select *sel) {
+    ir_graph *g = frontend_load(p, d, defs, ndefs);
+    if (!g)
+        return NULL;
+    ir_module *m = pool_alloc(p, sizeof *m);
+    m->graph = g;
+    if (!pass_config(m, sel, d) || !pass_lower(m, d))
+        return NULL;
+    plan_program(&m->train);
+    plan_program(&m->infer);
+    return m;
+}

@@ -1,0 +1,368 @@
+/* plan.c: static offsets of arena buffers.
+ *
+ * Input: liveness.c's intervals. Every root of an alias group that is live
+ * somewhere is one storage object of size max(ir_align_up(bytes)) over its
+ * group, occupying [first, last] in time. Two objects whose intervals overlap
+ * must get disjoint byte ranges; that is all (dynamic storage allocation,
+ * NP-hard in general, easy in practice for these shapes).
+ *
+ * Method: greedy placement with best fit (as in TFLite's and XLA's planners and
+ * Pisarchyk & Lee 2020, "Efficient Memory Management for Deep Neural Net
+ * Inference"): objects are placed one by one in some order; each goes into the
+ * smallest gap between already-placed objects that overlap it in time, or on
+ * top of them when no gap is big enough. The result depends strongly on the
+ * order, so several orders are tried and the smallest arena kept:
+ *   size desc (three tie-breaks), size x lifetime desc, start time asc,
+ *   end time desc, lifetime desc, and "breadth" order (objects ranked by the
+ *   heaviest step they are live in, i.e. Pisarchyk & Lee's greedy by breadth).
+ * Then, while the work stays bounded, size orders perturbed by deterministic
+ * noise (a small randomized search). Finally the best plan is compacted:
+ * objects re-placed in order of their offsets, each at the lowest fitting
+ * offset, which never moves one up (an object's old offset stays feasible),
+ * alternately on the plan and on its mirror image. Every step stops as soon
+ * as the lower bound is reached.
+ *
+ * Lower bound: the largest sum of object sizes live at one step. No offset
+ * assignment can do better for this schedule; arena_bytes / lower_bound is the
+ * quality of the plan. Cost: O(n^2) per order in the worst case for n objects,
+ * in practice a scan over the objects placed so far.
+ */
+#include "ir.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct {
+    int64_t size; /* aligned group size */
+    int first, last;
+    int buf;      /* root buffer id */
+} plan_obj;
+
+/* Objects placed so far, kept sorted by offset (structure of arrays: the scan
+ * in place() is the hot loop). */
+typedef struct {
+    int64_t *off, *end;
+    int *first, *last;
+    int n;
+} plan_placed;
+
+static void *xmalloc(size_t n) {
+    void *p = malloc(n ? n : 1);
+    IR_ASSERT(p);
+    return p;
+}
+
+/* Root of every buffer's alias group (chains resolved once: linear). */
+static int *alias_roots(const ir_program *prog) {
+    int n = prog->nbufs;
+    int *root = xmalloc(sizeof(int) * (size_t)(n + 1));
+    for (int b = 0; b < n; b++)
+        root[b] = -1;
+    for (int b = 0; b < n; b++) {
+        int r = b, hops = 0;
+        while (root[r] < 0 && prog->bufs[r].alias_of >= 0) {
+            r = prog->bufs[r].alias_of;
+            IR_ASSERT(r < prog->nbufs && ++hops <= prog->nbufs);
+        }
+        int res = root[r] >= 0 ? root[r] : r;
+        for (int x = b; root[x] < 0 && x != res; x = prog->bufs[x].alias_of)
+            root[x] = res;
+        root[res] = res;
+    }
+    return root;
+}
+
+/* Place objects in the given order; off[i] receives object i's offset.
+ * best_fit: smallest fitting gap (ties: lowest); otherwise lowest fitting
+ * offset. Returns the arena size. */
+static int64_t place(const plan_obj *obj, int n, const int *order, int64_t *off, plan_placed *pl, bool best_fit) {
+    int64_t top = 0;
+    pl->n = 0;
+    for (int k = 0; k < n; k++) {
+        int i = order[k];
+        const plan_obj *o = &obj[i];
+        if (o->size == 0) {
+            off[i] = 0;
+            continue;
+        }
+        int64_t cur = 0, best = -1, best_gap = INT64_MAX;
+        for (int j = 0; j < pl->n; j++) {
+            if (pl->first[j] > o->last || pl->last[j] < o->first)
+                continue;
+            if (pl->off[j] >= cur) {
+                int64_t gap = pl->off[j] - cur;
+                if (gap >= o->size && gap < best_gap) {
+                    best = cur;
+                    best_gap = gap;
+                    if (!best_fit || gap == o->size)
+                        break;
+                }
+            }
+            if (pl->end[j] > cur)
+                cur = pl->end[j];
+        }
+        if (best < 0)
+            best = cur;
+        off[i] = best;
+        if (best + o->size > top)
+            top = best + o->size;
+        /* Insert keeping pl sorted by offset. */
+        int lo = 0, hi = pl->n;
+        while (lo < hi) {
+            int mid = (lo + hi) / 2;
+            if (pl->off[mid] <= best)
+                lo = mid + 1;
+            else
+                hi = mid;
+        }
+        size_t tail = (size_t)(pl->n - lo);
+        memmove(pl->off + lo + 1, pl->off + lo, tail * sizeof *pl->off);
+        memmove(pl->end + lo + 1, pl->end + lo, tail * sizeof *pl->end);
+        memmove(pl->first + lo + 1, pl->first + lo, tail * sizeof *pl->first);
+        memmove(pl->last + lo + 1, pl->last + lo, tail * sizeof *pl->last);
+        pl->off[lo] = best;
+        pl->end[lo] = best + o->size;
+        pl->first[lo] = o->first;
+        pl->last[lo] = o->last;
+        pl->n++;
+    }
+    return top;
+}
+
+/* Orders are sorted on up to three int64 keys, descending, then by object
+ * index ascending or descending (a deterministic, distinct tie-break). */
+typedef struct {
+    int64_t k[3];
+    int idx, tie; /* tie: +idx or -idx */
+} plan_key;
+
+static int cmp_key(const void *pa, const void *pb) {
+    const plan_key *a = pa, *b = pb;
+    for (int i = 0; i < 3; i++)
+        if (a->k[i] != b->k[i])
+            return a->k[i] > b->k[i] ? -1 : 1;
+    return (a->tie > b->tie) - (a->tie < b->tie);
+}
+
+enum {
+    ORD_SIZE_FIRST,  /* size desc, start asc */
+    ORD_SIZE_LONG,   /* size desc, lifetime desc */
+    ORD_SIZE_REV,    /* size desc, index desc */
+    ORD_AREA,        /* size x lifetime desc */
+    ORD_START,       /* start asc, size desc */
+    ORD_END,         /* end desc, size desc */
+    ORD_LONGEST,     /* lifetime desc, size desc */
+    ORD_BREADTH,     /* heaviest step live in desc, that step asc, size desc */
+    ORD_COUNT
+};
+
+#define PLAN_COMPACT_ROUNDS 16
+#define PLAN_SEARCH_MAX 64      /* perturbed orders tried at most */
+#define PLAN_SEARCH_WORK 1.5e8  /* ... and at most this many pair visits */
+
+static int64_t sat_mul(int64_t a, int64_t b) { return b != 0 && a > INT64_MAX / b ? INT64_MAX : a * b; }
+
+static void make_order(int which, const plan_obj *obj, int n, const int64_t *peak, const int *peak_at,
+                       plan_key *keys, int *order) {
+    for (int i = 0; i < n; i++) {
+        const plan_obj *o = &obj[i];
+        int64_t life = o->last - o->first + 1;
+        plan_key *k = &keys[i];
+        k->idx = i;
+        k->tie = i;
+        k->k[0] = k->k[1] = k->k[2] = 0;
+        switch (which) {
+        case ORD_SIZE_FIRST: k->k[0] = o->size; k->k[1] = -o->first; break;
+        case ORD_SIZE_LONG: k->k[0] = o->size; k->k[1] = life; k->k[2] = -o->first; break;
+        case ORD_SIZE_REV: k->k[0] = o->size; k->k[1] = o->last; k->tie = -i; break;
+        case ORD_AREA: k->k[0] = sat_mul(o->size, life); k->k[1] = o->size; break;
+        case ORD_START: k->k[0] = -o->first; k->k[1] = o->size; k->k[2] = life; break;
+        case ORD_END: k->k[0] = o->last; k->k[1] = o->size; k->k[2] = life; break;
+        case ORD_LONGEST: k->k[0] = life; k->k[1] = o->size; break;
+        case ORD_BREADTH: k->k[0] = peak[i]; k->k[1] = -peak_at[i]; k->k[2] = o->size; break;
+        default: IR_ASSERT(0);
+        }
+    }
+    qsort(keys, (size_t)n, sizeof *keys, cmp_key);
+    for (int i = 0; i < n; i++)
+        order[i] = keys[i].idx;
+}
+
+/* For each object, the heaviest step it is live at (load, then earliest
+ * step): a sparse table over the per-step load answers each range in O(1). */
+static void breadth_peaks(const plan_obj *obj, int n, const int64_t *load, int nsteps, int64_t *peak,
+                          int *peak_at) {
+    int levels = 1;
+    while ((1 << levels) <= nsteps)
+        levels++;
+    int *tab = xmalloc(sizeof(int) * (size_t)levels * (size_t)nsteps);
+    for (int t = 0; t < nsteps; t++)
+        tab[t] = t;
+    for (int l = 1; l < levels; l++) {
+        int *prev = tab + (size_t)(l - 1) * (size_t)nsteps, *cur = tab + (size_t)l * (size_t)nsteps;
+        for (int t = 0; t + (1 << l) <= nsteps; t++) {
+            int a = prev[t], b = prev[t + (1 << (l - 1))];
+            cur[t] = load[b] > load[a] ? b : a; /* a < b: equal loads keep the earlier */
+        }
+    }
+    for (int i = 0; i < n; i++) {
+        int lo = obj[i].first, hi = obj[i].last, l = 0;
+        while ((2 << l) <= hi - lo + 1)
+            l++;
+        int a = tab[(size_t)l * (size_t)nsteps + (size_t)lo];
+        int b = tab[(size_t)l * (size_t)nsteps + (size_t)(hi - (1 << l) + 1)];
+        int best = load[b] > load[a] || (load[b] == load[a] && b < a) ? b : a;
+        peak[i] = load[best];
+        peak_at[i] = best;
+    }
+    free(tab);
+}
+
+void pass_plan(ir_program *prog) {
+    int nb = prog->nbufs, nsteps = prog->nsteps;
+    prog->arena_bytes = prog->lower_bound = prog->residual_bytes = 0;
+
+    /* One object per live arena root; group size is the largest member. */
+    int *root = alias_roots(prog);
+    int *obj_of = xmalloc(sizeof(int) * (size_t)(nb + 1));
+    plan_obj *obj = xmalloc(sizeof *obj * (size_t)(nb + 1));
+    int n = 0;
+    for (int b = 0; b < nb; b++) {
+        const ir_buf *x = &prog->bufs[b];
+        obj_of[b] = -1;
+        if (x->space == SPACE_ARENA && x->alias_of < 0 && x->first >= 0) {
+            IR_ASSERT(x->first <= x->last && x->last < nsteps);
+            obj_of[b] = n;
+            obj[n++] = (plan_obj){.size = 0, .first = x->first, .last = x->last, .buf = b};
+        }
+    }
+    for (int b = 0; b < nb; b++) {
+        const ir_buf *x = &prog->bufs[b];
+        if (x->space != SPACE_ARENA)
+            continue;
+        IR_ASSERT(x->bytes >= 0);
+        int o = obj_of[root[b]];
+        if (o >= 0 && ir_align_up(x->bytes) > obj[o].size)
+            obj[o].size = ir_align_up(x->bytes);
+    }
+
+    /* Per-step load: the lower bound, and the key of the breadth order. */
+    int64_t *load = xmalloc(sizeof(int64_t) * (size_t)(nsteps + 1));
+    memset(load, 0, sizeof(int64_t) * (size_t)(nsteps + 1));
+    for (int i = 0; i < n; i++) {
+        load[obj[i].first] += obj[i].size;
+        load[obj[i].last + 1] -= obj[i].size;
+        if (obj[i].first < prog->nfwd && prog->nfwd <= obj[i].last)
+            prog->residual_bytes += obj[i].size;
+    }
+    for (int t = 0; t < nsteps; t++) {
+        if (t > 0)
+            load[t] += load[t - 1];
+        if (load[t] > prog->lower_bound)
+            prog->lower_bound = load[t];
+    }
+
+    int64_t *off = xmalloc(sizeof(int64_t) * (size_t)(n + 1));
+    int64_t *best_off = xmalloc(sizeof(int64_t) * (size_t)(n + 1));
+    int64_t best = INT64_MAX;
+    if (n > 0) {
+        int *order = xmalloc(sizeof(int) * (size_t)n);
+        plan_key *keys = xmalloc(sizeof *keys * (size_t)n);
+        int64_t *peak = xmalloc(sizeof(int64_t) * (size_t)n);
+        int *peak_at = xmalloc(sizeof(int) * (size_t)n);
+        plan_placed pl = {
+            .off = xmalloc(sizeof(int64_t) * (size_t)n),
+            .end = xmalloc(sizeof(int64_t) * (size_t)n),
+            .first = xmalloc(sizeof(int) * (size_t)n),
+            .last = xmalloc(sizeof(int) * (size_t)n),
+        };
+        breadth_peaks(obj, n, load, nsteps, peak, peak_at);
+        for (int w = 0; w < ORD_COUNT && best > prog->lower_bound; w++) {
+            make_order(w, obj, n, peak, peak_at, keys, order);
+            int64_t a = place(obj, n, order, off, &pl, true);
+            if (a < best) {
+                best = a;
+                memcpy(best_off, off, sizeof(int64_t) * (size_t)n);
+            }
+        }
+        /* Perturbed orders: size desc with deterministic multiplicative noise
+         * of varying strength. Cheap insurance against an unlucky tie
+         * structure; bounded by PLAN_SEARCH_WORK pair visits in total. */
+        double pairs = (double)n * (double)n / 2;
+        int iters = pairs > 0 ? (int)(PLAN_SEARCH_WORK / pairs) : 0;
+        if (iters > PLAN_SEARCH_MAX)
+            iters = PLAN_SEARCH_MAX;
+        uint64_t rs = 0x9e3779b97f4a7c15ull;
+        for (int it = 0; it < iters && best > prog->lower_bound; it++) {
+            static const double noise[] = {0.05, 0.2, 0.5, 1.0};
+            double amp = noise[it % 4];
+            for (int i = 0; i < n; i++) {
+                rs = rs * 6364136223846793005ull + 1442695040888963407ull;
+                double u = (double)(rs >> 11) * 0x1.0p-53;
+                plan_key *k = &keys[i];
+                k->idx = k->tie = i;
+                k->k[0] = obj[i].size < ((int64_t)1 << 60) ? (int64_t)((double)obj[i].size * (1.0 + amp * u))
+                                                           : obj[i].size;
+                k->k[1] = obj[i].size;
+                k->k[2] = 0;
+            }
+            qsort(keys, (size_t)n, sizeof *keys, cmp_key);
+            for (int i = 0; i < n; i++)
+                order[i] = keys[i].idx;
+            int64_t a = place(obj, n, order, off, &pl, true);
+            if (a < best) {
+                best = a;
+                memcpy(best_off, off, sizeof(int64_t) * (size_t)n);
+            }
+        }
+        /* Compaction: re-place in order of offset, each at the lowest fit;
+         * an object's old offset stays feasible, so nothing moves up. The plan
+         * is mirrored (offset -> arena - offset - size, equally valid) before
+         * each round so that objects settle alternately down and up, which
+         * closes gaps one direction alone cannot. Stops when a round trip
+         * (down and up) gains nothing. */
+        for (int round = 0, still = 0; round < PLAN_COMPACT_ROUNDS && still < 2 && best > prog->lower_bound;
+             round++) {
+            for (int i = 0; i < n; i++) {
+                int64_t m = obj[i].size ? best - best_off[i] - obj[i].size : 0;
+                plan_key *k = &keys[i];
+                k->idx = k->tie = i;
+                k->k[0] = -m;
+                k->k[1] = obj[i].size;
+                k->k[2] = 0;
+                best_off[i] = m;
+            }
+            qsort(keys, (size_t)n, sizeof *keys, cmp_key);
+            for (int i = 0; i < n; i++)
+                order[i] = keys[i].idx;
+            int64_t a = place(obj, n, order, off, &pl, false);
+            IR_ASSERT(a <= best);
+            still = a == best ? still + 1 : 0;
+            best = a;
+            memcpy(best_off, off, sizeof(int64_t) * (size_t)n);
+        }
+        free(pl.off);
+        free(pl.end);
+        free(pl.first);
+        free(pl.last);
+        free(peak);
+        free(peak_at);
+        free(keys);
+        free(order);
+        prog->arena_bytes = ir_align_up(best);
+    }
+
+    for (int b = 0; b < nb; b++) {
+        ir_buf *x = &prog->bufs[b];
+        if (x->space != SPACE_ARENA)
+            continue;
+        int o = obj_of[root[b]];
+        x->offset = o >= 0 ? best_off[o] : -1;
+    }
+    free(load);
+    free(off);
+    free(best_off);
+    free(obj);
+    free(obj_of);
+    free(root);
+}

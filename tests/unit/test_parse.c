@@ -1,0 +1,283 @@
+/* test_parse.c: the parser's tree shapes and its syntax errors. */
+#include "frontend/ast.h"
+
+#include <check.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct {
+    pool *p;
+    diag_ctx d;
+    char *buf;
+    size_t len;
+    FILE *out;
+} fixture;
+
+static ast_file *parse(fixture *f, const char *src) {
+    f->p = pool_new();
+    f->buf = NULL;
+    f->out = open_memstream(&f->buf, &f->len);
+    diag_init(&f->d, "t.frost", src, strlen(src), f->out);
+    int n;
+    token *toks = lex_tokens(f->p, &f->d, &n);
+    ck_assert_ptr_nonnull(toks);
+    return parse_file(f->p, &f->d, toks);
+}
+
+static const char *fx_text(fixture *f) {
+    fflush(f->out);
+    return f->buf ? f->buf : "";
+}
+
+static void fx_close(fixture *f) {
+    fclose(f->out);
+    free(f->buf);
+    pool_free(f->p);
+}
+
+static const char mlp[] = "# mlp\n"
+                          "model mlp\n"
+                          "const N = 128\n"
+                          "const H = N * 4 + 2 * (1 - 3)\n"
+                          "input  x     : f32[N, 784]\n"
+                          "input  y     : f32[N, 10] grad\n"
+                          "input  label : i32[N]\n"
+                          "fc1  = linear(x, 512)\n"
+                          "h1   = relu(fc1)\n"
+                          "fc2  = linear(h1, 10, bias=false)\n"
+                          "loss = cross_entropy(fc2, label)\n"
+                          "output loss, fc2\n"
+                          "config all   { train * }\n"
+                          "config input { train none; grad x }\n"
+                          "config ft    {\n"
+                          "    train *; freeze fc1.* layer[12].?.w\n"
+                          "    train *.bias\n"
+                          "}\n"
+                          "default ft\n";
+
+START_TEST(whole_model) {
+    fixture f;
+    ast_file *a = parse(&f, mlp);
+    ck_assert_ptr_nonnull(a);
+    ck_assert_int_eq(f.d.errors, 0);
+    ck_assert_int_eq(a->nstmts, 15);
+    static const ast_stmt_kind kinds[] = {ST_MODEL, ST_CONST, ST_CONST, ST_INPUT, ST_INPUT, ST_INPUT,
+                                          ST_BIND,  ST_BIND,  ST_BIND,  ST_BIND,  ST_OUTPUT, ST_CONFIG,
+                                          ST_CONFIG, ST_CONFIG, ST_DEFAULT};
+    for (int k = 0; k < 15; k++)
+        ck_assert_int_eq(a->stmts[k].kind, kinds[k]);
+    ck_assert_str_eq(a->stmts[0].name, "mlp");
+    ck_assert_int_eq(a->stmts[0].loc.line, 2);
+    ck_assert_int_eq(a->stmts[0].name_loc.col, 7);
+
+    const ast_stmt *in = &a->stmts[4];
+    ck_assert_str_eq(in->name, "y");
+    ck_assert_str_eq(in->dtype, "f32");
+    ck_assert_int_eq(in->ndims, 2);
+    ck_assert_int_eq(in->dims[0]->kind, EX_NAME);
+    ck_assert_str_eq(in->dims[0]->name, "N");
+    ck_assert_int_eq(in->dims[1]->kind, EX_INT);
+    ck_assert_int_eq(in->dims[1]->ival, 10);
+    ck_assert(in->grad);
+    ck_assert(!a->stmts[3].grad);
+
+    const ast_stmt *fc2 = &a->stmts[8];
+    ck_assert_str_eq(fc2->name, "fc2");
+    ck_assert_str_eq(fc2->op, "linear");
+    ck_assert_int_eq(fc2->op_loc.line, 10);
+    ck_assert_int_eq(fc2->op_loc.col, 8);
+    ck_assert_int_eq(fc2->nargs, 3);
+    ck_assert_ptr_null(fc2->args[0].name);
+    ck_assert_str_eq(fc2->args[0].value->name, "h1");
+    ck_assert_int_eq(fc2->args[1].value->ival, 10);
+    ck_assert_str_eq(fc2->args[2].name, "bias");
+    ck_assert_int_eq(fc2->args[2].loc.col, 23);
+    ck_assert_int_eq(fc2->args[2].value->kind, EX_BOOL);
+    ck_assert_int_eq(fc2->args[2].value->ival, 0);
+
+    const ast_stmt *out = &a->stmts[10];
+    ck_assert_int_eq(out->nnames, 2);
+    ck_assert_str_eq(out->names[0], "loss");
+    ck_assert_str_eq(out->names[1], "fc2");
+    ck_assert_int_eq(out->name_locs[1].col, 14);
+
+    const ast_stmt *input = &a->stmts[12];
+    ck_assert_str_eq(input->name, "input"); /* a keyword is fine as a config name */
+    ck_assert_int_eq(input->nitems, 2);
+    ck_assert_int_eq(input->items[0].kind, CFG_TRAIN);
+    ck_assert_str_eq(input->items[0].word, "none");
+    ck_assert_int_eq(input->items[1].kind, CFG_GRAD);
+    ck_assert_str_eq(input->items[1].word, "x");
+
+    const ast_stmt *ft = &a->stmts[13];
+    ck_assert_int_eq(ft->nitems, 4);
+    ck_assert_int_eq(ft->items[0].kind, CFG_TRAIN);
+    ck_assert_str_eq(ft->items[0].word, "*");
+    ck_assert_int_eq(ft->items[1].kind, CFG_FREEZE);
+    ck_assert_str_eq(ft->items[1].word, "fc1.*");
+    ck_assert_int_eq(ft->items[1].loc.line, 16);
+    ck_assert_int_eq(ft->items[1].loc.col, 21);
+    ck_assert_str_eq(ft->items[2].word, "layer[12].?.w");
+    ck_assert_int_eq(ft->items[2].kind, CFG_FREEZE);
+    ck_assert_str_eq(ft->items[3].word, "*.bias");
+    ck_assert_int_eq(ft->items[3].kind, CFG_TRAIN);
+    ck_assert_str_eq(a->stmts[14].name, "ft");
+    fx_close(&f);
+}
+END_TEST
+
+START_TEST(expression_precedence) {
+    fixture f;
+    ast_file *a = parse(&f, "const H = N * 4 + 2 * (1 - 3)\nconst M = -N % 3\n");
+    ck_assert_ptr_nonnull(a);
+    const ast_expr *e = a->stmts[0].value;
+    ck_assert_int_eq(e->kind, EX_BIN);
+    ck_assert_int_eq(e->op, '+');
+    ck_assert_int_eq(e->loc.col, 17);
+    ck_assert_int_eq(e->lhs->op, '*');
+    ck_assert_str_eq(e->lhs->lhs->name, "N");
+    ck_assert_int_eq(e->rhs->op, '*');
+    ck_assert_int_eq(e->rhs->rhs->op, '-');
+    ck_assert_int_eq(e->rhs->rhs->rhs->ival, 3);
+    const ast_expr *m = a->stmts[1].value;
+    ck_assert_int_eq(m->op, '%');
+    ck_assert_int_eq(m->lhs->kind, EX_NEG);
+    fx_close(&f);
+}
+END_TEST
+
+START_TEST(lists_reals_and_dotted_names) {
+    fixture f;
+    ast_file *a = parse(&f, "layer1.0.fc = reshape(q0, [6, 5])\n"
+                            "n = norm(x, eps=1e-5, momentum=-0.25)\n"
+                            "z = reshape(\n    q0,\n    2, 3\n)\n");
+    ck_assert_ptr_nonnull(a);
+    ck_assert_str_eq(a->stmts[0].name, "layer1.0.fc");
+    const ast_expr *list = a->stmts[0].args[1].value;
+    ck_assert_int_eq(list->kind, EX_LIST);
+    ck_assert_int_eq(list->nitems, 2);
+    ck_assert_int_eq(list->items[1]->ival, 5);
+    const ast_stmt *n = &a->stmts[1];
+    ck_assert_int_eq(n->args[1].value->kind, EX_REAL);
+    ck_assert_double_eq_tol(n->args[1].value->rval, 1e-5, 1e-15);
+    ck_assert_int_eq(n->args[2].value->kind, EX_NEG);
+    ck_assert_double_eq(n->args[2].value->lhs->rval, 0.25);
+    /* a call may span lines after '(' and ',' */
+    ck_assert_int_eq(a->nstmts, 3);
+    ck_assert_int_eq(a->stmts[2].nargs, 3);
+    ck_assert_int_eq(a->stmts[2].args[2].loc.line, 5);
+    ck_assert_int_eq(a->stmts[2].args[2].loc.col, 8);
+    fx_close(&f);
+}
+END_TEST
+
+/* One syntax error: the whole message, source line and caret included. */
+static void check_error(const char *src, const char *expected) {
+    fixture f;
+    ck_assert_ptr_null(parse(&f, src));
+    ck_assert_str_eq(fx_text(&f), expected);
+    fx_close(&f);
+}
+
+START_TEST(nested_call) {
+    check_error("h = relu(linear(x, 16))\n", "t.frost:1:10: error: nested calls are not supported; bind the inner "
+                                             "call to a name\n"
+                                             "    1 | h = relu(linear(x, 16))\n"
+                                             "      |          ^\n");
+}
+END_TEST
+
+START_TEST(missing_paren_stops_at_end_of_line) {
+    check_error("fc1 = linear(x, 16\nh1 = relu(fc1)\n", "t.frost:1:19: error: expected ',' or ')', got end of line\n"
+                                                      "    1 | fc1 = linear(x, 16\n"
+                                                      "      |                   ^\n");
+}
+END_TEST
+
+START_TEST(missing_equals) {
+    check_error("fc1 linear(x)\n", "t.frost:1:5: error: expected '=' after the name (a binding is NAME = op(...)), "
+                                   "got 'linear'\n"
+                                   "    1 | fc1 linear(x)\n"
+                                   "      |     ^\n");
+}
+END_TEST
+
+START_TEST(keyword_as_name) {
+    check_error("input = relu(x)\n", "t.frost:1:7: error: expected an input name, got '='\n"
+                                     "    1 | input = relu(x)\n"
+                                     "      |       ^\n");
+    check_error("const grad = 3\n", "t.frost:1:7: error: 'grad' is a keyword and cannot be used as a constant name\n"
+                                    "    1 | const grad = 3\n"
+                                    "      |       ^\n");
+}
+END_TEST
+
+START_TEST(def_is_reserved) {
+    check_error("def block(x) { }\n", "t.frost:1:1: error: 'def' blocks are not supported yet\n"
+                                      "    1 | def block(x) { }\n"
+                                      "      | ^\n");
+}
+END_TEST
+
+START_TEST(trailing_junk) {
+    check_error("model m extra\n", "t.frost:1:9: error: expected end of line after the model name, got 'extra'\n"
+                                   "    1 | model m extra\n"
+                                   "      |         ^\n");
+}
+END_TEST
+
+START_TEST(config_errors) {
+    check_error("config c { train }\n", "t.frost:1:18: error: expected a pattern after 'train'\n"
+                                        "    1 | config c { train }\n"
+                                        "      |                  ^\n");
+    check_error("config c { trian * }\n", "t.frost:1:12: error: expected 'train', 'freeze', 'grad' or '}', got 'trian'\n"
+                                          "    1 | config c { trian * }\n"
+                                          "      |            ^\n");
+}
+END_TEST
+
+START_TEST(recovers_per_statement) {
+    fixture f;
+    /* three bad statements, three messages; the config body is skipped as a
+     * whole; after "relu(" the next line continues the call */
+    ck_assert_ptr_null(parse(&f, "model m\nx = = 3\nconfig c {\n  trian *\n  train x\n}\ny = relu(\nconst = 2\n"));
+    ck_assert_int_eq(f.d.errors, 3);
+    const char *t = fx_text(&f);
+    ck_assert_ptr_nonnull(strstr(t, "t.frost:2:5: error: expected an op name, got '='\n"));
+    ck_assert_ptr_nonnull(strstr(t, "t.frost:4:3: error: expected 'train', 'freeze', 'grad' or '}', got 'trian'\n"));
+    ck_assert_ptr_nonnull(strstr(t, "t.frost:8:10: error: expected ',' or ')', got end of line\n"));
+    fx_close(&f);
+}
+END_TEST
+
+START_TEST(empty_input_parses_to_nothing) {
+    fixture f;
+    ast_file *a = parse(&f, "# just a comment\n\n");
+    ck_assert_ptr_nonnull(a);
+    ck_assert_int_eq(a->nstmts, 0);
+    fx_close(&f);
+}
+END_TEST
+
+int main(void) {
+    Suite *s = suite_create("parse");
+    TCase *tc = tcase_create("parse");
+    tcase_add_test(tc, whole_model);
+    tcase_add_test(tc, expression_precedence);
+    tcase_add_test(tc, lists_reals_and_dotted_names);
+    tcase_add_test(tc, nested_call);
+    tcase_add_test(tc, missing_paren_stops_at_end_of_line);
+    tcase_add_test(tc, missing_equals);
+    tcase_add_test(tc, keyword_as_name);
+    tcase_add_test(tc, def_is_reserved);
+    tcase_add_test(tc, trailing_junk);
+    tcase_add_test(tc, config_errors);
+    tcase_add_test(tc, recovers_per_statement);
+    tcase_add_test(tc, empty_input_parses_to_nothing);
+    suite_add_tcase(s, tc);
+    SRunner *sr = srunner_create(s);
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
