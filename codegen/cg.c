@@ -427,7 +427,7 @@ static bool cg_init(cg_ctx *c)
         snprintf(what, sizeof what, "%s_init: '%s'", c->prefix, val->name ? val->name : "?");
         int64_t off = c->m->param_offset ? c->m->param_offset[v] : -1;
         int64_t n = cg_numel(&val->shape);
-        int64_t esize = val->dtype == DT_F32 || val->dtype == DT_I32 ? 4 : 1;
+        int64_t esize = val->dtype == DT_I64 ? 8 : val->dtype == DT_F32 || val->dtype == DT_I32 ? 4 : 1;
         if (val->dtype == DT_BIT)
             return cg_fail(c, "%s: bit tensors cannot be parameters", what);
         if (off < 0 || n < 0 || off > c->m->params_bytes - n * esize)

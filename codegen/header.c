@@ -63,6 +63,7 @@ static const char *hd_dtype(ir_dtype dt)
     case DT_I32: return "i32";
     case DT_U8: return "u8";
     case DT_BIT: return "bit";
+    case DT_I64: return "i64";
     }
     return "?";
 }
@@ -80,6 +81,7 @@ static const char *hd_ctype(ir_dtype dt)
     switch (dt) {
     case DT_F32: return "float";
     case DT_I32: return "int32_t";
+    case DT_I64: return "int64_t";
     default: return "uint8_t";
     }
 }

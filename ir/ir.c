@@ -25,6 +25,7 @@ int64_t shape_bytes(const ir_shape *s, ir_dtype dt) {
     case DT_U8: return n;
     case DT_F32:
     case DT_I32: return __builtin_mul_overflow(n, (int64_t)4, &bytes) ? -1 : bytes;
+    case DT_I64: return __builtin_mul_overflow(n, (int64_t)8, &bytes) ? -1 : bytes;
     }
     IR_ASSERT(!"unknown dtype");
     return -1;
@@ -45,6 +46,7 @@ const char *dtype_name(ir_dtype dt) {
     case DT_I32: return "i32";
     case DT_U8: return "u8";
     case DT_BIT: return "bit";
+    case DT_I64: return "i64";
     }
     return "?";
 }

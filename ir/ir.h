@@ -76,6 +76,7 @@ typedef enum {
     DT_I32,
     DT_U8,  /* e.g. arg-max position inside a pooling window */
     DT_BIT, /* bit-packed booleans, e.g. a ReLU's sign mask: ceil(n/8) bytes */
+    DT_I64, /* counters: batch norm's num_batches_tracked, dropout's RNG state */
 } ir_dtype;
 
 #define IR_MAX_RANK 6
@@ -289,7 +290,7 @@ typedef struct {
     bool writes;    /* OPND_BUF: the kernel writes this buffer (reads it too if accumulating) */
 } ir_opnd;
 
-#define IR_MAX_OPND 16
+#define IR_MAX_OPND 20
 typedef struct {
     const char *kernel;   /* runtime function name, e.g. "rt_relu_fwd" */
     ir_opnd opnd[IR_MAX_OPND];
