@@ -41,6 +41,11 @@ static const char usage_text[] =
     "  --train PATTERN       also train the params matching PATTERN (glob: * ? [..]); repeatable\n"
     "  --freeze PATTERN      freeze the params matching PATTERN; repeatable, applied after --train\n"
     "  --grad INPUT          also compute d loss / d INPUT; repeatable\n"
+    "  --optimizer NAME      optimizer compiled into P_update / P_train_step: sgd or adamw\n"
+    "                        (default: the model's `optimizer` statement, else sgd)\n"
+    "  --opt KEY=VALUE       its default hyper-parameters (lr, momentum, dampening, nesterov,\n"
+    "                        weight_decay; adamw: lr, beta1, beta2, eps, weight_decay); repeatable\n"
+    "  --batchnorm-eval      batch norm uses its running statistics in training too\n"
     "  --name PREFIX         prefix of the generated symbols and macros (default: the model name)\n"
     "  -O0 -O1 -O2 -O3       optimisation level of the generated code (default -O3)\n"
     "  --mcpu CPU            target CPU (default: this machine's)\n"
@@ -141,6 +146,24 @@ static int parse_define(pool *p, compile_args *a, const char *text) {
     return 0;
 }
 
+static int parse_opt_setting(pool *p, frost_opt_setting *out, const char *text) {
+    const char *eq = strchr(text, '=');
+    if (!eq || eq == text)
+        return usage_error("--opt expects KEY=VALUE, got '%s'", text);
+    char *end;
+    errno = 0;
+    double value = strtod(eq + 1, &end);
+    if (strcmp(eq + 1, "true") == 0)
+        value = 1, end = (char *)eq + 5;
+    else if (strcmp(eq + 1, "false") == 0)
+        value = 0, end = (char *)eq + 6;
+    if (errno || *end || end == eq + 1)
+        return usage_error("--opt value must be a number (or true/false): '%s'", text);
+    out->key = pool_strndup(p, text, (size_t)(eq - text));
+    out->value = value;
+    return 0;
+}
+
 static int parse_compile_args(pool *p, int argc, char **argv, compile_args *a) {
     a->defs = pool_alloc(p, sizeof *a->defs * (size_t)argc);
     const char **train = pool_alloc(p, sizeof *train * (size_t)argc);
@@ -150,6 +173,8 @@ static int parse_compile_args(pool *p, int argc, char **argv, compile_args *a) {
     a->sel.freeze = freeze;
     a->sel.grad = grad;
     a->configs = pool_alloc(p, sizeof *a->configs * (size_t)argc);
+    frost_opt_setting *settings = pool_alloc(p, sizeof *settings * (size_t)argc);
+    a->sel.opt_settings = settings;
     a->cg.opt_level = 3;
     for (int k = 0; k < argc; k++) {
         const char *arg = argv[k];
@@ -158,7 +183,8 @@ static int parse_compile_args(pool *p, int argc, char **argv, compile_args *a) {
         if (strcmp(arg, "-o") == 0 || strcmp(arg, "--header") == 0 || strcmp(arg, "-D") == 0 ||
             strcmp(arg, "--config") == 0 || strcmp(arg, "--train") == 0 || strcmp(arg, "--freeze") == 0 ||
             strcmp(arg, "--grad") == 0 || strcmp(arg, "--name") == 0 || strcmp(arg, "--mcpu") == 0 ||
-            strcmp(arg, "--triple") == 0 || strcmp(arg, "--format") == 0) {
+            strcmp(arg, "--triple") == 0 || strcmp(arg, "--format") == 0 || strcmp(arg, "--optimizer") == 0 ||
+            strcmp(arg, "--opt") == 0) {
             if (!value)
                 return usage_error("option %s needs a value", arg);
             k++;
@@ -181,6 +207,12 @@ static int parse_compile_args(pool *p, int argc, char **argv, compile_args *a) {
                 grad[a->sel.ngrad++] = value;
             else if (strcmp(arg, "--name") == 0)
                 a->cg.prefix = value;
+            else if (strcmp(arg, "--optimizer") == 0)
+                a->sel.optimizer = value;
+            else if (strcmp(arg, "--opt") == 0) {
+                if (parse_opt_setting(p, &settings[a->sel.nopt_settings++], value))
+                    return EXIT_USAGE;
+            }
             else if (strcmp(arg, "--mcpu") == 0)
                 a->cg.cpu = value;
             else
@@ -188,6 +220,8 @@ static int parse_compile_args(pool *p, int argc, char **argv, compile_args *a) {
         } else if (strncmp(arg, "-D", 2) == 0) {
             if (parse_define(p, a, arg + 2))
                 return EXIT_USAGE;
+        } else if (strcmp(arg, "--batchnorm-eval") == 0) {
+            a->sel.bn_eval = true;
         } else if (arg[0] == '-' && arg[1] == 'O' && arg[2] >= '0' && arg[2] <= '3' && !arg[3]) {
             a->cg.opt_level = arg[2] - '0';
         } else if (arg[0] == '-' && arg[1]) {

@@ -468,6 +468,160 @@ static bool cg_init(cg_ctx *c)
 
 /* ---------------------------------------------------------------- module */
 
+/* ---------------------------------------------------------------- optimizer */
+
+/* The frost_hparams struct of the header: seven floats and an int32. */
+static LLVMTypeRef cg_hparams_type(cg_ctx *c)
+{
+    LLVMTypeRef f = LLVMFloatTypeInContext(c->ctx);
+    LLVMTypeRef fields[] = {f, f, f, f, f, f, f, c->t_i32};
+    return LLVMStructTypeInContext(c->ctx, fields, 8, 0);
+}
+
+/* P_update(params, grads, opt_state, hparams): one optimizer step over the
+ * trainable parameters; hparams NULL means the defaults compiled in. */
+static bool cg_update(cg_ctx *c)
+{
+    const ir_module *m = c->m;
+    const ir_graph *g = m->graph;
+    const ir_optimizer *o = &m->opt;
+    LLVMTypeRef pt[] = {c->t_ptr, c->t_ptr, c->t_ptr, c->t_ptr};
+    LLVMValueRef fn = cg_add_function(c, "update", c->t_void, pt, 4);
+    if (!fn)
+        return false;
+    cg_name_param(fn, 0, "params", true);
+    cg_name_param(fn, 1, "grads", true);
+    cg_name_param(fn, 2, "opt_state", true);
+    cg_name_param(fn, 3, "hparams", false);
+    LLVMValueRef params = LLVMGetParam(fn, 0), grads = LLVMGetParam(fn, 1), state = LLVMGetParam(fn, 2);
+
+    LLVMTypeRef ht = cg_hparams_type(c), f32 = LLVMFloatTypeInContext(c->ctx);
+    LLVMValueRef defaults[] = {
+        LLVMConstReal(f32, o->lr),           LLVMConstReal(f32, o->momentum), LLVMConstReal(f32, o->dampening),
+        LLVMConstReal(f32, o->weight_decay), LLVMConstReal(f32, o->beta1),    LLVMConstReal(f32, o->beta2),
+        LLVMConstReal(f32, o->eps),          LLVMConstInt(c->t_i32, o->nesterov, 0)};
+    LLVMValueRef dflt = LLVMAddGlobal(c->mod, ht, "frost_default_hparams");
+    LLVMSetInitializer(dflt, LLVMConstStructInContext(c->ctx, defaults, 8, 0));
+    LLVMSetGlobalConstant(dflt, 1);
+    LLVMSetLinkage(dflt, LLVMInternalLinkage);
+    LLVMValueRef given = LLVMGetParam(fn, 3);
+    LLVMValueRef none = LLVMBuildICmp(c->b, LLVMIntEQ, given, LLVMConstNull(c->t_ptr), "");
+    LLVMValueRef hp = LLVMBuildSelect(c->b, none, LLVMBuildPointerCast(c->b, dflt, c->t_ptr, ""), given, "hp");
+
+    cg_arg begin[] = {{.kind = A_PTR, .v = state}};
+    if (!cg_call(c, "update", "rt_opt_step_begin", begin, 1))
+        return false;
+    for (int v = 0; v < g->nvals; v++) {
+        const ir_value *val = &g->vals[v];
+        if (!m->opt_offset || m->opt_offset[v] < 0)
+            continue; /* frozen, a buffer, or a module built without optimizer state */
+        char what[CG_MAX_PREFIX + 64];
+        snprintf(what, sizeof what, "%s_update: '%s'", c->prefix, val->name);
+        int64_t n = cg_numel(&val->shape), slot = ir_align_up(n * 4);
+        if (m->opt_offset[v] + opt_slots(o->kind) * slot > m->opt_state_bytes || m->grad_offset[v] < 0)
+            return cg_fail(c, "%s: optimizer state or gradient outside its block", what);
+        LLVMValueRef p = cg_offset(c, params, m->param_offset[v], val->name);
+        LLVMValueRef gr = cg_offset(c, grads, m->grad_offset[v], "");
+        LLVMValueRef s1 = cg_offset(c, state, m->opt_offset[v], "");
+        if (o->kind == OPT_SGD) {
+            cg_arg a[] = {{.kind = A_PTR, .v = p},     {.kind = A_PTR, .v = gr}, {.kind = A_PTR, .v = s1},
+                          {.kind = A_PTR, .v = state}, {.kind = A_PTR, .v = hp}, {.kind = A_INT, .i = n}};
+            if (!cg_call(c, what, "rt_sgd_update", a, 6))
+                return false;
+        } else {
+            LLVMValueRef s2 = cg_offset(c, state, m->opt_offset[v] + slot, "");
+            cg_arg a[] = {{.kind = A_PTR, .v = p},  {.kind = A_PTR, .v = gr},    {.kind = A_PTR, .v = s1},
+                          {.kind = A_PTR, .v = s2}, {.kind = A_PTR, .v = state}, {.kind = A_PTR, .v = hp},
+                          {.kind = A_INT, .i = n}};
+            if (!cg_call(c, what, "rt_adamw_update", a, 7))
+                return false;
+        }
+    }
+    LLVMBuildRetVoid(c->b);
+    return true;
+}
+
+/* P_train_step(params, grads, opt_state, in, out, arena, hparams): forward,
+ * backward and update; returns the loss, or NaN (parameters untouched) when
+ * forward or backward reported an error. out may be NULL. */
+static bool cg_train_step(cg_ctx *c)
+{
+    char name[CG_MAX_PREFIX + 32];
+    LLVMValueRef callee[3];
+    static const char *const parts[] = {"forward", "backward", "update"};
+    for (int k = 0; k < 3; k++) {
+        snprintf(name, sizeof name, "%s_%s", c->prefix, parts[k]);
+        if (!(callee[k] = LLVMGetNamedFunction(c->mod, name)))
+            return cg_fail(c, "train_step: %s was not generated", name);
+    }
+    LLVMTypeRef f32 = LLVMFloatTypeInContext(c->ctx);
+    LLVMTypeRef pin = LLVMPointerType(c->t_in, 0), pout = LLVMPointerType(c->t_out, 0);
+    LLVMTypeRef pt[] = {c->t_ptr, c->t_ptr, c->t_ptr, pin, pout, c->t_ptr, c->t_ptr};
+    LLVMValueRef fn = cg_add_function(c, "train_step", f32, pt, 7);
+    if (!fn)
+        return false;
+    cg_name_param(fn, 0, "params", true);
+    cg_name_param(fn, 1, "grads", true);
+    cg_name_param(fn, 2, "opt_state", true);
+    cg_name_param(fn, 3, "in", false);
+    cg_name_param(fn, 4, "out", false);
+    cg_name_param(fn, 5, "arena", true);
+    cg_name_param(fn, 6, "hparams", false);
+    LLVMValueRef params = LLVMGetParam(fn, 0), grads = LLVMGetParam(fn, 1), state = LLVMGetParam(fn, 2);
+    LLVMValueRef in = LLVMGetParam(fn, 3), out = LLVMGetParam(fn, 4), arena = LLVMGetParam(fn, 5);
+    LLVMValueRef hp = LLVMGetParam(fn, 6);
+
+    /* Our own outputs struct: the caller's fields, with the loss redirected
+     * to a local so that it is known even when the caller passes none. */
+    LLVMValueRef loss = LLVMBuildAlloca(c->b, f32, "loss");
+    LLVMValueRef outs = LLVMBuildAlloca(c->b, c->t_out, "outs");
+    LLVMValueRef has_out = LLVMBuildICmp(c->b, LLVMIntNE, out, LLVMConstNull(pout), "");
+    LLVMBasicBlockRef copy = LLVMAppendBasicBlockInContext(c->ctx, fn, "copy_out");
+    LLVMBasicBlockRef clear = LLVMAppendBasicBlockInContext(c->ctx, fn, "no_out");
+    LLVMBasicBlockRef run = LLVMAppendBasicBlockInContext(c->ctx, fn, "run");
+    LLVMBasicBlockRef fail = LLVMAppendBasicBlockInContext(c->ctx, fn, "fail");
+    LLVMBuildCondBr(c->b, has_out, copy, clear);
+    LLVMPositionBuilderAtEnd(c->b, copy);
+    LLVMBuildStore(c->b, LLVMBuildLoad2(c->b, c->t_out, out, ""), outs);
+    LLVMBuildBr(c->b, run);
+    LLVMPositionBuilderAtEnd(c->b, clear);
+    LLVMBuildStore(c->b, LLVMConstNull(c->t_out), outs);
+    LLVMBuildBr(c->b, run);
+    LLVMPositionBuilderAtEnd(c->b, run);
+    LLVMValueRef field0 = LLVMBuildStructGEP2(c->b, c->t_out, outs, 0, "");
+    LLVMBuildStore(c->b, LLVMBuildPointerCast(c->b, loss, c->t_ptr, ""), field0);
+
+    LLVMValueRef fargs[] = {params, in, outs, arena};
+    LLVMValueRef rc = LLVMBuildCall2(c->b, LLVMGlobalGetValueType(callee[0]), callee[0], fargs, 4, "");
+    LLVMBasicBlockRef bwd = LLVMAppendBasicBlockInContext(c->ctx, fn, "backward");
+    LLVMBuildCondBr(c->b, LLVMBuildICmp(c->b, LLVMIntNE, rc, LLVMConstInt(c->t_i32, 0, 0), ""), fail, bwd);
+    LLVMPositionBuilderAtEnd(c->b, bwd);
+    LLVMValueRef bargs[] = {params, grads, arena};
+    rc = LLVMBuildCall2(c->b, LLVMGlobalGetValueType(callee[1]), callee[1], bargs, 3, "");
+    LLVMBasicBlockRef upd = LLVMAppendBasicBlockInContext(c->ctx, fn, "update");
+    LLVMBuildCondBr(c->b, LLVMBuildICmp(c->b, LLVMIntNE, rc, LLVMConstInt(c->t_i32, 0, 0), ""), fail, upd);
+    LLVMPositionBuilderAtEnd(c->b, upd);
+    LLVMValueRef uargs[] = {params, grads, state, hp};
+    LLVMBuildCall2(c->b, LLVMGlobalGetValueType(callee[2]), callee[2], uargs, 4, "");
+    LLVMValueRef value = LLVMBuildLoad2(c->b, f32, loss, "");
+    LLVMBasicBlockRef give = LLVMAppendBasicBlockInContext(c->ctx, fn, "give_loss");
+    LLVMBasicBlockRef done = LLVMAppendBasicBlockInContext(c->ctx, fn, "done");
+    LLVMBuildCondBr(c->b, has_out, give, done);
+    LLVMPositionBuilderAtEnd(c->b, give);
+    LLVMValueRef user_field = LLVMBuildStructGEP2(c->b, c->t_out, out, 0, "");
+    LLVMValueRef user_loss = LLVMBuildLoad2(c->b, c->t_ptr, user_field, "");
+    LLVMBasicBlockRef store = LLVMAppendBasicBlockInContext(c->ctx, fn, "store_loss");
+    LLVMBuildCondBr(c->b, LLVMBuildICmp(c->b, LLVMIntNE, user_loss, LLVMConstNull(c->t_ptr), ""), store, done);
+    LLVMPositionBuilderAtEnd(c->b, store);
+    LLVMBuildStore(c->b, value, LLVMBuildPointerCast(c->b, user_loss, LLVMPointerType(f32, 0), ""));
+    LLVMBuildBr(c->b, done);
+    LLVMPositionBuilderAtEnd(c->b, done);
+    LLVMBuildRet(c->b, value);
+    LLVMPositionBuilderAtEnd(c->b, fail);
+    LLVMBuildRet(c->b, LLVMConstReal(f32, NAN));
+    return true;
+}
+
 static bool cg_is_entry(const cg_ctx *c, const char *name)
 {
     size_t n = strlen(c->prefix);
@@ -475,7 +629,7 @@ static bool cg_is_entry(const cg_ctx *c, const char *name)
         return false;
     name += n + 1;
     return !strcmp(name, "forward") || !strcmp(name, "backward") || !strcmp(name, "infer") ||
-           !strcmp(name, "init");
+           !strcmp(name, "init") || !strcmp(name, "update") || !strcmp(name, "train_step");
 }
 
 /* Internalise everything the runtime defined and give every function the
@@ -599,7 +753,8 @@ static bool cg_build(cg_ctx *c, const cg_options *o, const char *path)
     }
     if (!cg_entry(c, E_FORWARD, &m->train, 0, m->train.nfwd) ||
         !cg_entry(c, E_BACKWARD, &m->train, m->train.nfwd, m->train.nsteps) ||
-        !cg_entry(c, E_INFER, &m->infer, 0, m->infer.nsteps) || !cg_init(c))
+        !cg_entry(c, E_INFER, &m->infer, 0, m->infer.nsteps) || !cg_init(c) || !cg_update(c) ||
+        !cg_train_step(c))
         goto out;
     cg_finish_functions(c, cpu, features);
 

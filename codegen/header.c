@@ -8,6 +8,7 @@
 #include "cg.h"
 
 #include <ctype.h>
+#include <stdlib.h>
 #include <string.h>
 
 void cg_prefix(const ir_module *m, const cg_options *o, char buf[CG_MAX_PREFIX])
@@ -109,6 +110,114 @@ static int64_t hd_numel(const ir_shape *s)
     return n;
 }
 
+/* The optimizer compiled in: its state size, default hyper-parameters and
+ * the update / train_step entry points. frost_hparams is shared by every
+ * model's header (guarded), so a driver can hold one for several models. */
+static void hd_optimizer(const ir_module *m, const char *p, const char *P, FILE *out)
+{
+    const ir_optimizer *o = &m->opt;
+    fprintf(out,
+            "/* Optimizer: %s, compiled in. Its state (the step count, then per\n"
+            " * trainable parameter %s) must be zeroed before the first update. */\n"
+            "#define %s_OPTIMIZER \"%s\"\n"
+            "#define %s_OPT_STATE_BYTES %lldLL\n\n",
+            opt_name(o->kind), o->kind == OPT_ADAMW ? "the first and second moments" : "the momentum buffer", P,
+            opt_name(o->kind), P, (long long)ir_align_up(m->opt_state_bytes));
+    fprintf(out,
+            "#ifndef FROST_HPARAMS_DEFINED\n#define FROST_HPARAMS_DEFINED\n"
+            "/* Hyper-parameters read at every update; fields an optimizer does not use\n"
+            " * are ignored (SGD: lr, momentum, dampening, weight_decay, nesterov; AdamW:\n"
+            " * lr, beta1, beta2, eps, weight_decay). */\n"
+            "typedef struct frost_hparams {\n"
+            "    float lr, momentum, dampening, weight_decay, beta1, beta2, eps;\n"
+            "    int32_t nesterov;\n"
+            "} frost_hparams;\n#endif\n\n");
+    fprintf(out, "/* The defaults this object was compiled with (also used when hparams is NULL). */\n");
+    fprintf(out, "#if defined(__GNUC__)\n__attribute__((unused))\n#endif\n");
+    const double values[] = {o->lr, o->momentum, o->dampening, o->weight_decay, o->beta1, o->beta2, o->eps};
+    fprintf(out, "static const frost_hparams %s_default_hparams = {", p);
+    for (size_t k = 0; k < sizeof values / sizeof values[0]; k++) {
+        char lit[40];
+        snprintf(lit, sizeof lit, "%.9g", values[k]);
+        /* a float literal needs a '.' or an exponent before its 'f' */
+        fprintf(out, " %s%sf,", lit, strpbrk(lit, ".e") ? "" : ".0");
+    }
+    fprintf(out, " %d };\n\n", o->nesterov ? 1 : 0);
+    fprintf(out,
+            "/* One optimizer step on the trainable parameters from grads (as the last\n"
+            " * %s_backward left them). hparams may be NULL: %s_default_hparams. */\n"
+            "void %s_update(void *params, const void *grads, void *opt_state, const frost_hparams *hparams);\n\n"
+            "/* %s_forward, %s_backward and %s_update in one call. Returns the loss, or\n"
+            " * NaN when forward or backward failed (then nothing was updated: call\n"
+            " * %s_forward for the return code). out may be NULL. */\n"
+            "float %s_train_step(void *params, void *grads, void *opt_state, const %s_inputs *in, %s_outputs *out,\n"
+            "                    void *arena, const frost_hparams *hparams);\n\n",
+            p, p, p, p, p, p, p, p, p, p);
+}
+
+/* The residuals as arena byte ranges {offset, bytes}, sorted by offset: every
+ * storage (alias root) of the train arena live from forward into backward,
+ * with the extent of its largest member. Everything else in the arena is dead
+ * between P_forward and P_backward (tests/e2e/poison.c relies on that). */
+static void hd_kept_ranges(const ir_module *m, const char *p, const char *P, FILE *out)
+{
+    const ir_program *prog = &m->train;
+    int n = 0;
+    int *root = calloc((size_t)prog->nbufs + 1, sizeof(int));
+    int64_t *ext = calloc((size_t)prog->nbufs + 1, sizeof(int64_t));
+    int *kept = calloc((size_t)prog->nbufs + 1, sizeof(int));
+    if (!root || !ext || !kept) {
+        free(root), free(ext), free(kept);
+        fprintf(out, "#error \"frost ran out of memory writing the kept ranges\"\n");
+        return;
+    }
+    for (int b = 0; b < prog->nbufs; b++) {
+        int r = b;
+        for (int hops = 0; prog->bufs[r].alias_of >= 0 && hops <= prog->nbufs; hops++)
+            r = prog->bufs[r].alias_of;
+        root[b] = r;
+    }
+    for (int b = 0; b < prog->nbufs; b++)
+        if (prog->bufs[b].space == SPACE_ARENA && prog->bufs[b].bytes > ext[root[b]])
+            ext[root[b]] = prog->bufs[b].bytes;
+    for (int b = 0; b < prog->nbufs; b++) {
+        const ir_buf *x = &prog->bufs[b];
+        if (root[b] != b || x->space != SPACE_ARENA || x->first < 0 || x->first >= prog->nfwd ||
+            x->last < prog->nfwd || ext[b] == 0)
+            continue;
+        int k = n++; /* insertion by offset */
+        while (k > 0 && prog->bufs[kept[k - 1]].offset > x->offset) {
+            kept[k] = kept[k - 1];
+            k--;
+        }
+        kept[k] = b;
+    }
+    int64_t total = 0;
+    for (int k = 0; k < n; k++)
+        total += ext[kept[k]];
+    fprintf(out,
+            "/* Residuals: the train-arena byte ranges {offset, bytes} that %s_forward leaves\n"
+            " * for %s_backward, sorted by offset (%lld bytes in all). Every other byte of\n"
+            " * the train arena is dead between the two calls and may be overwritten. */\n"
+            "#define %s_NUM_KEPT_RANGES %d\n",
+            p, p, (long long)total, P, n);
+    fprintf(out, "#if defined(__GNUC__)\n__attribute__((unused))\n#endif\n");
+    if (n)
+        fprintf(out, "static const int64_t %s_kept_ranges[%s_NUM_KEPT_RANGES][2] = {\n", p, P);
+    else
+        fprintf(out, "static const int64_t %s_kept_ranges[1][2] = {\n"
+                     "    { 0, 0 } /* placeholder: forward keeps nothing for backward */\n", p);
+    for (int k = 0; k < n; k++) {
+        const ir_buf *x = &prog->bufs[kept[k]];
+        fprintf(out, "    { %lldLL, %lldLL }, /* %s */\n", (long long)x->offset, (long long)ext[kept[k]],
+                x->name ? x->name : "?");
+    }
+    fprintf(out, "};\n\n");
+    free(root);
+    free(ext);
+    free(kept);
+}
+
 void cg_emit_header(const ir_module *m, const cg_options *o, FILE *out)
 {
     const ir_graph *g = m->graph;
@@ -162,7 +271,7 @@ void cg_emit_header(const ir_module *m, const cg_options *o, FILE *out)
             " * Return codes: 0 ok, %s_ERR_LABEL a class label outside [0, classes).\n"
             " * Link with -lopenblas -lm.\n"
             " */\n",
-            p, model, m->config && m->config->name ? m->config->name : "from the command line",
+            p, model, view_config_name(m),
             ntrain, nparams, (long long)train_scalars, (long long)scalars, P, P, P, P, P, P, P, p, p,
             p, p, p, p, p, p, p, P, P);
 
@@ -239,29 +348,45 @@ void cg_emit_header(const ir_module *m, const cg_options *o, FILE *out)
     }
     if (any)
         fputc('\n', out);
+    hd_kept_ranges(m, p, P, out);
 
-    /* Parameter table. */
+    /* Parameter table. The entry type is shared by every frost model (guarded),
+     * so one model's table can be passed to code written for any model, e.g.
+     * the checkpoint functions of support/frost_support.h. */
     fprintf(out,
             "/* Parameters and buffers (e.g. batch-norm running statistics) in the params\n"
             " * block, named as in PyTorch's state_dict. offset: bytes into params;\n"
-            " * grad_offset: bytes into grads, -1 when the tensor gets no gradient. */\n"
-            "typedef struct {\n"
+            " * grad_offset: bytes into grads, -1 when the tensor gets no gradient;\n"
+            " * dtype: a FROST_DTYPE_* code; persistent: 0 for state a checkpoint leaves\n"
+            " * out. The type is the same for every frost model. */\n"
+            "#ifndef FROST_PARAM_INFO_DEFINED\n"
+            "#define FROST_PARAM_INFO_DEFINED\n"
+            "#define FROST_DTYPE_F32 %d\n"
+            "#define FROST_DTYPE_I32 %d\n"
+            "#define FROST_DTYPE_U8  %d\n"
+            "#define FROST_DTYPE_I64 %d\n"
+            "#define FROST_MAX_RANK  %d\n"
+            "typedef struct frost_param_info {\n"
             "    const char *name;\n"
             "    int64_t offset;\n"
             "    int64_t grad_offset;\n"
             "    int32_t rank;\n"
             "    int64_t shape[%d];\n"
+            "    int32_t dtype;\n"
             "    int32_t trainable;\n"
             "    int32_t is_buffer;\n"
-            "} %s_param_info;\n\n",
-            IR_MAX_RANK, p);
+            "    int32_t persistent;\n"
+            "} frost_param_info;\n"
+            "#endif\n"
+            "typedef frost_param_info %s_param_info;\n\n",
+            (int)DT_F32, (int)DT_I32, (int)DT_U8, (int)DT_I64, IR_MAX_RANK, IR_MAX_RANK, p);
     fprintf(out, "#if defined(__GNUC__)\n__attribute__((unused))\n#endif\n");
     if (nparams)
         fprintf(out, "static const %s_param_info %s_params[%s_NUM_PARAMS] = {\n", p, p, P);
     else
         fprintf(out, "static const %s_param_info %s_params[1] = {\n", p, p);
     if (!nparams)
-        fprintf(out, "    { \"\", -1, -1, 0, {0}, 0, 0 } /* placeholder: the model has no parameters */\n");
+        fprintf(out, "    { \"\", -1, -1, 0, {0}, 0, 0, 0, 0 } /* placeholder: the model has no parameters */\n");
     for (int v = 0; v < g->nvals; v++) {
         const ir_value *val = &g->vals[v];
         if (val->kind != VAL_PARAM && val->kind != VAL_BUFFER)
@@ -276,7 +401,7 @@ void cg_emit_header(const ir_module *m, const cg_options *o, FILE *out)
             fprintf(out, "%s%lldLL", i ? ", " : "", (long long)val->shape.dim[i]);
         if (!val->shape.rank)
             fprintf(out, "0");
-        fprintf(out, "}, %d, %d },\n", tr, val->kind == VAL_BUFFER);
+        fprintf(out, "}, %d, %d, %d, %d },\n", (int)val->dtype, tr, val->kind == VAL_BUFFER, !val->nonpersistent);
     }
     fprintf(out, "};\n\n");
 
@@ -328,5 +453,6 @@ void cg_emit_header(const ir_module *m, const cg_options *o, FILE *out)
             "/* Inference: forward only, arena of %s_INFER_ARENA_BYTES. */\n"
             "int %s_infer(const void *params, const %s_inputs *in, %s_outputs *out, void *arena);\n\n",
             p, p, p, p, p, p, p, P, p, p, p);
+    hd_optimizer(m, p, P, out);
     fprintf(out, "#ifdef __cplusplus\n}\n#endif\n\n#endif /* %s_FROST_H */\n", P);
 }

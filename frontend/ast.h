@@ -12,7 +12,7 @@ typedef enum {
     TK_IDENT,   /* [A-Za-z_][A-Za-z0-9_]* ( '.' [A-Za-z0-9_]+ )*  (keywords too) */
     TK_INT,     /* 128 */
     TK_REAL,    /* 0.25, 1e-5 */
-    TK_PUNCT,   /* ( ) [ ] { } , = : ; + - * / % . ? ! ^ */
+    TK_PUNCT,   /* ( ) [ ] { } , = : ; + - * / % . ? ! ^ < > and == != <= >= */
     TK_NEWLINE, /* end of a statement (one for a run of blank lines) */
     TK_EOF,
 } tok_kind;
@@ -39,16 +39,25 @@ typedef enum {
     EX_INT,  /* ival */
     EX_REAL, /* rval */
     EX_BOOL, /* ival 0/1 */
-    EX_NAME, /* name: a const or a tensor */
+    EX_NAME, /* name: a const, a def's parameter or a tensor */
     EX_NEG,  /* -lhs */
     EX_BIN,  /* lhs op rhs, op one of + - * / % */
     EX_LIST, /* [items...], e.g. reshape's dims */
+    EX_CMP,  /* lhs op rhs, op one of the CMP_* codes below */
+    EX_AND,  /* lhs and rhs */
+    EX_OR,   /* lhs or rhs */
+    EX_NOT,  /* not lhs */
+    EX_DIM,  /* dim(lhs, rhs): lhs an EX_NAME (a tensor), rhs the index */
 } ast_expr_kind;
+
+/* EX_CMP's op: the operator's first character, or one of these for the
+ * two-character ones */
+enum { CMP_EQ = '=', CMP_NE = '!', CMP_LT = '<', CMP_LE = 'l', CMP_GT = '>', CMP_GE = 'g' };
 
 typedef struct ast_expr ast_expr;
 struct ast_expr {
     ast_expr_kind kind;
-    src_loc loc;    /* binary: the operator */
+    src_loc loc;    /* binary: the operator; dim: the word dim */
     int64_t ival;
     double rval;
     const char *name;
@@ -64,39 +73,65 @@ typedef struct {
     ast_expr *value;
 } ast_arg;
 
-typedef enum { CFG_TRAIN, CFG_FREEZE, CFG_GRAD } ast_cfg_kind;
+typedef enum { CFG_TRAIN, CFG_FREEZE, CFG_GRAD, CFG_BATCHNORM } ast_cfg_kind;
 typedef struct {
     ast_cfg_kind kind;
-    const char *word; /* glob pattern, "none", or an input name */
+    const char *word; /* glob pattern, "none", an input name, or "eval"/"train" (batchnorm) */
     src_loc loc;
 } ast_cfg_item;
 
 typedef enum {
-    ST_MODEL,   /* model NAME */
-    ST_CONST,   /* const NAME = value */
-    ST_INPUT,   /* input NAME : dtype[dims] [grad] */
-    ST_BIND,    /* NAME = op(args) */
-    ST_OUTPUT,  /* output NAME, ... */
-    ST_CONFIG,  /* config NAME { items } */
-    ST_DEFAULT, /* default NAME */
+    ST_MODEL,     /* model NAME */
+    ST_CONST,     /* const NAME = value */
+    ST_INPUT,     /* input NAME : dtype[dims] [grad] */
+    ST_BIND,      /* NAME = op(args), or NAME = def(args) */
+    ST_OUTPUT,    /* output NAME, ... */
+    ST_CONFIG,    /* config NAME { items } */
+    ST_DEFAULT,   /* default NAME */
+    ST_ALIAS,     /* NAME = value (an EX_NAME): a second name for a value */
+    ST_DEF,       /* def NAME(params) { body } */
+    ST_IF,        /* if value { body } [ else { else_body } ] */
+    ST_RETURN,    /* return value (an EX_NAME), or return op(args) (op set) */
+    ST_BATCHNORM, /* batchnorm eval|train: bn_eval */
 } ast_stmt_kind;
 
+typedef struct ast_stmt ast_stmt;
+
+/* { statements } of a def or an if */
 typedef struct {
+    ast_stmt *stmts;
+    int nstmts, capstmts;
+    src_loc open_loc, close_loc; /* the braces */
+    bool had_error;              /* a statement in it failed to parse (and was dropped) */
+} ast_block;
+
+typedef struct {
+    const char *name;
+    src_loc loc;
+    ast_expr *dflt;        /* default value, NULL when the parameter is required */
+    const char *dflt_text; /* its source text, for signatures in messages */
+} ast_param;
+
+struct ast_stmt {
     ast_stmt_kind kind;
     src_loc loc;        /* the statement's first token */
-    const char *name;   /* model/const/input/binding/config/default name */
+    const char *name;   /* model/const/input/binding/alias/config/default/def name */
     src_loc name_loc;
-    ast_expr *value;    /* const */
+    ast_expr *value;    /* const value; alias target; if condition; returned name */
     const char *dtype;  /* input */
     src_loc dtype_loc;
     ast_expr **dims; int ndims;
     bool grad;          /* input ... grad */
-    const char *op;     /* binding */
+    const char *op;     /* binding, return of a call: the op or def called */
     src_loc op_loc;
     ast_arg *args; int nargs;
     const char **names; src_loc *name_locs; int nnames; /* output */
     ast_cfg_item *items; int nitems;                     /* config */
-} ast_stmt;
+    ast_param *params; int nparams;                      /* def */
+    ast_block *body;      /* def, if */
+    ast_block *else_body; /* if: NULL without else; `else if` is an else block holding one ST_IF */
+    bool bn_eval;         /* batchnorm eval */
+};
 
 typedef struct {
     ast_stmt *stmts;

@@ -7,36 +7,134 @@
  * ops.c, its shape rule run, and its output value created under the binding's
  * name. Errors never stop elaboration, but a name whose definition failed is
  * "poisoned": uses of it fail silently, so one mistake gives one message.
+ *
+ * Defs are expanded at each call, like macros with their own scope. A call
+ * `P = f(args)` evaluates the arguments in the caller's scope, then
+ * elaborates f's body in a new frame whose names are "P.<name>" in the graph
+ * (so `conv1 = conv2d(...)` inside makes node P.conv1 and param
+ * P.conv1.weight, and a nested call `ds = g(...)` makes names P.ds.<name>).
+ * A def body sees its parameters, its own earlier assignments and the
+ * top-level consts, nothing else. `if` evaluates its condition at compile
+ * time and elaborates one branch; names assigned in it stay visible after it.
+ * An error inside a def is followed by notes naming the calls that led to it;
+ * the same message at the same place is reported once, not once per call.
  */
 #include "ast.h"
 
+#include <math.h>
 #include <string.h>
 
-typedef enum { SYM_CONST, SYM_VALUE, SYM_POISON } sym_kind;
+/* A compile-time value, or a tensor (a value id). */
+typedef enum { CV_INT, CV_REAL, CV_BOOL, CV_LIST, CV_TENSOR } cv_kind;
+typedef struct {
+    cv_kind kind;
+    int64_t i;      /* int; bool 0/1; tensor: the value id */
+    double r;       /* real */
+    int64_t *items; /* list */
+    int nitems;
+} cval;
 
 typedef struct {
-    const char *name;
-    sym_kind kind;
-    int64_t value; /* SYM_CONST: the value; SYM_VALUE: the value id */
+    const char *name; /* as written in its scope: "conv1" inside a def, "layer1.0" at top level */
+    bool poison;      /* its definition failed: uses of it fail silently */
+    cval v;
     src_loc loc;
 } sym;
+
+/* A scope: the top level, or one call of a def. */
+typedef struct frame frame;
+struct frame {
+    frame *parent;
+    const ast_stmt *def;  /* the ST_DEF being expanded; NULL at the top level */
+    const char *prefix;   /* graph names made here are "<prefix>.<name>"; NULL at the top level */
+    src_loc call_loc;     /* the callee's name in the call */
+    sym *syms;
+    int nsyms, capsyms;
+    const ast_stmt *cur;  /* statement being elaborated (for "used before its definition") */
+    int depth;
+};
+
+typedef struct {
+    src_loc at;
+    const char *msg;
+} seen_error;
 
 struct elab_ctx {
     pool *pool;
     diag_ctx *d;
     ir_graph *g;
     const ast_file *file;
-    int stmt;      /* index of the statement being elaborated */
-    sym *syms;
-    int nsyms, capsyms;
+    frame top;
+    frame *fr;             /* the current scope */
+    int errors;            /* errors so far, including repeats not printed again */
+    frame *pending;        /* the last error was made in this frame: call notes are owed */
+    bool quiet;            /* the last error was a repeat: its notes are not printed either */
+    seen_error *seen;      /* errors made inside defs, to report each once */
+    int nseen, capseen;
+    const ast_stmt **defs; /* the file's defs, by name */
+    bool *def_bad;         /* recursive or with bad parameters: calls fail silently */
+    int ndefs, capdefs, capbad;
+    sym scratch;           /* lookup result that is not a symbol of the scope */
 };
 
+enum { MAX_CALL_DEPTH = 64 };
+
 ir_graph *elab_graph(elab_ctx *e) { return e->g; }
+
+/* ---------------------------------------------------------------- diagnostics */
+
+/* Notes naming the calls that led to the last error, innermost first. */
+static void flush_calls(elab_ctx *e) {
+    frame *f = e->pending;
+    e->pending = NULL;
+    for (; f && f->def; f = f->parent)
+        diag_note(e->d, f->call_loc, "in call of '%s' as '%s'", f->def->name, f->prefix);
+}
+
+static void verr(elab_ctx *e, src_loc at, const char *fmt, va_list ap) {
+    flush_calls(e);
+    e->errors++;
+    e->quiet = false;
+    if (e->fr->def) {
+        /* a def called N times would otherwise say the same N times */
+        va_list copy;
+        va_copy(copy, ap);
+        char buf[1024];
+        vsnprintf(buf, sizeof buf, fmt, copy);
+        va_end(copy);
+        for (int k = 0; k < e->nseen; k++)
+            if (e->seen[k].at.line == at.line && e->seen[k].at.col == at.col && strcmp(e->seen[k].msg, buf) == 0) {
+                e->quiet = true;
+                return;
+            }
+        *VEC_PUSH(e->pool, e->seen, e->nseen, e->capseen) = (seen_error){at, pool_strdup(e->pool, buf)};
+    }
+    diag_verror(e->d, "error", at, fmt, ap);
+    e->pending = e->fr;
+}
+
+static void err(elab_ctx *e, src_loc at, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static void err(elab_ctx *e, src_loc at, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    verr(e, at, fmt, ap);
+    va_end(ap);
+}
 
 void elab_error(elab_ctx *e, src_loc at, const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
-    diag_verror(e->d, "error", at, fmt, ap);
+    verr(e, at, fmt, ap);
+    va_end(ap);
+}
+
+static void note(elab_ctx *e, src_loc at, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static void note(elab_ctx *e, src_loc at, const char *fmt, ...) {
+    if (e->quiet)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    diag_verror(e->d, "note", at, fmt, ap);
     va_end(ap);
 }
 
@@ -82,66 +180,217 @@ static const char *suggest(elab_ctx *e, const char *name, const char **cands, in
     return best ? pool_printf(e->pool, "; did you mean '%s'?", best) : "";
 }
 
-static sym *find_sym(elab_ctx *e, const char *name) {
-    for (int k = 0; k < e->nsyms; k++)
-        if (strcmp(e->syms[k].name, name) == 0)
-            return &e->syms[k];
+static sym *find_local(const frame *f, const char *name) {
+    for (int k = 0; k < f->nsyms; k++)
+        if (strcmp(f->syms[k].name, name) == 0)
+            return &f->syms[k];
     return NULL;
 }
 
-static void add_sym(elab_ctx *e, const char *name, sym_kind kind, int64_t value, src_loc loc) {
-    *VEC_PUSH(e->pool, e->syms, e->nsyms, e->capsyms) = (sym){name, kind, value, loc};
+static void add_sym(elab_ctx *e, const char *name, bool poison, cval v, src_loc loc) {
+    frame *f = e->fr;
+    *VEC_PUSH(e->pool, f->syms, f->nsyms, f->capsyms) = (sym){name, poison, v, loc};
 }
 
-/* A new definition of `name` must not clash with anything defined before,
- * params ("fc1.weight") included. */
-static bool check_new_name(elab_ctx *e, const char *name, src_loc at) {
-    sym *s = find_sym(e, name);
-    int v = ir_find_value(e->g, name);
+static cval tensor_val(int v) { return (cval){.kind = CV_TENSOR, .i = v}; }
+
+/* The graph name of a name made in the current scope. */
+static const char *full_name(elab_ctx *e, const char *local) {
+    return e->fr->prefix ? pool_printf(e->pool, "%s.%s", e->fr->prefix, local) : local;
+}
+
+static int find_def(const elab_ctx *e, const char *name) {
+    for (int k = 0; k < e->ndefs; k++)
+        if (strcmp(e->defs[k]->name, name) == 0)
+            return k;
+    return -1;
+}
+
+/* A new name `local` of the current scope (graph name `full`) must not clash
+ * with a name of the scope nor with any value of the graph, params
+ * ("fc1.weight") included. */
+static bool check_new_full(elab_ctx *e, const char *local, const char *full, src_loc at) {
+    sym *s = find_local(e->fr, local);
+    int v = ir_find_value(e->g, full);
     if (!s && v < 0)
         return true;
-    diag_error(e->d, at, "redefinition of '%s'", name);
-    diag_note(e->d, s ? s->loc : e->g->vals[v].loc, "previous definition of '%s' is here", name);
+    err(e, at, "redefinition of '%s'", s ? local : full);
+    note(e, s ? s->loc : e->g->vals[v].loc, "previous definition of '%s' is here", s ? local : full);
     return false;
+}
+
+/* For a statement's name: when it clashes, its uses stay quiet. */
+static bool check_new_name(elab_ctx *e, const char *local, src_loc at) {
+    if (check_new_full(e, local, full_name(e, local), at))
+        return true;
+    if (!find_local(e->fr, local)) /* it clashed with a value made elsewhere */
+        add_sym(e, local, true, tensor_val(-1), at);
+    return false;
+}
+
+static int loc_cmp(src_loc a, src_loc b) { return a.line != b.line ? a.line - b.line : a.col - b.col; }
+
+/* The assignments of `name` in stmts (if branches included): the first one
+ * at or after `from`, and the first one before it. */
+static void scan_assignments(const ast_stmt *stmts, int n, const char *name, src_loc from, const ast_stmt **before,
+                             const ast_stmt **after) {
+    for (int k = 0; k < n; k++) {
+        const ast_stmt *st = &stmts[k];
+        if (st->kind == ST_IF) {
+            scan_assignments(st->body->stmts, st->body->nstmts, name, from, before, after);
+            if (st->else_body)
+                scan_assignments(st->else_body->stmts, st->else_body->nstmts, name, from, before, after);
+            continue;
+        }
+        bool assigns = st->kind == ST_CONST || st->kind == ST_INPUT || st->kind == ST_BIND || st->kind == ST_ALIAS;
+        if (!assigns || strcmp(st->name, name) != 0)
+            continue;
+        const ast_stmt **slot = loc_cmp(st->loc, from) >= 0 ? after : before;
+        if (!*slot)
+            *slot = st;
+    }
+}
+
+/* `name` begins with "<local>." for a name `local` of frame f: a value made
+ * under it, like conv1.weight or downsample.0.weight. */
+static bool under_local(const frame *f, const char *name) {
+    for (const char *dot = strchr(name, '.'); dot; dot = strchr(dot + 1, '.')) {
+        for (int k = 0; k < f->nsyms; k++)
+            if (strlen(f->syms[k].name) == (size_t)(dot - name) && memcmp(f->syms[k].name, name, (size_t)(dot - name)) == 0)
+                return true;
+    }
+    return false;
+}
+
+/* What `name` means in the current scope, without reporting anything; NULL
+ * if nothing. A poisoned symbol is returned as such. */
+static sym *resolve(elab_ctx *e, const char *name) {
+    frame *f = e->fr;
+    sym *s = find_local(f, name);
+    if (s)
+        return s;
+    if (!f->def || under_local(f, name)) {
+        /* a value by its graph name: a param (fc1.weight) or one made by a call (b1.fc) */
+        int v = ir_find_value(e->g, full_name(e, name));
+        if (v >= 0) {
+            e->scratch = (sym){name, false, tensor_val(v), e->g->vals[v].loc};
+            return &e->scratch;
+        }
+    }
+    if (f->def) {
+        sym *c = find_local(&e->top, name);
+        if (c && c->v.kind != CV_TENSOR) /* a top-level const (or a poisoned name) */
+            return c;
+    }
+    return NULL;
 }
 
 /* Look a name up; NULL after reporting why it is not there (nothing is
  * reported for a poisoned name: its definition already had an error). */
 static sym *lookup(elab_ctx *e, const char *name, src_loc at) {
-    sym *s = find_sym(e, name);
+    sym *s = resolve(e, name);
     if (s)
-        return s->kind == SYM_POISON ? NULL : s;
-    int v = ir_find_value(e->g, name);
-    if (v >= 0) { /* a param, e.g. fc1.weight */
-        add_sym(e, name, SYM_VALUE, v, e->g->vals[v].loc);
-        return &e->syms[e->nsyms - 1];
-    }
-    const ast_file *f = e->file;
-    for (int k = e->stmt; k < f->nstmts; k++) {
-        const ast_stmt *st = &f->stmts[k];
-        if ((st->kind == ST_CONST || st->kind == ST_INPUT || st->kind == ST_BIND) && strcmp(st->name, name) == 0) {
-            diag_error(e->d, at, "'%s' is used before its definition", name);
-            diag_note(e->d, st->name_loc, "'%s' is defined here", name);
+        return s->poison ? NULL : s;
+    frame *f = e->fr;
+    if (f->def) {
+        bool elsewhere = find_local(&e->top, name) || ir_find_value(e->g, name) >= 0;
+        for (frame *p = f->parent; p && !elsewhere; p = p->parent)
+            elsewhere = find_local(p, name) != NULL;
+        if (elsewhere) {
+            err(e, at, "'%s' is not visible inside def '%s' (a def sees its parameters, its own names and the "
+                       "top-level consts); pass it as an argument",
+                name, f->def->name);
             return NULL;
         }
     }
-    const char **cands = pool_alloc(e->pool, sizeof *cands * (size_t)(e->nsyms + 1));
-    for (int k = 0; k < e->nsyms; k++)
-        cands[k] = e->syms[k].name;
-    diag_error(e->d, at, "undefined name '%s'%s", name, suggest(e, name, cands, e->nsyms));
+    const ast_stmt *stmts = f->def ? f->def->body->stmts : e->file->stmts;
+    int n = f->def ? f->def->body->nstmts : e->file->nstmts;
+    const ast_stmt *before = NULL, *after = NULL;
+    scan_assignments(stmts, n, name, f->cur ? f->cur->loc : (src_loc){0, 0}, &before, &after);
+    if (after) {
+        err(e, at, "'%s' is used before its definition", name);
+        note(e, after->name_loc, "'%s' is defined here", name);
+        return NULL;
+    }
+    if (before) {
+        err(e, at, "'%s' is not defined here: it is assigned only in a branch of 'if' that was not taken", name);
+        note(e, before->name_loc, "'%s' is assigned here", name);
+        return NULL;
+    }
+    int ncands = 0;
+    const char **cands = pool_alloc(e->pool, sizeof *cands * (size_t)(f->nsyms + e->top.nsyms + 1));
+    for (int k = 0; k < f->nsyms; k++)
+        cands[ncands++] = f->syms[k].name;
+    for (int k = 0; f->def && k < e->top.nsyms; k++)
+        if (e->top.syms[k].v.kind != CV_TENSOR)
+            cands[ncands++] = e->top.syms[k].name;
+    err(e, at, "undefined name '%s'%s", name, suggest(e, name, cands, ncands));
     return NULL;
 }
 
-/* ---------------------------------------------------------------- constants */
+/* ---------------------------------------------------------------- compile-time values */
 
 static const char *expr_kind_text(const ast_expr *x) {
     switch (x->kind) {
     case EX_REAL: return "a real number";
     case EX_BOOL: return x->ival ? "'true'" : "'false'";
     case EX_LIST: return "a list";
+    case EX_CMP:
+    case EX_AND:
+    case EX_OR:
+    case EX_NOT: return "a condition";
     default: return "an integer";
     }
 }
+
+/* what a named compile-time value or tensor is, for "but 'x' is ..." */
+static const char *sym_text(const sym *s) {
+    switch (s->v.kind) {
+    case CV_INT: return "an integer constant";
+    case CV_REAL: return "a real number";
+    case CV_BOOL: return s->v.i ? "a bool (true)" : "a bool (false)";
+    case CV_LIST: return "a list";
+    default: return "a tensor";
+    }
+}
+
+static const char *cmp_text(char op) {
+    switch (op) {
+    case CMP_EQ: return "==";
+    case CMP_NE: return "!=";
+    case CMP_LT: return "<";
+    case CMP_LE: return "<=";
+    case CMP_GT: return ">";
+    default: return ">=";
+    }
+}
+
+/* The kind an expression evaluates to, from its form (names looked up
+ * quietly; an unknown name counts as an integer and is reported later). */
+static cv_kind expr_type(elab_ctx *e, const ast_expr *x) {
+    switch (x->kind) {
+    case EX_REAL: return CV_REAL;
+    case EX_BOOL:
+    case EX_CMP:
+    case EX_AND:
+    case EX_OR:
+    case EX_NOT: return CV_BOOL;
+    case EX_LIST: return CV_LIST;
+    case EX_NEG: return expr_type(e, x->lhs);
+    case EX_BIN: return expr_type(e, x->lhs) == CV_REAL || expr_type(e, x->rhs) == CV_REAL ? CV_REAL : CV_INT;
+    case EX_NAME: {
+        sym *s = resolve(e, x->name);
+        return s && !s->poison ? s->v.kind : CV_INT;
+    }
+    default: return CV_INT;
+    }
+}
+
+static bool eval_tensor(elab_ctx *e, const ast_expr *x, const char *what, int *out);
+static bool eval_cond(elab_ctx *e, const ast_expr *x, const char *what, bool *out);
+
+/* dim(x, i): size of dimension i of x (negative i counts from the end) */
+static bool eval_dim(elab_ctx *e, const ast_expr *x, int64_t *out);
 
 /* Evaluate an integer constant expression. `what` names the thing being
  * computed for messages ("dimension 1 of input 'x'"). */
@@ -154,24 +403,29 @@ static bool eval_int(elab_ctx *e, const ast_expr *x, const char *what, int64_t *
     case EX_REAL:
     case EX_BOOL:
     case EX_LIST:
-        diag_error(e->d, x->loc, "%s must be an integer, got %s", what, expr_kind_text(x));
+    case EX_CMP:
+    case EX_AND:
+    case EX_OR:
+    case EX_NOT:
+        err(e, x->loc, "%s must be an integer, got %s", what, expr_kind_text(x));
         return false;
+    case EX_DIM: return eval_dim(e, x, out);
     case EX_NAME: {
         sym *s = lookup(e, x->name, x->loc);
         if (!s)
             return false;
-        if (s->kind != SYM_CONST) {
-            diag_error(e->d, x->loc, "%s must be an integer, but '%s' is a tensor", what, x->name);
+        if (s->v.kind != CV_INT) {
+            err(e, x->loc, "%s must be an integer, but '%s' is %s", what, x->name, sym_text(s));
             return false;
         }
-        *out = s->value;
+        *out = s->v.i;
         return true;
     }
     case EX_NEG:
         if (!eval_int(e, x->lhs, what, &a))
             return false;
         if (a == INT64_MIN) {
-            diag_error(e->d, x->loc, "integer overflow in constant expression");
+            err(e, x->loc, "integer overflow in constant expression");
             return false;
         }
         *out = -a;
@@ -189,7 +443,7 @@ static bool eval_int(elab_ctx *e, const ast_expr *x, const char *what, int64_t *
         case '/':
         case '%':
             if (b == 0) {
-                diag_error(e->d, x->loc, "division by zero in constant expression");
+                err(e, x->loc, "division by zero in constant expression");
                 return false;
             }
             overflow = a == INT64_MIN && b == -1;
@@ -199,8 +453,8 @@ static bool eval_int(elab_ctx *e, const ast_expr *x, const char *what, int64_t *
         default: IR_ASSERT(!"unknown operator");
         }
         if (overflow) {
-            diag_error(e->d, x->loc, "integer overflow in constant expression (%lld %c %lld)", (long long)a, x->op,
-                       (long long)b);
+            err(e, x->loc, "integer overflow in constant expression (%lld %c %lld)", (long long)a, x->op,
+                (long long)b);
             return false;
         }
         return true;
@@ -209,6 +463,249 @@ static bool eval_int(elab_ctx *e, const ast_expr *x, const char *what, int64_t *
     IR_ASSERT(!"unknown expression");
     return false;
 }
+
+static bool eval_dim(elab_ctx *e, const ast_expr *x, int64_t *out) {
+    int v = -1;
+    int64_t i = 0;
+    bool ok = eval_tensor(e, x->lhs, "the first argument of dim", &v);
+    ok &= eval_int(e, x->rhs, "the index of dim", &i);
+    if (!ok)
+        return false;
+    const ir_value *val = &e->g->vals[v];
+    int64_t k = i < 0 ? i + val->shape.rank : i;
+    if (k < 0 || k >= val->shape.rank) {
+        err(e, x->rhs->loc, "dim: index %lld is out of range for '%s' of shape %s (rank %d)", (long long)i,
+            x->lhs->name, shape_str(e->pool, &val->shape), val->shape.rank);
+        return false;
+    }
+    *out = val->shape.dim[k];
+    return true;
+}
+
+static bool eval_real(elab_ctx *e, const ast_expr *x, const char *what, double *out) {
+    switch (x->kind) {
+    case EX_REAL:
+        *out = x->rval;
+        return true;
+    case EX_NEG:
+        if (!eval_real(e, x->lhs, what, out))
+            return false;
+        *out = -*out;
+        return true;
+    case EX_BOOL:
+    case EX_LIST:
+    case EX_CMP:
+    case EX_AND:
+    case EX_OR:
+    case EX_NOT:
+        err(e, x->loc, "%s must be a number, got %s", what, expr_kind_text(x));
+        return false;
+    case EX_NAME: {
+        sym *s = lookup(e, x->name, x->loc);
+        if (!s)
+            return false;
+        if (s->v.kind == CV_REAL || s->v.kind == CV_INT) {
+            *out = s->v.kind == CV_REAL ? s->v.r : (double)s->v.i;
+            return true;
+        }
+        err(e, x->loc, "%s must be a number, but '%s' is %s", what, x->name, sym_text(s));
+        return false;
+    }
+    case EX_BIN:
+        if (expr_type(e, x) == CV_REAL) {
+            double a, b;
+            bool ok = eval_real(e, x->lhs, what, &a);
+            ok &= eval_real(e, x->rhs, what, &b);
+            if (!ok)
+                return false;
+            switch (x->op) {
+            case '+': *out = a + b; break;
+            case '-': *out = a - b; break;
+            case '*': *out = a * b; break;
+            case '/':
+                if (b == 0) {
+                    err(e, x->loc, "division by zero in constant expression");
+                    return false;
+                }
+                *out = a / b;
+                break;
+            default:
+                err(e, x->loc, "'%c' needs integers, but an operand is a real number", x->op);
+                return false;
+            }
+            if (!isfinite(*out)) {
+                err(e, x->loc, "real overflow in constant expression (%g %c %g)", a, x->op, b);
+                return false;
+            }
+            return true;
+        }
+        break;
+    default: break;
+    }
+    int64_t v;
+    if (!eval_int(e, x, what, &v))
+        return false;
+    *out = (double)v;
+    return true;
+}
+
+/* An op's bool argument: true/false, a condition, or an integer 0 or 1. */
+static bool eval_bool(elab_ctx *e, const ast_expr *x, const char *what, int64_t *out) {
+    if (x->kind == EX_REAL || x->kind == EX_LIST) {
+        err(e, x->loc, "%s must be true or false, got %s", what, expr_kind_text(x));
+        return false;
+    }
+    if (expr_type(e, x) == CV_BOOL) {
+        bool b;
+        if (!eval_cond(e, x, what, &b))
+            return false;
+        *out = b;
+        return true;
+    }
+    int64_t v;
+    if (!eval_int(e, x, what, &v))
+        return false;
+    if (v != 0 && v != 1) {
+        err(e, x->loc, "%s must be true or false, got %lld", what, (long long)v);
+        return false;
+    }
+    *out = v;
+    return true;
+}
+
+static bool eval_list(elab_ctx *e, const ast_expr *x, const char *what, cval *out) {
+    *out = (cval){.kind = CV_LIST, .nitems = x->nitems};
+    out->items = pool_alloc(e->pool, sizeof *out->items * (size_t)(x->nitems + 1));
+    bool ok = true;
+    for (int k = 0; k < x->nitems; k++)
+        ok &= eval_int(e, x->items[k], pool_printf(e->pool, "item %d of %s", k + 1, what), &out->items[k]);
+    return ok;
+}
+
+/* Any value: a tensor (by name) or a compile-time value. */
+static bool eval_value(elab_ctx *e, const ast_expr *x, const char *what, cval *out) {
+    if (x->kind == EX_NAME) {
+        sym *s = lookup(e, x->name, x->loc);
+        if (s)
+            *out = s->v;
+        return s != NULL;
+    }
+    bool b;
+    switch (expr_type(e, x)) {
+    case CV_BOOL:
+        *out = (cval){.kind = CV_BOOL};
+        if (!eval_cond(e, x, what, &b))
+            return false;
+        out->i = b;
+        return true;
+    case CV_REAL: *out = (cval){.kind = CV_REAL}; return eval_real(e, x, what, &out->r);
+    case CV_LIST: return eval_list(e, x, what, out);
+    default: *out = (cval){.kind = CV_INT}; return eval_int(e, x, what, &out->i);
+    }
+}
+
+/* One side of a comparison: a number or a bool. */
+static bool eval_operand(elab_ctx *e, const ast_expr *x, const char *what, cval *out) {
+    if (x->kind == EX_NAME) {
+        sym *s = lookup(e, x->name, x->loc);
+        if (!s)
+            return false;
+        if (s->v.kind == CV_TENSOR) {
+            err(e, x->loc, "'%s' is a tensor and cannot be compared; compare its shape with dim(%s, i)", x->name,
+                x->name);
+            return false;
+        }
+        if (s->v.kind == CV_LIST) {
+            err(e, x->loc, "%s must be a number or a bool, but '%s' is a list", what, x->name);
+            return false;
+        }
+        *out = s->v;
+        return true;
+    }
+    if (x->kind == EX_LIST) {
+        err(e, x->loc, "%s must be a number or a bool, got a list", what);
+        return false;
+    }
+    return eval_value(e, x, what, out);
+}
+
+static const char *cv_text(cv_kind k) {
+    return k == CV_BOOL ? "a bool" : k == CV_REAL ? "a real number" : "an integer";
+}
+
+static bool eval_compare(elab_ctx *e, const ast_expr *x, bool *out) {
+    const char *op = cmp_text(x->op);
+    cval a, b;
+    bool ok = eval_operand(e, x->lhs, pool_printf(e->pool, "the left side of '%s'", op), &a);
+    ok &= eval_operand(e, x->rhs, pool_printf(e->pool, "the right side of '%s'", op), &b);
+    if (!ok)
+        return false;
+    if ((a.kind == CV_BOOL) != (b.kind == CV_BOOL)) {
+        err(e, x->loc, "'%s' compares %s with %s", op, cv_text(a.kind), cv_text(b.kind));
+        return false;
+    }
+    if (a.kind == CV_BOOL && x->op != CMP_EQ && x->op != CMP_NE) {
+        err(e, x->loc, "'%s' needs numbers, but both sides are bools", op);
+        return false;
+    }
+    int c;
+    if (a.kind == CV_REAL || b.kind == CV_REAL) {
+        double l = a.kind == CV_REAL ? a.r : (double)a.i, r = b.kind == CV_REAL ? b.r : (double)b.i;
+        c = (l > r) - (l < r);
+    } else {
+        c = (a.i > b.i) - (a.i < b.i);
+    }
+    switch (x->op) {
+    case CMP_EQ: *out = c == 0; break;
+    case CMP_NE: *out = c != 0; break;
+    case CMP_LT: *out = c < 0; break;
+    case CMP_LE: *out = c <= 0; break;
+    case CMP_GT: *out = c > 0; break;
+    default: *out = c >= 0; break;
+    }
+    return true;
+}
+
+/* A condition: true/false, a comparison, and/or/not of conditions, or a
+ * name holding a bool. `and` and `or` evaluate their right side only when
+ * the left does not decide. */
+static bool eval_cond(elab_ctx *e, const ast_expr *x, const char *what, bool *out) {
+    switch (x->kind) {
+    case EX_BOOL: *out = x->ival != 0; return true;
+    case EX_CMP: return eval_compare(e, x, out);
+    case EX_NOT:
+        if (!eval_cond(e, x->lhs, "the operand of 'not'", out))
+            return false;
+        *out = !*out;
+        return true;
+    case EX_AND:
+    case EX_OR: {
+        const char *side = x->kind == EX_AND ? "an operand of 'and'" : "an operand of 'or'";
+        if (!eval_cond(e, x->lhs, side, out))
+            return false;
+        if (*out == (x->kind == EX_OR))
+            return true;
+        return eval_cond(e, x->rhs, side, out);
+    }
+    case EX_NAME: {
+        sym *s = lookup(e, x->name, x->loc);
+        if (!s)
+            return false;
+        if (s->v.kind != CV_BOOL) {
+            err(e, x->loc, "%s must be true or false, but '%s' is %s", what, x->name, sym_text(s));
+            return false;
+        }
+        *out = s->v.i != 0;
+        return true;
+    }
+    case EX_NEG:
+    case EX_BIN:
+    case EX_DIM: err(e, x->loc, "%s must be true or false, got a number", what); return false;
+    default: err(e, x->loc, "%s must be true or false, got %s", what, expr_kind_text(x)); return false;
+    }
+}
+
+/* ---------------------------------------------------------------- constants */
 
 static void elab_const(elab_ctx *e, const ast_stmt *st, const frost_define *defs, int ndefs) {
     if (!check_new_name(e, st->name, st->name_loc))
@@ -223,7 +720,7 @@ static void elab_const(elab_ctx *e, const ast_stmt *st, const frost_define *defs
         v = def->value;
     else
         ok = eval_int(e, st->value, pool_printf(e->pool, "constant '%s'", st->name), &v);
-    add_sym(e, st->name, ok ? SYM_CONST : SYM_POISON, v, st->name_loc);
+    add_sym(e, st->name, !ok, (cval){.kind = CV_INT, .i = v}, st->name_loc);
 }
 
 /* ---------------------------------------------------------------- inputs */
@@ -239,14 +736,13 @@ static void elab_input(elab_ctx *e, const ast_stmt *st) {
         dt = DT_I32;
     } else {
         const char *known[] = {"f32", "i32"};
-        diag_error(e->d, st->dtype_loc, "unknown dtype '%s' (expected f32 or i32)%s", st->dtype,
-                   suggest(e, st->dtype, known, 2));
+        err(e, st->dtype_loc, "unknown dtype '%s' (expected f32 or i32)%s", st->dtype, suggest(e, st->dtype, known, 2));
         ok = false;
     }
     ir_shape shape = {0};
     if (st->ndims > IR_MAX_RANK) {
-        diag_error(e->d, st->dims[IR_MAX_RANK]->loc, "input '%s' has %d dimensions; at most %d are supported",
-                   st->name, st->ndims, IR_MAX_RANK);
+        err(e, st->dims[IR_MAX_RANK]->loc, "input '%s' has %d dimensions; at most %d are supported", st->name,
+            st->ndims, IR_MAX_RANK);
         ok = false;
     }
     for (int k = 0; k < st->ndims && k < IR_MAX_RANK; k++) {
@@ -257,27 +753,27 @@ static void elab_input(elab_ctx *e, const ast_stmt *st) {
             continue;
         }
         if (v <= 0) {
-            diag_error(e->d, st->dims[k]->loc, "%s is %lld; dimensions must be positive", what, (long long)v);
+            err(e, st->dims[k]->loc, "%s is %lld; dimensions must be positive", what, (long long)v);
             ok = false;
             continue;
         }
         shape.dim[shape.rank++] = v;
         if (ok && shape_bytes(&shape, dt) < 0) {
-            diag_error(e->d, st->dims[k]->loc, "input '%s' is too large: %s%s%s does not fit in 2^63 bytes", st->name,
-                       dtype_name(dt), shape_str(e->pool, &shape), k + 1 < st->ndims ? " (and more)" : "");
+            err(e, st->dims[k]->loc, "input '%s' is too large: %s%s%s does not fit in 2^63 bytes", st->name,
+                dtype_name(dt), shape_str(e->pool, &shape), k + 1 < st->ndims ? " (and more)" : "");
             ok = false;
         }
     }
     if (!ok) {
-        add_sym(e, st->name, SYM_POISON, 0, st->name_loc);
+        add_sym(e, st->name, true, tensor_val(-1), st->name_loc);
         return;
     }
     int v = ir_add_value(e->g, st->name, VAL_INPUT, dt, shape, st->name_loc);
     e->g->vals[v].wants_grad = st->grad;
-    add_sym(e, st->name, SYM_VALUE, v, st->name_loc);
+    add_sym(e, st->name, false, tensor_val(v), st->name_loc);
 }
 
-/* ---------------------------------------------------------------- bindings */
+/* ---------------------------------------------------------------- calls of ops */
 
 /* "linear(x, out_features, bias=true)" */
 static const char *signature(elab_ctx *e, const op_def *op) {
@@ -302,61 +798,44 @@ static const char *signature(elab_ctx *e, const op_def *op) {
 
 static bool eval_tensor(elab_ctx *e, const ast_expr *x, const char *what, int *out) {
     if (x->kind != EX_NAME) {
-        diag_error(e->d, x->loc, "%s must be a tensor name, got %s", what,
-                   x->kind == EX_NEG || x->kind == EX_BIN ? "an expression" : expr_kind_text(x));
+        err(e, x->loc, "%s must be a tensor name, got %s", what,
+            x->kind == EX_NEG || x->kind == EX_BIN ? "an expression" : expr_kind_text(x));
         return false;
     }
     sym *s = lookup(e, x->name, x->loc);
     if (!s)
         return false;
-    if (s->kind != SYM_VALUE) {
-        diag_error(e->d, x->loc, "%s must be a tensor, but '%s' is an integer constant", what, x->name);
+    if (s->v.kind != CV_TENSOR) {
+        err(e, x->loc, "%s must be a tensor, but '%s' is %s", what, x->name, sym_text(s));
         return false;
     }
-    *out = (int)s->value;
+    *out = (int)s->v.i;
     return true;
 }
 
-static bool eval_bool(elab_ctx *e, const ast_expr *x, const char *what, int64_t *out) {
-    if (x->kind == EX_BOOL) {
-        *out = x->ival;
-        return true;
+/* The integers of an ints argument: a list literal, a name holding a list
+ * (a def's parameter), or one integer expression. */
+static void collect_ints(elab_ctx *e, const ast_expr *x, const ast_expr **ints, int *nints) {
+    const sym *s = x->kind == EX_NAME ? resolve(e, x->name) : NULL;
+    if (x->kind == EX_LIST) {
+        for (int i = 0; i < x->nitems && *nints < IR_MAX_ATTR + 1; i++)
+            ints[(*nints)++] = x->items[i];
+    } else if (s && !s->poison && s->v.kind == CV_LIST) {
+        for (int i = 0; i < s->v.nitems && *nints < IR_MAX_ATTR + 1; i++) {
+            ast_expr *item = pool_alloc(e->pool, sizeof *item);
+            *item = (ast_expr){.kind = EX_INT, .loc = x->loc, .ival = s->v.items[i]};
+            ints[(*nints)++] = item;
+        }
+    } else if (*nints < IR_MAX_ATTR + 1) {
+        ints[(*nints)++] = x;
     }
-    if (x->kind == EX_REAL || x->kind == EX_LIST) {
-        diag_error(e->d, x->loc, "%s must be true or false, got %s", what, expr_kind_text(x));
-        return false;
-    }
-    int64_t v;
-    if (!eval_int(e, x, what, &v))
-        return false;
-    if (v != 0 && v != 1) {
-        diag_error(e->d, x->loc, "%s must be true or false, got %lld", what, (long long)v);
-        return false;
-    }
-    *out = v;
-    return true;
 }
 
-static bool eval_real(elab_ctx *e, const ast_expr *x, const char *what, double *out) {
-    if (x->kind == EX_REAL) {
-        *out = x->rval;
+static bool is_list_arg(elab_ctx *e, const ast_expr *x) {
+    if (x->kind == EX_LIST)
         return true;
-    }
-    if (x->kind == EX_NEG && (x->lhs->kind == EX_REAL || x->lhs->kind == EX_NEG)) {
-        if (!eval_real(e, x->lhs, what, out))
-            return false;
-        *out = -*out;
-        return true;
-    }
-    if (x->kind == EX_BOOL || x->kind == EX_LIST) {
-        diag_error(e->d, x->loc, "%s must be a number, got %s", what, expr_kind_text(x));
-        return false;
-    }
-    int64_t v;
-    if (!eval_int(e, x, what, &v))
-        return false;
-    *out = (double)v;
-    return true;
+    const sym *s = x->kind == EX_NAME ? resolve(e, x->name) : NULL;
+    return s && !s->poison && s->v.kind == CV_LIST;
 }
 
 /* Match the call's arguments to the op's signature and fill n->in (tensors)
@@ -371,24 +850,22 @@ static bool match_args(elab_ctx *e, const ast_stmt *st, const op_def *op, ir_nod
         const ast_arg *a = &st->args[k];
         if (!a->name) {
             if (saw_keyword) {
-                diag_error(e->d, a->loc, "positional argument after keyword argument");
+                err(e, a->loc, "positional argument after keyword argument");
                 ok = false;
                 continue;
             }
             if (pos < op->nargs && op->args[pos].kind == ARG_INTS) {
-                if (a->value->kind == EX_LIST && nints == 0) {
-                    for (int i = 0; i < a->value->nitems; i++)
-                        if (nints < IR_MAX_ATTR + 1)
-                            ints[nints++] = a->value->items[i];
+                if (is_list_arg(e, a->value) && nints == 0) {
+                    collect_ints(e, a->value, ints, &nints);
                     slot[pos++] = a; /* a list takes the whole argument */
                 } else if (nints < IR_MAX_ATTR + 1) {
-                    ints[nints++] = a->value;
+                    ints[nints++] = a->value; /* a list here is reported as not an integer */
                     slot[pos] = slot[pos] ? slot[pos] : a;
                 }
                 continue;
             }
             if (pos >= op->nargs) {
-                diag_error(e->d, a->loc, "too many arguments to %s", signature(e, op));
+                err(e, a->loc, "too many arguments to %s", signature(e, op));
                 return false;
             }
             slot[pos++] = a;
@@ -403,23 +880,18 @@ static bool match_args(elab_ctx *e, const ast_stmt *st, const op_def *op, ir_nod
                 which = i;
         }
         if (which < 0) {
-            diag_error(e->d, a->loc, "unknown keyword argument '%s' of %s%s", a->name, signature(e, op),
-                       suggest(e, a->name, names, op->nargs));
+            err(e, a->loc, "unknown keyword argument '%s' of %s%s", a->name, signature(e, op),
+                suggest(e, a->name, names, op->nargs));
             ok = false;
         } else if (slot[which] || (op->args[which].kind == ARG_INTS && nints > 0)) {
-            diag_error(e->d, a->loc, "argument '%s' of %s is given twice", a->name, op->name);
+            err(e, a->loc, "argument '%s' of %s is given twice", a->name, op->name);
             if (slot[which])
-                diag_note(e->d, slot[which]->loc, "first given here");
+                note(e, slot[which]->loc, "first given here");
             ok = false;
         } else {
             slot[which] = a;
-            if (op->args[which].kind == ARG_INTS) {
-                if (a->value->kind == EX_LIST)
-                    for (int i = 0; i < a->value->nitems && nints < IR_MAX_ATTR + 1; i++)
-                        ints[nints++] = a->value->items[i];
-                else
-                    ints[nints++] = a->value;
-            }
+            if (op->args[which].kind == ARG_INTS)
+                collect_ints(e, a->value, ints, &nints);
         }
     }
     int nt = 0, na = 0;
@@ -428,7 +900,7 @@ static bool match_args(elab_ctx *e, const ast_stmt *st, const op_def *op, ir_nod
         const ast_arg *a = slot[k];
         const char *what = pool_printf(e->pool, "argument '%s' of %s", arg->name, op->name);
         if (!a && !arg->has_default && arg->kind != ARG_INTS) {
-            diag_error(e->d, st->op_loc, "missing argument '%s' of %s", arg->name, signature(e, op));
+            err(e, st->op_loc, "missing argument '%s' of %s", arg->name, signature(e, op));
             ok = false;
             continue;
         }
@@ -462,7 +934,7 @@ static bool match_args(elab_ctx *e, const ast_stmt *st, const op_def *op, ir_nod
         case ARG_INTS:
             for (int i = 0; i < nints; i++) {
                 if (na + i >= IR_MAX_ATTR) {
-                    diag_error(e->d, ints[i]->loc, "too many values for %s (at most %d)", what, IR_MAX_ATTR - na);
+                    err(e, ints[i]->loc, "too many values for %s (at most %d)", what, IR_MAX_ATTR - na);
                     ints_too_many = true;
                     break;
                 }
@@ -478,63 +950,341 @@ static bool match_args(elab_ctx *e, const ast_stmt *st, const op_def *op, ir_nod
     return ok;
 }
 
-static void elab_bind(elab_ctx *e, const ast_stmt *st) {
+/* Apply op to st's arguments; the output value is named `full`. Its id, or
+ * -1 after an error. */
+static int apply_op(elab_ctx *e, const ast_stmt *st, const op_def *op, const char *full, src_loc name_loc) {
     ir_graph *g = e->g;
-    if (!check_new_name(e, st->name, st->name_loc))
-        return;
-    const op_def *op = op_find(st->op);
-    if (!op) {
-        const char **names = pool_alloc(e->pool, sizeof *names * (size_t)op_count);
-        for (int k = 0; k < op_count; k++)
-            names[k] = op_table[k].name;
-        diag_error(e->d, st->op_loc, "unknown op '%s'%s", st->op, suggest(e, st->op, names, op_count));
-        add_sym(e, st->name, SYM_POISON, 0, st->name_loc);
-        return;
-    }
     ir_node n = {0};
     n.op = (int)(op - op_table);
-    n.name = st->name;
+    n.name = full;
     n.loc = st->op_loc;
     n.out = -1;
     ir_dtype dt = DT_F32;
     ir_shape shape = {0};
-    int errors = e->d->errors;
-    if (!match_args(e, st, op, &n) || e->d->errors > errors) {
-        add_sym(e, st->name, SYM_POISON, 0, st->name_loc);
-        return;
-    }
+    int errors = e->errors;
+    if (!match_args(e, st, op, &n) || e->errors > errors)
+        return -1;
     bool inferred = op->infer(e, &n, &dt, &shape);
-    if (!inferred && e->d->errors == errors) /* a shape rule must say why */
-        diag_error(e->d, st->op_loc, "%s: the shape check of '%s' failed", op->name, st->name);
-    if (!inferred || e->d->errors > errors) {
-        add_sym(e, st->name, SYM_POISON, 0, st->name_loc);
-        return;
-    }
+    if (!inferred && e->errors == errors) /* a shape rule must say why */
+        err(e, st->op_loc, "%s: the shape check of '%s' failed", op->name, full);
+    if (!inferred || e->errors > errors)
+        return -1;
     if (shape_bytes(&shape, dt) < 0) {
-        diag_error(e->d, st->op_loc, "'%s' would be too large: %s%s does not fit in 2^63 bytes", st->name,
-                   dtype_name(dt), shape_str(e->pool, &shape));
-        add_sym(e, st->name, SYM_POISON, 0, st->name_loc);
-        return;
+        err(e, st->op_loc, "'%s' would be too large: %s%s does not fit in 2^63 bytes", full, dtype_name(dt),
+            shape_str(e->pool, &shape));
+        return -1;
     }
-    n.out = ir_add_value(g, st->name, VAL_ACT, dt, shape, st->name_loc);
+    n.out = ir_add_value(g, full, VAL_ACT, dt, shape, name_loc);
     g->vals[n.out].node = g->nnodes;
     *VEC_PUSH(g->pool, g->nodes, g->nnodes, g->capnodes) = n;
-    add_sym(e, st->name, SYM_VALUE, n.out, st->name_loc);
+    return n.out;
 }
 
 int elab_add_param(elab_ctx *e, ir_node *n, const char *suffix, ir_val_kind kind, ir_shape shape, int init,
                    int64_t fan_in) {
     IR_ASSERT(n->nin < IR_MAX_IN);
     const char *name = pool_printf(e->pool, "%s.%s", n->name, suffix);
-    check_new_name(e, name, n->loc);
+    /* its name in the current scope, for clashes with the scope's own names */
+    const char *prefix = e->fr->prefix;
+    size_t plen = prefix ? strlen(prefix) : 0;
+    const char *local = prefix && strncmp(name, prefix, plen) == 0 && name[plen] == '.' ? name + plen + 1 : name;
+    check_new_full(e, local, name, n->loc);
     if (shape_bytes(&shape, DT_F32) < 0)
-        diag_error(e->d, n->loc, "parameter '%s' would be too large: f32%s does not fit in 2^63 bytes", name,
-                   shape_str(e->pool, &shape));
+        err(e, n->loc, "parameter '%s' would be too large: f32%s does not fit in 2^63 bytes", name,
+            shape_str(e->pool, &shape));
     int v = ir_add_value(e->g, name, kind, DT_F32, shape, n->loc);
     e->g->vals[v].init = init;
     e->g->vals[v].fan_in = fan_in;
     n->in[n->nin++] = v;
     return v;
+}
+
+/* ---------------------------------------------------------------- calls of defs */
+
+static void elab_stmt(elab_ctx *e, const ast_stmt *st);
+static int apply(elab_ctx *e, const ast_stmt *st, const char *full, src_loc name_loc);
+
+/* "basic_block(x, planes, stride=1)" */
+static const char *def_signature(elab_ctx *e, const ast_stmt *def) {
+    const char *s = pool_printf(e->pool, "%s(", def->name);
+    for (int k = 0; k < def->nparams; k++) {
+        const ast_param *p = &def->params[k];
+        s = pool_printf(e->pool, "%s%s%s%s%s", s, k ? ", " : "", p->name, p->dflt ? "=" : "",
+                        p->dflt ? p->dflt_text : "");
+    }
+    return pool_printf(e->pool, "%s)", s);
+}
+
+/* Every name assigned in a block (and the blocks in it) becomes poisoned,
+ * unless it already has a meaning: the block's condition failed, so its
+ * names must not give "undefined" messages of their own. */
+static void poison_block(elab_ctx *e, const ast_block *b) {
+    for (int k = 0; b && k < b->nstmts; k++) {
+        const ast_stmt *st = &b->stmts[k];
+        if (st->kind == ST_IF) {
+            poison_block(e, st->body);
+            poison_block(e, st->else_body);
+        } else if ((st->kind == ST_BIND || st->kind == ST_ALIAS) && !find_local(e->fr, st->name)) {
+            add_sym(e, st->name, true, tensor_val(-1), st->name_loc);
+        }
+    }
+}
+
+/* Expand def number di for the call st, its names under `full`. The
+ * returned value's id, or -1 after an error (in the call or in the body). */
+static int elab_call(elab_ctx *e, const ast_stmt *st, int di, const char *full) {
+    const ast_stmt *def = e->defs[di];
+    if (e->def_bad[di])
+        return -1; /* reported at the def */
+    if (e->fr->depth >= MAX_CALL_DEPTH) {
+        err(e, st->op_loc, "calls of defs are nested more than %d deep", MAX_CALL_DEPTH);
+        return -1;
+    }
+    int np = def->nparams;
+    const ast_arg **slot = pool_alloc(e->pool, sizeof *slot * (size_t)(np + 1));
+    cval *vals = pool_alloc(e->pool, sizeof *vals * (size_t)(np + 1));
+    bool ok = true, saw_keyword = false;
+    int pos = 0;
+    for (int k = 0; k < st->nargs; k++) {
+        const ast_arg *a = &st->args[k];
+        if (!a->name) {
+            if (saw_keyword) {
+                err(e, a->loc, "positional argument after keyword argument");
+                ok = false;
+            } else if (pos >= np) {
+                err(e, a->loc, "too many arguments to %s", def_signature(e, def));
+                return -1;
+            } else {
+                slot[pos++] = a;
+            }
+            continue;
+        }
+        saw_keyword = true;
+        int which = -1;
+        const char **names = pool_alloc(e->pool, sizeof *names * (size_t)(np + 1));
+        for (int i = 0; i < np; i++) {
+            names[i] = def->params[i].name;
+            if (strcmp(names[i], a->name) == 0)
+                which = i;
+        }
+        if (which < 0) {
+            err(e, a->loc, "unknown keyword argument '%s' of %s%s", a->name, def_signature(e, def),
+                suggest(e, a->name, names, np));
+            ok = false;
+        } else if (slot[which]) {
+            err(e, a->loc, "argument '%s' of %s is given twice", a->name, def->name);
+            note(e, slot[which]->loc, "first given here");
+            ok = false;
+        } else {
+            slot[which] = a;
+        }
+    }
+    for (int k = 0; k < np; k++) {
+        const ast_param *p = &def->params[k];
+        if (slot[k])
+            ok &= eval_value(e, slot[k]->value, pool_printf(e->pool, "argument '%s' of %s", p->name, def->name),
+                             &vals[k]);
+        else if (!p->dflt) {
+            err(e, st->op_loc, "missing argument '%s' of %s", p->name, def_signature(e, def));
+            ok = false;
+        }
+    }
+    if (!ok)
+        return -1;
+
+    frame f = {.parent = e->fr, .def = def, .prefix = full, .call_loc = st->op_loc, .depth = e->fr->depth + 1};
+    e->fr = &f;
+    int errors = e->errors;
+    /* defaults are evaluated in the def's scope before its parameters exist:
+     * they may use top-level consts only */
+    for (int k = 0; k < np; k++)
+        if (!slot[k] && !eval_value(e, def->params[k].dflt,
+                                    pool_printf(e->pool, "the default of parameter '%s' of %s", def->params[k].name,
+                                                def->name),
+                                    &vals[k]))
+            vals[k] = (cval){.kind = CV_TENSOR, .i = -1};
+    for (int k = 0; k < np; k++)
+        add_sym(e, def->params[k].name, vals[k].kind == CV_TENSOR && vals[k].i < 0, vals[k], def->params[k].loc);
+    const ast_block *body = def->body;
+    for (int k = 0; k + 1 < body->nstmts; k++)
+        elab_stmt(e, &body->stmts[k]);
+    const ast_stmt *ret = &body->stmts[body->nstmts - 1]; /* parse.c made sure */
+    IR_ASSERT(ret->kind == ST_RETURN);
+    f.cur = ret;
+    int result = -1;
+    if (ret->op) {
+        /* `return op(...)`: its value takes the call's own name */
+        result = apply(e, ret, full, ret->op_loc);
+    } else {
+        sym *s = lookup(e, ret->value->name, ret->value->loc);
+        if (s && s->v.kind == CV_TENSOR)
+            result = (int)s->v.i;
+        else if (s)
+            err(e, ret->value->loc, "def '%s' must return a tensor, but '%s' is %s", def->name, ret->value->name,
+                sym_text(s));
+    }
+    flush_calls(e);
+    e->fr = f.parent;
+    return e->errors > errors ? -1 : result;
+}
+
+/* Apply st's callee, an op or a def, naming the result `full`. */
+static int apply(elab_ctx *e, const ast_stmt *st, const char *full, src_loc name_loc) {
+    int di = find_def(e, st->op);
+    if (di >= 0)
+        return elab_call(e, st, di, full);
+    const op_def *op = op_find(st->op);
+    if (op)
+        return apply_op(e, st, op, full, name_loc);
+    int n = 0;
+    const char **names = pool_alloc(e->pool, sizeof *names * (size_t)(op_count + e->ndefs));
+    for (int k = 0; k < op_count; k++)
+        names[n++] = op_table[k].name;
+    for (int k = 0; k < e->ndefs; k++)
+        names[n++] = e->defs[k]->name;
+    err(e, st->op_loc, "unknown %s '%s'%s", e->ndefs ? "op or def" : "op", st->op, suggest(e, st->op, names, n));
+    return -1;
+}
+
+/* ---------------------------------------------------------------- statements of any scope */
+
+static void elab_bind(elab_ctx *e, const ast_stmt *st) {
+    if (!check_new_name(e, st->name, st->name_loc))
+        return;
+    int v = apply(e, st, full_name(e, st->name), st->name_loc);
+    add_sym(e, st->name, v < 0, tensor_val(v), st->name_loc);
+}
+
+/* h = other: h names what other names (a tensor or a compile-time value) */
+static void elab_alias(elab_ctx *e, const ast_stmt *st) {
+    if (!check_new_name(e, st->name, st->name_loc))
+        return;
+    const char *target = st->value->name;
+    sym *s = NULL;
+    if (!resolve(e, target) && find_def(e, target) >= 0)
+        err(e, st->value->loc, "'%s' is a def; call it: %s = %s(...)", target, st->name, target);
+    else
+        s = lookup(e, target, st->value->loc);
+    add_sym(e, st->name, !s, s ? s->v : tensor_val(-1), st->name_loc);
+}
+
+static void elab_if(elab_ctx *e, const ast_stmt *st) {
+    bool c;
+    if (!eval_cond(e, st->value, "the condition of 'if'", &c)) {
+        poison_block(e, st->body);
+        poison_block(e, st->else_body);
+        return;
+    }
+    const ast_block *b = c ? st->body : st->else_body;
+    for (int k = 0; b && k < b->nstmts; k++)
+        elab_stmt(e, &b->stmts[k]);
+}
+
+/* A statement that may stand in a def or if block (and at the top level). */
+static void elab_stmt(elab_ctx *e, const ast_stmt *st) {
+    frame *f = e->fr;
+    const ast_stmt *outer = f->cur;
+    f->cur = st;
+    switch (st->kind) {
+    case ST_BIND: elab_bind(e, st); break;
+    case ST_ALIAS: elab_alias(e, st); break;
+    case ST_IF: elab_if(e, st); break;
+    default: IR_ASSERT(!"statement not allowed in a block");
+    }
+    f->cur = outer;
+    flush_calls(e);
+}
+
+/* ---------------------------------------------------------------- defs */
+
+static void collect_calls(const ast_block *b, const ast_stmt ***calls, int *n, int *cap, pool *p) {
+    for (int k = 0; b && k < b->nstmts; k++) {
+        const ast_stmt *st = &b->stmts[k];
+        if (st->kind == ST_IF) {
+            collect_calls(st->body, calls, n, cap, p);
+            collect_calls(st->else_body, calls, n, cap, p);
+        } else if (st->op) {
+            *VEC_PUSH(p, *calls, *n, *cap) = st;
+        }
+    }
+}
+
+/* Depth-first search over "def calls def" (all branches): a call back into
+ * a def on the stack closes a cycle. Such defs are marked bad. */
+static void find_recursion(elab_ctx *e, int d, int *state, int *stack, int depth) {
+    state[d] = 1;
+    stack[depth] = d;
+    const ast_stmt **calls = NULL;
+    int n = 0, cap = 0;
+    collect_calls(e->defs[d]->body, &calls, &n, &cap, e->pool);
+    for (int k = 0; k < n; k++) {
+        int c = find_def(e, calls[k]->op);
+        if (c < 0)
+            continue;
+        if (state[c] == 1) {
+            int from = depth;
+            while (stack[from] != c)
+                from--;
+            const char *path = "";
+            for (int i = from; i <= depth; i++) {
+                path = pool_printf(e->pool, "%s%s -> ", path, e->defs[stack[i]]->name);
+                e->def_bad[stack[i]] = true;
+            }
+            err(e, calls[k]->op_loc, "recursive call of '%s' (%s%s); a def cannot call itself, directly or through "
+                                     "other defs",
+                e->defs[c]->name, path, e->defs[c]->name);
+        } else if (state[c] == 0) {
+            find_recursion(e, c, state, stack, depth + 1);
+        }
+    }
+    state[d] = 2;
+}
+
+/* Gather the defs: one per name, not the name of an op, sound parameters,
+ * no recursion. */
+static void collect_defs(elab_ctx *e) {
+    const ast_file *f = e->file;
+    for (int k = 0; k < f->nstmts; k++) {
+        const ast_stmt *st = &f->stmts[k];
+        if (st->kind != ST_DEF)
+            continue;
+        int prev = find_def(e, st->name);
+        if (prev >= 0) {
+            err(e, st->name_loc, "redefinition of def '%s'", st->name);
+            note(e, e->defs[prev]->name_loc, "previous definition of '%s' is here", st->name);
+            continue;
+        }
+        if (op_find(st->name)) {
+            err(e, st->name_loc, "a def cannot be named '%s': that is an op", st->name);
+            continue;
+        }
+        bool bad = false;
+        const ast_param *dflt = NULL;
+        for (int i = 0; i < st->nparams; i++) {
+            const ast_param *p = &st->params[i];
+            for (int j = 0; j < i; j++)
+                if (strcmp(st->params[j].name, p->name) == 0) {
+                    err(e, p->loc, "duplicate parameter '%s' of def '%s'", p->name, st->name);
+                    note(e, st->params[j].loc, "first declared here");
+                    bad = true;
+                }
+            if (p->dflt)
+                dflt = p;
+            else if (dflt) {
+                err(e, p->loc, "parameter '%s' of def '%s' needs a default: it follows '%s', which has one", p->name,
+                    st->name, dflt->name);
+                bad = true;
+            }
+        }
+        int n = e->ndefs;
+        *VEC_PUSH(e->pool, e->def_bad, n, e->capbad) = bad;
+        *VEC_PUSH(e->pool, e->defs, e->ndefs, e->capdefs) = st;
+    }
+    int *state = pool_alloc(e->pool, sizeof *state * (size_t)(e->ndefs + 1));
+    int *stack = pool_alloc(e->pool, sizeof *stack * (size_t)(e->ndefs + 1));
+    for (int d = 0; d < e->ndefs; d++)
+        if (state[d] == 0)
+            find_recursion(e, d, state, stack, 0);
 }
 
 /* ---------------------------------------------------------------- outputs, configs */
@@ -545,23 +1295,22 @@ static void elab_output(elab_ctx *e, const ast_stmt *st) {
         sym *s = lookup(e, st->names[k], st->name_locs[k]);
         if (!s)
             continue;
-        if (s->kind != SYM_VALUE) {
-            diag_error(e->d, st->name_locs[k], "output '%s' must be a tensor, but it is an integer constant",
-                       st->names[k]);
+        if (s->v.kind != CV_TENSOR) {
+            err(e, st->name_locs[k], "output '%s' must be a tensor, but it is %s", st->names[k], sym_text(s));
             continue;
         }
-        int v = (int)s->value;
+        int v = (int)s->v.i;
         const ir_value *val = &g->vals[v];
         if (val->kind != VAL_ACT) {
-            diag_error(e->d, st->name_locs[k], "output '%s' is %s; outputs must be computed by a binding",
-                       st->names[k], val->kind == VAL_INPUT ? "an input" : "a parameter");
+            err(e, st->name_locs[k], "output '%s' is %s; outputs must be computed by a binding", st->names[k],
+                val->kind == VAL_INPUT ? "an input" : "a parameter");
             continue;
         }
         bool dup = false;
         for (int i = 0; i < g->noutputs; i++)
             dup |= g->outputs[i] == v;
         if (dup) {
-            diag_error(e->d, st->name_locs[k], "'%s' is already an output", st->names[k]);
+            err(e, st->name_locs[k], "'%s' is already an output", st->names[k]);
             continue;
         }
         if (g->noutputs == 0) {
@@ -569,9 +1318,8 @@ static void elab_output(elab_ctx *e, const ast_stmt *st) {
             for (int i = 0; i < val->shape.rank; i++)
                 scalar &= val->shape.dim[i] == 1;
             if (!scalar || val->dtype != DT_F32) {
-                diag_error(e->d, st->name_locs[k],
-                           "the first output is the loss and must be a scalar f32, but '%s' is %s%s", val->name,
-                           dtype_name(val->dtype), shape_str(e->pool, &val->shape));
+                err(e, st->name_locs[k], "the first output is the loss and must be a scalar f32, but '%s' is %s%s",
+                    val->name, dtype_name(val->dtype), shape_str(e->pool, &val->shape));
                 continue;
             }
         }
@@ -583,8 +1331,8 @@ static void elab_config(elab_ctx *e, const ast_stmt *st) {
     ir_graph *g = e->g;
     for (int k = 0; k < g->nconfigs; k++)
         if (strcmp(g->configs[k].name, st->name) == 0) {
-            diag_error(e->d, st->name_loc, "redefinition of config '%s'", st->name);
-            diag_note(e->d, g->configs[k].loc, "previous definition of '%s' is here", st->name);
+            err(e, st->name_loc, "redefinition of config '%s'", st->name);
+            note(e, g->configs[k].loc, "previous definition of '%s' is here", st->name);
             return;
         }
     ir_config c = {.name = st->name, .loc = st->name_loc};
@@ -619,10 +1367,19 @@ static void elab_config(elab_ctx *e, const ast_stmt *st) {
             c.grad_loc[c.ngrad] = it->loc;
             c.grad[c.ngrad++] = it->word;
             break;
+        case CFG_BATCHNORM:
+            if (c.bn_eval_loc.line > 0) {
+                err(e, it->loc, "config '%s' sets 'batchnorm' twice", st->name);
+                note(e, c.bn_eval_loc, "first set here");
+                break;
+            }
+            c.bn_eval = strcmp(it->word, "eval") == 0;
+            c.bn_eval_loc = it->loc;
+            break;
         }
     }
     if (none && c.ntrain > 0)
-        diag_error(e->d, none->loc, "'train none' in config '%s' contradicts its other train patterns", st->name);
+        err(e, none->loc, "'train none' in config '%s' contradicts its other train patterns", st->name);
     *VEC_PUSH(g->pool, g->configs, g->nconfigs, g->capconfigs) = c;
 }
 
@@ -636,7 +1393,7 @@ static void elab_default(elab_ctx *e, const ast_stmt *st) {
     const char **names = pool_alloc(e->pool, sizeof *names * (size_t)(g->nconfigs + 1));
     for (int k = 0; k < g->nconfigs; k++)
         names[k] = g->configs[k].name;
-    diag_error(e->d, st->name_loc, "no config named '%s'%s", st->name, suggest(e, st->name, names, g->nconfigs));
+    err(e, st->name_loc, "no config named '%s'%s", st->name, suggest(e, st->name, names, g->nconfigs));
 }
 
 /* ---------------------------------------------------------------- the file */
@@ -648,7 +1405,7 @@ static void elab_file(elab_ctx *e, const frost_define *defs, int ndefs) {
         /* no source line: at best it would show a comment */
         const char *src = e->d->src;
         e->d->src = NULL;
-        diag_error(e->d, (src_loc){1, 1}, "empty model: expected 'model NAME'");
+        err(e, (src_loc){1, 1}, "empty model: expected 'model NAME'");
         e->d->src = src;
         return;
     }
@@ -657,18 +1414,20 @@ static void elab_file(elab_ctx *e, const frost_define *defs, int ndefs) {
         for (int i = 0; i < f->nstmts; i++)
             found |= f->stmts[i].kind == ST_CONST && strcmp(f->stmts[i].name, defs[k].name) == 0;
         if (!found)
-            diag_error(e->d, (src_loc){0, 0}, "-D %s: no such const in %s", defs[k].name, e->d->file);
+            err(e, (src_loc){0, 0}, "-D %s: no such const in %s", defs[k].name, e->d->file);
     }
     if (f->stmts[0].kind != ST_MODEL)
-        diag_error(e->d, f->stmts[0].loc, "expected 'model NAME' as the first statement");
-    const ast_stmt *model = NULL, *dflt = NULL;
-    for (e->stmt = 0; e->stmt < f->nstmts; e->stmt++) {
-        const ast_stmt *st = &f->stmts[e->stmt];
+        err(e, f->stmts[0].loc, "expected 'model NAME' as the first statement");
+    collect_defs(e);
+    const ast_stmt *model = NULL, *dflt = NULL, *bn = NULL;
+    for (int k = 0; k < f->nstmts; k++) {
+        const ast_stmt *st = &f->stmts[k];
+        e->top.cur = st;
         switch (st->kind) {
         case ST_MODEL:
             if (model) {
-                diag_error(e->d, st->loc, "a file holds one model, but this is a second 'model' statement");
-                diag_note(e->d, model->loc, "the model '%s' is declared here", model->name);
+                err(e, st->loc, "a file holds one model, but this is a second 'model' statement");
+                note(e, model->loc, "the model '%s' is declared here", model->name);
             } else {
                 model = st;
                 g->model = st->name;
@@ -676,21 +1435,38 @@ static void elab_file(elab_ctx *e, const frost_define *defs, int ndefs) {
             break;
         case ST_CONST: elab_const(e, st, defs, ndefs); break;
         case ST_INPUT: elab_input(e, st); break;
-        case ST_BIND: elab_bind(e, st); break;
+        case ST_BIND:
+        case ST_ALIAS:
+        case ST_IF: elab_stmt(e, st); break;
         case ST_OUTPUT: elab_output(e, st); break;
         case ST_CONFIG: elab_config(e, st); break;
         case ST_DEFAULT:
             if (dflt) {
-                diag_error(e->d, st->loc, "a second 'default' statement");
-                diag_note(e->d, dflt->loc, "the first is here");
+                err(e, st->loc, "a second 'default' statement");
+                note(e, dflt->loc, "the first is here");
             } else {
                 dflt = st;
             }
             break;
+        case ST_BATCHNORM:
+            if (bn) {
+                err(e, st->loc, "a second 'batchnorm' statement");
+                note(e, bn->loc, "the first is here");
+            } else {
+                bn = st;
+                g->bn_eval = st->bn_eval;
+            }
+            break;
+        case ST_DEF: break; /* expanded where called */
+        case ST_RETURN: IR_ASSERT(!"return at the top level"); break;
         }
     }
+    e->top.cur = NULL;
     if (dflt) /* configs may follow `default` */
         elab_default(e, dflt);
+    for (int k = 0; k < g->nconfigs; k++) /* and `batchnorm` */
+        if (g->configs[k].bn_eval_loc.line == 0)
+            g->configs[k].bn_eval = g->bn_eval;
 }
 
 ir_graph *frontend_load(pool *p, diag_ctx *d, const frost_define *defs, int ndefs) {
@@ -711,6 +1487,8 @@ ir_graph *frontend_load(pool *p, diag_ctx *d, const frost_define *defs, int ndef
     e->d = d;
     e->g = ir_graph_new(p);
     e->file = f;
+    e->fr = &e->top;
     elab_file(e, defs, ndefs);
-    return d->errors > errors ? NULL : e->g;
+    flush_calls(e);
+    return d->errors > errors || e->errors > 0 ? NULL : e->g;
 }

@@ -1,7 +1,8 @@
 /* lex.c: model file -> tokens.
  *
  * Newlines end statements; parse.c lets a call or a list continue on the
- * next line after '(', '[' or ','. '#' starts a comment to the end of the line. A name may have
+ * next line after '(', '[' or ','. '#' starts a comment to the end of the line.
+ * Punctuation is one character, except the comparisons == != <= >=. A name may have
  * dotted segments (layer1.0.conv1), so that nested names read like PyTorch's.
  * Every token records its line and column (columns count characters from 1)
  * and its byte span, which parse.c uses to glue glob patterns like fc2.* back
@@ -13,8 +14,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-static const char *keywords[] = {"model", "const", "input", "output", "config", "default",
-                                 "train", "freeze", "grad", "none", "true", "false", "def"};
+static const char *keywords[] = {"model", "const", "input", "output", "config", "default", "train",
+                                 "freeze", "grad",  "none",  "true",   "false",  "def",     "if",
+                                 "else",  "return", "and",  "or",    "not"};
 
 bool lex_is_keyword(const char *s, int len) {
     for (size_t k = 0; k < sizeof keywords / sizeof keywords[0]; k++)
@@ -169,9 +171,10 @@ token *lex_tokens(pool *p, diag_ctx *d, int *ntok) {
                     diag_error(d, loc, "integer %s is too large (the limit is %lld)", text, (long long)INT64_MAX);
                 t->ival = v;
             }
-        } else if (strchr("()[]{},=:;+-*/%.?!^", *s)) {
+        } else if (strchr("()[]{},=:;+-*/%.?!^<>", *s)) {
             t->kind = TK_PUNCT;
-            s++;
+            /* comparisons: == != <= >= are one token */
+            s += s + 1 < end && s[1] == '=' && strchr("=!<>", *s) ? 2 : 1;
         } else {
             size_t len = utf8_len((const unsigned char *)s, (size_t)(end - s));
             if ((unsigned char)*s < 0x80)

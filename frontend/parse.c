@@ -9,40 +9,66 @@
  *   stmt      = "model" NAME
  *             | "const" NAME "=" expr
  *             | "input" NAME ":" DTYPE [ "[" expr { "," expr } "]" ] [ "grad" ]
- *             | NAME "=" NAME "(" [ arg { "," arg } [ "," ] ] ")"
+ *             | assign
  *             | "output" NAME { "," NAME }
  *             | "config" NAME "{" { cfgsep } [ cfgitem { cfgsep { cfgsep } cfgitem } ] { cfgsep } "}"
  *             | "default" NAME
+ *             | "batchnorm" ( "eval" | "train" )
+ *             | "def" NAME "(" [ param { "," param } [ "," ] ] ")" block
+ *             | if
+ *   assign    = NAME "=" NAME "(" [ arg { "," arg } [ "," ] ] ")"     a call of an op or a def
+ *             | NAME "=" NAME                                       another name for a value
+ *   param     = NAME [ "=" expr ]
+ *   block     = "{" { bsep } [ bstmt { bsep { bsep } bstmt } ] { bsep } "}"
+ *   bstmt     = assign | if | "return" NAME [ "(" [ arg { "," arg } [ "," ] ] ")" ]
+ *   bsep      = ";" | NL
+ *   if        = "if" expr block [ "else" ( if | block ) ]
  *   arg       = NAME "=" expr | expr
- *   expr      = term { ("+" | "-") term }
+ *   expr      = conj { "or" conj }
+ *   conj      = neg { "and" neg }
+ *   neg       = "not" neg | cmp
+ *   cmp       = sum [ ( "==" | "!=" | "<" | "<=" | ">" | ">=" ) sum ]
+ *   sum       = term { ("+" | "-") term }
  *   term      = unary { ("*" | "/" | "%") unary }
  *   unary     = "-" unary | primary
- *   primary   = INT | REAL | "true" | "false" | NAME | "(" expr ")"
- *             | "[" [ expr { "," expr } [ "," ] ] "]"
+ *   primary   = INT | REAL | "true" | "false" | NAME | "dim" "(" NAME "," expr ")"
+ *             | "(" expr ")" | "[" [ expr { "," expr } [ "," ] ] "]"
  *   cfgitem   = ("train" | "freeze") PATTERN { PATTERN } | "grad" NAME { NAME }
+ *             | "batchnorm" ( "eval" | "train" )
  *   cfgsep    = ";" | NL
  *   NAME      = [A-Za-z_][A-Za-z0-9_]* { "." [A-Za-z0-9_]+ }, not a keyword
  *   PATTERN   = adjacent tokens of NAME, INT and * ? [ ] . ! ^ - glued together
  *
  * Keywords: model const input output config default train freeze grad none
- * true false, and def (reserved for `def NAME(params) { ... }` blocks, issue #4).
- * A config or default name may be any word (`config input { ... }`).
+ * true false def if else return and or not. A config or default name may be
+ * any word (`config input { ... }`). `batchnorm`, `eval` and `dim` are words
+ * with a meaning only where the grammar above uses them.
+ *
+ * `return` may only end a def's body (not inside an `if` of it), and a def's
+ * body must end with one; `else` may stand on the line after the `}`; a
+ * block's `{` may stand on the line after its `if` or `def` header.
  *
  * On a syntax error the parser reports it and resumes at the next statement
- * (after the closing brace when inside a config), so one bad line costs one
- * message. elab.c only runs when the whole file parsed.
+ * (after the closing brace when inside a config; inside a def or if block at
+ * the next statement of that block), so one bad line costs one message.
+ * elab.c only runs when the whole file parsed.
  */
 #include "ast.h"
 
 #include <setjmp.h>
 #include <string.h>
 
+/* Where statements stand: return is only allowed directly in a def body. */
+typedef enum { IN_TOP, IN_TOP_IF, IN_DEF, IN_DEF_IF } stmt_ctx;
+
 typedef struct {
     pool *pool;
     diag_ctx *d;
-    token *tok;      /* current token */
-    bool in_config;  /* recovery must skip to the closing brace */
-    jmp_buf fail;
+    token *tok;        /* current token */
+    bool in_config;    /* recovery must skip to the closing brace */
+    int depth;         /* open def/if blocks: ';' and '}' may end a statement */
+    bool eof_reported; /* an unclosed block was reported; enclosing ones stay quiet */
+    jmp_buf *fail;     /* where a syntax error resumes (the innermost statement) */
 } parser;
 
 static const char *describe(pool *p, const token *t) {
@@ -59,7 +85,7 @@ static _Noreturn void fail_at(parser *ps, src_loc at, const char *fmt, ...) {
     va_start(ap, fmt);
     diag_verror(ps->d, "error", at, fmt, ap);
     va_end(ap);
-    longjmp(ps->fail, 1);
+    longjmp(*ps->fail, 1);
 }
 
 /* "expected X, got Y" at the current token */
@@ -67,8 +93,9 @@ static _Noreturn void expected(parser *ps, const char *what) {
     fail_at(ps, ps->tok->loc, "expected %s, got %s", what, describe(ps->pool, ps->tok));
 }
 
-static bool is_punct(const token *t, char c) { return t->kind == TK_PUNCT && t->text[0] == c; }
+static bool is_punct(const token *t, char c) { return t->kind == TK_PUNCT && t->len == 1 && t->text[0] == c; }
 static bool is_word(const token *t, const char *kw) { return t->kind == TK_IDENT && lex_equal(t, kw); }
+static bool is_name(const token *t) { return t->kind == TK_IDENT && !lex_is_keyword(t->text, t->len); }
 
 static void skip_punct(parser *ps, char c) {
     if (!is_punct(ps->tok, c)) {
@@ -120,8 +147,14 @@ static const char *any_word(parser *ps, const char *what, src_loc *loc) {
     return tok_str(ps, t);
 }
 
+/* Inside a block a statement may also end at ';' or before the '}'. */
+static bool at_stmt_end(const parser *ps) {
+    const token *t = ps->tok;
+    return t->kind == TK_NEWLINE || t->kind == TK_EOF || (ps->depth > 0 && (is_punct(t, ';') || is_punct(t, '}')));
+}
+
 static void end_of_stmt(parser *ps, const char *after) {
-    if (ps->tok->kind != TK_NEWLINE && ps->tok->kind != TK_EOF)
+    if (!at_stmt_end(ps))
         fail_at(ps, ps->tok->loc, "expected end of line after %s, got %s", after, describe(ps->pool, ps->tok));
 }
 
@@ -135,6 +168,33 @@ static ast_expr *new_expr(parser *ps, ast_expr_kind kind, src_loc loc) {
 }
 
 static ast_expr *expr(parser *ps);
+
+static ast_expr *name_expr(parser *ps, const token *t) {
+    ast_expr *e = new_expr(ps, EX_NAME, t->loc);
+    e->name = tok_str(ps, t);
+    return e;
+}
+
+/* dim(x, i): the size of dimension i of tensor x; the word is at t, the
+ * current token is the '(' */
+static ast_expr *dim_call(parser *ps, const token *t) {
+    ast_expr *e = new_expr(ps, EX_DIM, t->loc);
+    ps->tok++;
+    skip_continuation(ps);
+    if (!is_name(ps->tok))
+        expected(ps, "a tensor name (dim(x, i) is the size of dimension i of x)");
+    e->lhs = name_expr(ps, ps->tok++);
+    if (!is_punct(ps->tok, ','))
+        expected(ps, "',' and a dimension index (dim(x, i) is the size of dimension i of x)");
+    ps->tok++;
+    skip_continuation(ps);
+    e->rhs = expr(ps);
+    skip_newlines_before_closer(ps, ')');
+    if (!is_punct(ps->tok, ')'))
+        expected(ps, "')' (dim takes a tensor and an index)");
+    ps->tok++;
+    return e;
+}
 
 static ast_expr *primary(parser *ps) {
     token *t = ps->tok;
@@ -160,11 +220,12 @@ static ast_expr *primary(parser *ps) {
         if (lex_is_keyword(t->text, t->len))
             fail_at(ps, t->loc, "expected an expression, got keyword '%.*s'", t->len, t->text);
         ps->tok++;
-        if (is_punct(ps->tok, '('))
+        if (is_punct(ps->tok, '(')) {
+            if (lex_equal(t, "dim"))
+                return dim_call(ps, t);
             fail_at(ps, t->loc, "nested calls are not supported; bind the inner call to a name");
-        ast_expr *e = new_expr(ps, EX_NAME, t->loc);
-        e->name = tok_str(ps, t);
-        return e;
+        }
+        return name_expr(ps, t);
     }
     if (is_punct(t, '(')) {
         ps->tok++;
@@ -206,7 +267,7 @@ static ast_expr *unary(parser *ps) {
 }
 
 static ast_expr *binary(parser *ps, ast_expr *lhs, ast_expr *(*operand)(parser *), const char *ops) {
-    while (ps->tok->kind == TK_PUNCT && strchr(ops, ps->tok->text[0])) {
+    while (ps->tok->kind == TK_PUNCT && ps->tok->len == 1 && strchr(ops, ps->tok->text[0])) {
         ast_expr *e = new_expr(ps, EX_BIN, ps->tok->loc);
         e->op = ps->tok->text[0];
         ps->tok++;
@@ -218,7 +279,62 @@ static ast_expr *binary(parser *ps, ast_expr *lhs, ast_expr *(*operand)(parser *
 }
 
 static ast_expr *term(parser *ps) { return binary(ps, unary(ps), unary, "*/%"); }
-static ast_expr *expr(parser *ps) { return binary(ps, term(ps), term, "+-"); }
+static ast_expr *sum(parser *ps) { return binary(ps, term(ps), term, "+-"); }
+
+/* The CMP_* code of a comparison token, else 0. */
+static char cmp_op(const token *t) {
+    if (t->kind != TK_PUNCT)
+        return 0;
+    if (t->len == 2)
+        switch (t->text[0]) {
+        case '=': return CMP_EQ;
+        case '!': return CMP_NE;
+        case '<': return CMP_LE;
+        case '>': return CMP_GE;
+        default: return 0;
+        }
+    return t->text[0] == '<' || t->text[0] == '>' ? t->text[0] : 0;
+}
+
+static ast_expr *comparison(parser *ps) {
+    ast_expr *lhs = sum(ps);
+    char op = cmp_op(ps->tok);
+    if (!op)
+        return lhs;
+    ast_expr *e = new_expr(ps, EX_CMP, ps->tok->loc);
+    e->op = op;
+    ps->tok++;
+    e->lhs = lhs;
+    e->rhs = sum(ps);
+    if (cmp_op(ps->tok))
+        fail_at(ps, ps->tok->loc, "comparisons cannot be chained; combine them with 'and'");
+    return e;
+}
+
+static ast_expr *negation(parser *ps) {
+    if (is_word(ps->tok, "not")) {
+        ast_expr *e = new_expr(ps, EX_NOT, ps->tok->loc);
+        ps->tok++;
+        e->lhs = negation(ps);
+        return e;
+    }
+    return comparison(ps);
+}
+
+static ast_expr *logical(parser *ps, ast_expr *(*operand)(parser *), const char *word, ast_expr_kind kind) {
+    ast_expr *lhs = operand(ps);
+    while (is_word(ps->tok, word)) {
+        ast_expr *e = new_expr(ps, kind, ps->tok->loc);
+        ps->tok++;
+        e->lhs = lhs;
+        e->rhs = operand(ps);
+        lhs = e;
+    }
+    return lhs;
+}
+
+static ast_expr *conjunction(parser *ps) { return logical(ps, negation, "and", EX_AND); }
+static ast_expr *expr(parser *ps) { return logical(ps, conjunction, "or", EX_OR); }
 
 /* ---------------------------------------------------------------- statements */
 
@@ -261,6 +377,16 @@ static const char *pattern(parser *ps, src_loc *loc) {
     return pool_strndup(ps->pool, first->text, last->pos + (size_t)last->len - first->pos);
 }
 
+/* after `batchnorm`: eval (true) or train (false) */
+static bool bn_mode(parser *ps, src_loc *loc) {
+    token *t = ps->tok;
+    if (!is_word(t, "eval") && !is_word(t, "train"))
+        fail_at(ps, t->loc, "expected 'eval' or 'train' after 'batchnorm', got %s", describe(ps->pool, t));
+    *loc = t->loc;
+    ps->tok++;
+    return t->text[0] == 'e';
+}
+
 static void config_body(parser *ps, ast_stmt *st) {
     skip_punct(ps, '{');
     ps->in_config = true;
@@ -270,6 +396,16 @@ static void config_body(parser *ps, ast_stmt *st) {
             ps->tok++;
         if (is_punct(ps->tok, '}'))
             break;
+        if (is_word(ps->tok, "batchnorm")) {
+            ps->tok++;
+            ast_cfg_item *it = VEC_PUSH(ps->pool, st->items, st->nitems, cap);
+            it->kind = CFG_BATCHNORM;
+            it->word = bn_mode(ps, &it->loc) ? "eval" : "train";
+            if (ps->tok->kind != TK_NEWLINE && !is_punct(ps->tok, ';') && !is_punct(ps->tok, '}'))
+                fail_at(ps, ps->tok->loc, "expected ';', '}' or end of line after 'batchnorm %s', got %s", it->word,
+                        describe(ps->pool, ps->tok));
+            continue;
+        }
         ast_cfg_kind kind;
         if (is_word(ps->tok, "train"))
             kind = CFG_TRAIN;
@@ -280,7 +416,7 @@ static void config_body(parser *ps, ast_stmt *st) {
         else if (ps->tok->kind == TK_EOF)
             fail_at(ps, st->loc, "config '%s' is not closed with '}'", st->name);
         else
-            expected(ps, "'train', 'freeze', 'grad' or '}'");
+            expected(ps, "'train', 'freeze', 'grad', 'batchnorm' or '}'");
         const char *kw = kind == CFG_TRAIN ? "train" : kind == CFG_FREEZE ? "freeze" : "grad";
         ps->tok++;
         int count = 0;
@@ -304,6 +440,208 @@ static void config_body(parser *ps, ast_stmt *st) {
     }
     ps->tok++;
     ps->in_config = false;
+}
+
+/* NAME = callee(args), or NAME = NAME */
+static void assignment(parser *ps, ast_stmt *st) {
+    st->kind = ST_BIND;
+    st->name = def_name(ps, "a name", true, &st->name_loc);
+    if (!is_punct(ps->tok, '='))
+        expected(ps, "'=' after the name (a binding is NAME = op(...))");
+    ps->tok++;
+    token *op = ps->tok;
+    if (op->kind != TK_IDENT || lex_is_keyword(op->text, op->len))
+        expected(ps, "an op name");
+    ps->tok++;
+    if (!is_punct(ps->tok, '(')) {
+        /* `h = other`: another name for a value (not for an op) */
+        if (op_find(tok_str(ps, op)) || !at_stmt_end(ps))
+            fail_at(ps, ps->tok->loc, "expected '(' after op name '%.*s', got %s", op->len, op->text,
+                    describe(ps->pool, ps->tok));
+        st->kind = ST_ALIAS;
+        st->value = name_expr(ps, op);
+        return;
+    }
+    st->op = tok_str(ps, op);
+    st->op_loc = op->loc;
+    call_args(ps, st);
+    end_of_stmt(ps, "the call");
+}
+
+static void block_stmt(parser *ps, ast_stmt *st, stmt_ctx ctx);
+
+/* Recovery inside a block: skip to the end of the statement, over any
+ * braces it opened, but not past the '}' closing the block. */
+static void recover(parser *ps, bool in_block) {
+    int depth = 0;
+    for (;; ps->tok++) {
+        const token *t = ps->tok;
+        if (t->kind == TK_EOF)
+            return;
+        if (is_punct(t, '{')) {
+            depth++;
+        } else if (is_punct(t, '}')) {
+            if (depth == 0 && in_block)
+                return;
+            depth -= depth > 0;
+        } else if (depth == 0 && (t->kind == TK_NEWLINE || (in_block && is_punct(t, ';')))) {
+            return;
+        }
+    }
+}
+
+/* { statements }: `what` names the construct for "not closed" ("def 'f'"),
+ * reported at `owner`. Each statement has its own recovery point. */
+static ast_block *block(parser *ps, stmt_ctx ctx, const char *what, src_loc owner) {
+    token *t = ps->tok;
+    while (t->kind == TK_NEWLINE) /* the brace may stand on the next line */
+        t++;
+    if (is_punct(t, '{'))
+        ps->tok = t;
+    if (!is_punct(ps->tok, '{'))
+        expected(ps, "'{'");
+    ast_block *b = pool_alloc(ps->pool, sizeof *b);
+    b->open_loc = ps->tok->loc;
+    ps->tok++;
+    int depth = ++ps->depth;
+    jmp_buf *outer = ps->fail;
+    for (;;) {
+        while (ps->tok->kind == TK_NEWLINE || is_punct(ps->tok, ';'))
+            ps->tok++;
+        if (is_punct(ps->tok, '}'))
+            break;
+        if (ps->tok->kind == TK_EOF) {
+            ps->depth = depth - 1;
+            if (ps->eof_reported)
+                longjmp(*outer, 1);
+            ps->eof_reported = true;
+            fail_at(ps, owner, "%s is not closed with '}'", what);
+        }
+        ast_stmt *st = VEC_PUSH(ps->pool, b->stmts, b->nstmts, b->capstmts);
+        *st = (ast_stmt){0};
+        jmp_buf here;
+        ps->fail = &here;
+        if (setjmp(here) == 0) {
+            block_stmt(ps, st, ctx);
+        } else {
+            b->nstmts--;
+            b->had_error = true;
+            ps->depth = depth;
+            recover(ps, true);
+        }
+        ps->fail = outer;
+    }
+    b->close_loc = ps->tok->loc;
+    ps->tok++;
+    ps->depth = depth - 1;
+    return b;
+}
+
+static void if_stmt(parser *ps, ast_stmt *st, stmt_ctx ctx) {
+    stmt_ctx inner = ctx == IN_TOP || ctx == IN_TOP_IF ? IN_TOP_IF : IN_DEF_IF;
+    st->kind = ST_IF;
+    st->loc = ps->tok->loc;
+    ps->tok++;
+    st->value = expr(ps);
+    st->body = block(ps, inner, "'if'", st->loc);
+    token *t = ps->tok; /* `else` may stand on the line after the '}' */
+    while (t->kind == TK_NEWLINE)
+        t++;
+    if (!is_word(t, "else"))
+        return;
+    ps->tok = t + 1;
+    if (is_word(ps->tok, "if")) {
+        st->else_body = pool_alloc(ps->pool, sizeof *st->else_body);
+        st->else_body->open_loc = ps->tok->loc;
+        ast_stmt *elif = VEC_PUSH(ps->pool, st->else_body->stmts, st->else_body->nstmts, st->else_body->capstmts);
+        *elif = (ast_stmt){0};
+        if_stmt(ps, elif, ctx);
+        st->else_body->close_loc = elif->else_body ? elif->else_body->close_loc : elif->body->close_loc;
+    } else {
+        st->else_body = block(ps, inner, "'else'", t->loc);
+    }
+}
+
+static void return_stmt(parser *ps, ast_stmt *st) {
+    st->kind = ST_RETURN;
+    ps->tok++;
+    token *t = ps->tok;
+    if (!is_name(t))
+        expected(ps, "a name or a call after 'return'");
+    ps->tok++;
+    if (is_punct(ps->tok, '(')) {
+        st->op = tok_str(ps, t);
+        st->op_loc = t->loc;
+        call_args(ps, st);
+        end_of_stmt(ps, "the call");
+    } else {
+        st->value = name_expr(ps, t);
+        end_of_stmt(ps, "the returned name");
+    }
+}
+
+/* A statement of a def or if block. */
+static void block_stmt(parser *ps, ast_stmt *st, stmt_ctx ctx) {
+    token *t = ps->tok;
+    st->loc = t->loc;
+    if (is_word(t, "if")) {
+        if_stmt(ps, st, ctx);
+        end_of_stmt(ps, "'}'");
+    } else if (is_word(t, "return")) {
+        if (ctx == IN_DEF_IF)
+            fail_at(ps, t->loc, "'return' inside 'if' is not supported; assign the result to a name in each "
+                                "branch and return that name after the 'if'");
+        if (ctx != IN_DEF)
+            fail_at(ps, t->loc, "'return' outside of a def");
+        return_stmt(ps, st);
+    } else if (is_word(t, "else")) {
+        fail_at(ps, t->loc, "'else' without 'if'");
+    } else if (is_word(t, "def")) {
+        fail_at(ps, t->loc, "'def' is only allowed at the top level");
+    } else if (is_name(t)) {
+        assignment(ps, st);
+    } else {
+        expected(ps, ctx == IN_DEF ? "NAME = op(...), 'if' or 'return'" : "NAME = op(...) or 'if'");
+    }
+}
+
+static void def_stmt(parser *ps, ast_stmt *st) {
+    st->kind = ST_DEF;
+    ps->tok++;
+    st->name = def_name(ps, "a def name", false, &st->name_loc);
+    if (!is_punct(ps->tok, '('))
+        fail_at(ps, ps->tok->loc, "expected '(' and the parameters of def '%s', got %s", st->name,
+                describe(ps->pool, ps->tok));
+    ps->tok++;
+    skip_continuation(ps);
+    int cap = 0;
+    while (!is_punct(ps->tok, ')')) {
+        ast_param *prm = VEC_PUSH(ps->pool, st->params, st->nparams, cap);
+        *prm = (ast_param){0};
+        prm->name = def_name(ps, "a parameter name", false, &prm->loc);
+        if (is_punct(ps->tok, '=')) {
+            ps->tok++;
+            const token *first = ps->tok;
+            prm->dflt = expr(ps);
+            const token *last = ps->tok - 1;
+            prm->dflt_text = pool_strndup(ps->pool, first->text, last->pos + (size_t)last->len - first->pos);
+        }
+        skip_newlines_before_closer(ps, ')');
+        if (!is_punct(ps->tok, ','))
+            break;
+        ps->tok++;
+        skip_continuation(ps);
+    }
+    if (!is_punct(ps->tok, ')'))
+        expected(ps, "',' or ')'");
+    ps->tok++;
+    st->body = block(ps, IN_DEF, pool_printf(ps->pool, "def '%s'", st->name), st->loc);
+    const ast_block *b = st->body;
+    for (int k = 0; k + 1 < b->nstmts; k++)
+        if (b->stmts[k].kind == ST_RETURN)
+            fail_at(ps, b->stmts[k].loc, "'return' must be the last statement of def '%s'", st->name);
+    if (!b->had_error && (b->nstmts == 0 || b->stmts[b->nstmts - 1].kind != ST_RETURN))
+        fail_at(ps, b->close_loc, "def '%s' must end with 'return NAME' (or 'return op(...)')", st->name);
 }
 
 static void stmt(parser *ps, ast_stmt *st) {
@@ -378,26 +716,25 @@ static void stmt(parser *ps, ast_stmt *st) {
         ps->tok++;
         st->name = any_word(ps, "a config name", &st->name_loc);
         end_of_stmt(ps, "the config name");
+    } else if (is_word(t, "batchnorm") && !is_punct(t + 1, '=')) {
+        st->kind = ST_BATCHNORM;
+        ps->tok++;
+        st->bn_eval = bn_mode(ps, &st->name_loc);
+        end_of_stmt(ps, pool_printf(ps->pool, "'batchnorm %s'", st->bn_eval ? "eval" : "train"));
     } else if (is_word(t, "def")) {
-        fail_at(ps, t->loc, "'def' blocks are not supported yet");
-    } else if (t->kind == TK_IDENT && !lex_is_keyword(t->text, t->len)) {
-        st->kind = ST_BIND;
-        st->name = def_name(ps, "a name", true, &st->name_loc);
-        if (!is_punct(ps->tok, '='))
-            expected(ps, "'=' after the name (a binding is NAME = op(...))");
-        ps->tok++;
-        token *op = ps->tok;
-        if (op->kind != TK_IDENT || lex_is_keyword(op->text, op->len))
-            expected(ps, "an op name");
-        st->op = tok_str(ps, op);
-        st->op_loc = op->loc;
-        ps->tok++;
-        if (!is_punct(ps->tok, '('))
-            fail_at(ps, ps->tok->loc, "expected '(' after op name '%s', got %s", st->op, describe(ps->pool, ps->tok));
-        call_args(ps, st);
-        end_of_stmt(ps, "the call");
+        def_stmt(ps, st);
+        end_of_stmt(ps, "'}'");
+    } else if (is_word(t, "if")) {
+        if_stmt(ps, st, IN_TOP);
+        end_of_stmt(ps, "'}'");
+    } else if (is_word(t, "return")) {
+        fail_at(ps, t->loc, "'return' outside of a def");
+    } else if (is_word(t, "else")) {
+        fail_at(ps, t->loc, "'else' without 'if'");
+    } else if (is_name(t)) {
+        assignment(ps, st);
     } else {
-        expected(ps, "a statement (model, const, input, NAME = op(...), output, config or default)");
+        expected(ps, "a statement (model, const, input, NAME = op(...), output, config, default, def or if)");
     }
 }
 
@@ -415,7 +752,9 @@ ast_file *parse_file(pool *p, diag_ctx *d, token *toks) {
         if (ps->tok->kind == TK_EOF)
             break;
         ast_stmt st = {0};
-        if (setjmp(ps->fail) == 0) {
+        jmp_buf top;
+        ps->fail = &top;
+        if (setjmp(top) == 0) {
             stmt(ps, &st);
             *VEC_PUSH(p, f->stmts, f->nstmts, f->capstmts) = st;
         } else {
@@ -425,8 +764,8 @@ ast_file *parse_file(pool *p, diag_ctx *d, token *toks) {
                     ps->tok++;
                 ps->in_config = false;
             }
-            while (ps->tok->kind != TK_NEWLINE && ps->tok->kind != TK_EOF)
-                ps->tok++;
+            ps->depth = 0;
+            recover(ps, false);
         }
     }
     f->eof_loc = ps->tok->loc;

@@ -164,6 +164,7 @@ int ir_add_buf(pool *p, ir_program *prog, const char *name, ir_buf_kind kind, ir
     b->value = value;
     b->index = -1;
     b->alias_of = -1;
+    b->inplace_of = -1;
     b->offset = -1;
     b->first = b->last = -1;
     return prog->nbufs - 1;

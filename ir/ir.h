@@ -114,9 +114,33 @@ typedef struct {
     /* Set by the freeze configuration (passes/config.c): */
     bool trainable;   /* VAL_PARAM: receives a gradient */
     bool wants_grad;  /* VAL_INPUT: the caller asked for d loss / d input */
+    /* VAL_BUFFER that is run-time state, not model state (dropout's RNG
+     * counter): left out of checkpoints. */
+    bool nonpersistent;
 } ir_value;
 
 enum { INIT_ZEROS, INIT_ONES, INIT_KAIMING_UNIFORM, INIT_BIAS_UNIFORM };
+
+/* The optimizer compiled into the object (P_update, P_train_step). Its
+ * hyper-parameters here are the defaults baked into the header; callers may
+ * pass others at run time. */
+typedef enum { OPT_SGD, OPT_ADAMW } ir_opt_kind;
+typedef struct {
+    ir_opt_kind kind;
+    double lr, momentum, dampening, weight_decay, beta1, beta2, eps;
+    bool nesterov;
+} ir_optimizer;
+
+/* optim.c. opt_init: PyTorch's defaults for "sgd" or "adamw" (false if the
+ * name is neither). opt_set: one hyper-parameter by name (false if this
+ * optimizer has no such key; nesterov takes 0/1). opt_check: NULL when the
+ * values are usable, else a static message. */
+bool opt_init(ir_optimizer *o, const char *name);
+bool opt_set(ir_optimizer *o, const char *key, double value);
+const char *opt_keys(ir_opt_kind kind); /* "lr, momentum, ..." for messages */
+const char *opt_name(ir_opt_kind kind);
+const char *opt_check(const ir_optimizer *o);
+int opt_slots(ir_opt_kind kind); /* state tensors per trainable parameter */
 
 #define IR_MAX_IN 8
 #define IR_MAX_ATTR 8
@@ -141,6 +165,8 @@ typedef struct {
     src_loc *freeze_loc;
     const char **grad; int ngrad;        /* inputs that want a gradient */
     src_loc *grad_loc;
+    bool bn_eval;        /* `batchnorm eval`: batch norm on running statistics when training too */
+    src_loc bn_eval_loc; /* the config's `batchnorm` item; line 0: inherited from the model's default */
 } ir_config;
 
 typedef struct {
@@ -151,6 +177,10 @@ typedef struct {
     int *outputs; int noutputs, capoutputs; /* value ids; outputs[0] is the loss */
     ir_config *configs; int nconfigs, capconfigs;
     int default_config;         /* index into configs, or -1 */
+    bool bn_eval;               /* top-level `batchnorm eval`: the mode of configs that don't say */
+    bool has_optimizer;         /* the file has an `optimizer` statement: */
+    ir_optimizer optimizer;     /*   its choice and hyper-parameters */
+    src_loc optimizer_loc;
 } ir_graph;
 
 ir_graph *ir_graph_new(pool *p);
@@ -203,8 +233,9 @@ typedef struct op_def {
     bool (*infer)(elab_ctx *e, ir_node *n, ir_dtype *out_dt, ir_shape *out_shape);
     /* Which inputs are differentiable (bit i = input i). */
     uint32_t diff_inputs;
-    /* Residual needs of the VJP w.r.t. input i. */
-    uint32_t (*needs)(const ir_graph *g, const ir_node *n, int input);
+    /* Residual needs of the VJP w.r.t. input i (may depend on the mode:
+     * lc_training, lc_bn_eval). */
+    uint32_t (*needs)(lower_ctx *c, const ir_node *n, int input);
     /* Shape/dtype of auxiliary tensor k, if the op has any. */
     int naux;
     void (*aux_shape)(const ir_graph *g, const ir_node *n, int k, ir_dtype *dt, ir_shape *shape);
@@ -214,6 +245,13 @@ typedef struct op_def {
     void (*vjp)(lower_ctx *c, const ir_node *n, int input);
     /* The output is input 0 reinterpreted (reshape): same storage, no kernel. */
     bool is_view;
+    /* Output element i depends only on element i of each input of the output's size
+     * (relu, add): the output may take over the storage of such an input that dies
+     * at this op (ir_buf.inplace_of). */
+    bool elementwise;
+    /* Outside training (the infer program) the op is the identity (dropout):
+     * its output there is a view of input 0. */
+    bool identity_in_infer;
 } op_def;
 
 extern const op_def op_table[];
@@ -242,6 +280,13 @@ void lc_grad_pass(lower_ctx *c, const ir_node *n, int i);
  * w (buffer written), i (int64_t), f (double). */
 void lc_step(lower_ctx *c, const ir_node *n, const char *kernel, const char *fmt, ...);
 const ir_graph *lc_graph(lower_ctx *c);
+/* The program being built is the train program (dropout active, batch norm on
+ * batch statistics unless lc_bn_eval). */
+bool lc_training(lower_ctx *c);
+/* Training with batch norm in eval mode (running statistics, no updates). */
+bool lc_bn_eval(lower_ctx *c);
+/* forward: a temporary arena buffer of `numel` elements, live for one step. */
+int lc_scratch(lower_ctx *c, const ir_node *n, ir_dtype dt, int64_t numel);
 
 /* ---------------------------------------------------------------- program
  * The lowered form: buffers and a linear list of kernel calls. Codegen turns
@@ -275,6 +320,9 @@ typedef struct {
     int value;            /* graph value it holds or derives from, -1 for scratch */
     int index;            /* SPACE_INPUT/SPACE_OUTPUT: struct field index */
     int alias_of;         /* -1, or the buffer whose storage this one shares (reshape) */
+    int inplace_of;       /* -1, or a buffer whose storage this one may take over at its first
+                           * write (element-wise ops, set by lower.c); plan.c does so only when
+                           * that storage's last use is the step that first writes this one */
     int64_t offset;       /* byte offset in its space; arena offsets set by plan.c */
     /* Liveness (liveness.c), in step indices; arena buffers only. A residual
      * is an arena buffer with first < nfwd <= last. */
@@ -308,17 +356,24 @@ typedef struct {
     int64_t residual_bytes; /* arena bytes live across the forward/backward boundary */
 } ir_program;
 
+
 /* The whole result of compiling one model under one configuration. */
 typedef struct {
     ir_graph *graph;
     const ir_config *config;  /* NULL when trainability came only from the command line */
+    bool bn_eval;             /* batch norm uses running statistics in the train program too */
     ir_program train;         /* forward + backward */
     ir_program infer;         /* forward only, nothing kept */
     int64_t params_bytes;     /* params and buffers, each at an aligned offset */
     int64_t grads_bytes;      /* trainable param grads + input grads */
     int64_t *param_offset;    /* per value id: offset in params, -1 if not a param/buffer */
     int64_t *grad_offset;     /* per value id: offset in grads, -1 if none */
+    ir_optimizer opt;         /* the update P_update / P_train_step perform */
+    int64_t opt_state_bytes;  /* step counter, then opt_slots() tensors per trainable param */
+    int64_t *opt_offset;      /* per value id: offset of its first state tensor, -1 if none */
 } ir_module;
+
+#define IR_OPT_HEADER_BYTES IR_ALIGN /* the optimizer state starts with an i64 step counter */
 
 #define IR_ALIGN 64 /* alignment of every block and every buffer in it */
 static inline int64_t ir_align_up(int64_t x) { return (x + IR_ALIGN - 1) & ~(int64_t)(IR_ALIGN - 1); }
@@ -332,12 +387,23 @@ void ir_dump_program(const ir_program *prog, FILE *out);
 /* config.c: apply a named configuration plus command-line patterns; reports
  * patterns that match nothing. */
 typedef struct {
+    const char *key;
+    double value;
+} frost_opt_setting;
+
+typedef struct {
     const char *config;            /* --config NAME, NULL: the file's default (or none) */
     const char **train; int ntrain; /* --train PATTERN */
     const char **freeze; int nfreeze; /* --freeze PATTERN */
     const char **grad; int ngrad;  /* --grad INPUT */
+    const char *optimizer;         /* --optimizer NAME, NULL: the model's (or sgd) */
+    const frost_opt_setting *opt_settings; int nopt_settings; /* --opt KEY=VALUE */
+    bool bn_eval;                  /* --batchnorm-eval: as a config's `batchnorm eval` */
 } frost_select;
 bool pass_config(ir_module *m, const frost_select *sel, diag_ctx *d);
+/* optim.c: the optimizer: the model's `optimizer` statement (or sgd), then
+ * --optimizer / --opt from the command line. */
+bool pass_optimizer(ir_module *m, const frost_select *sel, diag_ctx *d);
 bool glob_match(const char *pattern, const char *name);
 
 /* pipeline.c: the whole middle end: frontend, config, lower, liveness, plan,
@@ -381,6 +447,10 @@ const char *buf_kind_name(ir_buf_kind k);   /* "act", "saved", "grad", ... */
 /* "1.50 MiB"; s must hold 32 bytes */
 const char *view_bytes(char s[32], int64_t bytes);
 void view_plan(const ir_module *m, view_format fmt, FILE *out);
+/* Name of the configuration m was built with: its `config`, else "all" or "none"
+ * when every or no parameter trains (and no input wants a gradient), else
+ * "(command line)". */
+const char *view_config_name(const ir_module *m);
 /* One row of `frost compare`: one configuration's figures. */
 typedef struct {
     const char *config;

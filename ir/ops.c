@@ -8,6 +8,7 @@
  * to runtime/rt.h and runtime/rt.c.
  */
 #include "ir.h"
+#include "rt.h" /* rt_conv2d_scratch_floats: scratch sizes shared with the kernels */
 
 #include <string.h>
 
@@ -73,7 +74,7 @@ static void linear_dims(const ir_graph *g, const ir_node *n, int64_t *M, int64_t
     *M = numel_of(g, n->in[0]) / *K;
 }
 
-static uint32_t linear_needs(const ir_graph *g, const ir_node *n, int input) {
+static uint32_t linear_needs(lower_ctx *c, const ir_node *n, int input) {
     switch (input) {
     case 0: return NEED_IN(1); /* dx = dy w */
     case 1: return NEED_IN(0); /* dw = dy^T x: the only reason to keep x */
@@ -130,7 +131,7 @@ static void matmul_dims(const ir_graph *g, const ir_node *n, int64_t *M, int64_t
     *N = gval(g, n, 1)->shape.dim[1];
 }
 
-static uint32_t matmul_needs(const ir_graph *g, const ir_node *n, int input) {
+static uint32_t matmul_needs(lower_ctx *c, const ir_node *n, int input) {
     return input == 0 ? NEED_IN(1) : NEED_IN(0);
 }
 
@@ -161,7 +162,7 @@ static bool relu_infer(elab_ctx *e, ir_node *n, ir_dtype *dt, ir_shape *shape) {
     return true;
 }
 
-static uint32_t relu_needs(const ir_graph *g, const ir_node *n, int input) {
+static uint32_t relu_needs(lower_ctx *c, const ir_node *n, int input) {
     return NEED_OUT_SIGN; /* dx = dy * (y > 0): one bit per element at most */
 }
 
@@ -201,7 +202,7 @@ static bool add_infer(elab_ctx *e, ir_node *n, ir_dtype *dt, ir_shape *shape) {
     return true;
 }
 
-static uint32_t add_needs(const ir_graph *g, const ir_node *n, int input) { return 0; }
+static uint32_t add_needs(lower_ctx *c, const ir_node *n, int input) { return 0; }
 
 static void add_forward(lower_ctx *c, const ir_node *n) {
     const ir_graph *g = lc_graph(c);
@@ -287,7 +288,7 @@ static bool reshape_infer(elab_ctx *e, ir_node *n, ir_dtype *dt, ir_shape *shape
     return true;
 }
 
-static uint32_t view_needs(const ir_graph *g, const ir_node *n, int input) { return 0; }
+static uint32_t view_needs(lower_ctx *c, const ir_node *n, int input) { return 0; }
 static void view_forward(lower_ctx *c, const ir_node *n) { lc_alias_out(c, n, 0); }
 static void view_vjp(lower_ctx *c, const ir_node *n, int input) { lc_grad_pass(c, n, input); }
 
@@ -314,7 +315,7 @@ static bool cross_entropy_infer(elab_ctx *e, ir_node *n, ir_dtype *dt, ir_shape 
     return true;
 }
 
-static uint32_t cross_entropy_needs(const ir_graph *g, const ir_node *n, int input) {
+static uint32_t cross_entropy_needs(lower_ctx *c, const ir_node *n, int input) {
     return NEED_AUX(0) | NEED_IN(1);
 }
 
@@ -356,7 +357,7 @@ static bool mse_infer(elab_ctx *e, ir_node *n, ir_dtype *dt, ir_shape *shape) {
     return true;
 }
 
-static uint32_t mse_needs(const ir_graph *g, const ir_node *n, int input) { return NEED_AUX(0); }
+static uint32_t mse_needs(lower_ctx *c, const ir_node *n, int input) { return NEED_AUX(0); }
 
 static void mse_aux(const ir_graph *g, const ir_node *n, int k, ir_dtype *dt, ir_shape *shape) {
     *dt = DT_F32;
@@ -376,6 +377,355 @@ static void mse_vjp(lower_ctx *c, const ir_node *n, int input) {
             numel_of(lc_graph(c), n->in[0]), input == 0 ? (int64_t)1 : (int64_t)-1, acc);
 }
 
+/* ------------------------------------------------------------------ NCHW helpers */
+
+static bool require_nchw(elab_ctx *e, const ir_node *n, const char *op) {
+    const ir_value *x = in_val(e, n, 0);
+    if (x->dtype != DT_F32 || x->shape.rank != 4) {
+        elab_error(e, n->loc, "%s needs an f32 [batch, channels, height, width] input, got %s%s", op,
+                   dtype_name(x->dtype), shape_str(elab_graph(e)->pool, &x->shape));
+        return false;
+    }
+    return true;
+}
+
+/* Output extent of a sliding window; < 1 when the window does not fit. */
+static int64_t window_out(int64_t size, int64_t k, int64_t s, int64_t p, int64_t d) {
+    int64_t span = d * (k - 1) + 1;
+    if (size + 2 * p < span)
+        return 0;
+    return (size + 2 * p - span) / s + 1;
+}
+
+typedef struct {
+    int64_t N, C, H, W;
+} nchw;
+
+static nchw dims4(const ir_graph *g, int value) {
+    const ir_shape *s = &g->vals[value].shape;
+    return (nchw){s->dim[0], s->dim[1], s->dim[2], s->dim[3]};
+}
+
+/* ------------------------------------------------------------------ conv2d
+ * in: x [N,C,H,W], weight [K, C/groups, k, k], bias [K]. attr: out_channels,
+ * kernel, stride, padding, dilation, groups, bias. Square windows. */
+
+static bool conv2d_infer(elab_ctx *e, ir_node *n, ir_dtype *dt, ir_shape *shape) {
+    if (!require_nchw(e, n, "conv2d"))
+        return false;
+    nchw x = dims4(elab_graph(e), n->in[0]);
+    int64_t K = n->attr[0], k = n->attr[1], s = n->attr[2], p = n->attr[3], d = n->attr[4], groups = n->attr[5];
+    if (K <= 0 || k <= 0 || s <= 0 || d <= 0 || p < 0 || groups <= 0) {
+        elab_error(e, n->loc,
+                   "conv2d: out_channels, kernel, stride, dilation and groups must be positive and padding "
+                   "non-negative (got %lld, %lld, %lld, %lld, %lld; padding %lld)",
+                   (long long)K, (long long)k, (long long)s, (long long)d, (long long)groups, (long long)p);
+        return false;
+    }
+    if (x.C % groups || K % groups) {
+        elab_error(e, n->loc, "conv2d: groups (%lld) must divide both in_channels (%lld) and out_channels (%lld)",
+                   (long long)groups, (long long)x.C, (long long)K);
+        return false;
+    }
+    int64_t OH = window_out(x.H, k, s, p, d), OW = window_out(x.W, k, s, p, d);
+    if (OH < 1 || OW < 1) {
+        elab_error(e, n->loc, "conv2d: a %lldx%lld kernel (dilation %lld, padding %lld) does not fit a %lldx%lld input",
+                   (long long)k, (long long)k, (long long)d, (long long)p, (long long)x.H, (long long)x.W);
+        return false;
+    }
+    int64_t fan_in = x.C / groups * k * k;
+    elab_add_param(e, n, "weight", VAL_PARAM, (ir_shape){4, {K, x.C / groups, k, k}}, INIT_KAIMING_UNIFORM, fan_in);
+    if (n->attr[6])
+        elab_add_param(e, n, "bias", VAL_PARAM, (ir_shape){1, {K}}, INIT_BIAS_UNIFORM, fan_in);
+    *dt = DT_F32;
+    *shape = (ir_shape){4, {x.N, K, OH, OW}};
+    return true;
+}
+
+static uint32_t conv2d_needs(lower_ctx *c, const ir_node *n, int input) {
+    switch (input) {
+    case 0: return NEED_IN(1); /* dx = conv_transpose(dy, w) */
+    case 1: return NEED_IN(0); /* dw = dy (x) im2col(x): the only reason to keep x */
+    default: return 0;         /* db = sum dy */
+    }
+}
+
+/* The im2col scratch a conv2d step needs (rt_conv2d_scratch_floats is a pure
+ * inline function of rt.h shared with the kernels). */
+static int conv2d_scratch(lower_ctx *c, const ir_node *n) {
+    nchw x = dims4(lc_graph(c), n->in[0]);
+    int64_t floats = rt_conv2d_scratch_floats(x.C, x.H, x.W, n->attr[1], n->attr[2], n->attr[3], n->attr[4], n->attr[5]);
+    return lc_scratch(c, n, DT_F32, floats);
+}
+
+static void conv2d_forward(lower_ctx *c, const ir_node *n) {
+    nchw x = dims4(lc_graph(c), n->in[0]);
+    int bias = n->nin > 2 ? lc_in(c, n, 2) : -1;
+    lc_step(c, n, "rt_conv2d_fwd", "rrrwwiiiiiiiiii", lc_in(c, n, 0), lc_in(c, n, 1), bias, lc_out(c, n),
+            conv2d_scratch(c, n), x.N, x.C, x.H, x.W, n->attr[0], n->attr[1], n->attr[2], n->attr[3], n->attr[4],
+            n->attr[5]);
+}
+
+static void conv2d_vjp(lower_ctx *c, const ir_node *n, int input) {
+    const ir_graph *g = lc_graph(c);
+    nchw x = dims4(g, n->in[0]);
+    int64_t acc;
+    int dy = lc_grad_out(c, n);
+    int dst = lc_grad_in(c, n, input, &acc);
+    if (input == 2) {
+        nchw y = dims4(g, n->out);
+        lc_step(c, n, "rt_sum_channels", "rwiiii", dy, dst, y.N, y.C, y.H * y.W, acc);
+        return;
+    }
+    int scratch = conv2d_scratch(c, n);
+    lc_step(c, n, input == 0 ? "rt_conv2d_bwd_x" : "rt_conv2d_bwd_w", "rrwwiiiiiiiiiii", dy,
+            lc_saved(c, n, input == 0 ? NEED_IN(1) : NEED_IN(0)), dst, scratch, x.N, x.C, x.H, x.W, n->attr[0],
+            n->attr[1], n->attr[2], n->attr[3], n->attr[4], n->attr[5], acc);
+}
+
+/* ------------------------------------------------------------------ batchnorm2d
+ * in: x [N,C,H,W], weight, bias, running_mean, running_var (all [C]),
+ * num_batches_tracked (i64 scalar): PyTorch's BatchNorm2d state, by name.
+ * fattr: eps, momentum. Training mode normalises with the batch statistics
+ * and updates the running ones; eval mode (inference, or a configuration
+ * with `batchnorm eval`) uses the running statistics and is affine in x, so
+ * its d/dx keeps nothing from forward. aux 0 (training mode): per-channel
+ * batch mean and 1/std, [2, C]. */
+
+enum { BN_X, BN_WEIGHT, BN_BIAS, BN_MEAN, BN_VAR, BN_COUNT };
+
+static int add_state(elab_ctx *e, ir_node *n, const char *suffix, ir_dtype dt, ir_shape shape, int init) {
+    int v = elab_add_param(e, n, suffix, VAL_BUFFER, shape, init, 0);
+    elab_graph(e)->vals[v].dtype = dt;
+    return v;
+}
+
+static bool batchnorm2d_infer(elab_ctx *e, ir_node *n, ir_dtype *dt, ir_shape *shape) {
+    if (!require_nchw(e, n, "batchnorm2d"))
+        return false;
+    if (!(n->fattr[0] > 0) || !(n->fattr[1] >= 0 && n->fattr[1] <= 1)) {
+        elab_error(e, n->loc, "batchnorm2d: eps must be positive and momentum in [0, 1] (got %g, %g)", n->fattr[0],
+                   n->fattr[1]);
+        return false;
+    }
+    int64_t C = in_val(e, n, 0)->shape.dim[1];
+    ir_shape per_channel = {1, {C}};
+    elab_add_param(e, n, "weight", VAL_PARAM, per_channel, INIT_ONES, 0);
+    elab_add_param(e, n, "bias", VAL_PARAM, per_channel, INIT_ZEROS, 0);
+    add_state(e, n, "running_mean", DT_F32, per_channel, INIT_ZEROS);
+    add_state(e, n, "running_var", DT_F32, per_channel, INIT_ONES);
+    add_state(e, n, "num_batches_tracked", DT_I64, (ir_shape){0, {0}}, INIT_ZEROS);
+    *dt = DT_F32;
+    *shape = in_val(e, n, 0)->shape;
+    return true;
+}
+
+static bool bn_batch_stats(lower_ctx *c) { return lc_training(c) && !lc_bn_eval(c); }
+
+static uint32_t batchnorm2d_needs(lower_ctx *c, const ir_node *n, int input) {
+    if (bn_batch_stats(c)) {
+        switch (input) {
+        case BN_X: return NEED_IN(BN_X) | NEED_IN(BN_WEIGHT) | NEED_AUX(0);
+        case BN_WEIGHT: return NEED_IN(BN_X) | NEED_AUX(0);
+        default: return 0;
+        }
+    }
+    switch (input) {
+    case BN_X: return NEED_IN(BN_WEIGHT) | NEED_IN(BN_VAR); /* parameters only */
+    case BN_WEIGHT: return NEED_IN(BN_X) | NEED_IN(BN_MEAN) | NEED_IN(BN_VAR);
+    default: return 0;
+    }
+}
+
+static void batchnorm2d_aux(const ir_graph *g, const ir_node *n, int k, ir_dtype *dt, ir_shape *shape) {
+    *dt = DT_F32;
+    *shape = (ir_shape){2, {2, gval(g, n, 0)->shape.dim[1]}};
+}
+
+static void batchnorm2d_forward(lower_ctx *c, const ir_node *n) {
+    nchw x = dims4(lc_graph(c), n->in[0]);
+    int in[BN_COUNT + 1];
+    for (int i = 0; i <= BN_COUNT; i++)
+        in[i] = lc_in(c, n, i);
+    if (bn_batch_stats(c))
+        lc_step(c, n, "rt_bn_train_fwd", "rrrwwwwwiiiff", in[BN_X], in[BN_WEIGHT], in[BN_BIAS], in[BN_MEAN],
+                in[BN_VAR], in[BN_COUNT], lc_out(c, n), lc_aux(c, n, 0), x.N, x.C, x.H * x.W, n->fattr[0],
+                n->fattr[1]);
+    else
+        lc_step(c, n, "rt_bn_eval_fwd", "rrrrrwiiif", in[BN_X], in[BN_WEIGHT], in[BN_BIAS], in[BN_MEAN], in[BN_VAR],
+                lc_out(c, n), x.N, x.C, x.H * x.W, n->fattr[0]);
+}
+
+static void batchnorm2d_vjp(lower_ctx *c, const ir_node *n, int input) {
+    nchw x = dims4(lc_graph(c), n->in[0]);
+    int64_t acc, HW = x.H * x.W;
+    int dy = lc_grad_out(c, n);
+    int dst = lc_grad_in(c, n, input, &acc);
+    if (input == BN_BIAS) {
+        lc_step(c, n, "rt_sum_channels", "rwiiii", dy, dst, x.N, x.C, HW, acc);
+    } else if (bn_batch_stats(c)) {
+        int stats = lc_saved(c, n, NEED_AUX(0)), xs = lc_saved(c, n, NEED_IN(BN_X));
+        if (input == BN_X)
+            lc_step(c, n, "rt_bn_train_bwd_x", "rrrrwiiii", xs, lc_saved(c, n, NEED_IN(BN_WEIGHT)), stats, dy, dst,
+                    x.N, x.C, HW, acc);
+        else
+            lc_step(c, n, "rt_bn_train_bwd_gamma", "rrrwiiii", xs, stats, dy, dst, x.N, x.C, HW, acc);
+    } else if (input == BN_X) {
+        lc_step(c, n, "rt_bn_eval_bwd_x", "rrrwiiiif", lc_saved(c, n, NEED_IN(BN_WEIGHT)),
+                lc_saved(c, n, NEED_IN(BN_VAR)), dy, dst, x.N, x.C, HW, acc, n->fattr[0]);
+    } else {
+        lc_step(c, n, "rt_bn_eval_bwd_gamma", "rrrrwiiiif", lc_saved(c, n, NEED_IN(BN_X)),
+                lc_saved(c, n, NEED_IN(BN_MEAN)), lc_saved(c, n, NEED_IN(BN_VAR)), dy, dst, x.N, x.C, HW, acc,
+                n->fattr[0]);
+    }
+}
+
+/* ------------------------------------------------------------------ pooling
+ * maxpool2d / avgpool2d (x, kernel, stride = kernel, padding = 0); square
+ * windows over each plane. Max pooling keeps, for backward, the arg-max
+ * position inside each window (one byte per output) instead of its input.
+ * Average pooling counts padding in the divisor (PyTorch's default). */
+
+static bool pool_infer(elab_ctx *e, ir_node *n, ir_dtype *dt, ir_shape *shape, const char *op) {
+    if (!require_nchw(e, n, op))
+        return false;
+    nchw x = dims4(elab_graph(e), n->in[0]);
+    int64_t k = n->attr[0];
+    if (n->attr[1] < 0)
+        n->attr[1] = k; /* stride defaults to the kernel size */
+    int64_t s = n->attr[1], p = n->attr[2];
+    if (k <= 0 || s <= 0 || p < 0 || 2 * p > k) {
+        elab_error(e, n->loc, "%s: kernel and stride must be positive and padding at most half the kernel "
+                   "(got kernel %lld, stride %lld, padding %lld)", op, (long long)k, (long long)s, (long long)p);
+        return false;
+    }
+    if (k * k > 256) {
+        elab_error(e, n->loc, "%s: a %lldx%lld window is larger than frost's 256-element limit", op, (long long)k,
+                   (long long)k);
+        return false;
+    }
+    int64_t OH = window_out(x.H, k, s, p, 1), OW = window_out(x.W, k, s, p, 1);
+    if (OH < 1 || OW < 1) {
+        elab_error(e, n->loc, "%s: a %lldx%lld window does not fit a %lldx%lld input", op, (long long)k,
+                   (long long)k, (long long)x.H, (long long)x.W);
+        return false;
+    }
+    *dt = DT_F32;
+    *shape = (ir_shape){4, {x.N, x.C, OH, OW}};
+    return true;
+}
+
+static bool maxpool2d_infer(elab_ctx *e, ir_node *n, ir_dtype *dt, ir_shape *shape) {
+    return pool_infer(e, n, dt, shape, "maxpool2d");
+}
+static bool avgpool2d_infer(elab_ctx *e, ir_node *n, ir_dtype *dt, ir_shape *shape) {
+    return pool_infer(e, n, dt, shape, "avgpool2d");
+}
+
+static uint32_t maxpool2d_needs(lower_ctx *c, const ir_node *n, int input) { return NEED_AUX(0); }
+
+static void maxpool2d_aux(const ir_graph *g, const ir_node *n, int k, ir_dtype *dt, ir_shape *shape) {
+    *dt = DT_U8;
+    *shape = g->vals[n->out].shape;
+}
+
+static void maxpool2d_forward(lower_ctx *c, const ir_node *n) {
+    nchw x = dims4(lc_graph(c), n->in[0]);
+    lc_step(c, n, "rt_maxpool_fwd", "rwwiiiiii", lc_in(c, n, 0), lc_out(c, n), lc_aux(c, n, 0), x.N * x.C, x.H,
+            x.W, n->attr[0], n->attr[1], n->attr[2]);
+}
+
+static void maxpool2d_vjp(lower_ctx *c, const ir_node *n, int input) {
+    nchw x = dims4(lc_graph(c), n->in[0]);
+    int64_t acc;
+    int dy = lc_grad_out(c, n);
+    int dst = lc_grad_in(c, n, input, &acc);
+    lc_step(c, n, "rt_maxpool_bwd", "rrwiiiiiii", lc_saved(c, n, NEED_AUX(0)), dy, dst, x.N * x.C, x.H, x.W,
+            n->attr[0], n->attr[1], n->attr[2], acc);
+}
+
+static uint32_t no_needs(lower_ctx *c, const ir_node *n, int input) { return 0; }
+
+static void avgpool2d_forward(lower_ctx *c, const ir_node *n) {
+    nchw x = dims4(lc_graph(c), n->in[0]);
+    lc_step(c, n, "rt_avgpool_fwd", "rwiiiiii", lc_in(c, n, 0), lc_out(c, n), x.N * x.C, x.H, x.W, n->attr[0],
+            n->attr[1], n->attr[2]);
+}
+
+static void avgpool2d_vjp(lower_ctx *c, const ir_node *n, int input) {
+    nchw x = dims4(lc_graph(c), n->in[0]);
+    int64_t acc;
+    int dy = lc_grad_out(c, n);
+    int dst = lc_grad_in(c, n, input, &acc);
+    lc_step(c, n, "rt_avgpool_bwd", "rwiiiiiii", dy, dst, x.N * x.C, x.H, x.W, n->attr[0], n->attr[1], n->attr[2],
+            acc);
+}
+
+/* global_avgpool(x): [N,C,H,W] -> [N,C,1,1], PyTorch's AdaptiveAvgPool2d(1). */
+static bool global_avgpool_infer(elab_ctx *e, ir_node *n, ir_dtype *dt, ir_shape *shape) {
+    if (!require_nchw(e, n, "global_avgpool"))
+        return false;
+    nchw x = dims4(elab_graph(e), n->in[0]);
+    *dt = DT_F32;
+    *shape = (ir_shape){4, {x.N, x.C, 1, 1}};
+    return true;
+}
+
+static void global_avgpool_forward(lower_ctx *c, const ir_node *n) {
+    nchw x = dims4(lc_graph(c), n->in[0]);
+    lc_step(c, n, "rt_global_avgpool_fwd", "rwii", lc_in(c, n, 0), lc_out(c, n), x.N * x.C, x.H * x.W);
+}
+
+static void global_avgpool_vjp(lower_ctx *c, const ir_node *n, int input) {
+    nchw x = dims4(lc_graph(c), n->in[0]);
+    int64_t acc;
+    int dy = lc_grad_out(c, n);
+    int dst = lc_grad_in(c, n, input, &acc);
+    lc_step(c, n, "rt_global_avgpool_bwd", "rwiii", dy, dst, x.N * x.C, x.H * x.W, acc);
+}
+
+/* ------------------------------------------------------------------ dropout
+ * dropout(x, p): in training, zeroes each element with probability p and
+ * scales the rest by 1/(1-p); the identity in inference. The mask is never
+ * stored: forward draws a seed from the node's RNG counter (a non-persistent
+ * i64 buffer "<name>.rng_state" in the params block) and saves the 8-byte seed;
+ * backward regenerates the mask from it. */
+
+static bool dropout_infer(elab_ctx *e, ir_node *n, ir_dtype *dt, ir_shape *shape) {
+    if (!require_f32(e, n, 0, "dropout input"))
+        return false;
+    double p = n->fattr[0];
+    if (!(p >= 0 && p < 1)) {
+        elab_error(e, n->loc, "dropout: p must be in [0, 1), got %g", p);
+        return false;
+    }
+    int v = add_state(e, n, "rng_state", DT_I64, (ir_shape){0, {0}}, INIT_ZEROS);
+    elab_graph(e)->vals[v].nonpersistent = true;
+    *dt = DT_F32;
+    *shape = in_val(e, n, 0)->shape;
+    return true;
+}
+
+static uint32_t dropout_needs(lower_ctx *c, const ir_node *n, int input) { return NEED_AUX(0); }
+
+static void dropout_aux(const ir_graph *g, const ir_node *n, int k, ir_dtype *dt, ir_shape *shape) {
+    *dt = DT_I64;
+    *shape = (ir_shape){1, {1}};
+}
+
+static void dropout_forward(lower_ctx *c, const ir_node *n) {
+    lc_step(c, n, "rt_dropout_fwd", "rwwwif", lc_in(c, n, 0), lc_out(c, n), lc_in(c, n, 1), lc_aux(c, n, 0),
+            numel_of(lc_graph(c), n->out), n->fattr[0]);
+}
+
+static void dropout_vjp(lower_ctx *c, const ir_node *n, int input) {
+    int64_t acc;
+    int dy = lc_grad_out(c, n);
+    int dst = lc_grad_in(c, n, input, &acc);
+    lc_step(c, n, "rt_dropout_bwd", "rrwiif", lc_saved(c, n, NEED_AUX(0)), dy, dst, numel_of(lc_graph(c), n->out),
+            acc, n->fattr[0]);
+}
+
 /* ------------------------------------------------------------------ the table */
 
 #define T(name) {name, ARG_TENSOR, false, 0}
@@ -383,6 +733,7 @@ static void mse_vjp(lower_ctx *c, const ir_node *n, int input) {
 #define I_OPT(name, v) {name, ARG_INT, true, v}
 #define B_OPT(name, v) {name, ARG_BOOL, true, v}
 #define INTS(name) {name, ARG_INTS, false, 0}
+#define F_OPT(name, v) {name, ARG_FLOAT, true, v}
 
 /* Columns: signature; shape rule; differentiable inputs (bit i = input i);
  * residual needs; aux tensors; forward; VJP. */
@@ -395,10 +746,10 @@ const op_def op_table[] = {
      .forward = matmul_forward, .vjp = matmul_vjp},
     {.name = "relu", .args = {T("x")}, .nargs = 1,
      .infer = relu_infer, .diff_inputs = 0x1, .needs = relu_needs,
-     .forward = relu_forward, .vjp = relu_vjp},
+     .forward = relu_forward, .vjp = relu_vjp, .elementwise = true},
     {.name = "add", .args = {T("a"), T("b")}, .nargs = 2,
      .infer = add_infer, .diff_inputs = 0x3, .needs = add_needs,
-     .forward = add_forward, .vjp = add_vjp},
+     .forward = add_forward, .vjp = add_vjp, .elementwise = true},
     {.name = "flatten", .args = {T("x"), I_OPT("start_dim", 1)}, .nargs = 2,
      .infer = flatten_infer, .diff_inputs = 0x1, .needs = view_needs,
      .forward = view_forward, .vjp = view_vjp, .is_view = true},
@@ -413,6 +764,29 @@ const op_def op_table[] = {
      .infer = mse_infer, .diff_inputs = 0x3, .needs = mse_needs,
      .naux = 1, .aux_shape = mse_aux,
      .forward = mse_forward, .vjp = mse_vjp},
+    {.name = "conv2d",
+     .args = {T("x"), I("out_channels"), I("kernel"), I_OPT("stride", 1), I_OPT("padding", 0), I_OPT("dilation", 1),
+              I_OPT("groups", 1), B_OPT("bias", 1)},
+     .nargs = 8, .infer = conv2d_infer, .diff_inputs = 0x7, .needs = conv2d_needs,
+     .forward = conv2d_forward, .vjp = conv2d_vjp},
+    {.name = "batchnorm2d", .args = {T("x"), F_OPT("eps", 1e-5), F_OPT("momentum", 0.1)}, .nargs = 3,
+     .infer = batchnorm2d_infer, .diff_inputs = 0x7, .needs = batchnorm2d_needs,
+     .naux = 1, .aux_shape = batchnorm2d_aux,
+     .forward = batchnorm2d_forward, .vjp = batchnorm2d_vjp},
+    {.name = "maxpool2d", .args = {T("x"), I("kernel"), I_OPT("stride", -1), I_OPT("padding", 0)}, .nargs = 4,
+     .infer = maxpool2d_infer, .diff_inputs = 0x1, .needs = maxpool2d_needs,
+     .naux = 1, .aux_shape = maxpool2d_aux,
+     .forward = maxpool2d_forward, .vjp = maxpool2d_vjp},
+    {.name = "avgpool2d", .args = {T("x"), I("kernel"), I_OPT("stride", -1), I_OPT("padding", 0)}, .nargs = 4,
+     .infer = avgpool2d_infer, .diff_inputs = 0x1, .needs = no_needs,
+     .forward = avgpool2d_forward, .vjp = avgpool2d_vjp},
+    {.name = "global_avgpool", .args = {T("x")}, .nargs = 1,
+     .infer = global_avgpool_infer, .diff_inputs = 0x1, .needs = no_needs,
+     .forward = global_avgpool_forward, .vjp = global_avgpool_vjp},
+    {.name = "dropout", .args = {T("x"), F_OPT("p", 0.5)}, .nargs = 2,
+     .infer = dropout_infer, .diff_inputs = 0x1, .needs = dropout_needs,
+     .naux = 1, .aux_shape = dropout_aux,
+     .forward = dropout_forward, .vjp = dropout_vjp, .identity_in_infer = true},
 };
 const int op_count = (int)(sizeof op_table / sizeof op_table[0]);
 

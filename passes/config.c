@@ -174,5 +174,8 @@ bool pass_config(ir_module *m, const frost_select *sel, diag_ctx *d) {
     for (int k = 0; k < sel->ngrad; k++)
         ok &= set_input_grad(g, sel->grad[k], d);
     m->config = chosen;
+    /* batch-norm mode: the chosen config's (elab.c filled in the model's
+     * default where it says nothing), else the model's `batchnorm` statement */
+    m->bn_eval = chosen ? chosen->bn_eval : g->bn_eval;
     return ok;
 }

@@ -2,13 +2,20 @@
  *
  * A buffer is live from the first to the last step that names it as an
  * operand (inclusive at both ends: a step's outputs must not share storage
- * with its inputs). Steps are in execution order, forward [0, nfwd) then
+ * with its inputs, unless plan.c lets an element-wise output take over an input
+ * that dies there, see below). Steps are in execution order, forward [0, nfwd) then
  * backward [nfwd, nsteps); the arena persists between the two calls, so one
  * interval spanning nfwd is a residual. Aliases (alias_of, possibly chained)
  * share their root's storage, so the whole alias group gets the union of its
  * members' intervals. Buffers never named keep first = last = -1.
  *
  * Intervals are computed for every buffer; only SPACE_ARENA ones are planned.
+ *
+ * In-place takeovers (ir_buf.inplace_of) are not merged here: a taker's group
+ * keeps its own interval, which starts at the step where its donor's ends, so
+ * each buffer's interval stays the truth about when it is used (the views and
+ * the residual set depend on that). plan.c decides whether the takeover
+ * happens and then treats both groups as one storage object.
  */
 #include "ir.h"
 
@@ -40,8 +47,10 @@ void pass_liveness(ir_program *prog) {
     IR_ASSERT(root);
     for (int b = 0; b < n; b++)
         root[b] = -1;
-    for (int b = 0; b < n; b++)
+    for (int b = 0; b < n; b++) {
         alias_root(prog, root, b);
+        IR_ASSERT(prog->bufs[b].inplace_of < n);
+    }
 
     /* Each step references a buffer's group: first is the first such step,
      * last the last one. */

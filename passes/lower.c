@@ -49,6 +49,8 @@ struct lower_ctx {
 };
 
 const ir_graph *lc_graph(lower_ctx *c) { return c->g; }
+bool lc_training(lower_ctx *c) { return c->train; }
+bool lc_bn_eval(lower_ctx *c) { return c->train && c->m->bn_eval; }
 
 static const op_def *op_of(const ir_graph *g, const ir_node *n) { return &op_table[n->op]; }
 
@@ -122,6 +124,14 @@ int lc_out(lower_ctx *c, const ir_node *n) {
 }
 
 int lc_aux(lower_ctx *c, const ir_node *n, int k) { return c->aux[node_index(c, n) * IR_MAX_AUX + k]; }
+
+int lc_scratch(lower_ctx *c, const ir_node *n, ir_dtype dt, int64_t numel) {
+    if (numel <= 0)
+        return -1;
+    ir_shape shape = {1, {numel}};
+    return new_buf(c, pool_printf(c->p, "scratch %s", c->g->vals[n->out].name), BUF_SCRATCH, SPACE_ARENA, dt,
+                   shape, -1);
+}
 
 void lc_alias_out(lower_ctx *c, const ir_node *n, int i) {
     int src = lc_in(c, n, i);
@@ -245,7 +255,7 @@ static void analyse(lower_ctx *c) {
     for (int ni = 0; ni < g->nnodes; ni++) {
         const ir_node *n = &g->nodes[ni];
         const op_def *op = op_of(g, n);
-        if (op->is_view)
+        if (op->is_view || (op->identity_in_infer && !c->train))
             c->root[n->out] = c->root[n->in[0]];
         for (int i = 0; i < n->nin; i++)
             if (op->diff_inputs & (1u << i) && c->needs_grad[n->in[i]])
@@ -265,7 +275,7 @@ static void analyse(lower_ctx *c) {
                 continue;
             c->reaches_loss[n->in[i]] = true;
             c->vjps[ni] |= 1u << i;
-            c->needs[ni] |= op->needs(g, n, i);
+            c->needs[ni] |= op->needs(c, n, i);
         }
     }
     for (int ni = 0; ni < g->nnodes; ni++) {
@@ -297,8 +307,15 @@ static void emit_forward(lower_ctx *c) {
         if (!c->live[ni])
             continue;
         const ir_value *out = &g->vals[n->out];
-        if (!op->is_view)
+        if (!op->is_view && !(op->identity_in_infer && !c->train))
             c->buf[n->out] = new_buf(c, out->name, BUF_ACT, SPACE_ARENA, out->dtype, out->shape, n->out);
+        /* An element-wise output may overwrite an input that dies here; plan.c checks that it does. */
+        for (int i = 0, ob = c->buf[n->out]; op->elementwise && ob >= 0 && i < n->nin; i++) {
+            int ib = c->buf[n->in[i]];
+            if (c->prog->bufs[ob].inplace_of < 0 && ib >= 0 && c->prog->bufs[ib].space == SPACE_ARENA &&
+                c->prog->bufs[ib].bytes == c->prog->bufs[ob].bytes && !c->kept_full[c->root[n->in[i]]])
+                c->prog->bufs[ob].inplace_of = ib;
+        }
         for (int k = 0; k < op->naux; k++) {
             if (!(c->needs[ni] & NEED_AUX(k)))
                 continue;
@@ -308,7 +325,10 @@ static void emit_forward(lower_ctx *c) {
             c->aux[ni * IR_MAX_AUX + k] =
                 new_buf(c, pool_printf(c->p, "aux%d %s", k, out->name), BUF_SAVED, SPACE_ARENA, dt, shape, n->out);
         }
-        op->forward(c, n);
+        if (op->identity_in_infer && !c->train)
+            lc_alias_out(c, n, 0);
+        else
+            op->forward(c, n);
         if ((c->needs[ni] & NEED_OUT_SIGN) && !c->kept_full[c->root[n->out]]) {
             int m = new_buf(c, pool_printf(c->p, "mask %s", out->name), BUF_SAVED, SPACE_ARENA, DT_BIT, out->shape,
                             n->out);
@@ -420,6 +440,19 @@ static void layout_blocks(ir_module *m) {
     }
     m->params_bytes = params;
     m->grads_bytes = grads;
+
+    /* Optimizer state: the step counter, then each trainable param's slots. */
+    m->opt_offset = pool_alloc(g->pool, sizeof(int64_t) * (size_t)g->nvals + 1);
+    int64_t state = IR_OPT_HEADER_BYTES;
+    for (int v = 0; v < g->nvals; v++) {
+        const ir_value *val = &g->vals[v];
+        m->opt_offset[v] = -1;
+        if (val->kind == VAL_PARAM && val->trainable) {
+            m->opt_offset[v] = state;
+            state += opt_slots(m->opt.kind) * ir_align_up(shape_bytes(&val->shape, val->dtype));
+        }
+    }
+    m->opt_state_bytes = state;
 }
 
 bool pass_lower(ir_module *m, diag_ctx *d) {

@@ -18,7 +18,10 @@ ir_module *frost_build(pool *p, diag_ctx *d, const frost_define *defs, int ndefs
         return NULL;
     ir_module *m = pool_alloc(p, sizeof *m);
     m->graph = g;
-    if (!pass_config(m, sel, d) || !pass_lower(m, d))
+    if (!pass_config(m, sel, d) || !pass_optimizer(m, sel, d))
+        return NULL;
+    m->bn_eval = m->bn_eval || (sel && sel->bn_eval);
+    if (!pass_lower(m, d))
         return NULL;
     plan_program(&m->train);
     plan_program(&m->infer);

@@ -16,14 +16,27 @@
  *   end time desc, lifetime desc, and "breadth" order (objects ranked by the
  *   heaviest step they are live in, i.e. Pisarchyk & Lee's greedy by breadth).
  * Then, while the work stays bounded, size orders perturbed by deterministic
- * noise (a small randomized search). Finally the best plan is compacted:
+ * noise (a small randomized search), and a local search that moves single
+ * objects within the best order (what small programs, where a few 64-byte
+ * objects decide, need). Finally the best plan is compacted:
  * objects re-placed in order of their offsets, each at the lowest fitting
  * offset, which never moves one up (an object's old offset stays feasible),
  * alternately on the plan and on its mirror image. Every step stops as soon
  * as the lower bound is reached.
  *
- * Lower bound: the largest sum of object sizes live at one step. No offset
- * assignment can do better for this schedule; arena_bytes / lower_bound is the
+ * In place: a buffer with inplace_of (an element-wise op's output, see lower.c)
+ * takes over its donor's storage when the donor's storage is last used by the
+ * very step that first writes the taker, that step only reads the donor and only
+ * writes the taker, both are arena storages of the same size, and the donor has
+ * not been taken over already. The taker's object then simply continues the
+ * donor's (one object, the union of both intervals, which meet at that step);
+ * chains (add -> relu -> ...) become one object. Anything else is left alone:
+ * inplace_of is a permission, not an order.
+ *
+ * Lower bound: the largest sum of object sizes live at one step, after the
+ * in-place merges, so an in-place pair counts once at its handover step. No
+ * offset assignment can do better for this schedule (with the donor allowed to
+ * share its bytes with its taker at that step); arena_bytes / lower_bound is the
  * quality of the plan. Cost: O(n^2) per order in the worst case for n objects,
  * in practice a scan over the objects placed so far.
  */
@@ -33,9 +46,10 @@
 #include <string.h>
 
 typedef struct {
-    int64_t size; /* aligned group size */
+    int64_t size;  /* aligned group size */
+    int64_t bytes; /* the group's largest member, unaligned */
     int first, last;
-    int buf;      /* root buffer id */
+    int buf;       /* root buffer id */
 } plan_obj;
 
 /* Objects placed so far, kept sorted by offset (structure of arrays: the scan
@@ -70,6 +84,92 @@ static int *alias_roots(const ir_program *prog) {
         root[res] = res;
     }
     return root;
+}
+
+static int uf_find(int *parent, int i) {
+    while (parent[i] != i) {
+        parent[i] = parent[parent[i]];
+        i = parent[i];
+    }
+    return i;
+}
+
+/* Does step t hand storage rd over to rb: it names both groups, writes rb's and
+ * only writes it, reads rd's and only reads it? */
+static bool hands_over(const ir_program *prog, const int *root, int t, int rd, int rb) {
+    const ir_step *s = &prog->steps[t];
+    bool wrote = false, read = false;
+    for (int k = 0; k < s->nopnd; k++) {
+        if (s->opnd[k].kind != OPND_BUF)
+            continue;
+        int r = root[s->opnd[k].buf];
+        if (r == rb) {
+            if (!s->opnd[k].writes)
+                return false;
+            wrote = true;
+        } else if (r == rd) {
+            if (s->opnd[k].writes)
+                return false;
+            read = true;
+        }
+    }
+    return wrote && read;
+}
+
+/* In-place takeovers (see the top comment): merge each taker's object into its
+ * donor's. Returns the new object count; obj_of is remapped. */
+static int merge_inplace(const ir_program *prog, const int *root, int *obj_of, plan_obj *obj, int n) {
+    int *parent = xmalloc(sizeof(int) * (size_t)(n + 1));
+    bool *taken = xmalloc(sizeof(bool) * (size_t)(n + 1)), *took = xmalloc(sizeof(bool) * (size_t)(n + 1));
+    for (int i = 0; i < n; i++) {
+        parent[i] = i;
+        taken[i] = took[i] = false;
+    }
+    int merged = 0;
+    for (int b = 0; b < prog->nbufs; b++) {
+        int d = prog->bufs[b].inplace_of;
+        if (d < 0)
+            continue;
+        IR_ASSERT(d < prog->nbufs);
+        int ob = obj_of[root[b]], od = obj_of[root[d]];
+        if (ob < 0 || od < 0 || ob == od || took[ob] || taken[od] || obj[ob].bytes != obj[od].bytes ||
+            obj[ob].bytes == 0 || obj[ob].first != obj[od].last || !hands_over(prog, root, obj[ob].first, root[d], root[b]))
+            continue;
+        int rb = uf_find(parent, ob), rd = uf_find(parent, od);
+        if (rb == rd)
+            continue;
+        took[ob] = taken[od] = true;
+        parent[rb] = rd;
+        merged++;
+    }
+    if (merged) {
+        /* Widen each representative to its set, then compact (new index <= old). */
+        for (int i = 0; i < n; i++) {
+            plan_obj *r = &obj[uf_find(parent, i)];
+            if (obj[i].first < r->first)
+                r->first = obj[i].first;
+            if (obj[i].last > r->last)
+                r->last = obj[i].last;
+            if (obj[i].size > r->size)
+                r->size = obj[i].size;
+        }
+        int *idx = xmalloc(sizeof(int) * (size_t)(n + 1));
+        int m = 0;
+        for (int i = 0; i < n; i++)
+            if (uf_find(parent, i) == i) {
+                idx[i] = m;
+                obj[m++] = obj[i];
+            }
+        for (int b = 0; b < prog->nbufs; b++)
+            if (obj_of[b] >= 0)
+                obj_of[b] = idx[uf_find(parent, obj_of[b])];
+        free(idx);
+        n = m;
+    }
+    free(parent);
+    free(taken);
+    free(took);
+    return n;
 }
 
 /* Place objects in the given order; off[i] receives object i's offset.
@@ -159,6 +259,8 @@ enum {
 #define PLAN_COMPACT_ROUNDS 16
 #define PLAN_SEARCH_MAX 64      /* perturbed orders tried at most */
 #define PLAN_SEARCH_WORK 1.5e8  /* ... and at most this many pair visits */
+#define PLAN_LOCAL_MAX 20000    /* local-search moves tried at most */
+#define PLAN_LOCAL_WORK 5e7     /* ... and at most this many pair visits */
 
 static int64_t sat_mul(int64_t a, int64_t b) { return b != 0 && a > INT64_MAX / b ? INT64_MAX : a * b; }
 
@@ -233,7 +335,7 @@ void pass_plan(ir_program *prog) {
         if (x->space == SPACE_ARENA && x->alias_of < 0 && x->first >= 0) {
             IR_ASSERT(x->first <= x->last && x->last < nsteps);
             obj_of[b] = n;
-            obj[n++] = (plan_obj){.size = 0, .first = x->first, .last = x->last, .buf = b};
+            obj[n++] = (plan_obj){.size = 0, .bytes = 0, .first = x->first, .last = x->last, .buf = b};
         }
     }
     for (int b = 0; b < nb; b++) {
@@ -242,9 +344,12 @@ void pass_plan(ir_program *prog) {
             continue;
         IR_ASSERT(x->bytes >= 0);
         int o = obj_of[root[b]];
-        if (o >= 0 && ir_align_up(x->bytes) > obj[o].size)
+        if (o >= 0 && x->bytes > obj[o].bytes) {
+            obj[o].bytes = x->bytes;
             obj[o].size = ir_align_up(x->bytes);
+        }
     }
+    n = merge_inplace(prog, root, obj_of, obj, n);
 
     /* Per-step load: the lower bound, and the key of the breadth order. */
     int64_t *load = xmalloc(sizeof(int64_t) * (size_t)(nsteps + 1));
@@ -266,7 +371,7 @@ void pass_plan(ir_program *prog) {
     int64_t *best_off = xmalloc(sizeof(int64_t) * (size_t)(n + 1));
     int64_t best = INT64_MAX;
     if (n > 0) {
-        int *order = xmalloc(sizeof(int) * (size_t)n);
+        int *order = xmalloc(sizeof(int) * (size_t)n), *best_order = xmalloc(sizeof(int) * (size_t)n);
         plan_key *keys = xmalloc(sizeof *keys * (size_t)n);
         int64_t *peak = xmalloc(sizeof(int64_t) * (size_t)n);
         int *peak_at = xmalloc(sizeof(int) * (size_t)n);
@@ -283,6 +388,7 @@ void pass_plan(ir_program *prog) {
             if (a < best) {
                 best = a;
                 memcpy(best_off, off, sizeof(int64_t) * (size_t)n);
+                memcpy(best_order, order, sizeof(int) * (size_t)n);
             }
         }
         /* Perturbed orders: size desc with deterministic multiplicative noise
@@ -313,7 +419,49 @@ void pass_plan(ir_program *prog) {
             if (a < best) {
                 best = a;
                 memcpy(best_off, off, sizeof(int64_t) * (size_t)n);
+                memcpy(best_order, order, sizeof(int) * (size_t)n);
             }
+        }
+        /* Local search over orders: move one object of the current order to
+         * another position, place with best fit and with first fit, keep the
+         * move when neither is worse (plateaus are how it gets anywhere).
+         * Small programs, whose few objects leave the greedy orders little
+         * room, get thousands of moves; large ones few or none (bounded by
+         * PLAN_LOCAL_WORK pair visits). */
+        double per_move = (double)n * (double)n;
+        int moves = per_move > 0 ? (int)(PLAN_LOCAL_WORK / per_move) : 0;
+        if (moves > PLAN_LOCAL_MAX)
+            moves = PLAN_LOCAL_MAX;
+        if (n > 1 && moves > 0 && best > prog->lower_bound) {
+            int *cur = xmalloc(sizeof(int) * (size_t)n);
+            memcpy(cur, best_order, sizeof(int) * (size_t)n);
+            int64_t cur_a = best;
+            for (int it = 0; it < moves && best > prog->lower_bound; it++) {
+                rs = rs * 6364136223846793005ull + 1442695040888963407ull;
+                int from = (int)((rs >> 33) % (uint64_t)n), to = (int)((rs >> 13) % (uint64_t)n);
+                memcpy(order, cur, sizeof(int) * (size_t)n);
+                int moved = order[from];
+                if (from < to)
+                    memmove(order + from, order + from + 1, sizeof(int) * (size_t)(to - from));
+                else
+                    memmove(order + to + 1, order + to, sizeof(int) * (size_t)(from - to));
+                order[to] = moved;
+                int64_t lo = INT64_MAX;
+                for (int fit = 1; fit >= 0; fit--) {
+                    int64_t a = place(obj, n, order, off, &pl, fit);
+                    if (a < lo)
+                        lo = a;
+                    if (a < best) {
+                        best = a;
+                        memcpy(best_off, off, sizeof(int64_t) * (size_t)n);
+                    }
+                }
+                if (lo <= cur_a) {
+                    cur_a = lo;
+                    memcpy(cur, order, sizeof(int) * (size_t)n);
+                }
+            }
+            free(cur);
         }
         /* Compaction: re-place in order of offset, each at the lowest fit;
          * an object's old offset stays feasible, so nothing moves up. The plan
@@ -349,6 +497,7 @@ void pass_plan(ir_program *prog) {
         free(peak_at);
         free(keys);
         free(order);
+        free(best_order);
         prog->arena_bytes = ir_align_up(best);
     }
 

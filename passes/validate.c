@@ -8,10 +8,19 @@
  *   (1) every referenced arena buffer has an aligned offset >= 0, fits in
  *       arena_bytes, and shares its alias root's offset;
  *   (2) no two distinct storages (alias roots) that are live at a common step
- *       have overlapping byte ranges.
+ *       have overlapping byte ranges, with one exception: an in-place takeover.
+ *       Storage T (the group of a buffer whose inplace_of names a buffer of
+ *       group D) may occupy exactly D's bytes when D's last use is T's first,
+ *       at step t, and step t only reads D and only writes T: same offset, same
+ *       extent (> 0), and each D handed over at most once. Such a pair shares
+ *       its bytes at step t only; nothing else is exempt, and nothing here
+ *       trusts plan.c's decision to merge them.
  * (2) is a sweep over steps with the live storages kept sorted by offset:
  * while the live set is overlap-free, a new range can only collide with its
- * neighbours in that order, so each insertion costs a binary search.
+ * neighbours in that order, so each insertion costs a binary search. A donor
+ * is retired just before its taker is admitted at step t: since both occupy
+ * the same bytes, everything else live at t is checked against those bytes
+ * through the taker.
  * Messages go to `out`, at most VAL_MAX_REPORTS of them.
  */
 #include "ir.h"
@@ -27,6 +36,10 @@ typedef struct {
     FILE *out;
     int reports;
     bool ok;
+    /* per storage root: the donor root named by a member's inplace_of (-1 if
+     * none), and why that takeover was refused (NULL: accepted) */
+    int *donor;
+    const char **refused;
 } val_ctx;
 
 static void fail(val_ctx *v, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -84,6 +97,7 @@ typedef struct {
     int64_t lo, hi; /* bytes [lo, hi) */
     int first, last;
     int buf;
+    int sweep_last; /* last step in the sweep: last, or last - 1 for a donor handed over */
 } val_store;
 
 /* Index of the first live entry with lo > x (entries sorted by lo). */
@@ -101,11 +115,86 @@ static int upper(const val_store *const *live, int n, int64_t x) {
 
 static void report_overlap(val_ctx *v, const val_store *a, const val_store *b) {
     const ir_program *prog = v->prog;
+    const char *why = v->donor[b->buf] == a->buf ? v->refused[b->buf]
+                      : v->donor[a->buf] == b->buf ? v->refused[a->buf]
+                                                   : NULL;
     fail(v,
          "arena overlap: '%s' (buffer %d, steps %d..%d, bytes [%" PRId64 ", %" PRId64 ")) and '%s' (buffer %d, "
-         "steps %d..%d, bytes [%" PRId64 ", %" PRId64 "))",
+         "steps %d..%d, bytes [%" PRId64 ", %" PRId64 "))%s%s",
          buf_name(prog, a->buf), a->buf, a->first, a->last, a->lo, a->hi, buf_name(prog, b->buf), b->buf, b->first,
-         b->last, b->lo, b->hi);
+         b->last, b->lo, b->hi, why ? "; not an in-place takeover: " : "", why ? why : "");
+}
+
+/* Step t's operands in storage rb are all written, those in rd all read, and
+ * there is at least one of each. */
+static const char *handover_step(const ir_program *prog, const int *root, int t, int rd, int rb) {
+    const ir_step *s = &prog->steps[t];
+    bool wrote = false, read = false;
+    for (int k = 0; k < s->nopnd && k < IR_MAX_OPND; k++) {
+        int b = s->opnd[k].buf;
+        if (s->opnd[k].kind != OPND_BUF || b < 0 || b >= prog->nbufs)
+            continue;
+        if (root[b] == rb) {
+            if (!s->opnd[k].writes)
+                return "the handover step reads the taker";
+            wrote = true;
+        } else if (root[b] == rd) {
+            if (s->opnd[k].writes)
+                return "the handover step writes the donor";
+            read = true;
+        }
+    }
+    return wrote && read ? NULL : "the handover step does not both read the donor and write the taker";
+}
+
+/* Decide every in-place takeover (see the top comment); taker_of[rd] = rb for
+ * the accepted ones. */
+static void find_takeovers(val_ctx *v, const int *root, const int *first, const int *last, const int64_t *extent,
+                           int *taker_of) {
+    const ir_program *prog = v->prog;
+    int nb = prog->nbufs;
+    for (int b = 0; b < nb; b++) {
+        v->donor[b] = taker_of[b] = -1;
+        v->refused[b] = NULL;
+    }
+    bool *took = xmalloc(sizeof(bool) * (size_t)(nb + 1));
+    memset(took, 0, sizeof(bool) * (size_t)(nb + 1));
+    for (int b = 0; b < nb; b++) {
+        int d = prog->bufs[b].inplace_of;
+        if (d < 0)
+            continue;
+        if (d >= nb) {
+            fail(v, "buffer %d '%s' may take over nonexistent buffer %d", b, buf_name(prog, b), d);
+            continue;
+        }
+        int rb = root[b], rd = root[d];
+        const ir_buf *tb = &prog->bufs[rb], *db = &prog->bufs[rd];
+        if (tb->space != SPACE_ARENA || db->space != SPACE_ARENA || first[rb] < 0 || first[rd] < 0 || rb == rd)
+            continue; /* occupies no shared bytes: nothing to exempt */
+        if (v->donor[rb] < 0)
+            v->donor[rb] = rd;
+        else if (v->donor[rb] != rd)
+            continue;
+        const char *why = NULL;
+        if (tb->offset != db->offset)
+            why = "different offsets";
+        else if (extent[rb] != extent[rd] || extent[rb] == 0)
+            why = "different sizes";
+        else if (last[rd] != first[rb])
+            why = "the donor is used after the taker's first step, or dead before it";
+        else if ((why = handover_step(prog, root, first[rb], rd, rb)) != NULL)
+            ;
+        else if (taker_of[rd] >= 0)
+            why = "the donor was handed over already";
+        else if (took[rb])
+            why = "the taker took over another storage already";
+        v->refused[rb] = why;
+        if (!why) {
+            taker_of[rd] = rb;
+            took[rb] = true;
+        }
+    }
+    free(took);
 }
 
 static void check_overlaps(val_ctx *v, const val_store *st, int n, int nsteps) {
@@ -118,7 +207,7 @@ static void check_overlaps(val_ctx *v, const val_store *st, int n, int nsteps) {
     memset(cl, 0, sizeof(int) * (size_t)(nsteps + 2));
     for (int i = 0; i < n; i++) {
         cf[st[i].first + 1]++;
-        cl[st[i].last + 1]++;
+        cl[st[i].sweep_last + 1]++;
     }
     for (int t = 0; t <= nsteps; t++) {
         cf[t + 1] += cf[t];
@@ -126,7 +215,7 @@ static void check_overlaps(val_ctx *v, const val_store *st, int n, int nsteps) {
     }
     for (int i = 0; i < n; i++) {
         by_first[cf[st[i].first]++] = i;
-        by_last[cl[st[i].last]++] = i;
+        by_last[cl[st[i].sweep_last]++] = i;
     }
     /* cf[t] is now the end of bucket t, i.e. the start of bucket t + 1. */
 
@@ -136,7 +225,7 @@ static void check_overlaps(val_ctx *v, const val_store *st, int n, int nsteps) {
     int nlive = 0, fi = 0, li = 0;
     for (int t = 0; t < nsteps; t++) {
         /* Retire what ended before t. */
-        for (; li < n && st[by_last[li]].last < t; li++) {
+        for (; li < n && st[by_last[li]].sweep_last < t; li++) {
             int i = by_last[li];
             if (!in_live[i])
                 continue;
@@ -248,15 +337,23 @@ bool pass_validate(const ir_program *prog, FILE *out) {
             extent[root[b]] = x->bytes;
     }
 
-    /* (2) live storages must not overlap in memory. */
+    /* (2) live storages must not overlap in memory, but for in-place takeovers. */
+    v.donor = xmalloc(sizeof(int) * (size_t)(nb + 1));
+    v.refused = xmalloc(sizeof(const char *) * (size_t)(nb + 1));
+    int *taker_of = xmalloc(sizeof(int) * (size_t)(nb + 1));
+    find_takeovers(&v, root, first, last, extent, taker_of);
     val_store *st = xmalloc(sizeof *st * (size_t)(nb + 1));
     int n = 0;
     for (int b = 0; b < nb; b++) {
         const ir_buf *x = &prog->bufs[b];
         if (root[b] != b || x->space != SPACE_ARENA || first[b] < 0 || x->offset < 0)
             continue;
+        /* A donor leaves the sweep just before its taker enters (same bytes). */
+        int sweep_last = taker_of[b] >= 0 ? last[b] - 1 : last[b];
+        if (sweep_last < first[b])
+            continue; /* used only at its handover step: its taker stands for it there */
         st[n++] = (val_store){.lo = x->offset, .hi = x->offset + extent[b], .first = first[b], .last = last[b],
-                              .buf = b};
+                              .buf = b, .sweep_last = sweep_last};
     }
     if (n > 0)
         check_overlaps(&v, st, n, nsteps);
@@ -264,6 +361,9 @@ bool pass_validate(const ir_program *prog, FILE *out) {
     if (v.reports > VAL_MAX_REPORTS && out)
         fprintf(out, "validate: %d more problems not shown\n", v.reports - VAL_MAX_REPORTS);
     free(st);
+    free(taker_of);
+    free(v.donor);
+    free(v.refused);
     free(extent);
     free(first);
     free(last);

@@ -3,9 +3,16 @@
  * Compiled twice: natively into librt (unit tests call the kernels directly)
  * and to LLVM bitcode that codegen links into every generated module, where
  * the sizes become constants and the functions are internalised. Hence the
- * rules of rt.h: no globals, no allocation, no I/O; only memcpy/memset/expf/logf
- * and cblas_sgemm from outside. Loops are written plainly over restrict
- * pointers so the vectoriser can take them once the target CPU is known.
+ * rules of rt.h: no globals, no allocation, no I/O; only memcpy/memset and
+ * math.h (expf, logf, sqrt, ceilf) and cblas_sgemm from outside. Loops are
+ * written plainly over restrict pointers so the vectoriser can take them once
+ * the target CPU is known.
+ *
+ * Kernels that may run in place (rt.h) cannot use restrict. They call one
+ * inline body either as body(y, y, ...) when the output is the input, where
+ * the vectoriser sees a single pointer (dependence distance 0: safe), or as
+ * body(x, y, ...) otherwise, where it checks for overlap at run time. Without
+ * the split, an in-place call would fail that run-time check and run scalar.
  */
 #include "rt.h"
 
@@ -137,10 +144,20 @@ void rt_matmul_bwd_b(const float *restrict a, const float *restrict dc, float *r
 
 /* ---------------------------------------------------------------- relu */
 
-void rt_relu_fwd(const float *restrict x, float *restrict y, int64_t n)
+static inline void rt_relu_body(const float *x, float *y, int64_t n)
 {
-    for (int64_t i = 0; i < n; i++)
-        y[i] = x[i] > 0.0f ? x[i] : 0.0f;
+    for (int64_t i = 0; i < n; i++) {
+        float v = x[i];
+        y[i] = v > 0.0f ? v : 0.0f;
+    }
+}
+
+void rt_relu_fwd(const float *x, float *y, int64_t n)
+{
+    if (x == y)
+        rt_relu_body(y, y, n);
+    else
+        rt_relu_body(x, y, n);
 }
 
 void rt_sign_mask(const float *restrict y, uint8_t *restrict bits, int64_t n)
@@ -186,12 +203,22 @@ void rt_relu_bwd_mask(const uint8_t *restrict bits, const float *restrict dy, fl
 
 /* ---------------------------------------------------------------- add */
 
-void rt_add_fwd(const float *restrict a, const float *restrict b, float *restrict y,
-                int64_t outer, int64_t inner)
+static inline void rt_add_body(const float *a, const float *b, float *y, int64_t outer,
+                               int64_t inner)
 {
     for (int64_t o = 0; o < outer; o++)
         for (int64_t i = 0; i < inner; i++)
             y[o * inner + i] = a[o * inner + i] + b[i];
+}
+
+void rt_add_fwd(const float *a, const float *b, float *y, int64_t outer, int64_t inner)
+{
+    if (y == a && y != b)
+        rt_add_body(y, b, y, outer, inner);
+    else if (y == b && y != a && outer == 1)
+        rt_add_body(y, a, y, 1, inner); /* a + b == b + a exactly */
+    else
+        rt_add_body(a, b, y, outer, inner);
 }
 
 /* ---------------------------------------------------------------- losses */
@@ -266,4 +293,790 @@ void rt_mse_bwd(const float *restrict diff, const float *restrict dloss, float *
         for (int64_t i = 0; i < n; i++)
             dx[i] = s * diff[i];
     }
+}
+
+/* ---- optimizers */
+
+void rt_opt_step_begin(int64_t *step) { *step += 1; }
+
+void rt_sgd_update(float *p, const float *g, float *buf, const int64_t *step, const rt_hparams *hp, int64_t n) {
+    const float lr = hp->lr, wd = hp->weight_decay, mu = hp->momentum, damp = 1.0f - hp->dampening;
+    if (mu == 0.0f) {
+        for (int64_t i = 0; i < n; i++)
+            p[i] -= lr * (g[i] + wd * p[i]);
+        return;
+    }
+    const int first = *step <= 1, nesterov = hp->nesterov != 0;
+    for (int64_t i = 0; i < n; i++) {
+        float d = g[i] + wd * p[i];
+        float b = first ? d : mu * buf[i] + damp * d;
+        buf[i] = b;
+        p[i] -= lr * (nesterov ? d + mu * b : b);
+    }
+}
+
+void rt_adamw_update(float *p, const float *g, float *m, float *v, const int64_t *step, const rt_hparams *hp,
+                     int64_t n) {
+    const float lr = hp->lr, b1 = hp->beta1, b2 = hp->beta2, eps = hp->eps;
+    const double t = (double)(*step < 1 ? 1 : *step);
+    const float c1 = (float)(1.0 - pow((double)b1, t)), c2 = (float)(1.0 - pow((double)b2, t));
+    const float decay = 1.0f - lr * hp->weight_decay, step_size = lr / c1, root_c2 = sqrtf(c2);
+    for (int64_t i = 0; i < n; i++) {
+        float gi = g[i];
+        float mi = b1 * m[i] + (1.0f - b1) * gi;
+        float vi = b2 * v[i] + (1.0f - b2) * gi * gi;
+        m[i] = mi;
+        v[i] = vi;
+        p[i] = p[i] * decay - step_size * mi / (sqrtf(vi) / root_c2 + eps);
+    }
+}
+
+/* ================================================================ CNN kernels
+ * NCHW f32. Window geometry: output o of a window op reads tap t at input
+ * o*s + t*d - p, so for each tap the valid outputs form one range, computed
+ * once (rt_tap_range) instead of a bounds test per element. */
+
+/* ---------------------------------------------------------------- helpers */
+
+/* Outputs of a window op along one axis; 0 when the window never fits. */
+static inline int64_t rt_out_size(int64_t n, int64_t k, int64_t s, int64_t p, int64_t d)
+{
+    int64_t span = n + 2 * p - d * (k - 1) - 1;
+    return span < 0 || s <= 0 ? 0 : span / s + 1;
+}
+
+/* [*lo, *hi): the outputs o in [0, n_out) whose input o*s + off lies in [0, lim). */
+static inline void rt_tap_range(int64_t off, int64_t s, int64_t lim, int64_t n_out, int64_t *lo,
+                                int64_t *hi)
+{
+    int64_t l = off >= 0 ? 0 : (s - 1 - off) / s;
+    int64_t h = lim > off ? (lim - off + s - 1) / s : 0;
+    if (h > n_out)
+        h = n_out;
+    if (l > h)
+        l = h;
+    *lo = l;
+    *hi = h;
+}
+
+/* Reductions accumulate in double (long sums stay accurate). Without
+ * -ffast-math the vectoriser keeps float/double sums in order, i.e. scalar;
+ * RT_REDUCE lets it reassociate the one loop that follows (clang only: the
+ * bitcode is clang's; the native test library may stay scalar). */
+#if defined(__clang__)
+#define RT_REDUCE _Pragma("clang loop vectorize(enable) interleave(enable)")
+#else
+#define RT_REDUCE
+#endif
+
+static inline double rt_dsum(const float *restrict x, int64_t n)
+{
+    double t = 0.0;
+    RT_REDUCE
+    for (int64_t i = 0; i < n; i++)
+        t += (double)x[i];
+    return t;
+}
+
+/* sum a[i] b[i*sb] */
+static inline double rt_ddot_strided(const float *restrict a, const float *restrict b, int64_t n,
+                                     int64_t sb)
+{
+    double t = 0.0;
+    if (sb == 1) { /* a constant after specialisation: one of the loops remains */
+        RT_REDUCE
+        for (int64_t i = 0; i < n; i++)
+            t += (double)a[i] * (double)b[i];
+    } else {
+        RT_REDUCE
+        for (int64_t i = 0; i < n; i++)
+            t += (double)a[i] * (double)b[i * sb];
+    }
+    return t;
+}
+
+/* *s1 += sum (x - shift), *s2 += sum (x - shift)^2 */
+static inline void rt_moments(const float *restrict x, int64_t n, double shift, double *s1,
+                              double *s2)
+{
+    double t1 = 0.0, t2 = 0.0;
+    RT_REDUCE
+    for (int64_t i = 0; i < n; i++) {
+        double v = (double)x[i] - shift;
+        t1 += v;
+        t2 += v * v;
+    }
+    *s1 += t1;
+    *s2 += t2;
+}
+
+/* *sdy += sum dy, *sdyx += sum dy (x - mean) */
+static inline void rt_bn_sums(const float *restrict x, const float *restrict dy, int64_t n,
+                              double mean, double *sdy, double *sdyx)
+{
+    double t1 = 0.0, t2 = 0.0;
+    RT_REDUCE
+    for (int64_t i = 0; i < n; i++) {
+        double g = (double)dy[i];
+        t1 += g;
+        t2 += g * ((double)x[i] - mean);
+    }
+    *sdy += t1;
+    *sdyx += t2;
+}
+
+/* y = (x - sub) * mul + add; y may be x (see the top of this file) */
+static inline void rt_affine_body(const float *x, float *y, int64_t n, float sub, float mul,
+                                  float add)
+{
+    for (int64_t i = 0; i < n; i++)
+        y[i] = (x[i] - sub) * mul + add;
+}
+
+static inline void rt_affine(const float *x, float *y, int64_t n, float sub, float mul, float add)
+{
+    if (x == y)
+        rt_affine_body(y, y, n, sub, mul, add);
+    else
+        rt_affine_body(x, y, n, sub, mul, add);
+}
+
+/* dst (+)= src * scale */
+static inline void rt_scale_acc(const float *restrict src, float *restrict dst, int64_t n,
+                                float scale, int64_t acc)
+{
+    if (acc) {
+        for (int64_t i = 0; i < n; i++)
+            dst[i] += src[i] * scale;
+    } else {
+        for (int64_t i = 0; i < n; i++)
+            dst[i] = src[i] * scale;
+    }
+}
+
+/* ---------------------------------------------------------------- conv2d */
+
+/* C/groups == 1 (depthwise, and single-channel inputs): one input channel per
+ * group, K/C outputs each: direct loops, no scratch. Must agree with
+ * rt_conv2d_scratch_floats (rt.h). */
+static inline int rt_conv_depthwise(int64_t C, int64_t groups)
+{
+    return C / groups == 1;
+}
+
+/* 1x1, stride 1, no padding: image n, group g of x is already its column matrix. */
+static inline int rt_conv_pointwise(int64_t k, int64_t s, int64_t p)
+{
+    return k == 1 && s == 1 && p == 0;
+}
+
+/* col[Cg*k*k, OH*OW]: row (c, ky, kx) holds input x[c, oy*s + ky*d - p, ox*s + kx*d - p]
+ * for every output (oy, ox), 0 where that falls into the padding. */
+static void rt_im2col(const float *restrict x, float *restrict col, int64_t Cg, int64_t H,
+                      int64_t W, int64_t k, int64_t s, int64_t p, int64_t d, int64_t OH, int64_t OW)
+{
+    const int64_t OHW = OH * OW;
+    for (int64_t ky = 0; ky < k; ky++) {
+        int64_t offy = ky * d - p, oy0, oy1;
+        rt_tap_range(offy, s, H, OH, &oy0, &oy1);
+        for (int64_t kx = 0; kx < k; kx++) {
+            int64_t offx = kx * d - p, ox0, ox1;
+            rt_tap_range(offx, s, W, OW, &ox0, &ox1);
+            const int64_t cnt = ox1 - ox0;
+            for (int64_t c = 0; c < Cg; c++) {
+                float *restrict row = col + ((c * k + ky) * k + kx) * OHW;
+                const float *restrict xc = x + c * H * W;
+                memset(row, 0, (size_t)(oy0 * OW) * sizeof(float));
+                for (int64_t oy = oy0; oy < oy1; oy++) {
+                    float *restrict r = row + oy * OW;
+                    for (int64_t ox = 0; ox < ox0; ox++)
+                        r[ox] = 0.0f;
+                    if (cnt > 0) {
+                        const float *restrict xr = xc + (oy * s + offy) * W + ox0 * s + offx;
+                        if (s == 1) {
+                            memcpy(r + ox0, xr, (size_t)cnt * sizeof(float));
+                        } else {
+                            for (int64_t j = 0; j < cnt; j++)
+                                r[ox0 + j] = xr[j * s];
+                        }
+                    }
+                    for (int64_t ox = ox1; ox < OW; ox++)
+                        r[ox] = 0.0f;
+                }
+                memset(row + oy1 * OW, 0, (size_t)((OH - oy1) * OW) * sizeof(float));
+            }
+        }
+    }
+}
+
+/* x[Cg,H,W] += the adjoint of rt_im2col applied to col */
+static void rt_col2im_add(const float *restrict col, float *restrict x, int64_t Cg, int64_t H,
+                          int64_t W, int64_t k, int64_t s, int64_t p, int64_t d, int64_t OH,
+                          int64_t OW)
+{
+    const int64_t OHW = OH * OW;
+    for (int64_t c = 0; c < Cg; c++) {
+        float *restrict xc = x + c * H * W;
+        for (int64_t ky = 0; ky < k; ky++) {
+            int64_t offy = ky * d - p, oy0, oy1;
+            rt_tap_range(offy, s, H, OH, &oy0, &oy1);
+            for (int64_t kx = 0; kx < k; kx++) {
+                int64_t offx = kx * d - p, ox0, ox1;
+                rt_tap_range(offx, s, W, OW, &ox0, &ox1);
+                const int64_t cnt = ox1 - ox0;
+                if (cnt <= 0)
+                    continue;
+                const float *restrict row = col + ((c * k + ky) * k + kx) * OHW + ox0;
+                for (int64_t oy = oy0; oy < oy1; oy++) {
+                    const float *restrict r = row + oy * OW;
+                    float *restrict xr = xc + (oy * s + offy) * W + ox0 * s + offx;
+                    for (int64_t j = 0; j < cnt; j++)
+                        xr[j * s] += r[j];
+                }
+            }
+        }
+    }
+}
+
+/* Depthwise: output channel o reads input channel o / (K/C) through w[o, 0, :, :].
+ * For each tap: one multiply-add pass over the valid part of the output plane. */
+static void rt_conv_dw_fwd(const float *restrict x, const float *restrict w,
+                           const float *restrict b, float *restrict y, int64_t N, int64_t C,
+                           int64_t H, int64_t W, int64_t K, int64_t k, int64_t s, int64_t p,
+                           int64_t d, int64_t OH, int64_t OW)
+{
+    const int64_t mult = K / C, HW = H * W, OHW = OH * OW;
+    for (int64_t n = 0; n < N; n++)
+        for (int64_t o = 0; o < K; o++) {
+            const float *restrict xc = x + (n * C + o / mult) * HW;
+            float *restrict yo = y + (n * K + o) * OHW;
+            const float *restrict wo = w + o * k * k;
+            const float bias = b ? b[o] : 0.0f;
+            for (int64_t i = 0; i < OHW; i++)
+                yo[i] = bias;
+            for (int64_t ky = 0; ky < k; ky++) {
+                int64_t offy = ky * d - p, oy0, oy1;
+                rt_tap_range(offy, s, H, OH, &oy0, &oy1);
+                for (int64_t kx = 0; kx < k; kx++) {
+                    int64_t offx = kx * d - p, ox0, ox1;
+                    rt_tap_range(offx, s, W, OW, &ox0, &ox1);
+                    const int64_t cnt = ox1 - ox0;
+                    const float wv = wo[ky * k + kx];
+                    if (cnt <= 0)
+                        continue;
+                    for (int64_t oy = oy0; oy < oy1; oy++) {
+                        float *restrict yr = yo + oy * OW + ox0;
+                        const float *restrict xr = xc + (oy * s + offy) * W + ox0 * s + offx;
+                        for (int64_t j = 0; j < cnt; j++)
+                            yr[j] += wv * xr[j * s];
+                    }
+                }
+            }
+        }
+}
+
+static void rt_conv_dw_bwd_x(const float *restrict dy, const float *restrict w,
+                             float *restrict dx, int64_t N, int64_t C, int64_t H, int64_t W,
+                             int64_t K, int64_t k, int64_t s, int64_t p, int64_t d, int64_t OH,
+                             int64_t OW, int64_t acc)
+{
+    const int64_t mult = K / C, HW = H * W, OHW = OH * OW;
+    if (!acc)
+        memset(dx, 0, (size_t)(N * C * HW) * sizeof(float));
+    for (int64_t n = 0; n < N; n++)
+        for (int64_t o = 0; o < K; o++) {
+            float *restrict xc = dx + (n * C + o / mult) * HW;
+            const float *restrict yo = dy + (n * K + o) * OHW;
+            const float *restrict wo = w + o * k * k;
+            for (int64_t ky = 0; ky < k; ky++) {
+                int64_t offy = ky * d - p, oy0, oy1;
+                rt_tap_range(offy, s, H, OH, &oy0, &oy1);
+                for (int64_t kx = 0; kx < k; kx++) {
+                    int64_t offx = kx * d - p, ox0, ox1;
+                    rt_tap_range(offx, s, W, OW, &ox0, &ox1);
+                    const int64_t cnt = ox1 - ox0;
+                    const float wv = wo[ky * k + kx];
+                    if (cnt <= 0)
+                        continue;
+                    for (int64_t oy = oy0; oy < oy1; oy++) {
+                        const float *restrict yr = yo + oy * OW + ox0;
+                        float *restrict xr = xc + (oy * s + offy) * W + ox0 * s + offx;
+                        for (int64_t j = 0; j < cnt; j++)
+                            xr[j * s] += wv * yr[j];
+                    }
+                }
+            }
+        }
+}
+
+static void rt_conv_dw_bwd_w(const float *restrict dy, const float *restrict x,
+                             float *restrict dw, int64_t N, int64_t C, int64_t H, int64_t W,
+                             int64_t K, int64_t k, int64_t s, int64_t p, int64_t d, int64_t OH,
+                             int64_t OW, int64_t acc)
+{
+    const int64_t mult = K / C, HW = H * W, OHW = OH * OW;
+    if (!acc)
+        memset(dw, 0, (size_t)(K * k * k) * sizeof(float));
+    for (int64_t n = 0; n < N; n++)
+        for (int64_t o = 0; o < K; o++) {
+            const float *restrict xc = x + (n * C + o / mult) * HW;
+            const float *restrict yo = dy + (n * K + o) * OHW;
+            float *restrict wo = dw + o * k * k;
+            for (int64_t ky = 0; ky < k; ky++) {
+                int64_t offy = ky * d - p, oy0, oy1;
+                rt_tap_range(offy, s, H, OH, &oy0, &oy1);
+                for (int64_t kx = 0; kx < k; kx++) {
+                    int64_t offx = kx * d - p, ox0, ox1;
+                    rt_tap_range(offx, s, W, OW, &ox0, &ox1);
+                    const int64_t cnt = ox1 - ox0;
+                    if (cnt <= 0)
+                        continue;
+                    double t = 0.0;
+                    for (int64_t oy = oy0; oy < oy1; oy++)
+                        t += rt_ddot_strided(yo + oy * OW + ox0,
+                                             xc + (oy * s + offy) * W + ox0 * s + offx, cnt, s);
+                    wo[ky * k + kx] += (float)t;
+                }
+            }
+        }
+}
+
+void rt_conv2d_fwd(const float *restrict x, const float *restrict w, const float *restrict b,
+                   float *restrict y, float *restrict scratch, int64_t N, int64_t C, int64_t H,
+                   int64_t W, int64_t K, int64_t k, int64_t s, int64_t p, int64_t d, int64_t groups)
+{
+    const int64_t OH = rt_out_size(H, k, s, p, d), OW = rt_out_size(W, k, s, p, d);
+    if (N <= 0 || K <= 0 || OH <= 0 || OW <= 0)
+        return;
+    if (rt_conv_depthwise(C, groups)) {
+        rt_conv_dw_fwd(x, w, b, y, N, C, H, W, K, k, s, p, d, OH, OW);
+        return;
+    }
+    const int64_t Cg = C / groups, Kg = K / groups, CKK = Cg * k * k, HW = H * W, OHW = OH * OW;
+    const int pointwise = rt_conv_pointwise(k, s, p);
+    for (int64_t n = 0; n < N; n++)
+        for (int64_t g = 0; g < groups; g++) {
+            const float *xg = x + (n * C + g * Cg) * HW;
+            float *yg = y + (n * K + g * Kg) * OHW;
+            const float *cols = xg;
+            if (!pointwise) {
+                rt_im2col(xg, scratch, Cg, H, W, k, s, p, d, OH, OW);
+                cols = scratch;
+            }
+            float beta = 0.0f;
+            if (b) {
+                for (int64_t o = 0; o < Kg; o++) {
+                    const float bo = b[g * Kg + o];
+                    float *restrict yo = yg + o * OHW;
+                    for (int64_t i = 0; i < OHW; i++)
+                        yo[i] = bo;
+                }
+                beta = 1.0f;
+            }
+            rt_gemm(CblasNoTrans, CblasNoTrans, Kg, OHW, CKK, w + g * Kg * CKK, CKK, cols, OHW,
+                    beta, yg, OHW);
+        }
+}
+
+void rt_conv2d_bwd_x(const float *restrict dy, const float *restrict w, float *restrict dx,
+                     float *restrict scratch, int64_t N, int64_t C, int64_t H, int64_t W,
+                     int64_t K, int64_t k, int64_t s, int64_t p, int64_t d, int64_t groups,
+                     int64_t acc)
+{
+    const int64_t OH = rt_out_size(H, k, s, p, d), OW = rt_out_size(W, k, s, p, d), HW = H * W;
+    if (N <= 0)
+        return;
+    if (K <= 0 || OH <= 0 || OW <= 0) {
+        if (!acc)
+            memset(dx, 0, (size_t)(N * C * HW) * sizeof(float));
+        return;
+    }
+    if (rt_conv_depthwise(C, groups)) {
+        rt_conv_dw_bwd_x(dy, w, dx, N, C, H, W, K, k, s, p, d, OH, OW, acc);
+        return;
+    }
+    const int64_t Cg = C / groups, Kg = K / groups, CKK = Cg * k * k, OHW = OH * OW;
+    const int pointwise = rt_conv_pointwise(k, s, p);
+    for (int64_t n = 0; n < N; n++)
+        for (int64_t g = 0; g < groups; g++) {
+            float *dxg = dx + (n * C + g * Cg) * HW;
+            const float *dyg = dy + (n * K + g * Kg) * OHW;
+            const float *wg = w + g * Kg * CKK;
+            if (pointwise) { /* dx_g[Cg,HW] (+)= w_g[Kg,Cg]^T dy_g[Kg,HW] */
+                rt_gemm(CblasTrans, CblasNoTrans, Cg, HW, Kg, wg, CKK, dyg, OHW,
+                        acc ? 1.0f : 0.0f, dxg, HW);
+                continue;
+            }
+            rt_gemm(CblasTrans, CblasNoTrans, CKK, OHW, Kg, wg, CKK, dyg, OHW, 0.0f, scratch, OHW);
+            if (!acc)
+                memset(dxg, 0, (size_t)(Cg * HW) * sizeof(float));
+            rt_col2im_add(scratch, dxg, Cg, H, W, k, s, p, d, OH, OW);
+        }
+}
+
+void rt_conv2d_bwd_w(const float *restrict dy, const float *restrict x, float *restrict dw,
+                     float *restrict scratch, int64_t N, int64_t C, int64_t H, int64_t W,
+                     int64_t K, int64_t k, int64_t s, int64_t p, int64_t d, int64_t groups,
+                     int64_t acc)
+{
+    const int64_t OH = rt_out_size(H, k, s, p, d), OW = rt_out_size(W, k, s, p, d);
+    const int64_t Cg = C / groups, Kg = K / groups, CKK = Cg * k * k, HW = H * W, OHW = OH * OW;
+    if (N <= 0 || OH <= 0 || OW <= 0) {
+        if (!acc)
+            memset(dw, 0, (size_t)(K * CKK) * sizeof(float));
+        return;
+    }
+    if (rt_conv_depthwise(C, groups)) {
+        rt_conv_dw_bwd_w(dy, x, dw, N, C, H, W, K, k, s, p, d, OH, OW, acc);
+        return;
+    }
+    const int pointwise = rt_conv_pointwise(k, s, p);
+    for (int64_t n = 0; n < N; n++)
+        for (int64_t g = 0; g < groups; g++) {
+            const float *xg = x + (n * C + g * Cg) * HW;
+            const float *cols = xg;
+            if (!pointwise) {
+                rt_im2col(xg, scratch, Cg, H, W, k, s, p, d, OH, OW);
+                cols = scratch;
+            }
+            /* dw_g[Kg,CKK] (+)= dy_g[Kg,OHW] cols[CKK,OHW]^T */
+            rt_gemm(CblasNoTrans, CblasTrans, Kg, CKK, OHW, dy + (n * K + g * Kg) * OHW, OHW, cols,
+                    OHW, acc || n > 0 ? 1.0f : 0.0f, dw + g * Kg * CKK, CKK);
+        }
+}
+
+void rt_sum_channels(const float *restrict dy, float *restrict db, int64_t N, int64_t K,
+                     int64_t HW, int64_t acc)
+{
+    for (int64_t c = 0; c < K; c++) {
+        double t = 0.0;
+        for (int64_t n = 0; n < N; n++)
+            t += rt_dsum(dy + (n * K + c) * HW, HW);
+        db[c] = acc ? db[c] + (float)t : (float)t;
+    }
+}
+
+/* ---------------------------------------------------------------- batch norm */
+
+void rt_bn_train_fwd(const float *x, const float *gamma, const float *beta, float *running_mean,
+                     float *running_var, int64_t *num_batches, float *y, float *stats, int64_t N,
+                     int64_t C, int64_t HW, float eps, float momentum)
+{
+    const int64_t m = N * HW;
+    for (int64_t c = 0; c < C; c++) {
+        /* One pass of shifted sums in double: with the shift a sample of the
+         * channel, s2/m - (s1/m)^2 does not cancel catastrophically. */
+        double mean = 0.0, var = 0.0;
+        if (m > 0) {
+            const double shift = (double)x[c * HW];
+            double s1 = 0.0, s2 = 0.0;
+            for (int64_t n = 0; n < N; n++)
+                rt_moments(x + (n * C + c) * HW, HW, shift, &s1, &s2);
+            const double dm = s1 / (double)m;
+            mean = shift + dm;
+            var = s2 / (double)m - dm * dm;
+            if (var < 0.0)
+                var = 0.0;
+        }
+        const double invstd = 1.0 / sqrt(var + (double)eps);
+        const float meanf = (float)mean, scale = (float)(invstd * (double)gamma[c]), bc = beta[c];
+        const float unbiased = (float)(m > 1 ? var * (double)m / (double)(m - 1) : var);
+        /* Everything this channel needs from x is read: y may now overwrite it. */
+        for (int64_t n = 0; n < N; n++)
+            rt_affine(x + (n * C + c) * HW, y + (n * C + c) * HW, HW, meanf, scale, bc);
+        running_mean[c] = (1.0f - momentum) * running_mean[c] + momentum * meanf;
+        running_var[c] = (1.0f - momentum) * running_var[c] + momentum * unbiased;
+        if (stats) {
+            stats[c] = meanf;
+            stats[C + c] = (float)invstd;
+        }
+    }
+    *num_batches += 1;
+}
+
+void rt_bn_train_bwd_x(const float *restrict x, const float *restrict gamma,
+                       const float *restrict stats, const float *restrict dy, float *restrict dx,
+                       int64_t N, int64_t C, int64_t HW, int64_t acc)
+{
+    const int64_t m = N * HW;
+    if (m <= 0)
+        return;
+    for (int64_t c = 0; c < C; c++) {
+        const float meanf = stats[c];
+        const double inv = (double)stats[C + c];
+        double sdy = 0.0, sdyx = 0.0;
+        for (int64_t n = 0; n < N; n++)
+            rt_bn_sums(x + (n * C + c) * HW, dy + (n * C + c) * HW, HW, (double)meanf, &sdy, &sdyx);
+        /* dx = kc dy - kc sdy/m - kc inv^2 sdyx/m (x - mean), kc = inv gamma */
+        const double kc = inv * (double)gamma[c];
+        const float a = (float)kc, b0 = (float)(-kc * sdy / (double)m),
+                    bx = (float)(-kc * inv * inv * sdyx / (double)m);
+        for (int64_t n = 0; n < N; n++) {
+            const float *restrict xs = x + (n * C + c) * HW;
+            const float *restrict ds = dy + (n * C + c) * HW;
+            float *restrict dd = dx + (n * C + c) * HW;
+            if (acc) {
+                for (int64_t i = 0; i < HW; i++)
+                    dd[i] += a * ds[i] + bx * (xs[i] - meanf) + b0;
+            } else {
+                for (int64_t i = 0; i < HW; i++)
+                    dd[i] = a * ds[i] + bx * (xs[i] - meanf) + b0;
+            }
+        }
+    }
+}
+
+void rt_bn_train_bwd_gamma(const float *restrict x, const float *restrict stats,
+                           const float *restrict dy, float *restrict dgamma, int64_t N, int64_t C,
+                           int64_t HW, int64_t acc)
+{
+    for (int64_t c = 0; c < C; c++) {
+        double sdy = 0.0, sdyx = 0.0;
+        for (int64_t n = 0; n < N; n++)
+            rt_bn_sums(x + (n * C + c) * HW, dy + (n * C + c) * HW, HW, (double)stats[c], &sdy,
+                       &sdyx);
+        const float g = (float)((double)stats[C + c] * sdyx);
+        dgamma[c] = acc ? dgamma[c] + g : g;
+    }
+}
+
+void rt_bn_eval_fwd(const float *x, const float *gamma, const float *beta,
+                    const float *running_mean, const float *running_var, float *y, int64_t N,
+                    int64_t C, int64_t HW, float eps)
+{
+    for (int64_t c = 0; c < C; c++) {
+        const float scale = (float)((double)gamma[c] / sqrt((double)running_var[c] + (double)eps));
+        const float mc = running_mean[c], bc = beta[c];
+        for (int64_t n = 0; n < N; n++)
+            rt_affine(x + (n * C + c) * HW, y + (n * C + c) * HW, HW, mc, scale, bc);
+    }
+}
+
+void rt_bn_eval_bwd_x(const float *restrict gamma, const float *restrict running_var,
+                      const float *restrict dy, float *restrict dx, int64_t N, int64_t C,
+                      int64_t HW, int64_t acc, float eps)
+{
+    for (int64_t c = 0; c < C; c++) {
+        const float scale = (float)((double)gamma[c] / sqrt((double)running_var[c] + (double)eps));
+        for (int64_t n = 0; n < N; n++)
+            rt_scale_acc(dy + (n * C + c) * HW, dx + (n * C + c) * HW, HW, scale, acc);
+    }
+}
+
+void rt_bn_eval_bwd_gamma(const float *restrict x, const float *restrict running_mean,
+                          const float *restrict running_var, const float *restrict dy,
+                          float *restrict dgamma, int64_t N, int64_t C, int64_t HW, int64_t acc,
+                          float eps)
+{
+    for (int64_t c = 0; c < C; c++) {
+        double sdy = 0.0, sdyx = 0.0;
+        for (int64_t n = 0; n < N; n++)
+            rt_bn_sums(x + (n * C + c) * HW, dy + (n * C + c) * HW, HW, (double)running_mean[c],
+                       &sdy, &sdyx);
+        const float g = (float)(sdyx / sqrt((double)running_var[c] + (double)eps));
+        dgamma[c] = acc ? dgamma[c] + g : g;
+    }
+}
+
+/* ---------------------------------------------------------------- pooling */
+
+/* The window of output o along one axis starts at input i0 = o*s - p; its
+ * taps t in [*t0, *t1) are inside [0, n). */
+static inline void rt_window(int64_t i0, int64_t k, int64_t n, int64_t *t0, int64_t *t1)
+{
+    *t0 = i0 < 0 ? -i0 : 0;
+    *t1 = n - i0 < k ? n - i0 : k;
+}
+
+void rt_maxpool_fwd(const float *restrict x, float *restrict y, uint8_t *restrict argmax,
+                    int64_t NC, int64_t H, int64_t W, int64_t k, int64_t s, int64_t p)
+{
+    const int64_t OH = rt_out_size(H, k, s, p, 1), OW = rt_out_size(W, k, s, p, 1);
+    for (int64_t pl = 0; pl < NC; pl++) {
+        const float *restrict xp = x + pl * H * W;
+        float *restrict yp = y + pl * OH * OW;
+        for (int64_t oy = 0; oy < OH; oy++) {
+            int64_t iy0 = oy * s - p, ky0, ky1;
+            rt_window(iy0, k, H, &ky0, &ky1);
+            for (int64_t ox = 0; ox < OW; ox++) {
+                int64_t ix0 = ox * s - p, kx0, kx1;
+                rt_window(ix0, k, W, &kx0, &kx1);
+                float best = -INFINITY;
+                /* the first tap inside the image; 0 for an all-padding window
+                 * (impossible when p <= k/2, as PyTorch requires) */
+                int64_t bi = ky0 < ky1 && kx0 < kx1 ? ky0 * k + kx0 : 0;
+                for (int64_t ky = ky0; ky < ky1; ky++) {
+                    const int64_t base = (iy0 + ky) * W + ix0;
+                    for (int64_t kx = kx0; kx < kx1; kx++) {
+                        const float v = xp[base + kx];
+                        if (v > best || (v != v && best == best)) {
+                            best = v;
+                            bi = ky * k + kx;
+                        }
+                    }
+                }
+                yp[oy * OW + ox] = best;
+                if (argmax)
+                    argmax[(pl * OH + oy) * OW + ox] = (uint8_t)bi;
+            }
+        }
+    }
+}
+
+void rt_maxpool_bwd(const uint8_t *restrict argmax, const float *restrict dy, float *restrict dx,
+                    int64_t NC, int64_t H, int64_t W, int64_t k, int64_t s, int64_t p, int64_t acc)
+{
+    const int64_t OH = rt_out_size(H, k, s, p, 1), OW = rt_out_size(W, k, s, p, 1);
+    if (!acc)
+        memset(dx, 0, (size_t)(NC * H * W) * sizeof(float));
+    for (int64_t pl = 0; pl < NC; pl++) {
+        const uint8_t *restrict ap = argmax + pl * OH * OW;
+        const float *restrict dyp = dy + pl * OH * OW;
+        float *restrict dxp = dx + pl * H * W;
+        for (int64_t oy = 0; oy < OH; oy++)
+            for (int64_t ox = 0; ox < OW; ox++) {
+                const int64_t pos = ap[oy * OW + ox], ky = pos / k, kx = pos - ky * k;
+                const int64_t iy = oy * s - p + ky, ix = ox * s - p + kx;
+                if (iy >= 0 && iy < H && ix >= 0 && ix < W) /* false only for all-padding windows */
+                    dxp[iy * W + ix] += dyp[oy * OW + ox];
+            }
+    }
+}
+
+void rt_avgpool_fwd(const float *restrict x, float *restrict y, int64_t NC, int64_t H, int64_t W,
+                    int64_t k, int64_t s, int64_t p)
+{
+    const int64_t OH = rt_out_size(H, k, s, p, 1), OW = rt_out_size(W, k, s, p, 1);
+    const float inv = 1.0f / (float)(k * k);
+    for (int64_t pl = 0; pl < NC; pl++) {
+        const float *restrict xp = x + pl * H * W;
+        float *restrict yp = y + pl * OH * OW;
+        for (int64_t oy = 0; oy < OH; oy++) {
+            int64_t iy0 = oy * s - p, ky0, ky1;
+            rt_window(iy0, k, H, &ky0, &ky1);
+            for (int64_t ox = 0; ox < OW; ox++) {
+                int64_t ix0 = ox * s - p, kx0, kx1;
+                rt_window(ix0, k, W, &kx0, &kx1);
+                float sum = 0.0f;
+                for (int64_t ky = ky0; ky < ky1; ky++) {
+                    const int64_t base = (iy0 + ky) * W + ix0;
+                    for (int64_t kx = kx0; kx < kx1; kx++)
+                        sum += xp[base + kx];
+                }
+                yp[oy * OW + ox] = sum * inv;
+            }
+        }
+    }
+}
+
+void rt_avgpool_bwd(const float *restrict dy, float *restrict dx, int64_t NC, int64_t H, int64_t W,
+                    int64_t k, int64_t s, int64_t p, int64_t acc)
+{
+    const int64_t OH = rt_out_size(H, k, s, p, 1), OW = rt_out_size(W, k, s, p, 1);
+    const float inv = 1.0f / (float)(k * k);
+    if (!acc)
+        memset(dx, 0, (size_t)(NC * H * W) * sizeof(float));
+    for (int64_t pl = 0; pl < NC; pl++) {
+        const float *restrict dyp = dy + pl * OH * OW;
+        float *restrict dxp = dx + pl * H * W;
+        for (int64_t oy = 0; oy < OH; oy++) {
+            int64_t iy0 = oy * s - p, ky0, ky1;
+            rt_window(iy0, k, H, &ky0, &ky1);
+            for (int64_t ox = 0; ox < OW; ox++) {
+                int64_t ix0 = ox * s - p, kx0, kx1;
+                rt_window(ix0, k, W, &kx0, &kx1);
+                const float g = dyp[oy * OW + ox] * inv;
+                for (int64_t ky = ky0; ky < ky1; ky++) {
+                    const int64_t base = (iy0 + ky) * W + ix0;
+                    for (int64_t kx = kx0; kx < kx1; kx++)
+                        dxp[base + kx] += g;
+                }
+            }
+        }
+    }
+}
+
+void rt_global_avgpool_fwd(const float *restrict x, float *restrict y, int64_t NC, int64_t HW)
+{
+    const double inv = HW > 0 ? 1.0 / (double)HW : 0.0;
+    for (int64_t i = 0; i < NC; i++)
+        y[i] = (float)(rt_dsum(x + i * HW, HW) * inv);
+}
+
+void rt_global_avgpool_bwd(const float *restrict dy, float *restrict dx, int64_t NC, int64_t HW,
+                           int64_t acc)
+{
+    const float inv = HW > 0 ? 1.0f / (float)HW : 0.0f;
+    for (int64_t i = 0; i < NC; i++) {
+        const float g = dy[i] * inv;
+        float *restrict d = dx + i * HW;
+        if (acc) {
+            for (int64_t j = 0; j < HW; j++)
+                d[j] += g;
+        } else {
+            for (int64_t j = 0; j < HW; j++)
+                d[j] = g;
+        }
+    }
+}
+
+/* ---------------------------------------------------------------- dropout */
+
+static inline uint64_t rt_dropout_key(int64_t seed)
+{
+    return rt_mix64((uint64_t)seed ^ 0x64726f706f75742eull); /* "dropout." */
+}
+
+/* u_i >= p with u_i = q_i * 2^-24 and q_i an integer is q_i >= ceil(p * 2^24)
+ * (p * 2^24 is exact in float): an integer test, the same mask. */
+static inline uint64_t rt_dropout_threshold(float p)
+{
+    if (!(p > 0.0f))
+        return 0;
+    if (p >= 1.0f)
+        return UINT64_C(1) << 24;
+    return (uint64_t)ceilf(p * 16777216.0f);
+}
+
+static inline float rt_dropout_scale(float p)
+{
+    return p < 1.0f ? 1.0f / (1.0f - p) : 0.0f;
+}
+
+static inline void rt_dropout_body(const float *x, float *y, int64_t n, uint64_t key,
+                                   uint64_t thresh, float scale, int64_t acc)
+{
+    if (acc) {
+        for (int64_t i = 0; i < n; i++) {
+            const uint64_t q = rt_mix64(key + (uint64_t)i) >> 40;
+            y[i] += q >= thresh ? x[i] * scale : 0.0f;
+        }
+    } else {
+        for (int64_t i = 0; i < n; i++) {
+            const uint64_t q = rt_mix64(key + (uint64_t)i) >> 40;
+            y[i] = q >= thresh ? x[i] * scale : 0.0f;
+        }
+    }
+}
+
+void rt_dropout_fwd(const float *x, float *y, int64_t *rng_state, int64_t *seed_out, int64_t n,
+                    float p)
+{
+    const int64_t seed = *rng_state;
+    *rng_state = (int64_t)((uint64_t)seed + 1u);
+    if (seed_out)
+        *seed_out = seed;
+    const uint64_t key = rt_dropout_key(seed), thresh = rt_dropout_threshold(p);
+    const float scale = rt_dropout_scale(p);
+    if (x == y)
+        rt_dropout_body(y, y, n, key, thresh, scale, 0);
+    else
+        rt_dropout_body(x, y, n, key, thresh, scale, 0);
+}
+
+void rt_dropout_bwd(const int64_t *restrict seed, const float *restrict dy, float *restrict dx,
+                    int64_t n, int64_t acc, float p)
+{
+    rt_dropout_body(dy, dx, n, rt_dropout_key(*seed), rt_dropout_threshold(p), rt_dropout_scale(p),
+                    acc);
 }

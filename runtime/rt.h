@@ -13,7 +13,25 @@
  *    with several contributions are written by the first and accumulated by the rest;
  *  - kernels that can detect bad input return int32_t (0 = ok, else an
  *    RT_ERR_* code the entry point returns); all others return void;
- *  - matrices are row-major; "x [M,K]" means M rows of K floats.
+ *  - matrices are row-major; "x [M,K]" means M rows of K floats;
+ *  - in place: the planner may give an element-wise forward kernel (rt_relu_fwd,
+ *    rt_add_fwd, rt_dropout_fwd, rt_bn_*_fwd) an output that is its input. Those
+ *    kernels declare no `restrict` and read element i before writing element i;
+ *    every other kernel takes distinct, non-overlapping buffers.
+ *
+ * Convolutional networks (the last sections):
+ *  - activations are NCHW f32: x[N,C,H,W] is N images of C planes of H rows of
+ *    W floats; the pooling kernels see x as NC = N*C independent planes;
+ *  - square windows: one kernel size k, stride s, padding p, dilation d per
+ *    conv/pool; out size OH = (H + 2p - d*(k-1) - 1)/s + 1 (floor), OW likewise
+ *    (pools: d = 1); padding is zeros for conv and avg pool (avg divides by k*k,
+ *    count_include_pad), -infinity for max pool, as in PyTorch;
+ *  - conv weights are w[K, C/groups, k, k]; the conv kernels use a scratch
+ *    buffer of rt_conv2d_scratch_floats(...) floats (one image's im2col
+ *    columns for one group); the same size serves fwd, bwd_x and bwd_w, and
+ *    scratch may be NULL when that size is 0;
+ *  - batch norm normalises each channel over N*HW values; "stats" is the
+ *    residual training forward keeps for backward: {mean[C], invstd[C]}.
  */
 #ifndef FROST_RT_H
 #define FROST_RT_H
@@ -56,7 +74,7 @@ void rt_matmul_bwd_a(const float *dc, const float *b, float *da,
 void rt_matmul_bwd_b(const float *a, const float *dc, float *db,
                      int64_t M, int64_t K, int64_t N, int64_t acc);
 
-/* ---- relu */
+/* ---- relu; y may be x */
 void rt_relu_fwd(const float *x, float *y, int64_t n);
 /* bits[i/8] bit (i%8) = y[i] > 0; ceil(n/8) bytes written */
 void rt_sign_mask(const float *y, uint8_t *bits, int64_t n);
@@ -66,7 +84,7 @@ void rt_relu_bwd_out(const float *y, const float *dy, float *dx, int64_t n, int6
 void rt_relu_bwd_mask(const uint8_t *bits, const float *dy, float *dx, int64_t n, int64_t acc);
 
 /* ---- add: y[outer*inner] = a + b, b has `inner` elements repeated `outer`
- * times (outer = 1 when the shapes are equal) */
+ * times (outer = 1 when the shapes are equal); y may be a, or b when outer = 1 */
 void rt_add_fwd(const float *a, const float *b, float *y, int64_t outer, int64_t inner);
 
 /* ---- losses (mean reduction); loss points at one float */
@@ -81,5 +99,114 @@ void rt_mse_fwd(const float *pred, const float *target, float *diff, float *loss
 /* dx (+)= sign * 2 * diff * dloss / n   (sign = +1 for pred, -1 for target) */
 void rt_mse_bwd(const float *diff, const float *dloss, float *dx, int64_t n, int64_t sign,
                 int64_t acc);
+
+/* ---- conv2d (groups divide C and K; all but the special cases below run
+ * im2col + GEMM per image and group) */
+/* floats of scratch that rt_conv2d_fwd/_bwd_x/_bwd_w need for these sizes;
+ * 0 when they need none. static inline here (not in rt.c) because the
+ * compiler (ir/ops.c) sizes the arena with it and does not link the runtime:
+ * one formula for both. Depthwise convs (C/groups == 1) use direct loops; 1x1
+ * stride-1 unpadded convs read x as the column matrix; all others hold one
+ * image's columns for one group: (C/groups)*k*k * OH*OW floats. */
+static inline int64_t rt_conv2d_scratch_floats(int64_t C, int64_t H, int64_t W, int64_t k, int64_t s,
+                                               int64_t p, int64_t d, int64_t groups) {
+    if (groups <= 0 || s <= 0 || C / groups == 1 || (k == 1 && s == 1 && p == 0))
+        return 0;
+    int64_t span_h = H + 2 * p - d * (k - 1) - 1, span_w = W + 2 * p - d * (k - 1) - 1;
+    if (span_h < 0 || span_w < 0) /* no output: C division would round up to 1 */
+        return 0;
+    return C / groups * k * k * (span_h / s + 1) * (span_w / s + 1);
+}
+/* y[N,K,OH,OW] = conv(x[N,C,H,W], w[K,C/groups,k,k]) (+ b[K]); b may be NULL */
+void rt_conv2d_fwd(const float *x, const float *w, const float *b, float *y, float *scratch,
+                   int64_t N, int64_t C, int64_t H, int64_t W, int64_t K, int64_t k, int64_t s,
+                   int64_t p, int64_t d, int64_t groups);
+/* dx[N,C,H,W] (+)= conv_transpose(dy[N,K,OH,OW], w) */
+void rt_conv2d_bwd_x(const float *dy, const float *w, float *dx, float *scratch, int64_t N,
+                     int64_t C, int64_t H, int64_t W, int64_t K, int64_t k, int64_t s, int64_t p,
+                     int64_t d, int64_t groups, int64_t acc);
+/* dw[K,C/groups,k,k] (+)= sum over images of dy (x) im2col(x) */
+void rt_conv2d_bwd_w(const float *dy, const float *x, float *dw, float *scratch, int64_t N,
+                     int64_t C, int64_t H, int64_t W, int64_t K, int64_t k, int64_t s, int64_t p,
+                     int64_t d, int64_t groups, int64_t acc);
+/* db[K] (+)= sum over n and the HW positions of dy[N,K,HW] (conv bias, bn beta) */
+void rt_sum_channels(const float *dy, float *db, int64_t N, int64_t K, int64_t HW, int64_t acc);
+
+/* ---- batch norm over x[N,C,HW]; m = N*HW values per channel */
+/* training: batch mean and biased variance var per channel, invstd =
+ * 1/sqrt(var + eps), y = (x - mean) * invstd * gamma + beta;
+ * running_mean = (1 - momentum) running_mean + momentum mean, running_var
+ * likewise with the unbiased variance var*m/(m-1); *num_batches += 1;
+ * stats[2C] = {mean[C], invstd[C]} when stats is not NULL. y may be x. */
+void rt_bn_train_fwd(const float *x, const float *gamma, const float *beta, float *running_mean,
+                     float *running_var, int64_t *num_batches, float *y, float *stats, int64_t N,
+                     int64_t C, int64_t HW, float eps, float momentum);
+/* dx (+)= invstd*gamma/m * (m dy - sum(dy) - xhat sum(dy xhat)), xhat = (x - mean)*invstd
+ * from x and the stats of rt_bn_train_fwd */
+void rt_bn_train_bwd_x(const float *x, const float *gamma, const float *stats, const float *dy,
+                       float *dx, int64_t N, int64_t C, int64_t HW, int64_t acc);
+/* dgamma[C] (+)= sum(dy xhat); dbeta is rt_sum_channels(dy) */
+void rt_bn_train_bwd_gamma(const float *x, const float *stats, const float *dy, float *dgamma,
+                           int64_t N, int64_t C, int64_t HW, int64_t acc);
+/* eval: y = (x - running_mean)/sqrt(running_var + eps) * gamma + beta; no state
+ * changes. y may be x. */
+void rt_bn_eval_fwd(const float *x, const float *gamma, const float *beta,
+                    const float *running_mean, const float *running_var, float *y, int64_t N,
+                    int64_t C, int64_t HW, float eps);
+/* dx (+)= dy * gamma / sqrt(running_var + eps) */
+void rt_bn_eval_bwd_x(const float *gamma, const float *running_var, const float *dy, float *dx,
+                      int64_t N, int64_t C, int64_t HW, int64_t acc, float eps);
+/* dgamma (+)= sum(dy * (x - running_mean) / sqrt(running_var + eps)) */
+void rt_bn_eval_bwd_gamma(const float *x, const float *running_mean, const float *running_var,
+                          const float *dy, float *dgamma, int64_t N, int64_t C, int64_t HW,
+                          int64_t acc, float eps);
+
+/* ---- pooling over planes x[NC,H,W] -> y[NC,OH,OW] (dilation 1) */
+/* max; argmax (may be NULL; needs k*k <= 256) gets the row-major position
+ * ky*k + kx of each max inside its window: the first max on ties, the first
+ * NaN if the window holds one (NaN propagates, as in PyTorch) */
+void rt_maxpool_fwd(const float *x, float *y, uint8_t *argmax, int64_t NC, int64_t H, int64_t W,
+                    int64_t k, int64_t s, int64_t p);
+/* dx (+)= dy scattered to the argmax positions */
+void rt_maxpool_bwd(const uint8_t *argmax, const float *dy, float *dx, int64_t NC, int64_t H,
+                    int64_t W, int64_t k, int64_t s, int64_t p, int64_t acc);
+/* average with count_include_pad: window sum / (k*k) */
+void rt_avgpool_fwd(const float *x, float *y, int64_t NC, int64_t H, int64_t W, int64_t k, int64_t s,
+                    int64_t p);
+void rt_avgpool_bwd(const float *dy, float *dx, int64_t NC, int64_t H, int64_t W, int64_t k,
+                    int64_t s, int64_t p, int64_t acc);
+/* global average: y[NC] = mean of each plane x[NC,HW] */
+void rt_global_avgpool_fwd(const float *x, float *y, int64_t NC, int64_t HW);
+void rt_global_avgpool_bwd(const float *dy, float *dx, int64_t NC, int64_t HW, int64_t acc);
+
+/* ---- dropout (training; the mask is a pure function of a 64-bit seed)
+ * seed = *rng_state, then *rng_state = seed + 1 (wrapping), and *seed_out =
+ * seed when seed_out is not NULL. With key = mix(seed ^ 0x64726f706f75742e)
+ * and u_i = (mix(key + i) >> 40) * 2^-24 (mix: the splitmix64 finaliser of
+ * rt_init_uniform), element i is kept iff u_i >= p; kept elements are scaled
+ * by 1/(1-p), dropped ones are 0 (all of them when p >= 1). y may be x. */
+void rt_dropout_fwd(const float *x, float *y, int64_t *rng_state, int64_t *seed_out, int64_t n,
+                    float p);
+/* dx (+)= dy * mask(*seed) / (1-p) */
+void rt_dropout_bwd(const int64_t *seed, const float *dy, float *dx, int64_t n, int64_t acc,
+                    float p);
+
+/* ---- optimizers (P_update). The state block starts with the i64 step
+ * counter that rt_opt_step_begin advances once per update; each trainable
+ * parameter then has its own state tensors (zeroed by the caller before the
+ * first step). hp points at the header's frost_hparams. */
+typedef struct rt_hparams {
+    float lr, momentum, dampening, weight_decay, beta1, beta2, eps;
+    int32_t nesterov;
+} rt_hparams;
+
+void rt_opt_step_begin(int64_t *step);
+/* torch.optim.SGD: g += wd*p; buf = momentum*buf + (1-dampening)*g (buf = g
+ * on step 1); g = nesterov ? g + momentum*buf : buf; p -= lr*g */
+void rt_sgd_update(float *p, const float *g, float *buf, const int64_t *step, const rt_hparams *hp, int64_t n);
+/* torch.optim.AdamW: p *= 1 - lr*wd; m, v moving averages of g and g^2;
+ * p -= lr * m/(1-beta1^t) / (sqrt(v/(1-beta2^t)) + eps) */
+void rt_adamw_update(float *p, const float *g, float *m, float *v, const int64_t *step, const rt_hparams *hp,
+                     int64_t n);
 
 #endif

@@ -2,10 +2,12 @@
  *
  * One node per kernel call, forward and backward in two clusters; an edge per
  * tensor from the step that wrote it to each step that reads it, labelled with
- * its name and size. Edges from forward into backward are the residuals and
- * are drawn bold. Residuals that full training would keep but this freeze
+ * its name and size ("+=" when a step adds to what an earlier one wrote, as
+ * gradients with several contributions do). Edges from forward into backward are the residuals and
+ * are drawn bold red. Residuals that full training would keep but this freeze
  * configuration does not are drawn grey and dashed into a "not kept" node:
- * that is the memory selective differentiation saved.
+ * that is the memory selective differentiation saved. A step whose output
+ * took over the storage of a dying input says "in place" under its name.
  */
 #include "ir.h"
 
@@ -31,11 +33,31 @@ static void dot_escape(FILE *out, const char *s) {
     }
 }
 
-static const char *step_label(const ir_graph *g, const ir_step *s) {
-    const char *k = strncmp(s->kernel, "rt_", 3) == 0 ? s->kernel + 3 : s->kernel;
-    if (s->node < 0)
-        return pool_printf(g->pool, "%s", k);
-    return pool_printf(g->pool, "%s\\n%s", k, g->nodes[s->node].name);
+/* Label of a step node: kernel (without rt_), the graph node it belongs to,
+ * and "in place" when it writes an output over a dying input. Lines are
+ * separated by DOT's \n escape, which must not itself be escaped. */
+static void step_label(FILE *out, const ir_graph *g, const ir_program *prog, const ir_step *s) {
+    dot_escape(out, strncmp(s->kernel, "rt_", 3) == 0 ? s->kernel + 3 : s->kernel);
+    if (s->node >= 0) {
+        fputs("\\n", out);
+        dot_escape(out, g->nodes[s->node].name);
+    }
+    for (int k = 0; k < s->nopnd; k++) {
+        const ir_opnd *o = &s->opnd[k];
+        if (o->kind != OPND_BUF || !o->writes)
+            continue;
+        const ir_buf *b = &prog->bufs[o->buf];
+        if (b->inplace_of < 0 || b->space != SPACE_ARENA || b->first < 0 || b->bytes == 0)
+            continue;
+        const ir_buf *d = &prog->bufs[b->inplace_of];
+        if (storage(prog, b->inplace_of)->space == SPACE_ARENA && storage(prog, b->inplace_of) != storage(prog, o->buf) &&
+            storage(prog, b->inplace_of)->offset == storage(prog, o->buf)->offset && d->last == b->first) {
+            fputs("\\n(in place of ", out);
+            dot_escape(out, d->name);
+            fputc(')', out);
+            break;
+        }
+    }
 }
 
 static bool residual_in(const ir_program *prog, const char *name) {
@@ -53,11 +75,23 @@ void view_dot(const ir_module *m, const ir_module *full, FILE *out) {
     const ir_graph *g = m->graph;
     const ir_program *prog = &m->train;
     char b1[32], b2[32];
-    fprintf(out, "digraph \"%s\" {\n", g->model);
-    fprintf(out, "  graph [rankdir=TB, fontname=\"Helvetica\", labelloc=t, label=\"%s, config %s: residuals %s, "
-                 "train arena %s\"];\n",
-            g->model, m->config ? m->config->name : "(command line)", view_bytes(b1, prog->residual_bytes),
+    fputs("digraph \"", out);
+    dot_escape(out, g->model);
+    fputs("\" {\n  graph [rankdir=TB, fontname=\"Helvetica\", labelloc=t, label=\"", out);
+    dot_escape(out, g->model);
+    fputs(", config ", out);
+    dot_escape(out, view_config_name(m));
+    fprintf(out, ": residuals %s, train arena %s", view_bytes(b1, prog->residual_bytes),
             view_bytes(b2, prog->arena_bytes));
+    if (full && full != m &&
+        (full->train.residual_bytes != prog->residual_bytes || full->train.arena_bytes != prog->arena_bytes)) {
+        char b3[32];
+        fprintf(out, " (full training: residuals %s, train arena %s)", view_bytes(b2, full->train.residual_bytes),
+                view_bytes(b3, full->train.arena_bytes));
+    }
+    fputs("\\nred bold edges: residuals, kept from forward for backward; grey dashed: residuals of full "
+          "training this configuration does not keep\"];\n",
+          out);
     fprintf(out, "  node [shape=box, style=\"rounded,filled\", fillcolor=\"#f4f4f4\", fontname=\"Helvetica\", "
                  "fontsize=10];\n  edge [fontname=\"Helvetica\", fontsize=9];\n");
 
@@ -76,7 +110,7 @@ void view_dot(const ir_module *m, const ir_module *full, FILE *out) {
                 part ? "backward" : "forward", part ? "backward" : "forward", part ? "#aa3377" : "#4477aa");
         for (int s = lo; s < hi; s++) {
             fprintf(out, "    step%d [label=\"", s);
-            dot_escape(out, step_label(g, &prog->steps[s]));
+            step_label(out, g, prog, &prog->steps[s]);
             fprintf(out, "\"];\n");
         }
         /* gradients of params and inputs, and the outputs, are where backward/forward end */
@@ -122,8 +156,15 @@ void view_dot(const ir_module *m, const ir_module *full, FILE *out) {
             const ir_opnd *o = &st->opnd[k];
             if (o->kind != OPND_BUF || !o->writes)
                 continue;
-            writer[storage_id(prog, o->buf)] = s;
             const ir_buf *buf = &prog->bufs[o->buf];
+            int sid = storage_id(prog, o->buf), w = writer[sid];
+            if (w >= 0 && w != s && buf->space != SPACE_PARAMS) {
+                /* written again: a further contribution added to a gradient */
+                fprintf(out, "  step%d -> step%d [label=\"", w, s);
+                dot_escape(out, buf->name);
+                fprintf(out, " +=\\n%s\"];\n", view_bytes(b1, buf->bytes));
+            }
+            writer[sid] = s;
             if (buf->kind == BUF_PARAM_GRAD || buf->kind == BUF_INPUT_GRAD || buf->kind == BUF_OUTPUT)
                 fprintf(out, "  step%d -> buf%d;\n", s, o->buf);
         }

@@ -374,6 +374,516 @@ START_TEST(file_level_errors) {
 }
 END_TEST
 
+/* ---------------------------------------------------------------- defs */
+
+static const char blocks[] = "model blocks\n"
+                             "const N = 4\n"
+                             "const W = 8\n"
+                             "input x     : f32[N, W]\n"
+                             "input label : i32[N]\n"
+                             "def shortcut(t, planes) {\n"
+                             "    proj = linear(t, planes, bias=false)\n"
+                             "    return relu(proj)\n"
+                             "}\n"
+                             "# a residual block; linear stands in for conv + batch norm\n"
+                             "def block(t, planes, stride=1, has_bias=true) {\n"
+                             "    conv1 = linear(t, planes, bias=has_bias)\n"
+                             "    relu1 = relu(conv1)\n"
+                             "    if stride != 1 or dim(t, 1) != planes {\n"
+                             "        downsample.0 = linear(t, planes, bias=false)\n"
+                             "        downsample.1 = linear(downsample.0, planes)\n"
+                             "        identity = downsample.1\n"
+                             "    } else if dim(t, -1) > 100 {\n"
+                             "        identity = shortcut(t, planes)\n"
+                             "    } else {\n"
+                             "        identity = t\n"
+                             "    }\n"
+                             "    sum = add(relu1, identity)\n"
+                             "    return relu(sum)\n"
+                             "}\n"
+                             "def pair(t, planes) {\n"
+                             "    first = block(t, planes, 2)\n"
+                             "    second = block(first, planes, has_bias=false)\n"
+                             "    w = second.conv1.weight       # a param made inside, by its path\n"
+                             "    nested = shortcut(second, planes)\n"
+                             "    return nested\n"
+                             "}\n"
+                             "layer1.0 = block(x, W)           # identity shortcut\n"
+                             "layer1.1 = block(layer1.0, W, stride=1)\n"
+                             "layer2.0 = block(layer1.1, 16)   # downsample: width changes\n"
+                             "layer3 = pair(layer2.0, 16)\n"
+                             "h = layer3                       # another name, no new tensor\n"
+                             "fc = linear(h, 10)\n"
+                             "loss = cross_entropy(fc, label)\n"
+                             "output loss\n";
+
+START_TEST(def_names) {
+    fixture f;
+    ir_graph *g = load(&f, blocks);
+    ck_assert_msg(g != NULL, "%s", fx_text(&f));
+    /* assignments in a def are named under the call's name */
+    ck_shape(val(g, "layer1.0.conv1.weight"), 8, 8);
+    ck_shape(val(g, "layer1.0.conv1.bias"), 8);
+    ck_shape(val(g, "layer1.0.relu1"), 4, 8);
+    ck_shape(val(g, "layer1.0.sum"), 4, 8);
+    /* `return op(...)`: its value takes the call's name */
+    const ir_value *out = val(g, "layer1.0");
+    ck_assert_int_eq(out->kind, VAL_ACT);
+    ck_assert_str_eq(op_table[g->nodes[out->node].op].name, "relu");
+    ck_assert_int_eq(out->loc.line, 24); /* the return */
+    /* the identity branch makes no downsample */
+    ck_assert_int_eq(ir_find_value(g, "layer1.0.downsample.0.weight"), -1);
+    ck_assert_int_eq(ir_find_value(g, "layer1.1.downsample.0.weight"), -1);
+    ck_assert_int_eq(ir_find_value(g, "layer1.0.identity"), -1); /* an alias is no tensor */
+    /* the other branch, with dotted numeric names as torchvision has them */
+    ck_shape(val(g, "layer2.0.downsample.0.weight"), 16, 8);
+    ck_assert_int_eq(ir_find_value(g, "layer2.0.downsample.0.bias"), -1);
+    ck_shape(val(g, "layer2.0.downsample.1.weight"), 16, 16);
+    ck_shape(val(g, "layer2.0.downsample.1.bias"), 16);
+    ck_shape(val(g, "layer2.0"), 4, 16);
+    /* nested calls: names compose; defaults and keyword arguments */
+    ck_shape(val(g, "layer3.first.downsample.0.weight"), 16, 16); /* stride 2 */
+    ck_shape(val(g, "layer3.first.conv1.bias"), 16);
+    ck_assert_int_eq(ir_find_value(g, "layer3.second.conv1.bias"), -1); /* has_bias=false */
+    ck_assert_int_eq(ir_find_value(g, "layer3.second.downsample.0.weight"), -1);
+    ck_shape(val(g, "layer3.nested.proj.weight"), 16, 16);
+    ck_shape(val(g, "layer3.nested"), 4, 16);
+    /* layer3 returned `nested`: the name layer3 refers to it, no value is called layer3 */
+    ck_assert_int_eq(ir_find_value(g, "layer3"), -1);
+    ck_assert_int_eq(ir_find_value(g, "h"), -1);
+    const ir_node *fc = &g->nodes[val(g, "fc")->node];
+    ck_assert_int_eq(fc->in[0], ir_find_value(g, "layer3.nested"));
+    /* node names are the full names; node order is a topological order */
+    int v = ir_find_value(g, "layer2.0.downsample.1");
+    ck_assert_str_eq(g->nodes[g->vals[v].node].name, "layer2.0.downsample.1");
+    for (int k = 0; k < g->nnodes; k++)
+        for (int i = 0; i < g->nodes[k].nin; i++) {
+            const ir_value *in = &g->vals[g->nodes[k].in[i]];
+            ck_assert(in->kind != VAL_ACT || in->node < k);
+        }
+    /* every value name is unique */
+    for (int a = 0; a < g->nvals; a++)
+        for (int b = a + 1; b < g->nvals; b++)
+            ck_assert_str_ne(g->vals[a].name, g->vals[b].name);
+    ck_assert_str_eq(fx_text(&f), "");
+    fx_close(&f);
+}
+END_TEST
+
+START_TEST(def_values_and_conditions) {
+    fixture f;
+    ir_graph *g = load(&f, "model m\n"
+                           "const N = 4\n"
+                           "input x : f32[N, 2, 3]\n"
+                           "def shaped(t, dims=[3, -1], p=0.25, eps=1e-5, on=true, n=N * 2) {\n"
+                           "    r = reshape(t, dims)\n"
+                           "    s = reshape(t, shape=dims)\n"
+                           "    if p > 0.2 and eps < 0.001 and on == true and not (n != 8) {\n"
+                           "        a = flatten(r, start_dim=0)\n"
+                           "    } else {\n"
+                           "        a = flatten(s)\n"
+                           "    }\n"
+                           "    if dim(t, 0) * dim(t, -1) >= 12 or undefined_name {\n"
+                           "        b = relu(a)\n"
+                           "    }\n"
+                           "    return b\n"
+                           "}\n"
+                           "one = shaped(x)\n"
+                           "two = shaped(x, [6, 4], p=0.0, on=false)\n"
+                           "three = shaped(x, eps=0.5 * 2, n=-3)\n"
+                           "k = N\n"
+                           "if k == 4 { four = linear(one, 2, bias=k != 4) } else { four = relu(one) }\n");
+    ck_assert_msg(g != NULL, "%s", fx_text(&f));
+    ck_shape(val(g, "one.r"), 3, 8);
+    ck_shape(val(g, "one.a"), 24); /* the condition held: flatten from 0 */
+    ck_shape(val(g, "one.b"), 24); /* `return b`: the call's name refers to one.b */
+    ck_assert_int_eq(ir_find_value(g, "one"), -1);
+    ck_shape(val(g, "two.r"), 6, 4);
+    ck_shape(val(g, "two.s"), 6, 4);
+    ck_shape(val(g, "two.a"), 6, 4); /* p=0.0: the else branch, flatten from 1 */
+    ck_shape(val(g, "three.a"), 3, 8);
+    ck_shape(val(g, "four.weight"), 2, 24);
+    ck_assert_int_eq(ir_find_value(g, "four.bias"), -1);
+    fx_close(&f);
+}
+END_TEST
+
+static void check_errors(const char *body, const char *expected);
+
+START_TEST(def_call_errors) {
+    static const char def[] = "def block(t, planes, stride=1) {\n"
+                              "    fc = linear(t, planes)\n"
+                              "    return relu(fc)\n"
+                              "}\n";
+    char src[1024];
+    snprintf(src, sizeof src, "%sb = blok(x, 3)\n", def);
+    check_errors(src, "t.frost:9:5: error: unknown op or def 'blok'; did you mean 'block'?\n"
+                      "    9 | b = blok(x, 3)\n"
+                      "      |     ^\n");
+    snprintf(src, sizeof src, "%sb = block(x)\nc = block(x, 1, 2, 3)\nd = block(x, 2, strid=1)\n", def);
+    check_errors(src, "t.frost:9:5: error: missing argument 'planes' of block(t, planes, stride=1)\n"
+                      "    9 | b = block(x)\n"
+                      "      |     ^\n"
+                      "t.frost:10:20: error: too many arguments to block(t, planes, stride=1)\n"
+                      "   10 | c = block(x, 1, 2, 3)\n"
+                      "      |                    ^\n"
+                      "t.frost:11:17: error: unknown keyword argument 'strid' of block(t, planes, stride=1); did you "
+                      "mean 'stride'?\n"
+                      "   11 | d = block(x, 2, strid=1)\n"
+                      "      |                 ^\n");
+    snprintf(src, sizeof src, "%sb = block(x, 2, stride=1, planes=3)\nc = block(N, 2)\nh = block\n", def);
+    check_errors(src, "t.frost:9:27: error: argument 'planes' of block is given twice\n"
+                      "    9 | b = block(x, 2, stride=1, planes=3)\n"
+                      "      |                           ^\n"
+                      "t.frost:9:14: note: first given here\n"
+                      "    9 | b = block(x, 2, stride=1, planes=3)\n"
+                      "      |              ^\n"
+                      "t.frost:6:17: error: argument 'x' of linear must be a tensor, but 't' is an integer constant\n"
+                      "    6 |     fc = linear(t, planes)\n"
+                      "      |                 ^\n"
+                      "t.frost:10:5: note: in call of 'block' as 'c'\n"
+                      "   10 | c = block(N, 2)\n"
+                      "      |     ^\n"
+                      "t.frost:11:5: error: 'block' is a def; call it: h = block(...)\n"
+                      "   11 | h = block\n"
+                      "      |     ^\n");
+}
+END_TEST
+
+START_TEST(def_body_errors) {
+    /* an error inside a def points there, with a note at the call; the same
+     * error from a second call is not repeated; the caller's result is
+     * poisoned, so its users stay quiet */
+    check_errors("def inner(t, k) {\n"
+                 "    s = linear(t, k)\n"
+                 "    q = add(s, t)\n"
+                 "    return q\n"
+                 "}\n"
+                 "def outer(t) {\n"
+                 "    in1 = inner(t, 5)\n"
+                 "    return in1\n"
+                 "}\n"
+                 "b1 = outer(x)\n"
+                 "b2 = outer(x)\n"
+                 "c = relu(b1)\n",
+                 "t.frost:7:9: error: add: shapes [4, 5] and [4, 8] do not match (the second may only be a trailing "
+                 "part of the first)\n"
+                 "    7 |     q = add(s, t)\n"
+                 "      |         ^\n"
+                 "t.frost:11:11: note: in call of 'inner' as 'b1.in1'\n"
+                 "   11 |     in1 = inner(t, 5)\n"
+                 "      |           ^\n"
+                 "t.frost:14:6: note: in call of 'outer' as 'b1'\n"
+                 "   14 | b1 = outer(x)\n"
+                 "      |      ^\n");
+    /* scope: the caller's names are not visible; order and untaken branches */
+    check_errors("def f(h) {\n"
+                 "    y = relu(label)\n"
+                 "    z = relu(w)\n"
+                 "    w = relu(h)\n"
+                 "    if false { v = relu(h) }\n"
+                 "    u = relu(v)\n"
+                 "    return u\n"
+                 "}\n"
+                 "b = f(x)\n",
+                 "t.frost:6:14: error: 'label' is not visible inside def 'f' (a def sees its parameters, its own "
+                 "names and the top-level consts); pass it as an argument\n"
+                 "    6 |     y = relu(label)\n"
+                 "      |              ^\n"
+                 "t.frost:13:5: note: in call of 'f' as 'b'\n"
+                 "   13 | b = f(x)\n"
+                 "      |     ^\n"
+                 "t.frost:7:14: error: 'w' is used before its definition\n"
+                 "    7 |     z = relu(w)\n"
+                 "      |              ^\n"
+                 "t.frost:8:5: note: 'w' is defined here\n"
+                 "    8 |     w = relu(h)\n"
+                 "      |     ^\n"
+                 "t.frost:13:5: note: in call of 'f' as 'b'\n"
+                 "   13 | b = f(x)\n"
+                 "      |     ^\n"
+                 "t.frost:10:14: error: 'v' is not defined here: it is assigned only in a branch of 'if' that was "
+                 "not taken\n"
+                 "   10 |     u = relu(v)\n"
+                 "      |              ^\n"
+                 "t.frost:9:16: note: 'v' is assigned here\n"
+                 "    9 |     if false { v = relu(h) }\n"
+                 "      |                ^\n"
+                 "t.frost:13:5: note: in call of 'f' as 'b'\n"
+                 "   13 | b = f(x)\n"
+                 "      |     ^\n");
+    /* a name made in a def clashes with one made outside it */
+    check_errors("def block(t) {\n"
+                 "    fc = linear(t, 4)\n"
+                 "    return relu(fc)\n"
+                 "}\n"
+                 "b = block(x)\n"
+                 "b.fc = linear(x, 3)\n"
+                 "c.fc.weight = relu(x)\n"
+                 "c = block(x)\n",
+                 "t.frost:10:1: error: redefinition of 'b.fc'\n"
+                 "   10 | b.fc = linear(x, 3)\n"
+                 "      | ^\n"
+                 "t.frost:6:5: note: previous definition of 'b.fc' is here\n"
+                 "    6 |     fc = linear(t, 4)\n"
+                 "      |     ^\n"
+                 "t.frost:6:10: error: redefinition of 'c.fc.weight'\n"
+                 "    6 |     fc = linear(t, 4)\n"
+                 "      |          ^\n"
+                 "t.frost:11:1: note: previous definition of 'c.fc.weight' is here\n"
+                 "   11 | c.fc.weight = relu(x)\n"
+                 "      | ^\n"
+                 "t.frost:12:5: note: in call of 'block' as 'c'\n"
+                 "   12 | c = block(x)\n"
+                 "      |     ^\n");
+}
+END_TEST
+
+START_TEST(def_declaration_errors) {
+    check_errors("def f(t) {\n    y = g(t)\n    return y\n}\n"
+                 "def g(t) {\n    z = f(t)\n    return z\n}\n"
+                 "def h(t) {\n    if false { a = h(t) }\n    return t\n}\n"
+                 "b = f(x)\n",
+                 "t.frost:10:9: error: recursive call of 'f' (f -> g -> f); a def cannot call itself, directly or "
+                 "through other defs\n"
+                 "   10 |     z = f(t)\n"
+                 "      |         ^\n"
+                 "t.frost:14:20: error: recursive call of 'h' (h -> h); a def cannot call itself, directly or "
+                 "through other defs\n"
+                 "   14 |     if false { a = h(t) }\n"
+                 "      |                    ^\n");
+    check_errors("def f(t) {\n    return t\n}\ndef f(u) {\n    return u\n}\ndef relu(t) { return t }\n"
+                 "def g(a, b=1, c, a) { return a }\n",
+                 "t.frost:8:5: error: redefinition of def 'f'\n"
+                 "    8 | def f(u) {\n"
+                 "      |     ^\n"
+                 "t.frost:5:5: note: previous definition of 'f' is here\n"
+                 "    5 | def f(t) {\n"
+                 "      |     ^\n"
+                 "t.frost:11:5: error: a def cannot be named 'relu': that is an op\n"
+                 "   11 | def relu(t) { return t }\n"
+                 "      |     ^\n"
+                 "t.frost:12:15: error: parameter 'c' of def 'g' needs a default: it follows 'b', which has one\n"
+                 "   12 | def g(a, b=1, c, a) { return a }\n"
+                 "      |               ^\n"
+                 "t.frost:12:18: error: duplicate parameter 'a' of def 'g'\n"
+                 "   12 | def g(a, b=1, c, a) { return a }\n"
+                 "      |                  ^\n"
+                 "t.frost:12:7: note: first declared here\n"
+                 "   12 | def g(a, b=1, c, a) { return a }\n"
+                 "      |       ^\n"
+                 "t.frost:12:18: error: parameter 'a' of def 'g' needs a default: it follows 'b', which has one\n"
+                 "   12 | def g(a, b=1, c, a) { return a }\n"
+                 "      |                  ^\n");
+}
+END_TEST
+
+START_TEST(condition_errors) {
+    check_errors("def f(t, planes, n=N * 2) {\n"
+                 "    if planes { a = relu(t) }\n"
+                 "    if t == n { b = relu(t) }\n"
+                 "    if dim(t, 2) == n { c = relu(t) }\n"
+                 "    if n == true or 1.5 { d = relu(t) }\n"
+                 "    e = relu(a)\n"
+                 "    return n\n"
+                 "}\n"
+                 "b = f(x, 3)\n",
+                 "t.frost:6:8: error: the condition of 'if' must be true or false, but 'planes' is an integer "
+                 "constant\n"
+                 "    6 |     if planes { a = relu(t) }\n"
+                 "      |        ^\n"
+                 "t.frost:13:5: note: in call of 'f' as 'b'\n"
+                 "   13 | b = f(x, 3)\n"
+                 "      |     ^\n"
+                 "t.frost:7:8: error: 't' is a tensor and cannot be compared; compare its shape with dim(t, i)\n"
+                 "    7 |     if t == n { b = relu(t) }\n"
+                 "      |        ^\n"
+                 "t.frost:13:5: note: in call of 'f' as 'b'\n"
+                 "   13 | b = f(x, 3)\n"
+                 "      |     ^\n"
+                 "t.frost:8:15: error: dim: index 2 is out of range for 't' of shape [4, 8] (rank 2)\n"
+                 "    8 |     if dim(t, 2) == n { c = relu(t) }\n"
+                 "      |               ^\n"
+                 "t.frost:13:5: note: in call of 'f' as 'b'\n"
+                 "   13 | b = f(x, 3)\n"
+                 "      |     ^\n"
+                 "t.frost:9:10: error: '==' compares an integer with a bool\n"
+                 "    9 |     if n == true or 1.5 { d = relu(t) }\n"
+                 "      |          ^\n"
+                 "t.frost:13:5: note: in call of 'f' as 'b'\n"
+                 "   13 | b = f(x, 3)\n"
+                 "      |     ^\n"
+                 "t.frost:11:12: error: def 'f' must return a tensor, but 'n' is an integer constant\n"
+                 "   11 |     return n\n"
+                 "      |            ^\n"
+                 "t.frost:13:5: note: in call of 'f' as 'b'\n"
+                 "   13 | b = f(x, 3)\n"
+                 "      |     ^\n");
+    /* `and` looks at its right side only when the left is true */
+    check_errors("const C = 1 < 2\nif N { a = relu(x) }\nif 1.5 > N and x { b = relu(x) }\n"
+                 "if 1.5 < N and x { b = relu(x) }\n",
+                 "t.frost:5:13: error: constant 'C' must be an integer, got a condition\n"
+                 "    5 | const C = 1 < 2\n"
+                 "      |             ^\n"
+                 "t.frost:6:4: error: the condition of 'if' must be true or false, but 'N' is an integer constant\n"
+                 "    6 | if N { a = relu(x) }\n"
+                 "      |    ^\n"
+                 "t.frost:8:16: error: an operand of 'and' must be true or false, but 'x' is a tensor\n"
+                 "    8 | if 1.5 < N and x { b = relu(x) }\n"
+                 "      |                ^\n");
+}
+END_TEST
+
+static int bn_mode_of(const ir_graph *g, const char *config) {
+    ir_module m = {.graph = (ir_graph *)g};
+    frost_select sel = {.config = config};
+    diag_ctx d;
+    diag_init(&d, "t.frost", NULL, 0, stderr);
+    ck_assert(pass_config(&m, &sel, &d));
+    return m.bn_eval;
+}
+
+START_TEST(batchnorm_mode) {
+    static const char head[] = "model m\ninput x : f32[4, 8]\ninput t : f32[4, 2]\n"
+                               "fc = linear(x, 2)\nloss = mse_loss(fc, t)\noutput loss\n";
+    char src[1024];
+    fixture f;
+    snprintf(src, sizeof src, "%sconfig a { train * }\nconfig b { train *; batchnorm eval }\n"
+                              "config c {\n  train fc.*\n  batchnorm train\n}\n", head);
+    ir_graph *g = load(&f, src);
+    ck_assert_msg(g != NULL, "%s", fx_text(&f));
+    ck_assert(!g->bn_eval);
+    ck_assert(!g->configs[0].bn_eval);
+    ck_assert_int_eq(g->configs[0].bn_eval_loc.line, 0);
+    ck_assert(g->configs[1].bn_eval);
+    ck_assert_int_eq(g->configs[1].bn_eval_loc.line, 8);
+    ck_assert_int_eq(g->configs[1].bn_eval_loc.col, 31);
+    ck_assert(!g->configs[2].bn_eval);
+    ck_assert_int_eq(g->configs[2].bn_eval_loc.line, 11);
+    ck_assert(!bn_mode_of(g, "a"));
+    ck_assert(bn_mode_of(g, "b"));
+    ck_assert(!bn_mode_of(g, NULL));
+    ck_assert(!bn_mode_of(g, "all"));
+    fx_close(&f);
+    /* the model-wide default, even when it comes after the configs */
+    snprintf(src, sizeof src, "%sconfig a { train * }\nconfig c { train *; batchnorm train }\nbatchnorm eval\n",
+             head);
+    g = load(&f, src);
+    ck_assert_msg(g != NULL, "%s", fx_text(&f));
+    ck_assert(g->bn_eval);
+    ck_assert(g->configs[0].bn_eval);
+    ck_assert(!g->configs[1].bn_eval);
+    ck_assert(bn_mode_of(g, "a"));
+    ck_assert(!bn_mode_of(g, "c"));
+    ck_assert(bn_mode_of(g, "none")); /* built in: the model's mode */
+    ck_assert(bn_mode_of(g, NULL));
+    fx_close(&f);
+    check_errors("batchnorm eval\nbatchnorm train\nconfig c { train *; batchnorm eval; batchnorm train }\n",
+                 "t.frost:6:1: error: a second 'batchnorm' statement\n"
+                 "    6 | batchnorm train\n"
+                 "      | ^\n"
+                 "t.frost:5:1: note: the first is here\n"
+                 "    5 | batchnorm eval\n"
+                 "      | ^\n"
+                 "t.frost:7:47: error: config 'c' sets 'batchnorm' twice\n"
+                 "    7 | config c { train *; batchnorm eval; batchnorm train }\n"
+                 "      |                                               ^\n"
+                 "t.frost:7:31: note: first set here\n"
+                 "    7 | config c { train *; batchnorm eval; batchnorm train }\n"
+                 "      |                               ^\n");
+}
+END_TEST
+
+/* ResNet-18 written with a def: every parameter and buffer name, in order, is
+ * a key of torchvision's resnet18().state_dict(). Needs the conv ops; skipped
+ * (passes) without them. */
+static const char resnet18[] =
+    "model resnet18\n"
+    "const N = 2\n"
+    "input x     : f32[N, 3, 64, 64]\n"
+    "input label : i32[N]\n"
+    "def basic_block(x, planes, stride=1) {\n"
+    "    conv1 = conv2d(x, planes, 3, stride=stride, padding=1, bias=false)\n"
+    "    bn1   = batchnorm2d(conv1)\n"
+    "    relu1 = relu(bn1)\n"
+    "    conv2 = conv2d(relu1, planes, 3, padding=1, bias=false)\n"
+    "    bn2   = batchnorm2d(conv2, eps=1e-5, momentum=0.1)\n"
+    "    if stride != 1 or dim(x, 1) != planes {\n"
+    "        downsample.0 = conv2d(x, planes, 1, stride=stride, bias=false)\n"
+    "        downsample.1 = batchnorm2d(downsample.0)\n"
+    "        identity = downsample.1\n"
+    "    } else {\n"
+    "        identity = x\n"
+    "    }\n"
+    "    sum = add(bn2, identity)\n"
+    "    return relu(sum)\n"
+    "}\n"
+    "conv1    = conv2d(x, 64, 7, stride=2, padding=3, bias=false)\n"
+    "bn1      = batchnorm2d(conv1)\n"
+    "relu     = relu(bn1)\n"
+    "maxpool  = maxpool2d(relu, 3, stride=2, padding=1)\n"
+    "layer1.0 = basic_block(maxpool, 64)\n"
+    "layer1.1 = basic_block(layer1.0, 64)\n"
+    "layer2.0 = basic_block(layer1.1, 128, 2)\n"
+    "layer2.1 = basic_block(layer2.0, 128)\n"
+    "layer3.0 = basic_block(layer2.1, 256, 2)\n"
+    "layer3.1 = basic_block(layer3.0, 256)\n"
+    "layer4.0 = basic_block(layer3.1, 512, 2)\n"
+    "layer4.1 = basic_block(layer4.0, 512)\n"
+    "avgpool  = global_avgpool(layer4.1)\n"
+    "flat     = flatten(avgpool)\n"
+    "fc       = linear(flat, 1000)\n"
+    "loss     = cross_entropy(fc, label)\n"
+    "output loss, fc\n";
+
+START_TEST(resnet18_state_dict_names) {
+    if (!op_find("conv2d") || !op_find("batchnorm2d") || !op_find("maxpool2d") || !op_find("global_avgpool"))
+        return;
+    char want[200][64];
+    int n = 0;
+    static const char *bn[] = {"weight", "bias", "running_mean", "running_var", "num_batches_tracked"};
+    snprintf(want[n++], 64, "conv1.weight");
+    for (int i = 0; i < 5; i++)
+        snprintf(want[n++], 64, "bn1.%s", bn[i]);
+    for (int layer = 1; layer <= 4; layer++)
+        for (int b = 0; b < 2; b++) {
+            for (int c = 1; c <= 2; c++) {
+                snprintf(want[n++], 64, "layer%d.%d.conv%d.weight", layer, b, c);
+                for (int i = 0; i < 5; i++)
+                    snprintf(want[n++], 64, "layer%d.%d.bn%d.%s", layer, b, c, bn[i]);
+            }
+            if (layer > 1 && b == 0) {
+                snprintf(want[n++], 64, "layer%d.0.downsample.0.weight", layer);
+                for (int i = 0; i < 5; i++)
+                    snprintf(want[n++], 64, "layer%d.0.downsample.1.%s", layer, bn[i]);
+            }
+        }
+    snprintf(want[n++], 64, "fc.weight");
+    snprintf(want[n++], 64, "fc.bias");
+    ck_assert_int_eq(n, 122);
+    fixture f;
+    ir_graph *g = load(&f, resnet18);
+    ck_assert_msg(g != NULL, "%s", fx_text(&f));
+    int k = 0;
+    int64_t params = 0;
+    for (int v = 0; v < g->nvals; v++) {
+        const ir_value *val = &g->vals[v];
+        if (val->kind != VAL_PARAM && val->kind != VAL_BUFFER)
+            continue;
+        ck_assert_int_lt(k, n);
+        ck_assert_str_eq(val->name, want[k]);
+        k++;
+        if (val->kind == VAL_PARAM)
+            params += shape_numel(&val->shape);
+    }
+    ck_assert_int_eq(k, n);
+    ck_assert_int_eq(params, 11689512); /* sum(p.numel() for p in resnet18().parameters()) */
+    ck_shape(val(g, "layer2.0.downsample.0.weight"), 128, 64, 1, 1);
+    ck_shape(val(g, "layer4.1"), 2, 512, 2, 2);
+    fx_close(&f);
+}
+END_TEST
+
 #ifndef FROST_SOURCE_ROOT
 #define FROST_SOURCE_ROOT "."
 #endif
@@ -497,6 +1007,14 @@ int main(void) {
     tcase_add_test(tc, output_and_config_errors);
     tcase_add_test(tc, file_level_errors);
     tcase_add_test(tc, repository_models);
+    tcase_add_test(tc, def_names);
+    tcase_add_test(tc, def_values_and_conditions);
+    tcase_add_test(tc, def_call_errors);
+    tcase_add_test(tc, def_body_errors);
+    tcase_add_test(tc, def_declaration_errors);
+    tcase_add_test(tc, condition_errors);
+    tcase_add_test(tc, batchnorm_mode);
+    tcase_add_test(tc, resnet18_state_dict_names);
     suite_add_tcase(s, tc);
     TCase *ti = tcase_create("ir");
     tcase_add_test(ti, shapes);

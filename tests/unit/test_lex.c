@@ -119,6 +119,39 @@ START_TEST(keywords) {
     ck_assert(lex_is_keyword("def", 3));
     ck_assert(!lex_is_keyword("linear", 6));
     ck_assert(!lex_is_keyword("mode", 4));
+    static const char *words[] = {"if", "else", "return", "and", "or", "not"};
+    for (size_t k = 0; k < sizeof words / sizeof words[0]; k++)
+        ck_assert_msg(lex_is_keyword(words[k], (int)strlen(words[k])), "%s", words[k]);
+    /* meaningful only in place: still usable as names */
+    ck_assert(!lex_is_keyword("dim", 3));
+    ck_assert(!lex_is_keyword("batchnorm", 9));
+    ck_assert(!lex_is_keyword("eval", 4));
+}
+END_TEST
+
+START_TEST(comparison_operators) {
+    fixture f;
+    int n;
+    token *t = lex(&f, "a==b != c<=d>=e<f>g = !h", &n);
+    ck_assert_ptr_nonnull(t);
+    ck_tok(t[0], TK_IDENT, "a", 1, 1);
+    ck_tok(t[1], TK_PUNCT, "==", 1, 2);
+    ck_tok(t[2], TK_IDENT, "b", 1, 4);
+    ck_tok(t[3], TK_PUNCT, "!=", 1, 6);
+    ck_tok(t[5], TK_PUNCT, "<=", 1, 10);
+    ck_tok(t[7], TK_PUNCT, ">=", 1, 13);
+    ck_tok(t[9], TK_PUNCT, "<", 1, 16);
+    ck_tok(t[11], TK_PUNCT, ">", 1, 18);
+    ck_tok(t[13], TK_PUNCT, "=", 1, 21);
+    ck_tok(t[14], TK_PUNCT, "!", 1, 23);
+    ck_tok(t[15], TK_IDENT, "h", 1, 24);
+    ck_assert_int_eq(t[16].kind, TK_NEWLINE);
+    fx_close(&f);
+    /* a name keeps numeric segments: downsample.1 is one token */
+    t = lex(&f, "h = downsample.1", &n);
+    ck_assert_ptr_nonnull(t);
+    ck_tok(t[2], TK_IDENT, "downsample.1", 1, 5);
+    fx_close(&f);
 }
 END_TEST
 
@@ -278,6 +311,7 @@ int main(void) {
     tcase_add_test(tc, dotted_names_and_patterns);
     tcase_add_test(tc, numbers);
     tcase_add_test(tc, keywords);
+    tcase_add_test(tc, comparison_operators);
     tcase_add_test(tc, utf8_comment_is_fine);
     tcase_add_test(tc, nul_byte_is_not_text);
     tcase_add_test(tc, invalid_utf8_is_not_text);

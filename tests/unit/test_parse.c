@@ -212,10 +212,223 @@ START_TEST(keyword_as_name) {
 }
 END_TEST
 
-START_TEST(def_is_reserved) {
-    check_error("def block(x) { }\n", "t.frost:1:1: error: 'def' blocks are not supported yet\n"
-                                      "    1 | def block(x) { }\n"
-                                      "      | ^\n");
+static const char block_src[] = "model m\n"
+                                "def block(x, planes, stride=1, scale=0.5, flag=true) {\n"
+                                "    fc1 = linear(x, planes, bias=false)\n"
+                                "    if stride != 1 or dim(x, -1) != planes {\n"
+                                "        downsample.0 = linear(x, planes)\n"
+                                "        identity = downsample.0\n"
+                                "    } else if not flag { identity = x }\n"
+                                "    else {\n"
+                                "        identity = x; extra = relu(x)\n"
+                                "    }\n"
+                                "    s = add(fc1, identity)\n"
+                                "    return relu(s)\n"
+                                "}\n"
+                                "def id(x)\n"
+                                "{\n"
+                                "    return x\n"
+                                "}\n"
+                                "layer1.0 = block(x, 4, stride=2)\n"
+                                "if N > 2 { h = layer1.0 }\n"
+                                "batchnorm eval\n"
+                                "config c { train *; batchnorm train }\n";
+
+START_TEST(defs_and_blocks) {
+    fixture f;
+    ast_file *a = parse(&f, block_src);
+    ck_assert_msg(a != NULL, "%s", fx_text(&f));
+    ck_assert_int_eq(a->nstmts, 7);
+    const ast_stmt *d = &a->stmts[1];
+    ck_assert_int_eq(d->kind, ST_DEF);
+    ck_assert_str_eq(d->name, "block");
+    ck_assert_int_eq(d->name_loc.col, 5);
+    ck_assert_int_eq(d->nparams, 5);
+    ck_assert_str_eq(d->params[0].name, "x");
+    ck_assert_ptr_null(d->params[0].dflt);
+    ck_assert_str_eq(d->params[2].name, "stride");
+    ck_assert_int_eq(d->params[2].dflt->ival, 1);
+    ck_assert_str_eq(d->params[2].dflt_text, "1");
+    ck_assert_int_eq(d->params[3].dflt->kind, EX_REAL);
+    ck_assert_str_eq(d->params[3].dflt_text, "0.5");
+    ck_assert_int_eq(d->params[4].dflt->kind, EX_BOOL);
+    ck_assert_int_eq(d->params[4].loc.col, 43);
+
+    const ast_block *b = d->body;
+    ck_assert_int_eq(b->nstmts, 4);
+    ck_assert_int_eq(b->open_loc.line, 2);
+    ck_assert_int_eq(b->close_loc.line, 13);
+    ck_assert_int_eq(b->stmts[0].kind, ST_BIND);
+    ck_assert_str_eq(b->stmts[0].op, "linear");
+
+    const ast_stmt *iff = &b->stmts[1];
+    ck_assert_int_eq(iff->kind, ST_IF);
+    ck_assert_int_eq(iff->loc.line, 4);
+    const ast_expr *c = iff->value; /* (stride != 1) or (dim(x, -1) != planes) */
+    ck_assert_int_eq(c->kind, EX_OR);
+    ck_assert_int_eq(c->loc.col, 20);
+    ck_assert_int_eq(c->lhs->kind, EX_CMP);
+    ck_assert_int_eq(c->lhs->op, CMP_NE);
+    ck_assert_str_eq(c->lhs->lhs->name, "stride");
+    ck_assert_int_eq(c->rhs->kind, EX_CMP);
+    ck_assert_int_eq(c->rhs->lhs->kind, EX_DIM);
+    ck_assert_str_eq(c->rhs->lhs->lhs->name, "x");
+    ck_assert_int_eq(c->rhs->lhs->rhs->kind, EX_NEG);
+    ck_assert_int_eq(c->rhs->lhs->loc.col, 23);
+    ck_assert_int_eq(iff->body->nstmts, 2);
+    ck_assert_str_eq(iff->body->stmts[0].name, "downsample.0");
+    ck_assert_int_eq(iff->body->stmts[1].kind, ST_ALIAS);
+    ck_assert_str_eq(iff->body->stmts[1].name, "identity");
+    ck_assert_str_eq(iff->body->stmts[1].value->name, "downsample.0");
+    /* else if: an else block holding one if, with its own else on the next line */
+    ck_assert_ptr_nonnull(iff->else_body);
+    ck_assert_int_eq(iff->else_body->nstmts, 1);
+    const ast_stmt *elif = &iff->else_body->stmts[0];
+    ck_assert_int_eq(elif->kind, ST_IF);
+    ck_assert_int_eq(elif->value->kind, EX_NOT);
+    ck_assert_int_eq(elif->body->nstmts, 1);
+    ck_assert_int_eq(elif->else_body->nstmts, 2); /* ';' separates statements */
+    ck_assert_str_eq(elif->else_body->stmts[1].name, "extra");
+
+    const ast_stmt *ret = &b->stmts[3];
+    ck_assert_int_eq(ret->kind, ST_RETURN);
+    ck_assert_str_eq(ret->op, "relu");
+    ck_assert_int_eq(ret->nargs, 1);
+    const ast_stmt *id = &a->stmts[2]; /* '{' on the line after the header */
+    ck_assert_int_eq(id->kind, ST_DEF);
+    ck_assert_int_eq(id->body->stmts[0].kind, ST_RETURN);
+    ck_assert_ptr_null(id->body->stmts[0].op);
+    ck_assert_str_eq(id->body->stmts[0].value->name, "x");
+
+    const ast_stmt *call = &a->stmts[3];
+    ck_assert_int_eq(call->kind, ST_BIND);
+    ck_assert_str_eq(call->name, "layer1.0");
+    ck_assert_str_eq(call->op, "block");
+    ck_assert_str_eq(call->args[2].name, "stride");
+    const ast_stmt *top_if = &a->stmts[4];
+    ck_assert_int_eq(top_if->kind, ST_IF);
+    ck_assert_int_eq(top_if->value->op, CMP_GT);
+    ck_assert_ptr_null(top_if->else_body);
+    ck_assert_int_eq(top_if->body->stmts[0].kind, ST_ALIAS);
+    ck_assert_int_eq(a->stmts[5].kind, ST_BATCHNORM);
+    ck_assert(a->stmts[5].bn_eval);
+    ck_assert_int_eq(a->stmts[5].name_loc.col, 11);
+    const ast_stmt *cfg = &a->stmts[6];
+    ck_assert_int_eq(cfg->nitems, 2);
+    ck_assert_int_eq(cfg->items[1].kind, CFG_BATCHNORM);
+    ck_assert_str_eq(cfg->items[1].word, "train");
+    ck_assert_int_eq(cfg->items[1].loc.col, 31);
+    fx_close(&f);
+}
+END_TEST
+
+START_TEST(condition_precedence) {
+    fixture f;
+    /* not binds tighter than and, and tighter than or; comparisons bind
+     * looser than arithmetic */
+    ast_file *a = parse(&f, "const A = not a == 1 and b < c + 1 or d >= -2\nconst B = (a or b) and c\n"
+                            "const C = bias == x\nbatchnorm = relu(x)\n");
+    ck_assert_msg(a != NULL, "%s", fx_text(&f));
+    const ast_expr *e = a->stmts[0].value;
+    ck_assert_int_eq(e->kind, EX_OR);
+    ck_assert_int_eq(e->lhs->kind, EX_AND);
+    ck_assert_int_eq(e->lhs->lhs->kind, EX_NOT);
+    ck_assert_int_eq(e->lhs->lhs->lhs->kind, EX_CMP);
+    ck_assert_int_eq(e->lhs->lhs->lhs->op, CMP_EQ);
+    ck_assert_int_eq(e->lhs->rhs->op, CMP_LT);
+    ck_assert_int_eq(e->lhs->rhs->rhs->kind, EX_BIN);
+    ck_assert_int_eq(e->rhs->op, CMP_GE);
+    ck_assert_int_eq(e->rhs->rhs->kind, EX_NEG);
+    const ast_expr *p = a->stmts[1].value;
+    ck_assert_int_eq(p->kind, EX_AND);
+    ck_assert_int_eq(p->lhs->kind, EX_OR);
+    ck_assert_int_eq(a->stmts[2].value->kind, EX_CMP); /* '==' is not a keyword argument's '=' */
+    /* batchnorm is only a statement when a mode follows */
+    ck_assert_int_eq(a->stmts[3].kind, ST_BIND);
+    ck_assert_str_eq(a->stmts[3].name, "batchnorm");
+    fx_close(&f);
+}
+END_TEST
+
+START_TEST(block_errors) {
+    check_error("def f(x) {\n    y = relu(x)\n}\n", "t.frost:3:1: error: def 'f' must end with 'return NAME' (or "
+                                                    "'return op(...)')\n"
+                                                    "    3 | }\n"
+                                                    "      | ^\n");
+    check_error("def f(x) {\n    return x\n    y = relu(x)\n    return y\n}\n",
+                "t.frost:2:5: error: 'return' must be the last statement of def 'f'\n"
+                "    2 |     return x\n"
+                "      |     ^\n");
+    check_error("def f(x) {\n    if true { return x }\n    return x\n}\n",
+                "t.frost:2:15: error: 'return' inside 'if' is not supported; assign the result to a name in each "
+                "branch and return that name after the 'if'\n"
+                "    2 |     if true { return x }\n"
+                "      |               ^\n");
+    check_error("return x\n", "t.frost:1:1: error: 'return' outside of a def\n"
+                              "    1 | return x\n"
+                              "      | ^\n");
+    check_error("else { }\n", "t.frost:1:1: error: 'else' without 'if'\n"
+                              "    1 | else { }\n"
+                              "      | ^\n");
+    check_error("def f(x) {\n    def g(y) { return y }\n    return x\n}\n",
+                "t.frost:2:5: error: 'def' is only allowed at the top level\n"
+                "    2 |     def g(y) { return y }\n"
+                "      |     ^\n");
+    check_error("if a < b < c { }\n", "t.frost:1:10: error: comparisons cannot be chained; combine them with 'and'\n"
+                                      "    1 | if a < b < c { }\n"
+                                      "      |          ^\n");
+    check_error("if a == 1\n", "t.frost:1:10: error: expected '{', got end of line\n"
+                               "    1 | if a == 1\n"
+                               "      |          ^\n");
+    check_error("def f(x, 2) { return x }\n", "t.frost:1:10: error: expected a parameter name, got '2'\n"
+                                              "    1 | def f(x, 2) { return x }\n"
+                                              "      |          ^\n");
+    check_error("def f.g(x) { return x }\n", "t.frost:1:5: error: a def name must be a plain identifier without "
+                                             "dots, got 'f.g'\n"
+                                             "    1 | def f.g(x) { return x }\n"
+                                             "      |     ^\n");
+    check_error("const D = dim(x)\n", "t.frost:1:16: error: expected ',' and a dimension index (dim(x, i) is the "
+                                      "size of dimension i of x), got ')'\n"
+                                      "    1 | const D = dim(x)\n"
+                                      "      |                ^\n");
+    check_error("batchnorm on\n", "t.frost:1:11: error: expected 'eval' or 'train' after 'batchnorm', got 'on'\n"
+                                  "    1 | batchnorm on\n"
+                                  "      |           ^\n");
+    check_error("config c { batchnorm eval train }\n", "t.frost:1:27: error: expected ';', '}' or end of line after "
+                                                       "'batchnorm eval', got 'train'\n"
+                                                       "    1 | config c { batchnorm eval train }\n"
+                                                       "      |                           ^\n");
+    check_error("fc1 = linear\n", "t.frost:1:13: error: expected '(' after op name 'linear', got end of line\n"
+                                  "    1 | fc1 = linear\n"
+                                  "      |             ^\n");
+}
+END_TEST
+
+START_TEST(block_recovery) {
+    fixture f;
+    /* one message per bad statement of a block, the rest of the file goes on;
+     * an unclosed block is reported once, at its owner */
+    ck_assert_ptr_null(parse(&f, "model m\n"
+                                 "def f(x) {\n"
+                                 "    a = = 2\n"
+                                 "    if x = 1 {\n"
+                                 "        b = relu(x)\n"
+                                 "    }\n"
+                                 "    c = relu(x) d\n"
+                                 "    return c\n"
+                                 "}\n"
+                                 "y = = 3\n"
+                                 "def g(x) {\n"
+                                 "    if true {\n"
+                                 "        h = relu(x)\n"));
+    ck_assert_int_eq(f.d.errors, 5);
+    const char *t = fx_text(&f);
+    ck_assert_ptr_nonnull(strstr(t, "t.frost:3:9: error: expected an op name, got '='\n"));
+    ck_assert_ptr_nonnull(strstr(t, "t.frost:4:10: error: expected '{', got '='\n"));
+    ck_assert_ptr_nonnull(strstr(t, "t.frost:7:17: error: expected end of line after the call, got 'd'\n"));
+    ck_assert_ptr_nonnull(strstr(t, "t.frost:10:5: error: expected an op name, got '='\n"));
+    ck_assert_ptr_nonnull(strstr(t, "t.frost:12:5: error: 'if' is not closed with '}'\n"));
+    fx_close(&f);
 }
 END_TEST
 
@@ -230,7 +443,8 @@ START_TEST(config_errors) {
     check_error("config c { train }\n", "t.frost:1:18: error: expected a pattern after 'train'\n"
                                         "    1 | config c { train }\n"
                                         "      |                  ^\n");
-    check_error("config c { trian * }\n", "t.frost:1:12: error: expected 'train', 'freeze', 'grad' or '}', got 'trian'\n"
+    check_error("config c { trian * }\n", "t.frost:1:12: error: expected 'train', 'freeze', 'grad', 'batchnorm' or "
+                                          "'}', got 'trian'\n"
                                           "    1 | config c { trian * }\n"
                                           "      |            ^\n");
 }
@@ -244,7 +458,8 @@ START_TEST(recovers_per_statement) {
     ck_assert_int_eq(f.d.errors, 3);
     const char *t = fx_text(&f);
     ck_assert_ptr_nonnull(strstr(t, "t.frost:2:5: error: expected an op name, got '='\n"));
-    ck_assert_ptr_nonnull(strstr(t, "t.frost:4:3: error: expected 'train', 'freeze', 'grad' or '}', got 'trian'\n"));
+    ck_assert_ptr_nonnull(
+        strstr(t, "t.frost:4:3: error: expected 'train', 'freeze', 'grad', 'batchnorm' or '}', got 'trian'\n"));
     ck_assert_ptr_nonnull(strstr(t, "t.frost:8:10: error: expected ',' or ')', got end of line\n"));
     fx_close(&f);
 }
@@ -269,7 +484,10 @@ int main(void) {
     tcase_add_test(tc, missing_paren_stops_at_end_of_line);
     tcase_add_test(tc, missing_equals);
     tcase_add_test(tc, keyword_as_name);
-    tcase_add_test(tc, def_is_reserved);
+    tcase_add_test(tc, defs_and_blocks);
+    tcase_add_test(tc, condition_precedence);
+    tcase_add_test(tc, block_errors);
+    tcase_add_test(tc, block_recovery);
     tcase_add_test(tc, trailing_junk);
     tcase_add_test(tc, config_errors);
     tcase_add_test(tc, recovers_per_statement);

@@ -1,0 +1,1413 @@
+/* test_runtime.c: the CNN runtime kernels (conv2d, batch norm, pooling,
+ * dropout) and the in-place contract of the element-wise forward kernels.
+ *
+ * Every kernel is compared with a naive reference written here: direct loops
+ * over the definition, accumulated in double, which also report the
+ * magnitude sum |terms| of each result. Float kernels are then held to
+ * |got - want| <= TOL * magnitude (a few float epsilons: the bound of a
+ * rounding-error analysis, not a loose percentage). Backward kernels are also
+ * checked against central differences of their forward kernels along random
+ * directions (<dy, d f(x; v)> against <dx, v>), so forward and backward
+ * agree with each other independently of the references.
+ *
+ * Buffers come with NaN guard zones on both sides, outputs start as NaN (a
+ * kernel that reads what it should only write produces NaN), scratch is
+ * exactly rt_conv2d_scratch_floats() floats of NaN, and the guards and the
+ * inputs are checked afterwards: out-of-bounds reads and writes show up
+ * without a sanitizer (and with one, as well).
+ */
+#include <check.h>
+#include <float.h>
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "rt.h"
+
+/* ================================================================ helpers */
+
+static uint64_t rng;
+static void seed_rng(uint64_t s)
+{
+    rng = s * 0x9e3779b97f4a7c15ull + 12345;
+}
+static uint64_t rnext(void)
+{
+    rng = rng * 6364136223846793005ull + 1442695040888963407ull;
+    return rng >> 16;
+}
+static float frand(void) /* [-1, 1) */
+{
+    return (float)((rnext() >> 8) & 0xffffff) / 8388608.0f - 1.0f;
+}
+static void fill_rand(float *p, int64_t n)
+{
+    for (int64_t i = 0; i < n; i++)
+        p[i] = frand();
+}
+
+/* The configuration under test, for failure messages. */
+static char ctx[200];
+
+/* Guarded float buffers: GUARD sentinel NaNs on each side; the contents
+ * start as the sentinel too. */
+enum { GUARD = 16 };
+static const uint32_t SENTINEL_BITS = 0x7fc0deadu;
+static float sentinel(void)
+{
+    float f;
+    memcpy(&f, &SENTINEL_BITS, sizeof f);
+    return f;
+}
+static int is_sentinel(float f)
+{
+    uint32_t u;
+    memcpy(&u, &f, sizeof u);
+    return u == SENTINEL_BITS;
+}
+static float *gnew(int64_t n)
+{
+    float *b = malloc(sizeof(float) * (size_t)(n + 2 * GUARD));
+    ck_assert(b);
+    for (int64_t i = 0; i < n + 2 * GUARD; i++)
+        b[i] = sentinel();
+    return b + GUARD;
+}
+static void gpoison(float *p, int64_t n)
+{
+    for (int64_t i = 0; i < n; i++)
+        p[i] = sentinel();
+}
+static void gcheck(const float *p, int64_t n, const char *what)
+{
+    for (int i = 1; i <= GUARD; i++) {
+        ck_assert_msg(is_sentinel(p[-i]), "%s: %s: write %d floats before the buffer", ctx, what, i);
+        ck_assert_msg(is_sentinel(p[n + i - 1]), "%s: %s: write %d floats after the buffer", ctx,
+                      what, i);
+    }
+}
+static void gfree(float *p)
+{
+    if (p)
+        free(p - GUARD);
+}
+static float *gdup(const float *src, int64_t n)
+{
+    float *p = gnew(n);
+    memcpy(p, src, sizeof(float) * (size_t)n);
+    return p;
+}
+
+static double *dnew(int64_t n)
+{
+    double *p = calloc((size_t)(n > 0 ? n : 1), sizeof(double));
+    ck_assert(p);
+    return p;
+}
+
+/* Tolerances, in float epsilons times the magnitude sum |terms| of a result. */
+#define TOL_GEMM (8.0 * FLT_EPSILON)   /* sums of products, up to ~150 terms */
+#define TOL_ELEM (4.0 * FLT_EPSILON)   /* a few roundings per element */
+
+/* |got - want| <= rtol * mag (mag NULL: |want|); NaN never passes. */
+static void expect_near(const float *got, const double *want, const double *mag, int64_t n,
+                        double rtol, const char *what)
+{
+    for (int64_t i = 0; i < n; i++) {
+        double m = mag ? mag[i] : fabs(want[i]);
+        double err = fabs((double)got[i] - want[i]);
+        ck_assert_msg(err <= rtol * m, "%s: %s[%lld]: got %.9g, want %.9g (err %.3g, tol %.3g)", ctx,
+                      what, (long long)i, (double)got[i], want[i], err, rtol * m);
+    }
+}
+
+/* want += pre, mag += |pre|: the reference for acc = 1 */
+static void add_prefill(double *want, double *mag, const float *pre, int64_t n)
+{
+    for (int64_t i = 0; i < n; i++) {
+        want[i] += pre[i];
+        mag[i] += fabs(pre[i]);
+    }
+}
+
+static void expect_same(const float *a, const float *b, int64_t n, const char *what)
+{
+    for (int64_t i = 0; i < n; i++)
+        ck_assert_msg(memcmp(&a[i], &b[i], sizeof(float)) == 0, "%s: %s[%lld]: %.9g vs %.9g", ctx,
+                      what, (long long)i, (double)a[i], (double)b[i]);
+}
+
+static double ddot(const float *a, const float *b, int64_t n)
+{
+    double s = 0.0;
+    for (int64_t i = 0; i < n; i++)
+        s += (double)a[i] * b[i];
+    return s;
+}
+static double dabsdot(const float *a, const float *b, int64_t n)
+{
+    double s = 0.0;
+    for (int64_t i = 0; i < n; i++)
+        s += fabs((double)a[i] * b[i]);
+    return s;
+}
+
+/* x +/- h v, rounded to float */
+static void shifted(float *out, const float *x, const float *v, int64_t n, double h)
+{
+    for (int64_t i = 0; i < n; i++)
+        out[i] = (float)((double)x[i] + h * v[i]);
+}
+
+static int out_size(int n, int k, int s, int p, int d)
+{
+    int span = n + 2 * p - d * (k - 1) - 1;
+    return span < 0 ? 0 : span / s + 1;
+}
+
+#define IDX4(a, b, c, e, B, C, E) ((((int64_t)(a) * (B) + (b)) * (C) + (c)) * (E) + (e))
+
+/* ================================================================ conv2d */
+
+typedef struct {
+    int N, C, H, W, K, k, s, p, d, g;
+} conv_t;
+
+static int conv_oh(const conv_t *c)
+{
+    return out_size(c->H, c->k, c->s, c->p, c->d);
+}
+static int conv_ow(const conv_t *c)
+{
+    return out_size(c->W, c->k, c->s, c->p, c->d);
+}
+static void conv_ctx(const conv_t *c)
+{
+    snprintf(ctx, sizeof ctx, "conv N%d C%d H%d W%d K%d k%d s%d p%d d%d groups%d", c->N, c->C,
+             c->H, c->W, c->K, c->k, c->s, c->p, c->d, c->g);
+}
+static int64_t conv_scratch(const conv_t *c)
+{
+    return rt_conv2d_scratch_floats(c->C, c->H, c->W, c->k, c->s, c->p, c->d, c->g);
+}
+static float *conv_scratch_new(const conv_t *c)
+{
+    int64_t n = conv_scratch(c);
+    return n ? gnew(n) : NULL;
+}
+static void conv_scratch_check(const conv_t *c, float *scr)
+{
+    if (scr) {
+        gcheck(scr, conv_scratch(c), "scratch");
+        gpoison(scr, conv_scratch(c));
+    }
+}
+
+/* Visit every (output, input, weight) triple of the convolution:
+ * y[n,o,oy,ox] += x[n,ci,iy,ix] * w[o,cw,ky,kx], iy = oy*s - p + ky*d. */
+#define CONV_FOR_EACH(c, BODY)                                                                  \
+    do {                                                                                        \
+        const int OH_ = conv_oh(c), OW_ = conv_ow(c), Cg_ = (c)->C / (c)->g;                    \
+        const int Kg_ = (c)->K / (c)->g;                                                        \
+        for (int n = 0; n < (c)->N; n++)                                                        \
+            for (int o = 0; o < (c)->K; o++)                                                    \
+                for (int oy = 0; oy < OH_; oy++)                                                \
+                    for (int ox = 0; ox < OW_; ox++)                                            \
+                        for (int cw = 0; cw < Cg_; cw++)                                        \
+                            for (int ky = 0; ky < (c)->k; ky++)                                 \
+                                for (int kx = 0; kx < (c)->k; kx++) {                           \
+                                    const int iy = oy * (c)->s - (c)->p + ky * (c)->d;          \
+                                    const int ix = ox * (c)->s - (c)->p + kx * (c)->d;          \
+                                    if (iy < 0 || iy >= (c)->H || ix < 0 || ix >= (c)->W)       \
+                                        continue;                                               \
+                                    const int64_t yi = IDX4(n, o, oy, ox, (c)->K, OH_, OW_);    \
+                                    const int64_t xi =                                          \
+                                        IDX4(n, o / Kg_ * Cg_ + cw, iy, ix, (c)->C, (c)->H, (c)->W); \
+                                    const int64_t wi = IDX4(o, cw, ky, kx, Cg_, (c)->k, (c)->k); \
+                                    BODY;                                                       \
+                                }                                                               \
+    } while (0)
+
+static void ref_conv_fwd(const conv_t *c, const float *x, const float *w, const float *b,
+                         double *y, double *mag)
+{
+    const int64_t ny = (int64_t)c->N * c->K * conv_oh(c) * conv_ow(c), OHW = (int64_t)conv_oh(c) * conv_ow(c);
+    for (int64_t i = 0; i < ny; i++) {
+        y[i] = b ? b[(i / OHW) % c->K] : 0.0;
+        mag[i] = fabs(y[i]);
+    }
+    CONV_FOR_EACH(c, {
+        double t = (double)x[xi] * w[wi];
+        y[yi] += t;
+        mag[yi] += fabs(t);
+    });
+}
+
+static void ref_conv_bwd_x(const conv_t *c, const float *dy, const float *w, double *dx,
+                           double *mag)
+{
+    const int64_t nx = (int64_t)c->N * c->C * c->H * c->W;
+    memset(dx, 0, sizeof(double) * (size_t)nx);
+    memset(mag, 0, sizeof(double) * (size_t)nx);
+    CONV_FOR_EACH(c, {
+        double t = (double)dy[yi] * w[wi];
+        dx[xi] += t;
+        mag[xi] += fabs(t);
+    });
+}
+
+static void ref_conv_bwd_w(const conv_t *c, const float *dy, const float *x, double *dw,
+                           double *mag)
+{
+    const int64_t nw = (int64_t)c->K * (c->C / c->g) * c->k * c->k;
+    memset(dw, 0, sizeof(double) * (size_t)nw);
+    memset(mag, 0, sizeof(double) * (size_t)nw);
+    CONV_FOR_EACH(c, {
+        double t = (double)dy[yi] * x[xi];
+        dw[wi] += t;
+        mag[wi] += fabs(t);
+    });
+}
+
+/* All conv kernels on one configuration against the references, acc 0 and 1,
+ * with and without bias. */
+static void conv_check(const conv_t *c)
+{
+    conv_ctx(c);
+    const int OH = conv_oh(c), OW = conv_ow(c), Cg = c->C / c->g;
+    const int64_t nx = (int64_t)c->N * c->C * c->H * c->W, nw = (int64_t)c->K * Cg * c->k * c->k;
+    const int64_t ny = (int64_t)c->N * c->K * OH * OW;
+
+    /* the scratch size: 0 for depthwise/single-channel and 1x1/s1/p0 convs, else
+     * one image's columns for one group */
+    int64_t want_scratch = (int64_t)Cg * c->k * c->k * OH * OW;
+    if (Cg == 1 || (c->k == 1 && c->s == 1 && c->p == 0))
+        want_scratch = 0;
+    ck_assert_msg(conv_scratch(c) == want_scratch, "%s: scratch %lld floats, want %lld", ctx,
+                  (long long)conv_scratch(c), (long long)want_scratch);
+
+    float *x = gnew(nx), *w = gnew(nw), *b = gnew(c->K), *dy = gnew(ny);
+    fill_rand(x, nx), fill_rand(w, nw), fill_rand(b, c->K), fill_rand(dy, ny);
+    float *x0 = gdup(x, nx), *w0 = gdup(w, nw), *b0 = gdup(b, c->K), *dy0 = gdup(dy, ny);
+    float *y = gnew(ny), *dx = gnew(nx), *dw = gnew(nw), *scr = conv_scratch_new(c);
+    int64_t nmax = nx > ny ? nx : ny;
+    nmax = nmax > nw ? nmax : nw;
+    double *want = dnew(nmax), *mag = dnew(nmax);
+
+    for (int bias = 0; bias <= 1; bias++) {
+        gpoison(y, ny);
+        rt_conv2d_fwd(x, w, bias ? b : NULL, y, scr, c->N, c->C, c->H, c->W, c->K, c->k, c->s,
+                      c->p, c->d, c->g);
+        ref_conv_fwd(c, x, w, bias ? b : NULL, want, mag);
+        expect_near(y, want, mag, ny, TOL_GEMM, bias ? "fwd y (bias)" : "fwd y");
+        gcheck(y, ny, "y");
+        conv_scratch_check(c, scr);
+    }
+    for (int acc = 0; acc <= 1; acc++) {
+        float *pre = gnew(nx);
+        fill_rand(pre, nx);
+        if (acc)
+            memcpy(dx, pre, sizeof(float) * (size_t)nx);
+        else
+            gpoison(dx, nx);
+        rt_conv2d_bwd_x(dy, w, dx, scr, c->N, c->C, c->H, c->W, c->K, c->k, c->s, c->p, c->d, c->g,
+                        acc);
+        ref_conv_bwd_x(c, dy, w, want, mag);
+        if (acc)
+            add_prefill(want, mag, pre, nx);
+        expect_near(dx, want, mag, nx, TOL_GEMM, acc ? "bwd_x dx (acc)" : "bwd_x dx");
+        gcheck(dx, nx, "dx");
+        conv_scratch_check(c, scr);
+        gfree(pre);
+    }
+    for (int acc = 0; acc <= 1; acc++) {
+        float *pre = gnew(nw);
+        fill_rand(pre, nw);
+        if (acc)
+            memcpy(dw, pre, sizeof(float) * (size_t)nw);
+        else
+            gpoison(dw, nw);
+        rt_conv2d_bwd_w(dy, x, dw, scr, c->N, c->C, c->H, c->W, c->K, c->k, c->s, c->p, c->d, c->g,
+                        acc);
+        ref_conv_bwd_w(c, dy, x, want, mag);
+        if (acc)
+            add_prefill(want, mag, pre, nw);
+        expect_near(dw, want, mag, nw, TOL_GEMM, acc ? "bwd_w dw (acc)" : "bwd_w dw");
+        gcheck(dw, nw, "dw");
+        conv_scratch_check(c, scr);
+        gfree(pre);
+    }
+    /* inputs are read only */
+    expect_same(x, x0, nx, "x unchanged");
+    expect_same(w, w0, nw, "w unchanged");
+    expect_same(b, b0, c->K, "b unchanged");
+    expect_same(dy, dy0, ny, "dy unchanged");
+    gcheck(x, nx, "x"), gcheck(w, nw, "w"), gcheck(b, c->K, "b"), gcheck(dy, ny, "dy");
+
+    gfree(x), gfree(w), gfree(b), gfree(dy), gfree(x0), gfree(w0), gfree(b0), gfree(dy0);
+    gfree(y), gfree(dx), gfree(dw), gfree(scr);
+    free(want), free(mag);
+}
+
+/* The grid: loop index -> (k, s, p, d); inside, every channel/group layout and
+ * a few odd spatial sizes. */
+static const int grid_k[] = {1, 2, 3, 5};
+enum { GRID_N = 4 * 3 * 3 * 2 };
+static const struct {
+    int N, C, K, g;
+} conv_layouts[] = {
+    {2, 3, 5, 1}, /* plain */
+    {3, 4, 6, 2}, /* grouped */
+    {2, 6, 4, 2}, /* grouped, fewer outputs than inputs */
+    {2, 3, 3, 3}, /* depthwise */
+    {1, 2, 6, 2}, /* depthwise with channel multiplier 3 */
+    {2, 1, 4, 1}, /* a single input channel (C/groups == 1: the direct path too) */
+};
+static const int conv_hw[][2] = {{7, 5}, {10, 9}, {3, 12}};
+
+START_TEST(conv_grid)
+{
+    conv_t c;
+    c.k = grid_k[_i / 18];
+    c.s = (_i / 6) % 3 + 1;
+    c.p = (_i / 2) % 3;
+    c.d = _i % 2 + 1;
+    seed_rng(100 + (uint64_t)_i);
+    for (size_t l = 0; l < sizeof conv_layouts / sizeof *conv_layouts; l++)
+        for (size_t h = 0; h < sizeof conv_hw / sizeof *conv_hw; h++) {
+            c.N = conv_layouts[l].N, c.C = conv_layouts[l].C, c.K = conv_layouts[l].K;
+            c.g = conv_layouts[l].g;
+            c.H = conv_hw[h][0], c.W = conv_hw[h][1];
+            if (conv_oh(&c) > 0 && conv_ow(&c) > 0)
+                conv_check(&c);
+        }
+}
+END_TEST
+
+/* Larger, ResNet-like layers: long GEMM reductions, OpenBLAS's blocked paths. */
+START_TEST(conv_larger)
+{
+    static const conv_t cases[] = {
+        {2, 16, 14, 14, 32, 3, 2, 1, 1, 1}, /* 3x3 stride 2 */
+        {2, 16, 14, 14, 16, 3, 1, 1, 1, 1}, /* 3x3 stride 1 */
+        {2, 16, 14, 14, 32, 1, 2, 0, 1, 1}, /* 1x1 stride 2 downsample */
+        {2, 32, 7, 7, 24, 1, 1, 0, 1, 1},   /* 1x1 pointwise */
+        {2, 3, 23, 21, 8, 7, 2, 3, 1, 1},   /* a stem: 7x7 stride 2 pad 3 */
+        {2, 16, 15, 13, 16, 3, 1, 1, 1, 16}, /* depthwise 3x3 */
+        {2, 16, 15, 13, 16, 5, 2, 2, 1, 16}, /* depthwise 5x5 stride 2 */
+        {2, 16, 12, 12, 16, 3, 1, 2, 2, 4}, /* grouped, dilated */
+    };
+    seed_rng(7);
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++)
+        conv_check(&cases[i]);
+}
+END_TEST
+
+START_TEST(conv_scratch_sizes)
+{
+    /* one image's columns for one group, or 0 */
+    ck_assert_int_eq(rt_conv2d_scratch_floats(64, 56, 56, 3, 1, 1, 1, 1), 64 * 9 * 56 * 56);
+    ck_assert_int_eq(rt_conv2d_scratch_floats(64, 56, 56, 1, 2, 0, 1, 1), 64 * 28 * 28);
+    ck_assert_int_eq(rt_conv2d_scratch_floats(3, 224, 224, 7, 2, 3, 1, 1), 3 * 49 * 112 * 112);
+    ck_assert_int_eq(rt_conv2d_scratch_floats(64, 56, 56, 3, 1, 1, 1, 4), 16 * 9 * 56 * 56);
+    ck_assert_int_eq(rt_conv2d_scratch_floats(64, 56, 56, 1, 1, 0, 1, 1), 0); /* pointwise */
+    ck_assert_int_eq(rt_conv2d_scratch_floats(64, 56, 56, 1, 1, 0, 3, 2), 0); /* d is moot */
+    ck_assert_int_eq(rt_conv2d_scratch_floats(64, 56, 56, 3, 2, 1, 1, 64), 0); /* depthwise */
+    ck_assert_int_eq(rt_conv2d_scratch_floats(1, 28, 28, 5, 1, 0, 1, 1), 0);   /* C = 1 */
+    ck_assert_int_eq(rt_conv2d_scratch_floats(4, 2, 9, 3, 1, 0, 1, 1), 0);     /* no output */
+    ck_assert_int_eq(rt_conv2d_scratch_floats(4, 3, 9, 3, 1, 0, 1, 1), 4 * 9 * 1 * 7);
+}
+END_TEST
+
+/* No output positions (the window is larger than the padded input): fwd
+ * writes nothing, bwd_x/bwd_w with acc = 0 write zeros, with acc = 1 nothing. */
+START_TEST(conv_empty_output)
+{
+    const conv_t c = {2, 4, 3, 5, 6, 5, 1, 0, 1, 2};
+    conv_ctx(&c);
+    ck_assert_int_eq(conv_oh(&c), 0);
+    const int64_t nx = 2 * 4 * 3 * 5, nw = 6 * 2 * 25;
+    float *x = gnew(nx), *w = gnew(nw), *dx = gnew(nx), *dw = gnew(nw), *dy = gnew(1);
+    fill_rand(x, nx), fill_rand(w, nw);
+    float *y = gnew(0);
+    rt_conv2d_fwd(x, w, NULL, y, NULL, c.N, c.C, c.H, c.W, c.K, c.k, c.s, c.p, c.d, c.g);
+    gcheck(y, 0, "y");
+    rt_conv2d_bwd_x(dy, w, dx, NULL, c.N, c.C, c.H, c.W, c.K, c.k, c.s, c.p, c.d, c.g, 0);
+    rt_conv2d_bwd_w(dy, x, dw, NULL, c.N, c.C, c.H, c.W, c.K, c.k, c.s, c.p, c.d, c.g, 0);
+    for (int64_t i = 0; i < nx; i++)
+        ck_assert(dx[i] == 0.0f);
+    for (int64_t i = 0; i < nw; i++)
+        ck_assert(dw[i] == 0.0f);
+    fill_rand(dx, nx), fill_rand(dw, nw);
+    float *dx0 = gdup(dx, nx), *dw0 = gdup(dw, nw);
+    rt_conv2d_bwd_x(dy, w, dx, NULL, c.N, c.C, c.H, c.W, c.K, c.k, c.s, c.p, c.d, c.g, 1);
+    rt_conv2d_bwd_w(dy, x, dw, NULL, c.N, c.C, c.H, c.W, c.K, c.k, c.s, c.p, c.d, c.g, 1);
+    expect_same(dx, dx0, nx, "dx (acc)");
+    expect_same(dw, dw0, nw, "dw (acc)");
+    gcheck(dx, nx, "dx"), gcheck(dw, nw, "dw");
+    gfree(x), gfree(w), gfree(dx), gfree(dw), gfree(dy), gfree(y), gfree(dx0), gfree(dw0);
+}
+END_TEST
+
+/* Finite differences: L = <dy, conv(x, w, b)>. Conv is linear in each of x, w,
+ * b, so the central difference is exact up to float rounding, which the
+ * tolerance bounds by the magnitude of the sums involved. */
+static void conv_fd(const conv_t *c)
+{
+    conv_ctx(c);
+    const int OH = conv_oh(c), OW = conv_ow(c), Cg = c->C / c->g;
+    const int64_t nx = (int64_t)c->N * c->C * c->H * c->W, nw = (int64_t)c->K * Cg * c->k * c->k;
+    const int64_t ny = (int64_t)c->N * c->K * OH * OW;
+    float *x = gnew(nx), *w = gnew(nw), *b = gnew(c->K), *dy = gnew(ny), *y = gnew(ny);
+    float *vx = gnew(nx), *vw = gnew(nw), *vb = gnew(c->K);
+    float *xp = gnew(nx), *wp = gnew(nw), *bp = gnew(c->K);
+    float *dx = gnew(nx), *dw = gnew(nw), *db = gnew(c->K), *scr = conv_scratch_new(c);
+    fill_rand(x, nx), fill_rand(w, nw), fill_rand(b, c->K), fill_rand(dy, ny);
+    fill_rand(vx, nx), fill_rand(vw, nw), fill_rand(vb, c->K);
+    const double h = 0.25;
+
+    rt_conv2d_bwd_x(dy, w, dx, scr, c->N, c->C, c->H, c->W, c->K, c->k, c->s, c->p, c->d, c->g, 0);
+    rt_conv2d_bwd_w(dy, x, dw, scr, c->N, c->C, c->H, c->W, c->K, c->k, c->s, c->p, c->d, c->g, 0);
+    rt_sum_channels(dy, db, c->N, c->K, (int64_t)OH * OW, 0);
+
+    for (int which = 0; which < 3; which++) {
+        double L[2], mag = 0.0;
+        for (int sgn = 0; sgn < 2; sgn++) {
+            const double hs = sgn ? -h : h;
+            shifted(xp, x, vx, nx, which == 0 ? hs : 0.0);
+            shifted(wp, w, vw, nw, which == 1 ? hs : 0.0);
+            shifted(bp, b, vb, c->K, which == 2 ? hs : 0.0);
+            rt_conv2d_fwd(xp, wp, bp, y, scr, c->N, c->C, c->H, c->W, c->K, c->k, c->s, c->p, c->d,
+                          c->g);
+            L[sgn] = ddot(dy, y, ny);
+            mag += dabsdot(dy, y, ny);
+        }
+        const double fd = (L[0] - L[1]) / (2 * h);
+        const float *grad = which == 0 ? dx : which == 1 ? dw : db;
+        const float *v = which == 0 ? vx : which == 1 ? vw : vb;
+        const int64_t n = which == 0 ? nx : which == 1 ? nw : c->K;
+        const double an = ddot(grad, v, n);
+        /* rounding: of y (and of x +/- h v), amplified by 1/(2h); of the gradient */
+        const double tol = 8 * FLT_EPSILON * (mag / (2 * h) + dabsdot(grad, v, n));
+        ck_assert_msg(fabs(fd - an) <= tol, "%s: d%s: finite difference %.9g, <grad, v> %.9g (tol %.3g)",
+                      ctx, which == 0 ? "x" : which == 1 ? "w" : "b", fd, an, tol);
+    }
+    gfree(x), gfree(w), gfree(b), gfree(dy), gfree(y), gfree(vx), gfree(vw), gfree(vb);
+    gfree(xp), gfree(wp), gfree(bp), gfree(dx), gfree(dw), gfree(db), gfree(scr);
+}
+
+START_TEST(conv_finite_differences)
+{
+    static const conv_t cases[] = {
+        {2, 4, 7, 6, 6, 3, 2, 1, 1, 1}, {2, 4, 7, 6, 6, 3, 1, 2, 2, 2}, {2, 4, 5, 5, 4, 1, 1, 0, 1, 2},
+        {2, 4, 5, 6, 4, 1, 2, 1, 1, 1}, {2, 3, 7, 7, 6, 3, 2, 1, 1, 3}, {3, 2, 6, 5, 2, 2, 1, 1, 2, 2},
+        {2, 1, 8, 7, 3, 5, 2, 2, 1, 1},
+    };
+    seed_rng(11);
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++)
+        conv_fd(&cases[i]);
+}
+END_TEST
+
+/* ================================================================ sum_channels */
+
+START_TEST(sum_channels)
+{
+    static const int shapes[][3] = {{1, 1, 1}, {3, 5, 1}, {2, 4, 7}, {4, 3, 49}, {2, 2, 1001}};
+    seed_rng(3);
+    for (size_t t = 0; t < sizeof shapes / sizeof *shapes; t++) {
+        const int N = shapes[t][0], K = shapes[t][1], HW = shapes[t][2];
+        snprintf(ctx, sizeof ctx, "sum_channels N%d K%d HW%d", N, K, HW);
+        const int64_t n = (int64_t)N * K * HW;
+        float *dy = gnew(n), *db = gnew(K), *pre = gnew(K);
+        fill_rand(dy, n), fill_rand(pre, K);
+        double *want = dnew(K), *mag = dnew(K);
+        for (int acc = 0; acc <= 1; acc++) {
+            for (int k = 0; k < K; k++) {
+                want[k] = acc ? pre[k] : 0.0;
+                mag[k] = fabs(want[k]);
+                for (int i = 0; i < N; i++)
+                    for (int j = 0; j < HW; j++) {
+                        want[k] += dy[((int64_t)i * K + k) * HW + j];
+                        mag[k] += fabs(dy[((int64_t)i * K + k) * HW + j]);
+                    }
+            }
+            if (acc)
+                memcpy(db, pre, sizeof(float) * (size_t)K);
+            else
+                gpoison(db, K);
+            rt_sum_channels(dy, db, N, K, HW, acc);
+            expect_near(db, want, mag, K, TOL_ELEM, acc ? "db (acc)" : "db");
+            gcheck(db, K, "db");
+        }
+        gfree(dy), gfree(db), gfree(pre), free(want), free(mag);
+    }
+}
+END_TEST
+
+/* ================================================================ batch norm */
+
+typedef struct {
+    int N, C, HW;
+    float offset, spread; /* x = offset + spread * U(-1, 1) */
+} bn_t;
+
+static const bn_t bn_cases[] = {
+    {2, 3, 5, 0.0f, 1.0f},    {3, 4, 49, 0.5f, 2.0f},  {1, 2, 1, 0.0f, 1.0f}, /* m = 1 */
+    {4, 5, 13, -3.0f, 0.5f},  {2, 3, 1000, 0.0f, 1.0f},
+    {3, 2, 77, 1000.0f, 0.01f}, /* mean >> std: a naive E[x^2]-E[x]^2 in float is all noise */
+    {2, 3, 9, 2.0f, 0.0f},     /* constant channels: var = 0 */
+};
+
+static void bn_ctx(const bn_t *b, const char *what)
+{
+    snprintf(ctx, sizeof ctx, "%s N%d C%d HW%d offset %g spread %g", what, b->N, b->C, b->HW,
+             (double)b->offset, (double)b->spread);
+}
+
+static void bn_fill_x(const bn_t *b, float *x)
+{
+    const int64_t n = (int64_t)b->N * b->C * b->HW;
+    for (int64_t i = 0; i < n; i++)
+        x[i] = b->offset + b->spread * frand();
+}
+
+/* channel statistics in double, two passes */
+static void ref_bn_stats(const bn_t *b, const float *x, int c, double *mean, double *var)
+{
+    const int64_t m = (int64_t)b->N * b->HW;
+    double s = 0.0, v = 0.0;
+    for (int n = 0; n < b->N; n++)
+        for (int j = 0; j < b->HW; j++)
+            s += x[((int64_t)n * b->C + c) * b->HW + j];
+    s /= (double)m;
+    for (int n = 0; n < b->N; n++)
+        for (int j = 0; j < b->HW; j++) {
+            double e = x[((int64_t)n * b->C + c) * b->HW + j] - s;
+            v += e * e;
+        }
+    *mean = s;
+    *var = v / (double)m;
+}
+
+START_TEST(bn_train_forward)
+{
+    const float eps = 1e-5f;
+    seed_rng(21);
+    for (size_t t = 0; t < sizeof bn_cases / sizeof *bn_cases; t++) {
+        const bn_t *b = &bn_cases[t];
+        bn_ctx(b, "bn_train_fwd");
+        const int C = b->C, HW = b->HW;
+        const int64_t n = (int64_t)b->N * C * HW, m = (int64_t)b->N * HW;
+        float *x = gnew(n), *g = gnew(C), *be = gnew(C), *rm = gnew(C), *rv = gnew(C);
+        float *y = gnew(n), *stats = gnew(2 * C), *y2 = gnew(n);
+        bn_fill_x(b, x);
+        fill_rand(g, C), fill_rand(be, C), fill_rand(rm, C);
+        for (int c = 0; c < C; c++)
+            rv[c] = 0.5f + 0.5f * frand() * frand();
+        float *x0 = gdup(x, n), *rm0 = gdup(rm, C), *rv0 = gdup(rv, C);
+        double *want = dnew(n), *mag = dnew(n), *wm = dnew(2 * C), *wmag = dnew(2 * C);
+        double *wrm = dnew(C), *wrv = dnew(C), *wrmag = dnew(C), *wvmag = dnew(C);
+        const float momentum = t % 2 ? 0.1f : 0.3f;
+        for (int c = 0; c < C; c++) {
+            double mean, var;
+            ref_bn_stats(b, x, c, &mean, &var);
+            const double inv = 1.0 / sqrt(var + eps);
+            wm[c] = mean, wmag[c] = fabs(mean) + b->spread;
+            wm[C + c] = inv, wmag[C + c] = inv;
+            for (int i = 0; i < b->N; i++)
+                for (int j = 0; j < HW; j++) {
+                    const int64_t k = ((int64_t)i * C + c) * HW + j;
+                    const double xh = (x[k] - mean) * inv;
+                    want[k] = xh * g[c] + be[c];
+                    /* x - mean loses |x| eps in float, scaled by inv |gamma| */
+                    mag[k] = (fabs(x[k]) + fabs(mean) + fabs(xh) / inv) * inv * fabs(g[c]) + fabs(be[c]);
+                }
+            const double unbiased = m > 1 ? var * (double)m / (double)(m - 1) : var;
+            wrm[c] = (1.0 - momentum) * rm[c] + momentum * mean;
+            wrmag[c] = fabs(rm[c]) + fabs(mean) + b->spread;
+            wrv[c] = (1.0 - momentum) * rv[c] + momentum * unbiased;
+            wvmag[c] = fabs(rv[c]) + unbiased;
+        }
+        int64_t nb = 41;
+        rt_bn_train_fwd(x, g, be, rm, rv, &nb, y, stats, b->N, C, HW, eps, momentum);
+        ck_assert_int_eq(nb, 42);
+        expect_near(y, want, mag, n, TOL_ELEM, "y");
+        expect_near(stats, wm, wmag, C, TOL_ELEM, "stats mean");
+        /* invstd: the variance is summed in double and rounded once */
+        expect_near(stats + C, wm + C, wmag + C, C, TOL_ELEM, "stats invstd");
+        expect_near(rm, wrm, wrmag, C, TOL_ELEM, "running_mean");
+        expect_near(rv, wrv, wvmag, C, TOL_ELEM, "running_var");
+        expect_same(x, x0, n, "x unchanged");
+        gcheck(y, n, "y"), gcheck(stats, 2 * C, "stats"), gcheck(rm, C, "rm"), gcheck(rv, C, "rv");
+
+        /* stats NULL: same y and state update */
+        memcpy(rm, rm0, sizeof(float) * (size_t)C), memcpy(rv, rv0, sizeof(float) * (size_t)C);
+        rt_bn_train_fwd(x, g, be, rm, rv, &nb, y2, NULL, b->N, C, HW, eps, momentum);
+        ck_assert_int_eq(nb, 43);
+        expect_same(y2, y, n, "y (stats NULL)");
+        expect_near(rm, wrm, wrmag, C, TOL_ELEM, "running_mean (stats NULL)");
+
+        /* in place: y = x gives the out-of-place result bit for bit */
+        memcpy(rm, rm0, sizeof(float) * (size_t)C), memcpy(rv, rv0, sizeof(float) * (size_t)C);
+        memcpy(y2, x, sizeof(float) * (size_t)n);
+        float *stats2 = gnew(2 * C);
+        rt_bn_train_fwd(y2, g, be, rm, rv, &nb, y2, stats2, b->N, C, HW, eps, momentum);
+        expect_same(y2, y, n, "y (in place)");
+        expect_same(stats2, stats, 2 * C, "stats (in place)");
+        expect_near(rv, wrv, wvmag, C, TOL_ELEM, "running_var (in place)");
+        gcheck(y2, n, "y in place");
+
+        gfree(x), gfree(g), gfree(be), gfree(rm), gfree(rv), gfree(y), gfree(stats), gfree(y2);
+        gfree(x0), gfree(rm0), gfree(rv0), gfree(stats2);
+        free(want), free(mag), free(wm), free(wmag), free(wrm), free(wrv), free(wrmag), free(wvmag);
+    }
+}
+END_TEST
+
+START_TEST(bn_train_backward)
+{
+    const float eps = 1e-5f;
+    seed_rng(22);
+    for (size_t t = 0; t < sizeof bn_cases / sizeof *bn_cases; t++) {
+        const bn_t *b = &bn_cases[t];
+        bn_ctx(b, "bn_train_bwd");
+        const int C = b->C, HW = b->HW;
+        const int64_t n = (int64_t)b->N * C * HW, m = (int64_t)b->N * HW;
+        float *x = gnew(n), *g = gnew(C), *be = gnew(C), *rm = gnew(C), *rv = gnew(C);
+        float *y = gnew(n), *stats = gnew(2 * C), *dy = gnew(n), *dx = gnew(n), *dg = gnew(C);
+        float *pre = gnew(n), *preg = gnew(C);
+        bn_fill_x(b, x);
+        fill_rand(g, C), fill_rand(be, C), fill_rand(dy, n), fill_rand(pre, n), fill_rand(preg, C);
+        for (int c = 0; c < C; c++)
+            rm[c] = 0.0f, rv[c] = 1.0f;
+        int64_t nb = 0;
+        rt_bn_train_fwd(x, g, be, rm, rv, &nb, y, stats, b->N, C, HW, eps, 0.1f);
+        double *want = dnew(n), *mag = dnew(n), *wg = dnew(C), *wgmag = dnew(C);
+        /* the reference takes mean and invstd from stats, as the kernel does */
+        for (int c = 0; c < C; c++) {
+            const double mean = stats[c], inv = stats[C + c];
+            double sdy = 0, sdyxh = 0, sabs = 0, sabsx = 0;
+            for (int i = 0; i < b->N; i++)
+                for (int j = 0; j < HW; j++) {
+                    const int64_t k = ((int64_t)i * C + c) * HW + j;
+                    sdy += dy[k], sdyxh += dy[k] * (x[k] - mean) * inv;
+                    sabs += fabs(dy[k]), sabsx += fabs(dy[k] * (x[k] - mean) * inv);
+                }
+            wg[c] = sdyxh, wgmag[c] = sabsx;
+            const double kc = inv * g[c] / (double)m;
+            for (int i = 0; i < b->N; i++)
+                for (int j = 0; j < HW; j++) {
+                    const int64_t k = ((int64_t)i * C + c) * HW + j;
+                    const double xh = (x[k] - mean) * inv;
+                    want[k] = kc * ((double)m * dy[k] - sdy - xh * sdyxh);
+                    mag[k] = fabs(kc) * ((double)m * fabs(dy[k]) + sabs +
+                                         (fabs(xh) + (fabs(x[k]) + fabs(mean)) * inv) * sabsx);
+                }
+        }
+        for (int acc = 0; acc <= 1; acc++) {
+            if (acc)
+                memcpy(dx, pre, sizeof(float) * (size_t)n), memcpy(dg, preg, sizeof(float) * (size_t)C);
+            else
+                gpoison(dx, n), gpoison(dg, C);
+            rt_bn_train_bwd_x(x, g, stats, dy, dx, b->N, C, HW, acc);
+            rt_bn_train_bwd_gamma(x, stats, dy, dg, b->N, C, HW, acc);
+            if (acc)
+                add_prefill(want, mag, pre, n), add_prefill(wg, wgmag, preg, C);
+            expect_near(dx, want, mag, n, TOL_ELEM, acc ? "dx (acc)" : "dx");
+            expect_near(dg, wg, wgmag, C, TOL_ELEM, acc ? "dgamma (acc)" : "dgamma");
+            gcheck(dx, n, "dx"), gcheck(dg, C, "dgamma");
+        }
+        gfree(x), gfree(g), gfree(be), gfree(rm), gfree(rv), gfree(y), gfree(stats), gfree(dy);
+        gfree(dx), gfree(dg), gfree(pre), gfree(preg);
+        free(want), free(mag), free(wg), free(wgmag);
+    }
+}
+END_TEST
+
+/* L(x, gamma, beta) = <dy, bn_train_fwd(x)>: central differences with one
+ * Richardson step (error O(h^4)) along random directions. */
+static double bn_train_L(const bn_t *b, const float *x, const float *g, const float *be, const float *dy,
+                         float *y, double *mag)
+{
+    const int64_t n = (int64_t)b->N * b->C * b->HW;
+    float rm[16] = {0}, rv[16] = {0};
+    int64_t nb = 0;
+    rt_bn_train_fwd(x, g, be, rm, rv, &nb, y, NULL, b->N, b->C, b->HW, 1e-5f, 0.1f);
+    *mag += dabsdot(dy, y, n);
+    return ddot(dy, y, n);
+}
+
+START_TEST(bn_train_finite_differences)
+{
+    static const bn_t cases[] = {
+        {2, 3, 5, 0.0f, 1.0f}, {3, 2, 7, 0.5f, 2.0f}, {1, 3, 4, -1.0f, 0.3f}, {4, 2, 9, 10.0f, 1.0f},
+    };
+    seed_rng(23);
+    for (size_t t = 0; t < sizeof cases / sizeof *cases; t++) {
+        const bn_t *b = &cases[t];
+        bn_ctx(b, "bn_train fd");
+        const int C = b->C, HW = b->HW;
+        const int64_t n = (int64_t)b->N * C * HW;
+        float *x = gnew(n), *g = gnew(C), *be = gnew(C), *dy = gnew(n), *y = gnew(n);
+        float *v = gnew(n), *vg = gnew(C), *vb = gnew(C), *xp = gnew(n), *gp = gnew(C), *bp = gnew(C);
+        float *stats = gnew(2 * C), *dx = gnew(n), *dg = gnew(C), *db = gnew(C);
+        float rm[16] = {0}, rv[16] = {0};
+        bn_fill_x(b, x);
+        fill_rand(g, C), fill_rand(be, C), fill_rand(dy, n);
+        fill_rand(v, n), fill_rand(vg, C), fill_rand(vb, C);
+        for (int c = 0; c < C; c++)
+            vg[c] *= 4.0f, vb[c] *= 4.0f;
+        int64_t nb = 0;
+        rt_bn_train_fwd(x, g, be, rm, rv, &nb, y, stats, b->N, C, HW, 1e-5f, 0.1f);
+        rt_bn_train_bwd_x(x, g, stats, dy, dx, b->N, C, HW, 0);
+        rt_bn_train_bwd_gamma(x, stats, dy, dg, b->N, C, HW, 0);
+        rt_sum_channels(dy, db, b->N, C, HW, 0);
+        for (int which = 0; which < 3; which++) {
+            /* x is nonlinear: h relative to the spread; gamma, beta: linear */
+            const double h = which == 0 ? 0.02 * b->spread : 0.25;
+            double D[2], mag = 0.0;
+            for (int r = 0; r < 2; r++) {
+                const double hr = r ? h / 2 : h;
+                double L[2];
+                for (int sgn = 0; sgn < 2; sgn++) {
+                    const double hs = sgn ? -hr : hr;
+                    shifted(xp, x, v, n, which == 0 ? hs : 0.0);
+                    shifted(gp, g, vg, C, which == 1 ? hs : 0.0);
+                    shifted(bp, be, vb, C, which == 2 ? hs : 0.0);
+                    L[sgn] = bn_train_L(b, xp, gp, bp, dy, y, &mag);
+                }
+                D[r] = (L[0] - L[1]) / (2 * hr);
+            }
+            const double fd = (4 * D[1] - D[0]) / 3;
+            const float *grad = which == 0 ? dx : which == 1 ? dg : db;
+            const float *dir = which == 0 ? v : which == 1 ? vg : vb;
+            const int64_t nn = which == 0 ? n : C;
+            const double an = ddot(grad, dir, nn);
+            /* rounding of L amplified by ~1/h (Richardson: 5/(3h)); truncation O(h^4) */
+            const double tol = 8 * FLT_EPSILON * (mag / h + dabsdot(grad, dir, nn)) + 1e-6 * fabs(an);
+            ck_assert_msg(fabs(fd - an) <= tol, "%s: d%s: finite difference %.9g, <grad, v> %.9g (tol %.3g)",
+                          ctx, which == 0 ? "x" : which == 1 ? "gamma" : "beta", fd, an, tol);
+        }
+        gfree(x), gfree(g), gfree(be), gfree(dy), gfree(y), gfree(v), gfree(vg), gfree(vb);
+        gfree(xp), gfree(gp), gfree(bp), gfree(stats), gfree(dx), gfree(dg), gfree(db);
+    }
+}
+END_TEST
+
+START_TEST(bn_eval)
+{
+    const float eps = 1e-3f;
+    seed_rng(24);
+    for (size_t t = 0; t < sizeof bn_cases / sizeof *bn_cases; t++) {
+        const bn_t *b = &bn_cases[t];
+        bn_ctx(b, "bn_eval");
+        const int C = b->C, HW = b->HW;
+        const int64_t n = (int64_t)b->N * C * HW;
+        float *x = gnew(n), *g = gnew(C), *be = gnew(C), *rm = gnew(C), *rv = gnew(C);
+        float *y = gnew(n), *y2 = gnew(n), *dy = gnew(n), *dx = gnew(n), *dg = gnew(C);
+        float *pre = gnew(n), *preg = gnew(C);
+        bn_fill_x(b, x);
+        fill_rand(g, C), fill_rand(be, C), fill_rand(dy, n), fill_rand(pre, n), fill_rand(preg, C);
+        for (int c = 0; c < C; c++) {
+            rm[c] = b->offset + b->spread * frand();
+            rv[c] = b->spread * b->spread * (0.6f + 0.4f * frand()); /* > 0 */
+        }
+        float *x0 = gdup(x, n), *rm0 = gdup(rm, C), *rv0 = gdup(rv, C);
+        double *want = dnew(n), *mag = dnew(n), *wdx = dnew(n), *mdx = dnew(n);
+        double *wg = dnew(C), *mg = dnew(C);
+        for (int c = 0; c < C; c++) {
+            const double inv = 1.0 / sqrt((double)rv[c] + eps);
+            wg[c] = mg[c] = 0.0;
+            for (int i = 0; i < b->N; i++)
+                for (int j = 0; j < HW; j++) {
+                    const int64_t k = ((int64_t)i * C + c) * HW + j;
+                    want[k] = (x[k] - (double)rm[c]) * inv * g[c] + be[c];
+                    mag[k] = (fabs(x[k]) + fabs(rm[c])) * inv * fabs(g[c]) + fabs(be[c]);
+                    wdx[k] = dy[k] * (double)g[c] * inv;
+                    mdx[k] = fabs(wdx[k]);
+                    wg[c] += dy[k] * (x[k] - (double)rm[c]) * inv;
+                    mg[c] += fabs(dy[k]) * (fabs(x[k]) + fabs(rm[c])) * inv;
+                }
+        }
+        rt_bn_eval_fwd(x, g, be, rm, rv, y, b->N, C, HW, eps);
+        expect_near(y, want, mag, n, TOL_ELEM, "y");
+        expect_same(x, x0, n, "x unchanged");
+        expect_same(rm, rm0, C, "running_mean unchanged");
+        expect_same(rv, rv0, C, "running_var unchanged");
+        memcpy(y2, x, sizeof(float) * (size_t)n);
+        rt_bn_eval_fwd(y2, g, be, rm, rv, y2, b->N, C, HW, eps);
+        expect_same(y2, y, n, "y (in place)");
+        gcheck(y, n, "y"), gcheck(y2, n, "y2");
+        for (int acc = 0; acc <= 1; acc++) {
+            if (acc)
+                memcpy(dx, pre, sizeof(float) * (size_t)n), memcpy(dg, preg, sizeof(float) * (size_t)C);
+            else
+                gpoison(dx, n), gpoison(dg, C);
+            rt_bn_eval_bwd_x(g, rv, dy, dx, b->N, C, HW, acc, eps);
+            rt_bn_eval_bwd_gamma(x, rm, rv, dy, dg, b->N, C, HW, acc, eps);
+            if (acc)
+                add_prefill(wdx, mdx, pre, n), add_prefill(wg, mg, preg, C);
+            expect_near(dx, wdx, mdx, n, TOL_ELEM, acc ? "dx (acc)" : "dx");
+            expect_near(dg, wg, mg, C, TOL_ELEM, acc ? "dgamma (acc)" : "dgamma");
+            gcheck(dx, n, "dx"), gcheck(dg, C, "dgamma");
+        }
+        /* finite differences (eval mode is affine in x and in gamma) */
+        float *v = gnew(n), *vg = gnew(C), *xp = gnew(n), *gp = gnew(C);
+        fill_rand(v, n), fill_rand(vg, C);
+        rt_bn_eval_bwd_x(g, rv, dy, dx, b->N, C, HW, 0, eps);
+        rt_bn_eval_bwd_gamma(x, rm, rv, dy, dg, b->N, C, HW, 0, eps);
+        float *xm = gnew(n), *gm = gnew(C);
+        for (int which = 0; which < 2; which++) {
+            /* affine: any h; the realised direction (x+ - x-)/2h is exact in
+             * double even where x + hv rounds (x ~ 1000) */
+            const double h = 0.25;
+            double L[2], lmag = 0.0;
+            for (int sgn = 0; sgn < 2; sgn++) {
+                shifted(sgn ? xm : xp, x, v, n, which == 0 ? (sgn ? -h : h) : 0.0);
+                shifted(sgn ? gm : gp, g, vg, C, which == 1 ? (sgn ? -h : h) : 0.0);
+                rt_bn_eval_fwd(sgn ? xm : xp, sgn ? gm : gp, be, rm, rv, y, b->N, C, HW, eps);
+                L[sgn] = ddot(dy, y, n);
+                lmag += dabsdot(dy, y, n);
+            }
+            const double fd = (L[0] - L[1]) / (2 * h);
+            const float *grad = which ? dg : dx, *dir = which ? vg : v;
+            const float *plus = which ? gp : xp, *minus = which ? gm : xm;
+            const int64_t nn = which ? C : n;
+            double an = 0.0;
+            for (int64_t i = 0; i < nn; i++)
+                an += (double)grad[i] * (((double)plus[i] - minus[i]) / (2 * h));
+            const double tol = 8 * FLT_EPSILON * (lmag / h + dabsdot(grad, dir, nn));
+            ck_assert_msg(fabs(fd - an) <= tol, "%s: d%s: finite difference %.9g, <grad, v> %.9g (tol %.3g)",
+                          ctx, which ? "gamma" : "x", fd, an, tol);
+        }
+        gfree(v), gfree(vg), gfree(xp), gfree(gp), gfree(xm), gfree(gm);
+        gfree(x), gfree(g), gfree(be), gfree(rm), gfree(rv), gfree(y), gfree(y2), gfree(dy);
+        gfree(dx), gfree(dg), gfree(pre), gfree(preg), gfree(x0), gfree(rm0), gfree(rv0);
+        free(want), free(mag), free(wdx), free(mdx), free(wg), free(mg);
+    }
+}
+END_TEST
+
+/* ================================================================ pooling */
+
+typedef struct {
+    int NC, H, W, k, s, p;
+} pool_t;
+
+static int pool_oh(const pool_t *q)
+{
+    return out_size(q->H, q->k, q->s, q->p, 1);
+}
+static int pool_ow(const pool_t *q)
+{
+    return out_size(q->W, q->k, q->s, q->p, 1);
+}
+static void pool_ctx(const pool_t *q, const char *what)
+{
+    snprintf(ctx, sizeof ctx, "%s NC%d H%d W%d k%d s%d p%d", what, q->NC, q->H, q->W, q->k, q->s, q->p);
+}
+
+static uint8_t *bnew(int64_t n) /* bytes, guarded by 0xA5 */
+{
+    uint8_t *b = malloc((size_t)(n + 2 * GUARD));
+    ck_assert(b);
+    memset(b, 0xA5, (size_t)(n + 2 * GUARD));
+    return b + GUARD;
+}
+static void bcheck(const uint8_t *p, int64_t n, const char *what)
+{
+    for (int i = 1; i <= GUARD; i++)
+        ck_assert_msg(p[-i] == 0xA5 && p[n + i - 1] == 0xA5, "%s: %s: write outside the buffer", ctx, what);
+}
+
+/* Max over the window: two passes, (1) the maximum over the taps inside the
+ * image (NaN if any tap is NaN), (2) the first tap, row-major, equal to it. */
+static void ref_maxpool(const pool_t *q, const float *x, float *y, int *arg)
+{
+    const int OH = pool_oh(q), OW = pool_ow(q);
+    for (int pl = 0; pl < q->NC; pl++)
+        for (int oy = 0; oy < OH; oy++)
+            for (int ox = 0; ox < OW; ox++) {
+                float best = -INFINITY;
+                int nan = 0;
+                for (int ky = 0; ky < q->k; ky++)
+                    for (int kx = 0; kx < q->k; kx++) {
+                        int iy = oy * q->s - q->p + ky, ix = ox * q->s - q->p + kx;
+                        if (iy < 0 || iy >= q->H || ix < 0 || ix >= q->W)
+                            continue;
+                        float v = x[((int64_t)pl * q->H + iy) * q->W + ix];
+                        nan |= isnan(v);
+                        best = fmaxf(best, v);
+                    }
+                int first = -1;
+                for (int ky = 0; ky < q->k && first < 0; ky++)
+                    for (int kx = 0; kx < q->k && first < 0; kx++) {
+                        int iy = oy * q->s - q->p + ky, ix = ox * q->s - q->p + kx;
+                        if (iy < 0 || iy >= q->H || ix < 0 || ix >= q->W)
+                            continue;
+                        float v = x[((int64_t)pl * q->H + iy) * q->W + ix];
+                        if (nan ? isnan(v) : v == best)
+                            first = ky * q->k + kx;
+                    }
+                const int64_t o = ((int64_t)pl * OH + oy) * OW + ox;
+                y[o] = nan ? NAN : best;
+                arg[o] = first;
+            }
+}
+
+static void pool_grid_cases(int i, pool_t *q)
+{
+    /* i -> k in 1..5, s in 1..3, p in 0..k/2 */
+    static const int kk[] = {1, 2, 3, 4, 5};
+    q->k = kk[i / 9];
+    q->s = (i / 3) % 3 + 1;
+    q->p = i % 3;
+}
+enum { POOL_GRID_N = 5 * 3 * 3 };
+static const int pool_hw[][2] = {{7, 5}, {8, 9}, {1, 6}, {13, 12}};
+
+START_TEST(maxpool_grid)
+{
+    pool_t q = {3, 0, 0, 0, 0, 0};
+    pool_grid_cases(_i, &q);
+    if (q.p > q.k / 2) /* PyTorch's limit; otherwise windows can be all padding */
+        return;
+    seed_rng(300 + (uint64_t)_i);
+    for (size_t h = 0; h < sizeof pool_hw / sizeof *pool_hw; h++) {
+        q.H = pool_hw[h][0], q.W = pool_hw[h][1];
+        const int OH = pool_oh(&q), OW = pool_ow(&q);
+        if (OH <= 0 || OW <= 0)
+            continue;
+        const int64_t nx = (int64_t)q.NC * q.H * q.W, ny = (int64_t)q.NC * OH * OW;
+        float *x = gnew(nx), *y = gnew(ny), *y2 = gnew(ny), *wy = gnew(ny), *dy = gnew(ny);
+        float *dx = gnew(nx), *pre = gnew(nx);
+        uint8_t *arg = bnew(ny);
+        int *warg = calloc((size_t)ny, sizeof(int));
+        double *want = dnew(nx), *mag = dnew(nx);
+        /* data: continuous; few levels (ties); with -inf and NaN */
+        for (int data = 0; data < 3; data++) {
+            pool_ctx(&q, data == 0 ? "maxpool" : data == 1 ? "maxpool ties" : "maxpool inf/nan");
+            for (int64_t i = 0; i < nx; i++) {
+                x[i] = data == 0 ? frand() : (float)(int)(2.5f * frand());
+                if (data == 2 && (rnext() % 7) == 0)
+                    x[i] = -INFINITY;
+                if (data == 2 && (rnext() % 23) == 0)
+                    x[i] = NAN;
+            }
+            ref_maxpool(&q, x, wy, warg);
+            gpoison(y, ny);
+            rt_maxpool_fwd(x, y, arg, q.NC, q.H, q.W, q.k, q.s, q.p);
+            for (int64_t i = 0; i < ny; i++) {
+                ck_assert_msg(memcmp(&y[i], &wy[i], sizeof(float)) == 0 || (isnan(y[i]) && isnan(wy[i])),
+                              "%s: y[%lld] = %g, want %g", ctx, (long long)i, (double)y[i], (double)wy[i]);
+                ck_assert_msg(arg[i] == warg[i], "%s: argmax[%lld] = %d, want %d", ctx, (long long)i,
+                              arg[i], warg[i]);
+            }
+            rt_maxpool_fwd(x, y2, NULL, q.NC, q.H, q.W, q.k, q.s, q.p);
+            for (int64_t i = 0; i < ny; i++)
+                ck_assert(memcmp(&y[i], &y2[i], sizeof(float)) == 0 || (isnan(y[i]) && isnan(y2[i])));
+            gcheck(y, ny, "y"), gcheck(y2, ny, "y2"), bcheck(arg, ny, "argmax");
+            /* backward: dy scattered through the reference argmax */
+            fill_rand(dy, ny), fill_rand(pre, nx);
+            for (int acc = 0; acc <= 1; acc++) {
+                memset(want, 0, sizeof(double) * (size_t)nx), memset(mag, 0, sizeof(double) * (size_t)nx);
+                for (int pl = 0; pl < q.NC; pl++)
+                    for (int oy = 0; oy < OH; oy++)
+                        for (int ox = 0; ox < OW; ox++) {
+                            const int64_t o = ((int64_t)pl * OH + oy) * OW + ox;
+                            const int iy = oy * q.s - q.p + warg[o] / q.k, ix = ox * q.s - q.p + warg[o] % q.k;
+                            want[((int64_t)pl * q.H + iy) * q.W + ix] += dy[o];
+                            mag[((int64_t)pl * q.H + iy) * q.W + ix] += fabs(dy[o]);
+                        }
+                if (acc)
+                    add_prefill(want, mag, pre, nx), memcpy(dx, pre, sizeof(float) * (size_t)nx);
+                else
+                    gpoison(dx, nx);
+                rt_maxpool_bwd(arg, dy, dx, q.NC, q.H, q.W, q.k, q.s, q.p, acc);
+                expect_near(dx, want, mag, nx, TOL_ELEM, acc ? "dx (acc)" : "dx");
+                gcheck(dx, nx, "dx");
+            }
+        }
+        gfree(x), gfree(y), gfree(y2), gfree(wy), gfree(dy), gfree(dx), gfree(pre);
+        free(arg - GUARD), free(warg), free(want), free(mag);
+    }
+}
+END_TEST
+
+/* Max pool is piecewise linear: with distinct inputs on a grid of 1/8 and
+ * perturbations below 1/16, every argmax stays put and all values are exact
+ * in float, so the central difference equals <dx, v> to double rounding. */
+START_TEST(maxpool_finite_differences)
+{
+    static const pool_t cases[] = {{2, 9, 7, 3, 2, 1}, {3, 6, 8, 2, 2, 0}, {2, 7, 7, 3, 1, 1}, {1, 11, 10, 5, 3, 2}};
+    seed_rng(31);
+    for (size_t t = 0; t < sizeof cases / sizeof *cases; t++) {
+        const pool_t *q = &cases[t];
+        pool_ctx(q, "maxpool fd");
+        const int OH = pool_oh(q), OW = pool_ow(q);
+        const int64_t nx = (int64_t)q->NC * q->H * q->W, ny = (int64_t)q->NC * OH * OW;
+        float *x = gnew(nx), *v = gnew(nx), *xp = gnew(nx), *y = gnew(ny), *dy = gnew(ny), *dx = gnew(nx);
+        uint8_t *arg = bnew(ny);
+        for (int64_t i = 0; i < nx; i++) /* a permutation of 0..nx-1, scaled */
+            x[i] = (float)i;
+        for (int64_t i = nx - 1; i > 0; i--) {
+            int64_t j = (int64_t)(rnext() % (uint64_t)(i + 1));
+            float tmp = x[i];
+            x[i] = x[j], x[j] = tmp;
+        }
+        for (int64_t i = 0; i < nx; i++) {
+            x[i] = (x[i] - (float)(nx / 2)) / 8.0f;
+            v[i] = (float)((int)(rnext() % 2049) - 1024) / 1024.0f;
+        }
+        fill_rand(dy, ny);
+        rt_maxpool_fwd(x, y, arg, q->NC, q->H, q->W, q->k, q->s, q->p);
+        rt_maxpool_bwd(arg, dy, dx, q->NC, q->H, q->W, q->k, q->s, q->p, 0);
+        const double h = 1.0 / 32;
+        double L[2];
+        float *ym = gnew(ny);
+        for (int sgn = 0; sgn < 2; sgn++) {
+            shifted(xp, x, v, nx, sgn ? -h : h);
+            rt_maxpool_fwd(xp, sgn ? ym : y, NULL, q->NC, q->H, q->W, q->k, q->s, q->p);
+            L[sgn] = ddot(dy, sgn ? ym : y, ny);
+        }
+        /* exact: y(x + hv) - y(x - hv) = 2h v[argmax] */
+        double mag = 0.0;
+        for (int64_t i = 0; i < ny; i++) {
+            const float *vi = v + i / ((int64_t)OH * OW) * q->H * q->W; /* v's plane */
+            const int a = arg[i], oy = (int)(i / OW % OH), ox = (int)(i % OW);
+            const int64_t at = (int64_t)(oy * q->s - q->p + a / q->k) * q->W + (ox * q->s - q->p + a % q->k);
+            ck_assert_msg((double)y[i] - ym[i] == 2 * h * vi[at], "%s: an argmax moved", ctx);
+            mag += fabs(dy[i] * vi[at]);
+        }
+        /* dx sums up to k*k values of dy in float */
+        const double fd = (L[0] - L[1]) / (2 * h), an = ddot(dx, v, nx);
+        ck_assert_msg(fabs(fd - an) <= TOL_ELEM * mag, "%s: finite difference %.12g, <dx, v> %.12g", ctx, fd,
+                      an);
+        gfree(x), gfree(v), gfree(xp), gfree(y), gfree(ym), gfree(dy), gfree(dx), free(arg - GUARD);
+    }
+}
+END_TEST
+
+START_TEST(avgpool_grid)
+{
+    pool_t q = {3, 0, 0, 0, 0, 0};
+    pool_grid_cases(_i, &q);
+    if (q.p > q.k / 2)
+        return;
+    seed_rng(400 + (uint64_t)_i);
+    for (size_t h = 0; h < sizeof pool_hw / sizeof *pool_hw; h++) {
+        q.H = pool_hw[h][0], q.W = pool_hw[h][1];
+        pool_ctx(&q, "avgpool");
+        const int OH = pool_oh(&q), OW = pool_ow(&q), k = q.k;
+        if (OH <= 0 || OW <= 0)
+            continue;
+        const int64_t nx = (int64_t)q.NC * q.H * q.W, ny = (int64_t)q.NC * OH * OW;
+        float *x = gnew(nx), *y = gnew(ny), *dy = gnew(ny), *dx = gnew(nx), *pre = gnew(nx);
+        double *wy = dnew(ny), *my = dnew(ny), *wdx = dnew(nx), *mdx = dnew(nx);
+        fill_rand(x, nx), fill_rand(dy, ny), fill_rand(pre, nx);
+        for (int pl = 0; pl < q.NC; pl++)
+            for (int oy = 0; oy < OH; oy++)
+                for (int ox = 0; ox < OW; ox++) {
+                    const int64_t o = ((int64_t)pl * OH + oy) * OW + ox;
+                    for (int ky = 0; ky < k; ky++)
+                        for (int kx = 0; kx < k; kx++) {
+                            int iy = oy * q.s - q.p + ky, ix = ox * q.s - q.p + kx;
+                            if (iy < 0 || iy >= q.H || ix < 0 || ix >= q.W)
+                                continue; /* padding: 0, but counted in k*k */
+                            const int64_t xi = ((int64_t)pl * q.H + iy) * q.W + ix;
+                            wy[o] += x[xi] / (double)(k * k), my[o] += fabs(x[xi]) / (k * k);
+                            wdx[xi] += dy[o] / (double)(k * k), mdx[xi] += fabs(dy[o]) / (k * k);
+                        }
+                }
+        rt_avgpool_fwd(x, y, q.NC, q.H, q.W, q.k, q.s, q.p);
+        expect_near(y, wy, my, ny, TOL_GEMM, "y");
+        gcheck(y, ny, "y");
+        for (int acc = 0; acc <= 1; acc++) {
+            if (acc)
+                add_prefill(wdx, mdx, pre, nx), memcpy(dx, pre, sizeof(float) * (size_t)nx);
+            else
+                gpoison(dx, nx);
+            rt_avgpool_bwd(dy, dx, q.NC, q.H, q.W, q.k, q.s, q.p, acc);
+            expect_near(dx, wdx, mdx, nx, TOL_GEMM, acc ? "dx (acc)" : "dx");
+            gcheck(dx, nx, "dx");
+        }
+        /* finite differences: linear */
+        float *v = gnew(nx), *xp = gnew(nx);
+        fill_rand(v, nx);
+        rt_avgpool_bwd(dy, dx, q.NC, q.H, q.W, q.k, q.s, q.p, 0);
+        double L[2], lmag = 0;
+        for (int sgn = 0; sgn < 2; sgn++) {
+            shifted(xp, x, v, nx, sgn ? -0.25 : 0.25);
+            rt_avgpool_fwd(xp, y, q.NC, q.H, q.W, q.k, q.s, q.p);
+            L[sgn] = ddot(dy, y, ny), lmag += dabsdot(dy, y, ny);
+        }
+        const double fd = (L[0] - L[1]) / 0.5, an = ddot(dx, v, nx);
+        const double tol = 8 * FLT_EPSILON * (lmag / 0.25 + dabsdot(dx, v, nx));
+        ck_assert_msg(fabs(fd - an) <= tol, "%s: finite difference %.9g, <dx, v> %.9g", ctx, fd, an);
+        gfree(v), gfree(xp);
+        gfree(x), gfree(y), gfree(dy), gfree(dx), gfree(pre), free(wy), free(my), free(wdx), free(mdx);
+    }
+}
+END_TEST
+
+START_TEST(global_avgpool)
+{
+    static const int shapes[][2] = {{1, 1}, {3, 7}, {8, 49}, {5, 1000}, {2, 3}};
+    seed_rng(41);
+    for (size_t t = 0; t < sizeof shapes / sizeof *shapes; t++) {
+        const int NC = shapes[t][0], HW = shapes[t][1];
+        snprintf(ctx, sizeof ctx, "global_avgpool NC%d HW%d", NC, HW);
+        const int64_t nx = (int64_t)NC * HW;
+        float *x = gnew(nx), *y = gnew(NC), *dy = gnew(NC), *dx = gnew(nx), *pre = gnew(nx);
+        double *wy = dnew(NC), *my = dnew(NC), *wdx = dnew(nx), *mdx = dnew(nx);
+        fill_rand(x, nx), fill_rand(dy, NC), fill_rand(pre, nx);
+        for (int i = 0; i < NC; i++)
+            for (int j = 0; j < HW; j++) {
+                wy[i] += x[(int64_t)i * HW + j] / (double)HW;
+                my[i] += fabs(x[(int64_t)i * HW + j]) / HW;
+                wdx[(int64_t)i * HW + j] = dy[i] / (double)HW;
+                mdx[(int64_t)i * HW + j] = fabs(dy[i]) / HW;
+            }
+        rt_global_avgpool_fwd(x, y, NC, HW);
+        expect_near(y, wy, my, NC, TOL_ELEM, "y");
+        gcheck(y, NC, "y");
+        for (int acc = 0; acc <= 1; acc++) {
+            if (acc)
+                add_prefill(wdx, mdx, pre, nx), memcpy(dx, pre, sizeof(float) * (size_t)nx);
+            else
+                gpoison(dx, nx);
+            rt_global_avgpool_bwd(dy, dx, NC, HW, acc);
+            expect_near(dx, wdx, mdx, nx, TOL_ELEM, acc ? "dx (acc)" : "dx");
+            gcheck(dx, nx, "dx");
+        }
+        float *v = gnew(nx), *xp = gnew(nx);
+        fill_rand(v, nx);
+        rt_global_avgpool_bwd(dy, dx, NC, HW, 0);
+        double L[2], lmag = 0;
+        for (int sgn = 0; sgn < 2; sgn++) {
+            shifted(xp, x, v, nx, sgn ? -0.25 : 0.25);
+            rt_global_avgpool_fwd(xp, y, NC, HW);
+            L[sgn] = ddot(dy, y, NC), lmag += dabsdot(dy, y, NC);
+        }
+        const double fd = (L[0] - L[1]) / 0.5, an = ddot(dx, v, nx);
+        const double tol = 8 * FLT_EPSILON * (lmag / 0.25 + dabsdot(dx, v, nx));
+        ck_assert_msg(fabs(fd - an) <= tol, "%s: finite difference %.9g, <dx, v> %.9g", ctx, fd, an);
+        gfree(v), gfree(xp);
+        gfree(x), gfree(y), gfree(dy), gfree(dx), gfree(pre), free(wy), free(my), free(wdx), free(mdx);
+    }
+}
+END_TEST
+
+/* ================================================================ dropout */
+
+/* The mask as rt.h specifies it. */
+static uint64_t ref_mix64(uint64_t z)
+{
+    z += 0x9e3779b97f4a7c15ull;
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+static int ref_keep(int64_t seed, int64_t i, float p)
+{
+    const uint64_t key = ref_mix64((uint64_t)seed ^ 0x64726f706f75742eull);
+    const float u = (float)(ref_mix64(key + (uint64_t)i) >> 40) * (1.0f / 16777216.0f);
+    return u >= p;
+}
+
+START_TEST(dropout)
+{
+    static const float ps[] = {0.0f, 0.1f, 0.5f, 0.9f, 1.0f, 1.0f / 3.0f};
+    static const int64_t seeds[] = {0, 1, 12345, -1, INT64_MAX};
+    enum { N = 1001 };
+    seed_rng(51);
+    float *x = gnew(N), *y = gnew(N), *y2 = gnew(N), *dy = gnew(N), *dx = gnew(N), *pre = gnew(N);
+    for (size_t a = 0; a < sizeof ps / sizeof *ps; a++)
+        for (size_t b = 0; b < sizeof seeds / sizeof *seeds; b++) {
+            const float p = ps[a];
+            snprintf(ctx, sizeof ctx, "dropout p %g seed %lld", (double)p, (long long)seeds[b]);
+            const float scale = p < 1.0f ? 1.0f / (1.0f - p) : 0.0f;
+            fill_rand(x, N), fill_rand(dy, N), fill_rand(pre, N);
+            int64_t state = seeds[b], seed = 777;
+            gpoison(y, N);
+            rt_dropout_fwd(x, y, &state, &seed, N, p);
+            ck_assert(seed == seeds[b]);
+            ck_assert(state == (int64_t)((uint64_t)seeds[b] + 1)); /* wraps at INT64_MAX */
+            int kept = 0;
+            for (int64_t i = 0; i < N; i++) {
+                const int keep = ref_keep(seed, i, p);
+                const float want = keep ? x[i] * scale : 0.0f;
+                kept += keep;
+                ck_assert_msg(memcmp(&y[i], &want, sizeof want) == 0, "%s: y[%lld] = %.9g, want %.9g", ctx,
+                              (long long)i, (double)y[i], (double)want);
+            }
+            if (p == 0.0f)
+                ck_assert_int_eq(kept, N);
+            if (p == 1.0f)
+                ck_assert_int_eq(kept, 0);
+            /* same seed, same mask; in place too; seed_out may be NULL */
+            state = seeds[b];
+            memcpy(y2, x, sizeof(float) * N);
+            rt_dropout_fwd(y2, y2, &state, NULL, N, p);
+            expect_same(y2, y, N, "y (in place)");
+            ck_assert(state == (int64_t)((uint64_t)seeds[b] + 1));
+            /* backward regenerates the mask from the seed */
+            for (int acc = 0; acc <= 1; acc++) {
+                if (acc)
+                    memcpy(dx, pre, sizeof(float) * N);
+                else
+                    gpoison(dx, N);
+                rt_dropout_bwd(&seed, dy, dx, N, acc, p);
+                for (int64_t i = 0; i < N; i++) {
+                    const float g = ref_keep(seed, i, p) ? dy[i] * scale : 0.0f;
+                    const float want = acc ? pre[i] + g : g;
+                    ck_assert_msg(memcmp(&dx[i], &want, sizeof want) == 0, "%s: dx[%lld] = %.9g, want %.9g",
+                                  ctx, (long long)i, (double)dx[i], (double)want);
+                }
+            }
+            /* finite differences: linear in x for a fixed seed */
+            float *v = gnew(N), *xp = gnew(N);
+            fill_rand(v, N);
+            rt_dropout_bwd(&seed, dy, dx, N, 0, p);
+            double L[2], lmag = 0;
+            for (int sgn = 0; sgn < 2; sgn++) {
+                state = seeds[b];
+                shifted(xp, x, v, N, sgn ? -0.25 : 0.25);
+                rt_dropout_fwd(xp, y2, &state, NULL, N, p);
+                L[sgn] = ddot(dy, y2, N), lmag += dabsdot(dy, y2, N);
+            }
+            const double fd = (L[0] - L[1]) / 0.5, an = ddot(dx, v, N);
+            ck_assert_msg(fabs(fd - an) <= 8 * FLT_EPSILON * (lmag / 0.25 + dabsdot(dx, v, N)),
+                          "%s: finite difference %.9g, <dx, v> %.9g", ctx, fd, an);
+            gfree(v), gfree(xp);
+            gcheck(y, N, "y"), gcheck(y2, N, "y2"), gcheck(dx, N, "dx");
+        }
+    gfree(x), gfree(y), gfree(y2), gfree(dy), gfree(dx), gfree(pre);
+}
+END_TEST
+
+/* Statistics of the mask: keep rate, independence of neighbours and of
+ * consecutive seeds (the counter advances by one per call). */
+START_TEST(dropout_statistics)
+{
+    enum { N = 200000 };
+    static float x[N], y1[N], y2[N];
+    snprintf(ctx, sizeof ctx, "dropout statistics");
+    for (int64_t i = 0; i < N; i++)
+        x[i] = 1.0f;
+    const float p = 0.3f;
+    int64_t state = 99;
+    rt_dropout_fwd(x, y1, &state, NULL, N, p);
+    rt_dropout_fwd(x, y2, &state, NULL, N, p);
+    ck_assert(state == 101);
+    int64_t k1 = 0, k11 = 0, both = 0;
+    for (int64_t i = 0; i < N; i++) {
+        k1 += y1[i] != 0.0f;
+        k11 += i > 0 && y1[i] != 0.0f && y1[i - 1] != 0.0f;
+        both += y1[i] != 0.0f && y2[i] != 0.0f;
+    }
+    const double q = 1.0 - p, sd1 = sqrt(N * q * (1 - q)), sd2 = sqrt(N * q * q * (1 - q * q));
+    ck_assert_msg(fabs(k1 - N * q) < 5 * sd1, "kept %lld of %d, expected %g", (long long)k1, N, N * q);
+    ck_assert_msg(fabs(k11 - N * q * q) < 5 * sd2, "neighbours both kept %lld, expected %g", (long long)k11,
+                  N * q * q);
+    ck_assert_msg(fabs(both - N * q * q) < 5 * sd2, "kept by both seeds %lld, expected %g", (long long)both,
+                  N * q * q);
+}
+END_TEST
+
+/* ================================================================ in place */
+
+/* The element-wise forward kernels that the planner may run in place give the
+ * same bits in place as out of place (sizes with vector bodies and tails). */
+START_TEST(in_place)
+{
+    static const int64_t sizes[] = {1, 7, 37, 1000, 1027};
+    seed_rng(61);
+    for (size_t t = 0; t < sizeof sizes / sizeof *sizes; t++) {
+        const int64_t n = sizes[t];
+        snprintf(ctx, sizeof ctx, "in place n=%lld", (long long)n);
+        float *a = gnew(n), *b = gnew(n), *y = gnew(n), *z = gnew(n);
+        fill_rand(a, n), fill_rand(b, n);
+
+        rt_relu_fwd(a, y, n);
+        for (int64_t i = 0; i < n; i++)
+            ck_assert(y[i] == (a[i] > 0 ? a[i] : 0.0f));
+        memcpy(z, a, sizeof(float) * (size_t)n);
+        rt_relu_fwd(z, z, n);
+        expect_same(z, y, n, "relu");
+
+        rt_add_fwd(a, b, y, 1, n); /* y = a + b */
+        for (int64_t i = 0; i < n; i++)
+            ck_assert(y[i] == a[i] + b[i]);
+        memcpy(z, a, sizeof(float) * (size_t)n);
+        rt_add_fwd(z, b, z, 1, n); /* into a */
+        expect_same(z, y, n, "add into a");
+        memcpy(z, b, sizeof(float) * (size_t)n);
+        rt_add_fwd(a, z, z, 1, n); /* into b */
+        expect_same(z, y, n, "add into b");
+        rt_add_fwd(a, a, y, 1, n); /* x + x */
+        memcpy(z, a, sizeof(float) * (size_t)n);
+        rt_add_fwd(z, z, z, 1, n);
+        expect_same(z, y, n, "x + x in place");
+        if (n % 7 == 0 && n > 7) { /* broadcast: b has n/7 elements */
+            rt_add_fwd(a, b, y, 7, n / 7);
+            for (int64_t i = 0; i < n; i++)
+                ck_assert(y[i] == a[i] + b[i % (n / 7)]);
+            memcpy(z, a, sizeof(float) * (size_t)n);
+            rt_add_fwd(z, b, z, 7, n / 7);
+            expect_same(z, y, n, "broadcast add into a");
+        }
+        gcheck(y, n, "y"), gcheck(z, n, "z");
+        gfree(a), gfree(b), gfree(y), gfree(z);
+    }
+}
+END_TEST
+
+/* ================================================================ main */
+
+static Suite *runtime_suite(void)
+{
+    Suite *s = suite_create("runtime");
+    TCase *c = tcase_create("conv");
+    tcase_set_timeout(c, 600);
+    tcase_add_loop_test(c, conv_grid, 0, GRID_N);
+    tcase_add_test(c, conv_larger);
+    tcase_add_test(c, conv_scratch_sizes);
+    tcase_add_test(c, conv_empty_output);
+    tcase_add_test(c, conv_finite_differences);
+    tcase_add_test(c, sum_channels);
+    suite_add_tcase(s, c);
+    TCase *b = tcase_create("batchnorm");
+    tcase_set_timeout(b, 600);
+    tcase_add_test(b, bn_train_forward);
+    tcase_add_test(b, bn_train_backward);
+    tcase_add_test(b, bn_train_finite_differences);
+    tcase_add_test(b, bn_eval);
+    suite_add_tcase(s, b);
+    TCase *p = tcase_create("pool");
+    tcase_set_timeout(p, 600);
+    tcase_add_loop_test(p, maxpool_grid, 0, POOL_GRID_N);
+    tcase_add_test(p, maxpool_finite_differences);
+    tcase_add_loop_test(p, avgpool_grid, 0, POOL_GRID_N);
+    tcase_add_test(p, global_avgpool);
+    suite_add_tcase(s, p);
+    TCase *d = tcase_create("dropout");
+    tcase_set_timeout(d, 600);
+    tcase_add_test(d, dropout);
+    tcase_add_test(d, dropout_statistics);
+    tcase_add_test(d, in_place);
+    suite_add_tcase(s, d);
+    return s;
+}
+
+int main(void)
+{
+    SRunner *sr = srunner_create(runtime_suite());
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}

@@ -1,0 +1,136 @@
+#!/usr/bin/env bash
+# Golden tests of frost's views: `frost plan` (text, json), `frost compare`
+# (text, markdown, csv, json) and `frost dot` (DOT; SVG checked for structure
+# only, since its bytes depend on the Graphviz version) for examples/mlp.frost
+# and every model in tests/e2e/models/.
+#
+#   tests/views/run.sh path/to/frost [tests/views]
+#   UPDATE=1 tests/views/run.sh path/to/frost      # rewrite the golden files
+#
+# Each output must come with exit status 0 and nothing on stderr, be well
+# formed for its format (JSON parses, CSV rows have equal length, markdown
+# rows equal numbers of cells, DOT is accepted by Graphviz's `dot -Tsvg`, SVG
+# is XML with an <svg> root), and equal golden/<model>.<view> byte for byte.
+# A model without golden files is reported as skipped (UPDATE=1 creates them).
+# Last line: "N passed, M failed[, K skipped]"; exit 1 on any failure.
+set -u
+frost=${1:?usage: run.sh FROST_BINARY [VIEWS_DIR]}
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+dir=$(cd "${2:-$here}" && pwd)
+root=$(cd "$dir/../.." && pwd)
+golden=$dir/golden
+update=${UPDATE:-0}
+python=${PYTHON:-python3}
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+mkdir -p "$golden"
+
+models=("$root/examples/mlp.frost")
+for m in "$root"/tests/e2e/models/*.frost; do
+    [ -f "$m" ] && models+=("$m")
+done
+# view name | frost arguments after the model file
+views=(
+    "plan.txt|plan"
+    "plan-all.txt|plan --config all"
+    "plan.json|plan --format json"
+    "compare.txt|compare"
+    "compare.md|compare --format markdown"
+    "compare.csv|compare --format csv"
+    "compare.json|compare --format json"
+    "dot|dot"
+)
+
+have_dot=1
+command -v dot >/dev/null 2>&1 || have_dot=0
+[ "$have_dot" -eq 1 ] || echo "note: Graphviz's dot is not installed: DOT outputs are not laid out"
+
+# well_formed KIND FILE: empty output when fine, else what is wrong
+well_formed() {
+    case "$1" in
+    json) "$python" -c 'import json, sys; json.load(open(sys.argv[1]))' "$2" 2>&1 | tail -1 ;;
+    csv) "$python" -c '
+import csv, sys
+rows = list(csv.reader(open(sys.argv[1])))
+if len(rows) < 2 or len({len(r) for r in rows}) != 1:
+    print("csv rows differ in length or there are none")' "$2" ;;
+    md) awk -F'|' '/^\|/ { if (n && NF != n) { print "markdown row " NR " has " NF - 2 " cells, not " n - 2; exit } n = NF }
+                   END { if (!n) print "no markdown table" }' "$2" ;;
+    dot) [ "$have_dot" -eq 0 ] || dot -Tsvg "$2" -o /dev/null 2>&1 | head -3 ;;
+    svg)
+        head -c 5 "$2" | grep -qE '^(<\?xml|<svg)' || echo "does not start with <?xml or <svg"
+        "$python" -c '
+import sys, xml.etree.ElementTree as ET
+root = ET.parse(sys.argv[1]).getroot()
+if not root.tag.endswith("svg"):
+    print("root element is", root.tag)' "$2" 2>&1 | tail -1 ;;
+    esac
+}
+
+passed=0 failed=0 skipped=0
+fail() {
+    failed=$((failed + 1))
+    echo "FAIL $1"
+}
+
+for model in "${models[@]}"; do
+    stem=$(basename "$model" .frost)
+    rel=${model#"$root"/}
+    if [ "$update" != 1 ] && ! ls "$golden/$stem".* >/dev/null 2>&1; then
+        echo "SKIP $rel (no golden files; UPDATE=1 $0 FROST creates them)"
+        skipped=$((skipped + 1))
+        continue
+    fi
+    for v in "${views[@]}"; do
+        view=${v%%|*}
+        read -r -a args <<<"${v#*|}"
+        name=$stem.$view
+        out=$tmp/$name
+        (cd "$root" && "$frost" "${args[0]}" "$rel" "${args[@]:1}") >"$out" 2>"$tmp/stderr"
+        status=$?
+        if [ "$status" -ne 0 ] || [ -s "$tmp/stderr" ]; then
+            fail "$name: frost ${args[*]} $rel exited with $status"
+            sed 's/^/    /' "$tmp/stderr" | head -5
+            continue
+        fi
+        kind=${view##*.}
+        problem=$(well_formed "$kind" "$out")
+        if [ -n "$problem" ]; then
+            fail "$name: not well-formed $kind: $problem"
+            continue
+        fi
+        if [ "$update" = 1 ]; then
+            cp "$out" "$golden/$name"
+            passed=$((passed + 1))
+        elif [ ! -f "$golden/$name" ]; then
+            echo "SKIP $name (no golden file)"
+            skipped=$((skipped + 1))
+        elif cmp -s "$out" "$golden/$name"; then
+            passed=$((passed + 1))
+        else
+            fail "$name: differs from golden/$name (UPDATE=1 rewrites it)"
+            diff -u "$golden/$name" "$out" | head -40 | sed 's/^/    /'
+        fi
+    done
+    # SVG: by --format and by the -o extension; structure only.
+    svg=$tmp/$stem.svg
+    if (cd "$root" && "$frost" dot "$rel" --format svg) >"$svg" 2>"$tmp/stderr" && [ ! -s "$tmp/stderr" ]; then
+        problem=$(well_formed svg "$svg")
+        [ -z "$problem" ] && passed=$((passed + 1)) || fail "$stem.svg: $problem"
+    else
+        fail "$stem.svg: frost dot --format svg failed"
+        sed 's/^/    /' "$tmp/stderr" | head -5
+    fi
+    if (cd "$root" && "$frost" dot "$rel" -o "$tmp/by-ext.svg") 2>"$tmp/stderr" && [ ! -s "$tmp/stderr" ]; then
+        problem=$(well_formed svg "$tmp/by-ext.svg")
+        [ -z "$problem" ] && passed=$((passed + 1)) || fail "$stem.svg via -o: $problem"
+    else
+        fail "$stem.svg via -o: frost dot -o X.svg failed"
+    fi
+done
+if [ "$skipped" -gt 0 ]; then
+    echo "$passed passed, $failed failed, $skipped skipped"
+else
+    echo "$passed passed, $failed failed"
+fi
+[ "$failed" -eq 0 ]
