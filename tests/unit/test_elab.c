@@ -794,6 +794,37 @@ START_TEST(batchnorm_mode) {
 }
 END_TEST
 
+/* Float arguments reach an op's fattr through def parameters and their
+ * defaults; bools and ints too. Needs dropout and batchnorm2d. */
+START_TEST(def_float_args) {
+    if (!op_find("dropout") || !op_find("batchnorm2d") || !op_find("conv2d"))
+        return;
+    fixture f;
+    ir_graph *g = load(&f, "model m\n"
+                           "input x : f32[2, 3, 8, 8]\n"
+                           "def unit(t, planes, p=0.25, eps=1e-5, momentum=0.1, bias=false, k=3) {\n"
+                           "    conv = conv2d(t, planes, k, padding=k / 2, bias=bias)\n"
+                           "    bn = batchnorm2d(conv, eps=eps, momentum=momentum * 2)\n"
+                           "    return dropout(bn, p=p)\n"
+                           "}\n"
+                           "a = unit(x, 4)\n"
+                           "b = unit(a, 4, p=0.5, eps=0.001, bias=true, k=1)\n");
+    ck_assert_msg(g != NULL, "%s", fx_text(&f));
+    const ir_node *bn = &g->nodes[val(g, "a.bn")->node];
+    ck_assert_double_eq_tol(bn->fattr[0], 1e-5, 1e-15);
+    ck_assert_double_eq_tol(bn->fattr[1], 0.2, 1e-15);
+    ck_assert_double_eq(g->nodes[val(g, "a")->node].fattr[0], 0.25);
+    ck_assert_double_eq(g->nodes[val(g, "b")->node].fattr[0], 0.5);
+    ck_assert_double_eq_tol(g->nodes[val(g, "b.bn")->node].fattr[0], 0.001, 1e-15);
+    ck_shape(val(g, "a.conv.weight"), 4, 3, 3, 3);
+    ck_assert_int_eq(ir_find_value(g, "a.conv.bias"), -1);
+    ck_shape(val(g, "b.conv.weight"), 4, 4, 1, 1);
+    ck_shape(val(g, "b.conv.bias"), 4);
+    ck_shape(val(g, "b"), 2, 4, 8, 8);
+    fx_close(&f);
+}
+END_TEST
+
 /* ResNet-18 written with a def: every parameter and buffer name, in order, is
  * a key of torchvision's resnet18().state_dict(). Needs the conv ops; skipped
  * (passes) without them. */
@@ -1014,6 +1045,7 @@ int main(void) {
     tcase_add_test(tc, def_declaration_errors);
     tcase_add_test(tc, condition_errors);
     tcase_add_test(tc, batchnorm_mode);
+    tcase_add_test(tc, def_float_args);
     tcase_add_test(tc, resnet18_state_dict_names);
     suite_add_tcase(s, tc);
     TCase *ti = tcase_create("ir");
