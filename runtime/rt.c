@@ -888,36 +888,83 @@ static inline void rt_window(int64_t i0, int64_t k, int64_t n, int64_t *t0, int6
     *t1 = n - i0 < k ? n - i0 : k;
 }
 
+/* Max-pool update of one window by one tap: v wins over the best so far if
+ * larger, or if it is the first NaN (NaN then sticks: NaN > x and x > NaN
+ * are false). Taps are visited in row-major order, so ties keep the first. */
+static inline int rt_max_wins(float v, float best)
+{
+    return v > best || (v != v && best == best);
+}
+
+enum { RT_POOL_CHUNK = 64 };
+
 void rt_maxpool_fwd(const float *restrict x, float *restrict y, uint8_t *restrict argmax,
                     int64_t NC, int64_t H, int64_t W, int64_t k, int64_t s, int64_t p)
 {
     const int64_t OH = rt_out_size(H, k, s, p, 1), OW = rt_out_size(W, k, s, p, 1);
+    /* Interior columns [cx0, cx1): the window's taps kx = 0..k-1 are all inside. */
+    int64_t cx0, cx1;
+    rt_tap_range(-p, s, W - k + 1, OW, &cx0, &cx1);
     for (int64_t pl = 0; pl < NC; pl++) {
         const float *restrict xp = x + pl * H * W;
         float *restrict yp = y + pl * OH * OW;
+        uint8_t *restrict ap = argmax ? argmax + pl * OH * OW : NULL;
         for (int64_t oy = 0; oy < OH; oy++) {
             int64_t iy0 = oy * s - p, ky0, ky1;
             rt_window(iy0, k, H, &ky0, &ky1);
-            for (int64_t ox = 0; ox < OW; ox++) {
-                int64_t ix0 = ox * s - p, kx0, kx1;
-                rt_window(ix0, k, W, &kx0, &kx1);
-                float best = -INFINITY;
-                /* the first tap inside the image; 0 for an all-padding window
-                 * (impossible when p <= k/2, as PyTorch requires) */
-                int64_t bi = ky0 < ky1 && kx0 < kx1 ? ky0 * k + kx0 : 0;
+            float *restrict yr = yp + oy * OW;
+            /* Interior columns in chunks, tap by tap: branch-free selects the
+             * vectoriser takes across outputs. */
+            for (int64_t c0 = cx0; c0 < cx1; c0 += RT_POOL_CHUNK) {
+                const int64_t cn = cx1 - c0 < RT_POOL_CHUNK ? cx1 - c0 : RT_POOL_CHUNK;
+                float best[RT_POOL_CHUNK];
+                uint8_t bi[RT_POOL_CHUNK];
+                for (int64_t j = 0; j < cn; j++) {
+                    best[j] = -INFINITY;
+                    bi[j] = (uint8_t)(ky0 < ky1 ? ky0 * k : 0);
+                }
                 for (int64_t ky = ky0; ky < ky1; ky++) {
-                    const int64_t base = (iy0 + ky) * W + ix0;
-                    for (int64_t kx = kx0; kx < kx1; kx++) {
-                        const float v = xp[base + kx];
-                        if (v > best || (v != v && best == best)) {
-                            best = v;
-                            bi = ky * k + kx;
+                    const float *restrict xr = xp + (iy0 + ky) * W + c0 * s - p;
+                    for (int64_t kx = 0; kx < k; kx++) {
+                        const uint8_t pos = (uint8_t)(ky * k + kx);
+                        for (int64_t j = 0; j < cn; j++) {
+                            const float v = xr[j * s + kx];
+                            const int win = rt_max_wins(v, best[j]);
+                            best[j] = win ? v : best[j];
+                            bi[j] = win ? pos : bi[j];
                         }
                     }
                 }
-                yp[oy * OW + ox] = best;
-                if (argmax)
-                    argmax[(pl * OH + oy) * OW + ox] = (uint8_t)bi;
+                for (int64_t j = 0; j < cn; j++)
+                    yr[c0 + j] = best[j];
+                if (ap)
+                    for (int64_t j = 0; j < cn; j++)
+                        ap[oy * OW + c0 + j] = bi[j];
+            }
+            /* Border columns [0, cx0) and [cx1, OW): windows cut by the padding. */
+            for (int64_t part = 0; part < 2; part++) {
+                const int64_t lo = part ? cx1 : 0, hi = part ? OW : cx0;
+                for (int64_t ox = lo; ox < hi; ox++) {
+                    int64_t ix0 = ox * s - p, kx0, kx1;
+                    rt_window(ix0, k, W, &kx0, &kx1);
+                    float best = -INFINITY;
+                    /* the first tap inside the image; 0 for an all-padding
+                     * window (impossible when p <= k/2, as PyTorch requires) */
+                    int64_t bi = ky0 < ky1 && kx0 < kx1 ? ky0 * k + kx0 : 0;
+                    for (int64_t ky = ky0; ky < ky1; ky++) {
+                        const int64_t base = (iy0 + ky) * W + ix0;
+                        for (int64_t kx = kx0; kx < kx1; kx++) {
+                            const float v = xp[base + kx];
+                            if (rt_max_wins(v, best)) {
+                                best = v;
+                                bi = ky * k + kx;
+                            }
+                        }
+                    }
+                    yr[ox] = best;
+                    if (ap)
+                        ap[oy * OW + ox] = (uint8_t)bi;
+                }
             }
         }
     }
@@ -929,14 +976,23 @@ void rt_maxpool_bwd(const uint8_t *restrict argmax, const float *restrict dy, fl
     const int64_t OH = rt_out_size(H, k, s, p, 1), OW = rt_out_size(W, k, s, p, 1);
     if (!acc)
         memset(dx, 0, (size_t)(NC * H * W) * sizeof(float));
+    /* argmax position -> (ky, kx) without a division per element */
+    int16_t tky[256], tkx[256];
+    const int64_t kk = k * k < 256 ? k * k : 256;
+    for (int64_t i = 0; i < kk; i++) {
+        tky[i] = (int16_t)(i / k);
+        tkx[i] = (int16_t)(i % k);
+    }
+    for (int64_t i = kk; i < 256; i++) /* never produced by rt_maxpool_fwd */
+        tky[i] = tkx[i] = 0;
     for (int64_t pl = 0; pl < NC; pl++) {
         const uint8_t *restrict ap = argmax + pl * OH * OW;
         const float *restrict dyp = dy + pl * OH * OW;
         float *restrict dxp = dx + pl * H * W;
         for (int64_t oy = 0; oy < OH; oy++)
             for (int64_t ox = 0; ox < OW; ox++) {
-                const int64_t pos = ap[oy * OW + ox], ky = pos / k, kx = pos - ky * k;
-                const int64_t iy = oy * s - p + ky, ix = ox * s - p + kx;
+                const int pos = ap[oy * OW + ox];
+                const int64_t iy = oy * s - p + tky[pos], ix = ox * s - p + tkx[pos];
                 if (iy >= 0 && iy < H && ix >= 0 && ix < W) /* false only for all-padding windows */
                     dxp[iy * W + ix] += dyp[oy * OW + ox];
             }
