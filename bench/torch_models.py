@@ -9,6 +9,16 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 
+class MLP(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc1 = nn.Linear(784, 512)
+        self.fc2 = nn.Linear(512, 10)
+
+    def forward(self, x):
+        return self.fc2(F.relu(self.fc1(x)))
+
+
 class LeNet(nn.Module):
     def __init__(self):
         super().__init__()
@@ -99,6 +109,7 @@ class ResNet18(nn.Module):
 
 
 MODELS = {
+    "mlp": (MLP, (784,), 10),
     "lenet": (LeNet, (1, 28, 28), 10),
     "cnn_bn": (CnnBn, (1, 28, 28), 10),
     "resnet18_cifar": (lambda: ResNet18(10, cifar=True), (3, 32, 32), 10),

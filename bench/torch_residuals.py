@@ -1,67 +1,108 @@
-#!/usr/bin/env python3
-"""Bytes PyTorch keeps from forward for backward, for the model of
-examples/mlp.frost under the freeze configurations all / head / input.
+#!/usr/bin/python3
+"""Residual bytes side by side: what frost keeps from forward for backward
+(its plan) and what PyTorch keeps for the same model, batch and freeze
+configuration.
 
-Measured with torch.autograd.graph.saved_tensors_hooks: every tensor autograd
-saves passes through the pack hook; we count each distinct storage once and
-leave out parameters (they exist anyway, in frost too). This is what frost
-calls residual bytes. Run with Debian's python3-torch:
+For every configuration of examples/MODEL.frost (as `frost compare` lists
+them), `frost plan --format json` says which parameters train, which inputs
+want a gradient, whether batch norm runs in eval mode, and frost's residual
+bytes. The PyTorch twin of the model (bench/torch_models.py) is set up the
+same way (requires_grad per parameter and on x, BatchNorm modules in eval
+mode for `batchnorm eval`) and run forward under
+torch.autograd.graph.saved_tensors_hooks: every tensor autograd saves passes
+through the pack hook; each distinct storage is counted once and parameters
+and buffers are left out (they exist anyway). The input x counts when autograd
+saves it: the caller must then keep it alive until backward, where frost
+copies what it needs of the inputs into its arena (and counts that).
 
-    /usr/bin/python3 bench/torch_residuals.py [--batch 128]
+    /usr/bin/python3 bench/torch_residuals.py [--frost build/frost] [MODEL...]
+
+Default models: mlp lenet cnn_bn resnet18_cifar. Prints markdown tables.
 """
 import argparse
+import json
+import os
+import subprocess
+import sys
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from torch_models import MODELS  # noqa: E402
 
-class MLP(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.fc1 = nn.Linear(784, 512)
-        self.fc2 = nn.Linear(512, 10)
-
-    def forward(self, x, label):
-        return F.cross_entropy(self.fc2(torch.relu(self.fc1(x))), label)
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def residual_bytes(model, x, label):
-    params = {p.data_ptr() for p in model.parameters()}
+def frost_json(frost, *args):
+    out = subprocess.run([frost, *args, "--format", "json"], check=True, capture_output=True, text=True)
+    return json.loads(out.stdout)
+
+
+def storage_key(t):
+    st = t.untyped_storage() if hasattr(t, "untyped_storage") else t.storage()
+    return st.data_ptr(), st.nbytes()
+
+
+def torch_residual_bytes(model, x, label):
+    exclude = {p.data_ptr() for p in model.parameters()}
+    exclude |= {b.data_ptr() for b in model.buffers()}
     seen = {}
 
     def pack(t):
-        ptr = t.untyped_storage().data_ptr() if hasattr(t, "untyped_storage") else t.storage().data_ptr()
-        if ptr not in params:
-            nbytes = t.untyped_storage().nbytes() if hasattr(t, "untyped_storage") else t.storage().nbytes()
+        ptr, nbytes = storage_key(t)
+        if ptr not in exclude:
             seen[ptr] = max(seen.get(ptr, 0), nbytes)
         return t
 
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        loss = model(x, label)
+        loss = F.cross_entropy(model(x), label)
     if loss.requires_grad:
         loss.backward()
     return sum(seen.values())
 
 
+def mib(n):
+    return "%.2f MiB" % (n / 2**20)
+
+
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--batch", type=int, default=128)
+    ap.add_argument("--frost", default=os.path.join(ROOT, "build", "frost"))
+    ap.add_argument("models", nargs="*", default=["mlp", "lenet", "cnn_bn", "resnet18_cifar"])
     args = ap.parse_args()
     torch.manual_seed(0)
-    model = MLP()
-    label = torch.randint(0, 10, (args.batch,))
-    configs = {
-        "all": (lambda n: True, False),
-        "head": (lambda n: n.startswith("fc2."), False),
-        "input": (lambda n: False, True),
-    }
-    print("config,torch_residual_bytes")
-    for name, (trainable, grad_x) in configs.items():
-        for pname, p in model.named_parameters():
-            p.requires_grad_(trainable(pname))
-        x = torch.randn(args.batch, 784, requires_grad=grad_x)
-        print(f"{name},{residual_bytes(model, x, label)}")
+    print("PyTorch %s; residual = bytes kept from forward for backward (frost: its plan's residual_bytes;"
+          " PyTorch: distinct storages autograd saved, parameters excluded)\n" % torch.__version__)
+    for name in args.models:
+        path = os.path.join(ROOT, "examples", name + ".frost")
+        make, shape, classes = MODELS[name]
+        configs = [c["config"] for c in frost_json(args.frost, "compare", path)["configs"]]
+        print("### %s\n" % name)
+        print("| config | frost residual | PyTorch residual | frost / PyTorch |")
+        print("|---|---:|---:|---:|")
+        for cfg in configs:
+            plan = frost_json(args.frost, "plan", path, "--config", cfg)
+            bufs = plan["train"]["buffers"]
+            trainable = {b["name"][2:] for b in bufs if b["kind"] == "param-grad"}
+            grad_inputs = {b["name"][2:] for b in bufs if b["kind"] == "input-grad"}
+            batch = next(b for b in bufs if b["kind"] == "input" and b["name"] == "x")["shape"][0]
+            model = make()
+            for pname, p in model.named_parameters():
+                p.requires_grad_(pname in trainable)
+            model.train()
+            if plan.get("batchnorm_eval"):
+                for m in model.modules():
+                    if isinstance(m, nn.BatchNorm2d):
+                        m.eval()
+            x = torch.randn(batch, *shape, requires_grad="x" in grad_inputs)
+            label = torch.randint(0, classes, (batch,))
+            theirs = torch_residual_bytes(model, x, label)
+            ours = plan["train"]["residual_bytes"]
+            ratio = "%.3f" % (ours / theirs) if theirs else "-"
+            print("| %s | %s | %s | %s |" % (cfg, mib(ours), mib(theirs), ratio))
+        print()
 
 
 if __name__ == "__main__":

@@ -76,7 +76,7 @@ MODEL(fm_norm, FM_NORM, "norm", "batch-norm affine + fc2")
 typedef struct {
     const char *data, *out;
     int epochs, finetune_epochs;
-    int64_t limit;
+    int64_t limit, finetune_limit;
     float lr, finetune_lr;
     uint64_t seed;
     bool plain;
@@ -94,12 +94,13 @@ static void die(const char *fmt, ...) {
 }
 
 static void usage(void) {
-    fputs("usage: fashion [--data DIR] [--epochs N] [--finetune-epochs N] [--limit N] [--lr X]\n"
-          "               [--finetune-lr X] [--seed N] [--out DIR] [--plain]\n"
+    fputs("usage: fashion [--data DIR] [--epochs N] [--finetune-epochs N] [--limit N] [--finetune-limit N]\n"
+          "               [--lr X] [--finetune-lr X] [--seed N] [--out DIR] [--plain]\n"
           "  --data DIR          Fashion-MNIST IDX files (default " FROST_FASHION_MNIST_DIR ")\n"
-          "  --epochs N          pre-training epochs, every parameter trainable (default 2)\n"
+          "  --epochs N          pre-training epochs, every parameter trainable (default 1)\n"
           "  --finetune-epochs N epochs of each fine-tuning run (default 1)\n"
-          "  --limit N           use only the first N training examples (default: all 60000)\n"
+          "  --limit N           pre-train on the first N training examples (default: all 60000)\n"
+          "  --finetune-limit N  fine-tune on the first N training examples (default 12000)\n"
           "  --lr X              AdamW learning rate of pre-training (default 2e-3)\n"
           "  --finetune-lr X     AdamW learning rate of fine-tuning (default 2e-3)\n"
           "  --seed N            initialisation and shuffling seed (default 1)\n"
@@ -110,7 +111,7 @@ static void usage(void) {
 }
 
 static options parse(int argc, char **argv) {
-    options o = {.data = FROST_FASHION_MNIST_DIR, .out = ".", .epochs = 2, .finetune_epochs = 1,
+    options o = {.data = FROST_FASHION_MNIST_DIR, .out = ".", .epochs = 1, .finetune_epochs = 1, .finetune_limit = 12000,
                  .lr = 2e-3f, .finetune_lr = 2e-3f, .seed = 1};
     for (int k = 1; k < argc; k++) {
         const char *a = argv[k], *v = k + 1 < argc ? argv[k + 1] : NULL;
@@ -121,18 +122,24 @@ static options parse(int argc, char **argv) {
         if (!v || a[0] != '-')
             usage();
         k++;
+        if (strcmp(a, "--data") == 0) {
+            o.data = v;
+            continue;
+        }
+        if (strcmp(a, "--out") == 0) {
+            o.out = v;
+            continue;
+        }
         char *end;
         errno = 0;
-        if (strcmp(a, "--data") == 0)
-            o.data = v;
-        else if (strcmp(a, "--out") == 0)
-            o.out = v;
-        else if (strcmp(a, "--epochs") == 0)
+        if (strcmp(a, "--epochs") == 0)
             o.epochs = (int)strtol(v, &end, 10);
         else if (strcmp(a, "--finetune-epochs") == 0)
             o.finetune_epochs = (int)strtol(v, &end, 10);
         else if (strcmp(a, "--limit") == 0)
             o.limit = strtoll(v, &end, 10);
+        else if (strcmp(a, "--finetune-limit") == 0)
+            o.finetune_limit = strtoll(v, &end, 10);
         else if (strcmp(a, "--lr") == 0)
             o.lr = strtof(v, &end);
         else if (strcmp(a, "--finetune-lr") == 0)
@@ -144,7 +151,7 @@ static options parse(int argc, char **argv) {
         if (errno || *end)
             die("bad value for %s: '%s'", a, v);
     }
-    if (o.epochs < 0 || o.finetune_epochs < 0 || o.limit < 0 || !(o.lr > 0) || !(o.finetune_lr > 0))
+    if (o.epochs < 0 || o.finetune_epochs < 0 || o.limit < 0 || o.finetune_limit < 0 || !(o.lr > 0) || !(o.finetune_lr > 0))
         die("epochs, limit and learning rates must not be negative");
     return o;
 }
@@ -247,8 +254,12 @@ static double accuracy(run_state *r, const frost_dataset *ds) {
  * otherwise (the epoch's summary line follows either way). */
 static void progress(bool live, const char *name, int epoch, int epochs, int64_t done, int64_t total, double loss,
                      double elapsed) {
-    if (!live)
+    if (!live) {
+        printf("  %-7s epoch %d/%d  %3d%%  loss %.4f  %.0f img/s\n", name, epoch, epochs,
+               total ? (int)(100 * done / total) : 100, loss, elapsed > 0 ? (double)done / elapsed : 0);
+        fflush(stdout);
         return;
+    }
     const int width = 24;
     int fill = total ? (int)(width * done / total) : width;
     double rate = elapsed > 0 ? (double)done / elapsed : 0;
@@ -288,7 +299,9 @@ static result train(run_state *r, const frost_dataset *train_set, const frost_da
             loss_sum += loss;
             steps++;
             done += m->batch;
-            if (live && (steps % 8 == 0 || done == per_epoch))
+            /* a terminal gets a live bar; a log gets a line at each quarter */
+            int64_t quarter = per_epoch / 4 / m->batch * m->batch;
+            if (live ? steps % 8 == 0 || done == per_epoch : quarter > 0 && done % quarter == 0 && done < per_epoch)
                 progress(live, m->name, e, epochs, done, per_epoch, loss_sum / (double)steps, now() - te);
         }
         res.loss = steps ? loss_sum / (double)steps : NAN;
@@ -324,8 +337,11 @@ int main(int argc, char **argv) {
                                  &err) ||
         frost_dataset_load_mnist(o.data, "t10k", FROST_FASHION_MNIST_MEAN, FROST_FASHION_MNIST_STD, &test_set, &err))
         die("%s\n(Debian: apt-get install dataset-fashion-mnist, or --data DIR)", err.msg);
+    frost_dataset finetune_set = train_set;
     if (o.limit > 0 && o.limit < train_set.count)
         train_set.count = o.limit;
+    if (o.finetune_limit > 0 && o.finetune_limit < finetune_set.count)
+        finetune_set.count = o.finetune_limit;
     printf("Fashion-MNIST: %lld training and %lld test images of %lldx%lld, batch %lld\n\n",
            (long long)train_set.count, (long long)test_set.count, (long long)train_set.rows,
            (long long)train_set.cols, (long long)fm_all_model->batch);
@@ -352,13 +368,14 @@ int main(int argc, char **argv) {
     const frost_load_options load = {.skip = skip_head};
     for (int k = 0; k < NRUNS; k++) {
         const model *m = runs[k];
-        printf("fine-tuning '%s' (trains %s), %d epoch%s, AdamW lr %g, from %s with a new fc2\n", m->name, m->trains,
-               o.finetune_epochs, o.finetune_epochs == 1 ? "" : "s", o.finetune_lr, ckpt);
+        printf("fine-tuning '%s' (trains %s), %d epoch%s of %lld images, AdamW lr %g, from %s with a new fc2\n",
+               m->name, m->trains, o.finetune_epochs, o.finetune_epochs == 1 ? "" : "s",
+               (long long)finetune_set.count, o.finetune_lr, ckpt);
         run_state r = run_new(m);
         m->init(r.params, o.seed + 1 + (uint64_t)k);
         if (frost_ckpt_load(ckpt, r.params, m->table, m->nparams, &load, &err))
             die("%s", err.msg);
-        results[k] = train(&r, &train_set, &test_set, o.finetune_epochs, o.finetune_lr, o.seed + 100 + (uint64_t)k,
+        results[k] = train(&r, &finetune_set, &test_set, o.finetune_epochs, o.finetune_lr, o.seed + 100 + (uint64_t)k,
                            live);
         run_free(&r);
         putchar('\n');
