@@ -93,6 +93,7 @@ typedef enum {
     ST_IF,        /* if value { body } [ else { else_body } ] */
     ST_RETURN,    /* return value (an EX_NAME), or return op(args) (op set) */
     ST_BATCHNORM, /* batchnorm eval|train: bn_eval */
+    ST_OPTIMIZER, /* optimizer NAME [(KEY=VALUE, ...)]: op, op_loc, args */
 } ast_stmt_kind;
 
 typedef struct ast_stmt ast_stmt;
@@ -122,7 +123,7 @@ struct ast_stmt {
     src_loc dtype_loc;
     ast_expr **dims; int ndims;
     bool grad;          /* input ... grad */
-    const char *op;     /* binding, return of a call: the op or def called */
+    const char *op;     /* binding, return of a call: the op or def called; optimizer: its name */
     src_loc op_loc;
     ast_arg *args; int nargs;
     const char **names; src_loc *name_locs; int nnames; /* output */

@@ -14,6 +14,7 @@
  *             | "config" NAME "{" { cfgsep } [ cfgitem { cfgsep { cfgsep } cfgitem } ] { cfgsep } "}"
  *             | "default" NAME
  *             | "batchnorm" ( "eval" | "train" )
+ *             | "optimizer" NAME [ "(" [ arg { "," arg } [ "," ] ] ")" ]
  *             | "def" NAME "(" [ param { "," param } [ "," ] ] ")" block
  *             | if
  *   assign    = NAME "=" NAME "(" [ arg { "," arg } [ "," ] ] ")"     a call of an op or a def
@@ -41,8 +42,9 @@
  *
  * Keywords: model const input output config default train freeze grad none
  * true false def if else return and or not. A config or default name may be
- * any word (`config input { ... }`). `batchnorm`, `eval` and `dim` are words
- * with a meaning only where the grammar above uses them.
+ * any word (`config input { ... }`). `batchnorm`, `eval`, `optimizer` and
+ * `dim` are words with a meaning only where the grammar above uses them
+ * (`batchnorm` and `optimizer` start a statement only when no '=' follows).
  *
  * `return` may only end a def's body (not inside an `if` of it), and a def's
  * body must end with one; `else` may stand on the line after the `}`; a
@@ -598,6 +600,8 @@ static void block_stmt(parser *ps, ast_stmt *st, stmt_ctx ctx) {
         fail_at(ps, t->loc, "'else' without 'if'");
     } else if (is_word(t, "def")) {
         fail_at(ps, t->loc, "'def' is only allowed at the top level");
+    } else if (is_word(t, "optimizer") && !is_punct(t + 1, '=')) {
+        fail_at(ps, t->loc, "'optimizer' is only allowed at the top level");
     } else if (is_name(t)) {
         assignment(ps, st);
     } else {
@@ -721,6 +725,22 @@ static void stmt(parser *ps, ast_stmt *st) {
         ps->tok++;
         st->bn_eval = bn_mode(ps, &st->name_loc);
         end_of_stmt(ps, pool_printf(ps->pool, "'batchnorm %s'", st->bn_eval ? "eval" : "train"));
+    } else if (is_word(t, "optimizer") && !is_punct(t + 1, '=')) {
+        /* optimizer sgd(lr=0.1, momentum=0.9): elab.c checks name, keys and values */
+        st->kind = ST_OPTIMIZER;
+        ps->tok++;
+        if (ps->tok->kind != TK_IDENT || lex_is_keyword(ps->tok->text, ps->tok->len))
+            expected(ps, "an optimizer name (sgd or adamw)");
+        st->op = tok_str(ps, ps->tok);
+        st->op_loc = ps->tok->loc;
+        ps->tok++;
+        if (is_punct(ps->tok, '(')) {
+            call_args(ps, st);
+            end_of_stmt(ps, "the optimizer's hyper-parameters");
+        } else if (!at_stmt_end(ps)) {
+            fail_at(ps, ps->tok->loc, "expected '(' and hyper-parameters (KEY=VALUE), or end of line, after "
+                    "'optimizer %s', got %s", st->op, describe(ps->pool, ps->tok));
+        }
     } else if (is_word(t, "def")) {
         def_stmt(ps, st);
         end_of_stmt(ps, "'}'");

@@ -227,6 +227,17 @@ int main(void) {
         float goal = UC(_NUM_TRAINABLE) == UC(_NUM_PARAMS) ? 0.25f : 0.8f;
         check(isfinite(last) && last < goal * first, "200 steps took the loss from %g only to %g", first, last);
     }
+    for (int i = 0; i < UC(_NUM_PARAMS); i++) {
+        free(ref[i].buf);
+        free(ref[i].m);
+        free(ref[i].v);
+    }
+    free(params);
+    free(grads);
+    free(state);
+    free(arena);
+    free(expect);
+    free(before);
     printf("%d passed, %d failed\n", npassed, nfailed);
     return nfailed ? 1 : 0;
 }
