@@ -11,7 +11,8 @@
  * Inference"): objects are placed one by one in some order; each goes into the
  * smallest gap between already-placed objects that overlap it in time, or on
  * top of them when no gap is big enough. The result depends strongly on the
- * order, so several orders are tried and the smallest arena kept:
+ * order, so several orders are tried (each placed with best fit and with
+ * first fit) and the smallest arena kept:
  *   size desc (three tie-breaks), size x lifetime desc, start time asc,
  *   end time desc, lifetime desc, and "breadth" order (objects ranked by the
  *   heaviest step they are live in, i.e. Pisarchyk & Lee's greedy by breadth).
@@ -384,11 +385,13 @@ void pass_plan(ir_program *prog) {
         breadth_peaks(obj, n, load, nsteps, peak, peak_at);
         for (int w = 0; w < ORD_COUNT && best > prog->lower_bound; w++) {
             make_order(w, obj, n, peak, peak_at, keys, order);
-            int64_t a = place(obj, n, order, off, &pl, true);
-            if (a < best) {
-                best = a;
-                memcpy(best_off, off, sizeof(int64_t) * (size_t)n);
-                memcpy(best_order, order, sizeof(int) * (size_t)n);
+            for (int fit = 1; fit >= 0 && best > prog->lower_bound; fit--) { /* best fit, then first fit */
+                int64_t a = place(obj, n, order, off, &pl, fit);
+                if (a < best) {
+                    best = a;
+                    memcpy(best_off, off, sizeof(int64_t) * (size_t)n);
+                    memcpy(best_order, order, sizeof(int) * (size_t)n);
+                }
             }
         }
         /* Perturbed orders: size desc with deterministic multiplicative noise

@@ -173,8 +173,8 @@ static void find_takeovers(val_ctx *v, const int *root, const int *first, const 
             continue; /* occupies no shared bytes: nothing to exempt */
         if (v->donor[rb] < 0)
             v->donor[rb] = rd;
-        else if (v->donor[rb] != rd)
-            continue;
+        else if (v->donor[rb] != rd || taker_of[rd] == rb)
+            continue; /* another donor, or this pair decided already */
         const char *why = NULL;
         if (tb->offset != db->offset)
             why = "different offsets";

@@ -77,7 +77,17 @@ void view_dot(const ir_module *m, const ir_module *full, FILE *out) {
     char b1[32], b2[32];
     fputs("digraph \"", out);
     dot_escape(out, g->model);
-    fputs("\" {\n  graph [rankdir=TB, fontname=\"Helvetica\", labelloc=t, label=\"", out);
+    /* newrank: one ranking over the whole graph, clusters included, so that
+     * every edge (all run from an earlier step to a later one) goes down a
+     * rank. Without it dot may lay an edge between the two clusters flat, and
+     * Graphviz 2.43 frees a flat edge's label twice (gvFreeLayout after
+     * flat_edges), e.g. for tests/e2e/models/conv_grid.frost. */
+    fputs("\" {\n  graph [rankdir=TB, newrank=true, ", out);
+    /* Big graphs: bound dot's network simplex (iterations per node), which
+     * otherwise takes minutes on a few hundred steps with labelled edges. */
+    if (prog->nsteps > 150)
+        fputs("nslimit=2, nslimit1=2, ", out);
+    fputs("fontname=\"Helvetica\", labelloc=t, label=\"", out);
     dot_escape(out, g->model);
     fputs(", config ", out);
     dot_escape(out, view_config_name(m));
@@ -128,6 +138,8 @@ void view_dot(const ir_module *m, const ir_module *full, FILE *out) {
 
     /* Walk the steps keeping, per storage, the step that last wrote it. */
     int *writer = malloc(sizeof(int) * (size_t)(prog->nbufs + 1));
+    bool *bwd_pred = calloc((size_t)prog->nsteps + 1, sizeof(bool)); /* step has an edge from a backward step */
+    IR_ASSERT(writer && bwd_pred);
     for (int b = 0; b < prog->nbufs; b++)
         writer[b] = prog->bufs[b].kind == BUF_INPUT ? -2 - b : -1; /* -2-b: the input node buf b */
     for (int s = 0; s < prog->nsteps; s++) {
@@ -143,6 +155,7 @@ void view_dot(const ir_module *m, const ir_module *full, FILE *out) {
             if (w == -1)
                 continue;
             bool residual = w >= 0 && w < prog->nfwd && s >= prog->nfwd;
+            bwd_pred[s] |= w >= prog->nfwd;
             if (w >= 0)
                 fprintf(out, "  step%d -> step%d", w, s);
             else
@@ -160,6 +173,7 @@ void view_dot(const ir_module *m, const ir_module *full, FILE *out) {
             int sid = storage_id(prog, o->buf), w = writer[sid];
             if (w >= 0 && w != s && buf->space != SPACE_PARAMS) {
                 /* written again: a further contribution added to a gradient */
+                bwd_pred[s] |= w >= prog->nfwd;
                 fprintf(out, "  step%d -> step%d [label=\"", w, s);
                 dot_escape(out, buf->name);
                 fprintf(out, " +=\\n%s\"];\n", view_bytes(b1, buf->bytes));
@@ -201,7 +215,13 @@ void view_dot(const ir_module *m, const ir_module *full, FILE *out) {
             dropped++;
         }
     }
+    /* Backward below forward: the backward steps nothing in backward leads to
+     * (the seed, zero fills) hang below the last forward step, invisibly. */
+    for (int s = prog->nfwd; s < prog->nsteps && prog->nfwd > 0; s++)
+        if (!bwd_pred[s])
+            fprintf(out, "  step%d -> step%d [style=invis];\n", prog->nfwd - 1, s);
     free(writer);
+    free(bwd_pred);
     fprintf(out, "}\n");
 }
 

@@ -21,6 +21,8 @@ root=$(cd "$dir/../.." && pwd)
 golden=$dir/golden
 update=${UPDATE:-0}
 python=${PYTHON:-python3}
+# Under LeakSanitizer, Graphviz's own leaks (SVG rendering) are not frost's.
+export LSAN_OPTIONS="suppressions=$here/lsan.supp:print_suppressions=0${LSAN_OPTIONS:+:$LSAN_OPTIONS}"
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 mkdir -p "$golden"
