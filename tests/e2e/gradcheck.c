@@ -59,6 +59,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "check.h" /* check(), npassed, nfailed */
+
 #if !defined(FROST_PREFIX) || !defined(FROST_PREFIX_UPPER)
 #error "compile with -include P.h -DFROST_PREFIX=p -DFROST_PREFIX_UPPER=P"
 #endif
@@ -101,24 +103,8 @@ _Static_assert(sizeof(input_table) / sizeof(input_table[0]) == NINPUTS_ALLOC, "i
 #define ARENA_NAN 0x7FC0FFEEu
 #define ARENA_JUNK 0x3F9E3779u /* about 1.24f */
 
-static int npassed, nfailed;
 static bool verbose;
 
-static bool check(bool ok, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static bool check(bool ok, const char *fmt, ...) {
-    if (ok) {
-        npassed++;
-        return true;
-    }
-    nfailed++;
-    va_list ap;
-    va_start(ap, fmt);
-    fputs("FAIL: ", stdout);
-    vprintf(fmt, ap);
-    fputc('\n', stdout);
-    va_end(ap);
-    return false;
-}
 
 static void fatal(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
 static void fatal(const char *fmt, ...) {

@@ -24,27 +24,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "check.h" /* check(), npassed, nfailed */
+
 #define CAT_(a, b) a##b
 #define CAT(a, b) CAT_(a, b)
 #define LC(s) CAT(FROST_PREFIX, s)
 #define UC(s) CAT(FROST_PREFIX_UPPER, s)
-
-static int npassed, nfailed;
-static bool check(bool ok, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static bool check(bool ok, const char *fmt, ...) {
-    if (ok) {
-        npassed++;
-        return true;
-    }
-    nfailed++;
-    va_list ap;
-    va_start(ap, fmt);
-    fputs("FAIL: ", stdout);
-    vprintf(fmt, ap);
-    fputc('\n', stdout);
-    va_end(ap);
-    return false;
-}
 
 static void *block(int64_t bytes) {
     size_t n = (size_t)(bytes > 0 ? bytes : 1);

@@ -35,6 +35,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "check.h" /* check(), npassed, nfailed */
+
 #if !defined(FROST_PREFIX) || !defined(FROST_PREFIX_UPPER)
 #error "compile with -include P.h -DFROST_PREFIX=p -DFROST_PREFIX_UPPER=P"
 #endif
@@ -66,23 +68,6 @@ typedef LC(_outputs) outputs_t;
 _Static_assert(sizeof(inputs_t) == (size_t)NINPUTS_ALLOC * sizeof(void *), "inputs struct: pointers in table order");
 _Static_assert(sizeof(kept_ranges) / sizeof(kept_ranges[0]) == (NUM_KEPT > 0 ? NUM_KEPT : 1), "kept range table size");
 
-static int npassed, nfailed;
-
-static bool check(bool ok, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static bool check(bool ok, const char *fmt, ...) {
-    if (ok) {
-        npassed++;
-        return true;
-    }
-    nfailed++;
-    va_list ap;
-    va_start(ap, fmt);
-    fputs("FAIL: ", stdout);
-    vprintf(fmt, ap);
-    fputc('\n', stdout);
-    va_end(ap);
-    return false;
-}
 
 static void *alloc_block(int64_t bytes) {
     size_t n = bytes > 0 ? (size_t)bytes : 1;

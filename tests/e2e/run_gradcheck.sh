@@ -11,6 +11,8 @@
 # Files go to WORKDIR/<model>_<selection>/ so that cases may share WORKDIR.
 #
 # Environment:
+#   FROST_DRIVER       the checker to build: gradcheck (default) or poison
+#                      (tests/e2e/DRIVER.c; run_poison.sh sets it)
 #   CC                 C compiler (default: cc)
 #   FROST_TEST_CFLAGS  extra flags for compiling and linking the checker, e.g.
 #                      the sanitizer flags of scripts/test.sh
@@ -37,7 +39,13 @@ else
 fi
 base=$(basename "$model" .frost)
 # C identifiers for the prefix; the directory name only needs to be unique.
-prefix=gc_$(printf '%s' "$base" | tr -c 'A-Za-z0-9_' '_')
+driver=${FROST_DRIVER:-gradcheck}
+case $driver in
+gradcheck) short=gc ;;
+poison) short=pz ;;
+*) echo "run_gradcheck.sh: unknown FROST_DRIVER '$driver'" >&2; exit 2 ;;
+esac
+prefix=${short}_$(printf '%s' "$base" | tr -c 'A-Za-z0-9_' '_')
 prefix_upper=$(printf '%s' "$prefix" | LC_ALL=C tr '[:lower:]' '[:upper:]')
 dir=$work/${base}_$(printf '%s' "$tag" | tr -c 'A-Za-z0-9_.-' '_')
 mkdir -p "$dir"
@@ -51,5 +59,5 @@ run "$frost" compile "$model" "${sel[@]}" --name "$prefix" \
     -o "$dir/$prefix.o" --header "$dir/$prefix.h" || exit 1
 run "${cc[@]}" "${extra[@]}" -std=c11 -O1 -Wall -Wextra \
     -include "$dir/$prefix.h" -DFROST_PREFIX="$prefix" -DFROST_PREFIX_UPPER="$prefix_upper" \
-    "$here/gradcheck.c" "$dir/$prefix.o" -lopenblas -lm -o "$dir/gradcheck" || exit 1
-run "$dir/gradcheck"
+    "$here/$driver.c" "$dir/$prefix.o" -lopenblas -lm -o "$dir/$driver" || exit 1
+run "$dir/$driver"

@@ -38,6 +38,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../e2e/check.h" /* check(), npassed, nfailed */
+
 #if !defined(FROST_PREFIX) || !defined(FROST_PREFIX_UPPER)
 #error "compile with -include P.h -DFROST_PREFIX=p -DFROST_PREFIX_UPPER=P"
 #endif
@@ -60,23 +62,6 @@ _Static_assert(sizeof(inputs_t) == (size_t)NINPUTS_ALLOC * sizeof(void *), "inpu
 _Static_assert(sizeof(outputs_t) % sizeof(float *) == 0, "outputs: pointers, the loss first");
 #define NOUTPUTS (sizeof(outputs_t) / sizeof(float *))
 
-static int npassed, nfailed;
-
-static bool check(bool ok, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static bool check(bool ok, const char *fmt, ...) {
-    if (ok) {
-        npassed++;
-        return true;
-    }
-    nfailed++;
-    va_list ap;
-    va_start(ap, fmt);
-    fputs("FAIL: ", stdout);
-    vprintf(fmt, ap);
-    fputc('\n', stdout);
-    va_end(ap);
-    return false;
-}
 
 static void *block(int64_t bytes) {
     size_t n = bytes > 0 ? (size_t)bytes : 1;

@@ -1,0 +1,30 @@
+/* check.h: the pass/fail counting shared by the C drivers that link
+ * generated objects (gradcheck.c, poison.c, optim.c, tests/examples/smoke.c).
+ * Each failed check prints "FAIL: ..." on stdout; drivers end with
+ * "N passed, M failed" and exit 1 when M > 0. */
+#ifndef FROST_TEST_CHECK_H
+#define FROST_TEST_CHECK_H
+
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+
+static int npassed, nfailed;
+
+static bool check(bool ok, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static bool check(bool ok, const char *fmt, ...) {
+    if (ok) {
+        npassed++;
+        return true;
+    }
+    nfailed++;
+    va_list ap;
+    va_start(ap, fmt);
+    fputs("FAIL: ", stdout);
+    vprintf(fmt, ap);
+    fputc('\n', stdout);
+    va_end(ap);
+    return false;
+}
+
+#endif
