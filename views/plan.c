@@ -249,6 +249,7 @@ void view_plan(const ir_module *m, view_format fmt, FILE *out) {
         json_string(out, g->model);
         fprintf(out, ", \"config\": ");
         json_string(out, config);
+        fprintf(out, ", \"batchnorm_eval\": %s", m->bn_eval ? "true" : "false");
         fprintf(out, ",\n  \"trainable_params\": %" PRId64 ", \"total_params\": %" PRId64
                      ", \"params_bytes\": %" PRId64 ", \"grads_bytes\": %" PRId64
                      ", \"training_total_bytes\": %" PRId64 ",\n  \"train\": ",
