@@ -92,9 +92,9 @@ def main():
             for pname, p in model.named_parameters():
                 p.requires_grad_(pname in trainable)
             model.train()
-            if plan.get("batchnorm_eval"):
+            if plan["batchnorm_eval"]:  # running statistics in the train program too
                 for m in model.modules():
-                    if isinstance(m, nn.BatchNorm2d):
+                    if isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)):
                         m.eval()
             x = torch.randn(batch, *shape, requires_grad="x" in grad_inputs)
             label = torch.randint(0, classes, (batch,))
