@@ -287,6 +287,12 @@ bool lc_training(lower_ctx *c);
 bool lc_bn_eval(lower_ctx *c);
 /* forward: a temporary arena buffer of `numel` elements, live for one step. */
 int lc_scratch(lower_ctx *c, const ir_node *n, ir_dtype dt, int64_t numel);
+/* The step just appended takes, in its int operand `blocks_opnd` (lowered as
+ * 1), how many images it handles at once; in blocks of b > 1 images it needs
+ * b * blocked_bytes of scratch in its operand `scratch_opnd`. widen.c picks b,
+ * at most blocks_max, from the arena space free at that step. */
+void lc_step_blocks(lower_ctx *c, int scratch_opnd, int blocks_opnd, int64_t blocks_max,
+                    int64_t blocked_bytes);
 
 /* ---------------------------------------------------------------- program
  * The lowered form: buffers and a linear list of kernel calls. Codegen turns
@@ -344,6 +350,13 @@ typedef struct {
     ir_opnd opnd[IR_MAX_OPND];
     int nopnd;
     int node;             /* graph node it belongs to, -1 for glue (copies, seeds) */
+    /* A step whose kernel can do its work in blocks of several images given
+     * more scratch (conv2d's GEMMs): widen.c may set the int operand
+     * blocks_opnd to up to blocks_max, with blocks_opnd's value times
+     * blocked_bytes of scratch in the buffer of operand scratch_opnd.
+     * blocks_opnd < 0: not such a step. */
+    int blocks_opnd, scratch_opnd;
+    int64_t blocks_max, blocked_bytes;
 } ir_step;
 
 typedef struct {
@@ -417,6 +430,11 @@ bool pass_lower(ir_module *m, diag_ctx *d);
 void pass_liveness(ir_program *prog);
 /* plan.c: arena offsets, arena_bytes, lower_bound, residual_bytes. */
 void pass_plan(ir_program *prog);
+/* widen.c (after plan.c): steps that can work in blocks of images get the
+ * largest block that the arena's free space at that step holds, capped by
+ * the step's blocks_max; their scratch moves into that space. arena_bytes and
+ * lower_bound do not change. */
+void pass_widen(ir_program *prog);
 /* validate.c: no two arena buffers with overlapping lives overlap in memory;
  * every step operand is in bounds. Returns false and prints the offending pair. */
 bool pass_validate(const ir_program *prog, FILE *out);

@@ -85,6 +85,7 @@ static int value_buf(lower_ctx *c, int v) {
 void lc_step(lower_ctx *c, const ir_node *n, const char *kernel, const char *fmt, ...) {
     ir_step *s = VEC_PUSH(c->p, c->prog->steps, c->prog->nsteps, c->prog->capsteps);
     memset(s, 0, sizeof *s);
+    s->blocks_opnd = s->scratch_opnd = -1;
     s->kernel = kernel;
     s->node = n ? node_index(c, n) : -1;
     va_list ap;
@@ -131,6 +132,22 @@ int lc_scratch(lower_ctx *c, const ir_node *n, ir_dtype dt, int64_t numel) {
     ir_shape shape = {1, {numel}};
     return new_buf(c, pool_printf(c->p, "scratch %s", c->g->vals[n->out].name), BUF_SCRATCH, SPACE_ARENA, dt,
                    shape, -1);
+}
+
+void lc_step_blocks(lower_ctx *c, int scratch_opnd, int blocks_opnd, int64_t blocks_max,
+                    int64_t blocked_bytes) {
+    IR_ASSERT(c->prog->nsteps > 0);
+    ir_step *s = &c->prog->steps[c->prog->nsteps - 1];
+    IR_ASSERT(blocks_opnd < s->nopnd && s->opnd[blocks_opnd].kind == OPND_INT && s->opnd[blocks_opnd].i == 1);
+    IR_ASSERT(scratch_opnd < s->nopnd);
+    /* a step without scratch (pointwise, depthwise) stays one image at a time:
+     * there is no buffer to widen */
+    if (s->opnd[scratch_opnd].kind != OPND_BUF || blocks_max < 2 || blocked_bytes <= 0)
+        return;
+    s->blocks_opnd = blocks_opnd;
+    s->scratch_opnd = scratch_opnd;
+    s->blocks_max = blocks_max;
+    s->blocked_bytes = blocked_bytes;
 }
 
 void lc_alias_out(lower_ctx *c, const ir_node *n, int i) {

@@ -1,12 +1,13 @@
 /* pipeline.c: the middle end, in order. Reading this function is reading the
  * architecture: frontend -> freeze configuration -> selective autodiff and
- * residual selection -> liveness -> arena plan -> validation. Codegen and the
- * views take the resulting module. */
+ * residual selection -> liveness -> arena plan -> scratch widening ->
+ * validation. Codegen and the views take the resulting module. */
 #include "ir.h"
 
 static void plan_program(ir_program *prog) {
     pass_liveness(prog);
     pass_plan(prog);
+    pass_widen(prog);
     /* A plan that fails validation is a frost bug, never a user error. */
     if (!pass_validate(prog, stderr))
         ir_panic(__FILE__, __LINE__, "arena plan failed validation");

@@ -470,12 +470,13 @@ static inline int rt_conv_pointwise(int64_t k, int64_t s, int64_t p)
     return k == 1 && s == 1 && p == 0;
 }
 
-/* col[Cg*k*k, OH*OW]: row (c, ky, kx) holds input x[c, oy*s + ky*d - p, ox*s + kx*d - p]
- * for every output (oy, ox), 0 where that falls into the padding. */
-static void rt_im2col(const float *restrict x, float *restrict col, int64_t Cg, int64_t H,
-                      int64_t W, int64_t k, int64_t s, int64_t p, int64_t d, int64_t OH, int64_t OW)
+/* col[Cg*k*k, OH*OW] (rows ld floats apart, ld >= OH*OW): row (c, ky, kx) holds
+ * input x[c, oy*s + ky*d - p, ox*s + kx*d - p] for every output (oy, ox), 0
+ * where that falls into the padding. */
+static void rt_im2col(const float *restrict x, float *restrict col, int64_t ld, int64_t Cg,
+                      int64_t H, int64_t W, int64_t k, int64_t s, int64_t p, int64_t d,
+                      int64_t OH, int64_t OW)
 {
-    const int64_t OHW = OH * OW;
     for (int64_t ky = 0; ky < k; ky++) {
         int64_t offy = ky * d - p, oy0, oy1;
         rt_tap_range(offy, s, H, OH, &oy0, &oy1);
@@ -484,7 +485,7 @@ static void rt_im2col(const float *restrict x, float *restrict col, int64_t Cg, 
             rt_tap_range(offx, s, W, OW, &ox0, &ox1);
             const int64_t cnt = ox1 - ox0;
             for (int64_t c = 0; c < Cg; c++) {
-                float *restrict row = col + ((c * k + ky) * k + kx) * OHW;
+                float *restrict row = col + ((c * k + ky) * k + kx) * ld;
                 const float *restrict xc = x + c * H * W;
                 memset(row, 0, (size_t)(oy0 * OW) * sizeof(float));
                 for (int64_t oy = oy0; oy < oy1; oy++) {
@@ -509,12 +510,11 @@ static void rt_im2col(const float *restrict x, float *restrict col, int64_t Cg, 
     }
 }
 
-/* x[Cg,H,W] += the adjoint of rt_im2col applied to col */
-static void rt_col2im_add(const float *restrict col, float *restrict x, int64_t Cg, int64_t H,
-                          int64_t W, int64_t k, int64_t s, int64_t p, int64_t d, int64_t OH,
-                          int64_t OW)
+/* x[Cg,H,W] += the adjoint of rt_im2col applied to col (rows ld floats apart) */
+static void rt_col2im_add(const float *restrict col, int64_t ld, float *restrict x, int64_t Cg,
+                          int64_t H, int64_t W, int64_t k, int64_t s, int64_t p, int64_t d,
+                          int64_t OH, int64_t OW)
 {
-    const int64_t OHW = OH * OW;
     for (int64_t c = 0; c < Cg; c++) {
         float *restrict xc = x + c * H * W;
         for (int64_t ky = 0; ky < k; ky++) {
@@ -526,7 +526,7 @@ static void rt_col2im_add(const float *restrict col, float *restrict x, int64_t 
                 const int64_t cnt = ox1 - ox0;
                 if (cnt <= 0)
                     continue;
-                const float *restrict row = col + ((c * k + ky) * k + kx) * OHW + ox0;
+                const float *restrict row = col + ((c * k + ky) * k + kx) * ld + ox0;
                 for (int64_t oy = oy0; oy < oy1; oy++) {
                     const float *restrict r = row + oy * OW;
                     float *restrict xr = xc + (oy * s + offy) * W + ox0 * s + offx;
@@ -641,15 +641,109 @@ static void rt_conv_dw_bwd_w(const float *restrict dy, const float *restrict x,
         }
 }
 
+/* images > 1 images per GEMM (rt.h): the scratch holds cols[CKK, m*OHW] for a
+ * block of m <= images images side by side, then mat[Kg, m*OHW]: the block's
+ * output (forward) or its dy packed the same way (backward). One GEMM per
+ * block and group instead of one per image: deep layers have small OH*OW,
+ * and GEMMs that narrow run at a fraction of the machine's speed. */
+static void rt_conv_blocked_fwd(const float *restrict x, const float *restrict w,
+                                const float *restrict b, float *restrict y,
+                                float *restrict scratch, int64_t N, int64_t C, int64_t H,
+                                int64_t W, int64_t K, int64_t k, int64_t s, int64_t p, int64_t d,
+                                int64_t groups, int64_t images, int64_t OH, int64_t OW)
+{
+    const int64_t Cg = C / groups, Kg = K / groups, CKK = Cg * k * k, HW = H * W, OHW = OH * OW;
+    float *restrict cols = scratch, *restrict mat = scratch + images * OHW * CKK;
+    for (int64_t n0 = 0; n0 < N; n0 += images) {
+        const int64_t m = N - n0 < images ? N - n0 : images, ld = m * OHW;
+        for (int64_t g = 0; g < groups; g++) {
+            for (int64_t j = 0; j < m; j++)
+                rt_im2col(x + ((n0 + j) * C + g * Cg) * HW, cols + j * OHW, ld, Cg, H, W, k, s,
+                          p, d, OH, OW);
+            rt_gemm(CblasNoTrans, CblasNoTrans, Kg, ld, CKK, w + g * Kg * CKK, CKK, cols, ld,
+                    0.0f, mat, ld);
+            for (int64_t j = 0; j < m; j++)
+                for (int64_t o = 0; o < Kg; o++) {
+                    const float *restrict src = mat + o * ld + j * OHW;
+                    float *restrict yo = y + ((n0 + j) * K + g * Kg + o) * OHW;
+                    const float bias = b ? b[g * Kg + o] : 0.0f;
+                    for (int64_t i = 0; i < OHW; i++)
+                        yo[i] = src[i] + bias;
+                }
+        }
+    }
+}
+
+/* mat[Kg, m*OHW] = dy of images n0..n0+m-1, group g, side by side */
+static void rt_conv_pack_dy(const float *restrict dy, float *restrict mat, int64_t n0, int64_t m,
+                            int64_t g, int64_t K, int64_t Kg, int64_t OHW)
+{
+    for (int64_t o = 0; o < Kg; o++)
+        for (int64_t j = 0; j < m; j++)
+            memcpy(mat + (o * m + j) * OHW, dy + ((n0 + j) * K + g * Kg + o) * OHW,
+                   (size_t)OHW * sizeof(float));
+}
+
+static void rt_conv_blocked_bwd_x(const float *restrict dy, const float *restrict w,
+                                  float *restrict dx, float *restrict scratch, int64_t N, int64_t C,
+                                  int64_t H, int64_t W, int64_t K, int64_t k, int64_t s,
+                                  int64_t p, int64_t d, int64_t groups, int64_t images,
+                                  int64_t OH, int64_t OW, int64_t acc)
+{
+    const int64_t Cg = C / groups, Kg = K / groups, CKK = Cg * k * k, HW = H * W, OHW = OH * OW;
+    float *restrict cols = scratch, *restrict mat = scratch + images * OHW * CKK;
+    for (int64_t n0 = 0; n0 < N; n0 += images) {
+        const int64_t m = N - n0 < images ? N - n0 : images, ld = m * OHW;
+        for (int64_t g = 0; g < groups; g++) {
+            rt_conv_pack_dy(dy, mat, n0, m, g, K, Kg, OHW);
+            rt_gemm(CblasTrans, CblasNoTrans, CKK, ld, Kg, w + g * Kg * CKK, CKK, mat, ld, 0.0f,
+                    cols, ld);
+            for (int64_t j = 0; j < m; j++) {
+                float *dxg = dx + ((n0 + j) * C + g * Cg) * HW;
+                if (!acc)
+                    memset(dxg, 0, (size_t)(Cg * HW) * sizeof(float));
+                rt_col2im_add(cols + j * OHW, ld, dxg, Cg, H, W, k, s, p, d, OH, OW);
+            }
+        }
+    }
+}
+
+static void rt_conv_blocked_bwd_w(const float *restrict dy, const float *restrict x,
+                                  float *restrict dw, float *restrict scratch, int64_t N, int64_t C,
+                                  int64_t H, int64_t W, int64_t K, int64_t k, int64_t s,
+                                  int64_t p, int64_t d, int64_t groups, int64_t images,
+                                  int64_t OH, int64_t OW, int64_t acc)
+{
+    const int64_t Cg = C / groups, Kg = K / groups, CKK = Cg * k * k, HW = H * W, OHW = OH * OW;
+    float *restrict cols = scratch, *restrict mat = scratch + images * OHW * CKK;
+    for (int64_t n0 = 0; n0 < N; n0 += images) {
+        const int64_t m = N - n0 < images ? N - n0 : images, ld = m * OHW;
+        for (int64_t g = 0; g < groups; g++) {
+            for (int64_t j = 0; j < m; j++)
+                rt_im2col(x + ((n0 + j) * C + g * Cg) * HW, cols + j * OHW, ld, Cg, H, W, k, s,
+                          p, d, OH, OW);
+            rt_conv_pack_dy(dy, mat, n0, m, g, K, Kg, OHW);
+            /* dw_g[Kg,CKK] (+)= mat[Kg,ld] cols[CKK,ld]^T */
+            rt_gemm(CblasNoTrans, CblasTrans, Kg, CKK, ld, mat, ld, cols, ld,
+                    acc || n0 > 0 ? 1.0f : 0.0f, dw + g * Kg * CKK, CKK);
+        }
+    }
+}
+
 void rt_conv2d_fwd(const float *restrict x, const float *restrict w, const float *restrict b,
                    float *restrict y, float *restrict scratch, int64_t N, int64_t C, int64_t H,
-                   int64_t W, int64_t K, int64_t k, int64_t s, int64_t p, int64_t d, int64_t groups)
+                   int64_t W, int64_t K, int64_t k, int64_t s, int64_t p, int64_t d, int64_t groups,
+                   int64_t images)
 {
     const int64_t OH = rt_out_size(H, k, s, p, d), OW = rt_out_size(W, k, s, p, d);
     if (N <= 0 || K <= 0 || OH <= 0 || OW <= 0)
         return;
     if (rt_conv_depthwise(C, groups)) {
         rt_conv_dw_fwd(x, w, b, y, N, C, H, W, K, k, s, p, d, OH, OW);
+        return;
+    }
+    if (images > 1) {
+        rt_conv_blocked_fwd(x, w, b, y, scratch, N, C, H, W, K, k, s, p, d, groups, images, OH, OW);
         return;
     }
     const int64_t Cg = C / groups, Kg = K / groups, CKK = Cg * k * k, HW = H * W, OHW = OH * OW;
@@ -660,7 +754,7 @@ void rt_conv2d_fwd(const float *restrict x, const float *restrict w, const float
             float *yg = y + (n * K + g * Kg) * OHW;
             const float *cols = xg;
             if (!pointwise) {
-                rt_im2col(xg, scratch, Cg, H, W, k, s, p, d, OH, OW);
+                rt_im2col(xg, scratch, OHW, Cg, H, W, k, s, p, d, OH, OW);
                 cols = scratch;
             }
             float beta = 0.0f;
@@ -681,7 +775,7 @@ void rt_conv2d_fwd(const float *restrict x, const float *restrict w, const float
 void rt_conv2d_bwd_x(const float *restrict dy, const float *restrict w, float *restrict dx,
                      float *restrict scratch, int64_t N, int64_t C, int64_t H, int64_t W,
                      int64_t K, int64_t k, int64_t s, int64_t p, int64_t d, int64_t groups,
-                     int64_t acc)
+                     int64_t images, int64_t acc)
 {
     const int64_t OH = rt_out_size(H, k, s, p, d), OW = rt_out_size(W, k, s, p, d), HW = H * W;
     if (N <= 0)
@@ -693,6 +787,11 @@ void rt_conv2d_bwd_x(const float *restrict dy, const float *restrict w, float *r
     }
     if (rt_conv_depthwise(C, groups)) {
         rt_conv_dw_bwd_x(dy, w, dx, N, C, H, W, K, k, s, p, d, OH, OW, acc);
+        return;
+    }
+    if (images > 1) {
+        rt_conv_blocked_bwd_x(dy, w, dx, scratch, N, C, H, W, K, k, s, p, d, groups, images, OH, OW,
+                              acc);
         return;
     }
     const int64_t Cg = C / groups, Kg = K / groups, CKK = Cg * k * k, OHW = OH * OW;
@@ -710,14 +809,14 @@ void rt_conv2d_bwd_x(const float *restrict dy, const float *restrict w, float *r
             rt_gemm(CblasTrans, CblasNoTrans, CKK, OHW, Kg, wg, CKK, dyg, OHW, 0.0f, scratch, OHW);
             if (!acc)
                 memset(dxg, 0, (size_t)(Cg * HW) * sizeof(float));
-            rt_col2im_add(scratch, dxg, Cg, H, W, k, s, p, d, OH, OW);
+            rt_col2im_add(scratch, OHW, dxg, Cg, H, W, k, s, p, d, OH, OW);
         }
 }
 
 void rt_conv2d_bwd_w(const float *restrict dy, const float *restrict x, float *restrict dw,
                      float *restrict scratch, int64_t N, int64_t C, int64_t H, int64_t W,
                      int64_t K, int64_t k, int64_t s, int64_t p, int64_t d, int64_t groups,
-                     int64_t acc)
+                     int64_t images, int64_t acc)
 {
     const int64_t OH = rt_out_size(H, k, s, p, d), OW = rt_out_size(W, k, s, p, d);
     const int64_t Cg = C / groups, Kg = K / groups, CKK = Cg * k * k, HW = H * W, OHW = OH * OW;
@@ -730,13 +829,18 @@ void rt_conv2d_bwd_w(const float *restrict dy, const float *restrict x, float *r
         rt_conv_dw_bwd_w(dy, x, dw, N, C, H, W, K, k, s, p, d, OH, OW, acc);
         return;
     }
+    if (images > 1) {
+        rt_conv_blocked_bwd_w(dy, x, dw, scratch, N, C, H, W, K, k, s, p, d, groups, images, OH, OW,
+                              acc);
+        return;
+    }
     const int pointwise = rt_conv_pointwise(k, s, p);
     for (int64_t n = 0; n < N; n++)
         for (int64_t g = 0; g < groups; g++) {
             const float *xg = x + (n * C + g * Cg) * HW;
             const float *cols = xg;
             if (!pointwise) {
-                rt_im2col(xg, scratch, Cg, H, W, k, s, p, d, OH, OW);
+                rt_im2col(xg, scratch, OHW, Cg, H, W, k, s, p, d, OH, OW);
                 cols = scratch;
             }
             /* dw_g[Kg,CKK] (+)= dy_g[Kg,OHW] cols[CKK,OHW]^T */

@@ -28,8 +28,9 @@
  *    count_include_pad), -infinity for max pool, as in PyTorch;
  *  - conv weights are w[K, C/groups, k, k]; the conv kernels use a scratch
  *    buffer of rt_conv2d_scratch_floats(...) floats (one image's im2col
- *    columns for one group); the same size serves fwd, bwd_x and bwd_w, and
- *    scratch may be NULL when that size is 0;
+ *    columns for one group), or more when they block images (below); the
+ *    same size serves fwd, bwd_x and bwd_w, and scratch may be NULL when that
+ *    size is 0;
  *  - batch norm normalises each channel over N*HW values; "stats" is the
  *    residual training forward keeps for backward: {mean[C], invstd[C]}.
  */
@@ -101,7 +102,14 @@ void rt_mse_bwd(const float *diff, const float *dloss, float *dx, int64_t n, int
                 int64_t acc);
 
 /* ---- conv2d (groups divide C and K; all but the special cases below run
- * im2col + GEMM per image and group) */
+ * im2col + GEMM per group and per image, or per block of `images` images).
+ *
+ * `images` is how many images share one GEMM. At most 1: one at a time, with
+ * rt_conv2d_scratch_floats() floats of scratch. More (ignored by depthwise
+ * convs, which use no scratch): blocks of that many images, with
+ * images * rt_conv2d_blocked_scratch_floats() floats of scratch. The compiler
+ * picks it after planning the arena, from the space free at that step
+ * (passes/widen.c), so blocking never makes the arena larger. */
 /* floats of scratch that rt_conv2d_fwd/_bwd_x/_bwd_w need for these sizes;
  * 0 when they need none. static inline here (not in rt.c) because the
  * compiler (ir/ops.c) sizes the arena with it and does not link the runtime:
@@ -117,18 +125,31 @@ static inline int64_t rt_conv2d_scratch_floats(int64_t C, int64_t H, int64_t W, 
         return 0;
     return C / groups * k * k * (span_h / s + 1) * (span_w / s + 1);
 }
+/* floats of scratch per image when images > 1: each image's columns and its
+ * slice of the output (or packed dy) matrix, (C/groups*k*k + K/groups)*OH*OW;
+ * 0 for depthwise convs. */
+static inline int64_t rt_conv2d_blocked_scratch_floats(int64_t C, int64_t H, int64_t W, int64_t K,
+                                                       int64_t k, int64_t s, int64_t p, int64_t d,
+                                                       int64_t groups) {
+    if (groups <= 0 || s <= 0 || C / groups == 1)
+        return 0;
+    int64_t span_h = H + 2 * p - d * (k - 1) - 1, span_w = W + 2 * p - d * (k - 1) - 1;
+    if (span_h < 0 || span_w < 0)
+        return 0;
+    return (C / groups * k * k + K / groups) * (span_h / s + 1) * (span_w / s + 1);
+}
 /* y[N,K,OH,OW] = conv(x[N,C,H,W], w[K,C/groups,k,k]) (+ b[K]); b may be NULL */
 void rt_conv2d_fwd(const float *x, const float *w, const float *b, float *y, float *scratch,
                    int64_t N, int64_t C, int64_t H, int64_t W, int64_t K, int64_t k, int64_t s,
-                   int64_t p, int64_t d, int64_t groups);
+                   int64_t p, int64_t d, int64_t groups, int64_t images);
 /* dx[N,C,H,W] (+)= conv_transpose(dy[N,K,OH,OW], w) */
 void rt_conv2d_bwd_x(const float *dy, const float *w, float *dx, float *scratch, int64_t N,
                      int64_t C, int64_t H, int64_t W, int64_t K, int64_t k, int64_t s, int64_t p,
-                     int64_t d, int64_t groups, int64_t acc);
+                     int64_t d, int64_t groups, int64_t images, int64_t acc);
 /* dw[K,C/groups,k,k] (+)= sum over images of dy (x) im2col(x) */
 void rt_conv2d_bwd_w(const float *dy, const float *x, float *dw, float *scratch, int64_t N,
                      int64_t C, int64_t H, int64_t W, int64_t K, int64_t k, int64_t s, int64_t p,
-                     int64_t d, int64_t groups, int64_t acc);
+                     int64_t d, int64_t groups, int64_t images, int64_t acc);
 /* db[K] (+)= sum over n and the HW positions of dy[N,K,HW] (conv bias, bn beta) */
 void rt_sum_channels(const float *dy, float *db, int64_t N, int64_t K, int64_t HW, int64_t acc);
 

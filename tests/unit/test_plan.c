@@ -1152,12 +1152,107 @@ static char *slurp(const char *path) {
 
 static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
 
+/* ---------------------------------------------------------------- widening */
+
+/* The largest aligned range of [0, arena) that no buffer other than `self`
+ * live at step t touches, by brute force over candidate starts. */
+static int64_t oracle_gap(const ir_program *prog, int t, int self) {
+    int64_t best = 0;
+    for (int c = -1; c < prog->nbufs; c++) {
+        int64_t start = 0;
+        if (c >= 0) {
+            const ir_buf *cb = &prog->bufs[c];
+            if (c == self || cb->space != SPACE_ARENA || cb->first > t || cb->last < t || cb->first < 0)
+                continue;
+            start = ir_align_up(cb->offset + cb->bytes);
+        }
+        int64_t end = prog->arena_bytes;
+        for (int b = 0; b < prog->nbufs; b++) {
+            const ir_buf *o = &prog->bufs[b];
+            if (b == self || o->space != SPACE_ARENA || o->bytes <= 0 || o->first > t || o->last < t || o->first < 0)
+                continue;
+            if (o->offset < start + 1 && o->offset + o->bytes > start)
+                end = start; /* start lies inside o */
+            else if (o->offset >= start && o->offset < end)
+                end = o->offset;
+        }
+        if (end - start > best)
+            best = end - start;
+    }
+    return best;
+}
+
+static int add_scratch(pool *P, ir_program *prog, const char *name, int64_t floats) {
+    ir_shape sh = {.rank = 1, .dim = {floats}};
+    return ir_add_buf(P, prog, name, BUF_SCRATCH, SPACE_ARENA, DT_F32, sh, -1);
+}
+
+/* A step that can take blocks: reads `in`, writes `out` and scratch `scr`; its
+ * int operand (lowered as 1) is the block size. */
+static void add_blocked_step(pool *P, ir_program *prog, int in, int out, int scr, int64_t most, int64_t per) {
+    ir_step *s = VEC_PUSH(P, prog->steps, prog->nsteps, prog->capsteps);
+    memset(s, 0, sizeof *s);
+    s->kernel = "blocked";
+    s->node = -1;
+    s->opnd[s->nopnd++] = (ir_opnd){.kind = OPND_BUF, .buf = in};
+    s->opnd[s->nopnd++] = (ir_opnd){.kind = OPND_BUF, .buf = out, .writes = true};
+    s->opnd[s->nopnd++] = (ir_opnd){.kind = OPND_BUF, .buf = scr, .writes = true};
+    s->opnd[s->nopnd++] = (ir_opnd){.kind = OPND_INT, .i = 1};
+    s->scratch_opnd = 2, s->blocks_opnd = 3, s->blocks_max = most, s->blocked_bytes = per;
+}
+
+/* A big early buffer sets the arena; three later steps find it mostly free:
+ * one takes its cap, one finds no room for two blocks, one takes what the
+ * largest gap holds. The arena and the lower bound do not move. */
+START_TEST(test_widen) {
+    pool *P = pool_new();
+    ir_program prog = {0};
+    int x = add(P, &prog, "x", SPACE_INPUT, 64);
+    int big = add(P, &prog, "big", SPACE_ARENA, 16384);
+    int a = add(P, &prog, "a", SPACE_ARENA, 256);
+    int c = add(P, &prog, "c", SPACE_ARENA, 256);
+    int d = add(P, &prog, "d", SPACE_ARENA, 256);
+    int e = add(P, &prog, "e", SPACE_ARENA, 256);
+    int s1 = add_scratch(P, &prog, "s1", 64), s2 = add_scratch(P, &prog, "s2", 64);
+    int s3 = add_scratch(P, &prog, "s3", 64);
+    add_step(P, &prog, "f", R(x), W(big));
+    add_step(P, &prog, "g", R(big), W(a));
+    add_blocked_step(P, &prog, a, c, s1, 3, 1000);      /* step 2: capped at 3 */
+    add_blocked_step(P, &prog, c, d, s2, 100, 100000);  /* step 3: no room for 2 */
+    add_blocked_step(P, &prog, d, e, s3, 1000, 1000);   /* step 4: as many as fit */
+    prog.nfwd = prog.nsteps;
+    plan_all(&prog);
+    const int64_t arena = prog.arena_bytes, bound = prog.lower_bound;
+    ck_assert_int_eq(arena, 16384 + 256);
+    int64_t gap4 = oracle_gap(&prog, 4, s3);
+    ck_assert_int_ge(gap4, 2 * 1000); /* 16640 bytes, 512 of them live: at most three gaps */
+
+    pass_widen(&prog);
+    ck_assert_int_eq(prog.arena_bytes, arena);
+    ck_assert_int_eq(prog.lower_bound, bound);
+    ck_assert_int_eq(prog.steps[2].opnd[3].i, 3);
+    ck_assert_int_eq(prog.bufs[s1].bytes, 3000);
+    ck_assert_int_eq(prog.bufs[s1].shape.dim[0], 750);
+    ck_assert_int_eq(prog.steps[3].opnd[3].i, 1);
+    ck_assert_int_eq(prog.bufs[s2].bytes, 256);
+    ck_assert_int_eq(prog.steps[4].opnd[3].i, gap4 / 1000);
+    ck_assert_int_eq(prog.bufs[s3].bytes, gap4 / 1000 * 1000);
+    for (int b = s1; b <= s3; b++) {
+        ck_assert_int_eq(prog.bufs[b].offset % IR_ALIGN, 0);
+        ck_assert_int_le(prog.bufs[b].offset + prog.bufs[b].bytes, arena);
+    }
+    assert_valid(&prog);
+    ck_assert(brute_ok(&prog));
+    pool_free(P);
+}
+END_TEST
+
 /* Every model of examples/ and tests/e2e/models/ under `all`, each of its own
  * configurations and `none`: built by frost_build (which validates and panics
  * on failure), cross-checked by the oracle, corrupted, and measured. */
 START_TEST(test_models) {
     static const char *dirs[] = {"examples", "tests/e2e/models"};
-    int nmodels = 0, nplans = 0, corrupted = 0, taken = 0;
+    int nmodels = 0, nplans = 0, corrupted = 0, taken = 0, blocked = 0, blockable = 0;
     double worst = 0;
     char worst_what[512] = "";
     for (size_t di = 0; di < sizeof dirs / sizeof dirs[0]; di++) {
@@ -1207,6 +1302,14 @@ START_TEST(test_models) {
                     ck_assert(brute_ok(prog));
                     for (int b = 0; b < prog->nbufs; b++)
                         taken += took_over(prog, b);
+                    for (int t = 0; t < prog->nsteps; t++) {
+                        const ir_step *st = &prog->steps[t];
+                        if (st->blocks_opnd < 0 || st->blocks_max < 2)
+                            continue;
+                        blockable++;
+                        blocked += st->opnd[st->blocks_opnd].i > 1;
+                        ck_assert_int_le(st->opnd[st->blocks_opnd].i, st->blocks_max);
+                    }
                     double ratio = prog->lower_bound ? (double)prog->arena_bytes / (double)prog->lower_bound : 1.0;
                     if (ratio > worst) {
                         worst = ratio;
@@ -1227,10 +1330,11 @@ START_TEST(test_models) {
         }
     }
     printf("plan: %d models, %d configurations (train and infer each): worst arena/lower_bound %.4f (%s); "
-           "%d in-place takeovers; %d corrupted plans rejected\n",
-           nmodels, nplans, worst, worst_what, taken, corrupted);
+           "%d in-place takeovers; %d of %d blockable steps widened; %d corrupted plans rejected\n",
+           nmodels, nplans, worst, worst_what, taken, blocked, blockable, corrupted);
     fflush(stdout);
     ck_assert_int_gt(nmodels, 2);
+    ck_assert_int_gt(blocked, 0);
 }
 END_TEST
 
@@ -1241,6 +1345,7 @@ int main(void) {
     tcase_add_test(tc, test_alias_group);
     tcase_add_test(tc, test_residual_and_unused);
     tcase_add_test(tc, test_empty);
+    tcase_add_test(tc, test_widen);
     suite_add_tcase(s, tc);
     TCase *ti = tcase_create("inplace");
     tcase_add_test(ti, test_inplace_basic);

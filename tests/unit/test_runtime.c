@@ -173,6 +173,7 @@ static int out_size(int n, int k, int s, int p, int d)
 
 typedef struct {
     int N, C, H, W, K, k, s, p, d, g;
+    int images; /* images per GEMM (rt.h); 0 and 1: one at a time */
 } conv_t;
 
 static int conv_oh(const conv_t *c)
@@ -185,11 +186,14 @@ static int conv_ow(const conv_t *c)
 }
 static void conv_ctx(const conv_t *c)
 {
-    snprintf(ctx, sizeof ctx, "conv N%d C%d H%d W%d K%d k%d s%d p%d d%d groups%d", c->N, c->C,
-             c->H, c->W, c->K, c->k, c->s, c->p, c->d, c->g);
+    snprintf(ctx, sizeof ctx, "conv N%d C%d H%d W%d K%d k%d s%d p%d d%d groups%d images%d", c->N,
+             c->C, c->H, c->W, c->K, c->k, c->s, c->p, c->d, c->g, c->images);
 }
 static int64_t conv_scratch(const conv_t *c)
 {
+    if (c->images > 1)
+        return c->images * rt_conv2d_blocked_scratch_floats(c->C, c->H, c->W, c->K, c->k, c->s,
+                                                             c->p, c->d, c->g);
     return rt_conv2d_scratch_floats(c->C, c->H, c->W, c->k, c->s, c->p, c->d, c->g);
 }
 static float *conv_scratch_new(const conv_t *c)
@@ -273,17 +277,22 @@ static void ref_conv_bwd_w(const conv_t *c, const float *dy, const float *x, dou
 
 /* All conv kernels on one configuration against the references, acc 0 and 1,
  * with and without bias. */
-static void conv_check(const conv_t *c)
+static void conv_check_images(const conv_t *c)
 {
     conv_ctx(c);
     const int OH = conv_oh(c), OW = conv_ow(c), Cg = c->C / c->g;
     const int64_t nx = (int64_t)c->N * c->C * c->H * c->W, nw = (int64_t)c->K * Cg * c->k * c->k;
     const int64_t ny = (int64_t)c->N * c->K * OH * OW;
 
-    /* the scratch size: 0 for depthwise/single-channel and 1x1/s1/p0 convs, else
-     * one image's columns for one group */
+    /* the scratch size: 0 for depthwise/single-channel convs; one at a time, 0
+     * for 1x1/s1/p0 convs too, else one image's columns for one group; in
+     * blocks, each image's columns and output (or dy) slice */
     int64_t want_scratch = (int64_t)Cg * c->k * c->k * OH * OW;
-    if (Cg == 1 || (c->k == 1 && c->s == 1 && c->p == 0))
+    if (c->images > 1)
+        want_scratch = (int64_t)c->images * (Cg * c->k * c->k + c->K / c->g) * OH * OW;
+    else if (c->k == 1 && c->s == 1 && c->p == 0)
+        want_scratch = 0;
+    if (Cg == 1)
         want_scratch = 0;
     ck_assert_msg(conv_scratch(c) == want_scratch, "%s: scratch %lld floats, want %lld", ctx,
                   (long long)conv_scratch(c), (long long)want_scratch);
@@ -299,7 +308,7 @@ static void conv_check(const conv_t *c)
     for (int bias = 0; bias <= 1; bias++) {
         gpoison(y, ny);
         rt_conv2d_fwd(x, w, bias ? b : NULL, y, scr, c->N, c->C, c->H, c->W, c->K, c->k, c->s,
-                      c->p, c->d, c->g);
+                      c->p, c->d, c->g, c->images);
         ref_conv_fwd(c, x, w, bias ? b : NULL, want, mag);
         expect_near(y, want, mag, ny, TOL_GEMM, bias ? "fwd y (bias)" : "fwd y");
         gcheck(y, ny, "y");
@@ -313,7 +322,7 @@ static void conv_check(const conv_t *c)
         else
             gpoison(dx, nx);
         rt_conv2d_bwd_x(dy, w, dx, scr, c->N, c->C, c->H, c->W, c->K, c->k, c->s, c->p, c->d, c->g,
-                        acc);
+                        c->images, acc);
         ref_conv_bwd_x(c, dy, w, want, mag);
         if (acc)
             add_prefill(want, mag, pre, nx);
@@ -330,7 +339,7 @@ static void conv_check(const conv_t *c)
         else
             gpoison(dw, nw);
         rt_conv2d_bwd_w(dy, x, dw, scr, c->N, c->C, c->H, c->W, c->K, c->k, c->s, c->p, c->d, c->g,
-                        acc);
+                        c->images, acc);
         ref_conv_bwd_w(c, dy, x, want, mag);
         if (acc)
             add_prefill(want, mag, pre, nw);
@@ -349,6 +358,17 @@ static void conv_check(const conv_t *c)
     gfree(x), gfree(w), gfree(b), gfree(dy), gfree(x0), gfree(w0), gfree(b0), gfree(dy0);
     gfree(y), gfree(dx), gfree(dw), gfree(scr);
     free(want), free(mag);
+}
+
+/* One image per GEMM, then blocks of 2 and 3 (a short last block when N is
+ * odd, a block larger than N when N < 3). */
+static void conv_check(const conv_t *c)
+{
+    for (int images = 1; images <= 3; images++) {
+        conv_t b = *c;
+        b.images = images;
+        conv_check_images(&b);
+    }
 }
 
 /* The grid: loop index -> (k, s, p, d); inside, every channel/group layout and
@@ -390,14 +410,14 @@ END_TEST
 START_TEST(conv_larger)
 {
     static const conv_t cases[] = {
-        {2, 16, 14, 14, 32, 3, 2, 1, 1, 1}, /* 3x3 stride 2 */
-        {2, 16, 14, 14, 16, 3, 1, 1, 1, 1}, /* 3x3 stride 1 */
-        {2, 16, 14, 14, 32, 1, 2, 0, 1, 1}, /* 1x1 stride 2 downsample */
-        {2, 32, 7, 7, 24, 1, 1, 0, 1, 1},   /* 1x1 pointwise */
-        {2, 3, 23, 21, 8, 7, 2, 3, 1, 1},   /* a stem: 7x7 stride 2 pad 3 */
-        {2, 16, 15, 13, 16, 3, 1, 1, 1, 16}, /* depthwise 3x3 */
-        {2, 16, 15, 13, 16, 5, 2, 2, 1, 16}, /* depthwise 5x5 stride 2 */
-        {2, 16, 12, 12, 16, 3, 1, 2, 2, 4}, /* grouped, dilated */
+        {2, 16, 14, 14, 32, 3, 2, 1, 1, 1, 1}, /* 3x3 stride 2 */
+        {2, 16, 14, 14, 16, 3, 1, 1, 1, 1, 1}, /* 3x3 stride 1 */
+        {2, 16, 14, 14, 32, 1, 2, 0, 1, 1, 1}, /* 1x1 stride 2 downsample */
+        {2, 32, 7, 7, 24, 1, 1, 0, 1, 1, 1},   /* 1x1 pointwise */
+        {2, 3, 23, 21, 8, 7, 2, 3, 1, 1, 1},   /* a stem: 7x7 stride 2 pad 3 */
+        {2, 16, 15, 13, 16, 3, 1, 1, 1, 16, 1}, /* depthwise 3x3 */
+        {2, 16, 15, 13, 16, 5, 2, 2, 1, 16, 1}, /* depthwise 5x5 stride 2 */
+        {2, 16, 12, 12, 16, 3, 1, 2, 2, 4, 1}, /* grouped, dilated */
     };
     seed_rng(7);
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++)
@@ -418,6 +438,12 @@ START_TEST(conv_scratch_sizes)
     ck_assert_int_eq(rt_conv2d_scratch_floats(1, 28, 28, 5, 1, 0, 1, 1), 0);   /* C = 1 */
     ck_assert_int_eq(rt_conv2d_scratch_floats(4, 2, 9, 3, 1, 0, 1, 1), 0);     /* no output */
     ck_assert_int_eq(rt_conv2d_scratch_floats(4, 3, 9, 3, 1, 0, 1, 1), 4 * 9 * 1 * 7);
+    /* per image in blocks: columns and the output slice of each group, or 0 */
+    ck_assert_int_eq(rt_conv2d_blocked_scratch_floats(256, 8, 8, 512, 3, 2, 1, 1, 1), (256 * 9 + 512) * 16);
+    ck_assert_int_eq(rt_conv2d_blocked_scratch_floats(64, 56, 56, 128, 1, 1, 0, 1, 1), (64 + 128) * 56 * 56);
+    ck_assert_int_eq(rt_conv2d_blocked_scratch_floats(64, 8, 8, 32, 3, 1, 1, 1, 4), (16 * 9 + 8) * 64);
+    ck_assert_int_eq(rt_conv2d_blocked_scratch_floats(64, 8, 8, 64, 3, 1, 1, 1, 64), 0); /* depthwise */
+    ck_assert_int_eq(rt_conv2d_blocked_scratch_floats(4, 2, 9, 8, 3, 1, 0, 1, 1), 0);     /* no output */
 }
 END_TEST
 
@@ -425,25 +451,25 @@ END_TEST
  * writes nothing, bwd_x/bwd_w with acc = 0 write zeros, with acc = 1 nothing. */
 START_TEST(conv_empty_output)
 {
-    const conv_t c = {2, 4, 3, 5, 6, 5, 1, 0, 1, 2};
+    const conv_t c = {2, 4, 3, 5, 6, 5, 1, 0, 1, 2, 1};
     conv_ctx(&c);
     ck_assert_int_eq(conv_oh(&c), 0);
     const int64_t nx = 2 * 4 * 3 * 5, nw = 6 * 2 * 25;
     float *x = gnew(nx), *w = gnew(nw), *dx = gnew(nx), *dw = gnew(nw), *dy = gnew(1);
     fill_rand(x, nx), fill_rand(w, nw);
     float *y = gnew(0);
-    rt_conv2d_fwd(x, w, NULL, y, NULL, c.N, c.C, c.H, c.W, c.K, c.k, c.s, c.p, c.d, c.g);
+    rt_conv2d_fwd(x, w, NULL, y, NULL, c.N, c.C, c.H, c.W, c.K, c.k, c.s, c.p, c.d, c.g, 1);
     gcheck(y, 0, "y");
-    rt_conv2d_bwd_x(dy, w, dx, NULL, c.N, c.C, c.H, c.W, c.K, c.k, c.s, c.p, c.d, c.g, 0);
-    rt_conv2d_bwd_w(dy, x, dw, NULL, c.N, c.C, c.H, c.W, c.K, c.k, c.s, c.p, c.d, c.g, 0);
+    rt_conv2d_bwd_x(dy, w, dx, NULL, c.N, c.C, c.H, c.W, c.K, c.k, c.s, c.p, c.d, c.g, 1, 0);
+    rt_conv2d_bwd_w(dy, x, dw, NULL, c.N, c.C, c.H, c.W, c.K, c.k, c.s, c.p, c.d, c.g, 1, 0);
     for (int64_t i = 0; i < nx; i++)
         ck_assert(dx[i] == 0.0f);
     for (int64_t i = 0; i < nw; i++)
         ck_assert(dw[i] == 0.0f);
     fill_rand(dx, nx), fill_rand(dw, nw);
     float *dx0 = gdup(dx, nx), *dw0 = gdup(dw, nw);
-    rt_conv2d_bwd_x(dy, w, dx, NULL, c.N, c.C, c.H, c.W, c.K, c.k, c.s, c.p, c.d, c.g, 1);
-    rt_conv2d_bwd_w(dy, x, dw, NULL, c.N, c.C, c.H, c.W, c.K, c.k, c.s, c.p, c.d, c.g, 1);
+    rt_conv2d_bwd_x(dy, w, dx, NULL, c.N, c.C, c.H, c.W, c.K, c.k, c.s, c.p, c.d, c.g, 1, 1);
+    rt_conv2d_bwd_w(dy, x, dw, NULL, c.N, c.C, c.H, c.W, c.K, c.k, c.s, c.p, c.d, c.g, 1, 1);
     expect_same(dx, dx0, nx, "dx (acc)");
     expect_same(dw, dw0, nw, "dw (acc)");
     gcheck(dx, nx, "dx"), gcheck(dw, nw, "dw");
@@ -468,8 +494,10 @@ static void conv_fd(const conv_t *c)
     fill_rand(vx, nx), fill_rand(vw, nw), fill_rand(vb, c->K);
     const double h = 0.25;
 
-    rt_conv2d_bwd_x(dy, w, dx, scr, c->N, c->C, c->H, c->W, c->K, c->k, c->s, c->p, c->d, c->g, 0);
-    rt_conv2d_bwd_w(dy, x, dw, scr, c->N, c->C, c->H, c->W, c->K, c->k, c->s, c->p, c->d, c->g, 0);
+    rt_conv2d_bwd_x(dy, w, dx, scr, c->N, c->C, c->H, c->W, c->K, c->k, c->s, c->p, c->d, c->g,
+                    c->images, 0);
+    rt_conv2d_bwd_w(dy, x, dw, scr, c->N, c->C, c->H, c->W, c->K, c->k, c->s, c->p, c->d, c->g,
+                    c->images, 0);
     rt_sum_channels(dy, db, c->N, c->K, (int64_t)OH * OW, 0);
 
     for (int which = 0; which < 3; which++) {
@@ -480,7 +508,7 @@ static void conv_fd(const conv_t *c)
             shifted(wp, w, vw, nw, which == 1 ? hs : 0.0);
             shifted(bp, b, vb, c->K, which == 2 ? hs : 0.0);
             rt_conv2d_fwd(xp, wp, bp, y, scr, c->N, c->C, c->H, c->W, c->K, c->k, c->s, c->p, c->d,
-                          c->g);
+                          c->g, c->images);
             L[sgn] = ddot(dy, y, ny);
             mag += dabsdot(dy, y, ny);
         }
@@ -501,9 +529,11 @@ static void conv_fd(const conv_t *c)
 START_TEST(conv_finite_differences)
 {
     static const conv_t cases[] = {
-        {2, 4, 7, 6, 6, 3, 2, 1, 1, 1}, {2, 4, 7, 6, 6, 3, 1, 2, 2, 2}, {2, 4, 5, 5, 4, 1, 1, 0, 1, 2},
-        {2, 4, 5, 6, 4, 1, 2, 1, 1, 1}, {2, 3, 7, 7, 6, 3, 2, 1, 1, 3}, {3, 2, 6, 5, 2, 2, 1, 1, 2, 2},
-        {2, 1, 8, 7, 3, 5, 2, 2, 1, 1},
+        {2, 4, 7, 6, 6, 3, 2, 1, 1, 1, 1}, {2, 4, 7, 6, 6, 3, 1, 2, 2, 2, 1}, {2, 4, 5, 5, 4, 1, 1, 0, 1, 2, 1},
+        {2, 4, 5, 6, 4, 1, 2, 1, 1, 1, 1}, {2, 3, 7, 7, 6, 3, 2, 1, 1, 3, 1}, {3, 2, 6, 5, 2, 2, 1, 1, 2, 2, 1},
+        {2, 1, 8, 7, 3, 5, 2, 2, 1, 1, 1},
+        /* blocks of images: 2 of 2, then 2 and a short 1 */
+        {2, 4, 7, 6, 6, 3, 2, 1, 1, 1, 2}, {3, 2, 6, 5, 2, 2, 1, 1, 2, 2, 2}, {3, 4, 5, 5, 4, 1, 1, 0, 1, 2, 2},
     };
     seed_rng(11);
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++)

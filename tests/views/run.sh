@@ -130,6 +130,19 @@ for model in "${models[@]}"; do
         fail "$stem.svg via -o: frost dot -o X.svg failed"
     fi
 done
+# batchnorm_eval in the plan JSON: false by default, true from a config's
+# `batchnorm eval` and from --batchnorm-eval (the goldens only see false).
+bn_model=tests/e2e/models/pool_bn.frost
+for c in "x_only|False" "x_eval|True" "x_only --batchnorm-eval|True"; do
+    read -r -a args <<<"${c%%|*}"
+    got=$(cd "$root" && "$frost" plan "$bn_model" --config "${args[@]}" --format json 2>&1 |
+        "$python" -c 'import json, sys; print(json.load(sys.stdin)["batchnorm_eval"])' 2>&1)
+    if [ "$got" = "${c#*|}" ]; then
+        passed=$((passed + 1))
+    else
+        fail "pool_bn --config ${c%%|*}: batchnorm_eval is '$got', want ${c#*|}"
+    fi
+done
 if [ "$skipped" -gt 0 ]; then
     echo "$passed passed, $failed failed, $skipped skipped"
 else
