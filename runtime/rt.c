@@ -456,13 +456,6 @@ static inline void rt_scale_acc(const float *restrict src, float *restrict dst, 
 
 /* ---------------------------------------------------------------- conv2d */
 
-/* C/groups == 1 (depthwise, and single-channel inputs): one input channel per
- * group, K/C outputs each: direct loops, no scratch. Must agree with
- * rt_conv2d_scratch_floats (rt.h). */
-static inline int rt_conv_depthwise(int64_t C, int64_t groups)
-{
-    return C / groups == 1;
-}
 
 /* 1x1, stride 1, no padding: image n, group g of x is already its column matrix. */
 static inline int rt_conv_pointwise(int64_t k, int64_t s, int64_t p)
@@ -738,7 +731,7 @@ void rt_conv2d_fwd(const float *restrict x, const float *restrict w, const float
     const int64_t OH = rt_out_size(H, k, s, p, d), OW = rt_out_size(W, k, s, p, d);
     if (N <= 0 || K <= 0 || OH <= 0 || OW <= 0)
         return;
-    if (rt_conv_depthwise(C, groups)) {
+    if (rt_conv2d_is_depthwise(C, groups)) {
         rt_conv_dw_fwd(x, w, b, y, N, C, H, W, K, k, s, p, d, OH, OW);
         return;
     }
@@ -785,7 +778,7 @@ void rt_conv2d_bwd_x(const float *restrict dy, const float *restrict w, float *r
             memset(dx, 0, (size_t)(N * C * HW) * sizeof(float));
         return;
     }
-    if (rt_conv_depthwise(C, groups)) {
+    if (rt_conv2d_is_depthwise(C, groups)) {
         rt_conv_dw_bwd_x(dy, w, dx, N, C, H, W, K, k, s, p, d, OH, OW, acc);
         return;
     }
@@ -825,7 +818,7 @@ void rt_conv2d_bwd_w(const float *restrict dy, const float *restrict x, float *r
             memset(dw, 0, (size_t)(K * CKK) * sizeof(float));
         return;
     }
-    if (rt_conv_depthwise(C, groups)) {
+    if (rt_conv2d_is_depthwise(C, groups)) {
         rt_conv_dw_bwd_w(dy, x, dw, N, C, H, W, K, k, s, p, d, OH, OW, acc);
         return;
     }

@@ -110,15 +110,22 @@ void rt_mse_bwd(const float *diff, const float *dloss, float *dx, int64_t n, int
  * images * rt_conv2d_blocked_scratch_floats() floats of scratch. The compiler
  * picks it after planning the arena, from the space free at that step
  * (passes/widen.c), so blocking never makes the arena larger. */
+/* Depthwise convs (groups > 1, one input channel per group) run direct loops
+ * without scratch. A conv of a single-channel input (C = groups = 1, LeNet's
+ * first layer) is not one of them: its K outputs share that channel, and one
+ * GEMM over its k*k-row columns beats K passes of direct loops. */
+static inline int rt_conv2d_is_depthwise(int64_t C, int64_t groups) {
+    return groups > 1 && C / groups == 1;
+}
 /* floats of scratch that rt_conv2d_fwd/_bwd_x/_bwd_w need for these sizes;
  * 0 when they need none. static inline here (not in rt.c) because the
  * compiler (ir/ops.c) sizes the arena with it and does not link the runtime:
- * one formula for both. Depthwise convs (C/groups == 1) use direct loops; 1x1
+ * one formula for both. Depthwise convs use direct loops; 1x1
  * stride-1 unpadded convs read x as the column matrix; all others hold one
  * image's columns for one group: (C/groups)*k*k * OH*OW floats. */
 static inline int64_t rt_conv2d_scratch_floats(int64_t C, int64_t H, int64_t W, int64_t k, int64_t s,
                                                int64_t p, int64_t d, int64_t groups) {
-    if (groups <= 0 || s <= 0 || C / groups == 1 || (k == 1 && s == 1 && p == 0))
+    if (groups <= 0 || s <= 0 || rt_conv2d_is_depthwise(C, groups) || (k == 1 && s == 1 && p == 0))
         return 0;
     int64_t span_h = H + 2 * p - d * (k - 1) - 1, span_w = W + 2 * p - d * (k - 1) - 1;
     if (span_h < 0 || span_w < 0) /* no output: C division would round up to 1 */
@@ -131,7 +138,7 @@ static inline int64_t rt_conv2d_scratch_floats(int64_t C, int64_t H, int64_t W, 
 static inline int64_t rt_conv2d_blocked_scratch_floats(int64_t C, int64_t H, int64_t W, int64_t K,
                                                        int64_t k, int64_t s, int64_t p, int64_t d,
                                                        int64_t groups) {
-    if (groups <= 0 || s <= 0 || C / groups == 1)
+    if (groups <= 0 || s <= 0 || rt_conv2d_is_depthwise(C, groups))
         return 0;
     int64_t span_h = H + 2 * p - d * (k - 1) - 1, span_w = W + 2 * p - d * (k - 1) - 1;
     if (span_h < 0 || span_w < 0)

@@ -292,7 +292,7 @@ static void conv_check_images(const conv_t *c)
         want_scratch = (int64_t)c->images * (Cg * c->k * c->k + c->K / c->g) * OH * OW;
     else if (c->k == 1 && c->s == 1 && c->p == 0)
         want_scratch = 0;
-    if (Cg == 1)
+    if (Cg == 1 && c->g > 1)
         want_scratch = 0;
     ck_assert_msg(conv_scratch(c) == want_scratch, "%s: scratch %lld floats, want %lld", ctx,
                   (long long)conv_scratch(c), (long long)want_scratch);
@@ -383,7 +383,7 @@ static const struct {
     {2, 6, 4, 2}, /* grouped, fewer outputs than inputs */
     {2, 3, 3, 3}, /* depthwise */
     {1, 2, 6, 2}, /* depthwise with channel multiplier 3 */
-    {2, 1, 4, 1}, /* a single input channel (C/groups == 1: the direct path too) */
+    {2, 1, 4, 1}, /* a single input channel (im2col, k*k-row columns) */
 };
 static const int conv_hw[][2] = {{7, 5}, {10, 9}, {3, 12}};
 
@@ -435,7 +435,7 @@ START_TEST(conv_scratch_sizes)
     ck_assert_int_eq(rt_conv2d_scratch_floats(64, 56, 56, 1, 1, 0, 1, 1), 0); /* pointwise */
     ck_assert_int_eq(rt_conv2d_scratch_floats(64, 56, 56, 1, 1, 0, 3, 2), 0); /* d is moot */
     ck_assert_int_eq(rt_conv2d_scratch_floats(64, 56, 56, 3, 2, 1, 1, 64), 0); /* depthwise */
-    ck_assert_int_eq(rt_conv2d_scratch_floats(1, 28, 28, 5, 1, 0, 1, 1), 0);   /* C = 1 */
+    ck_assert_int_eq(rt_conv2d_scratch_floats(1, 28, 28, 5, 1, 0, 1, 1), 25 * 24 * 24); /* C = 1 */
     ck_assert_int_eq(rt_conv2d_scratch_floats(4, 2, 9, 3, 1, 0, 1, 1), 0);     /* no output */
     ck_assert_int_eq(rt_conv2d_scratch_floats(4, 3, 9, 3, 1, 0, 1, 1), 4 * 9 * 1 * 7);
     /* per image in blocks: columns and the output slice of each group, or 0 */
