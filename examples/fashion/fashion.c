@@ -101,8 +101,8 @@ static void usage(void) {
           "  --finetune-epochs N epochs of each fine-tuning run (default 1)\n"
           "  --limit N           pre-train on the first N training examples (default: all 60000)\n"
           "  --finetune-limit N  fine-tune on the first N training examples (default 12000)\n"
-          "  --lr X              AdamW learning rate of pre-training (default 2e-3)\n"
-          "  --finetune-lr X     AdamW learning rate of fine-tuning (default 2e-3)\n"
+          "  --lr X              AdamW peak learning rate of pre-training, cosine-decayed to 0 (default 2e-3)\n"
+          "  --finetune-lr X     the same for each fine-tuning run (default 2e-3)\n"
           "  --seed N            initialisation and shuffling seed (default 1)\n"
           "  --out DIR           where the checkpoint goes (default .)\n"
           "  --plain             progress as plain lines even on a terminal\n",
@@ -288,11 +288,17 @@ static result train(run_state *r, const frost_dataset *train_set, const frost_da
         die("%s", err.msg);
     result res = {.m = m};
     int64_t per_epoch = train_set->count / m->batch * m->batch;
+    /* Cosine decay of the learning rate from lr to 0 over the whole run, step
+     * by step: the usual recipe for short runs (the last epochs settle
+     * instead of bouncing at the full rate). */
+    const int64_t total_steps = per_epoch / m->batch * epochs;
+    int64_t global_step = 0;
     double t0 = now();
     for (int e = 1; e <= epochs; e++) {
         double te = now(), loss_sum = 0;
         int64_t done = 0, steps = 0;
         while (frost_batcher_next(&b, r->x, r->y) > 0) {
+            hp.lr = (float)(0.5 * lr * (1.0 + cos(3.14159265358979323846 * (double)global_step++ / (double)total_steps)));
             float loss = m->train_step(r->params, r->grads, r->opt, r->arena, r->x, r->y, &hp);
             if (!isfinite(loss))
                 die("%s: the loss became %g at epoch %d", m->object, loss, e);
@@ -304,6 +310,7 @@ static result train(run_state *r, const frost_dataset *train_set, const frost_da
             if (live ? steps % 8 == 0 || done == per_epoch : quarter > 0 && done % quarter == 0 && done < per_epoch)
                 progress(live, m->name, e, epochs, done, per_epoch, loss_sum / (double)steps, now() - te);
         }
+        const double train_seconds = now() - te; /* the epoch's steps, without the evaluation below */
         res.loss = steps ? loss_sum / (double)steps : NAN;
         /* Training accuracy on the first 10000 training images (in eval mode,
          * like the test accuracy), to keep the epoch's overhead small. */
@@ -315,8 +322,8 @@ static result train(run_state *r, const frost_dataset *train_set, const frost_da
             fputs("\r\033[K", stdout);
         printf("  %-7s epoch %d/%d  loss %.4f  train acc %.2f%%  test acc %.2f%%  %s (%.0f img/s)  "
                "memory: params %s, grads %s, optimizer %s, train arena %s\n",
-               m->name, e, epochs, res.loss, 100 * res.train_acc, 100 * res.test_acc, duration(now() - te),
-               (double)done / (now() - te), mib(m->params_bytes), mib(m->grads_bytes), mib(m->opt_bytes),
+               m->name, e, epochs, res.loss, 100 * res.train_acc, 100 * res.test_acc, duration(train_seconds),
+               (double)done / train_seconds, mib(m->params_bytes), mib(m->grads_bytes), mib(m->opt_bytes),
                mib(m->train_arena_bytes));
         fflush(stdout);
     }
@@ -347,7 +354,7 @@ int main(int argc, char **argv) {
            (long long)train_set.cols, (long long)fm_all_model->batch);
 
     /* 1. Pre-train with every parameter trainable, save a checkpoint. */
-    printf("pre-training (%s), %d epoch%s, AdamW lr %g\n", fm_all_model->trains, o.epochs, o.epochs == 1 ? "" : "s",
+    printf("pre-training (%s), %d epoch%s, AdamW lr %g with cosine decay\n", fm_all_model->trains, o.epochs, o.epochs == 1 ? "" : "s",
            o.lr);
     run_state pre = run_new(fm_all_model);
     fm_all_model->init(pre.params, o.seed);
@@ -368,7 +375,7 @@ int main(int argc, char **argv) {
     const frost_load_options load = {.skip = skip_head};
     for (int k = 0; k < NRUNS; k++) {
         const model *m = runs[k];
-        printf("fine-tuning '%s' (trains %s), %d epoch%s of %lld images, AdamW lr %g, from %s with a new fc2\n",
+        printf("fine-tuning '%s' (trains %s), %d epoch%s of %lld images, AdamW lr %g with cosine decay, from %s with a new fc2\n",
                m->name, m->trains, o.finetune_epochs, o.finetune_epochs == 1 ? "" : "s",
                (long long)finetune_set.count, o.finetune_lr, ckpt);
         run_state r = run_new(m);
