@@ -639,26 +639,64 @@ static void rt_conv_dw_bwd_w(const float *restrict dy, const float *restrict x,
  * output (forward) or its dy packed the same way (backward). One GEMM per
  * block and group instead of one per image: deep layers have small OH*OW,
  * and GEMMs that narrow run at a fraction of the machine's speed. */
-static void rt_conv_blocked_fwd(const float *restrict x, const float *restrict w,
-                                const float *restrict b, float *restrict y,
-                                float *restrict scratch, int64_t N, int64_t C, int64_t H,
-                                int64_t W, int64_t K, int64_t k, int64_t s, int64_t p, int64_t d,
-                                int64_t groups, int64_t images, int64_t OH, int64_t OW)
+typedef struct {
+    int64_t N, C, H, W, K, k, s, p, d, groups, OH, OW; /* as the kernels take them */
+    int64_t Cg, Kg, CKK, HW, OHW;                      /* derived */
+    int64_t images;                                    /* block size, > 1 */
+    float *cols, *mat;                                 /* the scratch, split */
+} rt_conv_blocks;
+
+static rt_conv_blocks rt_conv_blocks_of(float *scratch, int64_t N, int64_t C, int64_t H, int64_t W,
+                                        int64_t K, int64_t k, int64_t s, int64_t p, int64_t d,
+                                        int64_t groups, int64_t images, int64_t OH, int64_t OW)
 {
-    const int64_t Cg = C / groups, Kg = K / groups, CKK = Cg * k * k, HW = H * W, OHW = OH * OW;
-    float *restrict cols = scratch, *restrict mat = scratch + images * OHW * CKK;
-    for (int64_t n0 = 0; n0 < N; n0 += images) {
-        const int64_t m = N - n0 < images ? N - n0 : images, ld = m * OHW;
-        for (int64_t g = 0; g < groups; g++) {
-            for (int64_t j = 0; j < m; j++)
-                rt_im2col(x + ((n0 + j) * C + g * Cg) * HW, cols + j * OHW, ld, Cg, H, W, k, s,
-                          p, d, OH, OW);
-            rt_gemm(CblasNoTrans, CblasNoTrans, Kg, ld, CKK, w + g * Kg * CKK, CKK, cols, ld,
-                    0.0f, mat, ld);
+    const int64_t Cg = C / groups, CKK = Cg * k * k, OHW = OH * OW;
+    return (rt_conv_blocks){.N = N, .C = C, .H = H, .W = W, .K = K, .k = k, .s = s, .p = p, .d = d,
+                            .groups = groups, .OH = OH, .OW = OW, .Cg = Cg, .Kg = K / groups,
+                            .CKK = CKK, .HW = H * W, .OHW = OHW, .images = images,
+                            .cols = scratch, .mat = scratch + images * OHW * CKK};
+}
+
+/* images in the block that starts at image n0 */
+static int64_t rt_conv_block_len(const rt_conv_blocks *c, int64_t n0)
+{
+    return c->N - n0 < c->images ? c->N - n0 : c->images;
+}
+
+/* cols[CKK, m*OHW] = the columns of images n0..n0+m-1, group g, side by side */
+static void rt_conv_block_im2col(const rt_conv_blocks *c, const float *x, int64_t n0, int64_t m,
+                                 int64_t g)
+{
+    for (int64_t j = 0; j < m; j++)
+        rt_im2col(x + ((n0 + j) * c->C + g * c->Cg) * c->HW, c->cols + j * c->OHW, m * c->OHW,
+                  c->Cg, c->H, c->W, c->k, c->s, c->p, c->d, c->OH, c->OW);
+}
+
+/* mat[Kg, m*OHW] = dy of images n0..n0+m-1, group g, side by side */
+static void rt_conv_block_pack_dy(const rt_conv_blocks *c, const float *dy, int64_t n0, int64_t m,
+                                  int64_t g)
+{
+    for (int64_t o = 0; o < c->Kg; o++)
+        for (int64_t j = 0; j < m; j++)
+            memcpy(c->mat + (o * m + j) * c->OHW, dy + ((n0 + j) * c->K + g * c->Kg + o) * c->OHW,
+                   (size_t)c->OHW * sizeof(float));
+}
+
+static void rt_conv_blocked_fwd(const rt_conv_blocks *c, const float *restrict x,
+                                const float *restrict w, const float *restrict b,
+                                float *restrict y)
+{
+    const int64_t Kg = c->Kg, CKK = c->CKK, OHW = c->OHW;
+    for (int64_t n0 = 0; n0 < c->N; n0 += c->images) {
+        const int64_t m = rt_conv_block_len(c, n0), ld = m * OHW;
+        for (int64_t g = 0; g < c->groups; g++) {
+            rt_conv_block_im2col(c, x, n0, m, g);
+            rt_gemm(CblasNoTrans, CblasNoTrans, Kg, ld, CKK, w + g * Kg * CKK, CKK, c->cols, ld,
+                    0.0f, c->mat, ld);
             for (int64_t j = 0; j < m; j++)
                 for (int64_t o = 0; o < Kg; o++) {
-                    const float *restrict src = mat + o * ld + j * OHW;
-                    float *restrict yo = y + ((n0 + j) * K + g * Kg + o) * OHW;
+                    const float *restrict src = c->mat + o * ld + j * OHW;
+                    float *restrict yo = y + ((n0 + j) * c->K + g * Kg + o) * OHW;
                     const float bias = b ? b[g * Kg + o] : 0.0f;
                     for (int64_t i = 0; i < OHW; i++)
                         yo[i] = src[i] + bias;
@@ -667,57 +705,38 @@ static void rt_conv_blocked_fwd(const float *restrict x, const float *restrict w
     }
 }
 
-/* mat[Kg, m*OHW] = dy of images n0..n0+m-1, group g, side by side */
-static void rt_conv_pack_dy(const float *restrict dy, float *restrict mat, int64_t n0, int64_t m,
-                            int64_t g, int64_t K, int64_t Kg, int64_t OHW)
+static void rt_conv_blocked_bwd_x(const rt_conv_blocks *c, const float *restrict dy,
+                                  const float *restrict w, float *restrict dx, int64_t acc)
 {
-    for (int64_t o = 0; o < Kg; o++)
-        for (int64_t j = 0; j < m; j++)
-            memcpy(mat + (o * m + j) * OHW, dy + ((n0 + j) * K + g * Kg + o) * OHW,
-                   (size_t)OHW * sizeof(float));
-}
-
-static void rt_conv_blocked_bwd_x(const float *restrict dy, const float *restrict w,
-                                  float *restrict dx, float *restrict scratch, int64_t N, int64_t C,
-                                  int64_t H, int64_t W, int64_t K, int64_t k, int64_t s,
-                                  int64_t p, int64_t d, int64_t groups, int64_t images,
-                                  int64_t OH, int64_t OW, int64_t acc)
-{
-    const int64_t Cg = C / groups, Kg = K / groups, CKK = Cg * k * k, HW = H * W, OHW = OH * OW;
-    float *restrict cols = scratch, *restrict mat = scratch + images * OHW * CKK;
-    for (int64_t n0 = 0; n0 < N; n0 += images) {
-        const int64_t m = N - n0 < images ? N - n0 : images, ld = m * OHW;
-        for (int64_t g = 0; g < groups; g++) {
-            rt_conv_pack_dy(dy, mat, n0, m, g, K, Kg, OHW);
-            rt_gemm(CblasTrans, CblasNoTrans, CKK, ld, Kg, w + g * Kg * CKK, CKK, mat, ld, 0.0f,
-                    cols, ld);
+    const int64_t Kg = c->Kg, CKK = c->CKK, OHW = c->OHW;
+    for (int64_t n0 = 0; n0 < c->N; n0 += c->images) {
+        const int64_t m = rt_conv_block_len(c, n0), ld = m * OHW;
+        for (int64_t g = 0; g < c->groups; g++) {
+            rt_conv_block_pack_dy(c, dy, n0, m, g);
+            rt_gemm(CblasTrans, CblasNoTrans, CKK, ld, Kg, w + g * Kg * CKK, CKK, c->mat, ld, 0.0f,
+                    c->cols, ld);
             for (int64_t j = 0; j < m; j++) {
-                float *dxg = dx + ((n0 + j) * C + g * Cg) * HW;
+                float *dxg = dx + ((n0 + j) * c->C + g * c->Cg) * c->HW;
                 if (!acc)
-                    memset(dxg, 0, (size_t)(Cg * HW) * sizeof(float));
-                rt_col2im_add(cols + j * OHW, ld, dxg, Cg, H, W, k, s, p, d, OH, OW);
+                    memset(dxg, 0, (size_t)(c->Cg * c->HW) * sizeof(float));
+                rt_col2im_add(c->cols + j * OHW, ld, dxg, c->Cg, c->H, c->W, c->k, c->s, c->p,
+                              c->d, c->OH, c->OW);
             }
         }
     }
 }
 
-static void rt_conv_blocked_bwd_w(const float *restrict dy, const float *restrict x,
-                                  float *restrict dw, float *restrict scratch, int64_t N, int64_t C,
-                                  int64_t H, int64_t W, int64_t K, int64_t k, int64_t s,
-                                  int64_t p, int64_t d, int64_t groups, int64_t images,
-                                  int64_t OH, int64_t OW, int64_t acc)
+static void rt_conv_blocked_bwd_w(const rt_conv_blocks *c, const float *restrict dy,
+                                  const float *restrict x, float *restrict dw, int64_t acc)
 {
-    const int64_t Cg = C / groups, Kg = K / groups, CKK = Cg * k * k, HW = H * W, OHW = OH * OW;
-    float *restrict cols = scratch, *restrict mat = scratch + images * OHW * CKK;
-    for (int64_t n0 = 0; n0 < N; n0 += images) {
-        const int64_t m = N - n0 < images ? N - n0 : images, ld = m * OHW;
-        for (int64_t g = 0; g < groups; g++) {
-            for (int64_t j = 0; j < m; j++)
-                rt_im2col(x + ((n0 + j) * C + g * Cg) * HW, cols + j * OHW, ld, Cg, H, W, k, s,
-                          p, d, OH, OW);
-            rt_conv_pack_dy(dy, mat, n0, m, g, K, Kg, OHW);
+    const int64_t Kg = c->Kg, CKK = c->CKK;
+    for (int64_t n0 = 0; n0 < c->N; n0 += c->images) {
+        const int64_t m = rt_conv_block_len(c, n0), ld = m * c->OHW;
+        for (int64_t g = 0; g < c->groups; g++) {
+            rt_conv_block_im2col(c, x, n0, m, g);
+            rt_conv_block_pack_dy(c, dy, n0, m, g);
             /* dw_g[Kg,CKK] (+)= mat[Kg,ld] cols[CKK,ld]^T */
-            rt_gemm(CblasNoTrans, CblasTrans, Kg, CKK, ld, mat, ld, cols, ld,
+            rt_gemm(CblasNoTrans, CblasTrans, Kg, CKK, ld, c->mat, ld, c->cols, ld,
                     acc || n0 > 0 ? 1.0f : 0.0f, dw + g * Kg * CKK, CKK);
         }
     }
@@ -736,7 +755,8 @@ void rt_conv2d_fwd(const float *restrict x, const float *restrict w, const float
         return;
     }
     if (images > 1) {
-        rt_conv_blocked_fwd(x, w, b, y, scratch, N, C, H, W, K, k, s, p, d, groups, images, OH, OW);
+        rt_conv_blocks c = rt_conv_blocks_of(scratch, N, C, H, W, K, k, s, p, d, groups, images, OH, OW);
+        rt_conv_blocked_fwd(&c, x, w, b, y);
         return;
     }
     const int64_t Cg = C / groups, Kg = K / groups, CKK = Cg * k * k, HW = H * W, OHW = OH * OW;
@@ -783,8 +803,8 @@ void rt_conv2d_bwd_x(const float *restrict dy, const float *restrict w, float *r
         return;
     }
     if (images > 1) {
-        rt_conv_blocked_bwd_x(dy, w, dx, scratch, N, C, H, W, K, k, s, p, d, groups, images, OH, OW,
-                              acc);
+        rt_conv_blocks c = rt_conv_blocks_of(scratch, N, C, H, W, K, k, s, p, d, groups, images, OH, OW);
+        rt_conv_blocked_bwd_x(&c, dy, w, dx, acc);
         return;
     }
     const int64_t Cg = C / groups, Kg = K / groups, CKK = Cg * k * k, OHW = OH * OW;
@@ -823,8 +843,8 @@ void rt_conv2d_bwd_w(const float *restrict dy, const float *restrict x, float *r
         return;
     }
     if (images > 1) {
-        rt_conv_blocked_bwd_w(dy, x, dw, scratch, N, C, H, W, K, k, s, p, d, groups, images, OH, OW,
-                              acc);
+        rt_conv_blocks c = rt_conv_blocks_of(scratch, N, C, H, W, K, k, s, p, d, groups, images, OH, OW);
+        rt_conv_blocked_bwd_w(&c, dy, x, dw, acc);
         return;
     }
     const int pointwise = rt_conv_pointwise(k, s, p);
