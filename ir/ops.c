@@ -8,7 +8,7 @@
  * to runtime/rt.h and runtime/rt.c.
  */
 #include "ir.h"
-#include "rt.h" /* rt_conv2d_scratch_floats: scratch sizes shared with the kernels */
+#include "rt.h" /* rt_out_size, rt_conv2d_*scratch_floats: sizes shared with the kernels */
 
 #include <string.h>
 
@@ -389,14 +389,6 @@ static bool require_nchw(elab_ctx *e, const ir_node *n, const char *op) {
     return true;
 }
 
-/* Output extent of a sliding window; < 1 when the window does not fit. */
-static int64_t window_out(int64_t size, int64_t k, int64_t s, int64_t p, int64_t d) {
-    int64_t span = d * (k - 1) + 1;
-    if (size + 2 * p < span)
-        return 0;
-    return (size + 2 * p - span) / s + 1;
-}
-
 typedef struct {
     int64_t N, C, H, W;
 } nchw;
@@ -427,7 +419,7 @@ static bool conv2d_infer(elab_ctx *e, ir_node *n, ir_dtype *dt, ir_shape *shape)
                    (long long)groups, (long long)x.C, (long long)K);
         return false;
     }
-    int64_t OH = window_out(x.H, k, s, p, d), OW = window_out(x.W, k, s, p, d);
+    int64_t OH = rt_out_size(x.H, k, s, p, d), OW = rt_out_size(x.W, k, s, p, d);
     if (OH < 1 || OW < 1) {
         elab_error(e, n->loc, "conv2d: a %lldx%lld kernel (dilation %lld, padding %lld) does not fit a %lldx%lld input",
                    (long long)k, (long long)k, (long long)d, (long long)p, (long long)x.H, (long long)x.W);
@@ -624,7 +616,7 @@ static bool pool_infer(elab_ctx *e, ir_node *n, ir_dtype *dt, ir_shape *shape, c
                    (long long)k);
         return false;
     }
-    int64_t OH = window_out(x.H, k, s, p, 1), OW = window_out(x.W, k, s, p, 1);
+    int64_t OH = rt_out_size(x.H, k, s, p, 1), OW = rt_out_size(x.W, k, s, p, 1);
     if (OH < 1 || OW < 1) {
         elab_error(e, n->loc, "%s: a %lldx%lld window does not fit a %lldx%lld input", op, (long long)k,
                    (long long)k, (long long)x.H, (long long)x.W);

@@ -338,13 +338,6 @@ void rt_adamw_update(float *p, const float *g, float *m, float *v, const int64_t
 
 /* ---------------------------------------------------------------- helpers */
 
-/* Outputs of a window op along one axis; 0 when the window never fits. */
-static inline int64_t rt_out_size(int64_t n, int64_t k, int64_t s, int64_t p, int64_t d)
-{
-    int64_t span = n + 2 * p - d * (k - 1) - 1;
-    return span < 0 || s <= 0 ? 0 : span / s + 1;
-}
-
 /* [*lo, *hi): the outputs o in [0, n_out) whose input o*s + off lies in [0, lim). */
 static inline void rt_tap_range(int64_t off, int64_t s, int64_t lim, int64_t n_out, int64_t *lo,
                                 int64_t *hi)

@@ -117,6 +117,12 @@ void rt_mse_bwd(const float *diff, const float *dloss, float *dx, int64_t n, int
 static inline int rt_conv2d_is_depthwise(int64_t C, int64_t groups) {
     return groups > 1 && C / groups == 1;
 }
+/* Outputs of a window op (conv, pool) along one axis; 0 when the window never
+ * fits. */
+static inline int64_t rt_out_size(int64_t n, int64_t k, int64_t s, int64_t p, int64_t d) {
+    int64_t span = n + 2 * p - d * (k - 1) - 1;
+    return span < 0 || s <= 0 ? 0 : span / s + 1;
+}
 /* floats of scratch that rt_conv2d_fwd/_bwd_x/_bwd_w need for these sizes;
  * 0 when they need none. static inline here (not in rt.c) because the
  * compiler (ir/ops.c) sizes the arena with it and does not link the runtime:
@@ -125,12 +131,9 @@ static inline int rt_conv2d_is_depthwise(int64_t C, int64_t groups) {
  * image's columns for one group: (C/groups)*k*k * OH*OW floats. */
 static inline int64_t rt_conv2d_scratch_floats(int64_t C, int64_t H, int64_t W, int64_t k, int64_t s,
                                                int64_t p, int64_t d, int64_t groups) {
-    if (groups <= 0 || s <= 0 || rt_conv2d_is_depthwise(C, groups) || (k == 1 && s == 1 && p == 0))
+    if (groups <= 0 || rt_conv2d_is_depthwise(C, groups) || (k == 1 && s == 1 && p == 0))
         return 0;
-    int64_t span_h = H + 2 * p - d * (k - 1) - 1, span_w = W + 2 * p - d * (k - 1) - 1;
-    if (span_h < 0 || span_w < 0) /* no output: C division would round up to 1 */
-        return 0;
-    return C / groups * k * k * (span_h / s + 1) * (span_w / s + 1);
+    return C / groups * k * k * rt_out_size(H, k, s, p, d) * rt_out_size(W, k, s, p, d);
 }
 /* floats of scratch per image when images > 1: each image's columns and its
  * slice of the output (or packed dy) matrix, (C/groups*k*k + K/groups)*OH*OW;
@@ -138,12 +141,9 @@ static inline int64_t rt_conv2d_scratch_floats(int64_t C, int64_t H, int64_t W, 
 static inline int64_t rt_conv2d_blocked_scratch_floats(int64_t C, int64_t H, int64_t W, int64_t K,
                                                        int64_t k, int64_t s, int64_t p, int64_t d,
                                                        int64_t groups) {
-    if (groups <= 0 || s <= 0 || rt_conv2d_is_depthwise(C, groups))
+    if (groups <= 0 || rt_conv2d_is_depthwise(C, groups))
         return 0;
-    int64_t span_h = H + 2 * p - d * (k - 1) - 1, span_w = W + 2 * p - d * (k - 1) - 1;
-    if (span_h < 0 || span_w < 0)
-        return 0;
-    return (C / groups * k * k + K / groups) * (span_h / s + 1) * (span_w / s + 1);
+    return (C / groups * k * k + K / groups) * rt_out_size(H, k, s, p, d) * rt_out_size(W, k, s, p, d);
 }
 /* y[N,K,OH,OW] = conv(x[N,C,H,W], w[K,C/groups,k,k]) (+ b[K]); b may be NULL */
 void rt_conv2d_fwd(const float *x, const float *w, const float *b, float *y, float *scratch,
