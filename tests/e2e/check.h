@@ -11,18 +11,23 @@
 
 static int npassed, nfailed;
 
+/* Counts one failure and prints it as "FAIL: ...". */
+static void vfail(const char *fmt, va_list ap) {
+    nfailed++;
+    fputs("FAIL: ", stdout);
+    vprintf(fmt, ap);
+    fputc('\n', stdout);
+}
+
 static bool check(bool ok, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static bool check(bool ok, const char *fmt, ...) {
     if (ok) {
         npassed++;
         return true;
     }
-    nfailed++;
     va_list ap;
     va_start(ap, fmt);
-    fputs("FAIL: ", stdout);
-    vprintf(fmt, ap);
-    fputc('\n', stdout);
+    vfail(fmt, ap);
     va_end(ap);
     return false;
 }

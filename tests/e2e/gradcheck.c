@@ -110,11 +110,9 @@ static void fatal(const char *fmt, ...) __attribute__((format(printf, 1, 2), nor
 static void fatal(const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
-    fputs("FAIL: ", stdout);
-    vprintf(fmt, ap);
-    fputc('\n', stdout);
+    vfail(fmt, ap);
     va_end(ap);
-    printf("%d passed, %d failed\n", npassed, nfailed + 1);
+    printf("%d passed, %d failed\n", npassed, nfailed);
     exit(1);
 }
 

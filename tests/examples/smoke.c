@@ -112,6 +112,17 @@ static bool finite_floats(const float *g, int64_t n, double *mass) {
     return true;
 }
 
+/* The gradient at grad_offset in the grads block (none when < 0) must be
+ * finite; adds its magnitude to *mass. Returns 1 when there is one. */
+static int check_grad(const unsigned char *grads, int64_t grad_offset, int32_t rank, const int64_t *shape,
+                      const char *what, const char *name, double *mass) {
+    if (grad_offset < 0)
+        return 0;
+    check(finite_floats((const float *)(grads + grad_offset), numel(rank, shape), mass),
+          "backward: gradient of %s%s is not finite", what, name);
+    return 1;
+}
+
 /* The layer of a parameter: its name without the last segment. */
 static size_t layer_len(const char *name) {
     const char *dot = strrchr(name, '.');
@@ -254,19 +265,11 @@ int main(int argc, char **argv) {
     int ngrads = 0;
     for (int i = 0; i < NUM_PARAMS; i++) {
         const LC(_param_info) *p = &param_table[i];
-        if (p->grad_offset < 0)
-            continue;
-        ngrads++;
-        check(finite_floats((const float *)(grads + p->grad_offset), numel(p->rank, p->shape), &mass),
-              "backward: gradient of %s is not finite", p->name);
+        ngrads += check_grad(grads, p->grad_offset, p->rank, p->shape, "", p->name, &mass);
     }
     for (int i = 0; i < NUM_INPUTS; i++) {
         const LC(_input_info) *t = &input_table[i];
-        if (t->grad_offset < 0)
-            continue;
-        ngrads++;
-        check(finite_floats((const float *)(grads + t->grad_offset), numel(t->rank, t->shape), &mass),
-              "backward: gradient of input %s is not finite", t->name);
+        ngrads += check_grad(grads, t->grad_offset, t->rank, t->shape, "input ", t->name, &mass);
     }
     if (ngrads)
         check(mass > 0, "backward: every gradient is zero");
