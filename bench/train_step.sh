@@ -41,7 +41,10 @@ for m in "${models[@]}"; do
     "${cc[@]}" -std=c11 -O2 -D_POSIX_C_SOURCE=200809L -include "$out/$m.h" -DFROST_PREFIX=bm -DFROST_PREFIX_UPPER=BM \
         bench/step_time.c "$out/$m.o" -lopenblas -lm -o "$out/step_$m"
 done
-median() { sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+median() { # "V1 V2 ... " -> their median
+    tr ' ' '\n' <<<"$1" | grep . | sort -g |
+        awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
+}
 declare -A f_train f_infer t_train t_infer
 for ((r = 0; r < ROUNDS; r++)); do
     for m in "${models[@]}"; do
@@ -54,9 +57,9 @@ for ((r = 0; r < ROUNDS; r++)); do
     done
 done
 for m in "${models[@]}"; do
-    f1=$(tr ' ' '\n' <<<"${f_train[$m]}" | grep . | median) f2=$(tr ' ' '\n' <<<"${f_infer[$m]}" | grep . | median)
+    f1=$(median "${f_train[$m]}") f2=$(median "${f_infer[$m]}")
     if [ $have_torch = 1 ]; then
-        t1=$(tr ' ' '\n' <<<"${t_train[$m]}" | grep . | median) t2=$(tr ' ' '\n' <<<"${t_infer[$m]}" | grep . | median)
+        t1=$(median "${t_train[$m]}") t2=$(median "${t_infer[$m]}")
         r1=$(awk -v a="$f1" -v b="$t1" 'BEGIN { printf "%.2f", a / b }')
         r2=$(awk -v a="$f2" -v b="$t2" 'BEGIN { printf "%.2f", a / b }')
     else
