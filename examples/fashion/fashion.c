@@ -278,6 +278,12 @@ typedef struct {
     double train_acc, test_acc, seconds, loss;
 } result;
 
+/* lr * (1 + cos(pi * step / total)) / 2: from lr at step 0 down to 0 at total */
+static float cosine_lr(float lr, int64_t step, int64_t total) {
+    const double pi = 3.14159265358979323846;
+    return (float)(0.5 * lr * (1.0 + cos(pi * (double)step / (double)total)));
+}
+
 static result train(run_state *r, const frost_dataset *train_set, const frost_dataset *test_set, int epochs,
                     float lr, uint64_t seed, bool live) {
     const model *m = r->m;
@@ -298,7 +304,7 @@ static result train(run_state *r, const frost_dataset *train_set, const frost_da
         double te = now(), loss_sum = 0;
         int64_t done = 0, steps = 0;
         while (frost_batcher_next(&b, r->x, r->y) > 0) {
-            hp.lr = (float)(0.5 * lr * (1.0 + cos(3.14159265358979323846 * (double)global_step++ / (double)total_steps)));
+            hp.lr = cosine_lr(lr, global_step++, total_steps);
             float loss = m->train_step(r->params, r->grads, r->opt, r->arena, r->x, r->y, &hp);
             if (!isfinite(loss))
                 die("%s: the loss became %g at epoch %d", m->object, loss, e);
@@ -354,8 +360,8 @@ int main(int argc, char **argv) {
            (long long)train_set.cols, (long long)fm_all_model->batch);
 
     /* 1. Pre-train with every parameter trainable, save a checkpoint. */
-    printf("pre-training (%s), %d epoch%s, AdamW lr %g with cosine decay\n", fm_all_model->trains, o.epochs, o.epochs == 1 ? "" : "s",
-           o.lr);
+    printf("pre-training (%s), %d epoch%s, AdamW lr %g with cosine decay\n", fm_all_model->trains, o.epochs,
+           o.epochs == 1 ? "" : "s", o.lr);
     run_state pre = run_new(fm_all_model);
     fm_all_model->init(pre.params, o.seed);
     result pretrained = train(&pre, &train_set, &test_set, o.epochs, o.lr, o.seed, live);
@@ -375,7 +381,8 @@ int main(int argc, char **argv) {
     const frost_load_options load = {.skip = skip_head};
     for (int k = 0; k < NRUNS; k++) {
         const model *m = runs[k];
-        printf("fine-tuning '%s' (trains %s), %d epoch%s of %lld images, AdamW lr %g with cosine decay, from %s with a new fc2\n",
+        printf("fine-tuning '%s' (trains %s), %d epoch%s of %lld images, AdamW lr %g with cosine decay, "
+               "from %s with a new fc2\n",
                m->name, m->trains, o.finetune_epochs, o.finetune_epochs == 1 ? "" : "s",
                (long long)finetune_set.count, o.finetune_lr, ckpt);
         run_state r = run_new(m);
