@@ -451,8 +451,9 @@ static int conv2d_scratch(lower_ctx *c, const ir_node *n) {
 }
 
 /* GEMM columns worth gathering into one call: at OH*OW of 16 or 64 (ResNet's
- * last stages), per-image GEMMs run at a third to nine tenths of the speed of
- * 512-column ones (OpenBLAS 0.3.21, 2 cores); past 512 the gain is a few %. */
+ * last stages), per-image GEMMs run at a fifth to nine tenths of the speed of
+ * 512-column ones (OpenBLAS 0.3.21, 2 cores, bench/gemm_columns.c); past 512
+ * the gain is a few %. */
 enum { CONV_GEMM_COLUMNS = 512 };
 
 /* After the step just appended: it may take blocks of images (rt.h's
