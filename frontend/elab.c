@@ -1489,6 +1489,18 @@ static void elab_optimizer(elab_ctx *e, const ast_stmt *st) {
     e->g->optimizer = o;
     e->g->optimizer_loc = st->op_loc;
 }
+/* A statement a file may hold once: the first one is remembered in *first
+ * (true is returned), a later one is an error pointing back at it. */
+static bool once(elab_ctx *e, const ast_stmt *st, const ast_stmt **first, const char *keyword) {
+    if (*first) {
+        err(e, st->loc, "a second '%s' statement", keyword);
+        note(e, (*first)->loc, "the first is here");
+        return false;
+    }
+    *first = st;
+    return true;
+}
+
 
 /* ---------------------------------------------------------------- the file */
 
@@ -1534,31 +1546,14 @@ static void elab_file(elab_ctx *e, const frost_define *defs, int ndefs) {
         case ST_IF: elab_stmt(e, st); break;
         case ST_OUTPUT: elab_output(e, st); break;
         case ST_CONFIG: elab_config(e, st); break;
-        case ST_DEFAULT:
-            if (dflt) {
-                err(e, st->loc, "a second 'default' statement");
-                note(e, dflt->loc, "the first is here");
-            } else {
-                dflt = st;
-            }
-            break;
+        case ST_DEFAULT: once(e, st, &dflt, "default"); break;
         case ST_BATCHNORM:
-            if (bn) {
-                err(e, st->loc, "a second 'batchnorm' statement");
-                note(e, bn->loc, "the first is here");
-            } else {
-                bn = st;
+            if (once(e, st, &bn, "batchnorm"))
                 g->bn_eval = st->bn_eval;
-            }
             break;
         case ST_OPTIMIZER:
-            if (optim) {
-                err(e, st->loc, "a second 'optimizer' statement");
-                note(e, optim->loc, "the first is here");
-            } else {
-                optim = st;
+            if (once(e, st, &optim, "optimizer"))
                 elab_optimizer(e, st);
-            }
             break;
         case ST_DEF: break; /* expanded where called */
         case ST_RETURN: IR_ASSERT(!"return at the top level"); break;
