@@ -106,6 +106,7 @@ typedef struct {
     LLVMValueRef v; /* A_PTR: any pointer; A_VALUE: an integer value */
     int64_t i;
     double f;
+    bool aligned;   /* A_PTR: known to be IR_ALIGN-aligned (a block base plus an aligned offset) */
 } cg_arg;
 
 static const char *cg_arg_kind_name(cg_arg_kind k)
@@ -209,6 +210,84 @@ static LLVMValueRef cg_call(cg_ctx *c, const char *what, const char *kernel, con
     return LLVMBuildCall2(c->b, fty, fn, av, np, "");
 }
 
+/* Call `kernel` through a specialisation: an internal, never-inlined function
+ * that takes the call's pointers (and A_VALUE integers) as parameters and
+ * passes its constant operands (A_INT, A_FLOAT, A_NULL) to the kernel as
+ * constants, so the optimiser specialises the kernel for them inside a body
+ * of bounded size. Calls with the same kernel, constants and pointer
+ * alignments share one specialisation: its name is that key, and the module's
+ * symbol table is the lookup. Entry points thus stay a flat list of calls
+ * whatever the model's depth, and optimisation time grows linearly with the
+ * number of steps (inlining every kernel into one body made it superlinear),
+ * while the repeated layers of a deep model compile once. */
+static LLVMValueRef cg_call_spec(cg_ctx *c, const char *what, const char *kernel, const cg_arg *args,
+                                 int nargs)
+{
+    LLVMValueRef kfn = kernel ? LLVMGetNamedFunction(c->mod, kernel) : NULL;
+    if (!kfn || LLVMIsDeclaration(kfn) || nargs < 0 || nargs > IR_MAX_OPND)
+        return cg_call(c, what, kernel, args, nargs); /* reports what is wrong */
+
+    /* The key: kernel name, then one token per operand. */
+    char key[64 + IR_MAX_OPND * 32];
+    int len = snprintf(key, sizeof key, "frost.%s", kernel);
+    for (int k = 0; k < nargs && len < (int)sizeof key; k++) {
+        const cg_arg *a = &args[k];
+        int room = (int)sizeof key - len;
+        switch (a->kind) {
+        case A_PTR: len += snprintf(key + len, (size_t)room, ".%s", a->aligned ? "P" : "p"); break;
+        case A_VALUE: len += snprintf(key + len, (size_t)room, ".v"); break;
+        case A_NULL: len += snprintf(key + len, (size_t)room, ".0"); break;
+        case A_INT: len += snprintf(key + len, (size_t)room, ".%lld", (long long)a->i); break;
+        case A_FLOAT: len += snprintf(key + len, (size_t)room, ".%a", a->f); break;
+        }
+    }
+    if (len >= (int)sizeof key)
+        return cg_call(c, what, kernel, args, nargs); /* cannot happen with IR_MAX_OPND operands */
+
+    LLVMTypeRef pt[IR_MAX_OPND];
+    LLVMValueRef pv[IR_MAX_OPND];
+    unsigned np = 0;
+    for (int k = 0; k < nargs; k++)
+        if (args[k].kind == A_PTR || args[k].kind == A_VALUE) {
+            pt[np] = args[k].kind == A_PTR ? c->t_ptr : c->t_i64;
+            pv[np++] = args[k].kind == A_PTR ? LLVMBuildPointerCast(c->b, args[k].v, c->t_ptr, "")
+                                             : LLVMBuildIntCast2(c->b, args[k].v, c->t_i64, 0, "");
+        }
+    LLVMValueRef spec = LLVMGetNamedFunction(c->mod, key);
+    if (!spec) {
+        LLVMTypeRef ret = LLVMGetReturnType(LLVMGlobalGetValueType(kfn));
+        spec = LLVMAddFunction(c->mod, key, LLVMFunctionType(ret, pt, np, 0));
+        LLVMSetLinkage(spec, LLVMInternalLinkage);
+        unsigned kind = LLVMGetEnumAttributeKindForName("noinline", 8);
+        LLVMAddAttributeAtIndex(spec, LLVMAttributeFunctionIndex, LLVMCreateEnumAttribute(c->ctx, kind, 0));
+        LLVMBasicBlockRef saved = LLVMGetInsertBlock(c->b);
+        LLVMPositionBuilderAtEnd(c->b, LLVMAppendBasicBlockInContext(c->ctx, spec, "entry"));
+        cg_arg inner[IR_MAX_OPND];
+        unsigned j = 0;
+        for (int k = 0; k < nargs; k++) {
+            inner[k] = args[k];
+            if (args[k].kind == A_PTR || args[k].kind == A_VALUE) {
+                if (args[k].kind == A_PTR && args[k].aligned)
+                    LLVMSetParamAlignment(LLVMGetParam(spec, j), IR_ALIGN);
+                inner[k].v = LLVMGetParam(spec, j++);
+            }
+        }
+        LLVMValueRef call = cg_call(c, what, kernel, inner, nargs);
+        if (call) {
+            if (LLVMGetTypeKind(ret) == LLVMVoidTypeKind)
+                LLVMBuildRetVoid(c->b);
+            else
+                LLVMBuildRet(c->b, call);
+        }
+        LLVMPositionBuilderAtEnd(c->b, saved);
+        if (!call) {
+            LLVMDeleteFunction(spec);
+            return NULL;
+        }
+    }
+    return LLVMBuildCall2(c->b, LLVMGlobalGetValueType(spec), spec, pv, np, "");
+}
+
 /* ---------------------------------------------------------------- buffers */
 
 static const char *space_name(ir_space s)
@@ -232,8 +311,10 @@ static LLVMValueRef cg_offset(cg_ctx *c, LLVMValueRef base, int64_t off, const c
 }
 
 /* Pointer to the storage of buffer `id` inside entry point env, or NULL after cg_fail. */
-static LLVMValueRef cg_buf_ptr(cg_ctx *c, const cg_env *env, const char *what, int id, bool writes)
+static LLVMValueRef cg_buf_ptr(cg_ctx *c, const cg_env *env, const char *what, int id, bool writes,
+                               bool *aligned)
 {
+    *aligned = false;
     const ir_program *p = env->prog;
     if (id < 0 || id >= p->nbufs) {
         cg_fail(c, "%s: buffer id %d out of range", what, id);
@@ -301,6 +382,7 @@ static LLVMValueRef cg_buf_ptr(cg_ctx *c, const cg_env *env, const char *what, i
                 (long long)limit);
         return NULL;
     }
+    *aligned = b->offset % IR_ALIGN == 0; /* the blocks themselves are aligned by contract */
     return cg_offset(c, base, b->offset, name);
 }
 
@@ -373,7 +455,7 @@ static bool cg_entry(cg_ctx *c, cg_entry_kind kind, const ir_program *prog, int 
             switch (o->kind) {
             case OPND_BUF:
                 args[k].kind = A_PTR;
-                if (!(args[k].v = cg_buf_ptr(c, &env, what, o->buf, o->writes)))
+                if (!(args[k].v = cg_buf_ptr(c, &env, what, o->buf, o->writes, &args[k].aligned)))
                     return false;
                 break;
             case OPND_INT:
@@ -389,7 +471,7 @@ static bool cg_entry(cg_ctx *c, cg_entry_kind kind, const ir_program *prog, int 
                 return cg_fail(c, "%s: operand %d has an unknown kind", what, k + 1);
             }
         }
-        LLVMValueRef call = cg_call(c, what, st->kernel, args, st->nopnd);
+        LLVMValueRef call = cg_call_spec(c, what, st->kernel, args, st->nopnd);
         if (!call)
             return false;
         if (LLVMGetTypeKind(LLVMTypeOf(call)) == LLVMIntegerTypeKind) {
@@ -435,6 +517,7 @@ static bool cg_init(cg_ctx *c)
                            what, (long long)off, (long long)(n * esize),
                            (long long)c->m->params_bytes);
         LLVMValueRef p = cg_offset(c, params, off, val->name ? val->name : "");
+        bool aligned = off % IR_ALIGN == 0;
         if (val->init == INIT_ZEROS) {
             LLVMBuildMemSet(c->b, p, LLVMConstInt(c->t_i8, 0, 0),
                             LLVMConstInt(c->t_i64, (unsigned long long)(n * esize), 0), 1);
@@ -444,8 +527,9 @@ static bool cg_init(cg_ctx *c)
             return cg_fail(c, "%s: only f32 parameters can be initialised other than with zeros",
                            what);
         if (val->init == INIT_ONES) {
-            cg_arg a[] = {{.kind = A_PTR, .v = p}, {.kind = A_INT, .i = n}, {.kind = A_FLOAT, .f = 1.0}};
-            if (!cg_call(c, what, "rt_fill_f32", a, 3))
+            cg_arg a[] = {{.kind = A_PTR, .v = p, .aligned = aligned}, {.kind = A_INT, .i = n},
+                          {.kind = A_FLOAT, .f = 1.0}};
+            if (!cg_call_spec(c, what, "rt_fill_f32", a, 3))
                 return false;
         } else if (val->init == INIT_KAIMING_UNIFORM || val->init == INIT_BIAS_UNIFORM) {
             /* PyTorch's Linear/Conv default: kaiming_uniform(a=sqrt(5)) for the
@@ -454,9 +538,11 @@ static bool cg_init(cg_ctx *c)
                 return cg_fail(c, "%s: uniform initialisation needs fan_in > 0, not %lld", what,
                                (long long)val->fan_in);
             float bound = (float)(1.0 / sqrt((double)val->fan_in));
-            cg_arg a[] = {{.kind = A_PTR, .v = p}, {.kind = A_INT, .i = n}, {.kind = A_VALUE, .v = seed},
-                          {.kind = A_INT, .i = v}, {.kind = A_FLOAT, .f = bound}};
-            if (!cg_call(c, what, "rt_init_uniform", a, 5))
+            cg_arg a[] = {{.kind = A_PTR, .v = p, .aligned = aligned}, {.kind = A_INT, .i = n},
+                          {.kind = A_VALUE, .v = seed},
+                          {.kind = A_VALUE, .v = LLVMConstInt(c->t_i64, (unsigned long long)v, 0)},
+                          {.kind = A_FLOAT, .f = bound}};
+            if (!cg_call_spec(c, what, "rt_init_uniform", a, 5))
                 return false;
         } else {
             return cg_fail(c, "%s: unknown initialiser %d", what, val->init);
@@ -523,17 +609,22 @@ static bool cg_update(cg_ctx *c)
         LLVMValueRef p = cg_offset(c, params, m->param_offset[v], val->name);
         LLVMValueRef gr = cg_offset(c, grads, m->grad_offset[v], "");
         LLVMValueRef s1 = cg_offset(c, state, m->opt_offset[v], "");
+        /* Layout puts every tensor at an IR_ALIGN multiple; slots are rounded up to one. */
+        bool al = m->param_offset[v] % IR_ALIGN == 0 && m->grad_offset[v] % IR_ALIGN == 0 &&
+                  m->opt_offset[v] % IR_ALIGN == 0 && slot % IR_ALIGN == 0;
         if (o->kind == OPT_SGD) {
-            cg_arg a[] = {{.kind = A_PTR, .v = p},     {.kind = A_PTR, .v = gr}, {.kind = A_PTR, .v = s1},
-                          {.kind = A_PTR, .v = state}, {.kind = A_PTR, .v = hp}, {.kind = A_INT, .i = n}};
-            if (!cg_call(c, what, "rt_sgd_update", a, 6))
+            cg_arg a[] = {{.kind = A_PTR, .v = p, .aligned = al},  {.kind = A_PTR, .v = gr, .aligned = al},
+                          {.kind = A_PTR, .v = s1, .aligned = al}, {.kind = A_PTR, .v = state},
+                          {.kind = A_PTR, .v = hp},                {.kind = A_INT, .i = n}};
+            if (!cg_call_spec(c, what, "rt_sgd_update", a, 6))
                 return false;
         } else {
             LLVMValueRef s2 = cg_offset(c, state, m->opt_offset[v] + slot, "");
-            cg_arg a[] = {{.kind = A_PTR, .v = p},  {.kind = A_PTR, .v = gr},    {.kind = A_PTR, .v = s1},
-                          {.kind = A_PTR, .v = s2}, {.kind = A_PTR, .v = state}, {.kind = A_PTR, .v = hp},
+            cg_arg a[] = {{.kind = A_PTR, .v = p, .aligned = al},  {.kind = A_PTR, .v = gr, .aligned = al},
+                          {.kind = A_PTR, .v = s1, .aligned = al}, {.kind = A_PTR, .v = s2, .aligned = al},
+                          {.kind = A_PTR, .v = state},             {.kind = A_PTR, .v = hp},
                           {.kind = A_INT, .i = n}};
-            if (!cg_call(c, what, "rt_adamw_update", a, 7))
+            if (!cg_call_spec(c, what, "rt_adamw_update", a, 7))
                 return false;
         }
     }

@@ -1135,6 +1135,48 @@ START_TEST(e2e_empty)
 }
 END_TEST
 
+/* Steps with the same kernel, constants and pointer alignment share one
+ * specialisation (cg_call_spec): a deep stack of identical layers compiles
+ * its kernels once, and every entry point stays a flat list of calls. */
+START_TEST(specialisations_shared)
+{
+    if (!have_tool("nm")) {
+        fprintf(stderr, "%s: skipped, no `nm` on PATH\n", __func__);
+        return;
+    }
+    static tmod t;
+    tm_begin(&t, "spec");
+    int loss = tm_val(&t, "loss", VAL_ACT, DT_F32, 0, 0, 0);
+    t.outputs[t.g.noutputs++] = loss;
+    enum { LAYERS = 20 };
+    int b[LAYERS + 1];
+    for (int i = 0; i <= LAYERS; i++)
+        b[i] = tm_buf(&t, "h", SPACE_ARENA, DT_F32, 64, 64 * i);
+    int odd = tm_buf(&t, "odd", SPACE_ARENA, DT_F32, 32, 64 * (LAYERS + 1) + 4); /* not 64-aligned */
+    int bo = tm_buf(&t, "out loss", SPACE_OUTPUT, DT_F32, 4, 0);
+    t.m.train.arena_bytes = 64 * (LAYERS + 2);
+    for (int i = 0; i < LAYERS; i++)
+        tm_step(&t, "rt_relu_fwd", "bwi", b[i], b[i + 1], (int64_t)16); /* one specialisation */
+    tm_step(&t, "rt_relu_fwd", "bwi", b[0], b[1], (int64_t)8);      /* another size */
+    tm_step(&t, "rt_relu_fwd", "bwi", b[0], odd, (int64_t)8);       /* another alignment */
+    tm_step(&t, "rt_copy", "wbi", bo, b[LAYERS], (int64_t)4);
+    t.m.train.nfwd = t.m.train.nsteps;
+    tm_istep(&t, "rt_copy", "wbi", bo, b[0], (int64_t)4);
+    tm_end(&t);
+    make_tmpdir();
+    emit(&t, "spec", NULL);
+    char cmd[256];
+    snprintf(cmd, sizeof cmd, "nm '%s/spec.o' | grep -c 'frost\\.rt_relu_fwd\\.'", tmpdir);
+    FILE *p = popen(cmd, "r");
+    ck_assert_ptr_nonnull(p);
+    int count = -1;
+    ck_assert_int_eq(fscanf(p, "%d", &count), 1);
+    pclose(p);
+    ck_assert_int_eq(count, 3);
+    remove_tmpdir();
+}
+END_TEST
+
 static Suite *codegen_suite(void)
 {
     Suite *s = suite_create("codegen");
@@ -1159,6 +1201,7 @@ static Suite *codegen_suite(void)
     tcase_add_loop_test(c, e2e_tiny, 0, (int)(sizeof tiny_opts / sizeof *tiny_opts));
     tcase_add_test(c, e2e_two_models);
     tcase_add_test(c, e2e_empty);
+    tcase_add_test(c, specialisations_shared);
     suite_add_tcase(s, c);
     return s;
 }
