@@ -20,6 +20,9 @@
 #endif
 
 enum { EXIT_BAD_INPUT = 1, EXIT_USAGE = 2 };
+/* Returned by the argument parser when an option did all the work
+ * (`--mcpu help`): main exits 0. */
+enum { DONE_EARLY = -1 };
 
 static const char usage_text[] =
     "usage: frost compile FILE [options]      model -> OUT.o + OUT.h\n"
@@ -48,7 +51,7 @@ static const char usage_text[] =
     "  --batchnorm-eval      batch norm uses its running statistics in training too\n"
     "  --name PREFIX         prefix of the generated symbols and macros (default: the model name)\n"
     "  -O0 -O1 -O2 -O3       optimisation level of the generated code (default -O3)\n"
-    "  --mcpu CPU            target CPU (default: this machine's)\n"
+    "  --mcpu CPU            target CPU (default: this machine's; --mcpu help lists them)\n"
     "  --triple TRIPLE       target triple (default: this machine's)\n"
     "  --format FMT          plan: text|json; compare: text|markdown|csv|json; dot: dot|svg\n"
     "                        (dot: default from -o's extension, else dot)\n"
@@ -230,6 +233,22 @@ static int parse_compile_args(pool *p, int argc, char **argv, compile_args *a) {
             return usage_error("more than one input file ('%s')", arg);
         } else {
             a->input = arg;
+        }
+    }
+    if (a->cg.cpu && strcmp(a->cg.cpu, "help") == 0) {
+        char *err = NULL;
+        bool listed = cg_list_cpus(&a->cg, stdout, &err);
+        if (!listed)
+            fprintf(stderr, "frost: %s\n", err ? err : "cannot list CPUs");
+        free(err);
+        return listed ? DONE_EARLY : EXIT_USAGE;
+    }
+    if (a->cg.cpu || a->cg.triple) {
+        char *err = NULL;
+        if (!cg_check_target(&a->cg, &err)) {
+            int status = usage_error("%s", err ? err : "bad target");
+            free(err);
+            return status;
         }
     }
     if (!a->input)
@@ -477,7 +496,7 @@ static int cmd_compare(int argc, char **argv) {
     return status;
 }
 
-int main(int argc, char **argv) {
+static int run(int argc, char **argv) {
     if (argc < 2)
         return usage_error("%s", "no command given");
     const char *cmd = argv[1];
@@ -498,4 +517,9 @@ int main(int argc, char **argv) {
     if (strcmp(cmd, "compare") == 0)
         return cmd_compare(argc - 2, argv + 2);
     return usage_error("unknown command '%s'", cmd);
+}
+
+int main(int argc, char **argv) {
+    int status = run(argc, argv);
+    return status == DONE_EARLY ? EXIT_SUCCESS : status;
 }

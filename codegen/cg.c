@@ -781,6 +781,11 @@ static bool cg_build(cg_ctx *c, const cg_options *o, const char *path)
     int opt = o ? o->opt_level : 2;
     opt = opt < 0 ? 0 : opt > 3 ? 3 : opt;
 
+    char *terr0 = NULL;
+    if (!cg_check_target(o, &terr0)) {
+        c->err = terr0;
+        return false;
+    }
     /* Target: the host unless told otherwise. */
     char *triple = o && o->triple ? cg_strdup(o->triple) : LLVMGetDefaultTargetTriple();
     char *host_cpu = NULL, *host_features = NULL;

@@ -144,3 +144,27 @@ _Noreturn void ir_panic(const char *file, int line, const char *what) {
     fprintf(stderr, "%s:%d: internal error in frost: %s\n", file, line, what);
     abort();
 }
+
+int diag_edit_distance(const char *a, const char *b) {
+    size_t n = strlen(b);
+    if (strlen(a) > 64 || n > 64)
+        return 99;
+    int row[65];
+    for (size_t j = 0; j <= n; j++)
+        row[j] = (int)j;
+    for (size_t i = 1; a[i - 1]; i++) {
+        int diag = row[0];
+        row[0] = (int)i;
+        for (size_t j = 1; j <= n; j++) {
+            int up = row[j];
+            int best = diag + (a[i - 1] != b[j - 1]);
+            if (row[j - 1] + 1 < best)
+                best = row[j - 1] + 1;
+            if (up + 1 < best)
+                best = up + 1;
+            row[j] = best;
+            diag = up;
+        }
+    }
+    return row[n];
+}

@@ -58,6 +58,8 @@ void diag_error(diag_ctx *d, src_loc at, const char *fmt, ...) __attribute__((fo
 void diag_warning(diag_ctx *d, src_loc at, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 void diag_note(diag_ctx *d, src_loc at, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 void diag_verror(diag_ctx *d, const char *kind, src_loc at, const char *fmt, va_list ap);
+/* Levenshtein distance for did-you-mean hints; 99 when either is over 64 bytes. */
+int diag_edit_distance(const char *a, const char *b);
 
 /* Internal invariant violated: a frost bug, never a user error. */
 #define IR_ASSERT(c)                                                           \
@@ -455,6 +457,12 @@ typedef struct {
 /* Write the object file to path. On failure returns false with a message in *err
  * (malloc'd). */
 bool cg_emit_object(const ir_module *m, const cg_options *o, const char *path, char **err);
+/* target.c: is o's triple a registered target and o's CPU (if given) one it
+ * knows? Run before cg_emit_object: LLVM aborts the process on some unknown
+ * CPUs. false with a message (malloc'd) that names the closest CPUs. */
+bool cg_check_target(const cg_options *o, char **err);
+/* The CPU names of o's target (the host's by default), one per line. */
+bool cg_list_cpus(const cg_options *o, FILE *out, char **err);
 /* Write the C header for the object. */
 void cg_emit_header(const ir_module *m, const cg_options *o, FILE *out);
 

@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# Command-line usage errors: each case runs frost with some arguments and
+# checks the exit status and the first line of stderr, and that no output file
+# is left behind.
+#
+#   tests/cli/usage.sh path/to/frost
+#
+# Run from the repository root. Last line: "N passed, M failed".
+set -u
+frost=${1:?usage: usage.sh FROST_BINARY}
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+passed=0 failed=0
+
+# expect STATUS 'FIRST STDERR LINE' ARGS...   ('' : stderr must be empty)
+expect() {
+    local want_status=$1 want_line=$2
+    shift 2
+    rm -rf "$tmp/out" && mkdir "$tmp/out"
+    (cd "$tmp/out" && "$frost" "$@" > "$tmp/stdout" 2> "$tmp/stderr")
+    local status=$? line problems=()
+    line=$(head -n 1 "$tmp/stderr")
+    [ "$status" -eq "$want_status" ] || problems+=("exit status $status, expected $want_status")
+    [ "$line" = "$want_line" ] || problems+=("stderr starts '$line', expected '$want_line'")
+    if [ "$want_status" -ne 0 ]; then
+        local left
+        left=$(ls -A "$tmp/out")
+        [ -z "$left" ] || problems+=("left files behind: $left")
+    fi
+    if [ ${#problems[@]} -eq 0 ]; then
+        passed=$((passed + 1))
+    else
+        failed=$((failed + 1))
+        echo "FAIL frost $*: $(IFS=';'; echo "${problems[*]}")"
+    fi
+}
+
+model=$PWD/examples/mlp.frost
+# An unknown CPU is a usage error naming the closest known ones, before LLVM
+# can warn or abort (it used to abort with status 134 and leave temporaries).
+if [ "$(uname -m)" = x86_64 ]; then
+    expect 2 "frost: unknown CPU 'znver' for x86_64-pc-linux-gnu; the closest it knows: 'znver1', 'znver2', 'znver3' ('--mcpu help' lists them all)" \
+        compile "$model" --triple x86_64-pc-linux-gnu --mcpu znver -o x.o
+fi
+expect 2 "frost: unknown target triple 'nosuch-thing': No available targets are compatible with triple \"nosuch-thing\"" \
+    compile "$model" --triple nosuch-thing -o x.o
+expect 0 "" compile --mcpu help
+grep -qx 'x86-64-v2' "$tmp/stdout" || { failed=$((failed + 1)); echo "FAIL --mcpu help does not list x86-64-v2"; }
+expect 0 "" compile "$model" --mcpu x86-64-v2 -o x.o
+[ -s "$tmp/out/x.o" ] && [ -s "$tmp/out/x.h" ] || { failed=$((failed + 1)); echo "FAIL --mcpu x86-64-v2 wrote no x.o/x.h"; }
+
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ]
