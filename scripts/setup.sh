@@ -21,7 +21,7 @@ say() { printf 'setup: %s\n' "$*"; }
 die() { printf 'setup: error: %s\n' "$*" >&2; exit 1; }
 
 packages=(meson ninja-build pkg-config clang llvm-dev libopenblas-dev libgraphviz-dev
-          graphviz check zlib1g-dev dataset-fashion-mnist gcc)
+          graphviz check zlib1g-dev dataset-fashion-mnist gcc libclang-rt-dev)
 
 is_installed() {
     dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'ok installed'

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # test.sh: build frost and run the whole test suite, then run it again in a
-# second build directory under AddressSanitizer + UndefinedBehaviorSanitizer.
+# second build directory under AddressSanitizer + UndefinedBehaviorSanitizer,
+# then give each libFuzzer harness a short reproducible run (scripts/fuzz.sh).
 #
 #   scripts/test.sh
 #
@@ -8,6 +9,10 @@
 #   BUILD_DIR          plain build directory (default: build)
 #   ASAN_BUILD_DIR     sanitizer build directory (default: build-asan)
 #   FROST_NO_SANITIZE  set to 1 to skip the sanitizer pass
+#   FROST_NO_FUZZ      set to 1 to skip the fuzzing pass (skipped anyway
+#                      without clang's fuzzer runtime)
+#   FROST_FUZZ_RUNS    inputs per harness in that pass (default 20000; each
+#                      harness stops after 30 s in any case)
 #
 # In the sanitizer pass the end-to-end tests compile their drivers (which link
 # the generated objects) with the same sanitizers: tests/e2e/run_gradcheck.sh
@@ -47,11 +52,29 @@ if [ "${FROST_NO_SANITIZE:-0}" != 1 ]; then
     fi
 fi
 
-if [ "$plain" = ok ] && { [ "$asan" = ok ] || [ "$asan" = skipped ]; }; then
-    say "SUMMARY: PASS (plain: $plain, sanitizers: $asan)"
+# A short, reproducible fuzzing run of every harness (fixed seed, fresh
+# corpus from the seeds), when clang's fuzzer runtime is there (setup.sh
+# installs it). Long campaigns: scripts/fuzz.sh --seconds 3600.
+fuzz=skipped
+if [ "${FROST_NO_FUZZ:-0}" != 1 ] && command -v clang >/dev/null &&
+    echo 'int LLVMFuzzerTestOneInput(const char *d, unsigned long n) { return 0; }' |
+        clang -x c - -fsanitize=fuzzer -o /dev/null 2>/dev/null; then
+    fuzz=fail
+    say "== fuzz smoke (${FUZZ_BUILD_DIR:-build-fuzz}: libFuzzer, fixed seed)"
+    smoke=${FUZZ_BUILD_DIR:-build-fuzz}/fuzz-smoke
+    rm -rf "$smoke"
+    if FUZZ_DIR=$smoke bash scripts/fuzz.sh --runs "${FROST_FUZZ_RUNS:-20000}" --seconds 30; then
+        fuzz=ok
+    fi
+fi
+
+ok_or_skipped() { [ "$1" = ok ] || [ "$1" = skipped ]; }
+if [ "$plain" = ok ] && ok_or_skipped "$asan" && ok_or_skipped "$fuzz"; then
+    say "SUMMARY: PASS (plain: $plain, sanitizers: $asan, fuzz: $fuzz)"
     exit 0
 fi
 logs="$BUILD_DIR/meson-logs/testlog.txt"
 [ "$asan" = skipped ] || logs="$logs, $ASAN_BUILD_DIR/meson-logs/testlog.txt"
-say "SUMMARY: FAIL (plain: $plain, sanitizers: $asan); logs: $logs"
+[ "$fuzz" = skipped ] || logs="$logs, ${FUZZ_BUILD_DIR:-build-fuzz}/fuzz-smoke/*.log"
+say "SUMMARY: FAIL (plain: $plain, sanitizers: $asan, fuzz: $fuzz); logs: $logs"
 exit 1
