@@ -12,6 +12,10 @@
 # Environment:
 #   BUILD_DIR   build directory (default: build)
 #   CC          C compiler for meson (default: meson's choice)
+#   FROST_LLVM  LLVM major version to build against, e.g. 19 (default: the
+#               distribution's llvm-dev, 14 on Debian 12): installs
+#               llvm-N-dev and clang-N and points meson at their llvm-config
+#               (scripts/test-llvm.sh uses it)
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -26,6 +30,10 @@ packages=(meson ninja-build pkg-config clang llvm-dev libopenblas-dev libgraphvi
 is_installed() {
     dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'ok installed'
 }
+
+if [ -n "${FROST_LLVM:-}" ]; then
+    packages+=("llvm-$FROST_LLVM-dev" "clang-$FROST_LLVM")
+fi
 
 install_missing() {
     if ! command -v dpkg-query >/dev/null 2>&1 || ! command -v apt-get >/dev/null 2>&1; then
@@ -61,8 +69,15 @@ if [ -f "$BUILD_DIR/meson-private/coredata.dat" ]; then
         meson configure "$BUILD_DIR" "$@"
     fi
 else
-    say "configuring $BUILD_DIR${*:+ with $*}"
-    meson setup "$BUILD_DIR" "$@"
+    native=()
+    if [ -n "${FROST_LLVM:-}" ]; then
+        # meson finds LLVM through llvm-config, the runtime's clang beside it.
+        mkdir -p "$BUILD_DIR"
+        printf "[binaries]\nllvm-config = '/usr/lib/llvm-%s/bin/llvm-config'\n" "$FROST_LLVM" > "$BUILD_DIR/llvm.ini"
+        native=(--native-file "$BUILD_DIR/llvm.ini")
+    fi
+    say "configuring $BUILD_DIR${FROST_LLVM:+ with LLVM $FROST_LLVM}${*:+ with $*}"
+    meson setup "${native[@]}" "$BUILD_DIR" "$@"
 fi
 
 say "building in $BUILD_DIR"

@@ -16,6 +16,9 @@
 #   CC                 C compiler (default: cc)
 #   FROST_TEST_CFLAGS  extra flags for compiling and linking the checker, e.g.
 #                      the sanitizer flags of scripts/test.sh
+#   FROST_TEST_COMPILE_FLAGS  extra `frost compile` options, e.g. --mcpu x86-64-v2
+#   FROST_TEST_RUNNER  a command the checker runs under, e.g. valgrind
+#                      (scripts/valgrind.sh sets these two)
 set -euo pipefail
 
 usage() {
@@ -52,12 +55,14 @@ mkdir -p "$dir"
 
 read -r -a cc <<<"${CC:-cc}"
 read -r -a extra <<<"${FROST_TEST_CFLAGS:-}"
+read -r -a frost_flags <<<"${FROST_TEST_COMPILE_FLAGS:-}"
+read -r -a runner <<<"${FROST_TEST_RUNNER:-}"
 
 run() { printf '+ %s\n' "$*"; "$@"; }
 
-run "$frost" compile "$model" "${sel[@]}" --name "$prefix" \
+run "$frost" compile "$model" "${sel[@]}" "${frost_flags[@]}" --name "$prefix" \
     -o "$dir/$prefix.o" --header "$dir/$prefix.h" || exit 1
 run "${cc[@]}" "${extra[@]}" -std=c11 -O1 -Wall -Wextra \
     -include "$dir/$prefix.h" -DFROST_PREFIX="$prefix" -DFROST_PREFIX_UPPER="$prefix_upper" \
     "$here/$driver.c" "$dir/$prefix.o" -lopenblas -lm -o "$dir/$driver" || exit 1
-run "$dir/$driver"
+run "${runner[@]}" "$dir/$driver"

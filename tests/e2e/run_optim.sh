@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # run_optim.sh FROST WORKDIR TAG [frost compile options...]: compile
 # tests/e2e/models/optim_tiny.frost with the options, build optim.c against
-# it and run it. $CC and $FROST_TEST_CFLAGS as in run_gradcheck.sh.
+# it and run it. $CC, $FROST_TEST_CFLAGS, $FROST_TEST_COMPILE_FLAGS and
+# $FROST_TEST_RUNNER as in run_gradcheck.sh.
 set -euo pipefail
 [ $# -ge 3 ] || { echo "usage: run_optim.sh FROST WORKDIR TAG [OPTIONS...]" >&2; exit 2; }
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -11,8 +12,10 @@ dir=$work/optim_$tag
 mkdir -p "$dir"
 read -r -a cc <<<"${CC:-cc}"
 read -r -a extra <<<"${FROST_TEST_CFLAGS:-}"
+read -r -a frost_flags <<<"${FROST_TEST_COMPILE_FLAGS:-}"
+read -r -a runner <<<"${FROST_TEST_RUNNER:-}"
 run() { printf '+ %s\n' "$*"; "$@"; }
-run "$frost" compile "$here/models/optim_tiny.frost" "$@" --name ot -o "$dir/ot.o" --header "$dir/ot.h"
+run "$frost" compile "$here/models/optim_tiny.frost" "$@" "${frost_flags[@]}" --name ot -o "$dir/ot.o" --header "$dir/ot.h"
 run "${cc[@]}" "${extra[@]}" -std=c11 -O1 -Wall -Wextra -include "$dir/ot.h" -DFROST_PREFIX=ot \
     -DFROST_PREFIX_UPPER=OT "$here/optim.c" "$dir/ot.o" -lopenblas -lm -o "$dir/optim"
-run "$dir/optim"
+run "${runner[@]}" "$dir/optim"
