@@ -8,6 +8,7 @@
  * to runtime/rt.h and runtime/rt.c.
  */
 #include "ir.h"
+#include "ck.h"
 #include "rt.h" /* rt_out_size, rt_conv2d_*scratch_floats: sizes shared with the kernels */
 
 #include <string.h>
@@ -261,6 +262,7 @@ static bool reshape_infer(elab_ctx *e, ir_node *n, ir_dtype *dt, ir_shape *shape
     }
     int infer_at = -1;
     int64_t known = 1;
+    bool overflow = false; /* then the given dims hold more elements than any tensor, x included */
     for (int k = 0; k < rank; k++) {
         int64_t d = n->attr[k];
         if (d == -1 && infer_at < 0) {
@@ -270,16 +272,17 @@ static bool reshape_infer(elab_ctx *e, ir_node *n, ir_dtype *dt, ir_shape *shape
                        (long long)d);
             return false;
         } else {
-            known *= d;
+            overflow |= ck_mul(known, d, &known);
         }
     }
     int64_t total = shape_numel(&x->shape);
+    bool fits = !overflow && (infer_at >= 0 ? total % known == 0 : known == total);
     shape->rank = rank;
     for (int k = 0; k < rank; k++)
         shape->dim[k] = n->attr[k];
-    if (infer_at >= 0 && total % known == 0)
+    if (fits && infer_at >= 0)
         shape->dim[infer_at] = total / known;
-    if (shape_numel(shape) != total || (infer_at >= 0 && total % known != 0)) {
+    if (!fits) {
         elab_error(e, n->loc, "reshape: cannot view %s (%lld elements) as %s", shape_str(p, &x->shape),
                    (long long)total, shape_str(p, shape));
         return false;
