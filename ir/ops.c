@@ -423,12 +423,27 @@ static bool conv2d_infer(elab_ctx *e, ir_node *n, ir_dtype *dt, ir_shape *shape)
         return false;
     }
     int64_t OH = rt_out_size(x.H, k, s, p, d), OW = rt_out_size(x.W, k, s, p, d);
+    if (OH < 0 || OW < 0) {
+        elab_error(e, n->loc, "conv2d: padding %lld is too large: the padded %lldx%lld input overflows 64-bit sizes",
+                   (long long)p, (long long)x.H, (long long)x.W);
+        return false;
+    }
     if (OH < 1 || OW < 1) {
         elab_error(e, n->loc, "conv2d: a %lldx%lld kernel (dilation %lld, padding %lld) does not fit a %lldx%lld input",
                    (long long)k, (long long)k, (long long)d, (long long)p, (long long)x.H, (long long)x.W);
         return false;
     }
-    int64_t fan_in = x.C / groups * k * k;
+    /* The kernels' im2col scratch is an arena buffer like any tensor (conv2d_scratch) and must fit as one. */
+    int64_t scratch = rt_conv2d_scratch_floats(x.C, x.H, x.W, k, s, p, d, groups);
+    if (scratch < 0 || shape_bytes(&(ir_shape){1, {scratch}}, DT_F32) < 0) {
+        elab_error(e, n->loc,
+                   "conv2d: the im2col scratch of '%s' would be too large: f32[%lld, %lld, %lld, %lld, %lld] "
+                   "(in_channels/groups, kernel, kernel, output height, output width) does not fit in 2^63 bytes",
+                   n->name, (long long)(x.C / groups), (long long)k, (long long)k, (long long)OH, (long long)OW);
+        return false;
+    }
+    /* -1 when the weight is too large, which elab_add_param reports */
+    int64_t fan_in = shape_numel(&(ir_shape){3, {x.C / groups, k, k}});
     elab_add_param(e, n, "weight", VAL_PARAM, (ir_shape){4, {K, x.C / groups, k, k}}, INIT_KAIMING_UNIFORM, fan_in);
     if (n->attr[6])
         elab_add_param(e, n, "bias", VAL_PARAM, (ir_shape){1, {K}}, INIT_BIAS_UNIFORM, fan_in);
@@ -466,10 +481,13 @@ static void conv2d_blocks(lower_ctx *c, const ir_node *n, int scratch_opnd, int 
     nchw x = dims4(lc_graph(c), n->in[0]), y = dims4(lc_graph(c), n->out);
     int64_t per_image = rt_conv2d_blocked_scratch_floats(x.C, x.H, x.W, n->attr[0], n->attr[1], n->attr[2],
                                                          n->attr[3], n->attr[4], n->attr[5]);
-    int64_t columns = y.H * y.W, most = columns > 0 ? CONV_GEMM_COLUMNS / columns : 1;
+    int64_t columns = y.H * y.W, most = columns > 0 ? CONV_GEMM_COLUMNS / columns : 1, bytes;
+    /* a block whose scratch overflows int64 fits no arena: one image at a time */
+    if (per_image < 0 || ck_mul(per_image, (int64_t)sizeof(float), &bytes))
+        return;
     if (most > x.N)
         most = x.N;
-    lc_step_blocks(c, scratch_opnd, blocks_opnd, most, per_image * (int64_t)sizeof(float));
+    lc_step_blocks(c, scratch_opnd, blocks_opnd, most, bytes);
 }
 
 static void conv2d_forward(lower_ctx *c, const ir_node *n) {

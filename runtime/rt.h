@@ -39,6 +39,8 @@
 
 #include <stdint.h>
 
+#include "ck.h"
+
 enum {
     RT_OK = 0,
     RT_ERR_LABEL = 1, /* a class label outside [0, classes) */
@@ -117,14 +119,21 @@ void rt_mse_bwd(const float *diff, const float *dloss, float *dx, int64_t n, int
 static inline int rt_conv2d_is_depthwise(int64_t C, int64_t groups) {
     return groups > 1 && C / groups == 1;
 }
-/* Outputs of a window op (conv, pool) along one axis; 0 when the window never
- * fits. */
+/* Outputs of a window op (conv, pool) along one axis, for n, k, d >= 1 and
+ * p >= 0; 0 when the window never fits, -1 when the padded input n + 2p
+ * overflows int64 (the compiler rejects such a padding, ir/ops.c). */
 static inline int64_t rt_out_size(int64_t n, int64_t k, int64_t s, int64_t p, int64_t d) {
-    int64_t span = n + 2 * p - d * (k - 1) - 1;
-    return span < 0 || s <= 0 ? 0 : span / s + 1;
+    int64_t padded, extent;
+    if (ck_mul(2, p, &padded) || ck_add(n, padded, &padded))
+        return -1;
+    /* a dilated window wider than int64 is wider than any padded input */
+    if (ck_mul(d, k - 1, &extent) || padded - extent - 1 < 0 || s <= 0)
+        return 0;
+    return (padded - extent - 1) / s + 1;
 }
 /* floats of scratch that rt_conv2d_fwd/_bwd_x/_bwd_w need for these sizes;
- * 0 when they need none. static inline here (not in rt.c) because the
+ * 0 when they need none, -1 when the count overflows int64 (the compiler
+ * rejects such a conv). static inline here (not in rt.c) because the
  * compiler (ir/ops.c) sizes the arena with it and does not link the runtime:
  * one formula for both. Depthwise convs use direct loops; 1x1
  * stride-1 unpadded convs read x as the column matrix; all others hold one
@@ -133,17 +142,26 @@ static inline int64_t rt_conv2d_scratch_floats(int64_t C, int64_t H, int64_t W, 
                                                int64_t p, int64_t d, int64_t groups) {
     if (groups <= 0 || rt_conv2d_is_depthwise(C, groups) || (k == 1 && s == 1 && p == 0))
         return 0;
-    return C / groups * k * k * rt_out_size(H, k, s, p, d) * rt_out_size(W, k, s, p, d);
+    int64_t OH = rt_out_size(H, k, s, p, d), OW = rt_out_size(W, k, s, p, d), n;
+    if (OH < 0 || OW < 0 || ck_mul(C / groups, k, &n) || ck_mul(n, k, &n) || ck_mul(n, OH, &n) ||
+        ck_mul(n, OW, &n))
+        return -1;
+    return n;
 }
 /* floats of scratch per image when images > 1: each image's columns and its
  * slice of the output (or packed dy) matrix, (C/groups*k*k + K/groups)*OH*OW;
- * 0 for depthwise convs. */
+ * 0 for depthwise convs, -1 when the count overflows int64 (the compiler then
+ * does not block that conv). */
 static inline int64_t rt_conv2d_blocked_scratch_floats(int64_t C, int64_t H, int64_t W, int64_t K,
                                                        int64_t k, int64_t s, int64_t p, int64_t d,
                                                        int64_t groups) {
     if (groups <= 0 || rt_conv2d_is_depthwise(C, groups))
         return 0;
-    return (C / groups * k * k + K / groups) * rt_out_size(H, k, s, p, d) * rt_out_size(W, k, s, p, d);
+    int64_t OH = rt_out_size(H, k, s, p, d), OW = rt_out_size(W, k, s, p, d), n;
+    if (OH < 0 || OW < 0 || ck_mul(C / groups, k, &n) || ck_mul(n, k, &n) || ck_add(n, K / groups, &n) ||
+        ck_mul(n, OH, &n) || ck_mul(n, OW, &n))
+        return -1;
+    return n;
 }
 /* y[N,K,OH,OW] = conv(x[N,C,H,W], w[K,C/groups,k,k]) (+ b[K]); b may be NULL */
 void rt_conv2d_fwd(const float *x, const float *w, const float *b, float *y, float *scratch,

@@ -444,6 +444,28 @@ START_TEST(conv_scratch_sizes)
     ck_assert_int_eq(rt_conv2d_blocked_scratch_floats(64, 8, 8, 32, 3, 1, 1, 1, 4), (16 * 9 + 8) * 64);
     ck_assert_int_eq(rt_conv2d_blocked_scratch_floats(64, 8, 8, 64, 3, 1, 1, 1, 64), 0); /* depthwise */
     ck_assert_int_eq(rt_conv2d_blocked_scratch_floats(4, 2, 9, 8, 3, 1, 0, 1, 1), 0);     /* no output */
+    /* -1 when a size overflows int64, never a wrapped value: 2^24 * 256^2 * 4097^2 is 2^64.0007 */
+    ck_assert_int_eq(rt_conv2d_scratch_floats(16777216, 4096, 4096, 256, 1, 128, 1, 1), -1);
+    ck_assert_int_eq(rt_conv2d_blocked_scratch_floats(16777216, 4096, 4096, 1, 256, 1, 128, 1, 1), -1);
+    ck_assert_int_eq(rt_conv2d_blocked_scratch_floats(1, 4096, 4096, INT64_MAX, 3, 1, 1, 1, 1), -1);
+    ck_assert_int_eq(rt_conv2d_scratch_floats(4, 8, 8, 3, 1, INT64_MAX / 2 + 1, 1, 1), -1);
+}
+END_TEST
+
+/* Output size of a window op: floor division, 0 when the window never fits
+ * (a dilated window past int64 included), -1 when the padded input overflows
+ * int64. */
+START_TEST(window_out_sizes)
+{
+    ck_assert_int_eq(rt_out_size(224, 7, 2, 3, 1), 112);
+    ck_assert_int_eq(rt_out_size(5, 3, 2, 0, 2), 1);
+    ck_assert_int_eq(rt_out_size(4, 7, 1, 1, 1), 0);
+    ck_assert_int_eq(rt_out_size(28, (int64_t)1 << 40, 1, 0, 1), 0);
+    ck_assert_int_eq(rt_out_size(8, 3, 1, 0, INT64_MAX / 2 + 1), 0);                    /* d(k-1) */
+    ck_assert_int_eq(rt_out_size(8, (int64_t)1 << 32, 1, 0, (int64_t)1 << 32), 0);
+    ck_assert_int_eq(rt_out_size(8, 3, 1, INT64_MAX / 2 + 1, 1), -1);                   /* 2p */
+    ck_assert_int_eq(rt_out_size(INT64_MAX - 1, 3, 1, 1, 1), -1);                        /* n + 2p */
+    ck_assert_int_eq(rt_out_size(1, (int64_t)1 << 32, (int64_t)1 << 62, (int64_t)1 << 31, 1), 1);
 }
 END_TEST
 
@@ -1406,6 +1428,7 @@ static Suite *runtime_suite(void)
     tcase_add_loop_test(c, conv_grid, 0, GRID_N);
     tcase_add_test(c, conv_larger);
     tcase_add_test(c, conv_scratch_sizes);
+    tcase_add_test(c, window_out_sizes);
     tcase_add_test(c, conv_empty_output);
     tcase_add_test(c, conv_finite_differences);
     tcase_add_test(c, sum_channels);
