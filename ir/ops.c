@@ -627,18 +627,19 @@ static bool pool_infer(elab_ctx *e, ir_node *n, ir_dtype *dt, ir_shape *shape, c
     int64_t k = n->attr[0];
     if (n->attr[1] < 0)
         n->attr[1] = k; /* stride defaults to the kernel size */
-    int64_t s = n->attr[1], p = n->attr[2];
-    if (k <= 0 || s <= 0 || p < 0 || 2 * p > k) {
+    int64_t s = n->attr[1], p = n->attr[2], window;
+    if (k <= 0 || s <= 0 || p < 0 || p > k / 2) {
         elab_error(e, n->loc, "%s: kernel and stride must be positive and padding at most half the kernel "
                    "(got kernel %lld, stride %lld, padding %lld)", op, (long long)k, (long long)s, (long long)p);
         return false;
     }
-    if (k * k > 256) {
+    if (ck_mul(k, k, &window) || window > 256) {
         elab_error(e, n->loc, "%s: a %lldx%lld window is larger than frost's 256-element limit", op, (long long)k,
                    (long long)k);
         return false;
     }
     int64_t OH = rt_out_size(x.H, k, s, p, 1), OW = rt_out_size(x.W, k, s, p, 1);
+    IR_ASSERT(OH >= 0 && OW >= 0); /* padding <= kernel / 2 <= 8: the padded input cannot overflow */
     if (OH < 1 || OW < 1) {
         elab_error(e, n->loc, "%s: a %lldx%lld window does not fit a %lldx%lld input", op, (long long)k,
                    (long long)k, (long long)x.H, (long long)x.W);
