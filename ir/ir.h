@@ -426,7 +426,10 @@ bool glob_match(const char *pattern, const char *name);
 ir_module *frost_build(pool *p, diag_ctx *d, const frost_define *defs, int ndefs,
                        const frost_select *sel);
 
-/* lower.c: autodiff + residual selection; builds m->train and m->infer. */
+/* lower.c: autodiff + residual selection; builds m->train and m->infer.
+ * Fails (after reporting) when the module's params, grads, optimizer state
+ * and arena buffers add up to more than int64 holds; past it, no size or
+ * offset that a later pass computes from them can overflow. */
 bool pass_lower(ir_module *m, diag_ctx *d);
 /* liveness.c: first/last of every arena buffer of a program. */
 void pass_liveness(ir_program *prog);

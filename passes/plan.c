@@ -40,6 +40,11 @@
  * share its bytes with its taker at that step); arena_bytes / lower_bound is the
  * quality of the plan. Cost: O(n^2) per order in the worst case for n objects,
  * in practice a scan over the objects placed so far.
+ *
+ * Sizes: every offset, end, load and arena here is at most the sum of the
+ * objects' sizes (an object goes into a gap or on top of what it overlaps),
+ * which pass_lower has checked to fit in int64 with room for alignment; so
+ * plain int64 arithmetic cannot overflow.
  */
 #include "ir.h"
 
