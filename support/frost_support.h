@@ -148,8 +148,8 @@ typedef struct {
     int32_t *labels;  /* count */
 } frost_dataset;
 
-/* Load an images file (3 dims: count, rows, cols) and a labels file (1 dim:
- * count) of the same count. Pixels become (p / 255 - mean) / std: mean 0,
+/* Load an images file (3 dims: count, rows, cols, none 0) and a labels file
+ * (1 dim: count) of the same count. Pixels become (p / 255 - mean) / std: mean 0,
  * std 1 gives [0, 1]. */
 int frost_dataset_load(const char *images_path, const char *labels_path, float mean, float std,
                        frost_dataset *ds, frost_error *err);

@@ -8,6 +8,8 @@
 #endif
 #include "internal.h"
 
+#include "ck.h" /* runtime/ck.h: checked int64 arithmetic, shared with the compiler */
+
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
@@ -120,14 +122,19 @@ static int idx_load(idx_reader *r, int64_t file_size, int compressed, frost_idx 
     if (got < 4 * nd)
         return fs_fail(r->err, FROST_ERR_TRUNCATED, "'%s': truncated: the header has %d dimensions but ends after %lld",
                        qpath, nd, (long long)(got / 4));
-    int64_t dims[FROST_IDX_MAX_DIMS], size = 1;
+    /* The product of the non-zero dims must fit too: a zero dim makes a file
+     * without data, but a reader still multiplies the others (the pixels of
+     * an image of a file with no images). */
+    int64_t dims[FROST_IDX_MAX_DIMS], nonzero = 1;
+    bool empty = false;
     for (int i = 0; i < nd; i++) {
         const unsigned char *p = h + 4 + 4 * i;
         dims[i] = (int64_t)((uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3]);
-        if (dims[i] && size > INT64_MAX / 2 / dims[i])
+        empty |= dims[i] == 0;
+        if (dims[i] && (ck_mul(nonzero, dims[i], &nonzero) || nonzero > INT64_MAX / 2))
             return fs_fail(r->err, FROST_ERR_FORMAT, "'%s': dimensions too large", qpath);
-        size *= dims[i];
     }
+    int64_t size = empty ? 0 : nonzero;
     char ds[160];
     dims_str(ds, sizeof ds, nd, dims);
     int64_t data_start = 4 + 4 * (int64_t)nd;
@@ -253,10 +260,13 @@ int frost_dataset_load(const char *images_path, const char *labels_path, float m
         return rc;
     char qi[256], ql[256];
     fs_quote(qi, sizeof qi, images_path, 200);
-    if (im.ndims != 3 || !im.dims[1] || !im.dims[2]) {
+    if (im.ndims != 3 || !im.dims[0] || !im.dims[1] || !im.dims[2]) {
         if (im.ndims != 3)
             rc = fs_fail(err, FROST_ERR_FORMAT, "'%s': not an images file: %d dimensions, want 3 (magic 0x00000803)",
                          qi, (int)im.ndims);
+        else if (!im.dims[0])
+            rc = fs_fail(err, FROST_ERR_FORMAT, "'%s': no images (the header says 0 of %lld x %lld pixels)", qi,
+                         (long long)im.dims[1], (long long)im.dims[2]);
         else
             rc = fs_fail(err, FROST_ERR_FORMAT, "'%s': images of %lld x %lld pixels", qi, (long long)im.dims[1],
                          (long long)im.dims[2]);
@@ -279,9 +289,12 @@ int frost_dataset_load(const char *images_path, const char *labels_path, float m
         frost_idx_free(&lb);
         return rc;
     }
-    int64_t count = im.dims[0], features = im.dims[1] * im.dims[2];
-    ds->images = malloc(sizeof *ds->images * (size_t)(im.size ? im.size : 1));
-    ds->labels = malloc(sizeof *ds->labels * (size_t)(count ? count : 1));
+    /* frost_idx_load has checked the dims' product, so features and count
+     * fit; the floats are 4 bytes per pixel byte. */
+    int64_t count = im.dims[0], features = im.dims[1] * im.dims[2], image_bytes;
+    bool too_big = ck_mul(im.size, (int64_t)sizeof *ds->images, &image_bytes);
+    ds->images = too_big ? NULL : malloc((size_t)image_bytes);
+    ds->labels = malloc(sizeof *ds->labels * (size_t)count);
     if (!ds->images || !ds->labels) {
         frost_idx_free(&im);
         frost_idx_free(&lb);

@@ -936,6 +936,11 @@ START_TEST(test_idx_errors)
     const uint32_t huge[] = {0xffffffffu, 0xffffffffu, 0xffffffffu};
     write_idx(tpath("huge"), 0x803, huge, 3, d, 64, 0);
     IDX_ERR(tpath("huge"), FROST_ERR_FORMAT, "dimensions too large");
+    /* A zero dimension makes no data, but the others still may not overflow:
+     * 0 x (2^32-1) x (2^32-1) images would have (2^32-1)^2 pixels each. */
+    const uint32_t zero_huge[] = {0, 0xffffffffu, 0xffffffffu};
+    write_idx(tpath("zero_huge"), 0x803, zero_huge, 3, NULL, 0, 0);
+    IDX_ERR(tpath("zero_huge"), FROST_ERR_FORMAT, "dimensions too large");
 
     /* gzip: garbage after a valid gzip signature, a stream cut short. */
     unsigned char garbage[64] = {0x1f, 0x8b, 0x08, 0, 0, 0, 0, 0, 0, 3};
@@ -979,6 +984,14 @@ START_TEST(test_idx_errors)
     ck_assert_ptr_null(ds.images);
     rc = frost_dataset_load(tpath("im"), tpath("nolabels"), 0, 1, &ds, &e);
     EXPECT_ERR(rc, e, FROST_ERR_IO, "nolabels': No such file or directory");
+    /* No examples: valid IDX files, but not a data set. */
+    const uint32_t no_images[] = {0, 28, 28}, no_labels[] = {0};
+    write_idx(tpath("im0"), 0x803, no_images, 3, NULL, 0, 0);
+    write_idx(tpath("lb0"), 0x801, no_labels, 1, NULL, 0, 0);
+    rc = frost_dataset_load(tpath("im0"), tpath("lb0"), 0, 1, &ds, &e);
+    EXPECT_ERR(rc, e, FROST_ERR_FORMAT, "im0': no images (the header says 0 of 28 x 28 pixels)");
+    ck_assert_ptr_null(ds.images);
+    ck_assert_int_eq(ds.count, 0);
 #undef IDX_ERR
 }
 END_TEST
