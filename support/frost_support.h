@@ -197,7 +197,7 @@ typedef struct {
 } frost_batcher;
 
 /* The data set must outlive the batcher. batch >= 1 (with FROST_BATCH_DROP
- * also <= ds->count). */
+ * also <= ds->count), and batch * features floats fit in 2^63 bytes. */
 int frost_batcher_init(frost_batcher *b, const frost_dataset *ds, int64_t batch, uint64_t seed,
                        int flags, frost_error *err);
 

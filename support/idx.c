@@ -416,6 +416,11 @@ int frost_batcher_init(frost_batcher *b, const frost_dataset *ds, int64_t batch,
         return fs_fail(err, FROST_ERR_ARG, "frost_batcher_init: unknown flags 0x%x", (unsigned)flags);
     if (batch < 1)
         return fs_fail(err, FROST_ERR_ARG, "frost_batcher_init: batch size %lld", (long long)batch);
+    int64_t x_bytes; /* the caller's x, which next() indexes */
+    if (ck_mul(batch, ds->features, &x_bytes) || ck_mul(x_bytes, (int64_t)sizeof(float), &x_bytes))
+        return fs_fail(err, FROST_ERR_ARG,
+                       "frost_batcher_init: batch size %lld is too large: %lld x %lld floats do not fit in 2^63 bytes",
+                       (long long)batch, (long long)batch, (long long)ds->features);
     if (!(flags & FROST_BATCH_WRAP) && batch > ds->count)
         return fs_fail(err, FROST_ERR_ARG,
                        "frost_batcher_init: batch size %lld exceeds the %lld examples: every batch would be dropped "

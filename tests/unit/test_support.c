@@ -1136,6 +1136,9 @@ START_TEST(test_batches)
     EXPECT_ERR(rc, e, FROST_ERR_ARG, "batch size 104 exceeds the 103 examples");
     rc = frost_batcher_init(&b, &ds, 1, 1, 8, &e);
     EXPECT_ERR(rc, e, FROST_ERR_ARG, "unknown flags 0x8");
+    /* x of batch * features floats must be addressable: 2^62 x 3 floats is not */
+    rc = frost_batcher_init(&b, &ds, (int64_t)1 << 62, 1, FROST_BATCH_WRAP, &e);
+    EXPECT_ERR(rc, e, FROST_ERR_ARG, "batch size 4611686018427387904 is too large: 4611686018427387904 x 3 floats");
     ck_assert_int_eq(frost_batcher_next(&b, x, y), 0); /* a failed init leaves a harmless batcher */
     frost_batcher_free(&b);
     frost_dataset_free(&ds);
