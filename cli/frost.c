@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #ifndef FROST_VERSION
@@ -112,12 +113,22 @@ static char *replace_ext(pool *p, const char *path, const char *ext) {
     return pool_printf(p, "%.*s%s", (int)n, path, ext);
 }
 
-/* A temporary beside `final`, so that rename() stays on one file system. */
+static mode_t cli_umask; /* read once in main: umask() is read by setting it */
+
+/* A temporary beside `final`, so that rename() stays on one file system,
+ * with the mode a compiler's output gets (0666 minus the umask; mkstemp
+ * makes it 0600). NULL after a message. */
 static char *make_temp(pool *p, const char *final) {
     char *tmp = pool_printf(p, "%s.tmp-XXXXXX", final);
     int fd = mkstemp(tmp);
     if (fd < 0) {
         fprintf(stderr, "frost: error: cannot write '%s': %s\n", final, strerror(errno));
+        return NULL;
+    }
+    if (fchmod(fd, 0666 & ~cli_umask) != 0) {
+        fprintf(stderr, "frost: error: cannot write '%s': %s\n", final, strerror(errno));
+        close(fd);
+        unlink(tmp);
         return NULL;
     }
     close(fd);
@@ -520,6 +531,8 @@ static int run(int argc, char **argv) {
 }
 
 int main(int argc, char **argv) {
+    cli_umask = umask(0);
+    umask(cli_umask);
     int status = run(argc, argv);
     return status == DONE_EARLY ? EXIT_SUCCESS : status;
 }
