@@ -4,12 +4,14 @@
  *
  * Exit status: 0 success, 1 bad input (diagnostics on stderr), 2 bad usage.
  * Outputs are written to temporaries beside their destination and renamed at
- * the end, so a failed run leaves nothing half-written behind.
+ * the end, so a failed run leaves nothing half-written behind: every error
+ * path removes them, and so does a signal that ends the process (below).
  */
 #include "ir.h"
 
 #include <errno.h>
 #include <limits.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -113,22 +115,104 @@ static char *replace_ext(pool *p, const char *path, const char *ext) {
     return pool_printf(p, "%.*s%s", (int)n, path, ext);
 }
 
-static mode_t cli_umask; /* read once in main: umask() is read by setting it */
+/* ---------------------------------------------------------------- temporaries
+ *
+ * cli_temps lists the temporaries that exist, for the signal handler, which
+ * only reads it and calls unlink(). It and the files it names change only
+ * with the handled signals blocked, so the handler never sees a file without
+ * its entry or an entry half written. Handled: termination requests, a closed
+ * pipe, and abort() (ir_panic, LLVM's fatal errors). A crash (SIGSEGV, ...)
+ * keeps the default action: the sanitizers report it better than a handler
+ * running in a broken process could clean up. */
+enum { CLI_MAX_TEMPS = 4 };
+static char *volatile cli_temps[CLI_MAX_TEMPS];
+static const int cli_signals[] = {SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGPIPE, SIGABRT};
+static sigset_t cli_signal_set;
+static mode_t cli_umask; /* cli_init reads it: umask() is read by setting it */
+
+static void cli_on_signal(int sig) {
+    for (int k = 0; k < CLI_MAX_TEMPS; k++)
+        if (cli_temps[k])
+            unlink(cli_temps[k]);
+    /* Die of the same signal, as the caller expects: it is blocked while the
+     * handler runs and arrives, with the default action, when it returns. */
+    signal(sig, SIG_DFL);
+    raise(sig);
+}
+
+/* Once, before any temporary exists. */
+static void cli_init(void) {
+    cli_umask = umask(0);
+    umask(cli_umask);
+    sigemptyset(&cli_signal_set);
+    for (size_t k = 0; k < sizeof cli_signals / sizeof *cli_signals; k++)
+        sigaddset(&cli_signal_set, cli_signals[k]);
+    struct sigaction sa = {.sa_handler = cli_on_signal, .sa_mask = cli_signal_set};
+    for (size_t k = 0; k < sizeof cli_signals / sizeof *cli_signals; k++) {
+        struct sigaction old;
+        /* a signal that whoever started us ignores (nohup, a background job) stays ignored */
+        if (sigaction(cli_signals[k], NULL, &old) == 0 && old.sa_handler != SIG_IGN)
+            sigaction(cli_signals[k], &sa, NULL);
+    }
+}
+
+static void cli_block(sigset_t *old) { sigprocmask(SIG_BLOCK, &cli_signal_set, old); }
+static void cli_unblock(const sigset_t *old) { sigprocmask(SIG_SETMASK, old, NULL); }
+
+static void forget_temp(const char *tmp) {
+    for (int k = 0; k < CLI_MAX_TEMPS; k++)
+        if (cli_temps[k] == tmp)
+            cli_temps[k] = NULL;
+}
+
+/* Remove a temporary (NULL: none) and forget it. */
+static void drop_temp(char *tmp) {
+    if (!tmp)
+        return;
+    sigset_t old;
+    cli_block(&old);
+    unlink(tmp);
+    forget_temp(tmp);
+    cli_unblock(&old);
+}
+
+/* Rename a temporary over its destination and forget it; false with errno
+ * set, the temporary still there for drop_temp. */
+static bool commit_temp(char *tmp, const char *final) {
+    sigset_t old;
+    cli_block(&old);
+    bool ok = rename(tmp, final) == 0;
+    int err = errno;
+    if (ok)
+        forget_temp(tmp);
+    cli_unblock(&old);
+    errno = err;
+    return ok;
+}
 
 /* A temporary beside `final`, so that rename() stays on one file system,
  * with the mode a compiler's output gets (0666 minus the umask; mkstemp
  * makes it 0600). NULL after a message. */
 static char *make_temp(pool *p, const char *final) {
     char *tmp = pool_printf(p, "%s.tmp-XXXXXX", final);
-    int fd = mkstemp(tmp);
+    int slot = 0;
+    while (slot < CLI_MAX_TEMPS && cli_temps[slot])
+        slot++;
+    IR_ASSERT(slot < CLI_MAX_TEMPS);
+    sigset_t old;
+    cli_block(&old);
+    int fd = mkstemp(tmp), err = errno;
+    if (fd >= 0)
+        cli_temps[slot] = tmp;
+    cli_unblock(&old);
     if (fd < 0) {
-        fprintf(stderr, "frost: error: cannot write '%s': %s\n", final, strerror(errno));
+        fprintf(stderr, "frost: error: cannot write '%s': %s\n", final, strerror(err));
         return NULL;
     }
     if (fchmod(fd, 0666 & ~cli_umask) != 0) {
         fprintf(stderr, "frost: error: cannot write '%s': %s\n", final, strerror(errno));
         close(fd);
-        unlink(tmp);
+        drop_temp(tmp);
         return NULL;
     }
     close(fd);
@@ -344,23 +428,22 @@ static int cmd_compile(int argc, char **argv) {
         fprintf(stderr, "frost: error: cannot write '%s': %s\n", a.header, strerror(errno));
         goto done;
     }
-    if (rename(obj_tmp, a.object) != 0) {
+    sigset_t old;
+    cli_block(&old); /* the object and its header appear together, or neither does */
+    if (!commit_temp(obj_tmp, a.object)) {
         fprintf(stderr, "frost: error: cannot write '%s': %s\n", a.object, strerror(errno));
-        goto done;
-    }
-    obj_tmp = NULL;
-    if (rename(hdr_tmp, a.header) != 0) {
+    } else if (!commit_temp(hdr_tmp, a.header)) {
         fprintf(stderr, "frost: error: cannot write '%s': %s\n", a.header, strerror(errno));
+        obj_tmp = NULL;
         unlink(a.object);
-        goto done;
+    } else {
+        obj_tmp = hdr_tmp = NULL;
+        status = 0;
     }
-    hdr_tmp = NULL;
-    status = 0;
+    cli_unblock(&old);
 done:
-    if (obj_tmp)
-        unlink(obj_tmp);
-    if (hdr_tmp)
-        unlink(hdr_tmp);
+    drop_temp(obj_tmp);
+    drop_temp(hdr_tmp);
     free(src);
     pool_free(p);
     return status;
@@ -371,11 +454,11 @@ static bool write_output(pool *p, const char *path, const char *text, size_t len
     char *tmp = NULL;
     FILE *out = stdout;
     if (path) {
-        if (!(tmp = make_temp(p, path)) || !(out = fopen(tmp, "w"))) {
-            if (tmp) {
-                fprintf(stderr, "frost: error: cannot write '%s': %s\n", path, strerror(errno));
-                unlink(tmp);
-            }
+        if (!(tmp = make_temp(p, path)))
+            return false;
+        if (!(out = fopen(tmp, "w"))) {
+            fprintf(stderr, "frost: error: cannot write '%s': %s\n", path, strerror(errno));
+            drop_temp(tmp);
             return false;
         }
     }
@@ -392,11 +475,11 @@ static bool write_output(pool *p, const char *path, const char *text, size_t len
     }
     if (path) {
         ok &= !ferror(out) & (fclose(out) == 0);
-        if (ok && rename(tmp, path) != 0)
+        if (ok && !commit_temp(tmp, path))
             ok = false;
         if (!ok) {
             fprintf(stderr, "frost: error: cannot write '%s': %s\n", path, strerror(errno));
-            unlink(tmp);
+            drop_temp(tmp);
         }
     } else {
         ok &= fflush(stdout) == 0;
@@ -531,8 +614,7 @@ static int run(int argc, char **argv) {
 }
 
 int main(int argc, char **argv) {
-    cli_umask = umask(0);
-    umask(cli_umask);
+    cli_init();
     int status = run(argc, argv);
     return status == DONE_EARLY ? EXIT_SUCCESS : status;
 }

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The files frost writes: `frost compile` and `frost dot -o` outputs get the
 # mode the umask says (0666 minus it, like any compiler's), and no temporary
-# (*.tmp-*) survives a failure. Run from the repository root.
+# (*.tmp-*) survives a failure, a signal included. Run from the repository
+# root.
 #
 #   tests/cli/outputs.sh path/to/frost
 #
@@ -10,6 +11,9 @@ set -u
 frost=${1:?usage: outputs.sh FROST_BINARY}
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
+# Background jobs of a script without job control ignore SIGINT, and frost
+# rightly leaves an ignored signal alone: with job control they do not.
+set -m
 
 passed=0 failed=0
 pass() { passed=$((passed + 1)); }
@@ -55,6 +59,37 @@ d=$(case_dir header_unwritable)
 fails header_unwritable compile examples/mlp.frost -o "$d/m.o" --header "$d/missing/m.h"
 d=$(case_dir object_is_a_directory) && mkdir "$d/m.o" # code and header made, then the rename fails
 fails object_is_a_directory compile examples/mlp.frost -O0 -o "$d/m.o"
+
+# signal NAME SIG: a signal while `frost compile` generates code (ResNet-18 at
+# -O3 takes seconds) kills it with that signal and removes its temporaries.
+signal() {
+    local d pid i
+    d=$(case_dir "$1")
+    "$frost" compile examples/resnet18.frost -O3 -o "$d/r.o" 2> "$d.err" &
+    pid=$!
+    for ((i = 0; i < 1200; i++)); do # up to a minute for the temporaries to appear
+        [ -n "$(leftovers "$d" '\.tmp-')" ] && break
+        kill -0 "$pid" 2> /dev/null || break
+        sleep 0.05
+    done
+    local before
+    before=$(leftovers "$d" '\.tmp-')
+    kill -s "$2" "$pid" 2> /dev/null
+    wait "$pid" 2> /dev/null
+    local status=$? left expected
+    left=$(leftovers "$d")
+    expected=$((128 + $(kill -l "$2")))
+    if [ -z "$before" ]; then
+        fail "$1" "no temporary appeared before frost ended (status $status)"
+    elif [ "$status" -ne "$expected" ] || [ -n "$left" ]; then
+        fail "$1" "status $status (expected $expected), left '$left'"
+    else
+        pass
+    fi
+}
+signal sigterm TERM
+signal sigint INT
+signal sighup HUP
 
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]
