@@ -15,6 +15,7 @@
  * types, LLVMPointerType(elem, 0), LLVMGlobalGetValueType.
  */
 #include "cg.h"
+#include "rt.h"
 
 #include <math.h>
 #include <stdarg.h>
@@ -408,21 +409,123 @@ static void cg_name_param(LLVMValueRef fn, unsigned i, const char *name, bool al
 {
     LLVMValueRef p = LLVMGetParam(fn, i);
     LLVMSetValueName2(p, name, strlen(name));
-    if (aligned) /* the blocks are P_ALIGN-aligned by contract */
+    if (aligned) /* the blocks are P_ALIGN-aligned by contract (unchecked here) */
         LLVMSetParamAlignment(p, IR_ALIGN);
+}
+
+/* ---------------------------------------------------------------- guards
+ * Always on, a few instructions per call: the entry points check their
+ * pointers and the arena's state word before any kernel runs, and return an
+ * RT_ERR_* code (rt.h) instead of crashing or computing from garbage. */
+
+/* if (bad) return code; then continue in a new block. */
+static void cg_return_if(cg_ctx *c, LLVMValueRef fn, LLVMValueRef bad, int code, const char *name)
+{
+    LLVMBasicBlockRef fail = LLVMAppendBasicBlockInContext(c->ctx, fn, name);
+    LLVMBasicBlockRef next = LLVMAppendBasicBlockInContext(c->ctx, fn, "ok");
+    LLVMBuildCondBr(c->b, bad, fail, next);
+    LLVMPositionBuilderAtEnd(c->b, fail);
+    LLVMBuildRet(c->b, LLVMConstInt(c->t_i32, (unsigned long long)code, 0));
+    LLVMPositionBuilderAtEnd(c->b, next);
+}
+
+/* Return RT_ERR_NULL when p is NULL, RT_ERR_ALIGN when it is not a multiple of align. */
+static void cg_check_ptr(cg_ctx *c, LLVMValueRef fn, LLVMValueRef p, int64_t align)
+{
+    LLVMValueRef null = LLVMBuildICmp(c->b, LLVMIntEQ, p, LLVMConstNull(LLVMTypeOf(p)), "");
+    cg_return_if(c, fn, null, RT_ERR_NULL, "null");
+    if (align > 1) {
+        LLVMValueRef low = LLVMBuildAnd(c->b, LLVMBuildPtrToInt(c->b, p, c->t_i64, ""),
+                                        LLVMConstInt(c->t_i64, (unsigned long long)(align - 1), 0), "");
+        cg_return_if(c, fn, LLVMBuildICmp(c->b, LLVMIntNE, low, LLVMConstInt(c->t_i64, 0, 0), ""),
+                     RT_ERR_ALIGN, "misaligned");
+    }
+}
+
+/* The tag forward leaves in the arena's state word for backward: a hash of
+ * what makes an arena's contents this object's (prefix, model, plan sizes), so
+ * that another model's forward on the same arena does not pass either. */
+static uint64_t cg_state_tag(const cg_ctx *c)
+{
+    const ir_program *t = &c->m->train;
+    uint64_t h = 1469598103934665603ull; /* FNV-1a */
+    const char *texts[] = {c->prefix, c->m->graph->model ? c->m->graph->model : ""};
+    for (size_t k = 0; k < 2; k++)
+        for (const char *q = texts[k]; *q; q++)
+            h = (h ^ (unsigned char)*q) * 1099511628211ull;
+    int64_t sizes[] = {t->nsteps, t->nfwd, t->nbufs, t->arena_bytes, c->m->params_bytes, c->m->grads_bytes};
+    for (size_t k = 0; k < sizeof sizes / sizeof *sizes; k++)
+        h = (h ^ (uint64_t)sizes[k]) * 1099511628211ull;
+    return h ? h : 1;
+}
+
+/* Pointer to the arena's state word, or NULL for a program without one
+ * (hand-built programs in tests). */
+static LLVMValueRef cg_state_ptr(cg_ctx *c, const cg_env *env)
+{
+    int s = ir_state_buf(env->prog);
+    if (s < 0)
+        return NULL;
+    return LLVMBuildPointerCast(c->b, cg_offset(c, env->arena, env->prog->bufs[s].offset, "state"),
+                                LLVMPointerType(c->t_i64, 0), "");
+}
+
+/* The checks every entry point makes first, and the state word's protocol:
+ * forward and infer clear it (forward sets the tag when it succeeds),
+ * backward runs only on the tag and clears it. */
+static void cg_prologue(cg_ctx *c, cg_env *env)
+{
+    const ir_module *m = c->m;
+    if (m->params_bytes > 0)
+        cg_check_ptr(c, env->fn, env->params, IR_ALIGN);
+    cg_check_ptr(c, env->fn, env->arena, IR_ALIGN);
+    if (env->kind == E_BACKWARD) {
+        if (m->grads_bytes > 0)
+            cg_check_ptr(c, env->fn, env->grads, IR_ALIGN);
+    } else {
+        if (c->ninputs > 0) {
+            cg_check_ptr(c, env->fn, env->in, 1);
+            const ir_graph *g = m->graph;
+            for (int v = 0, k = 0; v < g->nvals; v++) {
+                if (g->vals[v].kind != VAL_INPUT)
+                    continue;
+                LLVMValueRef field = LLVMBuildStructGEP2(c->b, c->t_in, env->in, (unsigned)k++, "");
+                LLVMValueRef ptr = LLVMBuildLoad2(c->b, c->t_ptr, field, g->vals[v].name);
+                cg_check_ptr(c, env->fn, ptr, g->vals[v].dtype == DT_U8 ? 1 : 4);
+            }
+        }
+        /* A NULL outputs struct reads as one with every field NULL: nothing is written. */
+        LLVMValueRef none = LLVMAddGlobal(c->mod, c->t_out, "");
+        LLVMSetInitializer(none, LLVMConstNull(c->t_out));
+        LLVMSetGlobalConstant(none, 1);
+        LLVMSetLinkage(none, LLVMInternalLinkage);
+        LLVMValueRef is_null = LLVMBuildICmp(c->b, LLVMIntEQ, env->out, LLVMConstNull(LLVMTypeOf(env->out)), "");
+        env->out = LLVMBuildSelect(c->b, is_null, none, env->out, "outs");
+    }
+    LLVMValueRef state = cg_state_ptr(c, env);
+    if (!state)
+        return;
+    LLVMValueRef tag = LLVMConstInt(c->t_i64, cg_state_tag(c), 0);
+    if (env->kind == E_BACKWARD) {
+        LLVMValueRef have = LLVMBuildLoad2(c->b, c->t_i64, state, "state");
+        cg_return_if(c, env->fn, LLVMBuildICmp(c->b, LLVMIntNE, have, tag, ""), RT_ERR_STATE, "no_forward");
+    }
+    LLVMBuildStore(c->b, LLVMConstInt(c->t_i64, 0, 0), state);
 }
 
 static bool cg_entry(cg_ctx *c, cg_entry_kind kind, const ir_program *prog, int from, int to)
 {
     cg_env env = {.kind = kind, .prog = prog};
+    /* No alignment attributes on these parameters: the prologue checks the
+     * alignment, and LLVM would fold that check away under a promise. */
     LLVMTypeRef pin = LLVMPointerType(c->t_in, 0), pout = LLVMPointerType(c->t_out, 0);
     if (kind == E_BACKWARD) {
         LLVMTypeRef pt[] = {c->t_ptr, c->t_ptr, c->t_ptr};
         if (!(env.fn = cg_add_function(c, "backward", c->t_i32, pt, 3)))
             return false;
-        cg_name_param(env.fn, 0, "params", true);
-        cg_name_param(env.fn, 1, "grads", true);
-        cg_name_param(env.fn, 2, "arena", true);
+        cg_name_param(env.fn, 0, "params", false);
+        cg_name_param(env.fn, 1, "grads", false);
+        cg_name_param(env.fn, 2, "arena", false);
         env.params = LLVMGetParam(env.fn, 0);
         env.grads = LLVMGetParam(env.fn, 1);
         env.arena = LLVMGetParam(env.fn, 2);
@@ -430,10 +533,10 @@ static bool cg_entry(cg_ctx *c, cg_entry_kind kind, const ir_program *prog, int 
         LLVMTypeRef pt[] = {c->t_ptr, pin, pout, c->t_ptr};
         if (!(env.fn = cg_add_function(c, entry_suffix[kind], c->t_i32, pt, 4)))
             return false;
-        cg_name_param(env.fn, 0, "params", true);
+        cg_name_param(env.fn, 0, "params", false);
         cg_name_param(env.fn, 1, "in", false);
         cg_name_param(env.fn, 2, "out", false);
-        cg_name_param(env.fn, 3, "arena", true);
+        cg_name_param(env.fn, 3, "arena", false);
         env.params = LLVMGetParam(env.fn, 0);
         env.in = LLVMGetParam(env.fn, 1);
         env.out = LLVMGetParam(env.fn, 2);
@@ -442,6 +545,7 @@ static bool cg_entry(cg_ctx *c, cg_entry_kind kind, const ir_program *prog, int 
     if (from < 0 || to > prog->nsteps || from > to)
         return cg_fail(c, "%s_%s: step range [%d, %d) outside the program's %d steps", c->prefix,
                        entry_suffix[kind], from, to, prog->nsteps);
+    cg_prologue(c, &env);
     for (int s = from; s < to; s++) {
         const ir_step *st = &prog->steps[s];
         char what[CG_MAX_PREFIX + 64];
@@ -484,6 +588,11 @@ static bool cg_entry(cg_ctx *c, cg_entry_kind kind, const ir_program *prog, int 
             LLVMBuildRet(c->b, call);
             LLVMPositionBuilderAtEnd(c->b, next);
         }
+    }
+    if (kind == E_FORWARD) {
+        LLVMValueRef state = cg_state_ptr(c, &env);
+        if (state)
+            LLVMBuildStore(c->b, LLVMConstInt(c->t_i64, cg_state_tag(c), 0), state);
     }
     LLVMBuildRet(c->b, LLVMConstInt(c->t_i32, 0, 0));
     return true;
@@ -632,6 +741,29 @@ static bool cg_update(cg_ctx *c)
     return true;
 }
 
+/* P_opt_init(opt_state): zero the optimizer state, as the first update needs. */
+static bool cg_opt_init(cg_ctx *c)
+{
+    LLVMTypeRef pt[] = {c->t_ptr};
+    LLVMValueRef fn = cg_add_function(c, "opt_init", c->t_void, pt, 1);
+    if (!fn)
+        return false;
+    cg_name_param(fn, 0, "opt_state", true);
+    if (c->m->opt_state_bytes > 0) {
+        LLVMValueRef state = LLVMGetParam(fn, 0);
+        LLVMBasicBlockRef zero = LLVMAppendBasicBlockInContext(c->ctx, fn, "zero");
+        LLVMBasicBlockRef done = LLVMAppendBasicBlockInContext(c->ctx, fn, "done");
+        LLVMBuildCondBr(c->b, LLVMBuildICmp(c->b, LLVMIntEQ, state, LLVMConstNull(c->t_ptr), ""), done, zero);
+        LLVMPositionBuilderAtEnd(c->b, zero);
+        LLVMBuildMemSet(c->b, state, LLVMConstInt(c->t_i8, 0, 0),
+                        LLVMConstInt(c->t_i64, (unsigned long long)c->m->opt_state_bytes, 0), IR_ALIGN);
+        LLVMBuildBr(c->b, done);
+        LLVMPositionBuilderAtEnd(c->b, done);
+    }
+    LLVMBuildRetVoid(c->b);
+    return true;
+}
+
 /* P_train_step(params, grads, opt_state, in, out, arena, hparams): forward,
  * backward and update; returns the loss, or NaN (parameters untouched) when
  * forward or backward reported an error. out may be NULL. */
@@ -720,7 +852,8 @@ static bool cg_is_entry(const cg_ctx *c, const char *name)
         return false;
     name += n + 1;
     return !strcmp(name, "forward") || !strcmp(name, "backward") || !strcmp(name, "infer") ||
-           !strcmp(name, "init") || !strcmp(name, "update") || !strcmp(name, "train_step");
+           !strcmp(name, "init") || !strcmp(name, "update") || !strcmp(name, "train_step") ||
+           !strcmp(name, "opt_init");
 }
 
 /* Internalise everything the runtime defined and give every function the
@@ -849,7 +982,7 @@ static bool cg_build(cg_ctx *c, const cg_options *o, const char *path)
     }
     if (!cg_entry(c, E_FORWARD, &m->train, 0, m->train.nfwd) ||
         !cg_entry(c, E_BACKWARD, &m->train, m->train.nfwd, m->train.nsteps) ||
-        !cg_entry(c, E_INFER, &m->infer, 0, m->infer.nsteps) || !cg_init(c) || !cg_update(c) ||
+        !cg_entry(c, E_INFER, &m->infer, 0, m->infer.nsteps) || !cg_init(c) || !cg_update(c) || !cg_opt_init(c) ||
         !cg_train_step(c))
         goto out;
     cg_finish_functions(c, cpu, features);

@@ -6,6 +6,7 @@
  * docs/abi.md. The contract is in ARCHITECTURE.md "Generated interface".
  */
 #include "cg.h"
+#include "rt.h"
 
 #include <ctype.h>
 #include <stdlib.h>
@@ -118,11 +119,13 @@ static void hd_optimizer(const ir_module *m, const char *p, const char *P, FILE 
     const ir_optimizer *o = &m->opt;
     fprintf(out,
             "/* Optimizer: %s, compiled in. Its state (the step count, then per\n"
-            " * trainable parameter %s) must be zeroed before the first update. */\n"
+            " * trainable parameter %s) must be zeroed before the first update:\n"
+            " * %s_opt_init does that (a NULL opt_state is left alone). */\n"
             "#define %s_OPTIMIZER \"%s\"\n"
-            "#define %s_OPT_STATE_BYTES %lldLL\n\n",
-            opt_name(o->kind), o->kind == OPT_ADAMW ? "the first and second moments" : "the momentum buffer", P,
-            opt_name(o->kind), P, (long long)ir_align_up(m->opt_state_bytes));
+            "#define %s_OPT_STATE_BYTES %lldLL\n"
+            "void %s_opt_init(void *opt_state);\n\n",
+            opt_name(o->kind), o->kind == OPT_ADAMW ? "the first and second moments" : "the momentum buffer", p, P,
+            opt_name(o->kind), P, (long long)ir_align_up(m->opt_state_bytes), p);
     fprintf(out,
             "#ifndef FROST_HPARAMS_DEFINED\n#define FROST_HPARAMS_DEFINED\n"
             "/* Hyper-parameters read at every update; fields an optimizer does not use\n"
@@ -182,8 +185,9 @@ static void hd_kept_ranges(const ir_module *m, const char *p, const char *P, FIL
             ext[root[b]] = prog->bufs[b].bytes;
     for (int b = 0; b < prog->nbufs; b++) {
         const ir_buf *x = &prog->bufs[b];
-        if (root[b] != b || x->space != SPACE_ARENA || x->first < 0 || x->first >= prog->nfwd ||
-            x->last < prog->nfwd || ext[b] == 0)
+        bool state = x->kind == BUF_STATE; /* read by backward even when it has no steps */
+        if (root[b] != b || x->space != SPACE_ARENA || x->first < 0 || ext[b] == 0 ||
+            (!state && (x->first >= prog->nfwd || x->last < prog->nfwd)))
             continue;
         int k = n++; /* insertion by offset */
         while (k > 0 && prog->bufs[kept[k - 1]].offset > x->offset) {
@@ -268,7 +272,8 @@ void cg_emit_header(const ir_module *m, const cg_options *o, FILE *out)
             " * does not accumulate across calls. %s_infer needs only %s_INFER_ARENA_BYTES\n"
             " * and keeps nothing. Generated code never allocates and has no global state:\n"
             " * concurrent calls are safe with one arena (and grads block) per thread.\n"
-            " * Return codes: 0 ok, %s_ERR_LABEL a class label outside [0, classes).\n"
+            " * Return codes: 0 ok, else a %s_ERR_* code below; after an error the call\n"
+            " * has stopped and its outputs and gradients are not valid.\n"
             " * Link with -lopenblas -lm.\n"
             " */\n",
             p, model, view_config_name(m),
@@ -296,8 +301,18 @@ void cg_emit_header(const ir_module *m, const cg_options *o, FILE *out)
     fprintf(out, "#define %s_NUM_INPUTS        %d\n", P, ninputs);
     fprintf(out, "#define %s_NUM_OUTPUTS       %d\n\n", P, g->noutputs);
     fprintf(out, "/* Return codes of %s_forward, %s_backward and %s_infer. */\n", p, p, p);
-    fprintf(out, "#define %s_OK         0\n#define %s_ERR_LABEL  1 /* a class label outside [0, classes) */\n\n",
-            P, P);
+    fprintf(out,
+            "#define %s_OK         0\n"
+            "#define %s_ERR_LABEL  %d /* a class label outside [0, classes) */\n"
+            "#define %s_ERR_NULL   %d /* a block, the inputs struct or an input pointer is NULL\n"
+            "                             (params may be NULL when %s_PARAMS_BYTES is 0, grads\n"
+            "                             when %s_GRADS_BYTES is 0, out always: nothing written) */\n"
+            "#define %s_ERR_ALIGN  %d /* a block not %s_ALIGN-aligned, or an input not aligned\n"
+            "                             to its element type */\n"
+            "#define %s_ERR_STATE  %d /* %s_backward without a matching %s_forward on this arena:\n"
+            "                             none yet, it failed, a backward consumed it already,\n"
+            "                             or an infer or another model's forward ran since */\n\n",
+            P, P, RT_ERR_LABEL, P, RT_ERR_NULL, P, P, P, RT_ERR_ALIGN, P, P, RT_ERR_STATE, p, p);
 
     /* Inputs, in value-id order: the order codegen numbers the fields in. */
     fprintf(out, "/* Inputs: row-major tensors owned by the caller, read during the call. */\n");

@@ -316,6 +316,7 @@ typedef enum {
     BUF_SAVED,    /* derived for backward only: 1-bit mask, input copy, aux (probs, arg-max) */
     BUF_GRAD,     /* gradient of an activation */
     BUF_SCRATCH,  /* temporary of one step */
+    BUF_STATE,    /* the arena's state word (state.c): no step touches it, codegen does */
 } ir_buf_kind;
 
 typedef struct {
@@ -440,6 +441,16 @@ void pass_plan(ir_program *prog);
  * the step's blocks_max; their scratch moves into that space. arena_bytes and
  * lower_bound do not change. */
 void pass_widen(ir_program *prog);
+/* state.c (after widen.c): the first IR_ARENA_STATE_BYTES of the arena
+ * become the state word that forward, backward and infer keep (codegen):
+ * every planned arena buffer moves up by that much, arena_bytes and
+ * lower_bound (and, for the train program, residual_bytes) grow by it, and
+ * a buffer of kind BUF_STATE at offset 0 stands for it. */
+#define IR_ARENA_STATE_BYTES IR_ALIGN
+void pass_state(pool *p, ir_program *prog, bool train);
+/* The BUF_STATE buffer of prog, -1 when it has none (not planned yet, or a
+ * program built by hand). */
+int ir_state_buf(const ir_program *prog);
 /* validate.c: no two arena buffers with overlapping lives overlap in memory;
  * every step operand is in bounds. Returns false and prints the offending pair. */
 bool pass_validate(const ir_program *prog, FILE *out);

@@ -1,13 +1,14 @@
 /* pipeline.c: the middle end, in order. Reading this function is reading the
  * architecture: frontend -> freeze configuration -> selective autodiff and
  * residual selection -> liveness -> arena plan -> scratch widening ->
- * validation. Codegen and the views take the resulting module. */
+ * the arena's state word -> validation. Codegen and the views take the resulting module. */
 #include "ir.h"
 
-static void plan_program(ir_program *prog) {
+static void plan_program(pool *p, ir_program *prog, bool train) {
     pass_liveness(prog);
     pass_plan(prog);
     pass_widen(prog);
+    pass_state(p, prog, train);
     /* A plan that fails validation is a frost bug, never a user error. */
     if (!pass_validate(prog, stderr))
         ir_panic(__FILE__, __LINE__, "arena plan failed validation");
@@ -24,7 +25,7 @@ ir_module *frost_build(pool *p, diag_ctx *d, const frost_define *defs, int ndefs
     m->bn_eval = m->bn_eval || (sel && sel->bn_eval);
     if (!pass_lower(m, d))
         return NULL;
-    plan_program(&m->train);
-    plan_program(&m->infer);
+    plan_program(p, &m->train, true);
+    plan_program(p, &m->infer, false);
     return m;
 }

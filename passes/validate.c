@@ -5,8 +5,9 @@
  *   (3) every OPND_BUF operand names a buffer (done first: the rest index by it);
  *   (4) no backward step (index >= nfwd) names a SPACE_INPUT or SPACE_OUTPUT
  *       buffer: the caller's pointers exist only during forward;
- *   (1) every referenced arena buffer has an aligned offset >= 0, fits in
- *       arena_bytes, and shares its alias root's offset;
+ *   (1) every referenced arena buffer (and the state word, live throughout
+ *       at offset 0) has an aligned offset >= 0, fits in arena_bytes, and
+ *       shares its alias root's offset;
  *   (2) no two distinct storages (alias roots) that are live at a common step
  *       have overlapping byte ranges, with one exception: an in-place takeover.
  *       Storage T (the group of a buffer whose inplace_of names a buffer of
@@ -304,6 +305,16 @@ bool pass_validate(const ir_program *prog, FILE *out) {
                 first[r] = t;
             last[r] = t;
         }
+    }
+
+    /* The state word (state.c) is touched by the entry points, not by steps:
+     * it is live throughout, at offset 0. */
+    for (int b = 0; b < nb; b++) {
+        if (prog->bufs[b].kind != BUF_STATE || nsteps == 0)
+            continue;
+        first[root[b]] = 0, last[root[b]] = nsteps - 1;
+        if (prog->bufs[b].offset != 0)
+            fail(&v, "the arena state word is at offset %" PRId64 ", not 0", prog->bufs[b].offset);
     }
 
     /* (1) placement of every referenced arena buffer. A storage's extent is

@@ -44,6 +44,10 @@
 enum {
     RT_OK = 0,
     RT_ERR_LABEL = 1, /* a class label outside [0, classes) */
+    /* Misuse the entry points catch before any kernel runs (codegen/cg.c): */
+    RT_ERR_NULL = 2,  /* a block, the inputs struct or an input pointer is NULL */
+    RT_ERR_ALIGN = 3, /* a block not ALIGN-aligned, or an input not aligned to its element */
+    RT_ERR_STATE = 4, /* backward without a matching forward on this arena */
 };
 
 /* ---- glue */

@@ -16,6 +16,7 @@ const char *buf_kind_name(ir_buf_kind k) {
     case BUF_SAVED: return "saved";
     case BUF_GRAD: return "grad";
     case BUF_SCRATCH: return "scratch";
+    case BUF_STATE: return "state";
     }
     return "?";
 }

@@ -11,8 +11,8 @@
 # Files go to WORKDIR/<model>_<selection>/ so that cases may share WORKDIR.
 #
 # Environment:
-#   FROST_DRIVER       the checker to build: gradcheck (default) or poison
-#                      (tests/e2e/DRIVER.c; run_poison.sh sets it)
+#   FROST_DRIVER       the checker to build: gradcheck (default), poison
+#                      (run_poison.sh sets it) or misuse (tests/e2e/DRIVER.c)
 #   CC                 C compiler (default: cc)
 #   FROST_TEST_CFLAGS  extra flags for compiling and linking the checker, e.g.
 #                      the sanitizer flags of scripts/test.sh
@@ -46,6 +46,7 @@ driver=${FROST_DRIVER:-gradcheck}
 case $driver in
 gradcheck) short=gc ;;
 poison) short=pz ;;
+misuse) short=mu ;;
 *) echo "run_gradcheck.sh: unknown FROST_DRIVER '$driver'" >&2; exit 2 ;;
 esac
 prefix=${short}_$(printf '%s' "$base" | tr -c 'A-Za-z0-9_' '_')

@@ -791,6 +791,9 @@ static bool brute_ok(const ir_program *prog) {
                     first[g] = t;
                 last[g] = t;
             }
+    for (int b = 0; b < n; b++) /* the state word: live throughout, no step names it */
+        if (prog->bufs[b].kind == BUF_STATE && prog->nsteps > 0)
+            first[root[b]] = 0, last[root[b]] = prog->nsteps - 1;
     for (int b = 0; b < n && ok; b++) {
         const ir_buf *x = &prog->bufs[b];
         if (x->space != SPACE_ARENA || first[root[b]] < 0)
