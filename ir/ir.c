@@ -2,8 +2,6 @@
  * of a lowered program (for -d style debugging and for tests). */
 #include "ir.h"
 
-#include <string.h>
-
 /* ---------------------------------------------------------------- shapes */
 
 /* Elements of s, or -1 when the count overflows int64 or a dim is negative. */
@@ -78,15 +76,11 @@ int ir_add_value(ir_graph *g, const char *name, ir_val_kind kind, ir_dtype dt, i
     v->shape = shape;
     v->node = -1;
     v->loc = loc;
+    map_put(g->pool, &g->val_ids, name, g->nvals - 1);
     return g->nvals - 1;
 }
 
-int ir_find_value(const ir_graph *g, const char *name) {
-    for (int k = 0; k < g->nvals; k++)
-        if (strcmp(g->vals[k].name, name) == 0)
-            return k;
-    return -1;
-}
+int ir_find_value(const ir_graph *g, const char *name) { return map_find(&g->val_ids, name); }
 
 static const char *val_kind_name(ir_val_kind k) {
     switch (k) {

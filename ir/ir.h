@@ -2,6 +2,7 @@
  * sections double as a table of contents:
  *
  *   pool.c        bump allocation, freed at once per compilation
+ *   map.c         string -> int hash map for name tables
  *   diag.c        diagnostics: file:line:col: error: ... with source line and caret
  *   (graph)       values and nodes of the forward graph, built by frontend/elab.c
  *   ops.c         the op table: signature, shape rule, forward lowering, VJPs
@@ -37,6 +38,22 @@ char *pool_printf(pool *p, const char *fmt, ...) __attribute__((format(printf, 2
                    : (void)0),                                                  \
      &(items)[(n)++])
 void *pool_grow(pool *p, void *items, int n, int *cap, size_t elem_size);
+
+/* ---------------------------------------------------------------- map.c */
+
+/* Names to small integers (ids, indices). All zero is an empty map; the
+ * table lives in the pool given to map_put. Keys are not copied and must
+ * outlive the map. */
+typedef struct map_slot map_slot;
+typedef struct {
+    map_slot *slots;
+    int n, cap;
+} str_map;
+int map_find(const str_map *m, const char *key);            /* -1 if absent */
+int map_findn(const str_map *m, const char *s, size_t len); /* key s[0..len) */
+/* Add key -> value (value >= 0); false, leaving the map as it was, when the
+ * key is present already (the first value stays). */
+bool map_put(pool *p, str_map *m, const char *key, int value);
 
 /* ---------------------------------------------------------------- diag.c */
 
@@ -175,6 +192,7 @@ typedef struct {
     pool *pool;
     const char *model;          /* `model NAME` */
     ir_value *vals; int nvals, capvals;
+    str_map val_ids;            /* value name -> the first value of that name; ir_add_value keeps it */
     ir_node *nodes; int nnodes, capnodes; /* in definition order = a topological order */
     int *outputs; int noutputs, capoutputs; /* value ids; outputs[0] is the loss */
     ir_config *configs; int nconfigs, capconfigs;

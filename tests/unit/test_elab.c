@@ -943,7 +943,44 @@ START_TEST(repository_models) {
 }
 END_TEST
 
-/* ---------------------------------------------------------------- ir.c */
+/* ---------------------------------------------------------------- map.c, ir.c */
+
+START_TEST(string_map) {
+    pool *p = pool_new();
+    str_map m = {0};
+    ck_assert_int_eq(map_find(&m, "x"), -1); /* all zero is an empty map */
+    enum { N = 5000 };                       /* enough to grow the table many times */
+    char **keys = pool_alloc(p, sizeof *keys * N);
+    for (int k = 0; k < N; k++) {
+        keys[k] = pool_printf(p, "layer%d.fc.weight", k);
+        ck_assert(map_put(p, &m, keys[k], k));
+    }
+    ck_assert_int_eq(m.n, N);
+    for (int k = 0; k < N; k++)
+        ck_assert_int_eq(map_find(&m, keys[k]), k);
+    ck_assert_int_eq(map_find(&m, "layer5000.fc.weight"), -1);
+    ck_assert_int_eq(map_find(&m, "layer1"), -1);
+    ck_assert(!map_put(p, &m, pool_strdup(p, "layer7.fc.weight"), 99)); /* the first value stays */
+    ck_assert_int_eq(map_find(&m, "layer7.fc.weight"), 7);
+    ck_assert_int_eq(m.n, N);
+    /* a key given as a prefix of a longer string: "layer12" of "layer12.fc" */
+    ck_assert(map_put(p, &m, "layer12", N));
+    ck_assert_int_eq(map_findn(&m, "layer12.fc", 7), N);
+    ck_assert_int_eq(map_findn(&m, "layer12.fc", 6), -1);
+    ck_assert_int_eq(map_findn(&m, "", 0), -1);
+    ck_assert(map_put(p, &m, "", N + 1));
+    ck_assert_int_eq(map_findn(&m, "x", 0), N + 1);
+
+    /* ir_find_value: the first value of a name, as the graph's only index */
+    ir_graph *g = ir_graph_new(p);
+    ck_assert_int_eq(ir_find_value(g, "x"), -1);
+    int x = ir_add_value(g, "x", VAL_INPUT, DT_F32, (ir_shape){1, {4}}, (src_loc){1, 1});
+    int again = ir_add_value(g, "x", VAL_ACT, DT_F32, (ir_shape){1, {4}}, (src_loc){2, 1});
+    ck_assert_int_ne(x, again);
+    ck_assert_int_eq(ir_find_value(g, "x"), x);
+    pool_free(p);
+}
+END_TEST
 
 START_TEST(shapes) {
     pool *p = pool_new();
@@ -1049,6 +1086,7 @@ int main(void) {
     tcase_add_test(tc, resnet18_state_dict_names);
     suite_add_tcase(s, tc);
     TCase *ti = tcase_create("ir");
+    tcase_add_test(ti, string_map);
     tcase_add_test(ti, shapes);
     tcase_add_test(ti, buffers_and_dumps);
     suite_add_tcase(s, ti);
