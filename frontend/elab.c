@@ -50,6 +50,7 @@ struct frame {
     src_loc call_loc;     /* the callee's name in the call */
     sym *syms;
     int nsyms, capsyms;
+    str_map sym_ids;      /* name -> index in syms of its first symbol */
     const ast_stmt *cur;  /* statement being elaborated (for "used before its definition") */
     int depth;
 };
@@ -71,9 +72,13 @@ struct elab_ctx {
     bool quiet;            /* the last error was a repeat: its notes are not printed either */
     seen_error *seen;      /* errors made inside defs, to report each once */
     int nseen, capseen;
-    const ast_stmt **defs; /* the file's defs, by name */
+    const ast_stmt **defs; /* the file's defs */
     bool *def_bad;         /* recursive or with bad parameters: calls fail silently */
-    int ndefs, capdefs, capbad;
+    str_map *def_params;   /* per def: parameter name -> index */
+    int ndefs, capdefs, capbad, capparams;
+    str_map def_ids;       /* def name -> index in defs */
+    str_map config_ids;    /* config name -> index in g->configs */
+    str_map output_ids;    /* name of an output value -> index in g->outputs */
     sym scratch;           /* lookup result that is not a symbol of the scope */
 };
 
@@ -181,14 +186,13 @@ static const char *suggest(elab_ctx *e, const char *name, const char **cands, in
 }
 
 static sym *find_local(const frame *f, const char *name) {
-    for (int k = 0; k < f->nsyms; k++)
-        if (strcmp(f->syms[k].name, name) == 0)
-            return &f->syms[k];
-    return NULL;
+    int k = map_find(&f->sym_ids, name);
+    return k < 0 ? NULL : &f->syms[k];
 }
 
 static void add_sym(elab_ctx *e, const char *name, bool poison, cval v, src_loc loc) {
     frame *f = e->fr;
+    map_put(e->pool, &f->sym_ids, name, f->nsyms);
     *VEC_PUSH(e->pool, f->syms, f->nsyms, f->capsyms) = (sym){name, poison, v, loc};
 }
 
@@ -199,12 +203,7 @@ static const char *full_name(elab_ctx *e, const char *local) {
     return e->fr->prefix ? pool_printf(e->pool, "%s.%s", e->fr->prefix, local) : local;
 }
 
-static int find_def(const elab_ctx *e, const char *name) {
-    for (int k = 0; k < e->ndefs; k++)
-        if (strcmp(e->defs[k]->name, name) == 0)
-            return k;
-    return -1;
-}
+static int find_def(const elab_ctx *e, const char *name) { return map_find(&e->def_ids, name); }
 
 /* A new name `local` of the current scope (graph name `full`) must not clash
  * with a name of the scope nor with any value of the graph, params
@@ -254,11 +253,9 @@ static void scan_assignments(const ast_stmt *stmts, int n, const char *name, src
 /* `name` begins with "<local>." for a name `local` of frame f: a value made
  * under it, like conv1.weight or downsample.0.weight. */
 static bool under_local(const frame *f, const char *name) {
-    for (const char *dot = strchr(name, '.'); dot; dot = strchr(dot + 1, '.')) {
-        for (int k = 0; k < f->nsyms; k++)
-            if (strlen(f->syms[k].name) == (size_t)(dot - name) && memcmp(f->syms[k].name, name, (size_t)(dot - name)) == 0)
-                return true;
-    }
+    for (const char *dot = strchr(name, '.'); dot; dot = strchr(dot + 1, '.'))
+        if (map_findn(&f->sym_ids, name, (size_t)(dot - name)) >= 0)
+            return true;
     return false;
 }
 
@@ -1060,14 +1057,11 @@ static int elab_call(elab_ctx *e, const ast_stmt *st, int di, const char *full) 
             continue;
         }
         saw_keyword = true;
-        int which = -1;
-        const char **names = pool_alloc(e->pool, sizeof *names * (size_t)(np + 1));
-        for (int i = 0; i < np; i++) {
-            names[i] = def->params[i].name;
-            if (strcmp(names[i], a->name) == 0)
-                which = i;
-        }
+        int which = map_find(&e->def_params[di], a->name);
         if (which < 0) {
+            const char **names = pool_alloc(e->pool, sizeof *names * (size_t)(np + 1));
+            for (int i = 0; i < np; i++)
+                names[i] = def->params[i].name;
             err(e, a->loc, "unknown keyword argument '%s' of %s%s", a->name, def_signature(e, def),
                 suggest(e, a->name, names, np));
             ok = false;
@@ -1260,14 +1254,14 @@ static void collect_defs(elab_ctx *e) {
         }
         bool bad = false;
         const ast_param *dflt = NULL;
+        str_map params = {0};
         for (int i = 0; i < st->nparams; i++) {
             const ast_param *p = &st->params[i];
-            for (int j = 0; j < i; j++)
-                if (strcmp(st->params[j].name, p->name) == 0) {
-                    err(e, p->loc, "duplicate parameter '%s' of def '%s'", p->name, st->name);
-                    note(e, st->params[j].loc, "first declared here");
-                    bad = true;
-                }
+            if (!map_put(e->pool, &params, p->name, i)) {
+                err(e, p->loc, "duplicate parameter '%s' of def '%s'", p->name, st->name);
+                note(e, st->params[map_find(&params, p->name)].loc, "first declared here");
+                bad = true;
+            }
             if (p->dflt)
                 dflt = p;
             else if (dflt) {
@@ -1276,8 +1270,10 @@ static void collect_defs(elab_ctx *e) {
                 bad = true;
             }
         }
-        int n = e->ndefs;
+        int n = e->ndefs, m = e->ndefs;
+        map_put(e->pool, &e->def_ids, st->name, e->ndefs);
         *VEC_PUSH(e->pool, e->def_bad, n, e->capbad) = bad;
+        *VEC_PUSH(e->pool, e->def_params, m, e->capparams) = params;
         *VEC_PUSH(e->pool, e->defs, e->ndefs, e->capdefs) = st;
     }
     int *state = pool_alloc(e->pool, sizeof *state * (size_t)(e->ndefs + 1));
@@ -1306,10 +1302,7 @@ static void elab_output(elab_ctx *e, const ast_stmt *st) {
                 val->kind == VAL_INPUT ? "an input" : "a parameter");
             continue;
         }
-        bool dup = false;
-        for (int i = 0; i < g->noutputs; i++)
-            dup |= g->outputs[i] == v;
-        if (dup) {
+        if (map_find(&e->output_ids, val->name) >= 0) {
             err(e, st->name_locs[k], "'%s' is already an output", st->names[k]);
             continue;
         }
@@ -1323,18 +1316,19 @@ static void elab_output(elab_ctx *e, const ast_stmt *st) {
                 continue;
             }
         }
+        map_put(e->pool, &e->output_ids, val->name, g->noutputs);
         *VEC_PUSH(g->pool, g->outputs, g->noutputs, g->capoutputs) = v;
     }
 }
 
 static void elab_config(elab_ctx *e, const ast_stmt *st) {
     ir_graph *g = e->g;
-    for (int k = 0; k < g->nconfigs; k++)
-        if (strcmp(g->configs[k].name, st->name) == 0) {
-            err(e, st->name_loc, "redefinition of config '%s'", st->name);
-            note(e, g->configs[k].loc, "previous definition of '%s' is here", st->name);
-            return;
-        }
+    int prev = map_find(&e->config_ids, st->name);
+    if (prev >= 0) {
+        err(e, st->name_loc, "redefinition of config '%s'", st->name);
+        note(e, g->configs[prev].loc, "previous definition of '%s' is here", st->name);
+        return;
+    }
     ir_config c = {.name = st->name, .loc = st->name_loc};
     int ntrain = 0, nfreeze = 0, ngrad = 0;
     for (int k = 0; k < st->nitems; k++) {
@@ -1380,16 +1374,15 @@ static void elab_config(elab_ctx *e, const ast_stmt *st) {
     }
     if (none && c.ntrain > 0)
         err(e, none->loc, "'train none' in config '%s' contradicts its other train patterns", st->name);
+    map_put(e->pool, &e->config_ids, st->name, g->nconfigs);
     *VEC_PUSH(g->pool, g->configs, g->nconfigs, g->capconfigs) = c;
 }
 
 static void elab_default(elab_ctx *e, const ast_stmt *st) {
     ir_graph *g = e->g;
-    for (int k = 0; k < g->nconfigs; k++)
-        if (strcmp(g->configs[k].name, st->name) == 0) {
-            g->default_config = k;
-            return;
-        }
+    g->default_config = map_find(&e->config_ids, st->name);
+    if (g->default_config >= 0)
+        return;
     const char **names = pool_alloc(e->pool, sizeof *names * (size_t)(g->nconfigs + 1));
     for (int k = 0; k < g->nconfigs; k++)
         names[k] = g->configs[k].name;
