@@ -62,7 +62,7 @@ static bool line_is_text(const char *s, size_t n) {
     return true;
 }
 
-static void print_source_line(diag_ctx *d, src_loc at) {
+static void print_source_line(const diag_ctx *d, src_loc at, FILE *out) {
     if (!d->src || at.line <= 0)
         return;
     const char *s = d->src, *end = d->src + d->src_len;
@@ -87,23 +87,30 @@ static void print_source_line(diag_ctx *d, src_loc at) {
     int w = snprintf(num, sizeof num, "%d", at.line);
     if (w < 5)
         w = 5;
-    fprintf(d->out, "%*d | %.*s\n", w, at.line, (int)n, s);
-    fprintf(d->out, "%*s | ", w, "");
+    fprintf(out, "%*d | %.*s\n", w, at.line, (int)n, s);
+    fprintf(out, "%*s | ", w, "");
     /* one pad per character before the column, tabs kept as tabs */
     int col = 1;
     for (size_t k = 0; k < n && col < at.col; col++) {
-        fputc(s[k] == '\t' ? '\t' : ' ', d->out);
+        fputc(s[k] == '\t' ? '\t' : ' ', out);
         size_t len = utf8_len((const unsigned char *)s + k, n - k);
         k += len ? len : 1;
     }
     for (; col < at.col; col++) /* a column just past the end of the line */
-        fputc(' ', d->out);
-    fputs("^\n", d->out);
+        fputc(' ', out);
+    fputs("^\n", out);
 }
 
 void diag_verror(diag_ctx *d, const char *kind, src_loc at, const char *fmt, va_list ap) {
-    FILE *out = d->out ? d->out : stderr;
-    d->out = out;
+    if (!d->out)
+        d->out = stderr;
+    /* The diagnostic is put together in memory and written in one go: stderr
+     * is unbuffered, and a caret under column 100,000 would otherwise cost
+     * 100,000 writes. Without memory for that, it is written piecemeal. */
+    char *text = NULL;
+    size_t len = 0;
+    FILE *mem = open_memstream(&text, &len);
+    FILE *out = mem ? mem : d->out;
     const char *file = d->file ? d->file : "frost";
     if (at.line > 0)
         fprintf(out, "%s:%d:%d: %s: ", file, at.line, at.col, kind);
@@ -111,7 +118,13 @@ void diag_verror(diag_ctx *d, const char *kind, src_loc at, const char *fmt, va_
         fprintf(out, "%s: %s: ", file, kind);
     vfprintf(out, fmt, ap);
     fputc('\n', out);
-    print_source_line(d, at);
+    print_source_line(d, at, out);
+    if (mem) {
+        fclose(mem);
+        if (text)
+            fwrite(text, 1, len, d->out);
+        free(text);
+    }
     if (strcmp(kind, "error") == 0)
         d->errors++;
     else if (strcmp(kind, "warning") == 0)

@@ -276,6 +276,39 @@ START_TEST(diag_no_location_and_wide_gutter) {
 }
 END_TEST
 
+/* An unbuffered stream, like stderr, that counts the writes reaching it. */
+typedef struct {
+    int writes;
+    size_t bytes;
+} write_count;
+
+static ssize_t count_write(void *cookie, const char *buf, size_t size) {
+    (void)buf;
+    write_count *c = cookie;
+    c->writes++;
+    c->bytes += size;
+    return (ssize_t)size;
+}
+
+START_TEST(diag_one_write_per_message) {
+    enum { COL = 5000 };
+    static char src[COL + 16];
+    memset(src, ' ', COL);
+    memcpy(src + COL - 1, "x = y\n", 7);
+    write_count c = {0};
+    FILE *out = fopencookie(&c, "w", (cookie_io_functions_t){.write = count_write});
+    ck_assert_ptr_nonnull(out);
+    setvbuf(out, NULL, _IONBF, 0);
+    diag_ctx d;
+    diag_init(&d, "t.frost", src, strlen(src), out);
+    diag_error(&d, (src_loc){1, COL}, "far to the right");
+    /* message, source line and caret line: one write, not one per column */
+    ck_assert_int_eq(c.writes, 1);
+    ck_assert_uint_eq(c.bytes, strlen("t.frost:1:5000: error: far to the right\n") + 2 * (8 + COL) + 6);
+    fclose(out);
+}
+END_TEST
+
 /* ---------------------------------------------------------------- pool.c */
 
 START_TEST(pool_alloc_grow_printf) {
@@ -323,6 +356,7 @@ int main(void) {
     tcase_add_test(td, diag_caret_format);
     tcase_add_test(td, diag_tabs_utf8_and_kinds);
     tcase_add_test(td, diag_no_location_and_wide_gutter);
+    tcase_add_test(td, diag_one_write_per_message);
     suite_add_tcase(s, td);
     TCase *tp = tcase_create("pool");
     tcase_add_test(tp, pool_alloc_grow_printf);
