@@ -97,15 +97,20 @@ token *lex_tokens(pool *p, diag_ctx *d, int *ntok) {
     token *toks = NULL;
     int n = 0, cap = 0;
     const char *src = d->src, *end = d->src + d->src_len;
-    const char *s = src, *line_start = src;
-    int line = 1;
+    const char *s = src;
+    /* Columns count characters, not bytes; they are counted on from the last
+     * token of the line (col_from, at column col), so that a long line costs
+     * its length once and not once per token. */
+    const char *col_from = src;
+    int line = 1, col = 1;
     while (s < end) {
         if (*s == '\n') {
             if (n > 0 && toks[n - 1].kind != TK_NEWLINE)
                 push_newline(p, &toks, &n, &cap);
             s++;
             line++;
-            line_start = s;
+            col_from = s;
+            col = 1;
             continue;
         }
         if (*s == ' ' || *s == '\t' || *s == '\r' || *s == '\f') {
@@ -117,10 +122,8 @@ token *lex_tokens(pool *p, diag_ctx *d, int *ntok) {
                 s++;
             continue;
         }
-        /* column in characters, not bytes */
-        int col = 1;
-        for (const char *q = line_start; q < s; q++)
-            col += ((unsigned char)*q & 0xc0) != 0x80;
+        for (; col_from < s; col_from++)
+            col += ((unsigned char)*col_from & 0xc0) != 0x80;
         src_loc loc = {line, col};
         token *t = VEC_PUSH(p, toks, n, cap);
         *t = (token){.text = s, .pos = (size_t)(s - src), .loc = loc};
@@ -190,9 +193,8 @@ token *lex_tokens(pool *p, diag_ctx *d, int *ntok) {
     if (n > 0 && toks[n - 1].kind != TK_NEWLINE)
         push_newline(p, &toks, &n, &cap);
     /* EOF sits after the last character, where "expected ..." should point */
-    int col = 1;
-    for (const char *q = line_start; q < end; q++)
-        col += ((unsigned char)*q & 0xc0) != 0x80;
+    for (; col_from < end; col_from++)
+        col += ((unsigned char)*col_from & 0xc0) != 0x80;
     token *t = VEC_PUSH(p, toks, n, cap);
     *t = (token){TK_EOF, end, 0, (size_t)(end - src), {line, col}, 0, 0};
     *ntok = n;

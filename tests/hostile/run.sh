@@ -73,6 +73,14 @@ stack() {
 stack 15000 > plan_15000_layers.frost
 expect plan_15000_layers 0 "" 10 plan
 
+# The lexer counted each token's column from the start of its line: a 1 MB
+# line took minutes.
+{
+    stack 1
+    awk 'BEGIN { printf "config c { train"; for (k = 0; k < 170000; k++) printf " fc1.*"; print " }" }'
+} > lex_1mb_line.frost
+expect lex_1mb_line 0 "" 10 plan
+
 [ "$failed" -eq 0 ] || echo "(frost: $frost)"
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]
