@@ -86,6 +86,10 @@ enum { MAX_CALL_DEPTH = 64 };
 
 ir_graph *elab_graph(elab_ctx *e) { return e->g; }
 
+/* Past diag.c's error limit elaboration stops: the loops over statements,
+ * arguments and items check this. */
+static bool halted(const elab_ctx *e) { return e->d->stopped; }
+
 /* ---------------------------------------------------------------- diagnostics */
 
 /* Notes naming the calls that led to the last error, innermost first. */
@@ -843,7 +847,7 @@ static bool match_args(elab_ctx *e, const ast_stmt *st, const op_def *op, ir_nod
     int nints = 0;
     bool ok = true, saw_keyword = false, ints_too_many = false;
     int pos = 0;
-    for (int k = 0; k < st->nargs; k++) {
+    for (int k = 0; k < st->nargs && !halted(e); k++) {
         const ast_arg *a = &st->args[k];
         if (!a->name) {
             if (saw_keyword) {
@@ -1042,7 +1046,7 @@ static int elab_call(elab_ctx *e, const ast_stmt *st, int di, const char *full) 
     cval *vals = pool_alloc(e->pool, sizeof *vals * (size_t)(np + 1));
     bool ok = true, saw_keyword = false;
     int pos = 0;
-    for (int k = 0; k < st->nargs; k++) {
+    for (int k = 0; k < st->nargs && !halted(e); k++) {
         const ast_arg *a = &st->args[k];
         if (!a->name) {
             if (saw_keyword) {
@@ -1083,7 +1087,7 @@ static int elab_call(elab_ctx *e, const ast_stmt *st, int di, const char *full) 
             ok = false;
         }
     }
-    if (!ok)
+    if (!ok || halted(e))
         return -1;
 
     frame f = {.parent = e->fr, .def = def, .prefix = full, .call_loc = st->op_loc, .depth = e->fr->depth + 1};
@@ -1100,7 +1104,7 @@ static int elab_call(elab_ctx *e, const ast_stmt *st, int di, const char *full) 
     for (int k = 0; k < np; k++)
         add_sym(e, def->params[k].name, vals[k].kind == CV_TENSOR && vals[k].i < 0, vals[k], def->params[k].loc);
     const ast_block *body = def->body;
-    for (int k = 0; k + 1 < body->nstmts; k++)
+    for (int k = 0; k + 1 < body->nstmts && !halted(e); k++)
         elab_stmt(e, &body->stmts[k]);
     const ast_stmt *ret = &body->stmts[body->nstmts - 1]; /* parse.c made sure */
     IR_ASSERT(ret->kind == ST_RETURN);
@@ -1170,7 +1174,7 @@ static void elab_if(elab_ctx *e, const ast_stmt *st) {
         return;
     }
     const ast_block *b = c ? st->body : st->else_body;
-    for (int k = 0; b && k < b->nstmts; k++)
+    for (int k = 0; b && k < b->nstmts && !halted(e); k++)
         elab_stmt(e, &b->stmts[k]);
 }
 
@@ -1238,7 +1242,7 @@ static void find_recursion(elab_ctx *e, int d, int *state, int *stack, int depth
  * no recursion. */
 static void collect_defs(elab_ctx *e) {
     const ast_file *f = e->file;
-    for (int k = 0; k < f->nstmts; k++) {
+    for (int k = 0; k < f->nstmts && !halted(e); k++) {
         const ast_stmt *st = &f->stmts[k];
         if (st->kind != ST_DEF)
             continue;
@@ -1287,7 +1291,7 @@ static void collect_defs(elab_ctx *e) {
 
 static void elab_output(elab_ctx *e, const ast_stmt *st) {
     ir_graph *g = e->g;
-    for (int k = 0; k < st->nnames; k++) {
+    for (int k = 0; k < st->nnames && !halted(e); k++) {
         sym *s = lookup(e, st->names[k], st->name_locs[k]);
         if (!s)
             continue;
@@ -1433,7 +1437,7 @@ static void elab_optimizer(elab_ctx *e, const ast_stmt *st) {
         return;
     }
     bool ok = true;
-    for (int k = 0; k < st->nargs; k++) {
+    for (int k = 0; k < st->nargs && !halted(e); k++) {
         const ast_arg *a = &st->args[k];
         if (!a->name) {
             err(e, a->loc, "hyper-parameters of optimizer %s are given by name, as in %s(lr=0.1) (it has %s)", st->op,
@@ -1519,7 +1523,7 @@ static void elab_file(elab_ctx *e, const frost_define *defs, int ndefs) {
         err(e, f->stmts[0].loc, "expected 'model NAME' as the first statement");
     collect_defs(e);
     const ast_stmt *model = NULL, *dflt = NULL, *bn = NULL, *optim = NULL;
-    for (int k = 0; k < f->nstmts; k++) {
+    for (int k = 0; k < f->nstmts && !halted(e); k++) {
         const ast_stmt *st = &f->stmts[k];
         e->top.cur = st;
         switch (st->kind) {

@@ -103,7 +103,7 @@ token *lex_tokens(pool *p, diag_ctx *d, int *ntok) {
      * its length once and not once per token. */
     const char *col_from = src;
     int line = 1, col = 1;
-    while (s < end) {
+    while (s < end && !d->stopped) {
         if (*s == '\n') {
             if (n > 0 && toks[n - 1].kind != TK_NEWLINE)
                 push_newline(p, &toks, &n, &cap);

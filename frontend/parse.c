@@ -71,6 +71,7 @@ typedef struct {
     int depth;         /* open def/if blocks: ';' and '}' may end a statement */
     bool eof_reported; /* an unclosed block was reported; enclosing ones stay quiet */
     jmp_buf *fail;     /* where a syntax error resumes (the innermost statement) */
+    jmp_buf stop;      /* where parsing ends when diag.c's error limit is passed */
 } parser;
 
 static const char *describe(pool *p, const token *t) {
@@ -87,7 +88,7 @@ static _Noreturn void fail_at(parser *ps, src_loc at, const char *fmt, ...) {
     va_start(ap, fmt);
     diag_verror(ps->d, "error", at, fmt, ap);
     va_end(ap);
-    longjmp(*ps->fail, 1);
+    longjmp(ps->d->stopped ? ps->stop : *ps->fail, 1);
 }
 
 /* "expected X, got Y" at the current token */
@@ -766,6 +767,8 @@ ast_file *parse_file(pool *p, diag_ctx *d, token *toks) {
     ps->tok = toks;
     ast_file *f = pool_alloc(p, sizeof *f);
     int errors = d->errors;
+    if (setjmp(ps->stop))
+        return NULL;
     for (;;) {
         while (ps->tok->kind == TK_NEWLINE)
             ps->tok++;

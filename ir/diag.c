@@ -19,6 +19,8 @@ void diag_init(diag_ctx *d, const char *file, const char *src, size_t len, FILE 
     d->src_len = len;
     d->out = out ? out : stderr;
     d->errors = d->warnings = 0;
+    d->error_limit = DIAG_ERROR_LIMIT;
+    d->stopped = false;
 }
 
 /* Length of the UTF-8 sequence at s (at most n bytes), 0 if invalid. */
@@ -101,7 +103,7 @@ static void print_source_line(const diag_ctx *d, src_loc at, FILE *out) {
     fputs("^\n", out);
 }
 
-void diag_verror(diag_ctx *d, const char *kind, src_loc at, const char *fmt, va_list ap) {
+static void emit(diag_ctx *d, const char *kind, src_loc at, const char *fmt, va_list ap) {
     if (!d->out)
         d->out = stderr;
     /* The diagnostic is put together in memory and written in one go: stderr
@@ -125,10 +127,31 @@ void diag_verror(diag_ctx *d, const char *kind, src_loc at, const char *fmt, va_
             fwrite(text, 1, len, d->out);
         free(text);
     }
-    if (strcmp(kind, "error") == 0)
-        d->errors++;
-    else if (strcmp(kind, "warning") == 0)
-        d->warnings++;
+}
+
+static void emitf(diag_ctx *d, const char *kind, src_loc at, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    emit(d, kind, at, fmt, ap);
+    va_end(ap);
+}
+
+/* Past the error limit (as clang's -ferror-limit) one last error says so and
+ * everything after it is dropped: the first errors tell what is wrong, the
+ * rest of a flood (a line of garbage, a file of typos) would only cost time
+ * and output. Callers see d->stopped and stop early. */
+void diag_verror(diag_ctx *d, const char *kind, src_loc at, const char *fmt, va_list ap) {
+    bool error = strcmp(kind, "error") == 0;
+    d->errors += error;
+    if (d->stopped)
+        return;
+    if (error && d->error_limit > 0 && d->errors > d->error_limit) {
+        d->stopped = true;
+        emitf(d, "error", at, "too many errors emitted, stopping now");
+        return;
+    }
+    d->warnings += strcmp(kind, "warning") == 0;
+    emit(d, kind, at, fmt, ap);
 }
 
 void diag_error(diag_ctx *d, src_loc at, const char *fmt, ...) {

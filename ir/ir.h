@@ -67,10 +67,16 @@ typedef struct diag_ctx {
     size_t src_len;
     FILE *out;          /* where messages go (stderr in the CLI, a memstream in tests) */
     int errors, warnings;
+    int error_limit;    /* after this many errors, one "too many errors" and silence; 0: none */
+    bool stopped;       /* the limit was passed: what reports errors should stop soon */
 } diag_ctx;
 
+#define DIAG_ERROR_LIMIT 20
+
+/* error_limit is DIAG_ERROR_LIMIT. */
 void diag_init(diag_ctx *d, const char *file, const char *src, size_t len, FILE *out);
-/* Print "file:line:col: error: msg", then the source line and a caret under col. */
+/* Print "file:line:col: error: msg", then the source line and a caret under col.
+ * Errors are counted even when stopped. */
 void diag_error(diag_ctx *d, src_loc at, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 void diag_warning(diag_ctx *d, src_loc at, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 void diag_note(diag_ctx *d, src_loc at, const char *fmt, ...) __attribute__((format(printf, 3, 4)));

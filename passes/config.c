@@ -81,19 +81,19 @@ static src_loc loc_at(const src_loc *locs, int k, src_loc fallback) { return loc
 
 static bool check_patterns(const ir_graph *g, const ir_config *c, diag_ctx *d) {
     bool ok = true;
-    for (int k = 0; k < c->ntrain; k++)
+    for (int k = 0; k < c->ntrain && !d->stopped; k++)
         if (!matches_some_param(g, c->train[k])) {
             diag_error(d, loc_at(c->train_loc, k, c->loc), "pattern '%s' in config '%s' matches no parameter",
                        c->train[k], c->name);
             ok = false;
         }
-    for (int k = 0; k < c->nfreeze; k++)
+    for (int k = 0; k < c->nfreeze && !d->stopped; k++)
         if (!matches_some_param(g, c->freeze[k])) {
             diag_error(d, loc_at(c->freeze_loc, k, c->loc), "pattern '%s' in config '%s' matches no parameter",
                        c->freeze[k], c->name);
             ok = false;
         }
-    for (int k = 0; k < c->ngrad; k++) {
+    for (int k = 0; k < c->ngrad && !d->stopped; k++) {
         int v = ir_find_value(g, c->grad[k]);
         if (v < 0 || g->vals[v].kind != VAL_INPUT) {
             diag_error(d, loc_at(c->grad_loc, k, c->loc), "'grad %s' in config '%s': no input of that name",
@@ -117,7 +117,7 @@ static bool set_input_grad(ir_graph *g, const char *name, diag_ctx *d) {
 bool pass_config(ir_module *m, const frost_select *sel, diag_ctx *d) {
     ir_graph *g = m->graph;
     bool ok = true;
-    for (int k = 0; k < g->nconfigs; k++)
+    for (int k = 0; k < g->nconfigs && !d->stopped; k++)
         ok &= check_patterns(g, &g->configs[k], d);
 
     const ir_config *chosen = NULL;

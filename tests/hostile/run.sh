@@ -22,11 +22,11 @@ cd "$tmp" || exit 1
 
 passed=0 failed=0
 
-# expect NAME STATUS FIRST_LINE SECONDS SUBCOMMAND: run frost SUBCOMMAND on
-# NAME.frost (compile writes into out/, which must stay empty unless STATUS
-# is 0); FIRST_LINE "" means stderr must be empty.
+# expect NAME STATUS FIRST_LINE SECONDS SUBCOMMAND [MAX_STDERR_BYTES]: run
+# frost SUBCOMMAND on NAME.frost (compile writes into out/, which must stay
+# empty unless STATUS is 0); FIRST_LINE "" means stderr must be empty.
 expect() {
-    local name=$1 want_status=$2 want_first=$3 limit=$4 cmd=$5
+    local name=$1 want_status=$2 want_first=$3 limit=$4 cmd=$5 max_bytes=${6:-}
     local problems=() args=()
     rm -rf out && mkdir out
     [ "$cmd" = compile ] && args=(-o out/x.o -O0)
@@ -41,6 +41,10 @@ expect() {
     local first
     first=$(head -n 1 stderr)
     [ "$first" = "$want_first" ] || problems+=("first line of stderr: '${first:0:300}', expected '$want_first'")
+    local bytes
+    bytes=$(wc -c < stderr)
+    [ -z "$max_bytes" ] || [ "$bytes" -le "$max_bytes" ] ||
+        problems+=("$bytes bytes on stderr, expected at most $max_bytes")
     if [ "$want_status" -ne 0 ]; then
         local leftovers
         leftovers=$(ls -A out)
@@ -80,6 +84,21 @@ expect plan_15000_layers 0 "" 10 plan
     awk 'BEGIN { printf "config c { train"; for (k = 0; k < 170000; k++) printf " fc1.*"; print " }" }'
 } > lex_1mb_line.frost
 expect lex_1mb_line 0 "" 10 plan
+
+# ---------------------------------------------------------------- floods of errors
+
+# There was no error limit: 20,000 errors on one 60 kB line wrote 1.6 GB.
+# Now 20 errors, then "too many errors", each with the line and a caret.
+{
+    echo "model m"
+    awk 'BEGIN { printf "x = "; for (k = 0; k < 60000; k++) printf "@"; print "" }'
+} > lex_error_flood.frost
+expect lex_error_flood 1 "lex_error_flood.frost:2:5: error: unexpected character '@'" 10 compile $((21 * 130000))
+{
+    stack 1
+    awk 'BEGIN { printf "output nope0"; for (k = 1; k < 20000; k++) printf ", nope%d", k; print "" }'
+} > elab_error_flood.frost
+expect elab_error_flood 1 "elab_error_flood.frost:8:8: error: undefined name 'nope0'" 10 compile $((21 * 400000))
 
 [ "$failed" -eq 0 ] || echo "(frost: $frost)"
 echo "$passed passed, $failed failed"

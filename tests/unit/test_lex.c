@@ -276,6 +276,41 @@ START_TEST(diag_no_location_and_wide_gutter) {
 }
 END_TEST
 
+START_TEST(diag_error_limit) {
+    fixture f;
+    const char *src = "x = y\n";
+    fx_open(&f, src, strlen(src));
+    ck_assert_int_eq(f.d.error_limit, DIAG_ERROR_LIMIT);
+    f.d.error_limit = 2;
+    diag_error(&f.d, (src_loc){0, 0}, "one");
+    diag_error(&f.d, (src_loc){0, 0}, "two");
+    diag_note(&f.d, (src_loc){0, 0}, "a note of the last error shown");
+    ck_assert(!f.d.stopped);
+    diag_error(&f.d, (src_loc){1, 5}, "three");
+    ck_assert(f.d.stopped);
+    diag_note(&f.d, (src_loc){0, 0}, "a note of an error not shown");
+    diag_warning(&f.d, (src_loc){0, 0}, "w");
+    diag_error(&f.d, (src_loc){0, 0}, "four");
+    ck_assert_str_eq(fx_text(&f), "t.frost: error: one\n"
+                                  "t.frost: error: two\n"
+                                  "t.frost: note: a note of the last error shown\n"
+                                  "t.frost:1:5: error: too many errors emitted, stopping now\n"
+                                  "    1 | x = y\n"
+                                  "      |     ^\n");
+    ck_assert_int_eq(f.d.errors, 4); /* still counted: callers compare counts */
+    ck_assert_int_eq(f.d.warnings, 0);
+    fx_close(&f);
+
+    fx_open(&f, src, strlen(src));
+    f.d.error_limit = 0; /* no limit */
+    for (int k = 0; k < 100; k++)
+        diag_error(&f.d, (src_loc){0, 0}, "e");
+    ck_assert(!f.d.stopped);
+    ck_assert_int_eq(f.d.errors, 100);
+    fx_close(&f);
+}
+END_TEST
+
 /* An unbuffered stream, like stderr, that counts the writes reaching it. */
 typedef struct {
     int writes;
@@ -357,6 +392,7 @@ int main(void) {
     tcase_add_test(td, diag_tabs_utf8_and_kinds);
     tcase_add_test(td, diag_no_location_and_wide_gutter);
     tcase_add_test(td, diag_one_write_per_message);
+    tcase_add_test(td, diag_error_limit);
     suite_add_tcase(s, td);
     TCase *tp = tcase_create("pool");
     tcase_add_test(tp, pool_alloc_grow_printf);
