@@ -60,6 +60,11 @@
 #include <setjmp.h>
 #include <string.h>
 
+/* Nesting no sane model comes near, checked so that hostile input cannot
+ * run the recursive descent here, or the recursive evaluation in elab.c, off
+ * the end of the stack (docs/language.md, Limits). */
+enum { MAX_EXPR_DEPTH = 1000 };
+
 /* Where statements stand: return is only allowed directly in a def body. */
 typedef enum { IN_TOP, IN_TOP_IF, IN_DEF, IN_DEF_IF } stmt_ctx;
 
@@ -69,6 +74,7 @@ typedef struct {
     token *tok;        /* current token */
     bool in_config;    /* recovery must skip to the closing brace */
     int depth;         /* open def/if blocks: ';' and '}' may end a statement */
+    int expr_depth;    /* nesting of the expression being parsed (see nest()) */
     bool eof_reported; /* an unclosed block was reported; enclosing ones stay quiet */
     jmp_buf *fail;     /* where a syntax error resumes (the innermost statement) */
     jmp_buf stop;      /* where parsing ends when diag.c's error limit is passed */
@@ -172,6 +178,18 @@ static ast_expr *new_expr(parser *ps, ast_expr_kind kind, src_loc loc) {
 
 static ast_expr *expr(parser *ps);
 
+/* One more level of expression nesting, at token t: '(', '[', dim(, unary
+ * '-' or 'not', or one more operator of a chain (a + b + c is a left-deep
+ * tree, and elab.c recurses once per operator). Callers restore the depth
+ * when the construct ends; a syntax error's recovery resets it. */
+static void nest(parser *ps, const token *t) {
+    if (++ps->expr_depth > MAX_EXPR_DEPTH)
+        fail_at(ps, t->loc,
+                "expression nested more than %d deep (each parenthesis, bracket, unary operator and operator "
+                "of a chain is one level)",
+                MAX_EXPR_DEPTH);
+}
+
 static ast_expr *name_expr(parser *ps, const token *t) {
     ast_expr *e = new_expr(ps, EX_NAME, t->loc);
     e->name = tok_str(ps, t);
@@ -182,6 +200,7 @@ static ast_expr *name_expr(parser *ps, const token *t) {
  * current token is the '(' */
 static ast_expr *dim_call(parser *ps, const token *t) {
     ast_expr *e = new_expr(ps, EX_DIM, t->loc);
+    nest(ps, t);
     ps->tok++;
     skip_continuation(ps);
     if (!is_name(ps->tok))
@@ -196,6 +215,7 @@ static ast_expr *dim_call(parser *ps, const token *t) {
     if (!is_punct(ps->tok, ')'))
         expected(ps, "')' (dim takes a tensor and an index)");
     ps->tok++;
+    ps->expr_depth--;
     return e;
 }
 
@@ -231,14 +251,17 @@ static ast_expr *primary(parser *ps) {
         return name_expr(ps, t);
     }
     if (is_punct(t, '(')) {
+        nest(ps, t);
         ps->tok++;
         skip_continuation(ps);
         ast_expr *e = expr(ps);
         skip_newlines_before_closer(ps, ')');
         skip_punct(ps, ')');
+        ps->expr_depth--;
         return e;
     }
     if (is_punct(t, '[')) {
+        nest(ps, t);
         ps->tok++;
         ast_expr *e = new_expr(ps, EX_LIST, t->loc);
         int cap = 0;
@@ -254,6 +277,7 @@ static ast_expr *primary(parser *ps) {
         if (!is_punct(ps->tok, ']'))
             expected(ps, "',' or ']'");
         ps->tok++;
+        ps->expr_depth--;
         return e;
     }
     expected(ps, "an expression");
@@ -262,22 +286,27 @@ static ast_expr *primary(parser *ps) {
 static ast_expr *unary(parser *ps) {
     if (is_punct(ps->tok, '-')) {
         ast_expr *e = new_expr(ps, EX_NEG, ps->tok->loc);
+        nest(ps, ps->tok);
         ps->tok++;
         e->lhs = unary(ps);
+        ps->expr_depth--;
         return e;
     }
     return primary(ps);
 }
 
 static ast_expr *binary(parser *ps, ast_expr *lhs, ast_expr *(*operand)(parser *), const char *ops) {
+    int depth = ps->expr_depth;
     while (ps->tok->kind == TK_PUNCT && ps->tok->len == 1 && strchr(ops, ps->tok->text[0])) {
         ast_expr *e = new_expr(ps, EX_BIN, ps->tok->loc);
         e->op = ps->tok->text[0];
+        nest(ps, ps->tok);
         ps->tok++;
         e->lhs = lhs;
         e->rhs = operand(ps);
         lhs = e;
     }
+    ps->expr_depth = depth;
     return lhs;
 }
 
@@ -306,9 +335,11 @@ static ast_expr *comparison(parser *ps) {
         return lhs;
     ast_expr *e = new_expr(ps, EX_CMP, ps->tok->loc);
     e->op = op;
+    nest(ps, ps->tok);
     ps->tok++;
     e->lhs = lhs;
     e->rhs = sum(ps);
+    ps->expr_depth--;
     if (cmp_op(ps->tok))
         fail_at(ps, ps->tok->loc, "comparisons cannot be chained; combine them with 'and'");
     return e;
@@ -317,8 +348,10 @@ static ast_expr *comparison(parser *ps) {
 static ast_expr *negation(parser *ps) {
     if (is_word(ps->tok, "not")) {
         ast_expr *e = new_expr(ps, EX_NOT, ps->tok->loc);
+        nest(ps, ps->tok);
         ps->tok++;
         e->lhs = negation(ps);
+        ps->expr_depth--;
         return e;
     }
     return comparison(ps);
@@ -326,13 +359,16 @@ static ast_expr *negation(parser *ps) {
 
 static ast_expr *logical(parser *ps, ast_expr *(*operand)(parser *), const char *word, ast_expr_kind kind) {
     ast_expr *lhs = operand(ps);
+    int depth = ps->expr_depth;
     while (is_word(ps->tok, word)) {
         ast_expr *e = new_expr(ps, kind, ps->tok->loc);
+        nest(ps, ps->tok);
         ps->tok++;
         e->lhs = lhs;
         e->rhs = operand(ps);
         lhs = e;
     }
+    ps->expr_depth = depth;
     return lhs;
 }
 
@@ -530,6 +566,7 @@ static ast_block *block(parser *ps, stmt_ctx ctx, const char *what, src_loc owne
             b->nstmts--;
             b->had_error = true;
             ps->depth = depth;
+            ps->expr_depth = 0;
             recover(ps, true);
         }
         ps->fail = outer;
@@ -788,6 +825,7 @@ ast_file *parse_file(pool *p, diag_ctx *d, token *toks) {
                 ps->in_config = false;
             }
             ps->depth = 0;
+            ps->expr_depth = 0;
             recover(ps, false);
         }
     }

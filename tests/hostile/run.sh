@@ -70,6 +70,45 @@ stack() {
     }'
 }
 
+# rep N TEXT: TEXT N times, no newline
+rep() { awk -v n="$1" -v s="$2" 'BEGIN { for (k = 0; k < n; k++) printf "%s", s }'; }
+
+# ---------------------------------------------------------------- deep nesting
+
+# Each of these overflowed the stack (SIGSEGV) in the parser or in elab.c's
+# recursive evaluation. An expression nests at most 1000 deep; the error
+# points at the token one past the limit.
+deep="expression nested more than 1000 deep (each parenthesis, bracket, unary operator and operator of a chain is one level)"
+{ echo "model m"; echo "const N = $(rep 60000 "(")1$(rep 60000 ")")"; } > deep_parens.frost
+expect deep_parens 1 "deep_parens.frost:2:1011: error: $deep" 10 compile
+{ echo "model m"; echo "const N = $(rep 100000 "[")1$(rep 100000 "]")"; } > deep_brackets.frost
+expect deep_brackets 1 "deep_brackets.frost:2:1011: error: $deep" 10 compile
+{ echo "model m"; echo "const N = $(rep 100000 "-")1"; } > deep_minus.frost
+expect deep_minus 1 "deep_minus.frost:2:1011: error: $deep" 10 compile
+{ echo "model m"; echo "if $(rep 100000 "not ")true {"; echo "}"; } > deep_not.frost
+expect deep_not 1 "deep_not.frost:2:4004: error: $deep" 10 compile
+# a + b + ... is a left-deep tree: depth 1 per operator
+{ echo "model m"; echo "const N = 1$(rep 200000 "+1")"; } > long_sum.frost
+expect long_sum 1 "long_sum.frost:2:2012: error: $deep" 10 compile
+# at the limit everything still works (and fits the stack under ASan)
+{
+    echo "model m"
+    echo "const A = $(rep 1000 "(")8$(rep 1000 ")")"
+    echo "const B = 1$(rep 998 "+1") - 998"
+    echo "const C = $(rep 1000 "-")8"
+    echo "input x : f32[A, B * C]"
+    echo "input t : f32[A, 8]"
+    echo "if $(rep 1000 "not ")true {"
+    echo "    h = x"
+    echo "} else {"
+    echo "    h = relu(x)"
+    echo "}"
+    echo "fc = linear(h, 8)"
+    echo "loss = mse_loss(fc, t)"
+    echo "output loss"
+} > nesting_at_limits.frost
+expect nesting_at_limits 0 "" 10 plan
+
 # ---------------------------------------------------------------- quadratic time
 
 # Every new name was checked against all earlier ones with strcmp: 10,000
