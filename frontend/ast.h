@@ -90,7 +90,7 @@ typedef enum {
     ST_DEFAULT,   /* default NAME */
     ST_ALIAS,     /* NAME = value (an EX_NAME): a second name for a value */
     ST_DEF,       /* def NAME(params) { body } */
-    ST_IF,        /* if value { body } [ else { else_body } ] */
+    ST_IF,        /* if c1 { ... } [ else if c2 { ... } ]... [ else { else_body } ]: arms */
     ST_RETURN,    /* return value (an EX_NAME), or return op(args) (op set) */
     ST_BATCHNORM, /* batchnorm eval|train: bn_eval */
     ST_OPTIMIZER, /* optimizer NAME [(KEY=VALUE, ...)]: op, op_loc, args */
@@ -106,6 +106,13 @@ typedef struct {
     bool had_error;              /* a statement in it failed to parse (and was dropped) */
 } ast_block;
 
+/* One `if COND { ... }` of an if statement: the first, then each `else if`. */
+typedef struct {
+    src_loc loc;     /* its 'if' */
+    ast_expr *cond;
+    ast_block *body;
+} ast_arm;
+
 typedef struct {
     const char *name;
     src_loc loc;
@@ -118,7 +125,7 @@ struct ast_stmt {
     src_loc loc;        /* the statement's first token */
     const char *name;   /* model/const/input/binding/alias/config/default/def name */
     src_loc name_loc;
-    ast_expr *value;    /* const value; alias target; if condition; returned name */
+    ast_expr *value;    /* const value; alias target; returned name */
     const char *dtype;  /* input */
     src_loc dtype_loc;
     ast_expr **dims; int ndims;
@@ -129,8 +136,11 @@ struct ast_stmt {
     const char **names; src_loc *name_locs; int nnames; /* output */
     ast_cfg_item *items; int nitems;                     /* config */
     ast_param *params; int nparams;                      /* def */
-    ast_block *body;      /* def, if */
-    ast_block *else_body; /* if: NULL without else; `else if` is an else block holding one ST_IF */
+    ast_block *body;      /* def */
+    /* if: the `if` and each `else if`, in order. A chain of else-ifs is one
+     * statement, not nested ones, so that its length costs no stack. */
+    ast_arm *arms; int narms;
+    ast_block *else_body; /* if: the final `else`, NULL without */
     bool bn_eval;         /* batchnorm eval */
 };
 

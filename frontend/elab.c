@@ -51,7 +51,8 @@ struct frame {
     sym *syms;
     int nsyms, capsyms;
     str_map sym_ids;      /* name -> index in syms of its first symbol */
-    const ast_stmt *cur;  /* statement being elaborated (for "used before its definition") */
+    src_loc cur;          /* start of the statement (or else-if) being elaborated, for "used
+                           * before its definition"; line 0: none */
     int depth;
 };
 
@@ -240,7 +241,8 @@ static void scan_assignments(const ast_stmt *stmts, int n, const char *name, src
     for (int k = 0; k < n; k++) {
         const ast_stmt *st = &stmts[k];
         if (st->kind == ST_IF) {
-            scan_assignments(st->body->stmts, st->body->nstmts, name, from, before, after);
+            for (int i = 0; i < st->narms; i++)
+                scan_assignments(st->arms[i].body->stmts, st->arms[i].body->nstmts, name, from, before, after);
             if (st->else_body)
                 scan_assignments(st->else_body->stmts, st->else_body->nstmts, name, from, before, after);
             continue;
@@ -307,7 +309,7 @@ static sym *lookup(elab_ctx *e, const char *name, src_loc at) {
     const ast_stmt *stmts = f->def ? f->def->body->stmts : e->file->stmts;
     int n = f->def ? f->def->body->nstmts : e->file->nstmts;
     const ast_stmt *before = NULL, *after = NULL;
-    scan_assignments(stmts, n, name, f->cur ? f->cur->loc : (src_loc){0, 0}, &before, &after);
+    scan_assignments(stmts, n, name, f->cur, &before, &after);
     if (after) {
         err(e, at, "'%s' is used before its definition", name);
         note(e, after->name_loc, "'%s' is defined here", name);
@@ -1023,7 +1025,8 @@ static void poison_block(elab_ctx *e, const ast_block *b) {
     for (int k = 0; b && k < b->nstmts; k++) {
         const ast_stmt *st = &b->stmts[k];
         if (st->kind == ST_IF) {
-            poison_block(e, st->body);
+            for (int i = 0; i < st->narms; i++)
+                poison_block(e, st->arms[i].body);
             poison_block(e, st->else_body);
         } else if ((st->kind == ST_BIND || st->kind == ST_ALIAS) && !find_local(e->fr, st->name)) {
             add_sym(e, st->name, true, tensor_val(-1), st->name_loc);
@@ -1108,7 +1111,7 @@ static int elab_call(elab_ctx *e, const ast_stmt *st, int di, const char *full) 
         elab_stmt(e, &body->stmts[k]);
     const ast_stmt *ret = &body->stmts[body->nstmts - 1]; /* parse.c made sure */
     IR_ASSERT(ret->kind == ST_RETURN);
-    f.cur = ret;
+    f.cur = ret->loc;
     int result = -1;
     if (ret->op) {
         /* `return op(...)`: its value takes the call's own name */
@@ -1166,14 +1169,24 @@ static void elab_alias(elab_ctx *e, const ast_stmt *st) {
     add_sym(e, st->name, !s, s ? s->v : tensor_val(-1), st->name_loc);
 }
 
+/* The first arm whose condition holds, else the else block. A condition
+ * that fails poisons what the arms from there on and the else assign. */
 static void elab_if(elab_ctx *e, const ast_stmt *st) {
-    bool c;
-    if (!eval_cond(e, st->value, "the condition of 'if'", &c)) {
-        poison_block(e, st->body);
-        poison_block(e, st->else_body);
-        return;
+    const ast_block *b = st->else_body;
+    for (int k = 0; k < st->narms; k++) {
+        e->fr->cur = st->arms[k].loc;
+        bool c;
+        if (!eval_cond(e, st->arms[k].cond, "the condition of 'if'", &c)) {
+            for (; k < st->narms; k++)
+                poison_block(e, st->arms[k].body);
+            poison_block(e, st->else_body);
+            return;
+        }
+        if (c) {
+            b = st->arms[k].body;
+            break;
+        }
     }
-    const ast_block *b = c ? st->body : st->else_body;
     for (int k = 0; b && k < b->nstmts && !halted(e); k++)
         elab_stmt(e, &b->stmts[k]);
 }
@@ -1181,8 +1194,8 @@ static void elab_if(elab_ctx *e, const ast_stmt *st) {
 /* A statement that may stand in a def or if block (and at the top level). */
 static void elab_stmt(elab_ctx *e, const ast_stmt *st) {
     frame *f = e->fr;
-    const ast_stmt *outer = f->cur;
-    f->cur = st;
+    src_loc outer = f->cur;
+    f->cur = st->loc;
     switch (st->kind) {
     case ST_BIND: elab_bind(e, st); break;
     case ST_ALIAS: elab_alias(e, st); break;
@@ -1199,7 +1212,8 @@ static void collect_calls(const ast_block *b, const ast_stmt ***calls, int *n, i
     for (int k = 0; b && k < b->nstmts; k++) {
         const ast_stmt *st = &b->stmts[k];
         if (st->kind == ST_IF) {
-            collect_calls(st->body, calls, n, cap, p);
+            for (int i = 0; i < st->narms; i++)
+                collect_calls(st->arms[i].body, calls, n, cap, p);
             collect_calls(st->else_body, calls, n, cap, p);
         } else if (st->op) {
             *VEC_PUSH(p, *calls, *n, *cap) = st;
@@ -1525,7 +1539,7 @@ static void elab_file(elab_ctx *e, const frost_define *defs, int ndefs) {
     const ast_stmt *model = NULL, *dflt = NULL, *bn = NULL, *optim = NULL;
     for (int k = 0; k < f->nstmts && !halted(e); k++) {
         const ast_stmt *st = &f->stmts[k];
-        e->top.cur = st;
+        e->top.cur = st->loc;
         switch (st->kind) {
         case ST_MODEL:
             if (model) {
@@ -1556,7 +1570,7 @@ static void elab_file(elab_ctx *e, const frost_define *defs, int ndefs) {
         case ST_RETURN: IR_ASSERT(!"return at the top level"); break;
         }
     }
-    e->top.cur = NULL;
+    e->top.cur = (src_loc){0, 0};
     if (dflt) /* configs may follow `default` */
         elab_default(e, dflt);
     for (int k = 0; k < g->nconfigs; k++) /* and `batchnorm` */

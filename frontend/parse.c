@@ -63,7 +63,7 @@
 /* Nesting no sane model comes near, checked so that hostile input cannot
  * run the recursive descent here, or the recursive evaluation in elab.c, off
  * the end of the stack (docs/language.md, Limits). */
-enum { MAX_EXPR_DEPTH = 1000 };
+enum { MAX_EXPR_DEPTH = 1000, MAX_BLOCK_DEPTH = 256 };
 
 /* Where statements stand: return is only allowed directly in a def body. */
 typedef enum { IN_TOP, IN_TOP_IF, IN_DEF, IN_DEF_IF } stmt_ctx;
@@ -539,6 +539,8 @@ static ast_block *block(parser *ps, stmt_ctx ctx, const char *what, src_loc owne
         ps->tok = t;
     if (!is_punct(ps->tok, '{'))
         expected(ps, "'{'");
+    if (ps->depth >= MAX_BLOCK_DEPTH)
+        fail_at(ps, ps->tok->loc, "blocks nested more than %d deep", MAX_BLOCK_DEPTH);
     ast_block *b = pool_alloc(ps->pool, sizeof *b);
     b->open_loc = ps->tok->loc;
     ps->tok++;
@@ -577,28 +579,29 @@ static ast_block *block(parser *ps, stmt_ctx ctx, const char *what, src_loc owne
     return b;
 }
 
+/* if ... { } else if ... { } ... else { }: each `else if` adds an arm in
+ * this loop, so a chain of any length nests nothing. */
 static void if_stmt(parser *ps, ast_stmt *st, stmt_ctx ctx) {
     stmt_ctx inner = ctx == IN_TOP || ctx == IN_TOP_IF ? IN_TOP_IF : IN_DEF_IF;
     st->kind = ST_IF;
     st->loc = ps->tok->loc;
-    ps->tok++;
-    st->value = expr(ps);
-    st->body = block(ps, inner, "'if'", st->loc);
-    token *t = ps->tok; /* `else` may stand on the line after the '}' */
-    while (t->kind == TK_NEWLINE)
-        t++;
-    if (!is_word(t, "else"))
-        return;
-    ps->tok = t + 1;
-    if (is_word(ps->tok, "if")) {
-        st->else_body = pool_alloc(ps->pool, sizeof *st->else_body);
-        st->else_body->open_loc = ps->tok->loc;
-        ast_stmt *elif = VEC_PUSH(ps->pool, st->else_body->stmts, st->else_body->nstmts, st->else_body->capstmts);
-        *elif = (ast_stmt){0};
-        if_stmt(ps, elif, ctx);
-        st->else_body->close_loc = elif->else_body ? elif->else_body->close_loc : elif->body->close_loc;
-    } else {
-        st->else_body = block(ps, inner, "'else'", t->loc);
+    int cap = 0;
+    for (;;) {
+        ast_arm *arm = VEC_PUSH(ps->pool, st->arms, st->narms, cap);
+        arm->loc = ps->tok->loc;
+        ps->tok++;
+        arm->cond = expr(ps);
+        arm->body = block(ps, inner, "'if'", arm->loc);
+        token *t = ps->tok; /* `else` may stand on the line after the '}' */
+        while (t->kind == TK_NEWLINE)
+            t++;
+        if (!is_word(t, "else"))
+            return;
+        ps->tok = t + 1;
+        if (!is_word(ps->tok, "if")) {
+            st->else_body = block(ps, inner, "'else'", t->loc);
+            return;
+        }
     }
 }
 

@@ -109,6 +109,42 @@ expect long_sum 1 "long_sum.frost:2:2012: error: $deep" 10 compile
 } > nesting_at_limits.frost
 expect nesting_at_limits 0 "" 10 plan
 
+# Blocks ('if' and def bodies) nest at most 256 deep.
+{
+    echo "model m"; echo "input x : f32[2, 4]"
+    rep 50000 $'if true {\n'; echo "h = relu(x)"; rep 50000 $'}\n'
+} > deep_ifs.frost
+expect deep_ifs 1 "deep_ifs.frost:259:9: error: blocks nested more than 256 deep" 10 compile
+# An else-if chain is one statement, however long (it recursed once per
+# 'else if' in the parser and in elab.c).
+{
+    stack 1
+    echo "if false {"; echo "    g = relu(x)"
+    rep 50000 $'} else if false {\n    g = relu(x)\n'
+    echo "} else if true {"; echo "    g = relu(fc1)"; echo "} else {"; echo "    g = x"; echo "}"
+    echo "output g"
+} > long_else_if.frost
+expect long_else_if 0 "" 10 plan
+# The deepest stack a valid model can ask for: 64 nested def calls, each
+# inside 255 nested ifs of its def (the def body is the 256th block), and an
+# expression 1000 deep at the bottom.
+{
+    echo "model m"; echo "input x : f32[2, 4]"; echo "input t : f32[2, 8]"
+    for k in $(seq 1 64); do
+        echo "def f$k(x) {"
+        rep 255 $'if true {\n'
+        if [ "$k" -eq 1 ]; then
+            echo "y = linear(x, $(rep 1000 "(")8$(rep 1000 ")"))"
+        else
+            echo "y = f$((k - 1))(x)"
+        fi
+        rep 255 $'}\n'
+        echo "return y"; echo "}"
+    done
+    echo "h = f64(x)"; echo "loss = mse_loss(h, t)"; echo "output loss"
+} > deepest_valid_stack.frost
+expect deepest_valid_stack 0 "" 10 plan
+
 # ---------------------------------------------------------------- quadratic time
 
 # Every new name was checked against all earlier ones with strcmp: 10,000

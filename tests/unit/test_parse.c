@@ -264,7 +264,9 @@ START_TEST(defs_and_blocks) {
     const ast_stmt *iff = &b->stmts[1];
     ck_assert_int_eq(iff->kind, ST_IF);
     ck_assert_int_eq(iff->loc.line, 4);
-    const ast_expr *c = iff->value; /* (stride != 1) or (dim(x, -1) != planes) */
+    ck_assert_int_eq(iff->narms, 2);
+    ck_assert_int_eq(iff->arms[0].loc.line, 4);
+    const ast_expr *c = iff->arms[0].cond; /* (stride != 1) or (dim(x, -1) != planes) */
     ck_assert_int_eq(c->kind, EX_OR);
     ck_assert_int_eq(c->loc.col, 20);
     ck_assert_int_eq(c->lhs->kind, EX_CMP);
@@ -275,20 +277,19 @@ START_TEST(defs_and_blocks) {
     ck_assert_str_eq(c->rhs->lhs->lhs->name, "x");
     ck_assert_int_eq(c->rhs->lhs->rhs->kind, EX_NEG);
     ck_assert_int_eq(c->rhs->lhs->loc.col, 23);
-    ck_assert_int_eq(iff->body->nstmts, 2);
-    ck_assert_str_eq(iff->body->stmts[0].name, "downsample.0");
-    ck_assert_int_eq(iff->body->stmts[1].kind, ST_ALIAS);
-    ck_assert_str_eq(iff->body->stmts[1].name, "identity");
-    ck_assert_str_eq(iff->body->stmts[1].value->name, "downsample.0");
-    /* else if: an else block holding one if, with its own else on the next line */
-    ck_assert_ptr_nonnull(iff->else_body);
-    ck_assert_int_eq(iff->else_body->nstmts, 1);
-    const ast_stmt *elif = &iff->else_body->stmts[0];
-    ck_assert_int_eq(elif->kind, ST_IF);
-    ck_assert_int_eq(elif->value->kind, EX_NOT);
+    const ast_block *then = iff->arms[0].body;
+    ck_assert_int_eq(then->nstmts, 2);
+    ck_assert_str_eq(then->stmts[0].name, "downsample.0");
+    ck_assert_int_eq(then->stmts[1].kind, ST_ALIAS);
+    ck_assert_str_eq(then->stmts[1].name, "identity");
+    ck_assert_str_eq(then->stmts[1].value->name, "downsample.0");
+    /* else if: a second arm of the same statement; the final else on the next line */
+    const ast_arm *elif = &iff->arms[1];
+    ck_assert_int_eq(elif->cond->kind, EX_NOT);
     ck_assert_int_eq(elif->body->nstmts, 1);
-    ck_assert_int_eq(elif->else_body->nstmts, 2); /* ';' separates statements */
-    ck_assert_str_eq(elif->else_body->stmts[1].name, "extra");
+    ck_assert_ptr_nonnull(iff->else_body);
+    ck_assert_int_eq(iff->else_body->nstmts, 2); /* ';' separates statements */
+    ck_assert_str_eq(iff->else_body->stmts[1].name, "extra");
 
     const ast_stmt *ret = &b->stmts[3];
     ck_assert_int_eq(ret->kind, ST_RETURN);
@@ -307,9 +308,10 @@ START_TEST(defs_and_blocks) {
     ck_assert_str_eq(call->args[2].name, "stride");
     const ast_stmt *top_if = &a->stmts[4];
     ck_assert_int_eq(top_if->kind, ST_IF);
-    ck_assert_int_eq(top_if->value->op, CMP_GT);
+    ck_assert_int_eq(top_if->narms, 1);
+    ck_assert_int_eq(top_if->arms[0].cond->op, CMP_GT);
     ck_assert_ptr_null(top_if->else_body);
-    ck_assert_int_eq(top_if->body->stmts[0].kind, ST_ALIAS);
+    ck_assert_int_eq(top_if->arms[0].body->stmts[0].kind, ST_ALIAS);
     ck_assert_int_eq(a->stmts[5].kind, ST_BATCHNORM);
     ck_assert(a->stmts[5].bn_eval);
     ck_assert_int_eq(a->stmts[5].name_loc.col, 11);
