@@ -1221,35 +1221,71 @@ static void collect_calls(const ast_block *b, const ast_stmt ***calls, int *n, i
     }
 }
 
+/* "a -> b -> c -> a" for the cycle stack[from..depth] closed by a call back
+ * to stack[from]; a long cycle shows its ends only. */
+static const char *cycle_text(elab_ctx *e, const int *stack, int from, int depth) {
+    enum { ENDS = 3 };
+    int len = depth - from + 1;
+    size_t size = 64;
+    for (int i = from; i <= depth; i++)
+        if (len <= 2 * ENDS + 2 || i < from + ENDS || i > depth - ENDS)
+            size += strlen(e->defs[stack[i]]->name) + 4;
+    char *text = pool_alloc(e->pool, size + strlen(e->defs[stack[from]]->name));
+    size_t n = 0;
+    for (int i = from; i <= depth; i++) {
+        if (len > 2 * ENDS + 2 && i == from + ENDS) {
+            n += (size_t)snprintf(text + n, size - n, "... %d more -> ", len - 2 * ENDS);
+            i = depth - ENDS + 1;
+        }
+        n += (size_t)snprintf(text + n, size - n, "%s -> ", e->defs[stack[i]]->name);
+    }
+    strcpy(text + n, e->defs[stack[from]]->name);
+    return text;
+}
+
 /* Depth-first search over "def calls def" (all branches): a call back into
- * a def on the stack closes a cycle. Such defs are marked bad. */
-static void find_recursion(elab_ctx *e, int d, int *state, int *stack, int depth) {
-    state[d] = 1;
-    stack[depth] = d;
-    const ast_stmt **calls = NULL;
-    int n = 0, cap = 0;
-    collect_calls(e->defs[d]->body, &calls, &n, &cap, e->pool);
-    for (int k = 0; k < n; k++) {
-        int c = find_def(e, calls[k]->op);
-        if (c < 0)
+ * a def on the stack closes a cycle, whose defs are marked bad. The stack is
+ * explicit: a chain of 100,000 defs must not recurse 100,000 deep. */
+static void find_recursion(elab_ctx *e) {
+    int n = e->ndefs;
+    int *state = pool_alloc(e->pool, sizeof *state * (size_t)(n + 1)); /* 0 new, 1 on the stack, 2 done */
+    int *pos = pool_alloc(e->pool, sizeof *pos * (size_t)(n + 1));     /* on the stack: its index there */
+    int *stack = pool_alloc(e->pool, sizeof *stack * (size_t)(n + 1));
+    int *next = pool_alloc(e->pool, sizeof *next * (size_t)(n + 1));   /* per stack entry: next call */
+    const ast_stmt ***calls = pool_alloc(e->pool, sizeof *calls * (size_t)(n + 1));
+    int *ncalls = pool_alloc(e->pool, sizeof *ncalls * (size_t)(n + 1));
+    for (int d = 0; d < n; d++) {
+        int cap = 0;
+        collect_calls(e->defs[d]->body, &calls[d], &ncalls[d], &cap, e->pool);
+    }
+    for (int root = 0; root < n && !halted(e); root++) {
+        if (state[root])
             continue;
-        if (state[c] == 1) {
-            int from = depth;
-            while (stack[from] != c)
-                from--;
-            const char *path = "";
-            for (int i = from; i <= depth; i++) {
-                path = pool_printf(e->pool, "%s%s -> ", path, e->defs[stack[i]]->name);
-                e->def_bad[stack[i]] = true;
+        int depth = 0;
+        stack[0] = root, next[0] = 0, pos[root] = 0, state[root] = 1;
+        while (depth >= 0 && !halted(e)) {
+            int d = stack[depth];
+            if (next[depth] == ncalls[d]) {
+                state[d] = 2;
+                depth--;
+                continue;
             }
-            err(e, calls[k]->op_loc, "recursive call of '%s' (%s%s); a def cannot call itself, directly or through "
-                                     "other defs",
-                e->defs[c]->name, path, e->defs[c]->name);
-        } else if (state[c] == 0) {
-            find_recursion(e, c, state, stack, depth + 1);
+            const ast_stmt *call = calls[d][next[depth]++];
+            int c = find_def(e, call->op);
+            if (c < 0 || state[c] == 2)
+                continue;
+            if (state[c] == 0) {
+                depth++;
+                stack[depth] = c, next[depth] = 0, pos[c] = depth, state[c] = 1;
+                continue;
+            }
+            for (int i = pos[c]; i <= depth; i++)
+                e->def_bad[stack[i]] = true;
+            err(e, call->op_loc, "recursive call of '%s' (%s); a def cannot call itself, directly or through other "
+                                 "defs",
+                e->defs[c]->name, cycle_text(e, stack, pos[c], depth));
         }
     }
-    state[d] = 2;
 }
 
 /* Gather the defs: one per name, not the name of an op, sound parameters,
@@ -1294,11 +1330,7 @@ static void collect_defs(elab_ctx *e) {
         *VEC_PUSH(e->pool, e->def_params, m, e->capparams) = params;
         *VEC_PUSH(e->pool, e->defs, e->ndefs, e->capdefs) = st;
     }
-    int *state = pool_alloc(e->pool, sizeof *state * (size_t)(e->ndefs + 1));
-    int *stack = pool_alloc(e->pool, sizeof *stack * (size_t)(e->ndefs + 1));
-    for (int d = 0; d < e->ndefs; d++)
-        if (state[d] == 0)
-            find_recursion(e, d, state, stack, 0);
+    find_recursion(e);
 }
 
 /* ---------------------------------------------------------------- outputs, configs */

@@ -145,6 +145,25 @@ expect long_else_if 0 "" 10 plan
 } > deepest_valid_stack.frost
 expect deepest_valid_stack 0 "" 10 plan
 
+# 100,000 defs, each calling the previous one: the search for recursive defs
+# recursed once per def. Now the call depth limit speaks, at the 65th call
+# (in f99936: the top level calls f99999).
+{
+    echo "model m"; echo "input x : f32[2, 4]"
+    echo "def f0(x) {"; echo "return relu(x)"; echo "}"
+    awk 'BEGIN { for (k = 1; k < 100000; k++) printf "def f%d(x) {\nreturn f%d(x)\n}\n", k, k - 1 }'
+    echo "h = f99999(x)"
+} > def_chain.frost
+expect def_chain 1 "def_chain.frost:299812:8: error: calls of defs are nested more than 64 deep" 10 compile
+# A cycle through 20,000 defs: found without recursion, and named by its ends
+# (the message once listed every def, built by 20,000 concatenations).
+{
+    echo "model m"; echo "input x : f32[2, 4]"
+    awk 'BEGIN { for (k = 0; k < 20000; k++) printf "def f%d(x) {\nreturn f%d(x)\n}\n", k, (k + 1) % 20000 }'
+    echo "h = f0(x)"
+} > def_cycle.frost
+expect def_cycle 1 "def_cycle.frost:60001:8: error: recursive call of 'f0' (f0 -> f1 -> f2 -> ... 19994 more -> f19997 -> f19998 -> f19999 -> f0); a def cannot call itself, directly or through other defs" 10 compile
+
 # ---------------------------------------------------------------- quadratic time
 
 # Every new name was checked against all earlier ones with strcmp: 10,000
