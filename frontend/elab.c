@@ -61,6 +61,12 @@ typedef struct {
     const char *msg;
 } seen_error;
 
+/* A block whose statements elab_stmts() is walking: stmts[next] is next. */
+typedef struct {
+    const ast_stmt *stmts;
+    int n, next;
+} open_block;
+
 struct elab_ctx {
     pool *pool;
     diag_ctx *d;
@@ -81,6 +87,8 @@ struct elab_ctx {
     str_map config_ids;    /* config name -> index in g->configs */
     str_map output_ids;    /* name of an output value -> index in g->outputs */
     sym scratch;           /* lookup result that is not a symbol of the scope */
+    open_block *open;      /* elab_stmts' blocks, of every scope (innermost last) */
+    int nopen, capopen;
 };
 
 enum { MAX_CALL_DEPTH = 64 };
@@ -1004,7 +1012,7 @@ int elab_add_param(elab_ctx *e, ir_node *n, const char *suffix, ir_val_kind kind
 
 /* ---------------------------------------------------------------- calls of defs */
 
-static void elab_stmt(elab_ctx *e, const ast_stmt *st);
+static void elab_stmts(elab_ctx *e, const ast_stmt *stmts, int n);
 static int apply(elab_ctx *e, const ast_stmt *st, const char *full, src_loc name_loc);
 
 /* "basic_block(x, planes, stride=1)" */
@@ -1107,8 +1115,7 @@ static int elab_call(elab_ctx *e, const ast_stmt *st, int di, const char *full) 
     for (int k = 0; k < np; k++)
         add_sym(e, def->params[k].name, vals[k].kind == CV_TENSOR && vals[k].i < 0, vals[k], def->params[k].loc);
     const ast_block *body = def->body;
-    for (int k = 0; k + 1 < body->nstmts && !halted(e); k++)
-        elab_stmt(e, &body->stmts[k]);
+    elab_stmts(e, body->stmts, body->nstmts - 1);
     const ast_stmt *ret = &body->stmts[body->nstmts - 1]; /* parse.c made sure */
     IR_ASSERT(ret->kind == ST_RETURN);
     f.cur = ret->loc;
@@ -1169,10 +1176,11 @@ static void elab_alias(elab_ctx *e, const ast_stmt *st) {
     add_sym(e, st->name, !s, s ? s->v : tensor_val(-1), st->name_loc);
 }
 
-/* The first arm whose condition holds, else the else block. A condition
- * that fails poisons what the arms from there on and the else assign. */
-static void elab_if(elab_ctx *e, const ast_stmt *st) {
-    const ast_block *b = st->else_body;
+/* The branch an if takes: its first arm whose condition holds, else its
+ * else block (NULL when there is none). A condition that fails poisons what
+ * the arms from there on and the else assign, and nothing is taken. */
+static const ast_block *elab_if(elab_ctx *e, const ast_stmt *st) {
+    const ast_block *taken = st->else_body;
     for (int k = 0; k < st->narms; k++) {
         e->fr->cur = st->arms[k].loc;
         bool c;
@@ -1180,30 +1188,45 @@ static void elab_if(elab_ctx *e, const ast_stmt *st) {
             for (; k < st->narms; k++)
                 poison_block(e, st->arms[k].body);
             poison_block(e, st->else_body);
-            return;
+            taken = NULL;
+            break;
         }
         if (c) {
-            b = st->arms[k].body;
+            taken = st->arms[k].body;
             break;
         }
     }
-    for (int k = 0; b && k < b->nstmts && !halted(e); k++)
-        elab_stmt(e, &b->stmts[k]);
+    flush_calls(e);
+    return taken;
 }
 
-/* A statement that may stand in a def or if block (and at the top level). */
-static void elab_stmt(elab_ctx *e, const ast_stmt *st) {
-    frame *f = e->fr;
-    src_loc outer = f->cur;
-    f->cur = st->loc;
-    switch (st->kind) {
-    case ST_BIND: elab_bind(e, st); break;
-    case ST_ALIAS: elab_alias(e, st); break;
-    case ST_IF: elab_if(e, st); break;
-    default: IR_ASSERT(!"statement not allowed in a block");
+/* Statements stmts[0..n) of a scope (bindings, aliases, ifs), with the
+ * branches of its ifs taken in place. The branches being walked are kept
+ * on e->open, not on the C stack: that grows only with the calls of defs
+ * (MAX_CALL_DEPTH), whatever the ifs' nesting. */
+static void elab_stmts(elab_ctx *e, const ast_stmt *stmts, int n) {
+    int base = e->nopen;
+    *VEC_PUSH(e->pool, e->open, e->nopen, e->capopen) = (open_block){stmts, n, 0};
+    while (e->nopen > base && !halted(e)) {
+        open_block *top = &e->open[e->nopen - 1]; /* moves when a call below pushes more */
+        if (top->next == top->n) {
+            e->nopen--;
+            continue;
+        }
+        const ast_stmt *st = &top->stmts[top->next++];
+        e->fr->cur = st->loc;
+        const ast_block *b = NULL;
+        switch (st->kind) {
+        case ST_BIND: elab_bind(e, st); break;
+        case ST_ALIAS: elab_alias(e, st); break;
+        case ST_IF: b = elab_if(e, st); break;
+        default: IR_ASSERT(!"statement not allowed in a block");
+        }
+        flush_calls(e);
+        if (b)
+            *VEC_PUSH(e->pool, e->open, e->nopen, e->capopen) = (open_block){b->stmts, b->nstmts, 0};
     }
-    f->cur = outer;
-    flush_calls(e);
+    e->nopen = base;
 }
 
 /* ---------------------------------------------------------------- defs */
@@ -1586,7 +1609,7 @@ static void elab_file(elab_ctx *e, const frost_define *defs, int ndefs) {
         case ST_INPUT: elab_input(e, st); break;
         case ST_BIND:
         case ST_ALIAS:
-        case ST_IF: elab_stmt(e, st); break;
+        case ST_IF: elab_stmts(e, st, 1); break;
         case ST_OUTPUT: elab_output(e, st); break;
         case ST_CONFIG: elab_config(e, st); break;
         case ST_DEFAULT: once(e, st, &dflt, "default"); break;
