@@ -136,6 +136,7 @@ struct ast_stmt {
     const char **names; src_loc *name_locs; int nnames; /* output */
     ast_cfg_item *items; int nitems;                     /* config */
     ast_param *params; int nparams;                      /* def */
+    int ntokens;          /* def: its length in tokens, what each call of it costs (elab.c) */
     ast_block *body;      /* def */
     /* if: the `if` and each `else if`, in order. A chain of else-ifs is one
      * statement, not nested ones, so that its length costs no stack. */

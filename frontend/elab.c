@@ -48,9 +48,9 @@ struct frame {
     const ast_stmt *def;  /* the ST_DEF being expanded; NULL at the top level */
     const char *prefix;   /* graph names made here are "<prefix>.<name>"; NULL at the top level */
     src_loc call_loc;     /* the callee's name in the call */
-    sym *syms;
-    int nsyms, capsyms;
-    str_map sym_ids;      /* name -> index in syms of its first symbol */
+    int base, nsyms;      /* its symbols: e->syms[base, base + nsyms) */
+    str_map sym_ids;      /* name -> index among them of its first symbol; built once there are
+                           * more than SMALL_FRAME (a def body's own few names are scanned) */
     src_loc cur;          /* start of the statement (or else-if) being elaborated, for "used
                            * before its definition"; line 0: none */
     int depth;
@@ -87,17 +87,28 @@ struct elab_ctx {
     str_map config_ids;    /* config name -> index in g->configs */
     str_map output_ids;    /* name of an output value -> index in g->outputs */
     sym scratch;           /* lookup result that is not a symbol of the scope */
+    sym *syms;             /* the symbols of every frame, innermost last: a call's go when it ends */
+    int nsyms, capsyms;
+    int64_t expanded;      /* tokens of the defs called so far (MAX_EXPANSION) */
+    bool halt;             /* a size limit was passed: stop elaborating */
     open_block *open;      /* elab_stmts' blocks, of every scope (innermost last) */
     int nopen, capopen;
 };
 
-enum { MAX_CALL_DEPTH = 64 };
+/* Limits on what a model may expand to (docs/language.md, Limits). Defs that
+ * call each other twice each, 30 deep, would expand to 2^30 calls: the work
+ * must end at a located error, not after hours. MAX_NODES bounds the graph
+ * (100,000 nodes already take the passes after elaboration seconds and GBs);
+ * MAX_EXPANSION bounds the work of the calls themselves, nodes or not: each
+ * call costs its def's length in tokens, which bounds the work elaborating
+ * it can do besides its own calls. */
+enum { MAX_CALL_DEPTH = 64, MAX_NODES = 100000, MAX_EXPANSION = 4000000 };
 
 ir_graph *elab_graph(elab_ctx *e) { return e->g; }
 
-/* Past diag.c's error limit elaboration stops: the loops over statements,
- * arguments and items check this. */
-static bool halted(const elab_ctx *e) { return e->d->stopped; }
+/* Past diag.c's error limit, or past a limit above, elaboration stops: the
+ * loops over statements, arguments and items check this. */
+static bool halted(const elab_ctx *e) { return e->halt || e->d->stopped; }
 
 /* ---------------------------------------------------------------- diagnostics */
 
@@ -198,15 +209,37 @@ static const char *suggest(elab_ctx *e, const char *name, const char **cands, in
     return best ? pool_printf(e->pool, "; did you mean '%s'?", best) : "";
 }
 
-static sym *find_local(const frame *f, const char *name) {
-    int k = map_find(&f->sym_ids, name);
-    return k < 0 ? NULL : &f->syms[k];
+enum { SMALL_FRAME = 8 };
+
+/* The first symbol of frame f named s[0..len), NULL if none. The pointer is
+ * good until the next add_sym. */
+static sym *find_localn(elab_ctx *e, const frame *f, const char *s, size_t len) {
+    sym *syms = e->syms + f->base;
+    if (f->nsyms > SMALL_FRAME) {
+        int k = map_findn(&f->sym_ids, s, len);
+        return k < 0 ? NULL : &syms[k];
+    }
+    for (int k = 0; k < f->nsyms; k++)
+        if (strncmp(syms[k].name, s, len) == 0 && syms[k].name[len] == '\0')
+            return &syms[k];
+    return NULL;
+}
+
+static sym *find_local(elab_ctx *e, const frame *f, const char *name) {
+    return find_localn(e, f, name, strlen(name));
 }
 
 static void add_sym(elab_ctx *e, const char *name, bool poison, cval v, src_loc loc) {
     frame *f = e->fr;
-    map_put(e->pool, &f->sym_ids, name, f->nsyms);
-    *VEC_PUSH(e->pool, f->syms, f->nsyms, f->capsyms) = (sym){name, poison, v, loc};
+    IR_ASSERT(f->base + f->nsyms == e->nsyms); /* the innermost frame */
+    *VEC_PUSH(e->pool, e->syms, e->nsyms, e->capsyms) = (sym){name, poison, v, loc};
+    f->nsyms++;
+    if (f->nsyms == SMALL_FRAME + 1) {
+        for (int k = 0; k < f->nsyms; k++)
+            map_put(e->pool, &f->sym_ids, e->syms[f->base + k].name, k);
+    } else if (f->nsyms > SMALL_FRAME + 1) {
+        map_put(e->pool, &f->sym_ids, name, f->nsyms - 1);
+    }
 }
 
 static cval tensor_val(int v) { return (cval){.kind = CV_TENSOR, .i = v}; }
@@ -222,7 +255,7 @@ static int find_def(const elab_ctx *e, const char *name) { return map_find(&e->d
  * with a name of the scope nor with any value of the graph, params
  * ("fc1.weight") included. */
 static bool check_new_full(elab_ctx *e, const char *local, const char *full, src_loc at) {
-    sym *s = find_local(e->fr, local);
+    sym *s = find_local(e, e->fr, local);
     int v = ir_find_value(e->g, full);
     if (!s && v < 0)
         return true;
@@ -235,7 +268,7 @@ static bool check_new_full(elab_ctx *e, const char *local, const char *full, src
 static bool check_new_name(elab_ctx *e, const char *local, src_loc at) {
     if (check_new_full(e, local, full_name(e, local), at))
         return true;
-    if (!find_local(e->fr, local)) /* it clashed with a value made elsewhere */
+    if (!find_local(e, e->fr, local)) /* it clashed with a value made elsewhere */
         add_sym(e, local, true, tensor_val(-1), at);
     return false;
 }
@@ -266,9 +299,9 @@ static void scan_assignments(const ast_stmt *stmts, int n, const char *name, src
 
 /* `name` begins with "<local>." for a name `local` of frame f: a value made
  * under it, like conv1.weight or downsample.0.weight. */
-static bool under_local(const frame *f, const char *name) {
+static bool under_local(elab_ctx *e, const frame *f, const char *name) {
     for (const char *dot = strchr(name, '.'); dot; dot = strchr(dot + 1, '.'))
-        if (map_findn(&f->sym_ids, name, (size_t)(dot - name)) >= 0)
+        if (find_localn(e, f, name, (size_t)(dot - name)))
             return true;
     return false;
 }
@@ -277,10 +310,10 @@ static bool under_local(const frame *f, const char *name) {
  * if nothing. A poisoned symbol is returned as such. */
 static sym *resolve(elab_ctx *e, const char *name) {
     frame *f = e->fr;
-    sym *s = find_local(f, name);
+    sym *s = find_local(e, f, name);
     if (s)
         return s;
-    if (!f->def || under_local(f, name)) {
+    if (!f->def || under_local(e, f, name)) {
         /* a value by its graph name: a param (fc1.weight) or one made by a call (b1.fc) */
         int v = ir_find_value(e->g, full_name(e, name));
         if (v >= 0) {
@@ -289,7 +322,7 @@ static sym *resolve(elab_ctx *e, const char *name) {
         }
     }
     if (f->def) {
-        sym *c = find_local(&e->top, name);
+        sym *c = find_local(e, &e->top, name);
         if (c && c->v.kind != CV_TENSOR) /* a top-level const (or a poisoned name) */
             return c;
     }
@@ -304,9 +337,9 @@ static sym *lookup(elab_ctx *e, const char *name, src_loc at) {
         return s->poison ? NULL : s;
     frame *f = e->fr;
     if (f->def) {
-        bool elsewhere = find_local(&e->top, name) || ir_find_value(e->g, name) >= 0;
+        bool elsewhere = find_local(e, &e->top, name) || ir_find_value(e->g, name) >= 0;
         for (frame *p = f->parent; p && !elsewhere; p = p->parent)
-            elsewhere = find_local(p, name) != NULL;
+            elsewhere = find_local(e, p, name) != NULL;
         if (elsewhere) {
             err(e, at, "'%s' is not visible inside def '%s' (a def sees its parameters, its own names and the "
                        "top-level consts); pass it as an argument",
@@ -331,10 +364,10 @@ static sym *lookup(elab_ctx *e, const char *name, src_loc at) {
     int ncands = 0;
     const char **cands = pool_alloc(e->pool, sizeof *cands * (size_t)(f->nsyms + e->top.nsyms + 1));
     for (int k = 0; k < f->nsyms; k++)
-        cands[ncands++] = f->syms[k].name;
+        cands[ncands++] = e->syms[f->base + k].name;
     for (int k = 0; f->def && k < e->top.nsyms; k++)
-        if (e->top.syms[k].v.kind != CV_TENSOR)
-            cands[ncands++] = e->top.syms[k].name;
+        if (e->syms[k].v.kind != CV_TENSOR)
+            cands[ncands++] = e->syms[k].name;
     err(e, at, "undefined name '%s'%s", name, suggest(e, name, cands, ncands));
     return NULL;
 }
@@ -973,6 +1006,12 @@ static int apply_op(elab_ctx *e, const ast_stmt *st, const op_def *op, const cha
     ir_dtype dt = DT_F32;
     ir_shape shape = {0};
     int errors = e->errors;
+    if (g->nnodes >= MAX_NODES) {
+        err(e, st->op_loc, "the model is too large: more than %d nodes (ops applied, calls of defs included)",
+            MAX_NODES);
+        e->halt = true;
+        return -1;
+    }
     if (!match_args(e, st, op, &n) || e->errors > errors)
         return -1;
     bool inferred = op->infer(e, &n, &dt, &shape);
@@ -1036,7 +1075,7 @@ static void poison_block(elab_ctx *e, const ast_block *b) {
             for (int i = 0; i < st->narms; i++)
                 poison_block(e, st->arms[i].body);
             poison_block(e, st->else_body);
-        } else if ((st->kind == ST_BIND || st->kind == ST_ALIAS) && !find_local(e->fr, st->name)) {
+        } else if ((st->kind == ST_BIND || st->kind == ST_ALIAS) && !find_local(e, e->fr, st->name)) {
             add_sym(e, st->name, true, tensor_val(-1), st->name_loc);
         }
     }
@@ -1050,6 +1089,13 @@ static int elab_call(elab_ctx *e, const ast_stmt *st, int di, const char *full) 
         return -1; /* reported at the def */
     if (e->fr->depth >= MAX_CALL_DEPTH) {
         err(e, st->op_loc, "calls of defs are nested more than %d deep", MAX_CALL_DEPTH);
+        return -1;
+    }
+    e->expanded += def->ntokens;
+    if (e->expanded > MAX_EXPANSION) {
+        err(e, st->op_loc, "the model is too large: its calls of defs expand to more than %d tokens of def bodies",
+            MAX_EXPANSION);
+        e->halt = true;
         return -1;
     }
     int np = def->nparams;
@@ -1101,7 +1147,8 @@ static int elab_call(elab_ctx *e, const ast_stmt *st, int di, const char *full) 
     if (!ok || halted(e))
         return -1;
 
-    frame f = {.parent = e->fr, .def = def, .prefix = full, .call_loc = st->op_loc, .depth = e->fr->depth + 1};
+    frame f = {.parent = e->fr, .def = def, .prefix = full, .call_loc = st->op_loc, .depth = e->fr->depth + 1,
+               .base = e->nsyms};
     e->fr = &f;
     int errors = e->errors;
     /* defaults are evaluated in the def's scope before its parameters exist:
@@ -1133,6 +1180,7 @@ static int elab_call(elab_ctx *e, const ast_stmt *st, int di, const char *full) 
     }
     flush_calls(e);
     e->fr = f.parent;
+    e->nsyms = f.base;
     return e->errors > errors ? -1 : result;
 }
 

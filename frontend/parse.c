@@ -651,6 +651,7 @@ static void block_stmt(parser *ps, ast_stmt *st, stmt_ctx ctx) {
 }
 
 static void def_stmt(parser *ps, ast_stmt *st) {
+    const token *start = ps->tok;
     st->kind = ST_DEF;
     ps->tok++;
     st->name = def_name(ps, "a def name", false, &st->name_loc);
@@ -681,6 +682,7 @@ static void def_stmt(parser *ps, ast_stmt *st) {
         expected(ps, "',' or ')'");
     ps->tok++;
     st->body = block(ps, IN_DEF, pool_printf(ps->pool, "def '%s'", st->name), st->loc);
+    st->ntokens = (int)(ps->tok - start);
     const ast_block *b = st->body;
     for (int k = 0; k + 1 < b->nstmts; k++)
         if (b->stmts[k].kind == ST_RETURN)

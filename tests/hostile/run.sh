@@ -169,6 +169,38 @@ expect def_chain 1 "def_chain.frost:299812:8: error: calls of defs are nested mo
 } > def_cycle.frost
 expect def_cycle 1 "def_cycle.frost:60001:8: error: recursive call of 'f0' (f0 -> f1 -> f2 -> ... 19994 more -> f19997 -> f19998 -> f19999 -> f0); a def cannot call itself, directly or through other defs" 10 compile
 
+# ---------------------------------------------------------------- exponential expansion
+
+# defs NAME DEPTH LEAF: f0 returns LEAF, each f(k) calls f(k-1) twice; the
+# top level calls f(DEPTH): 2^DEPTH calls of f0 from a 1.6 kB file.
+defs() {
+    awk -v D="$1" -v leaf="$2" 'BEGIN {
+        print "model m"; print "input x : f32[2, 4]"; print "input t : f32[2, 4]"
+        printf "def f0(x) {\n    return %s\n}\n", leaf
+        for (k = 1; k <= D; k++) printf "def f%d(x) {\n    a = f%d(x)\n    b = f%d(a)\n    return b\n}\n", k, k - 1, k - 1
+        printf "h = f%d(x)\ng = relu(h)\nloss = mse_loss(g, t)\noutput loss\n", D
+    }'
+}
+# 16 deep took 22 s and 700 MB, 30 deep would take days: a model has at
+# most 100,000 nodes, and the error names the calls that led to it.
+defs 30 "relu(x)" > exp_nodes.frost
+expect exp_nodes 1 "exp_nodes.frost:5:12: error: the model is too large: more than 100000 nodes (ops applied, calls of defs included)" 10 compile
+# Calls that make no node at all are bounded too: each call costs its def's
+# length in tokens, 4,000,000 in all.
+defs 40 "x" > exp_calls.frost
+expect exp_calls 1 "exp_calls.frost:8:9: error: the model is too large: its calls of defs expand to more than 4000000 tokens of def bodies" 10 compile
+# The node limit holds for a flat file too (the 100,001st node is fc50001)...
+stack 50001 > too_many_nodes.frost
+expect too_many_nodes 1 "too_many_nodes.frost:100004:11: error: the model is too large: more than 100000 nodes (ops applied, calls of defs included)" 10 compile
+# ... and a genuine 10,000-layer model, written with a def, is fine.
+{
+    echo "model deep"; echo "input x : f32[8, 64]"; echo "input t : f32[8, 64]"
+    echo "def block(x, width) {"; echo "    fc = linear(x, width)"; echo "    return relu(fc)"; echo "}"
+    awk 'BEGIN { prev = "x"; for (k = 1; k <= 10000; k++) { printf "b%d = block(%s, 64)\n", k, prev; prev = "b" k }
+                 printf "loss = mse_loss(%s, t)\noutput loss\n", prev }'
+} > layers_10000_def.frost
+expect layers_10000_def 0 "" 10 plan
+
 # ---------------------------------------------------------------- quadratic time
 
 # Every new name was checked against all earlier ones with strcmp: 10,000
