@@ -157,6 +157,24 @@ void elab_error(elab_ctx *e, src_loc at, const char *fmt, ...) {
     va_end(ap);
 }
 
+/* Inside a def, an error at a place where an earlier call of it failed
+ * already: counted and quiet, like any repeat (verr), without the work of
+ * explaining it again (scanning the body, ranking suggestions), which a def
+ * called 100,000 times would otherwise do 100,000 times. The message is not
+ * compared: it is the same name or callee at the same place. */
+static bool repeated_at(elab_ctx *e, src_loc at) {
+    if (!e->fr->def)
+        return false;
+    for (int k = 0; k < e->nseen; k++)
+        if (e->seen[k].at.line == at.line && e->seen[k].at.col == at.col) {
+            flush_calls(e);
+            e->errors++;
+            e->quiet = true;
+            return true;
+        }
+    return false;
+}
+
 static void note(elab_ctx *e, src_loc at, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 static void note(elab_ctx *e, src_loc at, const char *fmt, ...) {
     if (e->quiet)
@@ -169,37 +187,52 @@ static void note(elab_ctx *e, src_loc at, const char *fmt, ...) {
 
 /* ---------------------------------------------------------------- names */
 
-static int edit_distance(const char *a, const char *b) {
-    size_t n = strlen(b);
-    if (strlen(a) > 64 || n > 64)
-        return 99;
-    int row[65];
-    for (size_t j = 0; j <= n; j++)
-        row[j] = (int)j;
-    for (size_t i = 1; a[i - 1]; i++) {
-        int diag = row[0];
-        row[0] = (int)i;
-        for (size_t j = 1; j <= n; j++) {
-            int up = row[j];
-            int best = diag + (a[i - 1] != b[j - 1]);
-            if (row[j - 1] + 1 < best)
-                best = row[j - 1] + 1;
-            if (up + 1 < best)
-                best = up + 1;
-            row[j] = best;
-            diag = up;
+enum { NEAR = 2 }; /* suggestions are names within this many edits */
+
+/* The edit distance of a and b when it is at most NEAR, else NEAR + 1. Only
+ * the diagonals within NEAR of the main one can hold such distances, so a
+ * candidate costs O(length), not O(length^2): an undefined name among
+ * 100,000 others is ranked against all of them. Names over 64 characters
+ * are never near. */
+static int near_distance(const char *a, const char *b) {
+    size_t la = strlen(a), lb = strlen(b);
+    if (la > 64 || lb > 64 || (la > lb ? la - lb : lb - la) > NEAR)
+        return NEAR + 1;
+    int rows[2][66]; /* row i of the table, capped at NEAR + 1 (out of the band: NEAR + 1) */
+    for (size_t j = 0; j <= lb + 1; j++)
+        rows[0][j] = rows[1][j] = j <= NEAR ? (int)j : NEAR + 1;
+    int *prev = rows[0], *cur = rows[1];
+    for (size_t i = 1; i <= la; i++) {
+        size_t lo = i > NEAR ? i - NEAR : 1, hi = i + NEAR < lb ? i + NEAR : lb;
+        cur[0] = i <= NEAR ? (int)i : NEAR + 1;
+        cur[lo - 1] = lo == 1 ? cur[0] : NEAR + 1;
+        int best = cur[0];
+        for (size_t j = lo; j <= hi; j++) {
+            int d = prev[j - 1] + (a[i - 1] != b[j - 1]);
+            if (prev[j] + 1 < d)
+                d = prev[j] + 1;
+            if (cur[j - 1] + 1 < d)
+                d = cur[j - 1] + 1;
+            cur[j] = d < NEAR + 1 ? d : NEAR + 1;
+            best = cur[j] < best ? cur[j] : best;
         }
+        cur[hi + 1] = NEAR + 1;
+        if (best > NEAR)
+            return NEAR + 1;
+        int *t = prev;
+        prev = cur;
+        cur = t;
     }
-    return row[n];
+    return prev[lb];
 }
 
 /* "; did you mean 'x'?" for the closest candidate within 2 edits, else "".
  * Edits must leave something in common: 'b' does not suggest 'a'. */
 static const char *suggest(elab_ctx *e, const char *name, const char **cands, int n) {
     const char *best = NULL;
-    int bestd = 3;
+    int bestd = NEAR + 1;
     for (int k = 0; k < n; k++) {
-        int dist = edit_distance(name, cands[k]);
+        int dist = near_distance(name, cands[k]);
         size_t longer = strlen(name) > strlen(cands[k]) ? strlen(name) : strlen(cands[k]);
         if (dist < bestd && (size_t)dist < longer) {
             best = cands[k];
@@ -335,6 +368,8 @@ static sym *lookup(elab_ctx *e, const char *name, src_loc at) {
     sym *s = resolve(e, name);
     if (s)
         return s->poison ? NULL : s;
+    if (repeated_at(e, at))
+        return NULL;
     frame *f = e->fr;
     if (f->def) {
         bool elsewhere = find_local(e, &e->top, name) || ir_find_value(e->g, name) >= 0;
@@ -1056,13 +1091,22 @@ static int apply(elab_ctx *e, const ast_stmt *st, const char *full, src_loc name
 
 /* "basic_block(x, planes, stride=1)" */
 static const char *def_signature(elab_ctx *e, const ast_stmt *def) {
-    const char *s = pool_printf(e->pool, "%s(", def->name);
-    for (int k = 0; k < def->nparams; k++) {
+    enum { SHOWN = 16 }; /* parameters listed; the rest are counted */
+    int shown = def->nparams < SHOWN ? def->nparams : SHOWN;
+    size_t size = strlen(def->name) + 40;
+    for (int k = 0; k < shown; k++)
+        size += strlen(def->params[k].name) + (def->params[k].dflt ? strlen(def->params[k].dflt_text) + 1 : 0) + 2;
+    char *s = pool_alloc(e->pool, size);
+    size_t n = (size_t)snprintf(s, size, "%s(", def->name);
+    for (int k = 0; k < shown; k++) {
         const ast_param *p = &def->params[k];
-        s = pool_printf(e->pool, "%s%s%s%s%s", s, k ? ", " : "", p->name, p->dflt ? "=" : "",
-                        p->dflt ? p->dflt_text : "");
+        n += (size_t)snprintf(s + n, size - n, "%s%s%s%s", k ? ", " : "", p->name, p->dflt ? "=" : "",
+                              p->dflt ? p->dflt_text : "");
     }
-    return pool_printf(e->pool, "%s)", s);
+    if (shown < def->nparams)
+        n += (size_t)snprintf(s + n, size - n, ", ... %d more", def->nparams - shown);
+    snprintf(s + n, size - n, ")");
+    return s;
 }
 
 /* Every name assigned in a block (and the blocks in it) becomes poisoned,
@@ -1134,7 +1178,7 @@ static int elab_call(elab_ctx *e, const ast_stmt *st, int di, const char *full) 
             slot[which] = a;
         }
     }
-    for (int k = 0; k < np; k++) {
+    for (int k = 0; k < np && !halted(e); k++) {
         const ast_param *p = &def->params[k];
         if (slot[k])
             ok &= eval_value(e, slot[k]->value, pool_printf(e->pool, "argument '%s' of %s", p->name, def->name),
@@ -1192,6 +1236,8 @@ static int apply(elab_ctx *e, const ast_stmt *st, const char *full, src_loc name
     const op_def *op = op_find(st->op);
     if (op)
         return apply_op(e, st, op, full, name_loc);
+    if (repeated_at(e, st->op_loc))
+        return -1;
     int n = 0;
     const char **names = pool_alloc(e->pool, sizeof *names * (size_t)(op_count + e->ndefs));
     for (int k = 0; k < op_count; k++)

@@ -231,6 +231,37 @@ expect lex_error_flood 1 "lex_error_flood.frost:2:5: error: unexpected character
 } > elab_error_flood.frost
 expect elab_error_flood 1 "elab_error_flood.frost:8:8: error: undefined name 'nope0'" 10 compile $((21 * 400000))
 
+# Explaining an error must not cost as much as the whole file each time.
+# 'did you mean' ranked 60,000 long names with a full edit-distance table
+# per name, for each of 20 undefined names.
+{
+    echo "model m"; echo "input x : f32[2, 4]"
+    awk 'BEGIN { prev = "x"; for (k = 0; k < 60000; k++) {
+                     name = sprintf("a_rather_long_and_descriptive_name_of_layer_%06d", k)
+                     printf "%s = relu(%s)\n", name, prev; prev = name } }'
+    awk 'BEGIN { printf "output zzz_rather_long_and_descriptive_name_of_layer_000000"
+                 for (k = 1; k < 20; k++) printf ", zzz_rather_long_and_descriptive_name_of_layer_%06d", k; print "" }'
+} > suggest_many_names.frost
+expect suggest_many_names 1 "suggest_many_names.frost:60003:8: error: undefined name 'zzz_rather_long_and_descriptive_name_of_layer_000000'" 4 compile
+# A def whose body fails, called 50,000 times among 50,000 consts: each
+# call explained its (quiet) repeat again, scanning and ranking everything.
+{
+    echo "model m"; echo "input x : f32[2, 4]"
+    awk 'BEGIN { for (k = 0; k < 50000; k++) printf "const a_rather_long_and_descriptive_constant_%06d = %d\n", k, k }'
+    echo "def f(x) {"; echo "    return relu(a_rather_long_and_descriptive_constant_x)"; echo "}"
+    awk 'BEGIN { for (k = 0; k < 50000; k++) printf "h%d = f(x)\n", k }'
+} > repeated_def_error.frost
+expect repeated_def_error 1 "repeated_def_error.frost:50004:17: error: undefined name 'a_rather_long_and_descriptive_constant_x'" 10 compile
+# A call missing 19,999 of a def's 20,000 parameters: each message built the
+# signature by 20,000 concatenations, for every missing parameter.
+{
+    echo "model m"; echo "input x : f32[2, 4]"
+    awk 'BEGIN { printf "def f(p0"; for (k = 1; k < 20000; k++) printf ", p%d", k; print ") {" }'
+    echo "    return relu(p0)"; echo "}"
+    echo "h = f(x)"
+} > many_missing_args.frost
+expect many_missing_args 1 "many_missing_args.frost:6:5: error: missing argument 'p1' of f(p0, p1, p2, p3, p4, p5, p6, p7, p8, p9, p10, p11, p12, p13, p14, p15, ... 19984 more)" 10 compile $((22 * 400))
+
 [ "$failed" -eq 0 ] || echo "(frost: $frost)"
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]
