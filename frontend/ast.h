@@ -6,6 +6,11 @@
 
 #include "ir.h"
 
+/* Characters in a name, the prefixes that def calls add included: what a
+ * statement allocates is then bounded whatever the source (docs/language.md,
+ * Limits). */
+enum { MAX_NAME = 1024 };
+
 /* ---------------------------------------------------------------- lex.c */
 
 typedef enum {

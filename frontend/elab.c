@@ -288,6 +288,13 @@ static int find_def(const elab_ctx *e, const char *name) { return map_find(&e->d
  * with a name of the scope nor with any value of the graph, params
  * ("fc1.weight") included. */
 static bool check_new_full(elab_ctx *e, const char *local, const char *full, src_loc at) {
+    size_t len = strlen(full);
+    if (len > MAX_NAME) {
+        err(e, at, "the name '%.20s...%s' is %zu characters long; a name has at most %d, the prefixes of def calls "
+                   "included",
+            full, full + len - 20, len, MAX_NAME);
+        return false;
+    }
     sym *s = find_local(e, e->fr, local);
     int v = ir_find_value(e->g, full);
     if (!s && v < 0)

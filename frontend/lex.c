@@ -137,6 +137,8 @@ token *lex_tokens(pool *p, diag_ctx *d, int *ntok) {
                 while (s < end && is_ident_char((unsigned char)*s))
                     s++;
             }
+            if (s - start > MAX_NAME)
+                diag_error(d, loc, "name is %td characters long; a name has at most %d", s - start, MAX_NAME);
         } else if (is_digit((unsigned char)*s)) {
             while (s < end && is_digit((unsigned char)*s))
                 s++;

@@ -201,6 +201,17 @@ expect too_many_nodes 1 "too_many_nodes.frost:100004:11: error: the model is too
 } > layers_10000_def.frost
 expect layers_10000_def 0 "" 10 plan
 
+# Names have at most 1024 characters, def call prefixes included: each
+# statement of a def called under a 1 MB name used to make a 1 MB name.
+{ echo "model m"; echo "input x : f32[2, 4]"; echo "$(rep 2000 a) = relu(x)"; } > long_name.frost
+expect long_name 1 "long_name.frost:3:1: error: name is 2000 characters long; a name has at most 1024" 10 compile
+{
+    echo "model m"; echo "input x : f32[2, 4]"
+    echo "def f(x) {"; echo "    first_layer = relu(x)"; echo "    return first_layer"; echo "}"
+    echo "$(rep 1020 a) = f(x)"
+} > long_prefix.frost
+expect long_prefix 1 "long_prefix.frost:4:5: error: the name 'aaaaaaaaaaaaaaaaaaaa...aaaaaaaa.first_layer' is 1032 characters long; a name has at most 1024, the prefixes of def calls included" 10 compile
+
 # ---------------------------------------------------------------- quadratic time
 
 # Every new name was checked against all earlier ones with strcmp: 10,000
