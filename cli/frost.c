@@ -547,17 +547,23 @@ static int cmd_compare(int argc, char **argv) {
         pool_free(p);
         return EXIT_USAGE;
     }
-    diag_ctx d;
-    char *src = NULL;
     status = EXIT_BAD_INPUT;
-    /* The first build checks the file and lists its configurations. */
-    a.sel.config = a.nconfigs ? a.configs[0] : "all";
-    ir_module *first = load_module(p, &d, a.input, a.defs, a.ndefs, &a.sel, &src);
-    if (first) {
+    size_t len = 0;
+    char *src = read_file(a.input, &len);
+    if (!src) {
+        fprintf(stderr, "frost: error: cannot read '%s': %s\n", a.input, strerror(errno));
+        pool_free(p);
+        return status;
+    }
+    /* The file is read and elaborated once; each configuration runs the
+     * passes on a fork of that graph in a pool of its own. */
+    diag_ctx d;
+    diag_init(&d, a.input, src, len, stderr);
+    const ir_graph *g = frontend_load(p, &d, a.defs, a.ndefs);
+    if (g) {
         const char **names = a.configs;
         int nnames = a.nconfigs;
         if (!nnames) {
-            const ir_graph *g = first->graph;
             names = pool_alloc(p, sizeof *names * (size_t)(g->nconfigs + 2));
             names[nnames++] = "all";
             for (int k = 0; k < g->nconfigs; k++)
@@ -571,8 +577,8 @@ static int cmd_compare(int argc, char **argv) {
             pool *cp = pool_new();
             frost_select sel = a.sel;
             sel.config = names[k];
-            diag_init(&d, a.input, src, strlen(src), stderr);
-            ir_module *m = frost_build(cp, &d, a.defs, a.ndefs, &sel);
+            diag_init(&d, a.input, src, len, stderr);
+            ir_module *m = frost_build_graph(ir_graph_fork(cp, g), &d, &sel);
             if (m) {
                 compare_row_of(m, names[k], &rows[k]);
                 rows[k].config = names[k];
@@ -581,7 +587,7 @@ static int cmd_compare(int argc, char **argv) {
             pool_free(cp);
         }
         if (ok) {
-            view_compare(first->graph->model, rows, nnames, fmt, stdout);
+            view_compare(g->model, rows, nnames, fmt, stdout);
             status = fflush(stdout) == 0 ? 0 : EXIT_BAD_INPUT;
         }
     }

@@ -2,6 +2,8 @@
  * of a lowered program (for -d style debugging and for tests). */
 #include "ir.h"
 
+#include <string.h>
+
 /* ---------------------------------------------------------------- shapes */
 
 /* Elements of s, or -1 when the count overflows int64 or a dim is negative. */
@@ -66,6 +68,16 @@ ir_graph *ir_graph_new(pool *p) {
     g->pool = p;
     g->default_config = -1;
     return g;
+}
+
+ir_graph *ir_graph_fork(pool *p, const ir_graph *g) {
+    ir_graph *f = pool_alloc(p, sizeof *f);
+    *f = *g;
+    f->pool = p;
+    f->vals = pool_alloc(p, sizeof *f->vals * (size_t)(g->nvals + 1));
+    memcpy(f->vals, g->vals, sizeof *f->vals * (size_t)g->nvals);
+    f->capvals = g->nvals;
+    return f;
 }
 
 int ir_add_value(ir_graph *g, const char *name, ir_val_kind kind, ir_dtype dt, ir_shape shape, src_loc loc) {

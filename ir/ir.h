@@ -210,6 +210,11 @@ typedef struct {
 } ir_graph;
 
 ir_graph *ir_graph_new(pool *p);
+/* A graph for one more run of the passes on what the frontend built once
+ * (frost compare): in pool p, with values of its own (pass_config marks
+ * them); nodes, outputs, configs and names are shared with g, which must
+ * outlive it, and must not grow. */
+ir_graph *ir_graph_fork(pool *p, const ir_graph *g);
 int ir_add_value(ir_graph *g, const char *name, ir_val_kind kind, ir_dtype dt, ir_shape shape, src_loc loc);
 int ir_find_value(const ir_graph *g, const char *name); /* -1 if absent */
 void ir_dump_graph(const ir_graph *g, FILE *out);
@@ -450,6 +455,9 @@ bool glob_match(const char *pattern, const char *name);
  * validate. NULL after reporting errors. */
 ir_module *frost_build(pool *p, diag_ctx *d, const frost_define *defs, int ndefs,
                        const frost_select *sel);
+/* The same after the frontend, for a graph it made; the passes allocate in
+ * g->pool. */
+ir_module *frost_build_graph(ir_graph *g, diag_ctx *d, const frost_select *sel);
 
 /* lower.c: autodiff + residual selection; builds m->train and m->infer.
  * Fails (after reporting) when the module's params, grads, optimizer state

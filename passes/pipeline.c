@@ -16,16 +16,18 @@ static void plan_program(pool *p, ir_program *prog, bool train) {
 
 ir_module *frost_build(pool *p, diag_ctx *d, const frost_define *defs, int ndefs, const frost_select *sel) {
     ir_graph *g = frontend_load(p, d, defs, ndefs);
-    if (!g)
-        return NULL;
-    ir_module *m = pool_alloc(p, sizeof *m);
+    return g ? frost_build_graph(g, d, sel) : NULL;
+}
+
+ir_module *frost_build_graph(ir_graph *g, diag_ctx *d, const frost_select *sel) {
+    ir_module *m = pool_alloc(g->pool, sizeof *m);
     m->graph = g;
     if (!pass_config(m, sel, d) || !pass_optimizer(m, sel, d))
         return NULL;
     m->bn_eval = m->bn_eval || (sel && sel->bn_eval);
     if (!pass_lower(m, d))
         return NULL;
-    plan_program(p, &m->train, true);
-    plan_program(p, &m->infer, false);
+    plan_program(g->pool, &m->train, true);
+    plan_program(g->pool, &m->infer, false);
     return m;
 }
