@@ -476,6 +476,70 @@ START_TEST(empty_input_parses_to_nothing) {
 }
 END_TEST
 
+/* before, n copies of rep, after (malloc'd) */
+static char *repeat(const char *before, const char *rep, int n, const char *after) {
+    size_t len = strlen(before) + strlen(rep) * (size_t)n + strlen(after) + 1;
+    char *s = malloc(len), *q = s;
+    q = stpcpy(q, before);
+    for (int k = 0; k < n; k++)
+        q = stpcpy(q, rep);
+    strcpy(q, after);
+    return s;
+}
+
+/* Past a nesting limit: one located error, then parsing goes on. */
+START_TEST(nesting_limits) {
+    fixture f;
+    char *parens = repeat("model m\nconst A = ", "(", 1001, "1\nconst B = (1\n");
+    ck_assert_ptr_null(parse(&f, parens));
+    ck_assert_int_eq(f.d.errors, 2);
+    ck_assert_ptr_nonnull(strstr(fx_text(&f), "t.frost:2:1011: error: expression nested more than 1000 deep"));
+    ck_assert_ptr_nonnull(strstr(fx_text(&f), "t.frost:3:13: error: expected ')'")); /* the next statement */
+    fx_close(&f);
+    free(parens);
+
+    char *ifs = repeat("model m\n", "if true {\n", 257, "a = x\n");
+    char *src = repeat(ifs, "}\n", 257, "b = relu(x\n");
+    ck_assert_ptr_null(parse(&f, src));
+    ck_assert_int_eq(f.d.errors, 2);
+    ck_assert(strstr(fx_text(&f), "t.frost:258:9: error: blocks nested more than 256 deep\n") == fx_text(&f));
+    ck_assert_ptr_nonnull(strstr(fx_text(&f), "t.frost:517:11: error: expected"));
+    fx_close(&f);
+    free(ifs);
+    free(src);
+
+    /* 1000 levels and 256 blocks are fine */
+    parens = repeat("model m\nconst A = ", "-(", 500, "1");
+    src = repeat(parens, ")", 500, "\n");
+    ck_assert_msg(parse(&f, src) != NULL, "%s", fx_text(&f));
+    fx_close(&f);
+    free(parens);
+    free(src);
+    ifs = repeat("model m\n", "if true {\n", 256, "");
+    src = repeat(ifs, "}\n", 256, "");
+    ck_assert_msg(parse(&f, src) != NULL, "%s", fx_text(&f));
+    fx_close(&f);
+    free(ifs);
+    free(src);
+}
+END_TEST
+
+/* A chain of else-ifs is one statement with an arm each, not nested ifs. */
+START_TEST(long_else_if_chain) {
+    fixture f;
+    char *chain = repeat("model m\nif false { a = x }", " else if false { a = x }", 5000, " else { a = y }\n");
+    ast_file *a = parse(&f, chain);
+    ck_assert_msg(a != NULL, "%s", fx_text(&f));
+    ck_assert_int_eq(a->nstmts, 2);
+    const ast_stmt *iff = &a->stmts[1];
+    ck_assert_int_eq(iff->narms, 5001);
+    ck_assert_int_eq(iff->arms[5000].loc.col, 18 + 4999 * 24 + 7); /* its "if" */
+    ck_assert_str_eq(iff->else_body->stmts[0].value->name, "y");
+    fx_close(&f);
+    free(chain);
+}
+END_TEST
+
 int main(void) {
     Suite *s = suite_create("parse");
     TCase *tc = tcase_create("parse");
@@ -494,6 +558,8 @@ int main(void) {
     tcase_add_test(tc, config_errors);
     tcase_add_test(tc, recovers_per_statement);
     tcase_add_test(tc, empty_input_parses_to_nothing);
+    tcase_add_test(tc, nesting_limits);
+    tcase_add_test(tc, long_else_if_chain);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
