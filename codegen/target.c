@@ -20,14 +20,14 @@ enum { NEAREST = 3 };
 typedef struct {
     const char *want;
     char best[NEAREST][64];
-    int dist[NEAREST]; /* ascending; 99 where unfilled */
+    int dist[NEAREST]; /* ascending; 99 where unfilled (names have at most 64 bytes) */
 } cpu_search;
 
 static void keep_nearest(const char *name, void *ctx) {
     cpu_search *s = ctx;
     if (strlen(name) >= sizeof s->best[0])
         return;
-    int d = diag_edit_distance(s->want, name);
+    int d = diag_edit_distance(s->want, name, 64);
     if (d >= s->dist[NEAREST - 1])
         return;
     int k = NEAREST - 1;

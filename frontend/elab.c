@@ -189,50 +189,13 @@ static void note(elab_ctx *e, src_loc at, const char *fmt, ...) {
 
 enum { NEAR = 2 }; /* suggestions are names within this many edits */
 
-/* The edit distance of a and b when it is at most NEAR, else NEAR + 1. Only
- * the diagonals within NEAR of the main one can hold such distances, so a
- * candidate costs O(length), not O(length^2): an undefined name among
- * 100,000 others is ranked against all of them. Names over 64 characters
- * are never near. */
-static int near_distance(const char *a, const char *b) {
-    size_t la = strlen(a), lb = strlen(b);
-    if (la > 64 || lb > 64 || (la > lb ? la - lb : lb - la) > NEAR)
-        return NEAR + 1;
-    int rows[2][66]; /* row i of the table, capped at NEAR + 1 (out of the band: NEAR + 1) */
-    for (size_t j = 0; j <= lb + 1; j++)
-        rows[0][j] = rows[1][j] = j <= NEAR ? (int)j : NEAR + 1;
-    int *prev = rows[0], *cur = rows[1];
-    for (size_t i = 1; i <= la; i++) {
-        size_t lo = i > NEAR ? i - NEAR : 1, hi = i + NEAR < lb ? i + NEAR : lb;
-        cur[0] = i <= NEAR ? (int)i : NEAR + 1;
-        cur[lo - 1] = lo == 1 ? cur[0] : NEAR + 1;
-        int best = cur[0];
-        for (size_t j = lo; j <= hi; j++) {
-            int d = prev[j - 1] + (a[i - 1] != b[j - 1]);
-            if (prev[j] + 1 < d)
-                d = prev[j] + 1;
-            if (cur[j - 1] + 1 < d)
-                d = cur[j - 1] + 1;
-            cur[j] = d < NEAR + 1 ? d : NEAR + 1;
-            best = cur[j] < best ? cur[j] : best;
-        }
-        cur[hi + 1] = NEAR + 1;
-        if (best > NEAR)
-            return NEAR + 1;
-        int *t = prev;
-        prev = cur;
-        cur = t;
-    }
-    return prev[lb];
-}
-
 /* "; did you mean 'x'?" for the closest candidate within 2 edits, else "".
  * Edits must leave something in common: 'b' does not suggest 'a'. */
 static const char *suggest(elab_ctx *e, const char *name, const char **cands, int n) {
     const char *best = NULL;
     int bestd = NEAR + 1;
     for (int k = 0; k < n; k++) {
-        int dist = near_distance(name, cands[k]);
+        int dist = diag_edit_distance(name, cands[k], NEAR);
         size_t longer = strlen(name) > strlen(cands[k]) ? strlen(name) : strlen(cands[k]);
         if (dist < bestd && (size_t)dist < longer) {
             best = cands[k];

@@ -181,26 +181,38 @@ _Noreturn void ir_panic(const char *file, int line, const char *what) {
     abort();
 }
 
-int diag_edit_distance(const char *a, const char *b) {
-    size_t n = strlen(b);
-    if (strlen(a) > 64 || n > 64)
-        return 99;
-    int row[65];
-    for (size_t j = 0; j <= n; j++)
-        row[j] = (int)j;
-    for (size_t i = 1; a[i - 1]; i++) {
-        int diag = row[0];
-        row[0] = (int)i;
-        for (size_t j = 1; j <= n; j++) {
-            int up = row[j];
-            int best = diag + (a[i - 1] != b[j - 1]);
-            if (row[j - 1] + 1 < best)
-                best = row[j - 1] + 1;
-            if (up + 1 < best)
-                best = up + 1;
-            row[j] = best;
-            diag = up;
+/* Only the diagonals within max of the main one can hold distances up to
+ * max, so a small max makes a candidate cost O(length), not O(length^2): an
+ * undefined name is ranked against 100,000 others in no time. */
+int diag_edit_distance(const char *a, const char *b, int max) {
+    size_t la = strlen(a), lb = strlen(b), band = max > 0 ? (size_t)max : 0;
+    int over = (int)band + 1; /* what any distance beyond max reads as */
+    if (la > 64 || lb > 64 || (la > lb ? la - lb : lb - la) > band)
+        return over;
+    int rows[2][66]; /* rows i-1 and i of the table, capped at over (also outside the band) */
+    for (size_t j = 0; j <= lb + 1; j++)
+        rows[0][j] = rows[1][j] = j <= band ? (int)j : over;
+    int *prev = rows[0], *cur = rows[1];
+    for (size_t i = 1; i <= la; i++) {
+        size_t lo = i > band ? i - band : 1, hi = i + band < lb ? i + band : lb;
+        cur[0] = i <= band ? (int)i : over;
+        cur[lo - 1] = lo == 1 ? cur[0] : over;
+        int best = cur[0];
+        for (size_t j = lo; j <= hi; j++) {
+            int d = prev[j - 1] + (a[i - 1] != b[j - 1]);
+            if (prev[j] + 1 < d)
+                d = prev[j] + 1;
+            if (cur[j - 1] + 1 < d)
+                d = cur[j - 1] + 1;
+            cur[j] = d < over ? d : over;
+            best = cur[j] < best ? cur[j] : best;
         }
+        cur[hi + 1] = over;
+        if (best >= over)
+            return over;
+        int *t = prev;
+        prev = cur;
+        cur = t;
     }
-    return row[n];
+    return prev[lb];
 }

@@ -81,8 +81,9 @@ void diag_error(diag_ctx *d, src_loc at, const char *fmt, ...) __attribute__((fo
 void diag_warning(diag_ctx *d, src_loc at, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 void diag_note(diag_ctx *d, src_loc at, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 void diag_verror(diag_ctx *d, const char *kind, src_loc at, const char *fmt, va_list ap);
-/* Levenshtein distance for did-you-mean hints; 99 when either is over 64 bytes. */
-int diag_edit_distance(const char *a, const char *b);
+/* Levenshtein distance of a and b for did-you-mean hints when it is at most
+ * max, else max + 1; names over 64 bytes are never within max. */
+int diag_edit_distance(const char *a, const char *b, int max);
 
 /* Internal invariant violated: a frost bug, never a user error. */
 #define IR_ASSERT(c)                                                           \
