@@ -418,27 +418,35 @@ static void cg_name_param(LLVMValueRef fn, unsigned i, const char *name, bool al
  * pointers and the arena's state word before any kernel runs, and return an
  * RT_ERR_* code (rt.h) instead of crashing or computing from garbage. */
 
-/* if (bad) return code; then continue in a new block. */
-static void cg_return_if(cg_ctx *c, LLVMValueRef fn, LLVMValueRef bad, int code, const char *name)
+/* if (bad) return code (an i32 value); then continue in a new block. */
+static void cg_return_if(cg_ctx *c, LLVMValueRef fn, LLVMValueRef bad, LLVMValueRef code, const char *name)
 {
     LLVMBasicBlockRef fail = LLVMAppendBasicBlockInContext(c->ctx, fn, name);
     LLVMBasicBlockRef next = LLVMAppendBasicBlockInContext(c->ctx, fn, "ok");
     LLVMBuildCondBr(c->b, bad, fail, next);
     LLVMPositionBuilderAtEnd(c->b, fail);
-    LLVMBuildRet(c->b, LLVMConstInt(c->t_i32, (unsigned long long)code, 0));
+    LLVMBuildRet(c->b, code);
     LLVMPositionBuilderAtEnd(c->b, next);
 }
+
+/* if (rc != 0) return rc: a kernel's or a part's error code becomes the entry point's. */
+static void cg_return_nonzero(cg_ctx *c, LLVMValueRef fn, LLVMValueRef rc)
+{
+    cg_return_if(c, fn, LLVMBuildICmp(c->b, LLVMIntNE, rc, LLVMConstInt(LLVMTypeOf(rc), 0, 0), ""), rc, "fail");
+}
+
+static LLVMValueRef cg_code(cg_ctx *c, int code) { return LLVMConstInt(c->t_i32, (unsigned long long)code, 0); }
 
 /* Return RT_ERR_NULL when p is NULL, RT_ERR_ALIGN when it is not a multiple of align. */
 static void cg_check_ptr(cg_ctx *c, LLVMValueRef fn, LLVMValueRef p, int64_t align)
 {
     LLVMValueRef null = LLVMBuildICmp(c->b, LLVMIntEQ, p, LLVMConstNull(LLVMTypeOf(p)), "");
-    cg_return_if(c, fn, null, RT_ERR_NULL, "null");
+    cg_return_if(c, fn, null, cg_code(c, RT_ERR_NULL), "null");
     if (align > 1) {
         LLVMValueRef low = LLVMBuildAnd(c->b, LLVMBuildPtrToInt(c->b, p, c->t_i64, ""),
                                         LLVMConstInt(c->t_i64, (unsigned long long)(align - 1), 0), "");
         cg_return_if(c, fn, LLVMBuildICmp(c->b, LLVMIntNE, low, LLVMConstInt(c->t_i64, 0, 0), ""),
-                     RT_ERR_ALIGN, "misaligned");
+                     cg_code(c, RT_ERR_ALIGN), "misaligned");
     }
 }
 
@@ -508,9 +516,90 @@ static void cg_prologue(cg_ctx *c, cg_env *env)
     LLVMValueRef tag = LLVMConstInt(c->t_i64, cg_state_tag(c), 0);
     if (env->kind == E_BACKWARD) {
         LLVMValueRef have = LLVMBuildLoad2(c->b, c->t_i64, state, "state");
-        cg_return_if(c, env->fn, LLVMBuildICmp(c->b, LLVMIntNE, have, tag, ""), RT_ERR_STATE, "no_forward");
+        cg_return_if(c, env->fn, LLVMBuildICmp(c->b, LLVMIntNE, have, tag, ""), cg_code(c, RT_ERR_STATE),
+                     "no_forward");
     }
     LLVMBuildStore(c->b, LLVMConstInt(c->t_i64, 0, 0), state);
+}
+
+/* Steps [lo, hi) of env's program as calls in the function being built. */
+static bool cg_steps(cg_ctx *c, const cg_env *env, int lo, int hi)
+{
+    const ir_program *prog = env->prog;
+    for (int s = lo; s < hi; s++) {
+        const ir_step *st = &prog->steps[s];
+        char what[CG_MAX_PREFIX + 64];
+        snprintf(what, sizeof what, "%s_%s: step %d (%s)", c->prefix, entry_suffix[env->kind], s,
+                 st->kernel ? st->kernel : "(null)");
+        if (st->nopnd < 0 || st->nopnd > IR_MAX_OPND)
+            return cg_fail(c, "%s: %d operands", what, st->nopnd);
+        cg_arg args[IR_MAX_OPND];
+        for (int k = 0; k < st->nopnd; k++) {
+            const ir_opnd *o = &st->opnd[k];
+            switch (o->kind) {
+            case OPND_BUF:
+                args[k].kind = A_PTR;
+                if (!(args[k].v = cg_buf_ptr(c, env, what, o->buf, o->writes, &args[k].aligned)))
+                    return false;
+                break;
+            case OPND_INT:
+                args[k].kind = A_INT, args[k].i = o->i;
+                break;
+            case OPND_FLOAT:
+                args[k].kind = A_FLOAT, args[k].f = o->f;
+                break;
+            case OPND_NULL:
+                args[k].kind = A_NULL;
+                break;
+            default:
+                return cg_fail(c, "%s: operand %d has an unknown kind", what, k + 1);
+            }
+        }
+        LLVMValueRef call = cg_call_spec(c, what, st->kernel, args, st->nopnd);
+        if (!call)
+            return false;
+        if (LLVMGetTypeKind(LLVMTypeOf(call)) == LLVMIntegerTypeKind)
+            cg_return_nonzero(c, env->fn, call);
+    }
+    return true;
+}
+
+/* Steps per part of an entry point (cg_part). */
+enum { CG_PART_STEPS = 256 };
+
+/* Steps [lo, hi) in a never-inlined function of their own,
+ * P_<entry>.part<lo>(params, grads, arena, in, out), called from the entry
+ * point being built; returns that call (the part's return code), or NULL
+ * after cg_fail. */
+static LLVMValueRef cg_part(cg_ctx *c, const cg_env *env, int lo, int hi)
+{
+    char name[CG_MAX_PREFIX + 48];
+    snprintf(name, sizeof name, "%s_%s.part%d", c->prefix, entry_suffix[env->kind], lo);
+    LLVMTypeRef pt[] = {c->t_ptr, c->t_ptr, c->t_ptr, LLVMPointerType(c->t_in, 0), LLVMPointerType(c->t_out, 0)};
+    LLVMTypeRef fty = LLVMFunctionType(c->t_i32, pt, 5, 0);
+    LLVMValueRef fn = LLVMAddFunction(c->mod, name, fty);
+    LLVMSetLinkage(fn, LLVMInternalLinkage);
+    LLVMAddAttributeAtIndex(fn, LLVMAttributeFunctionIndex,
+                            LLVMCreateEnumAttribute(c->ctx, LLVMGetEnumAttributeKindForName("noinline", 8), 0));
+    LLVMValueRef args[5] = {env->params, env->grads, env->arena, env->in, env->out};
+    for (int k = 0; k < 5; k++)
+        if (!args[k])
+            args[k] = LLVMConstNull(pt[k]);
+    LLVMValueRef call = LLVMBuildCall2(c->b, fty, fn, args, 5, "");
+    LLVMBasicBlockRef saved = LLVMGetInsertBlock(c->b);
+    LLVMPositionBuilderAtEnd(c->b, LLVMAppendBasicBlockInContext(c->ctx, fn, "entry"));
+    cg_env part = *env;
+    part.fn = fn;
+    part.params = env->params ? LLVMGetParam(fn, 0) : NULL;
+    part.grads = env->grads ? LLVMGetParam(fn, 1) : NULL;
+    part.arena = LLVMGetParam(fn, 2);
+    part.in = env->in ? LLVMGetParam(fn, 3) : NULL;
+    part.out = env->out ? LLVMGetParam(fn, 4) : NULL;
+    bool ok = cg_steps(c, &part, lo, hi);
+    if (ok)
+        LLVMBuildRet(c->b, cg_code(c, 0));
+    LLVMPositionBuilderAtEnd(c->b, saved);
+    return ok ? call : NULL;
 }
 
 static bool cg_entry(cg_ctx *c, cg_entry_kind kind, const ir_program *prog, int from, int to)
@@ -546,48 +635,20 @@ static bool cg_entry(cg_ctx *c, cg_entry_kind kind, const ir_program *prog, int 
         return cg_fail(c, "%s_%s: step range [%d, %d) outside the program's %d steps", c->prefix,
                        entry_suffix[kind], from, to, prog->nsteps);
     cg_prologue(c, &env);
-    for (int s = from; s < to; s++) {
-        const ir_step *st = &prog->steps[s];
-        char what[CG_MAX_PREFIX + 64];
-        snprintf(what, sizeof what, "%s_%s: step %d (%s)", c->prefix, entry_suffix[kind], s,
-                 st->kernel ? st->kernel : "(null)");
-        if (st->nopnd < 0 || st->nopnd > IR_MAX_OPND)
-            return cg_fail(c, "%s: %d operands", what, st->nopnd);
-        cg_arg args[IR_MAX_OPND];
-        for (int k = 0; k < st->nopnd; k++) {
-            const ir_opnd *o = &st->opnd[k];
-            switch (o->kind) {
-            case OPND_BUF:
-                args[k].kind = A_PTR;
-                if (!(args[k].v = cg_buf_ptr(c, &env, what, o->buf, o->writes, &args[k].aligned)))
-                    return false;
-                break;
-            case OPND_INT:
-                args[k].kind = A_INT, args[k].i = o->i;
-                break;
-            case OPND_FLOAT:
-                args[k].kind = A_FLOAT, args[k].f = o->f;
-                break;
-            case OPND_NULL:
-                args[k].kind = A_NULL;
-                break;
-            default:
-                return cg_fail(c, "%s: operand %d has an unknown kind", what, k + 1);
-            }
+    /* Steps in parts of at most CG_PART_STEPS, each its own never-inlined
+     * function: code generation (instruction selection, register allocation)
+     * of one huge body grows faster than linearly with its size. */
+    for (int lo = from; lo < to; lo += CG_PART_STEPS) {
+        int hi = to - lo > CG_PART_STEPS ? lo + CG_PART_STEPS : to;
+        if (to - from <= CG_PART_STEPS) {
+            if (!cg_steps(c, &env, lo, hi))
+                return false;
+            break;
         }
-        LLVMValueRef call = cg_call_spec(c, what, st->kernel, args, st->nopnd);
-        if (!call)
+        LLVMValueRef rc = cg_part(c, &env, lo, hi);
+        if (!rc)
             return false;
-        if (LLVMGetTypeKind(LLVMTypeOf(call)) == LLVMIntegerTypeKind) {
-            /* A kernel's error code becomes the entry point's return value. */
-            LLVMBasicBlockRef fail = LLVMAppendBasicBlockInContext(c->ctx, env.fn, "fail");
-            LLVMBasicBlockRef next = LLVMAppendBasicBlockInContext(c->ctx, env.fn, "ok");
-            LLVMValueRef bad = LLVMBuildICmp(c->b, LLVMIntNE, call, LLVMConstInt(c->t_i32, 0, 0), "");
-            LLVMBuildCondBr(c->b, bad, fail, next);
-            LLVMPositionBuilderAtEnd(c->b, fail);
-            LLVMBuildRet(c->b, call);
-            LLVMPositionBuilderAtEnd(c->b, next);
-        }
+        cg_return_nonzero(c, env.fn, rc);
     }
     if (kind == E_FORWARD) {
         LLVMValueRef state = cg_state_ptr(c, &env);

@@ -4,6 +4,8 @@
  * computed from garbage:
  *   - backward with no forward, after a failed one, twice after one, after an
  *     infer on the same arena: P_ERR_STATE;
+ *   - a class label out of range: P_ERR_LABEL, from the last part of a long
+ *     forward too (tests/e2e/models/deep.frost);
  *   - a NULL block, inputs struct or input pointer: P_ERR_NULL;
  *   - a block off P_ALIGN or an input off its element's alignment: P_ERR_ALIGN;
  *   - a NULL outputs struct is fine (nothing is written);
@@ -118,6 +120,18 @@ int main(void) {
         check(rc == ERR_ALIGN, "forward with input '%s' off its alignment returned %d, not ERR_ALIGN",
               LC(_input_table)[k].name, rc);
         field[k] = data[k];
+    }
+    /* A kernel's error (a label out of range; the loss comes last, in the
+     * last part of a long forward) is the entry point's, and the forward
+     * leaves nothing for backward. */
+    for (int k = 0; k < NUM_INPUTS; k++) {
+        if (LC(_input_table)[k].dtype != 1)
+            continue;
+        ((int32_t *)data[k])[0] = 1 << 30;
+        rc = LC(_forward)(params, &in, &out, arena);
+        check(rc == UC(_ERR_LABEL), "forward with label %d in '%s' returned %d, not ERR_LABEL", 1 << 30,
+              LC(_input_table)[k].name, rc);
+        ((int32_t *)data[k])[0] = 0;
     }
     rc = LC(_backward)(params, grads, arena);
     check(rc == ERR_STATE, "backward after failed forwards returned %d, not ERR_STATE", rc);
