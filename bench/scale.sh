@@ -2,9 +2,9 @@
 # bench/scale.sh: how frost's time grows with the depth of a model. For each
 # L, a stack of L linear+ReLU blocks (x : f32[N, 64], fcK = linear(prev, 64),
 # hK = relu(fcK)), a 10-class head and a cross-entropy loss, generated into a
-# temporary directory; prints a markdown table of the wall-clock seconds of
-# `frost plan` (and of `frost compile -O3` with --compile), best of REPEAT
-# runs.
+# temporary directory; prints a markdown table of the wall-clock and CPU
+# seconds of `frost plan` (and of `frost compile -O3` with --compile), best of
+# REPEAT runs.
 #
 #   bench/scale.sh [--compile] [--frost FROST] [L...]
 #
@@ -28,27 +28,26 @@ batch=${N:-32}
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 
-now() { date +%s.%N; }
-
-# best TIMES COMMAND...: the shortest wall-clock seconds of TIMES runs
+# best TIMES COMMAND...: "WALL CPU", each the least over TIMES runs, in
+# seconds; CPU is user + system time, which a loaded machine inflates less.
 best() {
-    local times=$1 best="" t0 t1
+    local times=$1 wall="" cpu="" w c
     shift
     for ((k = 0; k < times; k++)); do
-        t0=$(now)
-        "$@" > /dev/null
-        t1=$(now)
-        best=$(awk -v a="$t0" -v b="$t1" -v best="$best" 'BEGIN { t = b - a; if (best == "" || t < best) best = t; printf "%.3f", best }')
+        /usr/bin/time -f '%e %U %S' -o "$tmp/time" "$@" > /dev/null 2>&1
+        read -r w c < <(awk '{ printf "%s %.2f\n", $1, $2 + $3 }' "$tmp/time")
+        wall=$(awk -v a="$w" -v b="$wall" 'BEGIN { print (b == "" || a < b) ? a : b }')
+        cpu=$(awk -v a="$c" -v b="$cpu" 'BEGIN { print (b == "" || a < b) ? a : b }')
     done
-    echo "$best"
+    echo "$wall $cpu"
 }
 
 if $compile; then
-    echo "| layers | nodes | frost plan (s) | frost compile -O3 (s) |"
-    echo "|-------:|------:|---------------:|----------------------:|"
+    echo "| layers | nodes | frost plan (s) | plan CPU (s) | frost compile -O3 (s) | compile CPU (s) |"
+    echo "|-------:|------:|---------------:|-------------:|----------------------:|----------------:|"
 else
-    echo "| layers | nodes | frost plan (s) |"
-    echo "|-------:|------:|---------------:|"
+    echo "| layers | nodes | frost plan (s) | plan CPU (s) |"
+    echo "|-------:|------:|---------------:|-------------:|"
 fi
 for L in "${layers[@]}"; do
     model=$tmp/stack$L.frost
@@ -58,11 +57,11 @@ for L in "${layers[@]}"; do
         for (k = 1; k <= L; k++) { printf "fc%d = linear(%s, 64)\nh%d = relu(fc%d)\n", k, prev, k, k; prev = "h" k }
         printf "head = linear(%s, 10)\nloss = cross_entropy(head, label)\noutput loss\n", prev
     }' > "$model"
-    plan=$(best "$repeat" "$frost" plan "$model")
+    read -r plan plan_cpu < <(best "$repeat" "$frost" plan "$model")
     if $compile; then
-        comp=$(best "$repeat" "$frost" compile "$model" -O3 -o "$tmp/stack.o" --header "$tmp/stack.h")
-        echo "| $L | $((2 * L + 2)) | $plan | $comp |"
+        read -r comp comp_cpu < <(best "$repeat" "$frost" compile "$model" -O3 -o "$tmp/stack.o" --header "$tmp/stack.h")
+        echo "| $L | $((2 * L + 2)) | $plan | $plan_cpu | $comp | $comp_cpu |"
     else
-        echo "| $L | $((2 * L + 2)) | $plan |"
+        echo "| $L | $((2 * L + 2)) | $plan | $plan_cpu |"
     fi
 done

@@ -5,7 +5,9 @@
 # diagnostics). Each case runs `frost compile` (or `frost plan` for big valid
 # models) on one generated file and checks the exit status, the exact first
 # line of stderr (none for a valid model), that no output file is left behind,
-# and that it finished within its time limit.
+# and that it finished within its time limit. The limits catch hangs, not
+# slowness: each is ten times or more what the case takes on a loaded
+# machine, while the bugs they guard against ran for minutes.
 #
 #   tests/hostile/run.sh path/to/frost [TIME_SCALE]
 #
@@ -84,16 +86,16 @@ rep() { awk -v n="$1" -v s="$2" 'BEGIN { for (k = 0; k < n; k++) printf "%s", s 
 # points at the token one past the limit.
 deep="expression nested more than 1000 deep (each parenthesis, bracket, unary operator and operator of a chain is one level)"
 { echo "model m"; echo "const N = $(rep 60000 "(")1$(rep 60000 ")")"; } > deep_parens.frost
-expect deep_parens 1 "deep_parens.frost:2:1011: error: $deep" 10 compile
+expect deep_parens 1 "deep_parens.frost:2:1011: error: $deep" 30 compile
 { echo "model m"; echo "const N = $(rep 100000 "[")1$(rep 100000 "]")"; } > deep_brackets.frost
-expect deep_brackets 1 "deep_brackets.frost:2:1011: error: $deep" 10 compile
+expect deep_brackets 1 "deep_brackets.frost:2:1011: error: $deep" 30 compile
 { echo "model m"; echo "const N = $(rep 100000 "-")1"; } > deep_minus.frost
-expect deep_minus 1 "deep_minus.frost:2:1011: error: $deep" 10 compile
+expect deep_minus 1 "deep_minus.frost:2:1011: error: $deep" 30 compile
 { echo "model m"; echo "if $(rep 100000 "not ")true {"; echo "}"; } > deep_not.frost
-expect deep_not 1 "deep_not.frost:2:4004: error: $deep" 10 compile
+expect deep_not 1 "deep_not.frost:2:4004: error: $deep" 30 compile
 # a + b + ... is a left-deep tree: depth 1 per operator
 { echo "model m"; echo "const N = 1$(rep 200000 "+1")"; } > long_sum.frost
-expect long_sum 1 "long_sum.frost:2:2012: error: $deep" 10 compile
+expect long_sum 1 "long_sum.frost:2:2012: error: $deep" 30 compile
 # at the limit everything still works (and fits the stack under ASan)
 {
     echo "model m"
@@ -111,14 +113,14 @@ expect long_sum 1 "long_sum.frost:2:2012: error: $deep" 10 compile
     echo "loss = mse_loss(fc, t)"
     echo "output loss"
 } > nesting_at_limits.frost
-expect nesting_at_limits 0 "" 10 plan
+expect nesting_at_limits 0 "" 30 plan
 
 # Blocks ('if' and def bodies) nest at most 256 deep.
 {
     echo "model m"; echo "input x : f32[2, 4]"
     rep 50000 $'if true {\n'; echo "h = relu(x)"; rep 50000 $'}\n'
 } > deep_ifs.frost
-expect deep_ifs 1 "deep_ifs.frost:259:9: error: blocks nested more than 256 deep" 10 compile
+expect deep_ifs 1 "deep_ifs.frost:259:9: error: blocks nested more than 256 deep" 30 compile
 # An else-if chain is one statement, however long (it recursed once per
 # 'else if' in the parser and in elab.c).
 {
@@ -128,7 +130,7 @@ expect deep_ifs 1 "deep_ifs.frost:259:9: error: blocks nested more than 256 deep
     echo "} else if true {"; echo "    g = relu(fc1)"; echo "} else {"; echo "    g = x"; echo "}"
     echo "output g"
 } > long_else_if.frost
-expect long_else_if 0 "" 10 plan
+expect long_else_if 0 "" 30 plan
 # The deepest stack a valid model can ask for: 64 nested def calls, each
 # inside 255 nested ifs of its def (the def body is the 256th block), and an
 # expression 1000 deep at the bottom. It must fit in a quarter of the usual
@@ -159,7 +161,7 @@ STACK_KB=2048 expect deepest_valid_stack 0 "" 10 plan
     awk 'BEGIN { for (k = 1; k < 100000; k++) printf "def f%d(x) {\nreturn f%d(x)\n}\n", k, k - 1 }'
     echo "h = f99999(x)"
 } > def_chain.frost
-expect def_chain 1 "def_chain.frost:299812:8: error: calls of defs are nested more than 64 deep" 10 compile
+expect def_chain 1 "def_chain.frost:299812:8: error: calls of defs are nested more than 64 deep" 30 compile
 # A cycle through 20,000 defs: found without recursion, and named by its ends
 # (the message once listed every def, built by 20,000 concatenations).
 {
@@ -167,7 +169,7 @@ expect def_chain 1 "def_chain.frost:299812:8: error: calls of defs are nested mo
     awk 'BEGIN { for (k = 0; k < 20000; k++) printf "def f%d(x) {\nreturn f%d(x)\n}\n", k, (k + 1) % 20000 }'
     echo "h = f0(x)"
 } > def_cycle.frost
-expect def_cycle 1 "def_cycle.frost:60001:8: error: recursive call of 'f0' (f0 -> f1 -> f2 -> ... 19994 more -> f19997 -> f19998 -> f19999 -> f0); a def cannot call itself, directly or through other defs" 10 compile
+expect def_cycle 1 "def_cycle.frost:60001:8: error: recursive call of 'f0' (f0 -> f1 -> f2 -> ... 19994 more -> f19997 -> f19998 -> f19999 -> f0); a def cannot call itself, directly or through other defs" 30 compile
 
 # ---------------------------------------------------------------- exponential expansion
 
@@ -184,14 +186,14 @@ defs() {
 # 16 deep took 22 s and 700 MB, 30 deep would take days: a model has at
 # most 100,000 nodes, and the error names the calls that led to it.
 defs 30 "relu(x)" > exp_nodes.frost
-expect exp_nodes 1 "exp_nodes.frost:5:12: error: the model is too large: more than 100000 nodes (ops applied, calls of defs included)" 10 compile
+expect exp_nodes 1 "exp_nodes.frost:5:12: error: the model is too large: more than 100000 nodes (ops applied, calls of defs included)" 30 compile
 # Calls that make no node at all are bounded too: each call costs its def's
 # length in tokens, 4,000,000 in all.
 defs 40 "x" > exp_calls.frost
-expect exp_calls 1 "exp_calls.frost:8:9: error: the model is too large: its calls of defs expand to more than 4000000 tokens of def bodies" 10 compile
+expect exp_calls 1 "exp_calls.frost:8:9: error: the model is too large: its calls of defs expand to more than 4000000 tokens of def bodies" 30 compile
 # The node limit holds for a flat file too (the 100,001st node is fc50001)...
 stack 50001 > too_many_nodes.frost
-expect too_many_nodes 1 "too_many_nodes.frost:100004:11: error: the model is too large: more than 100000 nodes (ops applied, calls of defs included)" 10 compile
+expect too_many_nodes 1 "too_many_nodes.frost:100004:11: error: the model is too large: more than 100000 nodes (ops applied, calls of defs included)" 30 compile
 # ... and a genuine 10,000-layer model, written with a def, is fine.
 {
     echo "model deep"; echo "input x : f32[8, 64]"; echo "input t : f32[8, 64]"
@@ -199,25 +201,25 @@ expect too_many_nodes 1 "too_many_nodes.frost:100004:11: error: the model is too
     awk 'BEGIN { prev = "x"; for (k = 1; k <= 10000; k++) { printf "b%d = block(%s, 64)\n", k, prev; prev = "b" k }
                  printf "loss = mse_loss(%s, t)\noutput loss\n", prev }'
 } > layers_10000_def.frost
-expect layers_10000_def 0 "" 10 plan
+expect layers_10000_def 0 "" 30 plan
 
 # Names have at most 1024 characters, def call prefixes included: each
 # statement of a def called under a 1 MB name used to make a 1 MB name.
 { echo "model m"; echo "input x : f32[2, 4]"; echo "$(rep 2000 a) = relu(x)"; } > long_name.frost
-expect long_name 1 "long_name.frost:3:1: error: name is 2000 characters long; a name has at most 1024" 10 compile
+expect long_name 1 "long_name.frost:3:1: error: name is 2000 characters long; a name has at most 1024" 30 compile
 {
     echo "model m"; echo "input x : f32[2, 4]"
     echo "def f(x) {"; echo "    first_layer = relu(x)"; echo "    return first_layer"; echo "}"
     echo "$(rep 1020 a) = f(x)"
 } > long_prefix.frost
-expect long_prefix 1 "long_prefix.frost:4:5: error: the name 'aaaaaaaaaaaaaaaaaaaa...aaaaaaaa.first_layer' is 1032 characters long; a name has at most 1024, the prefixes of def calls included" 10 compile
+expect long_prefix 1 "long_prefix.frost:4:5: error: the name 'aaaaaaaaaaaaaaaaaaaa...aaaaaaaa.first_layer' is 1032 characters long; a name has at most 1024, the prefixes of def calls included" 30 compile
 
 # ---------------------------------------------------------------- quadratic time
 
 # Every new name was checked against all earlier ones with strcmp: 10,000
 # layers took half a minute to plan.
 stack 15000 > plan_15000_layers.frost
-expect plan_15000_layers 0 "" 10 plan
+expect plan_15000_layers 0 "" 30 plan
 
 # The lexer counted each token's column from the start of its line: a 1 MB
 # line took minutes.
@@ -225,7 +227,7 @@ expect plan_15000_layers 0 "" 10 plan
     stack 1
     awk 'BEGIN { printf "config c { train"; for (k = 0; k < 170000; k++) printf " fc1.*"; print " }" }'
 } > lex_1mb_line.frost
-expect lex_1mb_line 0 "" 10 plan
+expect lex_1mb_line 0 "" 30 plan
 
 # frost compare read, parsed and elaborated the file once per configuration
 # (and checked for duplicates by a scan each time): 2,000 configurations
@@ -234,7 +236,7 @@ expect lex_1mb_line 0 "" 10 plan
     stack 2
     awk 'BEGIN { for (k = 0; k < 2000; k++) printf "config c%d { train fc%d.* }\n", k, k % 2 + 1 }'
 } > compare_2000_configs.frost
-expect compare_2000_configs 0 "" 2 compare
+expect compare_2000_configs 0 "" 15 compare
 
 # ---------------------------------------------------------------- floods of errors
 
@@ -244,12 +246,12 @@ expect compare_2000_configs 0 "" 2 compare
     echo "model m"
     awk 'BEGIN { printf "x = "; for (k = 0; k < 60000; k++) printf "@"; print "" }'
 } > lex_error_flood.frost
-expect lex_error_flood 1 "lex_error_flood.frost:2:5: error: unexpected character '@'" 10 compile $((21 * 130000))
+expect lex_error_flood 1 "lex_error_flood.frost:2:5: error: unexpected character '@'" 30 compile $((21 * 130000))
 {
     stack 1
     awk 'BEGIN { printf "output nope0"; for (k = 1; k < 20000; k++) printf ", nope%d", k; print "" }'
 } > elab_error_flood.frost
-expect elab_error_flood 1 "elab_error_flood.frost:8:8: error: undefined name 'nope0'" 10 compile $((21 * 400000))
+expect elab_error_flood 1 "elab_error_flood.frost:8:8: error: undefined name 'nope0'" 30 compile $((21 * 400000))
 
 # Explaining an error must not cost as much as the whole file each time.
 # 'did you mean' ranked 60,000 long names with a full edit-distance table
@@ -262,7 +264,7 @@ expect elab_error_flood 1 "elab_error_flood.frost:8:8: error: undefined name 'no
     awk 'BEGIN { printf "output zzz_rather_long_and_descriptive_name_of_layer_000000"
                  for (k = 1; k < 20; k++) printf ", zzz_rather_long_and_descriptive_name_of_layer_%06d", k; print "" }'
 } > suggest_many_names.frost
-expect suggest_many_names 1 "suggest_many_names.frost:60003:8: error: undefined name 'zzz_rather_long_and_descriptive_name_of_layer_000000'" 4 compile
+expect suggest_many_names 1 "suggest_many_names.frost:60003:8: error: undefined name 'zzz_rather_long_and_descriptive_name_of_layer_000000'" 20 compile
 # A def whose body fails, called 50,000 times among 50,000 consts: each
 # call explained its (quiet) repeat again, scanning and ranking everything.
 {
@@ -271,7 +273,7 @@ expect suggest_many_names 1 "suggest_many_names.frost:60003:8: error: undefined 
     echo "def f(x) {"; echo "    return relu(a_rather_long_and_descriptive_constant_x)"; echo "}"
     awk 'BEGIN { for (k = 0; k < 50000; k++) printf "h%d = f(x)\n", k }'
 } > repeated_def_error.frost
-expect repeated_def_error 1 "repeated_def_error.frost:50004:17: error: undefined name 'a_rather_long_and_descriptive_constant_x'" 10 compile
+expect repeated_def_error 1 "repeated_def_error.frost:50004:17: error: undefined name 'a_rather_long_and_descriptive_constant_x'" 30 compile
 # A call missing 19,999 of a def's 20,000 parameters: each message built the
 # signature by 20,000 concatenations, for every missing parameter.
 {
@@ -280,7 +282,7 @@ expect repeated_def_error 1 "repeated_def_error.frost:50004:17: error: undefined
     echo "    return relu(p0)"; echo "}"
     echo "h = f(x)"
 } > many_missing_args.frost
-expect many_missing_args 1 "many_missing_args.frost:6:5: error: missing argument 'p1' of f(p0, p1, p2, p3, p4, p5, p6, p7, p8, p9, p10, p11, p12, p13, p14, p15, ... 19984 more)" 10 compile $((22 * 400))
+expect many_missing_args 1 "many_missing_args.frost:6:5: error: missing argument 'p1' of f(p0, p1, p2, p3, p4, p5, p6, p7, p8, p9, p10, p11, p12, p13, p14, p15, ... 19984 more)" 30 compile $((22 * 400))
 
 [ "$failed" -eq 0 ] || echo "(frost: $frost)"
 echo "$passed passed, $failed failed"
