@@ -180,6 +180,10 @@ typedef struct {
     int nattr;              /* how many of attr[] the call filled (ARG_INTS makes it vary) */
     double fattr[IR_MAX_ATTR]; /* op-specific real attributes */
     src_loc loc;
+    /* The def call whose body made it, by the call's name ("layer1.0" for
+     * layer1.0.conv1 and for layer1.0.downsample.0); the innermost one when
+     * calls nest; NULL at the top level. What `frost dot` collapses. */
+    const char *call;
 } ir_node;
 
 typedef struct {
