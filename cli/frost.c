@@ -58,6 +58,7 @@ static const char usage_text[] =
     "  --triple TRIPLE       target triple (default: this machine's)\n"
     "  --format FMT          plan: text|json; compare: text|markdown|csv|json; dot: dot|svg\n"
     "                        (dot: default from -o's extension, else dot)\n"
+    "  --steps               plan: also list every step: kernel, node, live bytes, reads, writes\n"
     "\n"
     "compare takes --config repeatedly (default: every configuration of the file,\n"
     "plus all and none); dot writes to -o OUT or standard output.\n";
@@ -487,11 +488,45 @@ static bool write_output(pool *p, const char *path, const char *text, size_t len
     return ok;
 }
 
+/* ---------------------------------------------------------------- the views' own options
+ *
+ * Taken out of argv before the options all commands share are parsed, the
+ * rest left in order; an option of another view is a usage error. (A value
+ * that is spelt like one of these is taken for the option.) */
+static const struct {
+    const char *name, *cmd; /* the option, the command that takes it */
+    bool value;
+} view_opts[] = {
+    {"--steps", "plan", false},
+};
+
+static int take_view_args(pool *p, const char *cmd, int *argc, char **argv, view_options *o) {
+    int kept = 0;
+    for (int k = 0; k < *argc; k++) {
+        size_t i = 0, n = sizeof view_opts / sizeof *view_opts;
+        while (i < n && strcmp(argv[k], view_opts[i].name) != 0)
+            i++;
+        if (i == n) {
+            argv[kept++] = argv[k];
+            continue;
+        }
+        const char *name = view_opts[i].name;
+        if (strcmp(view_opts[i].cmd, cmd) != 0)
+            return usage_error("%s", pool_printf(p, "%s is an option of frost %s", name, view_opts[i].cmd));
+        o->steps = true;
+    }
+    *argc = kept;
+    return 0;
+}
+
 /* frost plan | frost dot: one configuration, one view. */
 static int cmd_view(int argc, char **argv, bool dot) {
     pool *p = pool_new();
     compile_args a = {0};
-    int status = parse_compile_args(p, argc, argv, &a);
+    view_options vo = {0};
+    int status = take_view_args(p, dot ? "dot" : "plan", &argc, argv, &vo);
+    if (!status)
+        status = parse_compile_args(p, argc, argv, &a);
     if (status) {
         pool_free(p);
         return status;
@@ -523,7 +558,7 @@ static int cmd_view(int argc, char **argv, bool dot) {
         view_dot(m, full, mem);
         pool_free(fp);
     } else if (m) {
-        view_plan(m, fmt, mem);
+        view_plan(m, fmt, &vo, mem);
     }
     fclose(mem);
     if (m && write_output(p, dot ? a.object : NULL, text, len, fmt))
@@ -537,7 +572,10 @@ static int cmd_view(int argc, char **argv, bool dot) {
 static int cmd_compare(int argc, char **argv) {
     pool *p = pool_new();
     compile_args a = {0};
-    int status = parse_compile_args(p, argc, argv, &a);
+    view_options vo = {0};
+    int status = take_view_args(p, "compare", &argc, argv, &vo);
+    if (!status)
+        status = parse_compile_args(p, argc, argv, &a);
     if (status) {
         pool_free(p);
         return status;

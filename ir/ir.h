@@ -360,6 +360,8 @@ typedef struct {
     ir_dtype dtype;
     ir_shape shape;
     int64_t bytes;        /* shape_bytes() */
+    int64_t planned_bytes; /* bytes when plan.c placed it: widen.c grows a scratch past it, into
+                            * space free at its step, without changing the plan */
     int value;            /* graph value it holds or derives from, -1 for scratch */
     int index;            /* SPACE_INPUT/SPACE_OUTPUT: struct field index */
     int alias_of;         /* -1, or the buffer whose storage this one shares (reshape) */
@@ -523,7 +525,27 @@ typedef enum { FMT_TEXT, FMT_JSON, FMT_MARKDOWN, FMT_CSV, FMT_DOT, FMT_SVG } vie
 const char *buf_kind_name(ir_buf_kind k);   /* "act", "saved", "grad", ... */
 /* "1.50 MiB"; s must hold 32 bytes */
 const char *view_bytes(char s[32], int64_t bytes);
-void view_plan(const ir_module *m, view_format fmt, FILE *out);
+/* A step's kernel as the views name it: "conv2d_fwd" for rt_conv2d_fwd. */
+const char *view_kernel(const ir_step *s);
+/* The storage a buffer's bytes belong to (the root of its alias chain). */
+const ir_buf *view_storage(const ir_program *prog, const ir_buf *b);
+/* Live across the forward/backward boundary: kept from forward for backward. */
+bool view_is_residual(const ir_program *prog, const ir_buf *b);
+/* The buffer whose storage b took over in place (plan.c merged them), or NULL. */
+const ir_buf *view_took_over(const ir_program *prog, const ir_buf *b);
+/* Arena bytes in use at each step as planned (malloc'd, nsteps entries):
+ * each storage at its aligned planned size over [first, last], an in-place
+ * pair once at its handover step, as plan.c counts; the maximum is
+ * prog->lower_bound. */
+int64_t *view_step_load(const ir_program *prog);
+void view_json_string(FILE *out, const char *s);
+
+/* What `frost plan` shows beyond its defaults (NULL: none). */
+typedef struct {
+    bool steps;             /* every step: kernel, node, live bytes, reads, writes */
+} view_options;
+
+void view_plan(const ir_module *m, view_format fmt, const view_options *o, FILE *out);
 /* Name of the configuration m was built with: its `config`, else "all" or "none"
  * when every or no parameter trains (and no input wants a gradient), else
  * "(command line)". */

@@ -22,19 +22,6 @@ static int64_t total_of(const compare_row *r) { return r->params_bytes + r->grad
 
 static double ratio(int64_t a, int64_t b) { return b > 0 ? (double)a / (double)b : 0.0; }
 
-static void json_string(FILE *out, const char *s) {
-    fputc('"', out);
-    for (; s && *s; s++) {
-        if (*s == '"' || *s == '\\')
-            fprintf(out, "\\%c", *s);
-        else if ((unsigned char)*s < 0x20)
-            fprintf(out, "\\u%04x", *s);
-        else
-            fputc(*s, out);
-    }
-    fputc('"', out);
-}
-
 enum {
     CC_CONFIG, CC_TRAINABLE, CC_GRADS, CC_RESIDUALS, CC_TRAIN, CC_INFER, CC_BOUND, CC_RATIO, CC_TOTAL,
     CC_ARENA_REF, CC_TOTAL_REF, NCOLS
@@ -46,14 +33,14 @@ void view_compare(const char *model, const compare_row *rows, int nrows, view_fo
     const compare_row *ref = reference_row(rows, nrows);
     if (fmt == FMT_JSON) {
         fprintf(out, "{\"model\": ");
-        json_string(out, model);
+        view_json_string(out, model);
         fprintf(out, ", \"reference\": ");
-        json_string(out, ref->config);
+        view_json_string(out, ref->config);
         fprintf(out, ", \"params_bytes\": %" PRId64 ", \"configs\": [", ref->params_bytes);
         for (int k = 0; k < nrows; k++) {
             const compare_row *r = &rows[k];
             fprintf(out, "%s\n  {\"config\": ", k ? "," : "");
-            json_string(out, r->config);
+            view_json_string(out, r->config);
             fprintf(out,
                     ", \"trainable_params\": %" PRId64 ", \"total_params\": %" PRId64 ", \"params_bytes\": %" PRId64
                     ", \"grads_bytes\": %" PRId64 ", \"residual_bytes\": %" PRId64

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Golden tests of frost's views: `frost plan` (text, json), `frost compare`
+# Golden tests of frost's views: `frost plan` (text, --steps, json), `frost compare`
 # (text, markdown, csv, json) and `frost dot` (DOT; SVG checked for structure
 # only, since its bytes depend on the Graphviz version) for examples/mlp.frost
 # and every model in tests/e2e/models/.
@@ -41,6 +41,7 @@ views=(
     "compare.csv|compare --format csv"
     "compare.json|compare --format json"
     "dot|dot"
+    "plan-steps.txt|plan --steps"
 )
 
 have_dot=1
