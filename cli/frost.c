@@ -27,6 +27,8 @@ enum { EXIT_BAD_INPUT = 1, EXIT_USAGE = 2 };
  * (`--mcpu help`): main exits 0. */
 enum { DONE_EARLY = -1 };
 
+#define STRINGIFY_(x) #x
+#define STRINGIFY(x) STRINGIFY_(x)
 static const char usage_text[] =
     "usage: frost compile FILE [options]      model -> OUT.o + OUT.h\n"
     "       frost plan FILE [options]         every buffer: role, bytes, live steps, arena offset\n"
@@ -59,6 +61,12 @@ static const char usage_text[] =
     "  --format FMT          plan: text|json; compare: text|markdown|csv|json; dot: dot|svg\n"
     "                        (dot: default from -o's extension, else dot)\n"
     "  --steps               plan: also list every step: kernel, node, live bytes, reads, writes\n"
+    "  --only PATTERN        dot: only the nodes matching PATTERN or lying under a match\n"
+    "                        (layer2.* or layer2); repeatable\n"
+    "  --from NAME           dot: start at the first node named NAME or lying under it (NAME.*)\n"
+    "  --to NAME             dot: end at the last node named NAME or lying under it\n"
+    "  --collapse, --expand  dot: one node per def call (and phase), or one per step (default:\n"
+    "                        collapse above " STRINGIFY(VIEW_COLLAPSE_STEPS) " steps)\n"
     "\n"
     "compare takes --config repeatedly (default: every configuration of the file,\n"
     "plus all and none); dot writes to -o OUT or standard output.\n";
@@ -492,15 +500,18 @@ static bool write_output(pool *p, const char *path, const char *text, size_t len
  *
  * Taken out of argv before the options all commands share are parsed, the
  * rest left in order; an option of another view is a usage error. (A value
- * that is spelt like one of these is taken for the option.) */
+ * that is spelt like one of these, `-o --only`, is taken for the option.) */
 static const struct {
     const char *name, *cmd; /* the option, the command that takes it */
     bool value;
 } view_opts[] = {
-    {"--steps", "plan", false},
+    {"--steps", "plan", false}, {"--from", "dot", true},     {"--to", "dot", true},
+    {"--only", "dot", true},    {"--expand", "dot", false}, {"--collapse", "dot", false},
 };
 
 static int take_view_args(pool *p, const char *cmd, int *argc, char **argv, view_options *o) {
+    const char **only = pool_alloc(p, sizeof *only * (size_t)(*argc + 1));
+    o->only = only;
     int kept = 0;
     for (int k = 0; k < *argc; k++) {
         size_t i = 0, n = sizeof view_opts / sizeof *view_opts;
@@ -510,10 +521,21 @@ static int take_view_args(pool *p, const char *cmd, int *argc, char **argv, view
             argv[kept++] = argv[k];
             continue;
         }
-        const char *name = view_opts[i].name;
+        const char *name = view_opts[i].name, *value = NULL;
         if (strcmp(view_opts[i].cmd, cmd) != 0)
             return usage_error("%s", pool_printf(p, "%s is an option of frost %s", name, view_opts[i].cmd));
-        o->steps = true;
+        if (view_opts[i].value && !(value = k + 1 < *argc ? argv[++k] : NULL))
+            return usage_error("option %s needs a value", name);
+        if (strcmp(name, "--steps") == 0)
+            o->steps = true;
+        else if (strcmp(name, "--from") == 0)
+            o->from = value;
+        else if (strcmp(name, "--to") == 0)
+            o->to = value;
+        else if (strcmp(name, "--only") == 0)
+            only[o->nonly++] = value;
+        else
+            o->collapse = strcmp(name, "--expand") == 0 ? COLLAPSE_NEVER : COLLAPSE_ALWAYS;
     }
     *argc = kept;
     return 0;
@@ -545,24 +567,29 @@ static int cmd_view(int argc, char **argv, bool dot) {
     char *src = NULL;
     status = EXIT_BAD_INPUT;
     ir_module *m = load_module(p, &d, a.input, a.defs, a.ndefs, &a.sel, &src);
-    char *text = NULL;
+    char *text = NULL, *err = NULL;
     size_t len = 0;
     FILE *mem = open_memstream(&text, &len);
+    bool ok = m != NULL;
     if (m && dot) {
-        /* the same model fully trainable, to show what this configuration does not keep */
+        /* the same model fully trainable, with batch norm in the same mode, to
+         * show what freezing saved */
         pool *fp = pool_new();
-        frost_select all = {.config = "all"};
+        frost_select all = {.config = "all", .bn_eval = m->bn_eval};
         diag_ctx quiet;
         diag_init(&quiet, a.input, src, strlen(src), mem);
         ir_module *full = frost_build(fp, &quiet, a.defs, a.ndefs, &all);
-        view_dot(m, full, mem);
+        ok = view_dot(m, full, &vo, mem, &err);
         pool_free(fp);
     } else if (m) {
         view_plan(m, fmt, &vo, mem);
     }
     fclose(mem);
-    if (m && write_output(p, dot ? a.object : NULL, text, len, fmt))
+    if (err)
+        fprintf(stderr, "frost: error: %s\n", err);
+    if (ok && write_output(p, dot ? a.object : NULL, text, len, fmt))
         status = 0;
+    free(err);
     free(text);
     free(src);
     pool_free(p);

@@ -540,9 +540,16 @@ const ir_buf *view_took_over(const ir_program *prog, const ir_buf *b);
 int64_t *view_step_load(const ir_program *prog);
 void view_json_string(FILE *out, const char *s);
 
-/* What `frost plan` shows beyond its defaults (NULL: none). */
+/* What `frost plan` and `frost dot` show beyond their defaults (NULL: none). */
+#define VIEW_COLLAPSE_STEPS 60 /* dot: more steps to draw than this: def calls collapse */
+typedef enum { COLLAPSE_AUTO, COLLAPSE_ALWAYS, COLLAPSE_NEVER } view_collapse;
 typedef struct {
-    bool steps;             /* every step: kernel, node, live bytes, reads, writes */
+    bool steps;             /* plan: every step: kernel, node, live bytes, reads, writes */
+    const char *from, *to;  /* dot: the nodes from the first of FROM to the last of TO, where a
+                             * name stands for the node of that name and those under it (NAME.*) */
+    const char **only; int nonly; /* dot: the nodes whose name, or a dotted prefix of it, matches one
+                                   * of these globs */
+    view_collapse collapse; /* dot: --collapse, --expand; AUTO: above VIEW_COLLAPSE_STEPS steps */
 } view_options;
 
 void view_plan(const ir_module *m, view_format fmt, const view_options *o, FILE *out);
@@ -563,8 +570,9 @@ void compare_row_of(const ir_module *m, const char *config, compare_row *row);
  * otherwise the row named "all" is. */
 void view_compare(const char *model, const compare_row *rows, int nrows, view_format fmt, FILE *out);
 /* Liveness graph. `full` is the same model with every param trainable (for the
- * residuals that selective differentiation dropped), or NULL. */
-void view_dot(const ir_module *m, const ir_module *full, FILE *out);
+ * residuals that selective differentiation dropped), or NULL. false with a
+ * message (malloc'd) in *err when o names nodes the graph does not have. */
+bool view_dot(const ir_module *m, const ir_module *full, const view_options *o, FILE *out, char **err);
 /* Render DOT text to SVG with Graphviz's library. false + message on failure. */
 bool view_svg(const char *dot_text, size_t len, FILE *out, char **err);
 

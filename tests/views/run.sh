@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# Golden tests of frost's views: `frost plan` (text, --steps, json), `frost compare`
-# (text, markdown, csv, json) and `frost dot` (DOT; SVG checked for structure
-# only, since its bytes depend on the Graphviz version) for examples/mlp.frost
-# and every model in tests/e2e/models/.
+# Golden tests of frost's views: `frost plan` (text, --steps, json), `frost
+# compare` (text, markdown, csv, json) and `frost dot` (DOT, expanded and
+# collapsed; SVG checked for structure only, since its bytes depend on the
+# Graphviz version) for examples/mlp.frost and every model in
+# tests/e2e/models/, and a few more cases (filters, a frozen configuration,
+# ResNet-18 and MobileNet collapsed) listed below.
 #
 #   tests/views/run.sh path/to/frost [tests/views]
 #   UPDATE=1 tests/views/run.sh path/to/frost      # rewrite the golden files
@@ -42,6 +44,18 @@ views=(
     "compare.json|compare --format json"
     "dot|dot"
     "plan-steps.txt|plan --steps"
+    "collapse.dot|dot --collapse"
+)
+# More cases, for one model each: model | view name | frost arguments
+extras=(
+    "tests/e2e/models/resblock.frost|expand.dot|dot --expand"
+    "tests/e2e/models/resblock.frost|last.dot|dot --config last"
+    "tests/e2e/models/resblock.frost|only-b2.dot|dot --only b2"
+    "tests/e2e/models/resblock.frost|from-to.dot|dot --from b1.conv2 --to pool --config last_eval"
+    "examples/resnet18.frost|all.dot|dot --config all"
+    "examples/resnet18.frost|head.dot|dot --config head"
+    "examples/resnet18.frost|layer2.dot|dot --only layer2.* --config surgical_last"
+    "examples/mobilenet.frost|all.dot|dot --config all"
 )
 
 have_dot=1
@@ -76,6 +90,53 @@ fail() {
     echo "FAIL $1"
 }
 
+# check NAME MODEL ARGS...: run `frost ARGS[0] MODEL ARGS[1..]` from the
+# repository root, check its output is well formed and equals golden/NAME.
+check() {
+    local name=$1 rel=$2 out=$tmp/$1 status problem kind
+    shift 2
+    (cd "$root" && "$frost" "$1" "$rel" "${@:2}") >"$out" 2>"$tmp/stderr"
+    status=$?
+    if [ "$status" -ne 0 ] || [ -s "$tmp/stderr" ]; then
+        fail "$name: frost $* $rel exited with $status"
+        sed 's/^/    /' "$tmp/stderr" | head -5
+        return
+    fi
+    kind=${name##*.}
+    problem=$(well_formed "$kind" "$out")
+    if [ -n "$problem" ]; then
+        fail "$name: not well-formed $kind: $problem"
+        return
+    fi
+    if [ "$update" = 1 ]; then
+        cp "$out" "$golden/$name"
+        passed=$((passed + 1))
+    elif [ ! -f "$golden/$name" ]; then
+        echo "SKIP $name (no golden file)"
+        skipped=$((skipped + 1))
+    elif cmp -s "$out" "$golden/$name"; then
+        passed=$((passed + 1))
+    else
+        fail "$name: differs from golden/$name (UPDATE=1 rewrites it)"
+        diff -u "$golden/$name" "$out" | head -40 | sed 's/^/    /'
+    fi
+}
+
+# render NAME MODEL ARGS...: `frost dot MODEL ARGS... -o X.svg`, Graphviz's
+# SVG, checked for structure only.
+render() {
+    local name=$1 rel=$2 problem
+    shift 2
+    rm -f "$tmp/render.svg"
+    if (cd "$root" && "$frost" dot "$rel" "$@" -o "$tmp/render.svg") 2>"$tmp/stderr" && [ ! -s "$tmp/stderr" ]; then
+        problem=$(well_formed svg "$tmp/render.svg")
+        [ -z "$problem" ] && passed=$((passed + 1)) || fail "$name: $problem"
+    else
+        fail "$name: frost dot $rel $* -o X.svg failed"
+        sed 's/^/    /' "$tmp/stderr" | head -5
+    fi
+}
+
 for model in "${models[@]}"; do
     stem=$(basename "$model" .frost)
     rel=${model#"$root"/}
@@ -85,35 +146,8 @@ for model in "${models[@]}"; do
         continue
     fi
     for v in "${views[@]}"; do
-        view=${v%%|*}
         read -r -a args <<<"${v#*|}"
-        name=$stem.$view
-        out=$tmp/$name
-        (cd "$root" && "$frost" "${args[0]}" "$rel" "${args[@]:1}") >"$out" 2>"$tmp/stderr"
-        status=$?
-        if [ "$status" -ne 0 ] || [ -s "$tmp/stderr" ]; then
-            fail "$name: frost ${args[*]} $rel exited with $status"
-            sed 's/^/    /' "$tmp/stderr" | head -5
-            continue
-        fi
-        kind=${view##*.}
-        problem=$(well_formed "$kind" "$out")
-        if [ -n "$problem" ]; then
-            fail "$name: not well-formed $kind: $problem"
-            continue
-        fi
-        if [ "$update" = 1 ]; then
-            cp "$out" "$golden/$name"
-            passed=$((passed + 1))
-        elif [ ! -f "$golden/$name" ]; then
-            echo "SKIP $name (no golden file)"
-            skipped=$((skipped + 1))
-        elif cmp -s "$out" "$golden/$name"; then
-            passed=$((passed + 1))
-        else
-            fail "$name: differs from golden/$name (UPDATE=1 rewrites it)"
-            diff -u "$golden/$name" "$out" | head -40 | sed 's/^/    /'
-        fi
+        check "$stem.${v%%|*}" "$rel" "${args[@]}"
     done
     # SVG: by --format and by the -o extension; structure only.
     svg=$tmp/$stem.svg
@@ -124,13 +158,18 @@ for model in "${models[@]}"; do
         fail "$stem.svg: frost dot --format svg failed"
         sed 's/^/    /' "$tmp/stderr" | head -5
     fi
-    if (cd "$root" && "$frost" dot "$rel" -o "$tmp/by-ext.svg") 2>"$tmp/stderr" && [ ! -s "$tmp/stderr" ]; then
-        problem=$(well_formed svg "$tmp/by-ext.svg")
-        [ -z "$problem" ] && passed=$((passed + 1)) || fail "$stem.svg via -o: $problem"
-    else
-        fail "$stem.svg via -o: frost dot -o X.svg failed"
-    fi
+    render "$stem.svg via -o" "$rel"
 done
+for e in "${extras[@]}"; do
+    IFS='|' read -r rel view rest <<<"$e"
+    read -r -a args <<<"$rest"
+    check "$(basename "$rel" .frost).$view" "$rel" "${args[@]}"
+done
+# The big graphs the defaults must keep small enough to lay out in seconds
+# (Graphviz took minutes on the expanded ones).
+render "resnet18 all, collapsed, as SVG" examples/resnet18.frost --config all
+render "mobilenet all, collapsed, as SVG" examples/mobilenet.frost --config all
+render "resnet18 --only layer3.0, expanded, as SVG" examples/resnet18.frost --only layer3.0
 # batchnorm_eval in the plan JSON: false by default, true from a config's
 # `batchnorm eval` and from --batchnorm-eval (the goldens only see false).
 bn_model=tests/e2e/models/pool_bn.frost
