@@ -58,8 +58,8 @@ static const char usage_text[] =
     "  -O0 -O1 -O2 -O3       optimisation level of the generated code (default -O3)\n"
     "  --mcpu CPU            target CPU (default: this machine's; --mcpu help lists them)\n"
     "  --triple TRIPLE       target triple (default: this machine's)\n"
-    "  --format FMT          plan: text|json; compare: text|markdown|csv|json; dot: dot|svg\n"
-    "                        (dot: default from -o's extension, else dot)\n"
+    "  --format FMT          plan: text|json|svg; compare: text|markdown|csv|json; dot: dot|svg\n"
+    "                        (plan, dot: svg when -o names a .svg file, else text or dot)\n"
     "  --steps               plan: also list every step: kernel, node, live bytes, reads, writes\n"
     "  --only PATTERN        dot: only the nodes matching PATTERN or lying under a match\n"
     "                        (layer2.* or layer2); repeatable\n"
@@ -69,7 +69,7 @@ static const char usage_text[] =
     "                        collapse above " STRINGIFY(VIEW_COLLAPSE_STEPS) " steps)\n"
     "\n"
     "compare takes --config repeatedly (default: every configuration of the file,\n"
-    "plus all and none); dot writes to -o OUT or standard output.\n";
+    "plus all and none); plan and dot write to -o OUT or standard output.\n";
 
 static int usage_error(const char *fmt, const char *arg) {
     fprintf(stderr, "frost: ");
@@ -458,8 +458,9 @@ done:
     return status;
 }
 
-/* Write `text` to path through a temporary, or to stdout when path is NULL. */
-static bool write_output(pool *p, const char *path, const char *text, size_t len, view_format fmt) {
+/* Write `text` to path through a temporary, or to stdout when path is NULL;
+ * DOT text laid out and rendered to SVG first when `render`. */
+static bool write_output(pool *p, const char *path, const char *text, size_t len, bool render) {
     char *tmp = NULL;
     FILE *out = stdout;
     if (path) {
@@ -472,7 +473,7 @@ static bool write_output(pool *p, const char *path, const char *text, size_t len
         }
     }
     bool ok = true;
-    if (fmt == FMT_SVG) {
+    if (render) {
         char *err = NULL;
         ok = view_svg(text, len, out, &err);
         if (!ok) {
@@ -541,6 +542,13 @@ static int take_view_args(pool *p, const char *cmd, int *argc, char **argv, view
     return 0;
 }
 
+/* plan and dot: SVG when -o names a .svg file and --format does not
+ * say otherwise. */
+static view_format format_of(const compile_args *a, view_format fmt) {
+    const char *ext = a->object ? strrchr(a->object, '.') : NULL;
+    return !a->format && ext && strcmp(ext, ".svg") == 0 ? FMT_SVG : fmt;
+}
+
 /* frost plan | frost dot: one configuration, one view. */
 static int cmd_view(int argc, char **argv, bool dot) {
     pool *p = pool_new();
@@ -553,13 +561,8 @@ static int cmd_view(int argc, char **argv, bool dot) {
         pool_free(p);
         return status;
     }
-    view_format fmt = dot ? FMT_DOT : FMT_TEXT;
-    if (dot && !a.format && a.object) {
-        const char *ext = strrchr(a.object, '.');
-        if (ext && strcmp(ext, ".svg") == 0)
-            fmt = FMT_SVG;
-    }
-    if (a.format && !parse_format(a.format, &fmt, dot ? "dot|svg" : "text|json")) {
+    view_format fmt = format_of(&a, dot ? FMT_DOT : FMT_TEXT);
+    if (a.format && !parse_format(a.format, &fmt, dot ? "dot|svg" : "text|json|svg")) {
         pool_free(p);
         return EXIT_USAGE;
     }
@@ -587,7 +590,7 @@ static int cmd_view(int argc, char **argv, bool dot) {
     fclose(mem);
     if (err)
         fprintf(stderr, "frost: error: %s\n", err);
-    if (ok && write_output(p, dot ? a.object : NULL, text, len, fmt))
+    if (ok && write_output(p, a.object, text, len, dot && fmt == FMT_SVG))
         status = 0;
     free(err);
     free(text);

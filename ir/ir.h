@@ -520,7 +520,8 @@ bool cg_list_cpus(const cg_options *o, FILE *out, char **err);
 void cg_emit_header(const ir_module *m, const cg_options *o, FILE *out);
 
 /* ---------------------------------------------------------------- views
- * What a user sees of a plan: views/plan.c, views/compare.c, views/dot.c. */
+ * What a user sees of a plan: views/plan.c, views/compare.c, views/dot.c, and
+ * the hand-drawn pictures in views/svg.c. */
 typedef enum { FMT_TEXT, FMT_JSON, FMT_MARKDOWN, FMT_CSV, FMT_DOT, FMT_SVG } view_format;
 const char *buf_kind_name(ir_buf_kind k);   /* "act", "saved", "grad", ... */
 /* "1.50 MiB"; s must hold 32 bytes */
@@ -539,6 +540,7 @@ const ir_buf *view_took_over(const ir_program *prog, const ir_buf *b);
  * prog->lower_bound. */
 int64_t *view_step_load(const ir_program *prog);
 void view_json_string(FILE *out, const char *s);
+void view_xml_string(FILE *out, const char *s); /* escaped for SVG text and attributes */
 
 /* What `frost plan` and `frost dot` show beyond their defaults (NULL: none). */
 #define VIEW_COLLAPSE_STEPS 60 /* dot: more steps to draw than this: def calls collapse */
@@ -575,5 +577,7 @@ void view_compare(const char *model, const compare_row *rows, int nrows, view_fo
 bool view_dot(const ir_module *m, const ir_module *full, const view_options *o, FILE *out, char **err);
 /* Render DOT text to SVG with Graphviz's library. false + message on failure. */
 bool view_svg(const char *dot_text, size_t len, FILE *out, char **err);
+/* svg.c: the arena of m's train program, offset against step. */
+void view_plan_svg(const ir_module *m, FILE *out);
 
 #endif

@@ -128,6 +128,20 @@ void view_json_string(FILE *out, const char *s) {
     fputc('"', out);
 }
 
+void view_xml_string(FILE *out, const char *s) {
+    for (; s && *s; s++) {
+        switch (*s) {
+        case '<': fputs("&lt;", out); break;
+        case '>': fputs("&gt;", out); break;
+        case '&': fputs("&amp;", out); break;
+        case '"': fputs("&quot;", out); break;
+        default:
+            if ((unsigned char)*s >= 0x20)
+                fputc(*s, out); /* XML 1.0 has no control characters but tab and newlines */
+        }
+    }
+}
+
 static void json_shape(FILE *out, const ir_shape *s) {
     fputc('[', out);
     for (int k = 0; k < s->rank; k++)
@@ -417,6 +431,10 @@ void view_plan(const ir_module *m, view_format fmt, const view_options *o, FILE 
     static const view_options none = {0};
     if (!o)
         o = &none;
+    if (fmt == FMT_SVG) {
+        view_plan_svg(m, out);
+        return;
+    }
     const ir_graph *g = m->graph;
     const char *config = view_config_name(m);
     int64_t total = m->params_bytes + m->grads_bytes + m->train.arena_bytes;

@@ -60,6 +60,9 @@ expect 1 "frost: error: --from 'fc9': no node of model mlp is named so or lies u
 expect 1 "frost: error: --only 'conv*': no node of model mlp matches, nor any name it lies under" \
     dot "$model" --only 'conv*' -o g.svg
 expect 1 "frost: error: --from names a node that comes after the last one --to names" dot "$model" --from fc2 --to fc1
+expect 2 "frost: unknown --format 'markdown'" plan "$model" --format markdown
+expect 0 "" plan "$model" -o p.svg
+grep -q '<svg' "$tmp/out/p.svg" || { failed=$((failed + 1)); echo "FAIL plan -o p.svg wrote no SVG"; }
 
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]

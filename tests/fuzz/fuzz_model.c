@@ -1,7 +1,7 @@
 /* fuzz_model.c: libFuzzer harness for everything a model file reaches short
  * of LLVM: lexer, parser, elaboration, configuration, lowering, liveness,
  * planning, widening and validation, then the header and the plan view
- * (with --steps).
+ * (text with --steps, and the SVG picture).
  * Diagnostics go to /dev/null; a crash, a sanitizer report, a hang
  * (-timeout) or an ir_panic (abort) is a finding. The first byte picks the
  * configuration: the file's default, all, or none. */
@@ -38,6 +38,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         cg_emit_header(m, &o, sink);
         view_options steps = {.steps = true};
         view_plan(m, FMT_TEXT, &steps, sink);
+        view_plan(m, FMT_SVG, NULL, sink);
     }
     pool_free(p);
     free(src);

@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
-# Golden tests of frost's views: `frost plan` (text, --steps, json), `frost
-# compare` (text, markdown, csv, json) and `frost dot` (DOT, expanded and
-# collapsed; SVG checked for structure only, since its bytes depend on the
-# Graphviz version) for examples/mlp.frost and every model in
-# tests/e2e/models/, and a few more cases (filters, a frozen configuration,
-# ResNet-18 and MobileNet collapsed) listed below.
+# Golden tests of frost's views: `frost plan` (text, --steps, json, svg),
+# `frost compare` (text, markdown, csv, json) and `frost dot` (DOT, expanded
+# and collapsed; the SVG Graphviz renders is checked for structure only,
+# since its bytes depend on the Graphviz version) for examples/mlp.frost and
+# every model in tests/e2e/models/, and a few more cases (filters, a frozen
+# configuration, ResNet-18 and MobileNet collapsed) listed below.
 #
 #   tests/views/run.sh path/to/frost [tests/views]
 #   UPDATE=1 tests/views/run.sh path/to/frost      # rewrite the golden files
@@ -12,8 +12,10 @@
 # Each output must come with exit status 0 and nothing on stderr, be well
 # formed for its format (JSON parses, CSV rows have equal length, markdown
 # rows equal numbers of cells, DOT is accepted by Graphviz's `dot -Tsvg`, SVG
-# is XML with an <svg> root), and equal golden/<model>.<view> byte for byte.
-# A model without golden files is reported as skipped (UPDATE=1 creates them).
+# is well-formed XML (xmllint) with an <svg> root, and renders to a PNG of
+# sensible size that is not blank (rsvg-convert)), and equal
+# golden/<model>.<view> byte for byte. A model without golden files is
+# reported as skipped (UPDATE=1 creates them).
 # Last line: "N passed, M failed[, K skipped]"; exit 1 on any failure.
 set -u
 frost=${1:?usage: run.sh FROST_BINARY [VIEWS_DIR]}
@@ -44,6 +46,7 @@ views=(
     "compare.json|compare --format json"
     "dot|dot"
     "plan-steps.txt|plan --steps"
+    "plan.svg|plan --format svg"
     "collapse.dot|dot --collapse"
 )
 # More cases, for one model each: model | view name | frost arguments
@@ -52,6 +55,7 @@ extras=(
     "tests/e2e/models/resblock.frost|last.dot|dot --config last"
     "tests/e2e/models/resblock.frost|only-b2.dot|dot --only b2"
     "tests/e2e/models/resblock.frost|from-to.dot|dot --from b1.conv2 --to pool --config last_eval"
+    "tests/e2e/models/resblock.frost|plan-last.svg|plan --config last --format svg"
     "examples/resnet18.frost|all.dot|dot --config all"
     "examples/resnet18.frost|head.dot|dot --config head"
     "examples/resnet18.frost|layer2.dot|dot --only layer2.* --config surgical_last"
@@ -61,6 +65,43 @@ extras=(
 have_dot=1
 command -v dot >/dev/null 2>&1 || have_dot=0
 [ "$have_dot" -eq 1 ] || echo "note: Graphviz's dot is not installed: DOT outputs are not laid out"
+
+have_xmllint=1 have_rsvg=1
+command -v xmllint >/dev/null 2>&1 || have_xmllint=0
+command -v rsvg-convert >/dev/null 2>&1 || have_rsvg=0
+[ "$have_xmllint" -eq 1 ] || echo "note: xmllint (libxml2-utils) is not installed: SVG checked by Python's parser"
+[ "$have_rsvg" -eq 1 ] || echo "note: rsvg-convert (librsvg2-bin) is not installed: SVG is not rendered to PNG"
+
+# png_ok FILE: nothing when FILE is a PNG of 200..30000 pixels a side that is
+# not blank, else what is wrong
+png_ok() {
+    "$python" - "$1" <<'PY'
+import struct, sys, zlib
+data = open(sys.argv[1], "rb").read()
+if data[:8] != b"\x89PNG\r\n\x1a\n":
+    sys.exit("not a PNG")
+pos, idat, w = 8, b"", 0
+while pos + 8 <= len(data):
+    n, kind = struct.unpack(">I4s", data[pos:pos + 8])
+    body = data[pos + 8:pos + 8 + n]
+    if kind == b"IHDR":
+        w, h, depth, color = struct.unpack(">IIBB", body[:10])
+    elif kind == b"IDAT":
+        idat += body
+    pos += 12 + n
+if not w or not (200 <= w <= 30000 and 200 <= h <= 30000):
+    sys.exit("PNG is %dx%d" % (w, h) if w else "PNG without IHDR")
+raw = zlib.decompress(idat)
+channels = {2: 3, 6: 4, 0: 1, 4: 2}.get(color, 0)
+stride = 1 + w * channels * depth // 8
+if depth != 8 or not channels or len(raw) != stride * h:
+    sys.exit("PNG data of %d bytes, not %d rows of %d" % (len(raw), h, stride))
+# Rows are filtered (differences to neighbours): a blank or flat image has a
+# handful of distinct byte values whatever the filters, a drawing hundreds.
+if len(set(raw)) < 16:
+    sys.exit("PNG %dx%d is blank (%d distinct bytes)" % (w, h, len(set(raw))))
+PY
+}
 
 # well_formed KIND FILE: empty output when fine, else what is wrong
 well_formed() {
@@ -76,6 +117,11 @@ if len(rows) < 2 or len({len(r) for r in rows}) != 1:
     dot) [ "$have_dot" -eq 0 ] || dot -Tsvg "$2" -o /dev/null 2>&1 | head -3 ;;
     svg)
         head -c 5 "$2" | grep -qE '^(<\?xml|<svg)' || echo "does not start with <?xml or <svg"
+        [ "$have_xmllint" -eq 0 ] || xmllint --noout "$2" 2>&1 | head -3
+        if [ "$have_rsvg" -eq 1 ]; then
+            rsvg-convert "$2" -o "$2.png" 2>&1 | head -3
+            [ ! -f "$2.png" ] || png_ok "$2.png" 2>&1
+        fi
         "$python" -c '
 import sys, xml.etree.ElementTree as ET
 root = ET.parse(sys.argv[1]).getroot()
