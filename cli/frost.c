@@ -58,8 +58,8 @@ static const char usage_text[] =
     "  -O0 -O1 -O2 -O3       optimisation level of the generated code (default -O3)\n"
     "  --mcpu CPU            target CPU (default: this machine's; --mcpu help lists them)\n"
     "  --triple TRIPLE       target triple (default: this machine's)\n"
-    "  --format FMT          plan: text|json|svg; compare: text|markdown|csv|json; dot: dot|svg\n"
-    "                        (plan, dot: svg when -o names a .svg file, else text or dot)\n"
+    "  --format FMT          plan: text|json|svg; compare: text|markdown|csv|json|svg; dot: dot|svg\n"
+    "                        (default: svg when -o names a .svg file, else text, or dot for dot)\n"
     "  --steps               plan: also list every step: kernel, node, live bytes, reads, writes\n"
     "  --only PATTERN        dot: only the nodes matching PATTERN or lying under a match\n"
     "                        (layer2.* or layer2); repeatable\n"
@@ -69,7 +69,7 @@ static const char usage_text[] =
     "                        collapse above " STRINGIFY(VIEW_COLLAPSE_STEPS) " steps)\n"
     "\n"
     "compare takes --config repeatedly (default: every configuration of the file,\n"
-    "plus all and none); plan and dot write to -o OUT or standard output.\n";
+    "plus all and none); plan, compare and dot write to -o OUT or standard output.\n";
 
 static int usage_error(const char *fmt, const char *arg) {
     fprintf(stderr, "frost: ");
@@ -542,7 +542,7 @@ static int take_view_args(pool *p, const char *cmd, int *argc, char **argv, view
     return 0;
 }
 
-/* plan and dot: SVG when -o names a .svg file and --format does not
+/* plan, compare and dot: SVG when -o names a .svg file and --format does not
  * say otherwise. */
 static view_format format_of(const compile_args *a, view_format fmt) {
     const char *ext = a->object ? strrchr(a->object, '.') : NULL;
@@ -599,6 +599,21 @@ static int cmd_view(int argc, char **argv, bool dot) {
     return status;
 }
 
+/* A compare row's name: its configuration and what the command line changed
+ * in it ("head+--train fc1.*"), so it is not taken for the file's own. */
+static const char *row_name(pool *p, const char *config, const frost_select *sel) {
+    const char *name = config;
+    for (int k = 0; k < sel->ntrain; k++)
+        name = pool_printf(p, "%s+--train %s", name, sel->train[k]);
+    for (int k = 0; k < sel->nfreeze; k++)
+        name = pool_printf(p, "%s+--freeze %s", name, sel->freeze[k]);
+    for (int k = 0; k < sel->ngrad; k++)
+        name = pool_printf(p, "%s+--grad %s", name, sel->grad[k]);
+    if (sel->bn_eval)
+        name = pool_printf(p, "%s+--batchnorm-eval", name);
+    return name;
+}
+
 static int cmd_compare(int argc, char **argv) {
     pool *p = pool_new();
     compile_args a = {0};
@@ -610,8 +625,8 @@ static int cmd_compare(int argc, char **argv) {
         pool_free(p);
         return status;
     }
-    view_format fmt = FMT_TEXT;
-    if (a.format && !parse_format(a.format, &fmt, "text|markdown|csv|json")) {
+    view_format fmt = format_of(&a, FMT_TEXT);
+    if (a.format && !parse_format(a.format, &fmt, "text|markdown|csv|json|svg")) {
         pool_free(p);
         return EXIT_USAGE;
     }
@@ -647,16 +662,20 @@ static int cmd_compare(int argc, char **argv) {
             sel.config = names[k];
             diag_init(&d, a.input, src, len, stderr);
             ir_module *m = frost_build_graph(ir_graph_fork(cp, g), &d, &sel);
-            if (m) {
-                compare_row_of(m, names[k], &rows[k]);
-                rows[k].config = names[k];
-            }
+            if (m)
+                compare_row_of(m, row_name(p, names[k], &a.sel), &rows[k]);
             ok = m != NULL;
             pool_free(cp);
         }
         if (ok) {
-            view_compare(g->model, rows, nnames, fmt, stdout);
-            status = fflush(stdout) == 0 ? 0 : EXIT_BAD_INPUT;
+            char *text = NULL;
+            size_t text_len = 0;
+            FILE *mem = open_memstream(&text, &text_len);
+            view_compare(g->model, rows, nnames, fmt, mem);
+            fclose(mem);
+            if (write_output(p, a.object, text, text_len, false))
+                status = 0;
+            free(text);
         }
     }
     free(src);

@@ -521,7 +521,7 @@ void cg_emit_header(const ir_module *m, const cg_options *o, FILE *out);
 
 /* ---------------------------------------------------------------- views
  * What a user sees of a plan: views/plan.c, views/compare.c, views/dot.c, and
- * the hand-drawn pictures in views/svg.c. */
+ * the hand-drawn pictures of plan and compare in views/svg.c. */
 typedef enum { FMT_TEXT, FMT_JSON, FMT_MARKDOWN, FMT_CSV, FMT_DOT, FMT_SVG } view_format;
 const char *buf_kind_name(ir_buf_kind k);   /* "act", "saved", "grad", ... */
 /* "1.50 MiB"; s must hold 32 bytes */
@@ -564,8 +564,10 @@ typedef struct {
     const char *config;
     int64_t trainable_params;  /* elements */
     int64_t total_params;      /* elements */
-    int64_t params_bytes, grads_bytes, residual_bytes;
+    int64_t params_bytes, grads_bytes, residual_bytes, opt_state_bytes;
     int64_t train_arena, infer_arena, lower_bound;
+    bool has_batchnorm;        /* the model has batch norm, */
+    bool bn_eval;              /*   on running statistics in the train program too */
 } compare_row;
 void compare_row_of(const ir_module *m, const char *config, compare_row *row);
 /* rows[0] is the reference the ratios are taken against when named "all";
@@ -577,7 +579,9 @@ void view_compare(const char *model, const compare_row *rows, int nrows, view_fo
 bool view_dot(const ir_module *m, const ir_module *full, const view_options *o, FILE *out, char **err);
 /* Render DOT text to SVG with Graphviz's library. false + message on failure. */
 bool view_svg(const char *dot_text, size_t len, FILE *out, char **err);
-/* svg.c: the arena of m's train program, offset against step. */
+/* svg.c: the arena of m's train program, offset against step; the memory
+ * of each compare row as a stacked bar. */
 void view_plan_svg(const ir_module *m, FILE *out);
+void view_compare_svg(const char *model, const compare_row *rows, int nrows, FILE *out);
 
 #endif

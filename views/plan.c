@@ -515,4 +515,9 @@ void compare_row_of(const ir_module *m, const char *config, compare_row *row) {
     row->train_arena = m->train.arena_bytes;
     row->infer_arena = m->infer.arena_bytes;
     row->lower_bound = m->train.lower_bound;
+    row->opt_state_bytes = m->opt_state_bytes;
+    row->bn_eval = m->bn_eval;
+    const op_def *bn = op_find("batchnorm2d");
+    for (int n = 0; n < m->graph->nnodes; n++)
+        row->has_batchnorm |= &op_table[m->graph->nodes[n].op] == bn;
 }

@@ -10,6 +10,10 @@
  * widen.c grew into space free at its step is drawn at its grown size but
  * counted in the line at its planned one, as the lower bound counts it.
  * Hovering a rectangle names the buffer.
+ *
+ * `frost compare --format svg`: one stacked bar per configuration: params,
+ * gradients, optimizer state (when some configuration has any beyond its
+ * step counter), then the train arena split into residuals and the rest.
  */
 #include "ir.h"
 
@@ -210,4 +214,105 @@ void view_plan_svg(const ir_module *m, FILE *out) {
     fputs("</svg>\n", out);
 #undef X
 #undef Y
+}
+
+/* ---------------------------------------------------------------- the configurations */
+
+enum { SEG_PARAMS, SEG_GRADS, SEG_OPT, SEG_RESIDUALS, SEG_ARENA, SEG_COUNT };
+
+static const struct {
+    const char *fill, *name;
+} segs[SEG_COUNT] = {
+    [SEG_PARAMS] = {"#8da0cb", "params"},
+    [SEG_GRADS] = {"#66c2a5", "grads"},
+    [SEG_OPT] = {"#b3a2d6", "optimizer state"},
+    [SEG_RESIDUALS] = {"#d6604d", "train arena: residuals"},
+    [SEG_ARENA] = {"#92c5de", "train arena: the rest"},
+};
+
+static int64_t seg_bytes(const compare_row *r, int k) {
+    switch (k) {
+    case SEG_PARAMS: return r->params_bytes;
+    case SEG_GRADS: return r->grads_bytes;
+    case SEG_OPT: return r->opt_state_bytes;
+    case SEG_RESIDUALS: return r->residual_bytes;
+    default: return r->train_arena - r->residual_bytes;
+    }
+}
+
+void view_compare_svg(const char *model, const compare_row *rows, int nrows, FILE *out) {
+    /* optimizer state beyond its step counter (SGD without momentum has none) */
+    bool opt = false;
+    size_t longest = 0;
+    int64_t max = 1;
+    for (int k = 0; k < nrows; k++) {
+        opt |= rows[k].opt_state_bytes > IR_OPT_HEADER_BYTES;
+        size_t n = strlen(rows[k].config) + (rows[k].has_batchnorm && rows[k].bn_eval ? 10 : 0);
+        if (n > longest)
+            longest = n;
+    }
+    int64_t *total = malloc(sizeof(int64_t) * (size_t)(nrows + 1));
+    IR_ASSERT(total);
+    for (int k = 0; k < nrows; k++) {
+        total[k] = 0;
+        for (int s = 0; s < SEG_COUNT; s++)
+            total[k] += s == SEG_OPT && !opt ? 0 : seg_bytes(&rows[k], s);
+        if (total[k] > max)
+            max = total[k];
+    }
+    const double row_h = 30, bar_h = 20;
+    const int W = 1000;
+    double xl = 20 + 7.0 * (double)(longest < 48 ? longest : 48), xr = W - 110, y0 = 96;
+    const int H = (int)(y0 + row_h * nrows + 34);
+    double sx = (xr - xl) / (double)max;
+    char b1[32];
+    svg_begin(out, W, H);
+    char title[256];
+    snprintf(title, sizeof title, "%s: memory per freeze configuration", model);
+    svg_text(out, 20, 24, "start", "font-size=\"15\" font-weight=\"bold\"", title);
+    svg_text(out, 20, 44, "start", "fill=\"#555\"",
+             opt ? "bar: params + grads + optimizer state + train arena (the residuals in red)"
+                 : "bar: params + grads + train arena (the residuals in red), as frost compare's total");
+    double lx = 20;
+    for (int s = 0; s < SEG_COUNT; s++) {
+        if (s == SEG_OPT && !opt)
+            continue;
+        legend(out, lx, 70, segs[s].fill, "#555", segs[s].name);
+        lx += 34 + 7.0 * (double)strlen(segs[s].name);
+    }
+    double unit;
+    const char *unit_name;
+    double step = byte_ticks(max, &unit, &unit_name);
+    double yb = y0 + row_h * nrows;
+    for (double v = 0; v <= (double)max * 1.0001; v += step) {
+        char label[48];
+        snprintf(label, sizeof label, "%g %s", v / unit, unit_name);
+        fprintf(out, "<line x1=\"%.2f\" y1=\"%.1f\" x2=\"%.2f\" y2=\"%.1f\" stroke=\"#ddd\"/>\n", xl + v * sx,
+                y0 - 4, xl + v * sx, yb);
+        svg_text(out, xl + v * sx, yb + 16, "middle", "fill=\"#333\"", label);
+    }
+    for (int k = 0; k < nrows; k++) {
+        const compare_row *r = &rows[k];
+        double y = y0 + row_h * k + (row_h - bar_h) / 2, x = xl;
+        char name[128];
+        snprintf(name, sizeof name, "%s%s", r->config, r->has_batchnorm && r->bn_eval ? " (bn eval)" : "");
+        svg_text(out, xl - 8, y + bar_h / 2 + 4, "end", NULL, name);
+        for (int s = 0; s < SEG_COUNT; s++) {
+            int64_t bytes = s == SEG_OPT && !opt ? 0 : seg_bytes(r, s);
+            if (bytes <= 0)
+                continue;
+            double w = (double)bytes * sx;
+            fprintf(out,
+                    "<rect x=\"%.2f\" y=\"%.1f\" width=\"%.2f\" height=\"%.1f\" fill=\"%s\" stroke=\"white\" "
+                    "stroke-width=\"0.5\"><title>",
+                    x, y, w, bar_h, segs[s].fill);
+            view_xml_string(out, r->config);
+            fprintf(out, ": %s %s</title></rect>\n", segs[s].name, view_bytes(b1, bytes));
+            x += w;
+        }
+        svg_text(out, x + 6, y + bar_h / 2 + 4, "start", "font-weight=\"bold\"", view_bytes(b1, total[k]));
+    }
+    fprintf(out, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"#333\"/>\n", xl, y0 - 4, xl, yb);
+    fputs("</svg>\n", out);
+    free(total);
 }

@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Golden tests of frost's views: `frost plan` (text, --steps, json, svg),
-# `frost compare` (text, markdown, csv, json) and `frost dot` (DOT, expanded
-# and collapsed; the SVG Graphviz renders is checked for structure only,
-# since its bytes depend on the Graphviz version) for examples/mlp.frost and
-# every model in tests/e2e/models/, and a few more cases (filters, a frozen
-# configuration, ResNet-18 and MobileNet collapsed) listed below.
+# `frost compare` (text, markdown, csv, json, svg) and `frost dot` (DOT,
+# expanded and collapsed; the SVG Graphviz renders is checked for structure
+# only, since its bytes depend on the Graphviz version) for
+# examples/mlp.frost and every model in tests/e2e/models/, and a few more
+# cases (filters, a frozen configuration, ResNet-18 collapsed, compare rows
+# changed on the command line) listed below.
 #
 #   tests/views/run.sh path/to/frost [tests/views]
 #   UPDATE=1 tests/views/run.sh path/to/frost      # rewrite the golden files
@@ -47,6 +48,7 @@ views=(
     "dot|dot"
     "plan-steps.txt|plan --steps"
     "plan.svg|plan --format svg"
+    "compare.svg|compare --format svg"
     "collapse.dot|dot --collapse"
 )
 # More cases, for one model each: model | view name | frost arguments
@@ -59,7 +61,10 @@ extras=(
     "examples/resnet18.frost|all.dot|dot --config all"
     "examples/resnet18.frost|head.dot|dot --config head"
     "examples/resnet18.frost|layer2.dot|dot --only layer2.* --config surgical_last"
+    "examples/resnet18.frost|compare.svg|compare --format svg"
     "examples/mobilenet.frost|all.dot|dot --config all"
+    "examples/mlp.frost|compare-train.txt|compare --config head --config all --train fc1.*"
+    "examples/mlp.frost|compare-grad.csv|compare --config head --grad x --batchnorm-eval --format csv"
 )
 
 have_dot=1
