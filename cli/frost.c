@@ -27,6 +27,8 @@ enum { EXIT_BAD_INPUT = 1, EXIT_USAGE = 2 };
  * (`--mcpu help`): main exits 0. */
 enum { DONE_EARLY = -1 };
 
+#define STRINGIFY_(x) #x
+#define STRINGIFY(x) STRINGIFY_(x)
 static const char usage_text[] =
     "usage: frost compile FILE [options]      model -> OUT.o + OUT.h\n"
     "       frost plan FILE [options]         every buffer: role, bytes, live steps, arena offset\n"
@@ -56,11 +58,18 @@ static const char usage_text[] =
     "  -O0 -O1 -O2 -O3       optimisation level of the generated code (default -O3)\n"
     "  --mcpu CPU            target CPU (default: this machine's; --mcpu help lists them)\n"
     "  --triple TRIPLE       target triple (default: this machine's)\n"
-    "  --format FMT          plan: text|json; compare: text|markdown|csv|json; dot: dot|svg\n"
-    "                        (dot: default from -o's extension, else dot)\n"
+    "  --format FMT          plan: text|json|svg; compare: text|markdown|csv|json|svg; dot: dot|svg\n"
+    "                        (default: svg when -o names a .svg file, else text, or dot for dot)\n"
+    "  --steps               plan: also list every step: kernel, node, live bytes, reads, writes\n"
+    "  --only PATTERN        dot: only the nodes matching PATTERN or lying under a match\n"
+    "                        (layer2.* or layer2); repeatable\n"
+    "  --from NAME           dot: start at the first node named NAME or lying under it (NAME.*)\n"
+    "  --to NAME             dot: end at the last node named NAME or lying under it\n"
+    "  --collapse, --expand  dot: one node per def call (and phase), or one per step (default:\n"
+    "                        collapse above " STRINGIFY(VIEW_COLLAPSE_STEPS) " steps)\n"
     "\n"
     "compare takes --config repeatedly (default: every configuration of the file,\n"
-    "plus all and none); dot writes to -o OUT or standard output.\n";
+    "plus all and none); plan, compare and dot write to -o OUT or standard output.\n";
 
 static int usage_error(const char *fmt, const char *arg) {
     fprintf(stderr, "frost: ");
@@ -449,8 +458,9 @@ done:
     return status;
 }
 
-/* Write `text` to path through a temporary, or to stdout when path is NULL. */
-static bool write_output(pool *p, const char *path, const char *text, size_t len, view_format fmt) {
+/* Write `text` to path through a temporary, or to stdout when path is NULL;
+ * DOT text laid out and rendered to SVG first when `render`. */
+static bool write_output(pool *p, const char *path, const char *text, size_t len, bool render) {
     char *tmp = NULL;
     FILE *out = stdout;
     if (path) {
@@ -463,7 +473,7 @@ static bool write_output(pool *p, const char *path, const char *text, size_t len
         }
     }
     bool ok = true;
-    if (fmt == FMT_SVG) {
+    if (render) {
         char *err = NULL;
         ok = view_svg(text, len, out, &err);
         if (!ok) {
@@ -487,22 +497,72 @@ static bool write_output(pool *p, const char *path, const char *text, size_t len
     return ok;
 }
 
+/* ---------------------------------------------------------------- the views' own options
+ *
+ * Taken out of argv before the options all commands share are parsed, the
+ * rest left in order; an option of another view is a usage error. (A value
+ * that is spelt like one of these, `-o --only`, is taken for the option.) */
+static const struct {
+    const char *name, *cmd; /* the option, the command that takes it */
+    bool value;
+} view_opts[] = {
+    {"--steps", "plan", false}, {"--from", "dot", true},     {"--to", "dot", true},
+    {"--only", "dot", true},    {"--expand", "dot", false}, {"--collapse", "dot", false},
+};
+
+static int take_view_args(pool *p, const char *cmd, int *argc, char **argv, view_options *o) {
+    const char **only = pool_alloc(p, sizeof *only * (size_t)(*argc + 1));
+    o->only = only;
+    int kept = 0;
+    for (int k = 0; k < *argc; k++) {
+        size_t i = 0, n = sizeof view_opts / sizeof *view_opts;
+        while (i < n && strcmp(argv[k], view_opts[i].name) != 0)
+            i++;
+        if (i == n) {
+            argv[kept++] = argv[k];
+            continue;
+        }
+        const char *name = view_opts[i].name, *value = NULL;
+        if (strcmp(view_opts[i].cmd, cmd) != 0)
+            return usage_error("%s", pool_printf(p, "%s is an option of frost %s", name, view_opts[i].cmd));
+        if (view_opts[i].value && !(value = k + 1 < *argc ? argv[++k] : NULL))
+            return usage_error("option %s needs a value", name);
+        if (strcmp(name, "--steps") == 0)
+            o->steps = true;
+        else if (strcmp(name, "--from") == 0)
+            o->from = value;
+        else if (strcmp(name, "--to") == 0)
+            o->to = value;
+        else if (strcmp(name, "--only") == 0)
+            only[o->nonly++] = value;
+        else
+            o->collapse = strcmp(name, "--expand") == 0 ? COLLAPSE_NEVER : COLLAPSE_ALWAYS;
+    }
+    *argc = kept;
+    return 0;
+}
+
+/* plan, compare and dot: SVG when -o names a .svg file and --format does not
+ * say otherwise. */
+static view_format format_of(const compile_args *a, view_format fmt) {
+    const char *ext = a->object ? strrchr(a->object, '.') : NULL;
+    return !a->format && ext && strcmp(ext, ".svg") == 0 ? FMT_SVG : fmt;
+}
+
 /* frost plan | frost dot: one configuration, one view. */
 static int cmd_view(int argc, char **argv, bool dot) {
     pool *p = pool_new();
     compile_args a = {0};
-    int status = parse_compile_args(p, argc, argv, &a);
+    view_options vo = {0};
+    int status = take_view_args(p, dot ? "dot" : "plan", &argc, argv, &vo);
+    if (!status)
+        status = parse_compile_args(p, argc, argv, &a);
     if (status) {
         pool_free(p);
         return status;
     }
-    view_format fmt = dot ? FMT_DOT : FMT_TEXT;
-    if (dot && !a.format && a.object) {
-        const char *ext = strrchr(a.object, '.');
-        if (ext && strcmp(ext, ".svg") == 0)
-            fmt = FMT_SVG;
-    }
-    if (a.format && !parse_format(a.format, &fmt, dot ? "dot|svg" : "text|json")) {
+    view_format fmt = format_of(&a, dot ? FMT_DOT : FMT_TEXT);
+    if (a.format && !parse_format(a.format, &fmt, dot ? "dot|svg" : "text|json|svg")) {
         pool_free(p);
         return EXIT_USAGE;
     }
@@ -510,40 +570,63 @@ static int cmd_view(int argc, char **argv, bool dot) {
     char *src = NULL;
     status = EXIT_BAD_INPUT;
     ir_module *m = load_module(p, &d, a.input, a.defs, a.ndefs, &a.sel, &src);
-    char *text = NULL;
+    char *text = NULL, *err = NULL;
     size_t len = 0;
     FILE *mem = open_memstream(&text, &len);
+    bool ok = m != NULL;
     if (m && dot) {
-        /* the same model fully trainable, to show what this configuration does not keep */
+        /* the same model fully trainable, with batch norm in the same mode, to
+         * show what freezing saved */
         pool *fp = pool_new();
-        frost_select all = {.config = "all"};
+        frost_select all = {.config = "all", .bn_eval = m->bn_eval};
         diag_ctx quiet;
         diag_init(&quiet, a.input, src, strlen(src), mem);
         ir_module *full = frost_build(fp, &quiet, a.defs, a.ndefs, &all);
-        view_dot(m, full, mem);
+        ok = view_dot(m, full, &vo, mem, &err);
         pool_free(fp);
     } else if (m) {
-        view_plan(m, fmt, mem);
+        view_plan(m, fmt, &vo, mem);
     }
     fclose(mem);
-    if (m && write_output(p, dot ? a.object : NULL, text, len, fmt))
+    if (err)
+        fprintf(stderr, "frost: error: %s\n", err);
+    if (ok && write_output(p, a.object, text, len, dot && fmt == FMT_SVG))
         status = 0;
+    free(err);
     free(text);
     free(src);
     pool_free(p);
     return status;
 }
 
+/* A compare row's name: its configuration and what the command line changed
+ * in it ("head+--train fc1.*"), so it is not taken for the file's own. */
+static const char *row_name(pool *p, const char *config, const frost_select *sel) {
+    const char *name = config;
+    for (int k = 0; k < sel->ntrain; k++)
+        name = pool_printf(p, "%s+--train %s", name, sel->train[k]);
+    for (int k = 0; k < sel->nfreeze; k++)
+        name = pool_printf(p, "%s+--freeze %s", name, sel->freeze[k]);
+    for (int k = 0; k < sel->ngrad; k++)
+        name = pool_printf(p, "%s+--grad %s", name, sel->grad[k]);
+    if (sel->bn_eval)
+        name = pool_printf(p, "%s+--batchnorm-eval", name);
+    return name;
+}
+
 static int cmd_compare(int argc, char **argv) {
     pool *p = pool_new();
     compile_args a = {0};
-    int status = parse_compile_args(p, argc, argv, &a);
+    view_options vo = {0};
+    int status = take_view_args(p, "compare", &argc, argv, &vo);
+    if (!status)
+        status = parse_compile_args(p, argc, argv, &a);
     if (status) {
         pool_free(p);
         return status;
     }
-    view_format fmt = FMT_TEXT;
-    if (a.format && !parse_format(a.format, &fmt, "text|markdown|csv|json")) {
+    view_format fmt = format_of(&a, FMT_TEXT);
+    if (a.format && !parse_format(a.format, &fmt, "text|markdown|csv|json|svg")) {
         pool_free(p);
         return EXIT_USAGE;
     }
@@ -579,16 +662,20 @@ static int cmd_compare(int argc, char **argv) {
             sel.config = names[k];
             diag_init(&d, a.input, src, len, stderr);
             ir_module *m = frost_build_graph(ir_graph_fork(cp, g), &d, &sel);
-            if (m) {
-                compare_row_of(m, names[k], &rows[k]);
-                rows[k].config = names[k];
-            }
+            if (m)
+                compare_row_of(m, row_name(p, names[k], &a.sel), &rows[k]);
             ok = m != NULL;
             pool_free(cp);
         }
         if (ok) {
-            view_compare(g->model, rows, nnames, fmt, stdout);
-            status = fflush(stdout) == 0 ? 0 : EXIT_BAD_INPUT;
+            char *text = NULL;
+            size_t text_len = 0;
+            FILE *mem = open_memstream(&text, &text_len);
+            view_compare(g->model, rows, nnames, fmt, mem);
+            fclose(mem);
+            if (write_output(p, a.object, text, text_len, false))
+                status = 0;
+            free(text);
         }
     }
     free(src);

@@ -1007,6 +1007,7 @@ static int apply_op(elab_ctx *e, const ast_stmt *st, const op_def *op, const cha
     n.op = (int)(op - op_table);
     n.name = full;
     n.loc = st->op_loc;
+    n.call = e->fr->prefix;
     n.out = -1;
     ir_dtype dt = DT_F32;
     ir_shape shape = {0};

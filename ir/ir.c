@@ -166,7 +166,7 @@ int ir_add_buf(pool *p, ir_program *prog, const char *name, ir_buf_kind kind, ir
     b->space = space;
     b->dtype = dt;
     b->shape = shape;
-    b->bytes = shape_bytes(&shape, dt);
+    b->bytes = b->planned_bytes = shape_bytes(&shape, dt);
     b->value = value;
     b->index = -1;
     b->alias_of = -1;

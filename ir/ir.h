@@ -180,6 +180,10 @@ typedef struct {
     int nattr;              /* how many of attr[] the call filled (ARG_INTS makes it vary) */
     double fattr[IR_MAX_ATTR]; /* op-specific real attributes */
     src_loc loc;
+    /* The def call whose body made it, by the call's name ("layer1.0" for
+     * layer1.0.conv1 and for layer1.0.downsample.0); the innermost one when
+     * calls nest; NULL at the top level. What `frost dot` collapses. */
+    const char *call;
 } ir_node;
 
 typedef struct {
@@ -356,6 +360,8 @@ typedef struct {
     ir_dtype dtype;
     ir_shape shape;
     int64_t bytes;        /* shape_bytes() */
+    int64_t planned_bytes; /* bytes when plan.c placed it: widen.c grows a scratch past it, into
+                            * space free at its step, without changing the plan */
     int value;            /* graph value it holds or derives from, -1 for scratch */
     int index;            /* SPACE_INPUT/SPACE_OUTPUT: struct field index */
     int alias_of;         /* -1, or the buffer whose storage this one shares (reshape) */
@@ -514,12 +520,41 @@ bool cg_list_cpus(const cg_options *o, FILE *out, char **err);
 void cg_emit_header(const ir_module *m, const cg_options *o, FILE *out);
 
 /* ---------------------------------------------------------------- views
- * What a user sees of a plan: views/plan.c, views/compare.c, views/dot.c. */
+ * What a user sees of a plan: views/plan.c, views/compare.c, views/dot.c, and
+ * the hand-drawn pictures of plan and compare in views/svg.c. */
 typedef enum { FMT_TEXT, FMT_JSON, FMT_MARKDOWN, FMT_CSV, FMT_DOT, FMT_SVG } view_format;
 const char *buf_kind_name(ir_buf_kind k);   /* "act", "saved", "grad", ... */
 /* "1.50 MiB"; s must hold 32 bytes */
 const char *view_bytes(char s[32], int64_t bytes);
-void view_plan(const ir_module *m, view_format fmt, FILE *out);
+/* A step's kernel as the views name it: "conv2d_fwd" for rt_conv2d_fwd. */
+const char *view_kernel(const ir_step *s);
+/* The storage a buffer's bytes belong to (the root of its alias chain). */
+const ir_buf *view_storage(const ir_program *prog, const ir_buf *b);
+/* Live across the forward/backward boundary: kept from forward for backward. */
+bool view_is_residual(const ir_program *prog, const ir_buf *b);
+/* The buffer whose storage b took over in place (plan.c merged them), or NULL. */
+const ir_buf *view_took_over(const ir_program *prog, const ir_buf *b);
+/* Arena bytes in use at each step as planned (malloc'd, nsteps entries):
+ * each storage at its aligned planned size over [first, last], an in-place
+ * pair once at its handover step, as plan.c counts; the maximum is
+ * prog->lower_bound. */
+int64_t *view_step_load(const ir_program *prog);
+void view_json_string(FILE *out, const char *s);
+void view_xml_string(FILE *out, const char *s); /* escaped for SVG text and attributes */
+
+/* What `frost plan` and `frost dot` show beyond their defaults (NULL: none). */
+#define VIEW_COLLAPSE_STEPS 60 /* dot: more steps to draw than this: def calls collapse */
+typedef enum { COLLAPSE_AUTO, COLLAPSE_ALWAYS, COLLAPSE_NEVER } view_collapse;
+typedef struct {
+    bool steps;             /* plan: every step: kernel, node, live bytes, reads, writes */
+    const char *from, *to;  /* dot: the nodes from the first of FROM to the last of TO, where a
+                             * name stands for the node of that name and those under it (NAME.*) */
+    const char **only; int nonly; /* dot: the nodes whose name, or a dotted prefix of it, matches one
+                                   * of these globs */
+    view_collapse collapse; /* dot: --collapse, --expand; AUTO: above VIEW_COLLAPSE_STEPS steps */
+} view_options;
+
+void view_plan(const ir_module *m, view_format fmt, const view_options *o, FILE *out);
 /* Name of the configuration m was built with: its `config`, else "all" or "none"
  * when every or no parameter trains (and no input wants a gradient), else
  * "(command line)". */
@@ -529,17 +564,24 @@ typedef struct {
     const char *config;
     int64_t trainable_params;  /* elements */
     int64_t total_params;      /* elements */
-    int64_t params_bytes, grads_bytes, residual_bytes;
+    int64_t params_bytes, grads_bytes, residual_bytes, opt_state_bytes;
     int64_t train_arena, infer_arena, lower_bound;
+    bool has_batchnorm;        /* the model has batch norm, */
+    bool bn_eval;              /*   on running statistics in the train program too */
 } compare_row;
 void compare_row_of(const ir_module *m, const char *config, compare_row *row);
 /* rows[0] is the reference the ratios are taken against when named "all";
  * otherwise the row named "all" is. */
 void view_compare(const char *model, const compare_row *rows, int nrows, view_format fmt, FILE *out);
 /* Liveness graph. `full` is the same model with every param trainable (for the
- * residuals that selective differentiation dropped), or NULL. */
-void view_dot(const ir_module *m, const ir_module *full, FILE *out);
+ * residuals that selective differentiation dropped), or NULL. false with a
+ * message (malloc'd) in *err when o names nodes the graph does not have. */
+bool view_dot(const ir_module *m, const ir_module *full, const view_options *o, FILE *out, char **err);
 /* Render DOT text to SVG with Graphviz's library. false + message on failure. */
 bool view_svg(const char *dot_text, size_t len, FILE *out, char **err);
+/* svg.c: the arena of m's train program, offset against step; the memory
+ * of each compare row as a stacked bar. */
+void view_plan_svg(const ir_module *m, FILE *out);
+void view_compare_svg(const char *model, const compare_row *rows, int nrows, FILE *out);
 
 #endif

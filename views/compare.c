@@ -22,92 +22,50 @@ static int64_t total_of(const compare_row *r) { return r->params_bytes + r->grad
 
 static double ratio(int64_t a, int64_t b) { return b > 0 ? (double)a / (double)b : 0.0; }
 
-static void json_string(FILE *out, const char *s) {
-    fputc('"', out);
-    for (; s && *s; s++) {
-        if (*s == '"' || *s == '\\')
-            fprintf(out, "\\%c", *s);
-        else if ((unsigned char)*s < 0x20)
-            fprintf(out, "\\u%04x", *s);
-        else
-            fputc(*s, out);
-    }
-    fputc('"', out);
-}
+/* "train" or "eval": the mode of batch norm in the train program; "-" when
+ * the model has none. */
+static const char *bn_mode(const compare_row *r) { return !r->has_batchnorm ? "-" : r->bn_eval ? "eval" : "train"; }
 
 enum {
-    CC_CONFIG, CC_TRAINABLE, CC_GRADS, CC_RESIDUALS, CC_TRAIN, CC_INFER, CC_BOUND, CC_RATIO, CC_TOTAL,
+    CC_CONFIG, CC_BN, CC_TRAINABLE, CC_GRADS, CC_RESIDUALS, CC_TRAIN, CC_INFER, CC_BOUND, CC_RATIO, CC_TOTAL,
     CC_ARENA_REF, CC_TOTAL_REF, NCOLS
 };
 
-void view_compare(const char *model, const compare_row *rows, int nrows, view_format fmt, FILE *out) {
-    if (nrows <= 0)
-        return;
-    const compare_row *ref = reference_row(rows, nrows);
-    if (fmt == FMT_JSON) {
-        fprintf(out, "{\"model\": ");
-        json_string(out, model);
-        fprintf(out, ", \"reference\": ");
-        json_string(out, ref->config);
-        fprintf(out, ", \"params_bytes\": %" PRId64 ", \"configs\": [", ref->params_bytes);
-        for (int k = 0; k < nrows; k++) {
-            const compare_row *r = &rows[k];
-            fprintf(out, "%s\n  {\"config\": ", k ? "," : "");
-            json_string(out, r->config);
-            fprintf(out,
-                    ", \"trainable_params\": %" PRId64 ", \"total_params\": %" PRId64 ", \"params_bytes\": %" PRId64
-                    ", \"grads_bytes\": %" PRId64 ", \"residual_bytes\": %" PRId64
-                    ", \"train_arena_bytes\": %" PRId64 ", \"infer_arena_bytes\": %" PRId64
-                    ", \"lower_bound\": %" PRId64 ", \"arena_over_bound\": %.6f, \"total_bytes\": %" PRId64
-                    ", \"arena_vs_reference\": %.6f, \"total_vs_reference\": %.6f}",
-                    r->trainable_params, r->total_params, r->params_bytes, r->grads_bytes, r->residual_bytes,
-                    r->train_arena, r->infer_arena, r->lower_bound, ratio(r->train_arena, r->lower_bound),
-                    total_of(r), ratio(r->train_arena, ref->train_arena), ratio(total_of(r), total_of(ref)));
-        }
-        fprintf(out, "\n]}\n");
-        return;
+/* The config column's cell (malloc'd): quoted as RFC 4180 says in CSV when
+ * it holds a comma, quote or newline (command-line patterns may), with `|`
+ * escaped in markdown. */
+static char *config_cell(const char *name, view_format fmt) {
+    char *text = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&text, &len);
+    IR_ASSERT(f);
+    bool quote = fmt == FMT_CSV && strpbrk(name, ",\"\n");
+    if (quote)
+        fputc('"', f);
+    for (const char *c = name; *c; c++) {
+        if ((quote && *c == '"') || (fmt == FMT_MARKDOWN && *c == '|'))
+            fputc(fmt == FMT_CSV ? '"' : '\\', f);
+        fputc(*c, f);
     }
-    /* Cells first, then printed aligned (text), piped (markdown) or comma
-     * separated (csv: exact bytes, no units). */
-    bool raw = fmt == FMT_CSV;
-    char *cells = malloc((size_t)nrows * NCOLS * 48);
-    if (!cells)
-        return;
-#define CELL(k, c) (cells + ((size_t)(k) * NCOLS + (size_t)(c)) * 48)
-    for (int k = 0; k < nrows; k++) {
-        const compare_row *r = &rows[k];
-        char b[32];
-        snprintf(CELL(k, CC_CONFIG), 48, "%s", r->config);
-        snprintf(CELL(k, CC_TRAINABLE), 48, "%" PRId64, r->trainable_params);
-        int64_t bytes[] = {r->grads_bytes, r->residual_bytes, r->train_arena, r->infer_arena, r->lower_bound};
-        for (int c = 0; c < 5; c++) {
-            if (raw)
-                snprintf(CELL(k, CC_GRADS + c), 48, "%" PRId64, bytes[c]);
-            else
-                snprintf(CELL(k, CC_GRADS + c), 48, "%s", view_bytes(b, bytes[c]));
-        }
-        snprintf(CELL(k, CC_RATIO), 48, "%.4f", ratio(r->train_arena, r->lower_bound));
-        if (raw)
-            snprintf(CELL(k, CC_TOTAL), 48, "%" PRId64, total_of(r));
-        else
-            snprintf(CELL(k, CC_TOTAL), 48, "%s", view_bytes(b, total_of(r)));
-        snprintf(CELL(k, CC_ARENA_REF), 48, "%.3f", ratio(r->train_arena, ref->train_arena));
-        snprintf(CELL(k, CC_TOTAL_REF), 48, "%.3f", ratio(total_of(r), total_of(ref)));
-    }
-    if (fmt == FMT_CSV) {
-        fprintf(out, "config,trainable_params,grads_bytes,residual_bytes,train_arena_bytes,infer_arena_bytes,"
-                     "lower_bound_bytes,arena_over_bound,total_bytes,arena_vs_reference,total_vs_reference\n");
-        for (int k = 0; k < nrows; k++)
-            for (int c = 0; c < NCOLS; c++)
-                fprintf(out, "%s%c", CELL(k, c), c + 1 < NCOLS ? ',' : '\n');
-        free(cells);
-        return;
-    }
-    char arena_ref[64], total_ref[64];
-    snprintf(arena_ref, sizeof arena_ref, "arena vs %s", ref->config);
-    snprintf(total_ref, sizeof total_ref, "total vs %s", ref->config);
-    const char *heads[NCOLS] = {"config", "trainable params", "grads", "residuals", "train arena", "infer arena",
-                                "lower bound", "arena/bound", "total", arena_ref, total_ref};
+    if (quote)
+        fputc('"', f);
+    IR_ASSERT(fclose(f) == 0);
+    return text;
+}
+
+/* The cell of row k, column c: the config column holds names of any length
+ * (names[k]), the others numbers in 48 bytes each. */
+#define CELL(k, c) ((c) == CC_CONFIG ? names[k] : cells + ((size_t)(k) * NCOLS + (size_t)(c)) * 48)
+
+/* Aligned text, or a markdown table. */
+static void compare_table(const char *model, int nrows, const compare_row *ref, view_format fmt, const char *cells,
+                          char *const *names, FILE *out) {
+    char *arena_ref = malloc(strlen(ref->config) + 16), *total_ref = malloc(strlen(ref->config) + 16);
+    IR_ASSERT(arena_ref && total_ref);
+    sprintf(arena_ref, "arena vs %s", ref->config);
+    sprintf(total_ref, "total vs %s", ref->config);
+    const char *heads[NCOLS] = {"config", "batch norm", "trainable params", "grads", "residuals", "train arena",
+                                "infer arena", "lower bound", "arena/bound", "total", arena_ref, total_ref};
     int width[NCOLS];
     for (int c = 0; c < NCOLS; c++) {
         width[c] = (int)strlen(heads[c]);
@@ -140,8 +98,89 @@ void view_compare(const char *model, const compare_row *rows, int nrows, view_fo
     }
     fprintf(out,
             "\ntotal = params + grads + train arena (params: %s in every row); arena/bound = train arena / lower\n"
-            "bound; the last two columns are relative to configuration '%s'.\n",
+            "bound; batch norm: on batch statistics (train) or running ones (eval) in the train program, or -\n"
+            "when there is none; the last two columns are relative to configuration '%s'.\n",
             view_bytes(pb, ref->params_bytes), ref->config);
+    free(arena_ref);
+    free(total_ref);
+}
+
+void view_compare(const char *model, const compare_row *rows, int nrows, view_format fmt, FILE *out) {
+    if (nrows <= 0)
+        return;
+    if (fmt == FMT_SVG) {
+        view_compare_svg(model, rows, nrows, out);
+        return;
+    }
+    const compare_row *ref = reference_row(rows, nrows);
+    if (fmt == FMT_JSON) {
+        fprintf(out, "{\"model\": ");
+        view_json_string(out, model);
+        fprintf(out, ", \"reference\": ");
+        view_json_string(out, ref->config);
+        fprintf(out, ", \"params_bytes\": %" PRId64 ", \"configs\": [", ref->params_bytes);
+        for (int k = 0; k < nrows; k++) {
+            const compare_row *r = &rows[k];
+            fprintf(out, "%s\n  {\"config\": ", k ? "," : "");
+            view_json_string(out, r->config);
+            fprintf(out, ", \"batchnorm\": ");
+            if (r->has_batchnorm)
+                view_json_string(out, bn_mode(r));
+            else
+                fputs("null", out);
+            fprintf(out,
+                    ", \"trainable_params\": %" PRId64 ", \"total_params\": %" PRId64 ", \"params_bytes\": %" PRId64
+                    ", \"grads_bytes\": %" PRId64 ", \"opt_state_bytes\": %" PRId64 ", \"residual_bytes\": %" PRId64
+                    ", \"train_arena_bytes\": %" PRId64 ", \"infer_arena_bytes\": %" PRId64
+                    ", \"lower_bound\": %" PRId64 ", \"arena_over_bound\": %.6f, \"total_bytes\": %" PRId64
+                    ", \"arena_vs_reference\": %.6f, \"total_vs_reference\": %.6f}",
+                    r->trainable_params, r->total_params, r->params_bytes, r->grads_bytes, r->opt_state_bytes,
+                    r->residual_bytes,
+                    r->train_arena, r->infer_arena, r->lower_bound, ratio(r->train_arena, r->lower_bound),
+                    total_of(r), ratio(r->train_arena, ref->train_arena), ratio(total_of(r), total_of(ref)));
+        }
+        fprintf(out, "\n]}\n");
+        return;
+    }
+    /* Cells first, then printed aligned (text), piped (markdown) or comma
+     * separated (csv: exact bytes, no units). */
+    bool raw = fmt == FMT_CSV;
+    char *cells = malloc((size_t)nrows * NCOLS * 48);
+    char **names = calloc((size_t)nrows, sizeof *names);
+    IR_ASSERT(cells && names);
+    for (int k = 0; k < nrows; k++) {
+        const compare_row *r = &rows[k];
+        char b[32];
+        names[k] = config_cell(r->config, fmt);
+        snprintf(CELL(k, CC_BN), 48, "%s", bn_mode(r));
+        snprintf(CELL(k, CC_TRAINABLE), 48, "%" PRId64, r->trainable_params);
+        int64_t bytes[] = {r->grads_bytes, r->residual_bytes, r->train_arena, r->infer_arena, r->lower_bound};
+        for (int c = 0; c < 5; c++) {
+            if (raw)
+                snprintf(CELL(k, CC_GRADS + c), 48, "%" PRId64, bytes[c]);
+            else
+                snprintf(CELL(k, CC_GRADS + c), 48, "%s", view_bytes(b, bytes[c]));
+        }
+        snprintf(CELL(k, CC_RATIO), 48, "%.4f", ratio(r->train_arena, r->lower_bound));
+        if (raw)
+            snprintf(CELL(k, CC_TOTAL), 48, "%" PRId64, total_of(r));
+        else
+            snprintf(CELL(k, CC_TOTAL), 48, "%s", view_bytes(b, total_of(r)));
+        snprintf(CELL(k, CC_ARENA_REF), 48, "%.3f", ratio(r->train_arena, ref->train_arena));
+        snprintf(CELL(k, CC_TOTAL_REF), 48, "%.3f", ratio(total_of(r), total_of(ref)));
+    }
+    if (fmt == FMT_CSV) {
+        fprintf(out, "config,batchnorm,trainable_params,grads_bytes,residual_bytes,train_arena_bytes,infer_arena_bytes,"
+                     "lower_bound_bytes,arena_over_bound,total_bytes,arena_vs_reference,total_vs_reference\n");
+        for (int k = 0; k < nrows; k++)
+            for (int c = 0; c < NCOLS; c++)
+                fprintf(out, "%s%c", CELL(k, c), c + 1 < NCOLS ? ',' : '\n');
+    } else {
+        compare_table(model, nrows, ref, fmt, cells, names, out);
+    }
 #undef CELL
+    for (int k = 0; k < nrows; k++)
+        free(names[k]);
+    free(names);
     free(cells);
 }

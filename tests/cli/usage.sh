@@ -49,5 +49,22 @@ grep -qx 'x86-64-v2' "$tmp/stdout" || { failed=$((failed + 1)); echo "FAIL --mcp
 expect 0 "" compile "$model" --mcpu x86-64-v2 -o x.o
 [ -s "$tmp/out/x.o" ] && [ -s "$tmp/out/x.h" ] || { failed=$((failed + 1)); echo "FAIL --mcpu x86-64-v2 wrote no x.o/x.h"; }
 
+# The views' own options belong to one view each; names they give must exist.
+expect 2 "frost: --steps is an option of frost plan" dot "$model" --steps
+expect 2 "frost: --only is an option of frost dot" plan "$model" --only fc1
+expect 2 "frost: --expand is an option of frost dot" compare "$model" --expand
+expect 2 "frost: unknown option '--steps'" compile "$model" --steps -o x.o
+expect 2 "frost: option --from needs a value" dot "$model" --from
+expect 2 "frost: unknown --format 'markdown'" plan "$model" --format markdown
+expect 1 "frost: error: --from 'fc9': no node of model mlp is named so or lies under it; did you mean 'fc1'?" \
+    dot "$model" --from fc9 -o g.dot
+expect 1 "frost: error: --only 'conv*': no node of model mlp matches, nor any name it lies under" \
+    dot "$model" --only 'conv*' -o g.svg
+expect 1 "frost: error: --from names a node that comes after the last one --to names" dot "$model" --from fc2 --to fc1
+expect 0 "" plan "$model" -o p.svg
+grep -q '<svg' "$tmp/out/p.svg" || { failed=$((failed + 1)); echo "FAIL plan -o p.svg wrote no SVG"; }
+expect 0 "" compare "$model" --format svg -o c.svg
+grep -q '<svg' "$tmp/out/c.svg" || { failed=$((failed + 1)); echo "FAIL compare -o c.svg wrote no SVG"; }
+
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]

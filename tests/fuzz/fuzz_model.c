@@ -1,6 +1,7 @@
 /* fuzz_model.c: libFuzzer harness for everything a model file reaches short
  * of LLVM: lexer, parser, elaboration, configuration, lowering, liveness,
- * planning, widening and validation, then the header and the plan view.
+ * planning, widening and validation, then the header and the plan view
+ * (text with --steps, and the SVG picture).
  * Diagnostics go to /dev/null; a crash, a sanitizer report, a hang
  * (-timeout) or an ir_panic (abort) is a finding. The first byte picks the
  * configuration: the file's default, all, or none. */
@@ -35,7 +36,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (m) {
         cg_options o = {.opt_level = 0};
         cg_emit_header(m, &o, sink);
-        view_plan(m, FMT_TEXT, sink);
+        view_options steps = {.steps = true};
+        view_plan(m, FMT_TEXT, &steps, sink);
+        view_plan(m, FMT_SVG, NULL, sink);
     }
     pool_free(p);
     free(src);
