@@ -607,29 +607,20 @@ static bool cg_entry(cg_ctx *c, cg_entry_kind kind, const ir_program *prog, int 
     cg_env env = {.kind = kind, .prog = prog};
     /* No alignment attributes on these parameters: the prologue checks the
      * alignment, and LLVM would fold that check away under a promise. */
-    LLVMTypeRef pin = LLVMPointerType(c->t_in, 0), pout = LLVMPointerType(c->t_out, 0);
-    if (kind == E_BACKWARD) {
-        LLVMTypeRef pt[] = {c->t_ptr, c->t_ptr, c->t_ptr};
-        if (!(env.fn = cg_add_function(c, "backward", c->t_i32, pt, 3)))
-            return false;
-        cg_name_param(env.fn, 0, "params", false);
-        cg_name_param(env.fn, 1, "grads", false);
-        cg_name_param(env.fn, 2, "arena", false);
-        env.params = LLVMGetParam(env.fn, 0);
-        env.grads = LLVMGetParam(env.fn, 1);
-        env.arena = LLVMGetParam(env.fn, 2);
-    } else {
-        LLVMTypeRef pt[] = {c->t_ptr, pin, pout, c->t_ptr};
-        if (!(env.fn = cg_add_function(c, entry_suffix[kind], c->t_i32, pt, 4)))
-            return false;
-        cg_name_param(env.fn, 0, "params", false);
-        cg_name_param(env.fn, 1, "in", false);
-        cg_name_param(env.fn, 2, "out", false);
-        cg_name_param(env.fn, 3, "arena", false);
-        env.params = LLVMGetParam(env.fn, 0);
-        env.in = LLVMGetParam(env.fn, 1);
-        env.out = LLVMGetParam(env.fn, 2);
-        env.arena = LLVMGetParam(env.fn, 3);
+    /* forward, infer: (params, in, out, arena); backward: (params, grads, arena) */
+    bool bwd = kind == E_BACKWARD;
+    LLVMTypeRef fwd_types[] = {c->t_ptr, LLVMPointerType(c->t_in, 0), LLVMPointerType(c->t_out, 0), c->t_ptr};
+    LLVMTypeRef bwd_types[] = {c->t_ptr, c->t_ptr, c->t_ptr};
+    static const char *const fwd_names[] = {"params", "in", "out", "arena"};
+    static const char *const bwd_names[] = {"params", "grads", "arena"};
+    LLVMValueRef *fwd_slots[] = {&env.params, &env.in, &env.out, &env.arena};
+    LLVMValueRef *bwd_slots[] = {&env.params, &env.grads, &env.arena};
+    unsigned np = bwd ? 3 : 4;
+    if (!(env.fn = cg_add_function(c, entry_suffix[kind], c->t_i32, bwd ? bwd_types : fwd_types, np)))
+        return false;
+    for (unsigned k = 0; k < np; k++) {
+        cg_name_param(env.fn, k, (bwd ? bwd_names : fwd_names)[k], false);
+        *(bwd ? bwd_slots : fwd_slots)[k] = LLVMGetParam(env.fn, k);
     }
     if (from < 0 || to > prog->nsteps || from > to)
         return cg_fail(c, "%s_%s: step range [%d, %d) outside the program's %d steps", c->prefix,
