@@ -210,6 +210,8 @@ enum { SMALL_FRAME = 8 };
 /* The first symbol of frame f named s[0..len), NULL if none. The pointer is
  * good until the next add_sym. */
 static sym *find_localn(elab_ctx *e, const frame *f, const char *s, size_t len) {
+    if (f->nsyms == 0)
+        return NULL; /* and e->syms may still be NULL, which takes no offset */
     sym *syms = e->syms + f->base;
     if (f->nsyms > SMALL_FRAME) {
         int k = map_findn(&f->sym_ids, s, len);

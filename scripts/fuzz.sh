@@ -77,6 +77,9 @@ gzip -nc "$seeds/labels" > "$seeds/labels.gz"
 idx_seed gzip "$seeds/images.gz" "$seeds/labels.gz"
 rm -f "$seeds"/images* "$seeds"/labels*
 
+# Every sanitizer report is a finding: UBSan would otherwise print and go on.
+export UBSAN_OPTIONS="halt_on_error=1:abort_on_error=1:print_stacktrace=1${UBSAN_OPTIONS:+:$UBSAN_OPTIONS}"
+
 dict() { case $1 in model) echo tests/fuzz/model.dict ;; safetensors|json) echo tests/fuzz/json.dict ;; esac; }
 passed=0 failed=0
 for h in "${harnesses[@]}"; do

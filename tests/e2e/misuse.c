@@ -155,6 +155,9 @@ int main(void) {
     check(nonzero == 0, "opt_init left %lld of %lld bytes non-zero", (long long)nonzero, (long long)OPT_STATE_BYTES);
     LC(_opt_init)(NULL);
 
+    for (int k = 0; k < NUM_INPUTS; k++)
+        free(data[k]);
+    free(params), free(grads), free(arena), free(opt);
     printf("%d passed, %d failed\n", npassed, nfailed);
     return nfailed ? 1 : 0;
 }
