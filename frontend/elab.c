@@ -1523,6 +1523,10 @@ static void elab_default(elab_ctx *e, const ast_stmt *st) {
     g->default_config = map_find(&e->config_ids, st->name);
     if (g->default_config >= 0)
         return;
+    if (strcmp(st->name, "all") == 0 || strcmp(st->name, "none") == 0) { /* always there */
+        g->default_builtin = st->name;
+        return;
+    }
     const char **names = pool_alloc(e->pool, sizeof *names * (size_t)(g->nconfigs + 1));
     for (int k = 0; k < g->nconfigs; k++)
         names[k] = g->configs[k].name;

@@ -208,6 +208,7 @@ typedef struct {
     int *outputs; int noutputs, capoutputs; /* value ids; outputs[0] is the loss */
     ir_config *configs; int nconfigs, capconfigs;
     int default_config;         /* index into configs, or -1 */
+    const char *default_builtin; /* `default all` / `default none` (no such config in the file), else NULL */
     bool bn_eval;               /* top-level `batchnorm eval`: the mode of configs that don't say */
     bool has_optimizer;         /* the file has an `optimizer` statement: */
     ir_optimizer optimizer;     /*   its choice and hyper-parameters */

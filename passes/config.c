@@ -122,20 +122,22 @@ bool pass_config(ir_module *m, const frost_select *sel, diag_ctx *d) {
 
     const ir_config *chosen = NULL;
     bool base_all;
-    if (sel->config) {
+    /* --config NAME, else a `default all` / `default none` of the file */
+    const char *named = sel->config ? sel->config : g->default_config < 0 ? g->default_builtin : NULL;
+    if (named) {
         for (int k = 0; k < g->nconfigs; k++)
-            if (strcmp(g->configs[k].name, sel->config) == 0)
+            if (strcmp(g->configs[k].name, named) == 0)
                 chosen = &g->configs[k];
-        if (!chosen && strcmp(sel->config, "all") != 0 && strcmp(sel->config, "none") != 0) {
+        if (!chosen && strcmp(named, "all") != 0 && strcmp(named, "none") != 0) {
             char list[512] = "all, none";
             for (int k = 0; k < g->nconfigs; k++) {
                 size_t len = strlen(list);
                 snprintf(list + len, sizeof list - len, ", %s", g->configs[k].name);
             }
-            diag_error(d, (src_loc){0, 0}, "no configuration named '%s' (known: %s)", sel->config, list);
+            diag_error(d, (src_loc){0, 0}, "no configuration named '%s' (known: %s)", named, list);
             return false;
         }
-        base_all = !chosen && strcmp(sel->config, "all") == 0;
+        base_all = !chosen && strcmp(named, "all") == 0;
     } else if (g->default_config >= 0) {
         chosen = &g->configs[g->default_config];
         base_all = false;

@@ -66,5 +66,16 @@ grep -q '<svg' "$tmp/out/p.svg" || { failed=$((failed + 1)); echo "FAIL plan -o 
 expect 0 "" compare "$model" --format svg -o c.svg
 grep -q '<svg' "$tmp/out/c.svg" || { failed=$((failed + 1)); echo "FAIL compare -o c.svg wrote no SVG"; }
 
+# `default all` and `default none` name the configurations every model has
+# (they used to be rejected: "no config named 'all'").
+for d in all none; do
+    printf 'model m\ninput x : f32[2, 3]\ninput t : f32[2, 4]\nfc = linear(x, 4)\nloss = mse_loss(fc, t)\noutput loss\nconfig head { train none }\ndefault %s\n' \
+        "$d" > "$tmp/default_$d.frost"
+    expect 0 "" plan "$tmp/default_$d.frost"
+    want="model m, config $d: $([ $d = all ] && echo 16 || echo 0) of 16 parameters trainable"
+    got=$(head -n 1 "$tmp/stdout")
+    [ "$got" = "$want" ] || { failed=$((failed + 1)); echo "FAIL default $d: plan says '$got', expected '$want'"; }
+done
+
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]
