@@ -815,6 +815,10 @@ static void elab_input(elab_ctx *e, const ast_stmt *st) {
             ok = false;
         }
     }
+    if (ok && st->grad && dt != DT_F32) {
+        err(e, st->name_loc, "input '%s' is %s: only f32 inputs have gradients ('grad')", st->name, dtype_name(dt));
+        ok = false;
+    }
     if (!ok) {
         add_sym(e, st->name, true, tensor_val(-1), st->name_loc);
         return;

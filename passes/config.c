@@ -99,6 +99,11 @@ static bool check_patterns(const ir_graph *g, const ir_config *c, diag_ctx *d) {
             diag_error(d, loc_at(c->grad_loc, k, c->loc), "'grad %s' in config '%s': no input of that name",
                        c->grad[k], c->name);
             ok = false;
+        } else if (g->vals[v].dtype != DT_F32) {
+            diag_error(d, loc_at(c->grad_loc, k, c->loc),
+                       "'grad %s' in config '%s': the input is %s; only f32 inputs have gradients", c->grad[k],
+                       c->name, dtype_name(g->vals[v].dtype));
+            ok = false;
         }
     }
     return ok;
@@ -108,6 +113,11 @@ static bool set_input_grad(ir_graph *g, const char *name, diag_ctx *d) {
     int v = ir_find_value(g, name);
     if (v < 0 || g->vals[v].kind != VAL_INPUT) {
         diag_error(d, (src_loc){0, 0}, "--grad %s: no input of that name", name);
+        return false;
+    }
+    if (g->vals[v].dtype != DT_F32) {
+        diag_error(d, (src_loc){0, 0}, "--grad %s: the input is %s; only f32 inputs have gradients", name,
+                   dtype_name(g->vals[v].dtype));
         return false;
     }
     g->vals[v].wants_grad = true;

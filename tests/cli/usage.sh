@@ -66,6 +66,10 @@ grep -q '<svg' "$tmp/out/p.svg" || { failed=$((failed + 1)); echo "FAIL plan -o 
 expect 0 "" compare "$model" --format svg -o c.svg
 grep -q '<svg' "$tmp/out/c.svg" || { failed=$((failed + 1)); echo "FAIL compare -o c.svg wrote no SVG"; }
 
+# Only f32 inputs have gradients (an i32 input used to get a meaningless slot).
+expect 1 "$model: error: --grad label: the input is i32; only f32 inputs have gradients" \
+    compile "$model" --grad label -o x.o
+
 # `default all` and `default none` name the configurations every model has
 # (they used to be rejected: "no config named 'all'").
 for d in all none; do
