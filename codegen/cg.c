@@ -66,6 +66,15 @@ static char *cg_vstrdupf(const char *fmt, va_list ap)
     return s;
 }
 
+char *cg_strdupf(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    char *s = cg_vstrdupf(fmt, ap);
+    va_end(ap);
+    return s;
+}
+
 static bool cg_fail(cg_ctx *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static bool cg_fail(cg_ctx *c, const char *fmt, ...)
 {
@@ -211,6 +220,15 @@ static LLVMValueRef cg_call(cg_ctx *c, const char *what, const char *kernel, con
     return LLVMBuildCall2(c->b, fty, fn, av, np, "");
 }
 
+/* The functions codegen splits the work into (kernel specialisations, parts
+ * of entry points) must stay functions: inlined back, they would rebuild the
+ * one huge body whose optimisation grows superlinearly. */
+static void cg_never_inline(cg_ctx *c, LLVMValueRef fn)
+{
+    unsigned kind = LLVMGetEnumAttributeKindForName("noinline", 8);
+    LLVMAddAttributeAtIndex(fn, LLVMAttributeFunctionIndex, LLVMCreateEnumAttribute(c->ctx, kind, 0));
+}
+
 /* Call `kernel` through a specialisation: an internal, never-inlined function
  * that takes the call's pointers (and A_VALUE integers) as parameters and
  * passes its constant operands (A_INT, A_FLOAT, A_NULL) to the kernel as
@@ -259,8 +277,7 @@ static LLVMValueRef cg_call_spec(cg_ctx *c, const char *what, const char *kernel
         LLVMTypeRef ret = LLVMGetReturnType(LLVMGlobalGetValueType(kfn));
         spec = LLVMAddFunction(c->mod, key, LLVMFunctionType(ret, pt, np, 0));
         LLVMSetLinkage(spec, LLVMInternalLinkage);
-        unsigned kind = LLVMGetEnumAttributeKindForName("noinline", 8);
-        LLVMAddAttributeAtIndex(spec, LLVMAttributeFunctionIndex, LLVMCreateEnumAttribute(c->ctx, kind, 0));
+        cg_never_inline(c, spec);
         LLVMBasicBlockRef saved = LLVMGetInsertBlock(c->b);
         LLVMPositionBuilderAtEnd(c->b, LLVMAppendBasicBlockInContext(c->ctx, spec, "entry"));
         cg_arg inner[IR_MAX_OPND];
@@ -579,8 +596,7 @@ static LLVMValueRef cg_part(cg_ctx *c, const cg_env *env, int lo, int hi)
     LLVMTypeRef fty = LLVMFunctionType(c->t_i32, pt, 5, 0);
     LLVMValueRef fn = LLVMAddFunction(c->mod, name, fty);
     LLVMSetLinkage(fn, LLVMInternalLinkage);
-    LLVMAddAttributeAtIndex(fn, LLVMAttributeFunctionIndex,
-                            LLVMCreateEnumAttribute(c->ctx, LLVMGetEnumAttributeKindForName("noinline", 8), 0));
+    cg_never_inline(c, fn);
     LLVMValueRef args[5] = {env->params, env->grads, env->arena, env->in, env->out};
     for (int k = 0; k < 5; k++)
         if (!args[k])

@@ -15,5 +15,7 @@ extern const size_t frost_rt_bitcode_len;
 /* The symbol prefix: o->prefix, else the model name, made a C identifier
  * (characters outside [A-Za-z0-9_] become '_', a leading digit gets "m_"). */
 void cg_prefix(const ir_module *m, const cg_options *o, char buf[CG_MAX_PREFIX]);
+/* printf into a malloc'd string (NULL when out of memory): error messages. */
+char *cg_strdupf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 #endif

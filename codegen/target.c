@@ -6,7 +6,6 @@
 #include "cg.h"
 #include "target_names.h"
 
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -39,20 +38,6 @@ static void keep_nearest(const char *name, void *ctx) {
     strcpy(s->best[k], name);
 }
 
-static char *vformat(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static char *vformat(const char *fmt, ...) {
-    va_list ap, ap2;
-    va_start(ap, fmt);
-    va_copy(ap2, ap);
-    int n = vsnprintf(NULL, 0, fmt, ap);
-    va_end(ap);
-    char *s = n >= 0 ? malloc((size_t)n + 1) : NULL;
-    if (s)
-        vsnprintf(s, (size_t)n + 1, fmt, ap2);
-    va_end(ap2);
-    return s;
-}
-
 /* The triple o names, or the host's; LLVMDisposeMessage it. NULL with *err
  * set when no registered target serves it. */
 static char *target_triple(const cg_options *o, char **err) {
@@ -62,7 +47,7 @@ static char *target_triple(const cg_options *o, char **err) {
     char *terr = NULL;
     if (triple && !LLVMGetTargetFromTriple(triple, &target, &terr))
         return triple;
-    *err = vformat("unknown target triple '%s'%s%s", triple ? triple : "?", terr ? ": " : "",
+    *err = cg_strdupf("unknown target triple '%s'%s%s", triple ? triple : "?", terr ? ": " : "",
                    terr ? terr : "");
     LLVMDisposeMessage(terr);
     LLVMDisposeMessage(triple);
@@ -86,7 +71,7 @@ bool cg_check_target(const cg_options *o, char **err) {
             for (int k = 0; k < NEAREST && s.dist[k] < 99; k++)
                 snprintf(list + strlen(list), sizeof list - strlen(list), "%s'%s'", k ? ", " : "",
                          s.best[k]);
-            *err = vformat("unknown CPU '%s' for %s%s%s ('--mcpu help' lists them all)", o->cpu, triple,
+            *err = cg_strdupf("unknown CPU '%s' for %s%s%s ('--mcpu help' lists them all)", o->cpu, triple,
                            *list ? "; the closest it knows: " : "", list);
             ok = false;
         }
@@ -104,7 +89,7 @@ bool cg_list_cpus(const cg_options *o, FILE *out, char **err) {
         return false;
     int n = cg_target_cpus(triple, print_name, out);
     if (n < 0)
-        *err = vformat("cannot list the CPUs of %s", triple);
+        *err = cg_strdupf("cannot list the CPUs of %s", triple);
     LLVMDisposeMessage(triple);
     return n >= 0;
 }
