@@ -67,6 +67,7 @@ typedef struct {
     int n, next;
 } open_block;
 
+typedef struct elab_ctx elab_ctx;
 struct elab_ctx {
     pool *pool;
     diag_ctx *d;
@@ -95,6 +96,11 @@ struct elab_ctx {
     int nopen, capopen;
 };
 
+/* What a shape rule in ops.c sees of elaboration (ir.h, the sc_* functions). */
+struct shape_ctx {
+    elab_ctx *e;
+};
+
 /* Limits on what a model may expand to (docs/language.md, Limits). Defs that
  * call each other twice each, 30 deep, would expand to 2^30 calls: the work
  * must end at a located error, not after hours. MAX_NODES bounds the graph
@@ -103,8 +109,6 @@ struct elab_ctx {
  * call costs its def's length in tokens, which bounds the work elaborating
  * it can do besides its own calls. */
 enum { MAX_CALL_DEPTH = 64, MAX_NODES = 100000, MAX_EXPANSION = 4000000 };
-
-ir_graph *elab_graph(elab_ctx *e) { return e->g; }
 
 /* Past diag.c's error limit, or past a limit above, elaboration stops: the
  * loops over statements, arguments and items check this. */
@@ -144,13 +148,6 @@ static void verr(elab_ctx *e, src_loc at, const char *fmt, va_list ap) {
 
 static void err(elab_ctx *e, src_loc at, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 static void err(elab_ctx *e, src_loc at, const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    verr(e, at, fmt, ap);
-    va_end(ap);
-}
-
-void elab_error(elab_ctx *e, src_loc at, const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
     verr(e, at, fmt, ap);
@@ -1026,7 +1023,8 @@ static int apply_op(elab_ctx *e, const ast_stmt *st, const op_def *op, const cha
     }
     if (!match_args(e, st, op, &n) || e->errors > errors)
         return -1;
-    bool inferred = op->infer(e, &n, &dt, &shape);
+    shape_ctx sc = {e};
+    bool inferred = op->infer(&sc, &n, &dt, &shape);
     if (!inferred && e->errors == errors) /* a shape rule must say why */
         err(e, st->op_loc, "%s: the shape check of '%s' failed", op->name, full);
     if (!inferred || e->errors > errors)
@@ -1042,8 +1040,22 @@ static int apply_op(elab_ctx *e, const ast_stmt *st, const op_def *op, const cha
     return n.out;
 }
 
-int elab_add_param(elab_ctx *e, ir_node *n, const char *suffix, ir_val_kind kind, ir_shape shape, int init,
-                   int64_t fan_in) {
+/* ---------------------------------------------------------------- the shape rules' interface (ir.h) */
+
+const ir_graph *sc_graph(shape_ctx *sc) { return sc->e->g; }
+
+const ir_value *sc_in(shape_ctx *sc, const ir_node *n, int i) { return &sc->e->g->vals[n->in[i]]; }
+
+void sc_error(shape_ctx *sc, src_loc at, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    verr(sc->e, at, fmt, ap);
+    va_end(ap);
+}
+
+/* A param or buffer "<node name>.<suffix>" owned by n. */
+static int add_owned(elab_ctx *e, ir_node *n, const char *suffix, ir_val_kind kind, ir_dtype dt, ir_shape shape,
+                     int init, int64_t fan_in) {
     IR_ASSERT(n->nin < IR_MAX_IN);
     const char *name = pool_printf(e->pool, "%s.%s", n->name, suffix);
     /* its name in the current scope, for clashes with the scope's own names */
@@ -1051,13 +1063,25 @@ int elab_add_param(elab_ctx *e, ir_node *n, const char *suffix, ir_val_kind kind
     size_t plen = prefix ? strlen(prefix) : 0;
     const char *local = prefix && strncmp(name, prefix, plen) == 0 && name[plen] == '.' ? name + plen + 1 : name;
     check_new_full(e, local, name, n->loc);
-    if (shape_bytes(&shape, DT_F32) < 0)
-        err(e, n->loc, "parameter '%s' would be too large: f32%s does not fit in 2^63 bytes", name,
+    if (shape_bytes(&shape, dt) < 0)
+        err(e, n->loc, "parameter '%s' would be too large: %s%s does not fit in 2^63 bytes", name, dtype_name(dt),
             shape_str(e->pool, &shape));
-    int v = ir_add_value(e->g, name, kind, DT_F32, shape, n->loc);
+    int v = ir_add_value(e->g, name, kind, dt, shape, n->loc);
     e->g->vals[v].init = init;
     e->g->vals[v].fan_in = fan_in;
     n->in[n->nin++] = v;
+    return v;
+}
+
+int sc_param(shape_ctx *sc, ir_node *n, const char *suffix, ir_dtype dt, ir_shape shape, int init,
+             int64_t fan_in) {
+    return add_owned(sc->e, n, suffix, VAL_PARAM, dt, shape, init, fan_in);
+}
+
+int sc_buffer(shape_ctx *sc, ir_node *n, const char *suffix, ir_dtype dt, ir_shape shape, int init,
+              bool persistent) {
+    int v = add_owned(sc->e, n, suffix, VAL_BUFFER, dt, shape, init, 0);
+    sc->e->g->vals[v].nonpersistent = !persistent;
     return v;
 }
 

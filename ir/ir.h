@@ -225,14 +225,24 @@ int ir_add_value(ir_graph *g, const char *name, ir_val_kind kind, ir_dtype dt, i
 int ir_find_value(const ir_graph *g, const char *name); /* -1 if absent */
 void ir_dump_graph(const ir_graph *g, FILE *out);
 
-/* ---------------------------------------------------------------- elab.c
- * Used by the shape rules in ops.c while the frontend builds the graph. */
-typedef struct elab_ctx elab_ctx;
-ir_graph *elab_graph(elab_ctx *e);
-/* Create param/buffer "<node name>.<suffix>" owned by n (appended to n->in). */
-int elab_add_param(elab_ctx *e, ir_node *n, const char *suffix, ir_val_kind kind, ir_shape shape,
-                   int init, int64_t fan_in);
-void elab_error(elab_ctx *e, src_loc at, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+/* ---------------------------------------------------------------- shape rules
+ * What an op's shape rule (op_def.infer in ops.c) may ask of the frontend
+ * that builds the graph (frontend/elab.c implements it): the counterpart of
+ * lower_ctx and the lc_* functions below. */
+typedef struct shape_ctx shape_ctx;
+const ir_graph *sc_graph(shape_ctx *sc);                        /* the graph so far (and its pool) */
+const ir_value *sc_in(shape_ctx *sc, const ir_node *n, int i); /* input i of n */
+/* A trainable param "<node name>.<suffix>" owned by n, appended to n->in;
+ * its value id. fan_in: for the kaiming/bias init bounds (-1: too large). */
+int sc_param(shape_ctx *sc, ir_node *n, const char *suffix, ir_dtype dt, ir_shape shape, int init,
+             int64_t fan_in);
+/* Likewise a buffer: state the op keeps but nothing trains (running
+ * statistics, counters). Persistent buffers are part of the state_dict and
+ * of checkpoints; the others (an RNG counter) are not. */
+int sc_buffer(shape_ctx *sc, ir_node *n, const char *suffix, ir_dtype dt, ir_shape shape, int init,
+              bool persistent);
+/* Report an error; the shape rule then returns false. */
+void sc_error(shape_ctx *sc, src_loc at, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
 /* ---------------------------------------------------------------- ops.c
  * The op table. Each op lives in one place in ops.c: its call signature, its
@@ -265,16 +275,19 @@ typedef struct op_def {
     /* Shape rule. On entry n->in[0..ntensor) are set and n->attr[k] / fattr[k]
      * hold the k-th non-tensor argument (ints in attr, floats in fattr, by
      * argument position among non-tensor args). It checks, creates owned params
-     * with elab_add_param(), sets the output dtype/shape, and returns false after
+     * with sc_param() / sc_buffer(), sets the output dtype/shape, and returns false after
      * reporting an error at n->loc. */
-    bool (*infer)(elab_ctx *e, ir_node *n, ir_dtype *out_dt, ir_shape *out_shape);
+    bool (*infer)(shape_ctx *sc, ir_node *n, ir_dtype *out_dt, ir_shape *out_shape);
     /* Which inputs are differentiable (bit i = input i). */
     uint32_t diff_inputs;
     /* Residual needs of the VJP w.r.t. input i (may depend on the mode:
      * lc_training, lc_bn_eval). */
     uint32_t (*needs)(lower_ctx *c, const ir_node *n, int input);
-    /* Shape/dtype of auxiliary tensor k, if the op has any. */
+    /* Shape/dtype of auxiliary tensor k, if the op has any, and what it is
+     * (for docs/autodiff.md's needs table, which tests/unit/test_lower.c
+     * generates from this table and the needs hooks). */
     int naux;
+    const char *aux_doc[IR_MAX_AUX];
     void (*aux_shape)(const ir_graph *g, const ir_node *n, int k, ir_dtype *dt, ir_shape *shape);
     /* Emit forward steps. lower_ctx says which aux tensors are wanted. */
     void (*forward)(lower_ctx *c, const ir_node *n);
@@ -472,6 +485,10 @@ ir_module *frost_build_graph(ir_graph *g, diag_ctx *d, const frost_select *sel);
  * and arena buffers add up to more than int64 holds; past it, no size or
  * offset that a later pass computes from them can overflow. */
 bool pass_lower(ir_module *m, diag_ctx *d);
+/* What node n's VJP w.r.t. input i reads from forward time (NEED_* bits) in
+ * the train program (training) or the infer one, batch norm in eval mode or
+ * not: op_def.needs outside a lowering, for the docs' needs table. */
+uint32_t lower_op_needs(const ir_graph *g, const ir_node *n, int input, bool training, bool bn_eval);
 /* liveness.c: first/last of every arena buffer of a program. */
 void pass_liveness(ir_program *prog);
 /* plan.c: arena offsets, arena_bytes, lower_bound, residual_bytes. */

@@ -4,8 +4,24 @@
  * from forward time. The residual set of a model is derived from these needs
  * (passes/lower.c), so an op never decides on its own what to keep.
  *
- * Adding an op: write its four hooks, add a row to op_table, add its kernels
- * to runtime/rt.h and runtime/rt.c.
+ * The hooks see the frontend through shape_ctx (sc_*) and the lowering
+ * through lower_ctx (lc_*), both declared in ir.h.
+ *
+ * Adding an op touches this file, the runtime and the docs and tests, nothing
+ * else:
+ *   1. here: its section (shape rule, needs, forward, VJPs; aux tensors with
+ *      their shape and an aux_doc) and its row in op_table;
+ *   2. its kernels in runtime/rt.h and runtime/rt.c, with unit tests in
+ *      tests/unit/test_runtime.c;
+ *   3. its row in docs/language.md's op table (and a section if it keeps
+ *      anything), and a call of it in tests/unit/test_lower.c's all_ops_src,
+ *      which makes docs/autodiff.md's needs table: paste what the test
+ *      prints;
+ *   4. a model calling it among tests/e2e/cases.txt, with a configuration
+ *      per combination of which of its inputs need gradients (finite
+ *      differences in the generated code), and a golden case
+ *      (tests/golden) for each error its shape rule reports.
+ * The test `lower` checks the parts of 3 and 4 a program can see.
  */
 #include "ir.h"
 #include "ck.h"
@@ -13,56 +29,56 @@
 
 #include <string.h>
 
-static const ir_value *in_val(elab_ctx *e, const ir_node *n, int i) {
-    return &elab_graph(e)->vals[n->in[i]];
-}
-
 static const ir_value *gval(const ir_graph *g, const ir_node *n, int i) {
     return &g->vals[n->in[i]];
 }
 
 static int64_t numel_of(const ir_graph *g, int value) { return shape_numel(&g->vals[value].shape); }
 
-static bool require_f32(elab_ctx *e, const ir_node *n, int i, const char *what) {
-    const ir_value *v = in_val(e, n, i);
+static bool require_f32(shape_ctx *sc, const ir_node *n, int i, const char *what) {
+    const ir_value *v = sc_in(sc, n, i);
     if (v->dtype != DT_F32) {
-        elab_error(e, n->loc, "%s '%s' must be f32, not %s", what, v->name, dtype_name(v->dtype));
+        sc_error(sc, n->loc, "%s '%s' must be f32, not %s", what, v->name, dtype_name(v->dtype));
         return false;
     }
     return true;
 }
 
-static bool require_rank_at_least(elab_ctx *e, const ir_node *n, int i, int rank, const char *what) {
-    const ir_value *v = in_val(e, n, i);
+static bool require_rank_at_least(shape_ctx *sc, const ir_node *n, int i, int rank, const char *what) {
+    const ir_value *v = sc_in(sc, n, i);
     if (v->shape.rank < rank) {
-        elab_error(e, n->loc, "%s '%s' must have rank >= %d, but has shape %s", what, v->name, rank,
-                   shape_str(elab_graph(e)->pool, &v->shape));
+        sc_error(sc, n->loc, "%s '%s' must have rank >= %d, but has shape %s", what, v->name, rank,
+                   shape_str(sc_graph(sc)->pool, &v->shape));
         return false;
     }
     return true;
 }
+
+/* The needs of a VJP that reads nothing from forward time (add, views,
+ * average pooling): d/d input is a function of d/d output alone. */
+static uint32_t needs_nothing(lower_ctx *c, const ir_node *n, int input) { return 0; }
 
 /* ------------------------------------------------------------------ linear
  * y = x w^T + b over the last dimension of x. in: x, weight [out, K], bias [out] */
 
-static bool linear_infer(elab_ctx *e, ir_node *n, ir_dtype *dt, ir_shape *shape) {
-    if (!require_f32(e, n, 0, "linear input") || !require_rank_at_least(e, n, 0, 1, "linear input"))
+static bool linear_infer(shape_ctx *sc, ir_node *n, ir_dtype *dt, ir_shape *shape) {
+    if (!require_f32(sc, n, 0, "linear input") || !require_rank_at_least(sc, n, 0, 1, "linear input"))
         return false;
     int64_t out_features = n->attr[0];
     if (out_features <= 0) {
-        elab_error(e, n->loc, "linear: out_features must be positive, got %lld", (long long)out_features);
+        sc_error(sc, n->loc, "linear: out_features must be positive, got %lld", (long long)out_features);
         return false;
     }
-    const ir_value *x = in_val(e, n, 0);
+    const ir_value *x = sc_in(sc, n, 0);
     int64_t in_features = x->shape.dim[x->shape.rank - 1];
     ir_shape w = {2, {out_features, in_features}};
-    elab_add_param(e, n, "weight", VAL_PARAM, w, INIT_KAIMING_UNIFORM, in_features);
+    sc_param(sc, n, "weight", DT_F32, w, INIT_KAIMING_UNIFORM, in_features);
     if (n->attr[1]) {
         ir_shape b = {1, {out_features}};
-        elab_add_param(e, n, "bias", VAL_PARAM, b, INIT_BIAS_UNIFORM, in_features);
+        sc_param(sc, n, "bias", DT_F32, b, INIT_BIAS_UNIFORM, in_features);
     }
     *dt = DT_F32;
-    *shape = in_val(e, n, 0)->shape;
+    *shape = sc_in(sc, n, 0)->shape;
     shape->dim[shape->rank - 1] = out_features;
     return true;
 }
@@ -106,18 +122,18 @@ static void linear_vjp(lower_ctx *c, const ir_node *n, int input) {
 /* ------------------------------------------------------------------ matmul
  * c[M,N] = a[M,K] b[K,N], both operands tensors (no params). */
 
-static bool matmul_infer(elab_ctx *e, ir_node *n, ir_dtype *dt, ir_shape *shape) {
-    if (!require_f32(e, n, 0, "matmul operand") || !require_f32(e, n, 1, "matmul operand"))
+static bool matmul_infer(shape_ctx *sc, ir_node *n, ir_dtype *dt, ir_shape *shape) {
+    if (!require_f32(sc, n, 0, "matmul operand") || !require_f32(sc, n, 1, "matmul operand"))
         return false;
-    const ir_value *a = in_val(e, n, 0), *b = in_val(e, n, 1);
-    pool *p = elab_graph(e)->pool;
+    const ir_value *a = sc_in(sc, n, 0), *b = sc_in(sc, n, 1);
+    pool *p = sc_graph(sc)->pool;
     if (a->shape.rank != 2 || b->shape.rank != 2) {
-        elab_error(e, n->loc, "matmul needs two matrices, got %s and %s", shape_str(p, &a->shape),
+        sc_error(sc, n->loc, "matmul needs two matrices, got %s and %s", shape_str(p, &a->shape),
                    shape_str(p, &b->shape));
         return false;
     }
     if (a->shape.dim[1] != b->shape.dim[0]) {
-        elab_error(e, n->loc, "matmul: inner dimensions differ: %s x %s", shape_str(p, &a->shape),
+        sc_error(sc, n->loc, "matmul: inner dimensions differ: %s x %s", shape_str(p, &a->shape),
                    shape_str(p, &b->shape));
         return false;
     }
@@ -155,11 +171,11 @@ static void matmul_vjp(lower_ctx *c, const ir_node *n, int input) {
 
 /* ------------------------------------------------------------------ relu */
 
-static bool relu_infer(elab_ctx *e, ir_node *n, ir_dtype *dt, ir_shape *shape) {
-    if (!require_f32(e, n, 0, "relu input"))
+static bool relu_infer(shape_ctx *sc, ir_node *n, ir_dtype *dt, ir_shape *shape) {
+    if (!require_f32(sc, n, 0, "relu input"))
         return false;
     *dt = DT_F32;
-    *shape = in_val(e, n, 0)->shape;
+    *shape = sc_in(sc, n, 0)->shape;
     return true;
 }
 
@@ -184,16 +200,16 @@ static void relu_vjp(lower_ctx *c, const ir_node *n, int input) {
  * a + b with equal shapes, or b's shape a suffix of a's (b repeated over a's
  * leading dimensions, like a bias). */
 
-static bool add_infer(elab_ctx *e, ir_node *n, ir_dtype *dt, ir_shape *shape) {
-    if (!require_f32(e, n, 0, "add operand") || !require_f32(e, n, 1, "add operand"))
+static bool add_infer(shape_ctx *sc, ir_node *n, ir_dtype *dt, ir_shape *shape) {
+    if (!require_f32(sc, n, 0, "add operand") || !require_f32(sc, n, 1, "add operand"))
         return false;
-    const ir_value *a = in_val(e, n, 0), *b = in_val(e, n, 1);
+    const ir_value *a = sc_in(sc, n, 0), *b = sc_in(sc, n, 1);
     bool suffix = b->shape.rank <= a->shape.rank;
     for (int k = 0; suffix && k < b->shape.rank; k++)
         suffix = b->shape.dim[b->shape.rank - 1 - k] == a->shape.dim[a->shape.rank - 1 - k];
     if (!suffix) {
-        pool *p = elab_graph(e)->pool;
-        elab_error(e, n->loc,
+        pool *p = sc_graph(sc)->pool;
+        sc_error(sc, n->loc,
                    "add: shapes %s and %s do not match (the second may only be a trailing part of the first)",
                    shape_str(p, &a->shape), shape_str(p, &b->shape));
         return false;
@@ -202,8 +218,6 @@ static bool add_infer(elab_ctx *e, ir_node *n, ir_dtype *dt, ir_shape *shape) {
     *shape = a->shape;
     return true;
 }
-
-static uint32_t add_needs(lower_ctx *c, const ir_node *n, int input) { return 0; }
 
 static void add_forward(lower_ctx *c, const ir_node *n) {
     const ir_graph *g = lc_graph(c);
@@ -229,14 +243,14 @@ static void add_vjp(lower_ctx *c, const ir_node *n, int input) {
  * Pure reinterpretations: the output shares the input's storage and the
  * gradient passes through. */
 
-static bool flatten_infer(elab_ctx *e, ir_node *n, ir_dtype *dt, ir_shape *shape) {
-    const ir_value *x = in_val(e, n, 0);
+static bool flatten_infer(shape_ctx *sc, ir_node *n, ir_dtype *dt, ir_shape *shape) {
+    const ir_value *x = sc_in(sc, n, 0);
     int64_t start = n->attr[0];
     if (start < 0)
         start += x->shape.rank;
     if (start < 0 || start >= x->shape.rank) {
-        elab_error(e, n->loc, "flatten: start_dim %lld is out of range for shape %s", (long long)n->attr[0],
-                   shape_str(elab_graph(e)->pool, &x->shape));
+        sc_error(sc, n->loc, "flatten: start_dim %lld is out of range for shape %s", (long long)n->attr[0],
+                   shape_str(sc_graph(sc)->pool, &x->shape));
         return false;
     }
     *dt = x->dtype;
@@ -252,12 +266,12 @@ static bool flatten_infer(elab_ctx *e, ir_node *n, ir_dtype *dt, ir_shape *shape
     return true;
 }
 
-static bool reshape_infer(elab_ctx *e, ir_node *n, ir_dtype *dt, ir_shape *shape) {
-    const ir_value *x = in_val(e, n, 0);
-    pool *p = elab_graph(e)->pool;
+static bool reshape_infer(shape_ctx *sc, ir_node *n, ir_dtype *dt, ir_shape *shape) {
+    const ir_value *x = sc_in(sc, n, 0);
+    pool *p = sc_graph(sc)->pool;
     int rank = n->nattr;
     if (rank < 1 || rank > IR_MAX_RANK) {
-        elab_error(e, n->loc, "reshape needs between 1 and %d dimensions, got %d", IR_MAX_RANK, rank);
+        sc_error(sc, n->loc, "reshape needs between 1 and %d dimensions, got %d", IR_MAX_RANK, rank);
         return false;
     }
     int infer_at = -1;
@@ -268,7 +282,7 @@ static bool reshape_infer(elab_ctx *e, ir_node *n, ir_dtype *dt, ir_shape *shape
         if (d == -1 && infer_at < 0) {
             infer_at = k;
         } else if (d <= 0) {
-            elab_error(e, n->loc, "reshape: dimension %d is %lld; dimensions must be positive (one may be -1)", k,
+            sc_error(sc, n->loc, "reshape: dimension %d is %lld; dimensions must be positive (one may be -1)", k,
                        (long long)d);
             return false;
         } else {
@@ -283,7 +297,7 @@ static bool reshape_infer(elab_ctx *e, ir_node *n, ir_dtype *dt, ir_shape *shape
     if (fits && infer_at >= 0)
         shape->dim[infer_at] = total / known;
     if (!fits) {
-        elab_error(e, n->loc, "reshape: cannot view %s (%lld elements) as %s", shape_str(p, &x->shape),
+        sc_error(sc, n->loc, "reshape: cannot view %s (%lld elements) as %s", shape_str(p, &x->shape),
                    (long long)total, shape_str(p, shape));
         return false;
     }
@@ -291,25 +305,24 @@ static bool reshape_infer(elab_ctx *e, ir_node *n, ir_dtype *dt, ir_shape *shape
     return true;
 }
 
-static uint32_t view_needs(lower_ctx *c, const ir_node *n, int input) { return 0; }
 static void view_forward(lower_ctx *c, const ir_node *n) { lc_alias_out(c, n, 0); }
 static void view_vjp(lower_ctx *c, const ir_node *n, int input) { lc_grad_pass(c, n, input); }
 
 /* ------------------------------------------------------------------ cross_entropy
  * mean over the batch of -log softmax(logits)[label]. aux 0: the softmax. */
 
-static bool cross_entropy_infer(elab_ctx *e, ir_node *n, ir_dtype *dt, ir_shape *shape) {
-    const ir_value *logits = in_val(e, n, 0), *labels = in_val(e, n, 1);
-    pool *p = elab_graph(e)->pool;
-    if (!require_f32(e, n, 0, "cross_entropy logits"))
+static bool cross_entropy_infer(shape_ctx *sc, ir_node *n, ir_dtype *dt, ir_shape *shape) {
+    const ir_value *logits = sc_in(sc, n, 0), *labels = sc_in(sc, n, 1);
+    pool *p = sc_graph(sc)->pool;
+    if (!require_f32(sc, n, 0, "cross_entropy logits"))
         return false;
     if (logits->shape.rank != 2) {
-        elab_error(e, n->loc, "cross_entropy: logits must be [batch, classes], got %s",
+        sc_error(sc, n->loc, "cross_entropy: logits must be [batch, classes], got %s",
                    shape_str(p, &logits->shape));
         return false;
     }
     if (labels->dtype != DT_I32 || labels->shape.rank != 1 || labels->shape.dim[0] != logits->shape.dim[0]) {
-        elab_error(e, n->loc, "cross_entropy: labels must be i32[%lld], got %s%s",
+        sc_error(sc, n->loc, "cross_entropy: labels must be i32[%lld], got %s%s",
                    (long long)logits->shape.dim[0], dtype_name(labels->dtype), shape_str(p, &labels->shape));
         return false;
     }
@@ -345,13 +358,13 @@ static void cross_entropy_vjp(lower_ctx *c, const ir_node *n, int input) {
 /* ------------------------------------------------------------------ mse_loss
  * mean of (pred - target)^2. aux 0: pred - target, which both VJPs read. */
 
-static bool mse_infer(elab_ctx *e, ir_node *n, ir_dtype *dt, ir_shape *shape) {
-    if (!require_f32(e, n, 0, "mse_loss prediction") || !require_f32(e, n, 1, "mse_loss target"))
+static bool mse_infer(shape_ctx *sc, ir_node *n, ir_dtype *dt, ir_shape *shape) {
+    if (!require_f32(sc, n, 0, "mse_loss prediction") || !require_f32(sc, n, 1, "mse_loss target"))
         return false;
-    const ir_value *a = in_val(e, n, 0), *b = in_val(e, n, 1);
+    const ir_value *a = sc_in(sc, n, 0), *b = sc_in(sc, n, 1);
     if (!shape_eq(&a->shape, &b->shape)) {
-        pool *p = elab_graph(e)->pool;
-        elab_error(e, n->loc, "mse_loss: prediction %s and target %s differ in shape", shape_str(p, &a->shape),
+        pool *p = sc_graph(sc)->pool;
+        sc_error(sc, n->loc, "mse_loss: prediction %s and target %s differ in shape", shape_str(p, &a->shape),
                    shape_str(p, &b->shape));
         return false;
     }
@@ -382,11 +395,11 @@ static void mse_vjp(lower_ctx *c, const ir_node *n, int input) {
 
 /* ------------------------------------------------------------------ NCHW helpers */
 
-static bool require_nchw(elab_ctx *e, const ir_node *n, const char *op) {
-    const ir_value *x = in_val(e, n, 0);
+static bool require_nchw(shape_ctx *sc, const ir_node *n, const char *op) {
+    const ir_value *x = sc_in(sc, n, 0);
     if (x->dtype != DT_F32 || x->shape.rank != 4) {
-        elab_error(e, n->loc, "%s needs an f32 [batch, channels, height, width] input, got %s%s", op,
-                   dtype_name(x->dtype), shape_str(elab_graph(e)->pool, &x->shape));
+        sc_error(sc, n->loc, "%s needs an f32 [batch, channels, height, width] input, got %s%s", op,
+                   dtype_name(x->dtype), shape_str(sc_graph(sc)->pool, &x->shape));
         return false;
     }
     return true;
@@ -405,48 +418,48 @@ static nchw dims4(const ir_graph *g, int value) {
  * in: x [N,C,H,W], weight [K, C/groups, k, k], bias [K]. attr: out_channels,
  * kernel, stride, padding, dilation, groups, bias. Square windows. */
 
-static bool conv2d_infer(elab_ctx *e, ir_node *n, ir_dtype *dt, ir_shape *shape) {
-    if (!require_nchw(e, n, "conv2d"))
+static bool conv2d_infer(shape_ctx *sc, ir_node *n, ir_dtype *dt, ir_shape *shape) {
+    if (!require_nchw(sc, n, "conv2d"))
         return false;
-    nchw x = dims4(elab_graph(e), n->in[0]);
+    nchw x = dims4(sc_graph(sc), n->in[0]);
     int64_t K = n->attr[0], k = n->attr[1], s = n->attr[2], p = n->attr[3], d = n->attr[4], groups = n->attr[5];
     if (K <= 0 || k <= 0 || s <= 0 || d <= 0 || p < 0 || groups <= 0) {
-        elab_error(e, n->loc,
+        sc_error(sc, n->loc,
                    "conv2d: out_channels, kernel, stride, dilation and groups must be positive and padding "
                    "non-negative (got %lld, %lld, %lld, %lld, %lld; padding %lld)",
                    (long long)K, (long long)k, (long long)s, (long long)d, (long long)groups, (long long)p);
         return false;
     }
     if (x.C % groups || K % groups) {
-        elab_error(e, n->loc, "conv2d: groups (%lld) must divide both in_channels (%lld) and out_channels (%lld)",
+        sc_error(sc, n->loc, "conv2d: groups (%lld) must divide both in_channels (%lld) and out_channels (%lld)",
                    (long long)groups, (long long)x.C, (long long)K);
         return false;
     }
     int64_t OH = rt_out_size(x.H, k, s, p, d), OW = rt_out_size(x.W, k, s, p, d);
     if (OH < 0 || OW < 0) {
-        elab_error(e, n->loc, "conv2d: padding %lld is too large: the padded %lldx%lld input overflows 64-bit sizes",
+        sc_error(sc, n->loc, "conv2d: padding %lld is too large: the padded %lldx%lld input overflows 64-bit sizes",
                    (long long)p, (long long)x.H, (long long)x.W);
         return false;
     }
     if (OH < 1 || OW < 1) {
-        elab_error(e, n->loc, "conv2d: a %lldx%lld kernel (dilation %lld, padding %lld) does not fit a %lldx%lld input",
+        sc_error(sc, n->loc, "conv2d: a %lldx%lld kernel (dilation %lld, padding %lld) does not fit a %lldx%lld input",
                    (long long)k, (long long)k, (long long)d, (long long)p, (long long)x.H, (long long)x.W);
         return false;
     }
     /* The kernels' im2col scratch is an arena buffer like any tensor (conv2d_scratch) and must fit as one. */
     int64_t scratch = rt_conv2d_scratch_floats(x.C, x.H, x.W, k, s, p, d, groups);
     if (scratch < 0 || shape_bytes(&(ir_shape){1, {scratch}}, DT_F32) < 0) {
-        elab_error(e, n->loc,
+        sc_error(sc, n->loc,
                    "conv2d: the im2col scratch of '%s' would be too large: f32[%lld, %lld, %lld, %lld, %lld] "
                    "(in_channels/groups, kernel, kernel, output height, output width) does not fit in 2^63 bytes",
                    n->name, (long long)(x.C / groups), (long long)k, (long long)k, (long long)OH, (long long)OW);
         return false;
     }
-    /* -1 when the weight is too large, which elab_add_param reports */
+    /* -1 when the weight is too large, which sc_param reports */
     int64_t fan_in = shape_numel(&(ir_shape){3, {x.C / groups, k, k}});
-    elab_add_param(e, n, "weight", VAL_PARAM, (ir_shape){4, {K, x.C / groups, k, k}}, INIT_KAIMING_UNIFORM, fan_in);
+    sc_param(sc, n, "weight", DT_F32, (ir_shape){4, {K, x.C / groups, k, k}}, INIT_KAIMING_UNIFORM, fan_in);
     if (n->attr[6])
-        elab_add_param(e, n, "bias", VAL_PARAM, (ir_shape){1, {K}}, INIT_BIAS_UNIFORM, fan_in);
+        sc_param(sc, n, "bias", DT_F32, (ir_shape){1, {K}}, INIT_BIAS_UNIFORM, fan_in);
     *dt = DT_F32;
     *shape = (ir_shape){4, {x.N, K, OH, OW}};
     return true;
@@ -528,29 +541,23 @@ static void conv2d_vjp(lower_ctx *c, const ir_node *n, int input) {
 
 enum { BN_X, BN_WEIGHT, BN_BIAS, BN_MEAN, BN_VAR, BN_COUNT };
 
-static int add_state(elab_ctx *e, ir_node *n, const char *suffix, ir_dtype dt, ir_shape shape, int init) {
-    int v = elab_add_param(e, n, suffix, VAL_BUFFER, shape, init, 0);
-    elab_graph(e)->vals[v].dtype = dt;
-    return v;
-}
-
-static bool batchnorm2d_infer(elab_ctx *e, ir_node *n, ir_dtype *dt, ir_shape *shape) {
-    if (!require_nchw(e, n, "batchnorm2d"))
+static bool batchnorm2d_infer(shape_ctx *sc, ir_node *n, ir_dtype *dt, ir_shape *shape) {
+    if (!require_nchw(sc, n, "batchnorm2d"))
         return false;
     if (!(n->fattr[0] > 0) || !(n->fattr[1] >= 0 && n->fattr[1] <= 1)) {
-        elab_error(e, n->loc, "batchnorm2d: eps must be positive and momentum in [0, 1] (got %g, %g)", n->fattr[0],
+        sc_error(sc, n->loc, "batchnorm2d: eps must be positive and momentum in [0, 1] (got %g, %g)", n->fattr[0],
                    n->fattr[1]);
         return false;
     }
-    int64_t C = in_val(e, n, 0)->shape.dim[1];
+    int64_t C = sc_in(sc, n, 0)->shape.dim[1];
     ir_shape per_channel = {1, {C}};
-    elab_add_param(e, n, "weight", VAL_PARAM, per_channel, INIT_ONES, 0);
-    elab_add_param(e, n, "bias", VAL_PARAM, per_channel, INIT_ZEROS, 0);
-    add_state(e, n, "running_mean", DT_F32, per_channel, INIT_ZEROS);
-    add_state(e, n, "running_var", DT_F32, per_channel, INIT_ONES);
-    add_state(e, n, "num_batches_tracked", DT_I64, (ir_shape){0, {0}}, INIT_ZEROS);
+    sc_param(sc, n, "weight", DT_F32, per_channel, INIT_ONES, 0);
+    sc_param(sc, n, "bias", DT_F32, per_channel, INIT_ZEROS, 0);
+    sc_buffer(sc, n, "running_mean", DT_F32, per_channel, INIT_ZEROS, true);
+    sc_buffer(sc, n, "running_var", DT_F32, per_channel, INIT_ONES, true);
+    sc_buffer(sc, n, "num_batches_tracked", DT_I64, (ir_shape){0, {0}}, INIT_ZEROS, true);
     *dt = DT_F32;
-    *shape = in_val(e, n, 0)->shape;
+    *shape = sc_in(sc, n, 0)->shape;
     return true;
 }
 
@@ -620,28 +627,28 @@ static void batchnorm2d_vjp(lower_ctx *c, const ir_node *n, int input) {
  * position inside each window (one byte per output) instead of its input.
  * Average pooling counts padding in the divisor (PyTorch's default). */
 
-static bool pool_infer(elab_ctx *e, ir_node *n, ir_dtype *dt, ir_shape *shape, const char *op) {
-    if (!require_nchw(e, n, op))
+static bool pool_infer(shape_ctx *sc, ir_node *n, ir_dtype *dt, ir_shape *shape, const char *op) {
+    if (!require_nchw(sc, n, op))
         return false;
-    nchw x = dims4(elab_graph(e), n->in[0]);
+    nchw x = dims4(sc_graph(sc), n->in[0]);
     int64_t k = n->attr[0];
     if (n->attr[1] < 0)
         n->attr[1] = k; /* stride defaults to the kernel size */
     int64_t s = n->attr[1], p = n->attr[2], window;
     if (k <= 0 || s <= 0 || p < 0 || p > k / 2) {
-        elab_error(e, n->loc, "%s: kernel and stride must be positive and padding at most half the kernel "
+        sc_error(sc, n->loc, "%s: kernel and stride must be positive and padding at most half the kernel "
                    "(got kernel %lld, stride %lld, padding %lld)", op, (long long)k, (long long)s, (long long)p);
         return false;
     }
-    if (ck_mul(k, k, &window) || window > 256) {
-        elab_error(e, n->loc, "%s: a %lldx%lld window is larger than frost's 256-element limit", op, (long long)k,
-                   (long long)k);
+    if (ck_mul(k, k, &window) || window > RT_POOL_WINDOW_MAX) {
+        sc_error(sc, n->loc, "%s: a %lldx%lld window is larger than frost's %d-element limit", op, (long long)k,
+                 (long long)k, RT_POOL_WINDOW_MAX);
         return false;
     }
     int64_t OH = rt_out_size(x.H, k, s, p, 1), OW = rt_out_size(x.W, k, s, p, 1);
     IR_ASSERT(OH >= 0 && OW >= 0); /* padding <= kernel / 2 <= 8: the padded input cannot overflow */
     if (OH < 1 || OW < 1) {
-        elab_error(e, n->loc, "%s: a %lldx%lld window does not fit a %lldx%lld input", op, (long long)k,
+        sc_error(sc, n->loc, "%s: a %lldx%lld window does not fit a %lldx%lld input", op, (long long)k,
                    (long long)k, (long long)x.H, (long long)x.W);
         return false;
     }
@@ -650,11 +657,11 @@ static bool pool_infer(elab_ctx *e, ir_node *n, ir_dtype *dt, ir_shape *shape, c
     return true;
 }
 
-static bool maxpool2d_infer(elab_ctx *e, ir_node *n, ir_dtype *dt, ir_shape *shape) {
-    return pool_infer(e, n, dt, shape, "maxpool2d");
+static bool maxpool2d_infer(shape_ctx *sc, ir_node *n, ir_dtype *dt, ir_shape *shape) {
+    return pool_infer(sc, n, dt, shape, "maxpool2d");
 }
-static bool avgpool2d_infer(elab_ctx *e, ir_node *n, ir_dtype *dt, ir_shape *shape) {
-    return pool_infer(e, n, dt, shape, "avgpool2d");
+static bool avgpool2d_infer(shape_ctx *sc, ir_node *n, ir_dtype *dt, ir_shape *shape) {
+    return pool_infer(sc, n, dt, shape, "avgpool2d");
 }
 
 static uint32_t maxpool2d_needs(lower_ctx *c, const ir_node *n, int input) { return NEED_AUX(0); }
@@ -679,8 +686,6 @@ static void maxpool2d_vjp(lower_ctx *c, const ir_node *n, int input) {
             n->attr[0], n->attr[1], n->attr[2], acc);
 }
 
-static uint32_t no_needs(lower_ctx *c, const ir_node *n, int input) { return 0; }
-
 static void avgpool2d_forward(lower_ctx *c, const ir_node *n) {
     nchw x = dims4(lc_graph(c), n->in[0]);
     lc_step(c, n, "rt_avgpool_fwd", "rwiiiiii", lc_in(c, n, 0), lc_out(c, n), x.N * x.C, x.H, x.W, n->attr[0],
@@ -697,10 +702,10 @@ static void avgpool2d_vjp(lower_ctx *c, const ir_node *n, int input) {
 }
 
 /* global_avgpool(x): [N,C,H,W] -> [N,C,1,1], PyTorch's AdaptiveAvgPool2d(1). */
-static bool global_avgpool_infer(elab_ctx *e, ir_node *n, ir_dtype *dt, ir_shape *shape) {
-    if (!require_nchw(e, n, "global_avgpool"))
+static bool global_avgpool_infer(shape_ctx *sc, ir_node *n, ir_dtype *dt, ir_shape *shape) {
+    if (!require_nchw(sc, n, "global_avgpool"))
         return false;
-    nchw x = dims4(elab_graph(e), n->in[0]);
+    nchw x = dims4(sc_graph(sc), n->in[0]);
     *dt = DT_F32;
     *shape = (ir_shape){4, {x.N, x.C, 1, 1}};
     return true;
@@ -726,18 +731,17 @@ static void global_avgpool_vjp(lower_ctx *c, const ir_node *n, int input) {
  * i64 buffer "<name>.rng_state" in the params block) and saves the 8-byte seed;
  * backward regenerates the mask from it. */
 
-static bool dropout_infer(elab_ctx *e, ir_node *n, ir_dtype *dt, ir_shape *shape) {
-    if (!require_f32(e, n, 0, "dropout input"))
+static bool dropout_infer(shape_ctx *sc, ir_node *n, ir_dtype *dt, ir_shape *shape) {
+    if (!require_f32(sc, n, 0, "dropout input"))
         return false;
     double p = n->fattr[0];
     if (!(p >= 0 && p < 1)) {
-        elab_error(e, n->loc, "dropout: p must be in [0, 1), got %g", p);
+        sc_error(sc, n->loc, "dropout: p must be in [0, 1), got %g", p);
         return false;
     }
-    int v = add_state(e, n, "rng_state", DT_I64, (ir_shape){0, {0}}, INIT_ZEROS);
-    elab_graph(e)->vals[v].nonpersistent = true;
+    sc_buffer(sc, n, "rng_state", DT_I64, (ir_shape){0, {0}}, INIT_ZEROS, false);
     *dt = DT_F32;
-    *shape = in_val(e, n, 0)->shape;
+    *shape = sc_in(sc, n, 0)->shape;
     return true;
 }
 
@@ -783,21 +787,21 @@ const op_def op_table[] = {
      .infer = relu_infer, .diff_inputs = 0x1, .needs = relu_needs,
      .forward = relu_forward, .vjp = relu_vjp, .elementwise = true},
     {.name = "add", .args = {T("a"), T("b")}, .nargs = 2,
-     .infer = add_infer, .diff_inputs = 0x3, .needs = add_needs,
+     .infer = add_infer, .diff_inputs = 0x3, .needs = needs_nothing,
      .forward = add_forward, .vjp = add_vjp, .elementwise = true},
     {.name = "flatten", .args = {T("x"), I_OPT("start_dim", 1)}, .nargs = 2,
-     .infer = flatten_infer, .diff_inputs = 0x1, .needs = view_needs,
+     .infer = flatten_infer, .diff_inputs = 0x1, .needs = needs_nothing,
      .forward = view_forward, .vjp = view_vjp, .is_view = true},
     {.name = "reshape", .args = {T("x"), INTS("shape")}, .nargs = 2,
-     .infer = reshape_infer, .diff_inputs = 0x1, .needs = view_needs,
+     .infer = reshape_infer, .diff_inputs = 0x1, .needs = needs_nothing,
      .forward = view_forward, .vjp = view_vjp, .is_view = true},
     {.name = "cross_entropy", .args = {T("logits"), T("labels")}, .nargs = 2,
      .infer = cross_entropy_infer, .diff_inputs = 0x1, .needs = cross_entropy_needs,
-     .naux = 1, .aux_shape = cross_entropy_aux,
+     .naux = 1, .aux_shape = cross_entropy_aux, .aux_doc = {"softmax of the logits"},
      .forward = cross_entropy_forward, .vjp = cross_entropy_vjp},
     {.name = "mse_loss", .args = {T("pred"), T("target")}, .nargs = 2,
      .infer = mse_infer, .diff_inputs = 0x3, .needs = mse_needs,
-     .naux = 1, .aux_shape = mse_aux,
+     .naux = 1, .aux_shape = mse_aux, .aux_doc = {"pred - target"},
      .forward = mse_forward, .vjp = mse_vjp},
     {.name = "conv2d",
      .args = {T("x"), I("out_channels"), I("kernel"), I_OPT("stride", 1), I_OPT("padding", 0), I_OPT("dilation", 1),
@@ -806,21 +810,21 @@ const op_def op_table[] = {
      .forward = conv2d_forward, .vjp = conv2d_vjp},
     {.name = "batchnorm2d", .args = {T("x"), F_OPT("eps", 1e-5), F_OPT("momentum", 0.1)}, .nargs = 3,
      .infer = batchnorm2d_infer, .diff_inputs = 0x7, .needs = batchnorm2d_needs,
-     .naux = 1, .aux_shape = batchnorm2d_aux,
+     .naux = 1, .aux_shape = batchnorm2d_aux, .aux_doc = {"per-channel batch mean and 1/std, 2·C floats"},
      .forward = batchnorm2d_forward, .vjp = batchnorm2d_vjp},
     {.name = "maxpool2d", .args = {T("x"), I("kernel"), I_OPT("stride", -1), I_OPT("padding", 0)}, .nargs = 4,
      .infer = maxpool2d_infer, .diff_inputs = 0x1, .needs = maxpool2d_needs,
-     .naux = 1, .aux_shape = maxpool2d_aux,
+     .naux = 1, .aux_shape = maxpool2d_aux, .aux_doc = {"position of each max in its window, 1 byte per output"},
      .forward = maxpool2d_forward, .vjp = maxpool2d_vjp},
     {.name = "avgpool2d", .args = {T("x"), I("kernel"), I_OPT("stride", -1), I_OPT("padding", 0)}, .nargs = 4,
-     .infer = avgpool2d_infer, .diff_inputs = 0x1, .needs = no_needs,
+     .infer = avgpool2d_infer, .diff_inputs = 0x1, .needs = needs_nothing,
      .forward = avgpool2d_forward, .vjp = avgpool2d_vjp},
     {.name = "global_avgpool", .args = {T("x")}, .nargs = 1,
-     .infer = global_avgpool_infer, .diff_inputs = 0x1, .needs = no_needs,
+     .infer = global_avgpool_infer, .diff_inputs = 0x1, .needs = needs_nothing,
      .forward = global_avgpool_forward, .vjp = global_avgpool_vjp},
     {.name = "dropout", .args = {T("x"), F_OPT("p", 0.5)}, .nargs = 2,
      .infer = dropout_infer, .diff_inputs = 0x1, .needs = dropout_needs,
-     .naux = 1, .aux_shape = dropout_aux,
+     .naux = 1, .aux_shape = dropout_aux, .aux_doc = {"the seed of its mask, 8 bytes: the mask is drawn again"},
      .forward = dropout_forward, .vjp = dropout_vjp, .identity_in_infer = true},
 };
 const int op_count = (int)(sizeof op_table / sizeof op_table[0]);

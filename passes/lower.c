@@ -55,6 +55,12 @@ bool lc_bn_eval(lower_ctx *c) { return c->train && c->m->bn_eval; }
 
 static const op_def *op_of(const ir_graph *g, const ir_node *n) { return &op_table[n->op]; }
 
+uint32_t lower_op_needs(const ir_graph *g, const ir_node *n, int input, bool training, bool bn_eval) {
+    ir_module m = {.bn_eval = bn_eval};
+    lower_ctx c = {.m = &m, .g = g, .train = training};
+    return op_of(g, n)->needs(&c, n, input);
+}
+
 static int node_index(lower_ctx *c, const ir_node *n) { return (int)(n - c->g->nodes); }
 
 static int new_buf(lower_ctx *c, const char *name, ir_buf_kind kind, ir_space space, ir_dtype dt,

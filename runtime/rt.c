@@ -1087,13 +1087,13 @@ void rt_maxpool_bwd(const uint8_t *restrict argmax, const float *restrict dy, fl
     if (!acc)
         memset(dx, 0, (size_t)(NC * H * W) * sizeof(float));
     /* argmax position -> (ky, kx) without a division per element */
-    int16_t tky[256], tkx[256];
-    const int64_t kk = k * k < 256 ? k * k : 256;
+    int16_t tky[RT_POOL_WINDOW_MAX], tkx[RT_POOL_WINDOW_MAX];
+    const int64_t kk = k * k < RT_POOL_WINDOW_MAX ? k * k : RT_POOL_WINDOW_MAX;
     for (int64_t i = 0; i < kk; i++) {
         tky[i] = (int16_t)(i / k);
         tkx[i] = (int16_t)(i % k);
     }
-    for (int64_t i = kk; i < 256; i++) /* never produced by rt_maxpool_fwd */
+    for (int64_t i = kk; i < RT_POOL_WINDOW_MAX; i++) /* never produced by rt_maxpool_fwd */
         tky[i] = tkx[i] = 0;
     for (int64_t pl = 0; pl < NC; pl++) {
         const uint8_t *restrict ap = argmax + pl * OH * OW;

@@ -212,7 +212,11 @@ void rt_bn_eval_bwd_gamma(const float *x, const float *running_mean, const float
                           int64_t acc, float eps);
 
 /* ---- pooling over planes x[NC,H,W] -> y[NC,OH,OW] (dilation 1) */
-/* max; argmax (may be NULL; needs k*k <= 256) gets the row-major position
+/* The most elements a pooling window may have: max pooling keeps the
+ * position of each max inside its window in one byte. The shape rules of
+ * ops.c reject larger windows. */
+enum { RT_POOL_WINDOW_MAX = 256 };
+/* max; argmax (may be NULL; needs k*k <= RT_POOL_WINDOW_MAX) gets the row-major position
  * ky*k + kx of each max inside its window: the first max on ties, the first
  * NaN if the window holds one (NaN propagates, as in PyTorch) */
 void rt_maxpool_fwd(const float *x, float *y, uint8_t *argmax, int64_t NC, int64_t H, int64_t W,

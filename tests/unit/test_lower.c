@@ -238,6 +238,172 @@ START_TEST(glob_patterns) {
 }
 END_TEST
 
+static char *slurp(const char *path) {
+    FILE *f = fopen(path, "r");
+    ck_assert_msg(f, "cannot open %s", path);
+    char *text = NULL;
+    size_t cap = 0;
+    ssize_t got = getdelim(&text, &cap, '\0', f);
+    fclose(f);
+    ck_assert_msg(got > 0, "%s is empty", path);
+    return text;
+}
+
+/* docs/autodiff.md's table of what each VJP reads from forward time is made
+ * from the op table and its needs hooks (this test prints it): a model with
+ * every op, each need named by the op's own names. The table in the docs
+ * must be what this prints. */
+static const char all_ops_src[] =
+    "model all_ops\n"
+    "input x : f32[2, 3, 8, 8]\n"
+    "input label : i32[2]\n"
+    "input t : f32[2, 10]\n"
+    "input w : f32[10, 10]\n"
+    "conv = conv2d(x, 4, 3, padding=1)\n"
+    "bn = batchnorm2d(conv)\n"
+    "r = relu(bn)\n"
+    "mp = maxpool2d(r, 2)\n"
+    "ap = avgpool2d(mp, 2)\n"
+    "g = global_avgpool(ap)\n"
+    "f = flatten(g)\n"
+    "rs = reshape(f, [2, 4])\n"
+    "d = dropout(rs, 0.1)\n"
+    "fc = linear(d, 10)\n"
+    "sum = add(fc, t)\n"
+    "mm = matmul(sum, w)\n"
+    "ce = cross_entropy(mm, label)\n"
+    "mse = mse_loss(sum, t)\n"
+    "loss = add(ce, mse)\n"
+    "output loss\n";
+
+/* Input i of n by the op's own name: its argument's for tensors, the
+ * suffix after "<node>." for the params and buffers it owns. */
+static const char *input_name(const ir_graph *g, const ir_node *n, int i) {
+    const op_def *op = &op_table[n->op];
+    int tensors = 0;
+    for (int a = 0; a < op->nargs; a++)
+        if (op->args[a].kind == ARG_TENSOR && tensors++ == i)
+            return op->args[a].name;
+    const char *full = g->vals[n->in[i]].name;
+    size_t len = strlen(n->name);
+    return strncmp(full, n->name, len) == 0 && full[len] == '.' ? full + len + 1 : full;
+}
+
+static void print_needs(FILE *out, const ir_graph *g, const ir_node *n, uint32_t needs) {
+    const op_def *op = &op_table[n->op];
+    if (!needs) {
+        fprintf(out, "nothing");
+        return;
+    }
+    const char *sep = "";
+    for (int i = 0; i < n->nin; i++)
+        if (needs & NEED_IN(i)) {
+            ir_val_kind kind = g->vals[n->in[i]].kind;
+            fprintf(out, "%s%s%s", sep, input_name(g, n, i),
+                    kind == VAL_PARAM ? " (a param: kept anyway)" : kind == VAL_BUFFER ? " (a buffer: kept anyway)" : "");
+            sep = ", ";
+        }
+    if (needs & NEED_OUT)
+        fprintf(out, "%sthe output", sep), sep = ", ";
+    if (needs & NEED_OUT_SIGN)
+        fprintf(out, "%sthe sign of the output (a 1-bit mask, or the output if kept anyway)", sep), sep = ", ";
+    for (int k = 0; k < op->naux; k++)
+        if (needs & NEED_AUX(k)) {
+            ck_assert_msg(op->aux_doc[k], "%s: aux %d has no aux_doc", op->name, k);
+            fprintf(out, "%s%s (aux %d)", sep, op->aux_doc[k], k);
+            sep = ", ";
+        }
+}
+
+static char *needs_table(const ir_graph *g) {
+    char *text;
+    size_t len;
+    FILE *out = open_memstream(&text, &len);
+    fprintf(out, "| op | gradient | reads from forward |\n|---|---|---|\n");
+    for (int o = 0; o < op_count; o++) {
+        const ir_node *n = NULL;
+        for (int k = 0; k < g->nnodes && !n; k++)
+            if (g->nodes[k].op == o)
+                n = &g->nodes[k];
+        ck_assert_msg(n, "all_ops_src has no call of op %s: add one", op_table[o].name);
+        /* the train program's needs, with batch norm on batch statistics and
+         * in eval mode; a second row only for an op whose needs differ */
+        bool differ = false;
+        for (int i = 0; i < n->nin; i++)
+            differ |= lower_op_needs(g, n, i, true, false) != lower_op_needs(g, n, i, true, true);
+        for (int mode = 0; mode < (differ ? 2 : 1); mode++) {
+            bool first = true;
+            for (int i = 0; i < n->nin; i++) {
+                if (!(op_table[o].diff_inputs >> i & 1))
+                    continue;
+                const char *mode_name = !differ ? "" : mode ? " (`batchnorm eval`)" : " (batch statistics)";
+                fprintf(out, "| %s%s%s%s | d %s | ", first ? "`" : "", first ? op_table[o].name : "", first ? "`" : "",
+                        first ? mode_name : "", input_name(g, n, i));
+                print_needs(out, g, n, lower_op_needs(g, n, i, true, mode == 1));
+                fprintf(out, " |\n");
+                first = false;
+            }
+        }
+    }
+    fclose(out);
+    return text;
+}
+
+START_TEST(needs_table_matches_docs) {
+    built b = build(all_ops_src, NULL);
+    ck_assert_msg(b.m, "%s", b.msgs);
+    char *table = needs_table(b.m->graph);
+    char *doc = slurp(FROST_SOURCE_ROOT "/docs/autodiff.md");
+    static const char begin[] = "<!-- needs table: made by tests/unit/test_lower.c from ir/ops.c -->\n";
+    char *at = strstr(doc, begin), *end = at ? strstr(at, "<!-- end -->") : NULL;
+    ck_assert_msg(at && end, "docs/autodiff.md has no needs table between '%.*s' and '<!-- end -->'",
+                  (int)strlen(begin) - 1, begin);
+    at += strlen(begin);
+    *end = '\0';
+    ck_assert_msg(strcmp(at, table) == 0, "docs/autodiff.md's needs table differs from the op table's; it should be:\n%s",
+                  table);
+    free(doc);
+    free(table);
+    release(&b);
+}
+END_TEST
+
+/* The checklist at the top of ir/ops.c, as far as a program can tell: every
+ * op has its row in docs/language.md's op table and is called by a model of
+ * the gradient checks (tests/e2e/cases.txt), so its VJPs meet finite
+ * differences in generated code. */
+START_TEST(every_op_is_documented_and_gradient_checked) {
+    char *lang = slurp(FROST_SOURCE_ROOT "/docs/language.md");
+    char *cases = slurp(FROST_SOURCE_ROOT "/tests/e2e/cases.txt");
+    /* the models the cases name, concatenated */
+    char *models = NULL;
+    size_t models_len = 0;
+    FILE *all = open_memstream(&models, &models_len);
+    for (char *line = strtok(cases, "\n"); line; line = strtok(NULL, "\n")) {
+        char model[512];
+        if (line[0] == '#' || sscanf(line, "%511s", model) != 1)
+            continue;
+        char path[1024];
+        snprintf(path, sizeof path, "%s/%s", FROST_SOURCE_ROOT, model);
+        char *text = slurp(path);
+        fprintf(all, "%s\n", text);
+        free(text);
+    }
+    fclose(all);
+    for (int o = 0; o < op_count; o++) {
+        char row[128], call[128];
+        snprintf(row, sizeof row, "\n| `%s` |", op_table[o].name);
+        snprintf(call, sizeof call, "= %s(", op_table[o].name);
+        ck_assert_msg(strstr(lang, row), "docs/language.md's op table has no row for %s", op_table[o].name);
+        ck_assert_msg(strstr(models, call), "no model of tests/e2e/cases.txt calls %s: its VJPs are not checked",
+                      op_table[o].name);
+    }
+    free(models);
+    free(cases);
+    free(lang);
+}
+END_TEST
+
 int main(void) {
     Suite *s = suite_create("lower");
     TCase *tc = tcase_create("core");
@@ -250,6 +416,8 @@ int main(void) {
     tcase_add_test(tc, gradient_passes_through_views_and_adds);
     tcase_add_test(tc, pattern_matching_nothing_is_an_error);
     tcase_add_test(tc, glob_patterns);
+    tcase_add_test(tc, needs_table_matches_docs);
+    tcase_add_test(tc, every_op_is_documented_and_gradient_checked);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
