@@ -22,6 +22,8 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "rt.h" /* rt_kernel: the kernels a lowered step calls */
+
 /* ---------------------------------------------------------------- pool.c */
 
 typedef struct pool pool;
@@ -326,9 +328,36 @@ int lc_grad_in(lower_ctx *c, const ir_node *n, int i, int64_t *acc);
 /* backward: d input i = d output, reinterpreted (reshape) or passed through (add);
  * shares storage when that is safe, otherwise copies/accumulates */
 void lc_grad_pass(lower_ctx *c, const ir_node *n, int i);
-/* Append one kernel call. fmt has one letter per operand: r (buffer read),
- * w (buffer written), i (int64_t), f (double). */
-void lc_step(lower_ctx *c, const ir_node *n, const char *kernel, const char *fmt, ...);
+/* Append one call of a kernel of rt.h's RT_STEP_KERNELS, its operands made
+ * with the LC_* constructors below, one per letter of the kernel's operand
+ * string, in order:
+ *     lc_step(c, n, RTK_relu_fwd, LC_R(x), LC_W(y), LC_I(count));
+ * A constructor that does not match the kernel's letter (LC_R where it
+ * writes, a missing operand) stops the compiler with an internal error naming
+ * the kernel and the operand: every op is lowered by the test `lower`. A
+ * buffer id of -1 is an absent operand (NULL). */
+typedef struct {
+    char letter; /* r w s i n f, as in RT_STEP_KERNELS */
+    int buf;
+    int64_t i;
+    double f;
+} lc_arg;
+#define LC_R(b) ((lc_arg){'r', .buf = (b)})          /* a buffer read */
+#define LC_W(b) ((lc_arg){'w', .buf = (b)})          /* a buffer written */
+#define LC_S(b) ((lc_arg){'s', .buf = (b)})          /* scratch (lc_scratch) */
+#define LC_I(v) ((lc_arg){'i', .i = (int64_t)(v)})   /* an integer */
+#define LC_IMAGES ((lc_arg){'n', .i = 1})            /* images at once: 1, widen.c may raise it */
+#define LC_F(v) ((lc_arg){'f', .f = (double)(v)})    /* a float */
+#define lc_step(c, n, kernel, ...)                                                                      \
+    lc_step_args((c), (n), (kernel), (const lc_arg[]){__VA_ARGS__},                                   \
+                 (int)(sizeof((const lc_arg[]){__VA_ARGS__}) / sizeof(lc_arg)))
+void lc_step_args(lower_ctx *c, const ir_node *n, rt_kernel kernel, const lc_arg *args, int nargs);
+/* Name ("rt_relu_fwd") and operand letters of a kernel of RT_STEP_KERNELS. */
+typedef struct {
+    const char *name;
+    const char *operands;
+} rt_kernel_desc;
+extern const rt_kernel_desc rt_kernels[RTK_COUNT];
 const ir_graph *lc_graph(lower_ctx *c);
 /* The program being built is the train program (dropout active, batch norm on
  * batch statistics unless lc_bn_eval). */
@@ -337,12 +366,11 @@ bool lc_training(lower_ctx *c);
 bool lc_bn_eval(lower_ctx *c);
 /* forward: a temporary arena buffer of `numel` elements, live for one step. */
 int lc_scratch(lower_ctx *c, const ir_node *n, ir_dtype dt, int64_t numel);
-/* The step just appended takes, in its int operand `blocks_opnd` (lowered as
- * 1), how many images it handles at once; in blocks of b > 1 images it needs
- * b * blocked_bytes of scratch in its operand `scratch_opnd`. widen.c picks b,
- * at most blocks_max, from the arena space free at that step. */
-void lc_step_blocks(lower_ctx *c, int scratch_opnd, int blocks_opnd, int64_t blocks_max,
-                    int64_t blocked_bytes);
+/* The step just appended, of a kernel with an `n` operand (images at once)
+ * and an `s` one (its scratch), may do b > 1 images at once given b *
+ * blocked_bytes of scratch: widen.c picks b, at most blocks_max, from the
+ * arena space free at that step. */
+void lc_step_blocks(lower_ctx *c, int64_t blocks_max, int64_t blocked_bytes);
 
 /* ---------------------------------------------------------------- program
  * The lowered form: buffers and a linear list of kernel calls. Codegen turns

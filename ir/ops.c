@@ -61,10 +61,12 @@ static uint32_t needs_nothing(lower_ctx *c, const ir_node *n, int input) { retur
 /* ------------------------------------------------------------------ linear
  * y = x w^T + b over the last dimension of x. in: x, weight [out, K], bias [out] */
 
+enum { LINEAR_OUT_FEATURES, LINEAR_BIAS }; /* n->attr[] */
+
 static bool linear_infer(shape_ctx *sc, ir_node *n, ir_dtype *dt, ir_shape *shape) {
     if (!require_f32(sc, n, 0, "linear input") || !require_rank_at_least(sc, n, 0, 1, "linear input"))
         return false;
-    int64_t out_features = n->attr[0];
+    int64_t out_features = n->attr[LINEAR_OUT_FEATURES];
     if (out_features <= 0) {
         sc_error(sc, n->loc, "linear: out_features must be positive, got %lld", (long long)out_features);
         return false;
@@ -73,7 +75,7 @@ static bool linear_infer(shape_ctx *sc, ir_node *n, ir_dtype *dt, ir_shape *shap
     int64_t in_features = x->shape.dim[x->shape.rank - 1];
     ir_shape w = {2, {out_features, in_features}};
     sc_param(sc, n, "weight", DT_F32, w, INIT_KAIMING_UNIFORM, in_features);
-    if (n->attr[1]) {
+    if (n->attr[LINEAR_BIAS]) {
         ir_shape b = {1, {out_features}};
         sc_param(sc, n, "bias", DT_F32, b, INIT_BIAS_UNIFORM, in_features);
     }
@@ -102,8 +104,10 @@ static uint32_t linear_needs(lower_ctx *c, const ir_node *n, int input) {
 static void linear_forward(lower_ctx *c, const ir_node *n) {
     int64_t M, K, N;
     linear_dims(lc_graph(c), n, &M, &K, &N);
-    int bias = n->nin > 2 ? lc_in(c, n, 2) : -1;
-    lc_step(c, n, "rt_linear_fwd", "rrrwiii", lc_in(c, n, 0), lc_in(c, n, 1), bias, lc_out(c, n), M, K, N);
+    /* An input's or param's buffer is made at its first use, so the order of
+     * these calls is the order of the plan's buffer list: the last input first. */
+    int bias = n->nin > 2 ? lc_in(c, n, 2) : -1, w = lc_in(c, n, 1), x = lc_in(c, n, 0);
+    lc_step(c, n, RTK_linear_fwd, LC_R(x), LC_R(w), LC_R(bias), LC_W(lc_out(c, n)), LC_I(M), LC_I(K), LC_I(N));
 }
 
 static void linear_vjp(lower_ctx *c, const ir_node *n, int input) {
@@ -112,11 +116,11 @@ static void linear_vjp(lower_ctx *c, const ir_node *n, int input) {
     int dy = lc_grad_out(c, n);
     int dst = lc_grad_in(c, n, input, &acc);
     if (input == 0)
-        lc_step(c, n, "rt_linear_bwd_x", "rrwiiii", dy, lc_saved(c, n, NEED_IN(1)), dst, M, K, N, acc);
+        lc_step(c, n, RTK_linear_bwd_x, LC_R(dy), LC_R(lc_saved(c, n, NEED_IN(1))), LC_W(dst), LC_I(M), LC_I(K), LC_I(N), LC_I(acc));
     else if (input == 1)
-        lc_step(c, n, "rt_linear_bwd_w", "rrwiiii", dy, lc_saved(c, n, NEED_IN(0)), dst, M, K, N, acc);
+        lc_step(c, n, RTK_linear_bwd_w, LC_R(dy), LC_R(lc_saved(c, n, NEED_IN(0))), LC_W(dst), LC_I(M), LC_I(K), LC_I(N), LC_I(acc));
     else
-        lc_step(c, n, "rt_sum_rows", "rwiii", dy, dst, M, N, acc);
+        lc_step(c, n, RTK_sum_rows, LC_R(dy), LC_W(dst), LC_I(M), LC_I(N), LC_I(acc));
 }
 
 /* ------------------------------------------------------------------ matmul
@@ -155,7 +159,8 @@ static uint32_t matmul_needs(lower_ctx *c, const ir_node *n, int input) {
 static void matmul_forward(lower_ctx *c, const ir_node *n) {
     int64_t M, K, N;
     matmul_dims(lc_graph(c), n, &M, &K, &N);
-    lc_step(c, n, "rt_matmul_fwd", "rrwiii", lc_in(c, n, 0), lc_in(c, n, 1), lc_out(c, n), M, K, N);
+    int b = lc_in(c, n, 1), a = lc_in(c, n, 0); /* buffers in the plan's order (linear_forward) */
+    lc_step(c, n, RTK_matmul_fwd, LC_R(a), LC_R(b), LC_W(lc_out(c, n)), LC_I(M), LC_I(K), LC_I(N));
 }
 
 static void matmul_vjp(lower_ctx *c, const ir_node *n, int input) {
@@ -164,9 +169,9 @@ static void matmul_vjp(lower_ctx *c, const ir_node *n, int input) {
     int dc = lc_grad_out(c, n);
     int dst = lc_grad_in(c, n, input, &acc);
     if (input == 0)
-        lc_step(c, n, "rt_matmul_bwd_a", "rrwiiii", dc, lc_saved(c, n, NEED_IN(1)), dst, M, K, N, acc);
+        lc_step(c, n, RTK_matmul_bwd_a, LC_R(dc), LC_R(lc_saved(c, n, NEED_IN(1))), LC_W(dst), LC_I(M), LC_I(K), LC_I(N), LC_I(acc));
     else
-        lc_step(c, n, "rt_matmul_bwd_b", "rrwiiii", lc_saved(c, n, NEED_IN(0)), dc, dst, M, K, N, acc);
+        lc_step(c, n, RTK_matmul_bwd_b, LC_R(lc_saved(c, n, NEED_IN(0))), LC_R(dc), LC_W(dst), LC_I(M), LC_I(K), LC_I(N), LC_I(acc));
 }
 
 /* ------------------------------------------------------------------ relu */
@@ -184,7 +189,7 @@ static uint32_t relu_needs(lower_ctx *c, const ir_node *n, int input) {
 }
 
 static void relu_forward(lower_ctx *c, const ir_node *n) {
-    lc_step(c, n, "rt_relu_fwd", "rwi", lc_in(c, n, 0), lc_out(c, n), numel_of(lc_graph(c), n->out));
+    lc_step(c, n, RTK_relu_fwd, LC_R(lc_in(c, n, 0)), LC_W(lc_out(c, n)), LC_I(numel_of(lc_graph(c), n->out)));
 }
 
 static void relu_vjp(lower_ctx *c, const ir_node *n, int input) {
@@ -193,7 +198,7 @@ static void relu_vjp(lower_ctx *c, const ir_node *n, int input) {
     int sign = lc_saved_sign(c, n, &is_mask);
     int dy = lc_grad_out(c, n);
     int dst = lc_grad_in(c, n, input, &acc);
-    lc_step(c, n, is_mask ? "rt_relu_bwd_mask" : "rt_relu_bwd_out", "rrwii", sign, dy, dst, count, acc);
+    lc_step(c, n, is_mask ? RTK_relu_bwd_mask : RTK_relu_bwd_out, LC_R(sign), LC_R(dy), LC_W(dst), LC_I(count), LC_I(acc));
 }
 
 /* ------------------------------------------------------------------ add
@@ -222,8 +227,8 @@ static bool add_infer(shape_ctx *sc, ir_node *n, ir_dtype *dt, ir_shape *shape) 
 static void add_forward(lower_ctx *c, const ir_node *n) {
     const ir_graph *g = lc_graph(c);
     int64_t inner = numel_of(g, n->in[1]);
-    lc_step(c, n, "rt_add_fwd", "rrwii", lc_in(c, n, 0), lc_in(c, n, 1), lc_out(c, n),
-            numel_of(g, n->in[0]) / inner, inner);
+    int b = lc_in(c, n, 1), a = lc_in(c, n, 0); /* buffers in the plan's order (linear_forward) */
+    lc_step(c, n, RTK_add_fwd, LC_R(a), LC_R(b), LC_W(lc_out(c, n)), LC_I(numel_of(g, n->in[0]) / inner), LC_I(inner));
 }
 
 static void add_vjp(lower_ctx *c, const ir_node *n, int input) {
@@ -236,7 +241,7 @@ static void add_vjp(lower_ctx *c, const ir_node *n, int input) {
     int64_t acc;
     int dy = lc_grad_out(c, n);
     int dst = lc_grad_in(c, n, input, &acc);
-    lc_step(c, n, "rt_sum_rows", "rwiii", dy, dst, outer, inner, acc);
+    lc_step(c, n, RTK_sum_rows, LC_R(dy), LC_W(dst), LC_I(outer), LC_I(inner), LC_I(acc));
 }
 
 /* ------------------------------------------------------------------ flatten, reshape
@@ -342,8 +347,8 @@ static void cross_entropy_aux(const ir_graph *g, const ir_node *n, int k, ir_dty
 
 static void cross_entropy_forward(lower_ctx *c, const ir_node *n) {
     const ir_shape *s = &gval(lc_graph(c), n, 0)->shape;
-    lc_step(c, n, "rt_cross_entropy_fwd", "rrwwii", lc_in(c, n, 0), lc_in(c, n, 1), lc_aux(c, n, 0),
-            lc_out(c, n), s->dim[0], s->dim[1]);
+    int labels = lc_in(c, n, 1), logits = lc_in(c, n, 0); /* buffers in the plan's order (linear_forward) */
+    lc_step(c, n, RTK_cross_entropy_fwd, LC_R(logits), LC_R(labels), LC_W(lc_aux(c, n, 0)), LC_W(lc_out(c, n)), LC_I(s->dim[0]), LC_I(s->dim[1]));
 }
 
 static void cross_entropy_vjp(lower_ctx *c, const ir_node *n, int input) {
@@ -351,8 +356,7 @@ static void cross_entropy_vjp(lower_ctx *c, const ir_node *n, int input) {
     int64_t acc;
     int dloss = lc_grad_out(c, n);
     int dst = lc_grad_in(c, n, input, &acc);
-    lc_step(c, n, "rt_cross_entropy_bwd", "rrrwiii", lc_saved(c, n, NEED_AUX(0)), lc_saved(c, n, NEED_IN(1)),
-            dloss, dst, s->dim[0], s->dim[1], acc);
+    lc_step(c, n, RTK_cross_entropy_bwd, LC_R(lc_saved(c, n, NEED_AUX(0))), LC_R(lc_saved(c, n, NEED_IN(1))), LC_R(dloss), LC_W(dst), LC_I(s->dim[0]), LC_I(s->dim[1]), LC_I(acc));
 }
 
 /* ------------------------------------------------------------------ mse_loss
@@ -381,16 +385,15 @@ static void mse_aux(const ir_graph *g, const ir_node *n, int k, ir_dtype *dt, ir
 }
 
 static void mse_forward(lower_ctx *c, const ir_node *n) {
-    lc_step(c, n, "rt_mse_fwd", "rrwwi", lc_in(c, n, 0), lc_in(c, n, 1), lc_aux(c, n, 0), lc_out(c, n),
-            numel_of(lc_graph(c), n->in[0]));
+    int target = lc_in(c, n, 1), pred = lc_in(c, n, 0); /* buffers in the plan's order (linear_forward) */
+    lc_step(c, n, RTK_mse_fwd, LC_R(pred), LC_R(target), LC_W(lc_aux(c, n, 0)), LC_W(lc_out(c, n)), LC_I(numel_of(lc_graph(c), n->in[0])));
 }
 
 static void mse_vjp(lower_ctx *c, const ir_node *n, int input) {
     int64_t acc;
     int dloss = lc_grad_out(c, n);
     int dst = lc_grad_in(c, n, input, &acc);
-    lc_step(c, n, "rt_mse_bwd", "rrwiii", lc_saved(c, n, NEED_AUX(0)), dloss, dst,
-            numel_of(lc_graph(c), n->in[0]), input == 0 ? (int64_t)1 : (int64_t)-1, acc);
+    lc_step(c, n, RTK_mse_bwd, LC_R(lc_saved(c, n, NEED_AUX(0))), LC_R(dloss), LC_W(dst), LC_I(numel_of(lc_graph(c), n->in[0])), LC_I(input == 0 ? (int64_t)1 : (int64_t)-1), LC_I(acc));
 }
 
 /* ------------------------------------------------------------------ NCHW helpers */
@@ -415,14 +418,16 @@ static nchw dims4(const ir_graph *g, int value) {
 }
 
 /* ------------------------------------------------------------------ conv2d
- * in: x [N,C,H,W], weight [K, C/groups, k, k], bias [K]. attr: out_channels,
- * kernel, stride, padding, dilation, groups, bias. Square windows. */
+ * in: x [N,C,H,W], weight [K, C/groups, k, k], bias [K]. Square windows. */
+
+/* n->attr[], in the order of the signature's non-tensor arguments */
+enum { CONV_OUT_CHANNELS, CONV_KERNEL, CONV_STRIDE, CONV_PADDING, CONV_DILATION, CONV_GROUPS, CONV_BIAS };
 
 static bool conv2d_infer(shape_ctx *sc, ir_node *n, ir_dtype *dt, ir_shape *shape) {
     if (!require_nchw(sc, n, "conv2d"))
         return false;
     nchw x = dims4(sc_graph(sc), n->in[0]);
-    int64_t K = n->attr[0], k = n->attr[1], s = n->attr[2], p = n->attr[3], d = n->attr[4], groups = n->attr[5];
+    int64_t K = n->attr[CONV_OUT_CHANNELS], k = n->attr[CONV_KERNEL], s = n->attr[CONV_STRIDE], p = n->attr[CONV_PADDING], d = n->attr[CONV_DILATION], groups = n->attr[CONV_GROUPS];
     if (K <= 0 || k <= 0 || s <= 0 || d <= 0 || p < 0 || groups <= 0) {
         sc_error(sc, n->loc,
                    "conv2d: out_channels, kernel, stride, dilation and groups must be positive and padding "
@@ -458,7 +463,7 @@ static bool conv2d_infer(shape_ctx *sc, ir_node *n, ir_dtype *dt, ir_shape *shap
     /* -1 when the weight is too large, which sc_param reports */
     int64_t fan_in = shape_numel(&(ir_shape){3, {x.C / groups, k, k}});
     sc_param(sc, n, "weight", DT_F32, (ir_shape){4, {K, x.C / groups, k, k}}, INIT_KAIMING_UNIFORM, fan_in);
-    if (n->attr[6])
+    if (n->attr[CONV_BIAS])
         sc_param(sc, n, "bias", DT_F32, (ir_shape){1, {K}}, INIT_BIAS_UNIFORM, fan_in);
     *dt = DT_F32;
     *shape = (ir_shape){4, {x.N, K, OH, OW}};
@@ -477,7 +482,7 @@ static uint32_t conv2d_needs(lower_ctx *c, const ir_node *n, int input) {
  * inline function of rt.h shared with the kernels). */
 static int conv2d_scratch(lower_ctx *c, const ir_node *n) {
     nchw x = dims4(lc_graph(c), n->in[0]);
-    int64_t floats = rt_conv2d_scratch_floats(x.C, x.H, x.W, n->attr[1], n->attr[2], n->attr[3], n->attr[4], n->attr[5]);
+    int64_t floats = rt_conv2d_scratch_floats(x.C, x.H, x.W, n->attr[CONV_KERNEL], n->attr[CONV_STRIDE], n->attr[CONV_PADDING], n->attr[CONV_DILATION], n->attr[CONV_GROUPS]);
     return lc_scratch(c, n, DT_F32, floats);
 }
 
@@ -487,29 +492,28 @@ static int conv2d_scratch(lower_ctx *c, const ir_node *n) {
  * the gain is a few %. */
 enum { CONV_GEMM_COLUMNS = 512 };
 
-/* After the step just appended: it may take blocks of images (rt.h's
- * `images` operand, at blocks_opnd) if widen.c finds room for the scratch at
- * scratch_opnd. */
-static void conv2d_blocks(lower_ctx *c, const ir_node *n, int scratch_opnd, int blocks_opnd) {
+/* After the step just appended: it may take blocks of images (its `n`
+ * operand in rt.h) if widen.c finds room for its scratch. */
+static void conv2d_blocks(lower_ctx *c, const ir_node *n) {
     nchw x = dims4(lc_graph(c), n->in[0]), y = dims4(lc_graph(c), n->out);
-    int64_t per_image = rt_conv2d_blocked_scratch_floats(x.C, x.H, x.W, n->attr[0], n->attr[1], n->attr[2],
-                                                         n->attr[3], n->attr[4], n->attr[5]);
+    int64_t per_image = rt_conv2d_blocked_scratch_floats(x.C, x.H, x.W, n->attr[CONV_OUT_CHANNELS], n->attr[CONV_KERNEL], n->attr[CONV_STRIDE],
+                                                         n->attr[CONV_PADDING], n->attr[CONV_DILATION], n->attr[CONV_GROUPS]);
     int64_t columns = y.H * y.W, most = columns > 0 ? CONV_GEMM_COLUMNS / columns : 1, bytes;
     /* a block whose scratch overflows int64 fits no arena: one image at a time */
     if (per_image < 0 || ck_mul(per_image, (int64_t)sizeof(float), &bytes))
         return;
     if (most > x.N)
         most = x.N;
-    lc_step_blocks(c, scratch_opnd, blocks_opnd, most, bytes);
+    lc_step_blocks(c, most, bytes);
 }
 
 static void conv2d_forward(lower_ctx *c, const ir_node *n) {
     nchw x = dims4(lc_graph(c), n->in[0]);
     int bias = n->nin > 2 ? lc_in(c, n, 2) : -1;
-    lc_step(c, n, "rt_conv2d_fwd", "rrrwwiiiiiiiiiii", lc_in(c, n, 0), lc_in(c, n, 1), bias, lc_out(c, n),
-            conv2d_scratch(c, n), x.N, x.C, x.H, x.W, n->attr[0], n->attr[1], n->attr[2], n->attr[3], n->attr[4],
-            n->attr[5], (int64_t)1);
-    conv2d_blocks(c, n, 4, 15);
+    /* buffers in the plan's order (linear_forward): the scratch before the weight */
+    int scratch = conv2d_scratch(c, n), w = lc_in(c, n, 1), x_buf = lc_in(c, n, 0);
+    lc_step(c, n, RTK_conv2d_fwd, LC_R(x_buf), LC_R(w), LC_R(bias), LC_W(lc_out(c, n)), LC_S(scratch), LC_I(x.N), LC_I(x.C), LC_I(x.H), LC_I(x.W), LC_I(n->attr[CONV_OUT_CHANNELS]), LC_I(n->attr[CONV_KERNEL]), LC_I(n->attr[CONV_STRIDE]), LC_I(n->attr[CONV_PADDING]), LC_I(n->attr[CONV_DILATION]), LC_I(n->attr[CONV_GROUPS]), LC_IMAGES);
+    conv2d_blocks(c, n);
 }
 
 static void conv2d_vjp(lower_ctx *c, const ir_node *n, int input) {
@@ -520,14 +524,12 @@ static void conv2d_vjp(lower_ctx *c, const ir_node *n, int input) {
     int dst = lc_grad_in(c, n, input, &acc);
     if (input == 2) {
         nchw y = dims4(g, n->out);
-        lc_step(c, n, "rt_sum_channels", "rwiiii", dy, dst, y.N, y.C, y.H * y.W, acc);
+        lc_step(c, n, RTK_sum_channels, LC_R(dy), LC_W(dst), LC_I(y.N), LC_I(y.C), LC_I(y.H * y.W), LC_I(acc));
         return;
     }
     int scratch = conv2d_scratch(c, n);
-    lc_step(c, n, input == 0 ? "rt_conv2d_bwd_x" : "rt_conv2d_bwd_w", "rrwwiiiiiiiiiiii", dy,
-            lc_saved(c, n, input == 0 ? NEED_IN(1) : NEED_IN(0)), dst, scratch, x.N, x.C, x.H, x.W, n->attr[0],
-            n->attr[1], n->attr[2], n->attr[3], n->attr[4], n->attr[5], (int64_t)1, acc);
-    conv2d_blocks(c, n, 3, 14);
+    lc_step(c, n, input == 0 ? RTK_conv2d_bwd_x : RTK_conv2d_bwd_w, LC_R(dy), LC_R(lc_saved(c, n, input == 0 ? NEED_IN(1) : NEED_IN(0))), LC_W(dst), LC_S(scratch), LC_I(x.N), LC_I(x.C), LC_I(x.H), LC_I(x.W), LC_I(n->attr[CONV_OUT_CHANNELS]), LC_I(n->attr[CONV_KERNEL]), LC_I(n->attr[CONV_STRIDE]), LC_I(n->attr[CONV_PADDING]), LC_I(n->attr[CONV_DILATION]), LC_I(n->attr[CONV_GROUPS]), LC_IMAGES, LC_I(acc));
+    conv2d_blocks(c, n);
 }
 
 /* ------------------------------------------------------------------ batchnorm2d
@@ -539,14 +541,15 @@ static void conv2d_vjp(lower_ctx *c, const ir_node *n, int input) {
  * its d/dx keeps nothing from forward. aux 0 (training mode): per-channel
  * batch mean and 1/std, [2, C]. */
 
-enum { BN_X, BN_WEIGHT, BN_BIAS, BN_MEAN, BN_VAR, BN_COUNT };
+enum { BN_X, BN_WEIGHT, BN_BIAS, BN_MEAN, BN_VAR, BN_COUNT }; /* n->in[] */
+enum { BN_EPS, BN_MOMENTUM };                              /* n->fattr[] */
 
 static bool batchnorm2d_infer(shape_ctx *sc, ir_node *n, ir_dtype *dt, ir_shape *shape) {
     if (!require_nchw(sc, n, "batchnorm2d"))
         return false;
-    if (!(n->fattr[0] > 0) || !(n->fattr[1] >= 0 && n->fattr[1] <= 1)) {
-        sc_error(sc, n->loc, "batchnorm2d: eps must be positive and momentum in [0, 1] (got %g, %g)", n->fattr[0],
-                   n->fattr[1]);
+    if (!(n->fattr[BN_EPS] > 0) || !(n->fattr[BN_MOMENTUM] >= 0 && n->fattr[BN_MOMENTUM] <= 1)) {
+        sc_error(sc, n->loc, "batchnorm2d: eps must be positive and momentum in [0, 1] (got %g, %g)", n->fattr[BN_EPS],
+                   n->fattr[BN_MOMENTUM]);
         return false;
     }
     int64_t C = sc_in(sc, n, 0)->shape.dim[1];
@@ -589,12 +592,9 @@ static void batchnorm2d_forward(lower_ctx *c, const ir_node *n) {
     for (int i = 0; i <= BN_COUNT; i++)
         in[i] = lc_in(c, n, i);
     if (bn_batch_stats(c))
-        lc_step(c, n, "rt_bn_train_fwd", "rrrwwwwwiiiff", in[BN_X], in[BN_WEIGHT], in[BN_BIAS], in[BN_MEAN],
-                in[BN_VAR], in[BN_COUNT], lc_out(c, n), lc_aux(c, n, 0), x.N, x.C, x.H * x.W, n->fattr[0],
-                n->fattr[1]);
+        lc_step(c, n, RTK_bn_train_fwd, LC_R(in[BN_X]), LC_R(in[BN_WEIGHT]), LC_R(in[BN_BIAS]), LC_W(in[BN_MEAN]), LC_W(in[BN_VAR]), LC_W(in[BN_COUNT]), LC_W(lc_out(c, n)), LC_W(lc_aux(c, n, 0)), LC_I(x.N), LC_I(x.C), LC_I(x.H * x.W), LC_F(n->fattr[BN_EPS]), LC_F(n->fattr[BN_MOMENTUM]));
     else
-        lc_step(c, n, "rt_bn_eval_fwd", "rrrrrwiiif", in[BN_X], in[BN_WEIGHT], in[BN_BIAS], in[BN_MEAN], in[BN_VAR],
-                lc_out(c, n), x.N, x.C, x.H * x.W, n->fattr[0]);
+        lc_step(c, n, RTK_bn_eval_fwd, LC_R(in[BN_X]), LC_R(in[BN_WEIGHT]), LC_R(in[BN_BIAS]), LC_R(in[BN_MEAN]), LC_R(in[BN_VAR]), LC_W(lc_out(c, n)), LC_I(x.N), LC_I(x.C), LC_I(x.H * x.W), LC_F(n->fattr[BN_EPS]));
 }
 
 static void batchnorm2d_vjp(lower_ctx *c, const ir_node *n, int input) {
@@ -603,21 +603,17 @@ static void batchnorm2d_vjp(lower_ctx *c, const ir_node *n, int input) {
     int dy = lc_grad_out(c, n);
     int dst = lc_grad_in(c, n, input, &acc);
     if (input == BN_BIAS) {
-        lc_step(c, n, "rt_sum_channels", "rwiiii", dy, dst, x.N, x.C, HW, acc);
+        lc_step(c, n, RTK_sum_channels, LC_R(dy), LC_W(dst), LC_I(x.N), LC_I(x.C), LC_I(HW), LC_I(acc));
     } else if (bn_batch_stats(c)) {
         int stats = lc_saved(c, n, NEED_AUX(0)), xs = lc_saved(c, n, NEED_IN(BN_X));
         if (input == BN_X)
-            lc_step(c, n, "rt_bn_train_bwd_x", "rrrrwiiii", xs, lc_saved(c, n, NEED_IN(BN_WEIGHT)), stats, dy, dst,
-                    x.N, x.C, HW, acc);
+            lc_step(c, n, RTK_bn_train_bwd_x, LC_R(xs), LC_R(lc_saved(c, n, NEED_IN(BN_WEIGHT))), LC_R(stats), LC_R(dy), LC_W(dst), LC_I(x.N), LC_I(x.C), LC_I(HW), LC_I(acc));
         else
-            lc_step(c, n, "rt_bn_train_bwd_gamma", "rrrwiiii", xs, stats, dy, dst, x.N, x.C, HW, acc);
+            lc_step(c, n, RTK_bn_train_bwd_gamma, LC_R(xs), LC_R(stats), LC_R(dy), LC_W(dst), LC_I(x.N), LC_I(x.C), LC_I(HW), LC_I(acc));
     } else if (input == BN_X) {
-        lc_step(c, n, "rt_bn_eval_bwd_x", "rrrwiiiif", lc_saved(c, n, NEED_IN(BN_WEIGHT)),
-                lc_saved(c, n, NEED_IN(BN_VAR)), dy, dst, x.N, x.C, HW, acc, n->fattr[0]);
+        lc_step(c, n, RTK_bn_eval_bwd_x, LC_R(lc_saved(c, n, NEED_IN(BN_WEIGHT))), LC_R(lc_saved(c, n, NEED_IN(BN_VAR))), LC_R(dy), LC_W(dst), LC_I(x.N), LC_I(x.C), LC_I(HW), LC_I(acc), LC_F(n->fattr[BN_EPS]));
     } else {
-        lc_step(c, n, "rt_bn_eval_bwd_gamma", "rrrrwiiiif", lc_saved(c, n, NEED_IN(BN_X)),
-                lc_saved(c, n, NEED_IN(BN_MEAN)), lc_saved(c, n, NEED_IN(BN_VAR)), dy, dst, x.N, x.C, HW, acc,
-                n->fattr[0]);
+        lc_step(c, n, RTK_bn_eval_bwd_gamma, LC_R(lc_saved(c, n, NEED_IN(BN_X))), LC_R(lc_saved(c, n, NEED_IN(BN_MEAN))), LC_R(lc_saved(c, n, NEED_IN(BN_VAR))), LC_R(dy), LC_W(dst), LC_I(x.N), LC_I(x.C), LC_I(HW), LC_I(acc), LC_F(n->fattr[BN_EPS]));
     }
 }
 
@@ -627,14 +623,16 @@ static void batchnorm2d_vjp(lower_ctx *c, const ir_node *n, int input) {
  * position inside each window (one byte per output) instead of its input.
  * Average pooling counts padding in the divisor (PyTorch's default). */
 
+enum { POOL_KERNEL, POOL_STRIDE, POOL_PADDING }; /* n->attr[] */
+
 static bool pool_infer(shape_ctx *sc, ir_node *n, ir_dtype *dt, ir_shape *shape, const char *op) {
     if (!require_nchw(sc, n, op))
         return false;
     nchw x = dims4(sc_graph(sc), n->in[0]);
-    int64_t k = n->attr[0];
-    if (n->attr[1] < 0)
-        n->attr[1] = k; /* stride defaults to the kernel size */
-    int64_t s = n->attr[1], p = n->attr[2], window;
+    int64_t k = n->attr[POOL_KERNEL];
+    if (n->attr[POOL_STRIDE] < 0)
+        n->attr[POOL_STRIDE] = k; /* stride defaults to the kernel size */
+    int64_t s = n->attr[POOL_STRIDE], p = n->attr[POOL_PADDING], window;
     if (k <= 0 || s <= 0 || p < 0 || p > k / 2) {
         sc_error(sc, n->loc, "%s: kernel and stride must be positive and padding at most half the kernel "
                    "(got kernel %lld, stride %lld, padding %lld)", op, (long long)k, (long long)s, (long long)p);
@@ -673,8 +671,7 @@ static void maxpool2d_aux(const ir_graph *g, const ir_node *n, int k, ir_dtype *
 
 static void maxpool2d_forward(lower_ctx *c, const ir_node *n) {
     nchw x = dims4(lc_graph(c), n->in[0]);
-    lc_step(c, n, "rt_maxpool_fwd", "rwwiiiiii", lc_in(c, n, 0), lc_out(c, n), lc_aux(c, n, 0), x.N * x.C, x.H,
-            x.W, n->attr[0], n->attr[1], n->attr[2]);
+    lc_step(c, n, RTK_maxpool_fwd, LC_R(lc_in(c, n, 0)), LC_W(lc_out(c, n)), LC_W(lc_aux(c, n, 0)), LC_I(x.N * x.C), LC_I(x.H), LC_I(x.W), LC_I(n->attr[POOL_KERNEL]), LC_I(n->attr[POOL_STRIDE]), LC_I(n->attr[POOL_PADDING]));
 }
 
 static void maxpool2d_vjp(lower_ctx *c, const ir_node *n, int input) {
@@ -682,14 +679,12 @@ static void maxpool2d_vjp(lower_ctx *c, const ir_node *n, int input) {
     int64_t acc;
     int dy = lc_grad_out(c, n);
     int dst = lc_grad_in(c, n, input, &acc);
-    lc_step(c, n, "rt_maxpool_bwd", "rrwiiiiiii", lc_saved(c, n, NEED_AUX(0)), dy, dst, x.N * x.C, x.H, x.W,
-            n->attr[0], n->attr[1], n->attr[2], acc);
+    lc_step(c, n, RTK_maxpool_bwd, LC_R(lc_saved(c, n, NEED_AUX(0))), LC_R(dy), LC_W(dst), LC_I(x.N * x.C), LC_I(x.H), LC_I(x.W), LC_I(n->attr[POOL_KERNEL]), LC_I(n->attr[POOL_STRIDE]), LC_I(n->attr[POOL_PADDING]), LC_I(acc));
 }
 
 static void avgpool2d_forward(lower_ctx *c, const ir_node *n) {
     nchw x = dims4(lc_graph(c), n->in[0]);
-    lc_step(c, n, "rt_avgpool_fwd", "rwiiiiii", lc_in(c, n, 0), lc_out(c, n), x.N * x.C, x.H, x.W, n->attr[0],
-            n->attr[1], n->attr[2]);
+    lc_step(c, n, RTK_avgpool_fwd, LC_R(lc_in(c, n, 0)), LC_W(lc_out(c, n)), LC_I(x.N * x.C), LC_I(x.H), LC_I(x.W), LC_I(n->attr[POOL_KERNEL]), LC_I(n->attr[POOL_STRIDE]), LC_I(n->attr[POOL_PADDING]));
 }
 
 static void avgpool2d_vjp(lower_ctx *c, const ir_node *n, int input) {
@@ -697,8 +692,7 @@ static void avgpool2d_vjp(lower_ctx *c, const ir_node *n, int input) {
     int64_t acc;
     int dy = lc_grad_out(c, n);
     int dst = lc_grad_in(c, n, input, &acc);
-    lc_step(c, n, "rt_avgpool_bwd", "rwiiiiiii", dy, dst, x.N * x.C, x.H, x.W, n->attr[0], n->attr[1], n->attr[2],
-            acc);
+    lc_step(c, n, RTK_avgpool_bwd, LC_R(dy), LC_W(dst), LC_I(x.N * x.C), LC_I(x.H), LC_I(x.W), LC_I(n->attr[POOL_KERNEL]), LC_I(n->attr[POOL_STRIDE]), LC_I(n->attr[POOL_PADDING]), LC_I(acc));
 }
 
 /* global_avgpool(x): [N,C,H,W] -> [N,C,1,1], PyTorch's AdaptiveAvgPool2d(1). */
@@ -713,7 +707,7 @@ static bool global_avgpool_infer(shape_ctx *sc, ir_node *n, ir_dtype *dt, ir_sha
 
 static void global_avgpool_forward(lower_ctx *c, const ir_node *n) {
     nchw x = dims4(lc_graph(c), n->in[0]);
-    lc_step(c, n, "rt_global_avgpool_fwd", "rwii", lc_in(c, n, 0), lc_out(c, n), x.N * x.C, x.H * x.W);
+    lc_step(c, n, RTK_global_avgpool_fwd, LC_R(lc_in(c, n, 0)), LC_W(lc_out(c, n)), LC_I(x.N * x.C), LC_I(x.H * x.W));
 }
 
 static void global_avgpool_vjp(lower_ctx *c, const ir_node *n, int input) {
@@ -721,7 +715,7 @@ static void global_avgpool_vjp(lower_ctx *c, const ir_node *n, int input) {
     int64_t acc;
     int dy = lc_grad_out(c, n);
     int dst = lc_grad_in(c, n, input, &acc);
-    lc_step(c, n, "rt_global_avgpool_bwd", "rwiii", dy, dst, x.N * x.C, x.H * x.W, acc);
+    lc_step(c, n, RTK_global_avgpool_bwd, LC_R(dy), LC_W(dst), LC_I(x.N * x.C), LC_I(x.H * x.W), LC_I(acc));
 }
 
 /* ------------------------------------------------------------------ dropout
@@ -753,16 +747,15 @@ static void dropout_aux(const ir_graph *g, const ir_node *n, int k, ir_dtype *dt
 }
 
 static void dropout_forward(lower_ctx *c, const ir_node *n) {
-    lc_step(c, n, "rt_dropout_fwd", "rwwwif", lc_in(c, n, 0), lc_out(c, n), lc_in(c, n, 1), lc_aux(c, n, 0),
-            numel_of(lc_graph(c), n->out), n->fattr[0]);
+    int rng_state = lc_in(c, n, 1), x = lc_in(c, n, 0); /* buffers in the plan's order (linear_forward) */
+    lc_step(c, n, RTK_dropout_fwd, LC_R(x), LC_W(lc_out(c, n)), LC_W(rng_state), LC_W(lc_aux(c, n, 0)), LC_I(numel_of(lc_graph(c), n->out)), LC_F(n->fattr[0]));
 }
 
 static void dropout_vjp(lower_ctx *c, const ir_node *n, int input) {
     int64_t acc;
     int dy = lc_grad_out(c, n);
     int dst = lc_grad_in(c, n, input, &acc);
-    lc_step(c, n, "rt_dropout_bwd", "rrwiif", lc_saved(c, n, NEED_AUX(0)), dy, dst, numel_of(lc_graph(c), n->out),
-            acc, n->fattr[0]);
+    lc_step(c, n, RTK_dropout_bwd, LC_R(lc_saved(c, n, NEED_AUX(0))), LC_R(dy), LC_W(dst), LC_I(numel_of(lc_graph(c), n->out)), LC_I(acc), LC_F(n->fattr[0]));
 }
 
 /* ------------------------------------------------------------------ the table */

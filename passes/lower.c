@@ -89,37 +89,57 @@ static int value_buf(lower_ctx *c, int v) {
     return c->buf[v] = b;
 }
 
-void lc_step(lower_ctx *c, const ir_node *n, const char *kernel, const char *fmt, ...) {
+const rt_kernel_desc rt_kernels[RTK_COUNT] = {
+#define RT_KERNEL_DESC(name, operands) [RTK_##name] = {"rt_" #name, operands},
+    RT_STEP_KERNELS(RT_KERNEL_DESC)
+#undef RT_KERNEL_DESC
+};
+
+/* A step that does not match its kernel's operands is a bug of the op that
+ * lowered it: stop at once, naming both. */
+static void bad_operands(const ir_node *n, const rt_kernel_desc *k, const char *what, int at) {
+    fprintf(stderr, "frost: internal error: %s of node %s: %s operand %d (the kernel's operands are \"%s\")\n",
+            k->name, n ? n->name : "(glue)", what, at, k->operands);
+    abort();
+}
+
+void lc_step_args(lower_ctx *c, const ir_node *n, rt_kernel kernel, const lc_arg *args, int nargs) {
+    IR_ASSERT(kernel >= 0 && kernel < RTK_COUNT);
+    const rt_kernel_desc *k = &rt_kernels[kernel];
+    int want = (int)strlen(k->operands);
+    if (nargs != want)
+        bad_operands(n, k, nargs < want ? "missing" : "one too many at", nargs < want ? nargs : want);
     ir_step *s = VEC_PUSH(c->p, c->prog->steps, c->prog->nsteps, c->prog->capsteps);
     memset(s, 0, sizeof *s);
     s->blocks_opnd = s->scratch_opnd = -1;
-    s->kernel = kernel;
+    s->kernel = k->name;
     s->node = n ? node_index(c, n) : -1;
-    va_list ap;
-    va_start(ap, fmt);
-    for (const char *f = fmt; *f; f++) {
-        IR_ASSERT(s->nopnd < IR_MAX_OPND);
+    IR_ASSERT(nargs <= IR_MAX_OPND);
+    for (int a = 0; a < nargs; a++) {
+        if (args[a].letter != k->operands[a])
+            bad_operands(n, k, "the wrong kind of", a);
         ir_opnd *o = &s->opnd[s->nopnd++];
-        switch (*f) {
+        switch (args[a].letter) {
         case 'r':
         case 'w':
-            o->buf = va_arg(ap, int);
+        case 's':
+            o->buf = args[a].buf;
             o->kind = o->buf < 0 ? OPND_NULL : OPND_BUF;
-            o->writes = *f == 'w';
+            o->writes = args[a].letter != 'r';
             break;
         case 'i':
+        case 'n':
             o->kind = OPND_INT;
-            o->i = va_arg(ap, int64_t);
+            o->i = args[a].i;
             break;
         case 'f':
             o->kind = OPND_FLOAT;
-            o->f = va_arg(ap, double);
+            o->f = args[a].f;
             break;
         default:
-            IR_ASSERT(!"bad lc_step format letter");
+            bad_operands(n, k, "an unknown letter for", a);
         }
     }
-    va_end(ap);
 }
 
 /* ------------------------------------------------------------ forward hooks */
@@ -141,12 +161,17 @@ int lc_scratch(lower_ctx *c, const ir_node *n, ir_dtype dt, int64_t numel) {
                    shape, -1);
 }
 
-void lc_step_blocks(lower_ctx *c, int scratch_opnd, int blocks_opnd, int64_t blocks_max,
-                    int64_t blocked_bytes) {
+void lc_step_blocks(lower_ctx *c, int64_t blocks_max, int64_t blocked_bytes) {
     IR_ASSERT(c->prog->nsteps > 0);
     ir_step *s = &c->prog->steps[c->prog->nsteps - 1];
-    IR_ASSERT(blocks_opnd < s->nopnd && s->opnd[blocks_opnd].kind == OPND_INT && s->opnd[blocks_opnd].i == 1);
-    IR_ASSERT(scratch_opnd < s->nopnd);
+    const char *operands = NULL;
+    for (int k = 0; k < RTK_COUNT && !operands; k++)
+        if (strcmp(rt_kernels[k].name, s->kernel) == 0)
+            operands = rt_kernels[k].operands;
+    IR_ASSERT(operands);
+    const char *blocks = strchr(operands, 'n'), *scratch = strchr(operands, 's');
+    IR_ASSERT(blocks && scratch);
+    int blocks_opnd = (int)(blocks - operands), scratch_opnd = (int)(scratch - operands);
     /* a step without scratch (pointwise, depthwise) stays one image at a time:
      * there is no buffer to widen */
     if (s->opnd[scratch_opnd].kind != OPND_BUF || blocks_max < 2 || blocked_bytes <= 0)
@@ -249,7 +274,7 @@ void lc_grad_pass(lower_ctx *c, const ir_node *n, int i) {
     }
     int64_t acc;
     int dst = lc_grad_in(c, n, i, &acc);
-    lc_step(c, n, "rt_acc_f32", "wrii", dst, dy, shape_numel(&c->g->vals[v].shape), acc);
+    lc_step(c, n, RTK_acc_f32, LC_W(dst), LC_R(dy), LC_I(shape_numel(&c->g->vals[v].shape)), LC_I(acc));
 }
 
 /* ------------------------------------------------------------ analysis */
@@ -322,7 +347,7 @@ static void emit_forward(lower_ctx *c) {
         if (val->kind != VAL_INPUT || !c->kept_full[v])
             continue;
         int b = new_buf(c, pool_printf(c->p, "copy %s", val->name), BUF_SAVED, SPACE_ARENA, val->dtype, val->shape, v);
-        lc_step(c, NULL, "rt_copy", "wri", b, value_buf(c, v), c->prog->bufs[b].bytes);
+        lc_step(c, NULL, RTK_copy, LC_W(b), LC_R(value_buf(c, v)), LC_I(c->prog->bufs[b].bytes));
         c->saved_copy[v] = b;
     }
     for (int ni = 0; ni < g->nnodes; ni++) {
@@ -356,7 +381,7 @@ static void emit_forward(lower_ctx *c) {
         if ((c->needs[ni] & NEED_OUT_SIGN) && !c->kept_full[c->root[n->out]]) {
             int m = new_buf(c, pool_printf(c->p, "mask %s", out->name), BUF_SAVED, SPACE_ARENA, DT_BIT, out->shape,
                             n->out);
-            lc_step(c, n, "rt_sign_mask", "rwi", c->buf[n->out], m, shape_numel(&out->shape));
+            lc_step(c, n, RTK_sign_mask, LC_R(c->buf[n->out]), LC_W(m), LC_I(shape_numel(&out->shape)));
             c->mask[ni] = m;
         }
     }
@@ -365,7 +390,7 @@ static void emit_forward(lower_ctx *c) {
         const ir_value *val = &g->vals[v];
         int b = new_buf(c, val->name, BUF_OUTPUT, SPACE_OUTPUT, val->dtype, val->shape, v);
         c->prog->bufs[b].index = o;
-        lc_step(c, NULL, "rt_copy", "wri", b, value_buf(c, v), c->prog->bufs[b].bytes);
+        lc_step(c, NULL, RTK_copy, LC_W(b), LC_R(value_buf(c, v)), LC_I(c->prog->bufs[b].bytes));
     }
     c->prog->nfwd = c->prog->nsteps;
 }
@@ -376,7 +401,7 @@ static void emit_backward(lower_ctx *c) {
     if (c->needs_grad[loss]) {
         const ir_value *val = &g->vals[loss];
         int b = new_buf(c, pool_printf(c->p, "d %s", val->name), BUF_GRAD, SPACE_ARENA, val->dtype, val->shape, loss);
-        lc_step(c, NULL, "rt_fill_f32", "wif", b, shape_numel(&val->shape), 1.0);
+        lc_step(c, NULL, RTK_fill_f32, LC_W(b), LC_I(shape_numel(&val->shape)), LC_F(1.0));
         c->grad[loss] = b;
     }
     for (int ni = g->nnodes - 1; ni >= 0; ni--) {
@@ -395,7 +420,7 @@ static void emit_backward(lower_ctx *c) {
         int b = new_buf(c, pool_printf(c->p, "d %s", val->name),
                         val->kind == VAL_INPUT ? BUF_INPUT_GRAD : BUF_PARAM_GRAD, SPACE_GRADS, val->dtype, val->shape, v);
         c->prog->bufs[b].offset = c->m->grad_offset[v];
-        lc_step(c, NULL, "rt_fill_f32", "wif", b, shape_numel(&val->shape), 0.0);
+        lc_step(c, NULL, RTK_fill_f32, LC_W(b), LC_I(shape_numel(&val->shape)), LC_F(0.0));
     }
 }
 

@@ -263,4 +263,60 @@ void rt_sgd_update(float *p, const float *g, float *buf, const int64_t *step, co
 void rt_adamw_update(float *p, const float *g, float *m, float *v, const int64_t *step, const rt_hparams *hp,
                      int64_t n);
 
+/* ---- the kernels of steps, described once
+ * Each step of a lowered program (lower.c's lc_step) calls one of these, with
+ * its operands in this order. Letters: r a buffer the kernel reads, w one it
+ * writes (and reads too when accumulating), s its scratch (written; widen.c
+ * may grow it), i an int64_t, n the int64_t number of images it does at once
+ * (1 when lowered; widen.c may raise it, with n times the scratch), f a
+ * float. A buffer operand may be absent (NULL) where the kernel allows it.
+ * The test `lower` checks each letter against the prototype above (const
+ * pointer for r) and that lowering every op calls every kernel here. */
+#define RT_STEP_KERNELS(X)                                                                         \
+    X(copy, "wri")                                                                                 \
+    X(fill_f32, "wif")                                                                             \
+    X(acc_f32, "wrii")                                                                             \
+    X(linear_fwd, "rrrwiii")                                                                       \
+    X(linear_bwd_x, "rrwiiii")                                                                     \
+    X(linear_bwd_w, "rrwiiii")                                                                     \
+    X(sum_rows, "rwiii")                                                                           \
+    X(matmul_fwd, "rrwiii")                                                                        \
+    X(matmul_bwd_a, "rrwiiii")                                                                     \
+    X(matmul_bwd_b, "rrwiiii")                                                                     \
+    X(relu_fwd, "rwi")                                                                             \
+    X(sign_mask, "rwi")                                                                            \
+    X(relu_bwd_out, "rrwii")                                                                       \
+    X(relu_bwd_mask, "rrwii")                                                                      \
+    X(add_fwd, "rrwii")                                                                            \
+    X(cross_entropy_fwd, "rrwwii")                                                                 \
+    X(cross_entropy_bwd, "rrrwiii")                                                                \
+    X(mse_fwd, "rrwwi")                                                                            \
+    X(mse_bwd, "rrwiii")                                                                           \
+    X(conv2d_fwd, "rrrwsiiiiiiiiiin")                                                              \
+    X(conv2d_bwd_x, "rrwsiiiiiiiiiini")                                                            \
+    X(conv2d_bwd_w, "rrwsiiiiiiiiiini")                                                            \
+    X(sum_channels, "rwiiii")                                                                      \
+    X(bn_train_fwd, "rrrwwwwwiiiff")                                                               \
+    X(bn_train_bwd_x, "rrrrwiiii")                                                                 \
+    X(bn_train_bwd_gamma, "rrrwiiii")                                                              \
+    X(bn_eval_fwd, "rrrrrwiiif")                                                                   \
+    X(bn_eval_bwd_x, "rrrwiiiif")                                                                  \
+    X(bn_eval_bwd_gamma, "rrrrwiiiif")                                                             \
+    X(maxpool_fwd, "rwwiiiiii")                                                                    \
+    X(maxpool_bwd, "rrwiiiiiii")                                                                   \
+    X(avgpool_fwd, "rwiiiiii")                                                                     \
+    X(avgpool_bwd, "rwiiiiiii")                                                                    \
+    X(global_avgpool_fwd, "rwii")                                                                  \
+    X(global_avgpool_bwd, "rwiii")                                                                 \
+    X(dropout_fwd, "rwwwif")                                                                       \
+    X(dropout_bwd, "rrwiif")
+
+/* RTK_linear_fwd names rt_linear_fwd. */
+typedef enum {
+#define RT_KERNEL_ID(name, operands) RTK_##name,
+    RT_STEP_KERNELS(RT_KERNEL_ID)
+#undef RT_KERNEL_ID
+    RTK_COUNT
+} rt_kernel;
+
 #endif

@@ -271,10 +271,14 @@ static const char all_ops_src[] =
     "fc = linear(d, 10)\n"
     "sum = add(fc, t)\n"
     "mm = matmul(sum, w)\n"
-    "ce = cross_entropy(mm, label)\n"
+    "r2 = relu(mm)\n" /* kept in full for d fc2.weight: no mask */
+    "fc2 = linear(r2, 10)\n"
+    "ce = cross_entropy(fc2, label)\n"
     "mse = mse_loss(sum, t)\n"
     "loss = add(ce, mse)\n"
-    "output loss\n";
+    "output loss\n"
+    "config x_only { train none; grad x; grad w }\n"
+    "config w_only { train fc2.* }\n";
 
 /* Input i of n by the op's own name: its argument's for tensors, the
  * suffix after "<node>." for the params and buffers it owns. */
@@ -404,6 +408,76 @@ START_TEST(every_op_is_documented_and_gradient_checked) {
 }
 END_TEST
 
+/* rt.h's RT_STEP_KERNELS against the prototypes in the same header: a const
+ * pointer for r, a pointer for w and s, int64_t for i and n, float for f. */
+START_TEST(kernel_table_matches_prototypes) {
+    char *header = slurp(FROST_SOURCE_ROOT "/runtime/rt.h");
+    for (int k = 0; k < RTK_COUNT; k++) {
+        const rt_kernel_desc *d = &rt_kernels[k];
+        char head[128];
+        snprintf(head, sizeof head, " %s(", d->name);
+        char *at = strstr(header, head);
+        ck_assert_msg(at, "rt.h declares no %s", d->name);
+        char *params = at + strlen(head), *end = strstr(params, ");");
+        ck_assert(end);
+        int count = 0;
+        for (char *p = params; p < end; count++) {
+            char *comma = memchr(p, ',', (size_t)(end - p));
+            char *stop = comma ? comma : end;
+            char param[256];
+            snprintf(param, sizeof param, "%.*s", (int)(stop - p), p);
+            char letter = strchr(param, '*') ? (strstr(param, "const") ? 'r' : 'w')
+                          : strstr(param, "int64_t") ? 'i'
+                          : strstr(param, "float") || strstr(param, "double") ? 'f' : '?';
+            ck_assert_msg(count < (int)strlen(d->operands), "%s has more parameters than its operands \"%s\"", d->name,
+                          d->operands);
+            char want = d->operands[count];
+            want = want == 's' ? 'w' : want == 'n' ? 'i' : want;
+            ck_assert_msg(letter == want, "%s: parameter %d (%s) is not what operand letter '%c' says", d->name, count,
+                          param, d->operands[count]);
+            p = comma ? comma + 1 : end;
+        }
+        ck_assert_msg(count == (int)strlen(d->operands), "%s has %d parameters, its operands \"%s\" %zu", d->name, count,
+                      d->operands, strlen(d->operands));
+    }
+    free(header);
+}
+END_TEST
+
+/* Lowering every op, in every mode and for a spread of configurations, calls
+ * every kernel of the table (each lc_step call checks its operands against
+ * the kernel's letters, so this runs them all). */
+START_TEST(lowering_every_op_calls_every_kernel) {
+    static const char *selects[][2] = {
+        {"all", NULL}, {"all", "bn_eval"}, {"x_only", NULL}, {"w_only", NULL}, {"none", NULL},
+    };
+    const char *src = all_ops_src;
+    bool called[RTK_COUNT] = {0};
+    for (size_t k = 0; k < sizeof selects / sizeof selects[0]; k++) {
+        pool *p = pool_new();
+        char *msgs;
+        size_t len;
+        FILE *out = open_memstream(&msgs, &len);
+        diag_ctx d;
+        diag_init(&d, "all_ops.frost", src, strlen(src), out);
+        frost_select sel = {.config = selects[k][0], .bn_eval = selects[k][1] != NULL};
+        ir_module *m = frost_build(p, &d, NULL, 0, &sel);
+        fclose(out);
+        ck_assert_msg(m, "%s", msgs);
+        const ir_program *progs[] = {&m->train, &m->infer};
+        for (int q = 0; q < 2; q++)
+            for (int t = 0; t < progs[q]->nsteps; t++)
+                for (int i = 0; i < RTK_COUNT; i++)
+                    called[i] |= strcmp(progs[q]->steps[t].kernel, rt_kernels[i].name) == 0;
+        free(msgs);
+        pool_free(p);
+    }
+    for (int i = 0; i < RTK_COUNT; i++)
+        ck_assert_msg(called[i], "no lowering of all_ops calls %s: extend the model or the configurations",
+                      rt_kernels[i].name);
+}
+END_TEST
+
 int main(void) {
     Suite *s = suite_create("lower");
     TCase *tc = tcase_create("core");
@@ -418,6 +492,8 @@ int main(void) {
     tcase_add_test(tc, glob_patterns);
     tcase_add_test(tc, needs_table_matches_docs);
     tcase_add_test(tc, every_op_is_documented_and_gradient_checked);
+    tcase_add_test(tc, kernel_table_matches_prototypes);
+    tcase_add_test(tc, lowering_every_op_calls_every_kernel);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
