@@ -201,6 +201,32 @@ static void relu_vjp(lower_ctx *c, const ir_node *n, int input) {
     lc_step(c, n, is_mask ? RTK_relu_bwd_mask : RTK_relu_bwd_out, LC_R(sign), LC_R(dy), LC_W(dst), LC_I(count), LC_I(acc));
 }
 
+/* ------------------------------------------------------------------ sigmoid
+ * y = 1 / (1 + e^-x). Its derivative y (1 - y) is a function of the output,
+ * so the VJP keeps the output, never the input. */
+
+static bool sigmoid_infer(shape_ctx *sc, ir_node *n, ir_dtype *dt, ir_shape *shape) {
+    if (!require_f32(sc, n, 0, "sigmoid input"))
+        return false;
+    *dt = DT_F32;
+    *shape = sc_in(sc, n, 0)->shape;
+    return true;
+}
+
+static uint32_t sigmoid_needs(lower_ctx *c, const ir_node *n, int input) { return NEED_OUT; }
+
+static void sigmoid_forward(lower_ctx *c, const ir_node *n) {
+    lc_step(c, n, RTK_sigmoid_fwd, LC_R(lc_in(c, n, 0)), LC_W(lc_out(c, n)), LC_I(numel_of(lc_graph(c), n->out)));
+}
+
+static void sigmoid_vjp(lower_ctx *c, const ir_node *n, int input) {
+    int64_t acc;
+    int dy = lc_grad_out(c, n);
+    int dst = lc_grad_in(c, n, input, &acc);
+    lc_step(c, n, RTK_sigmoid_bwd, LC_R(lc_saved(c, n, NEED_OUT)), LC_R(dy), LC_W(dst),
+            LC_I(numel_of(lc_graph(c), n->out)), LC_I(acc));
+}
+
 /* ------------------------------------------------------------------ add
  * a + b with equal shapes, or b's shape a suffix of a's (b repeated over a's
  * leading dimensions, like a bias). */
@@ -779,6 +805,9 @@ const op_def op_table[] = {
     {.name = "relu", .args = {T("x")}, .nargs = 1,
      .infer = relu_infer, .diff_inputs = 0x1, .needs = relu_needs,
      .forward = relu_forward, .vjp = relu_vjp, .elementwise = true},
+    {.name = "sigmoid", .args = {T("x")}, .nargs = 1,
+     .infer = sigmoid_infer, .diff_inputs = 0x1, .needs = sigmoid_needs,
+     .forward = sigmoid_forward, .vjp = sigmoid_vjp, .elementwise = true},
     {.name = "add", .args = {T("a"), T("b")}, .nargs = 2,
      .infer = add_infer, .diff_inputs = 0x3, .needs = needs_nothing,
      .forward = add_forward, .vjp = add_vjp, .elementwise = true},

@@ -201,6 +201,35 @@ void rt_relu_bwd_mask(const uint8_t *restrict bits, const float *restrict dy, fl
     }
 }
 
+/* ---------------------------------------------------------------- sigmoid */
+
+/* 1 / (1 + e^-x) is exact enough in f32 over the whole range: e^-x
+ * overflows to inf for x < -88 and the quotient is then 0, never NaN. */
+static inline void rt_sigmoid_body(const float *x, float *y, int64_t n)
+{
+    for (int64_t i = 0; i < n; i++)
+        y[i] = 1.0f / (1.0f + expf(-x[i]));
+}
+
+void rt_sigmoid_fwd(const float *x, float *y, int64_t n)
+{
+    if (x == y)
+        rt_sigmoid_body(y, y, n);
+    else
+        rt_sigmoid_body(x, y, n);
+}
+
+void rt_sigmoid_bwd(const float *restrict y, const float *restrict dy, float *restrict dx, int64_t n, int64_t acc)
+{
+    if (acc) {
+        for (int64_t i = 0; i < n; i++)
+            dx[i] += dy[i] * y[i] * (1.0f - y[i]);
+    } else {
+        for (int64_t i = 0; i < n; i++)
+            dx[i] = dy[i] * y[i] * (1.0f - y[i]);
+    }
+}
+
 /* ---------------------------------------------------------------- add */
 
 static inline void rt_add_body(const float *a, const float *b, float *y, int64_t outer,

@@ -90,6 +90,11 @@ void rt_relu_bwd_out(const float *y, const float *dy, float *dx, int64_t n, int6
 /* dx (+)= dy * bit(i) */
 void rt_relu_bwd_mask(const uint8_t *bits, const float *dy, float *dx, int64_t n, int64_t acc);
 
+/* ---- sigmoid: y = 1 / (1 + e^-x); y may be x */
+void rt_sigmoid_fwd(const float *x, float *y, int64_t n);
+/* dx (+)= dy * y * (1 - y), from the output */
+void rt_sigmoid_bwd(const float *y, const float *dy, float *dx, int64_t n, int64_t acc);
+
 /* ---- add: y[outer*inner] = a + b, b has `inner` elements repeated `outer`
  * times (outer = 1 when the shapes are equal); y may be a, or b when outer = 1 */
 void rt_add_fwd(const float *a, const float *b, float *y, int64_t outer, int64_t inner);
@@ -287,6 +292,8 @@ void rt_adamw_update(float *p, const float *g, float *m, float *v, const int64_t
     X(sign_mask, "rwi")                                                                            \
     X(relu_bwd_out, "rrwii")                                                                       \
     X(relu_bwd_mask, "rrwii")                                                                      \
+    X(sigmoid_fwd, "rwi")                                                                          \
+    X(sigmoid_bwd, "rrwii")                                                                        \
     X(add_fwd, "rrwii")                                                                            \
     X(cross_entropy_fwd, "rrwwii")                                                                 \
     X(cross_entropy_bwd, "rrrwiii")                                                                \

@@ -1370,6 +1370,40 @@ START_TEST(dropout_statistics)
 }
 END_TEST
 
+/* ================================================================ sigmoid */
+
+/* Forward against a double reference, the saturated ends and NaN; backward
+ * from the output, written and accumulated. */
+START_TEST(sigmoid)
+{
+    enum { n = 1037 };
+    seed_rng(67);
+    snprintf(ctx, sizeof ctx, "sigmoid");
+    float *x = gnew(n), *y = gnew(n), *dy = gnew(n), *dx = gnew(n);
+    fill_rand(x, n), fill_rand(dy, n);
+    for (int64_t i = 0; i < n; i++)
+        x[i] *= 12.0f; /* well into both tails */
+    x[0] = -100.0f, x[1] = 100.0f, x[2] = 0.0f, x[3] = NAN, x[4] = -INFINITY, x[5] = INFINITY;
+    rt_sigmoid_fwd(x, y, n);
+    ck_assert(y[0] == 0.0f && y[1] == 1.0f && y[2] == 0.5f && isnan(y[3]) && y[4] == 0.0f && y[5] == 1.0f);
+    for (int64_t i = 6; i < n; i++) {
+        double want = 1.0 / (1.0 + exp(-(double)x[i]));
+        ck_assert_msg(fabs(y[i] - want) <= 2e-7 * want + 1e-30, "sigmoid(%g) = %.9g, want %.9g", x[i], y[i], want);
+    }
+    for (int64_t i = 0; i < n; i++)
+        dx[i] = 3.0f;
+    rt_sigmoid_bwd(y, dy, dx, n, 1);
+    for (int64_t i = 6; i < n; i++)
+        ck_assert(dx[i] == 3.0f + dy[i] * y[i] * (1.0f - y[i]));
+    rt_sigmoid_bwd(y, dy, dx, n, 0);
+    for (int64_t i = 6; i < n; i++)
+        ck_assert(dx[i] == dy[i] * y[i] * (1.0f - y[i]));
+    ck_assert(dx[0] == 0.0f && dx[1] == 0.0f && dx[2] == dy[2] * 0.25f);
+    gcheck(x, n, "x"), gcheck(y, n, "y"), gcheck(dy, n, "dy"), gcheck(dx, n, "dx");
+    gfree(x), gfree(y), gfree(dy), gfree(dx);
+}
+END_TEST
+
 /* ================================================================ in place */
 
 /* The element-wise forward kernels that the planner may run in place give the
@@ -1390,6 +1424,11 @@ START_TEST(in_place)
         memcpy(z, a, sizeof(float) * (size_t)n);
         rt_relu_fwd(z, z, n);
         expect_same(z, y, n, "relu");
+
+        rt_sigmoid_fwd(a, y, n);
+        memcpy(z, a, sizeof(float) * (size_t)n);
+        rt_sigmoid_fwd(z, z, n);
+        expect_same(z, y, n, "sigmoid");
 
         rt_add_fwd(a, b, y, 1, n); /* y = a + b */
         for (int64_t i = 0; i < n; i++)
@@ -1451,6 +1490,7 @@ static Suite *runtime_suite(void)
     tcase_set_timeout(d, 600);
     tcase_add_test(d, dropout);
     tcase_add_test(d, dropout_statistics);
+    tcase_add_test(d, sigmoid);
     tcase_add_test(d, in_place);
     suite_add_tcase(s, d);
     return s;
