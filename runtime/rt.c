@@ -3,7 +3,8 @@
  * Compiled twice: natively into librt (unit tests call the kernels directly)
  * and to LLVM bitcode that codegen links into every generated module, where
  * the sizes become constants and the functions are internalised. Hence the
- * rules of rt.h: no globals, no allocation, no I/O; only memcpy/memset and
+ * rules of rt.h: no globals, no allocation, no I/O (but for checked mode's
+ * one report on stderr); only memcpy/memset and
  * math.h (expf, logf, sqrt, ceilf) and cblas_sgemm from outside. Loops are
  * written plainly over restrict pointers so the vectoriser can take them once
  * the target CPU is known.

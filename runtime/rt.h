@@ -3,7 +3,8 @@
  * rt.c is compiled to LLVM bitcode at build time, embedded in the compiler and
  * linked into every generated module, where these functions are specialised
  * with constant sizes and given internal linkage. So: no global state, no
- * allocation, no I/O, no libc beyond memcpy/memset/math; GEMMs go to
+ * allocation, no I/O (checked mode's rt_check_report aside), no libc beyond
+ * memcpy/memset/math; GEMMs go to
  * cblas_sgemm. Generated code is the only caller.
  *
  * Conventions (codegen relies on them):
