@@ -566,6 +566,8 @@ static int cmd_view(int argc, char **argv, bool dot) {
     int status = take_view_args(p, dot ? "dot" : "plan", &argc, argv, &vo);
     if (!status)
         status = parse_compile_args(p, argc, argv, &a);
+    if (!status && a.sel.infer_only) /* a view shows the train program too */
+        status = usage_error("%s", "--infer-only is an option of frost compile");
     if (status) {
         pool_free(p);
         return status;
@@ -630,6 +632,8 @@ static int cmd_compare(int argc, char **argv) {
     int status = take_view_args(p, "compare", &argc, argv, &vo);
     if (!status)
         status = parse_compile_args(p, argc, argv, &a);
+    if (!status && a.sel.infer_only)
+        status = usage_error("%s", "--infer-only is an option of frost compile");
     if (status) {
         pool_free(p);
         return status;
