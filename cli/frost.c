@@ -54,6 +54,11 @@ static const char usage_text[] =
     "  --opt KEY=VALUE       its default hyper-parameters (lr, momentum, dampening, nesterov,\n"
     "                        weight_decay; adamw: lr, beta1, beta2, eps, weight_decay); repeatable\n"
     "  --batchnorm-eval      batch norm uses its running statistics in training too\n"
+    "  --infer-only          compile: P_init and P_infer only (no train program, no gradients,\n"
+    "                        no optimizer); the header's arena is the inference arena\n"
+    "  --checked             compile, for development: guard bytes around every buffer and at the\n"
+    "                        end of every block, checked after each step, and every step's f32\n"
+    "                        outputs checked for NaN/Inf (P_ERR_GUARD, P_ERR_NONFINITE, P_last_error)\n"
     "  --name PREFIX         prefix of the generated symbols and macros (default: the model name)\n"
     "  -O0 -O1 -O2 -O3       optimisation level of the generated code (default -O3)\n"
     "  --mcpu CPU            target CPU (default: this machine's; --mcpu help lists them)\n"
@@ -329,6 +334,10 @@ static int parse_compile_args(pool *p, int argc, char **argv, compile_args *a) {
                 return EXIT_USAGE;
         } else if (strcmp(arg, "--batchnorm-eval") == 0) {
             a->sel.bn_eval = true;
+        } else if (strcmp(arg, "--infer-only") == 0) {
+            a->sel.infer_only = true;
+        } else if (strcmp(arg, "--checked") == 0) {
+            a->sel.checked = true;
         } else if (arg[0] == '-' && arg[1] == 'O' && arg[2] >= '0' && arg[2] <= '3' && !arg[3]) {
             a->cg.opt_level = arg[2] - '0';
         } else if (arg[0] == '-' && arg[1]) {
@@ -557,6 +566,8 @@ static int cmd_view(int argc, char **argv, bool dot) {
     int status = take_view_args(p, dot ? "dot" : "plan", &argc, argv, &vo);
     if (!status)
         status = parse_compile_args(p, argc, argv, &a);
+    if (!status && a.sel.infer_only) /* a view shows the train program too */
+        status = usage_error("%s", "--infer-only is an option of frost compile");
     if (status) {
         pool_free(p);
         return status;
@@ -621,6 +632,8 @@ static int cmd_compare(int argc, char **argv) {
     int status = take_view_args(p, "compare", &argc, argv, &vo);
     if (!status)
         status = parse_compile_args(p, argc, argv, &a);
+    if (!status && a.sel.infer_only)
+        status = usage_error("%s", "--infer-only is an option of frost compile");
     if (status) {
         pool_free(p);
         return status;

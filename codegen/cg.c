@@ -45,6 +45,9 @@ typedef struct {
     char prefix[CG_MAX_PREFIX];
     char *err;       /* first error, malloc'd */
     char *llvm_diag; /* first error LLVM reported through the context, malloc'd */
+    /* --checked: the messages P_last_error returns, message id k + 1 at [k] */
+    LLVMValueRef *msgs;
+    int nmsgs, capmsgs;
 } cg_ctx;
 
 /* The entry point being built: its arguments (NULL when it has no such block). */
@@ -52,6 +55,11 @@ typedef struct {
     cg_entry_kind kind;
     const ir_program *prog;
     LLVMValueRef fn, params, grads, arena, in, out;
+    /* --checked: per buffer, its storage (alias root) and, per storage, the
+     * extent of its largest member: its guards are the IR_GUARD_BYTES before
+     * the root's offset and after offset + extent */
+    int *root;
+    int64_t *ext;
 } cg_env;
 
 static char *cg_vstrdupf(const char *fmt, va_list ap)
@@ -213,7 +221,10 @@ static LLVMValueRef cg_call(cg_ctx *c, const char *what, const char *kernel, con
     }
     LLVMTypeRef rt = LLVMGetReturnType(fty);
     LLVMTypeKind rk = LLVMGetTypeKind(rt);
-    if (rk != LLVMVoidTypeKind && !(rk == LLVMIntegerTypeKind && LLVMGetIntTypeWidth(rt) == 32)) {
+    /* int64_t: the checked mode's finders, called by codegen itself */
+    bool i64_ok = !strcmp(kernel, "rt_guard_find") || !strcmp(kernel, "rt_nonfinite_find");
+    if (rk != LLVMVoidTypeKind &&
+        !(rk == LLVMIntegerTypeKind && (LLVMGetIntTypeWidth(rt) == 32 || (i64_ok && LLVMGetIntTypeWidth(rt) == 64)))) {
         cg_fail(c, "%s: %s returns neither void nor int32_t", what, kernel);
         return NULL;
     }
@@ -495,6 +506,8 @@ static LLVMValueRef cg_state_ptr(cg_ctx *c, const cg_env *env)
                                 LLVMPointerType(c->t_i64, 0), "");
 }
 
+static void cg_checked_prologue(cg_ctx *c, cg_env *env, LLVMValueRef state);
+
 /* The checks every entry point makes first, and the state word's protocol:
  * forward and infer clear it (forward sets the tag when it succeeds),
  * backward runs only on the tag and clears it. */
@@ -537,6 +550,301 @@ static void cg_prologue(cg_ctx *c, cg_env *env)
                      "no_forward");
     }
     LLVMBuildStore(c->b, LLVMConstInt(c->t_i64, 0, 0), state);
+    if (m->checked)
+        cg_checked_prologue(c, env, state);
+}
+
+/* ---------------------------------------------------------------- checked mode
+ * frost compile --checked (docs/abi.md): guards around every arena storage
+ * (passes/guard.c) and at the end of every block, filled with RT_GUARD_WORD
+ * and verified after each step that writes next to them, and every f32
+ * output of every step scanned for NaN and infinities. A failed check
+ * returns RT_ERR_GUARD or RT_ERR_NONFINITE through rt_check_report, which
+ * prints the message and leaves its id in word 1 of the arena's state slot
+ * for P_last_error. */
+
+/* A constant string for P_last_error's table; *id is its message id (> 0). */
+static LLVMValueRef cg_message(cg_ctx *c, const char *text, int *id)
+{
+    if (c->nmsgs == c->capmsgs) {
+        int cap = c->capmsgs ? 2 * c->capmsgs : 64;
+        LLVMValueRef *grown = realloc(c->msgs, sizeof *grown * (size_t)cap);
+        if (!grown) {
+            cg_fail(c, "out of memory");
+            return NULL;
+        }
+        c->msgs = grown, c->capmsgs = cap;
+    }
+    LLVMValueRef init = LLVMConstStringInContext(c->ctx, text, (unsigned)strlen(text), 0);
+    LLVMValueRef g = LLVMAddGlobal(c->mod, LLVMTypeOf(init), "frost.msg");
+    LLVMSetInitializer(g, init);
+    LLVMSetGlobalConstant(g, 1);
+    LLVMSetLinkage(g, LLVMPrivateLinkage);
+    LLVMSetUnnamedAddress(g, LLVMGlobalUnnamedAddr);
+    c->msgs[c->nmsgs++] = g;
+    *id = c->nmsgs;
+    return LLVMConstPointerCast(g, c->t_ptr);
+}
+
+/* found (an i64 from rt_guard_find or rt_nonfinite_find) >= 0: report `msg`
+ * and return its code from fn (or return void: P_update); state may be NULL,
+ * p is the scanned tensor for RT_ERR_NONFINITE. */
+static bool cg_report_if(cg_ctx *c, LLVMValueRef fn, LLVMValueRef state, LLVMValueRef found, LLVMValueRef p,
+                         int code, const char *msg)
+{
+    if (!found)
+        return false;
+    LLVMBasicBlockRef fail = LLVMAppendBasicBlockInContext(c->ctx, fn, code == RT_ERR_GUARD ? "guard" : "nonfinite");
+    LLVMBasicBlockRef next = LLVMAppendBasicBlockInContext(c->ctx, fn, "ok");
+    LLVMBuildCondBr(c->b, LLVMBuildICmp(c->b, LLVMIntSGE, found, LLVMConstInt(c->t_i64, 0, 0), ""), fail, next);
+    LLVMPositionBuilderAtEnd(c->b, fail);
+    int id = 0;
+    LLVMValueRef text = cg_message(c, msg, &id);
+    if (!text)
+        return false;
+    cg_arg a[] = {{.kind = state ? A_PTR : A_NULL, .v = state}, {.kind = A_INT, .i = id},
+                  {.kind = A_PTR, .v = text},
+                  {.kind = p ? A_PTR : A_NULL, .v = p}, {.kind = A_VALUE, .v = found},
+                  {.kind = A_INT, .i = code}};
+    LLVMValueRef rc = cg_call(c, "checked mode", "rt_check_report", a, 6);
+    if (!rc)
+        return false;
+    if (LLVMGetTypeKind(LLVMGetReturnType(LLVMGlobalGetValueType(fn))) == LLVMVoidTypeKind)
+        LLVMBuildRetVoid(c->b);
+    else
+        LLVMBuildRet(c->b, rc);
+    LLVMPositionBuilderAtEnd(c->b, next);
+    return true;
+}
+
+static bool cg_guard_fill(cg_ctx *c, LLVMValueRef p)
+{
+    cg_arg a[] = {{.kind = A_PTR, .v = p}, {.kind = A_INT, .i = IR_GUARD_BYTES}};
+    return cg_call(c, "checked mode", "rt_guard_fill", a, 2) != NULL;
+}
+
+static bool cg_guard_check(cg_ctx *c, LLVMValueRef fn, LLVMValueRef state, LLVMValueRef p, const char *msg)
+{
+    cg_arg a[] = {{.kind = A_PTR, .v = p}, {.kind = A_INT, .i = IR_GUARD_BYTES}};
+    return cg_report_if(c, fn, state, cg_call(c, "checked mode", "rt_guard_find", a, 2), NULL, RT_ERR_GUARD, msg);
+}
+
+/* The guard at the end of a block of `bytes` (as planned; the header's size
+ * adds the guard). */
+static LLVMValueRef cg_block_guard(cg_ctx *c, LLVMValueRef base, int64_t bytes)
+{
+    return cg_offset(c, base, ir_align_up(bytes), "guard");
+}
+
+/* The blocks as the header names their sizes, for messages. */
+static const char *cg_arena_macro(const cg_env *env)
+{
+    return env->kind == E_INFER ? "INFER_ARENA_BYTES" : "TRAIN_ARENA_BYTES";
+}
+
+/* Storage of every buffer of env's program and the extent of each storage;
+ * false after cg_fail. Freed by cg_entry. */
+static bool cg_storages(cg_ctx *c, cg_env *env)
+{
+    const ir_program *p = env->prog;
+    env->root = calloc((size_t)p->nbufs + 1, sizeof *env->root);
+    env->ext = calloc((size_t)p->nbufs + 1, sizeof *env->ext);
+    if (!env->root || !env->ext)
+        return cg_fail(c, "out of memory");
+    for (int b = 0; b < p->nbufs; b++) {
+        int r = b;
+        for (int hops = 0; p->bufs[r].alias_of >= 0 && p->bufs[r].alias_of < p->nbufs && hops <= p->nbufs; hops++)
+            r = p->bufs[r].alias_of;
+        env->root[b] = r;
+    }
+    for (int b = 0; b < p->nbufs; b++)
+        if (p->bufs[b].bytes > env->ext[env->root[b]])
+            env->ext[env->root[b]] = p->bufs[b].bytes;
+    return true;
+}
+
+/* A guarded arena storage (passes/guard.c): not the state word. */
+static bool cg_guarded(const ir_buf *b)
+{
+    return b->space == SPACE_ARENA && b->kind != BUF_STATE && b->offset >= IR_ARENA_STATE_BYTES + IR_GUARD_BYTES;
+}
+
+/* The guards before and after storage r, checked with messages "<what>:
+ * guard before|after arena buffer 'NAME' <why>". */
+static bool cg_check_storage(cg_ctx *c, const cg_env *env, LLVMValueRef state, int r, const char *what,
+                             const char *why)
+{
+    const ir_buf *b = &env->prog->bufs[r];
+    for (int after = 0; after < 2; after++) {
+        int64_t off = after ? b->offset + env->ext[r] : b->offset - IR_GUARD_BYTES;
+        char *msg = cg_strdupf("%s: guard %s arena buffer '%s' %s", what, after ? "after" : "before",
+                               b->name ? b->name : "?", why);
+        bool ok = msg && cg_guard_check(c, env->fn, state, cg_offset(c, env->arena, off, ""), msg);
+        free(msg);
+        if (!ok)
+            return c->err ? false : cg_fail(c, "out of memory");
+    }
+    return true;
+}
+
+/* After the argument and state checks: clear the last error; forward and
+ * infer set the arena's end guard, backward verifies what forward left (the
+ * end guard, the guards of every residual) and sets the grads guard; every
+ * entry point verifies the params guard that P_init set. */
+static void cg_checked_prologue(cg_ctx *c, cg_env *env, LLVMValueRef state)
+{
+    const ir_module *m = c->m;
+    const ir_program *p = env->prog;
+    const char *entry = entry_suffix[env->kind];
+    LLVMValueRef idx = LLVMConstInt(c->t_i64, 1, 0);
+    LLVMBuildStore(c->b, LLVMConstInt(c->t_i64, 0, 0), LLVMBuildInBoundsGEP2(c->b, c->t_i64, state, &idx, 1, ""));
+    char *msg;
+    if (m->params_bytes > 0) {
+        msg = cg_strdupf("%s_%s: on entry: guard at the end of the params block changed: the block is smaller "
+                         "than the header's PARAMS_BYTES, something wrote past its end, or P_init (which sets "
+                         "the guard) never ran on it", c->prefix, entry);
+        if (!msg || !cg_guard_check(c, env->fn, state, cg_block_guard(c, env->params, m->params_bytes), msg))
+            cg_fail(c, "out of memory");
+        free(msg);
+    }
+    LLVMValueRef end = cg_offset(c, env->arena, p->arena_bytes - IR_GUARD_BYTES, "arena_end");
+    if (env->kind != E_BACKWARD) {
+        cg_guard_fill(c, end);
+        return;
+    }
+    msg = cg_strdupf("%s_backward: on entry: guard at the end of the arena changed since %s_forward: the "
+                     "arena is smaller than the header's TRAIN_ARENA_BYTES, or it was written between the calls",
+                     c->prefix, c->prefix);
+    if (!msg || !cg_guard_check(c, env->fn, state, end, msg))
+        cg_fail(c, "out of memory");
+    free(msg);
+    char what[CG_MAX_PREFIX + 64];
+    snprintf(what, sizeof what, "%s_backward: on entry", c->prefix);
+    char *why = cg_strdupf("changed since %s_forward: the arena is smaller than the header's TRAIN_ARENA_BYTES, "
+                           "or it was written between the calls", c->prefix);
+    for (int b = 0; why && b < p->nbufs; b++) {
+        const ir_buf *x = &p->bufs[b];
+        if (env->root[b] == b && cg_guarded(x) && x->first >= 0 && x->first < p->nfwd && x->last >= p->nfwd &&
+            !cg_check_storage(c, env, state, b, what, why))
+            break;
+    }
+    free(why);
+    if (m->grads_bytes > 0)
+        cg_guard_fill(c, cg_block_guard(c, env->grads, m->grads_bytes));
+}
+
+/* Around step s: before it, set the guards of the storages it starts;
+ * after it, verify the guards next to what it wrote and the arena's end, and
+ * scan its f32 outputs (scratch aside). args are the step's operands. */
+static bool cg_checked_step(cg_ctx *c, const cg_env *env, int s, const cg_arg *args, bool after)
+{
+    const ir_program *p = env->prog;
+    const ir_step *st = &p->steps[s];
+    const ir_graph *g = c->m->graph;
+    LLVMValueRef state = cg_state_ptr(c, env);
+    int done[IR_MAX_OPND], ndone = 0;
+    bool wrote_params = false, wrote_grads = false;
+    char what[CG_MAX_PREFIX + 320];
+    const char *node = st->node >= 0 && st->node < g->nnodes && g->nodes[st->node].name ? g->nodes[st->node].name : NULL;
+    snprintf(what, sizeof what, "%s_%s: step %d (%s%s%.200s%s)", c->prefix, entry_suffix[env->kind], s,
+             view_kernel(st), node ? " of node '" : "", node ? node : "", node ? "'" : "");
+    for (int k = 0; k < st->nopnd; k++) {
+        const ir_opnd *o = &st->opnd[k];
+        if (o->kind != OPND_BUF || (after && !o->writes))
+            continue;
+        int r = env->root[o->buf];
+        const ir_buf *x = &p->bufs[r], *ob = &p->bufs[o->buf];
+        wrote_params |= x->space == SPACE_PARAMS;
+        wrote_grads |= x->space == SPACE_GRADS;
+        if (after && ob->dtype == DT_F32 && ob->kind != BUF_SCRATCH) {
+            char *msg = cg_strdupf("%s wrote a non-finite value into '%s'", what, ob->name ? ob->name : "?");
+            cg_arg a[] = {{.kind = A_PTR, .v = args[k].v}, {.kind = A_INT, .i = ob->bytes / 4}};
+            LLVMValueRef found = msg ? cg_call(c, what, "rt_nonfinite_find", a, 2) : NULL;
+            bool ok = found && cg_report_if(c, env->fn, state, found, args[k].v, RT_ERR_NONFINITE, msg);
+            free(msg);
+            if (!ok)
+                return c->err ? false : cg_fail(c, "out of memory");
+        }
+        if (!cg_guarded(x))
+            continue;
+        bool seen = false;
+        for (int j = 0; j < ndone; j++)
+            seen |= done[j] == r;
+        if (seen)
+            continue;
+        done[ndone++] = r;
+        if (!after) {
+            if (x->first == s && (!cg_guard_fill(c, cg_offset(c, env->arena, x->offset - IR_GUARD_BYTES, "")) ||
+                                  !cg_guard_fill(c, cg_offset(c, env->arena, x->offset + env->ext[r], ""))))
+                return false;
+        } else if (!cg_check_storage(c, env, state, r, what, "overwritten: the step wrote out of bounds")) {
+            return false;
+        }
+    }
+    if (!after)
+        return true;
+    const char *blocks[] = {"params", "grads"};
+    const char *macros[] = {"PARAMS_BYTES", "GRADS_BYTES"};
+    LLVMValueRef bases[] = {env->params, env->grads};
+    int64_t sizes[] = {c->m->params_bytes, c->m->grads_bytes};
+    bool wrote[] = {wrote_params, wrote_grads};
+    for (int k = 0; k < 2; k++) {
+        if (!wrote[k] || sizes[k] == 0 || !bases[k])
+            continue;
+        char *msg = cg_strdupf("%s: guard at the end of the %s block overwritten: the step wrote past the block "
+                               "(is it as large as the header's %s?)", what, blocks[k], macros[k]);
+        bool ok = msg && cg_guard_check(c, env->fn, state, cg_block_guard(c, bases[k], sizes[k]), msg);
+        free(msg);
+        if (!ok)
+            return c->err ? false : cg_fail(c, "out of memory");
+    }
+    char *msg = cg_strdupf("%s: guard at the end of the arena overwritten: the step wrote past the arena "
+                           "(is it as large as the header's %s?)", what, cg_arena_macro(env));
+    bool ok = msg && cg_guard_check(c, env->fn, state,
+                                    cg_offset(c, env->arena, p->arena_bytes - IR_GUARD_BYTES, ""), msg);
+    free(msg);
+    return ok ? true : c->err ? false : cg_fail(c, "out of memory");
+}
+
+/* P_last_error(arena): the message of the check that failed in the last call
+ * on this arena, NULL when it had none (or arena is NULL). */
+static bool cg_last_error(cg_ctx *c)
+{
+    LLVMTypeRef pt[] = {c->t_ptr};
+    LLVMValueRef fn = cg_add_function(c, "last_error", c->t_ptr, pt, 1);
+    if (!fn)
+        return false;
+    cg_name_param(fn, 0, "arena", false);
+    LLVMValueRef arena = LLVMGetParam(fn, 0);
+    LLVMValueRef *items = malloc(sizeof *items * (size_t)(c->nmsgs + 1));
+    if (!items)
+        return cg_fail(c, "out of memory");
+    items[0] = LLVMConstNull(c->t_ptr); /* id 0: no error */
+    for (int k = 0; k < c->nmsgs; k++)
+        items[k + 1] = LLVMConstPointerCast(c->msgs[k], c->t_ptr);
+    LLVMTypeRef at = LLVMArrayType(c->t_ptr, (unsigned)c->nmsgs + 1);
+    LLVMValueRef table = LLVMAddGlobal(c->mod, at, "frost.messages");
+    LLVMSetInitializer(table, LLVMConstArray(c->t_ptr, items, (unsigned)c->nmsgs + 1));
+    LLVMSetGlobalConstant(table, 1);
+    LLVMSetLinkage(table, LLVMPrivateLinkage);
+    free(items);
+    LLVMBasicBlockRef look = LLVMAppendBasicBlockInContext(c->ctx, fn, "look");
+    LLVMBasicBlockRef none = LLVMAppendBasicBlockInContext(c->ctx, fn, "none");
+    LLVMBuildCondBr(c->b, LLVMBuildICmp(c->b, LLVMIntEQ, arena, LLVMConstNull(c->t_ptr), ""), none, look);
+    LLVMPositionBuilderAtEnd(c->b, look);
+    LLVMValueRef one = LLVMConstInt(c->t_i64, 1, 0);
+    LLVMValueRef word = LLVMBuildInBoundsGEP2(c->b, c->t_i64, LLVMBuildPointerCast(c->b, arena, LLVMPointerType(c->t_i64, 0), ""),
+                                              &one, 1, "");
+    LLVMValueRef id = LLVMBuildLoad2(c->b, c->t_i64, word, "id");
+    LLVMBasicBlockRef found = LLVMAppendBasicBlockInContext(c->ctx, fn, "found");
+    LLVMValueRef in_range = LLVMBuildICmp(c->b, LLVMIntULE, id, LLVMConstInt(c->t_i64, (unsigned long long)c->nmsgs, 0), "");
+    LLVMBuildCondBr(c->b, in_range, found, none);
+    LLVMPositionBuilderAtEnd(c->b, found);
+    LLVMValueRef ix[] = {LLVMConstInt(c->t_i64, 0, 0), id};
+    LLVMBuildRet(c->b, LLVMBuildLoad2(c->b, c->t_ptr, LLVMBuildInBoundsGEP2(c->b, at, table, ix, 2, ""), "msg"));
+    LLVMPositionBuilderAtEnd(c->b, none);
+    LLVMBuildRet(c->b, LLVMConstNull(c->t_ptr));
+    return true;
 }
 
 /* Steps [lo, hi) of env's program as calls in the function being built. */
@@ -572,11 +880,15 @@ static bool cg_steps(cg_ctx *c, const cg_env *env, int lo, int hi)
                 return cg_fail(c, "%s: operand %d has an unknown kind", what, k + 1);
             }
         }
+        if (c->m->checked && !cg_checked_step(c, env, s, args, false))
+            return false;
         LLVMValueRef call = cg_call_spec(c, what, st->kernel, args, st->nopnd);
         if (!call)
             return false;
         if (LLVMGetTypeKind(LLVMTypeOf(call)) == LLVMIntegerTypeKind)
             cg_return_nonzero(c, env->fn, call);
+        if (c->m->checked && !cg_checked_step(c, env, s, args, true))
+            return false;
     }
     return true;
 }
@@ -618,9 +930,22 @@ static LLVMValueRef cg_part(cg_ctx *c, const cg_env *env, int lo, int hi)
     return ok ? call : NULL;
 }
 
+static bool cg_entry_body(cg_ctx *c, cg_env *envp, int from, int to);
+
 static bool cg_entry(cg_ctx *c, cg_entry_kind kind, const ir_program *prog, int from, int to)
 {
     cg_env env = {.kind = kind, .prog = prog};
+    bool ok = (!c->m->checked || cg_storages(c, &env)) && cg_entry_body(c, &env, from, to);
+    free(env.root);
+    free(env.ext);
+    return ok;
+}
+
+static bool cg_entry_body(cg_ctx *c, cg_env *envp, int from, int to)
+{
+    cg_env env = *envp;
+    cg_entry_kind kind = env.kind;
+    const ir_program *prog = env.prog;
     /* No alignment attributes on these parameters: the prologue checks the
      * alignment, and LLVM would fold that check away under a promise. */
     /* forward, infer: (params, in, out, arena); backward: (params, grads, arena) */
@@ -725,6 +1050,8 @@ static bool cg_init(cg_ctx *c)
             return cg_fail(c, "%s: unknown initialiser %d", what, val->init);
         }
     }
+    if (c->m->checked && c->m->params_bytes > 0 && !cg_guard_fill(c, cg_block_guard(c, params, c->m->params_bytes)))
+        return false;
     LLVMBuildRetVoid(c->b);
     return true;
 }
@@ -739,6 +1066,31 @@ static LLVMTypeRef cg_hparams_type(cg_ctx *c)
     LLVMTypeRef f = LLVMFloatTypeInContext(c->ctx);
     LLVMTypeRef fields[] = {f, f, f, f, f, f, f, c->t_i32};
     return LLVMStructTypeInContext(c->ctx, fields, 8, 0);
+}
+
+/* --checked: P_update verifies the guards at the end of its three blocks (it
+ * returns void: a failure is reported on stderr only, and stops the update). */
+static bool cg_update_guards(cg_ctx *c, LLVMValueRef fn, LLVMValueRef params, LLVMValueRef grads,
+                             LLVMValueRef state, const char *when)
+{
+    const char *names[] = {"params", "grads", "optimizer state"};
+    const char *sets[] = {"P_init", "P_backward", "P_opt_init"};
+    LLVMValueRef bases[] = {params, grads, state};
+    int64_t sizes[] = {c->m->params_bytes, c->m->grads_bytes, c->m->opt_state_bytes};
+    for (int k = 0; k < 3; k++) {
+        if (sizes[k] == 0)
+            continue;
+        char *msg = cg_strdupf("%s_update: %s: guard at the end of the %s block changed: the block is smaller than "
+                               "the header says, something wrote past its end, or %s (which sets the guard) did not "
+                               "run on it; nothing was updated", c->prefix, when, names[k], sets[k]);
+        if (msg && !strcmp(when, "after the update"))
+            strcpy(strstr(msg, "; nothing was updated"), "");
+        bool ok = msg && cg_guard_check(c, fn, NULL, cg_block_guard(c, bases[k], sizes[k]), msg);
+        free(msg);
+        if (!ok)
+            return c->err ? false : cg_fail(c, "out of memory");
+    }
+    return true;
 }
 
 /* P_update(params, grads, opt_state, hparams): one optimizer step over the
@@ -771,6 +1123,8 @@ static bool cg_update(cg_ctx *c)
     LLVMValueRef none = LLVMBuildICmp(c->b, LLVMIntEQ, given, LLVMConstNull(c->t_ptr), "");
     LLVMValueRef hp = LLVMBuildSelect(c->b, none, LLVMBuildPointerCast(c->b, dflt, c->t_ptr, ""), given, "hp");
 
+    if (m->checked && !cg_update_guards(c, fn, params, grads, state, "on entry"))
+        return false;
     cg_arg begin[] = {{.kind = A_PTR, .v = state}};
     if (!cg_call(c, "update", "rt_opt_step_begin", begin, 1))
         return false;
@@ -805,6 +1159,8 @@ static bool cg_update(cg_ctx *c)
                 return false;
         }
     }
+    if (m->checked && !cg_update_guards(c, fn, params, grads, state, "after the update"))
+        return false;
     LLVMBuildRetVoid(c->b);
     return true;
 }
@@ -825,6 +1181,8 @@ static bool cg_opt_init(cg_ctx *c)
         LLVMPositionBuilderAtEnd(c->b, zero);
         LLVMBuildMemSet(c->b, state, LLVMConstInt(c->t_i8, 0, 0),
                         LLVMConstInt(c->t_i64, (unsigned long long)c->m->opt_state_bytes, 0), IR_ALIGN);
+        if (c->m->checked && !cg_guard_fill(c, cg_block_guard(c, state, c->m->opt_state_bytes)))
+            return false;
         LLVMBuildBr(c->b, done);
         LLVMPositionBuilderAtEnd(c->b, done);
     }
@@ -921,7 +1279,7 @@ static bool cg_is_entry(const cg_ctx *c, const char *name)
     name += n + 1;
     return !strcmp(name, "forward") || !strcmp(name, "backward") || !strcmp(name, "infer") ||
            !strcmp(name, "init") || !strcmp(name, "update") || !strcmp(name, "train_step") ||
-           !strcmp(name, "opt_init");
+           !strcmp(name, "opt_init") || (c->m->checked && !strcmp(name, "last_error"));
 }
 
 /* Internalise everything the runtime defined and give every function the
@@ -1048,10 +1406,12 @@ static bool cg_build(cg_ctx *c, const cg_options *o, const char *path)
         cg_fail(c, "train program: nfwd %d outside [0, %d]", m->train.nfwd, m->train.nsteps);
         goto out;
     }
-    if (!cg_entry(c, E_FORWARD, &m->train, 0, m->train.nfwd) ||
-        !cg_entry(c, E_BACKWARD, &m->train, m->train.nfwd, m->train.nsteps) ||
-        !cg_entry(c, E_INFER, &m->infer, 0, m->infer.nsteps) || !cg_init(c) || !cg_update(c) || !cg_opt_init(c) ||
-        !cg_train_step(c))
+    /* --infer-only: init and infer; the train program was never built */
+    if ((!m->infer_only && (!cg_entry(c, E_FORWARD, &m->train, 0, m->train.nfwd) ||
+                            !cg_entry(c, E_BACKWARD, &m->train, m->train.nfwd, m->train.nsteps))) ||
+        !cg_entry(c, E_INFER, &m->infer, 0, m->infer.nsteps) || !cg_init(c) ||
+        (!m->infer_only && (!cg_update(c) || !cg_opt_init(c) || !cg_train_step(c))) ||
+        (m->checked && !cg_last_error(c)))
         goto out;
     cg_finish_functions(c, cpu, features);
 
@@ -1141,6 +1501,7 @@ bool cg_emit_object(const ir_module *m, const cg_options *o, const char *path, c
     LLVMDisposeModule(c.mod);
     LLVMContextDispose(c.ctx);
     free(c.llvm_diag);
+    free(c.msgs);
     if (!ok && !c.err)
         c.err = cg_strdup("code generation failed");
     if (err)

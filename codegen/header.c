@@ -111,6 +111,12 @@ static int64_t hd_numel(const ir_shape *s)
     return n;
 }
 
+/* A user block's size in the header: with --checked, its guard included. */
+static int64_t hd_block(const ir_module *m, int64_t bytes)
+{
+    return m->checked ? ir_checked_block(bytes) : ir_align_up(bytes);
+}
+
 /* The optimizer compiled in: its state size, default hyper-parameters and
  * the update / train_step entry points. frost_hparams is shared by every
  * model's header (guarded), so a driver can hold one for several models. */
@@ -125,7 +131,7 @@ static void hd_optimizer(const ir_module *m, const char *p, const char *P, FILE 
             "#define %s_OPT_STATE_BYTES %lldLL\n"
             "void %s_opt_init(void *opt_state);\n\n",
             opt_name(o->kind), o->kind == OPT_ADAMW ? "the first and second moments" : "the momentum buffer", p, P,
-            opt_name(o->kind), P, (long long)ir_align_up(m->opt_state_bytes), p);
+            opt_name(o->kind), P, (long long)hd_block(m, m->opt_state_bytes), p);
     fprintf(out,
             "#ifndef FROST_HPARAMS_DEFINED\n#define FROST_HPARAMS_DEFINED\n"
             "/* Hyper-parameters read at every update; fields an optimizer does not use\n"
@@ -196,30 +202,95 @@ static void hd_kept_ranges(const ir_module *m, const char *p, const char *P, FIL
         }
         kept[k] = b;
     }
-    int64_t total = 0;
+    /* --checked: each residual's guards are kept with it, and the arena's end guard */
+    int64_t gb = m->checked ? IR_GUARD_BYTES : 0;
+    int64_t total = m->checked ? gb : 0;
     for (int k = 0; k < n; k++)
-        total += ext[kept[k]];
+        total += ext[kept[k]] + (prog->bufs[kept[k]].kind == BUF_STATE ? 0 : 2 * gb);
     fprintf(out,
             "/* Residuals: the train-arena byte ranges {offset, bytes} that %s_forward leaves\n"
             " * for %s_backward, sorted by offset (%lld bytes in all). Every other byte of\n"
             " * the train arena is dead between the two calls and may be overwritten. */\n"
             "#define %s_NUM_KEPT_RANGES %d\n",
-            p, p, (long long)total, P, n);
+            p, p, (long long)total, P, n + (m->checked ? 1 : 0));
     fprintf(out, "#if defined(__GNUC__)\n__attribute__((unused))\n#endif\n");
-    if (n)
+    if (n || m->checked)
         fprintf(out, "static const int64_t %s_kept_ranges[%s_NUM_KEPT_RANGES][2] = {\n", p, P);
     else
         fprintf(out, "static const int64_t %s_kept_ranges[1][2] = {\n"
                      "    { 0, 0 } /* placeholder: forward keeps nothing for backward */\n", p);
     for (int k = 0; k < n; k++) {
         const ir_buf *x = &prog->bufs[kept[k]];
-        fprintf(out, "    { %lldLL, %lldLL }, /* %s */\n", (long long)x->offset, (long long)ext[kept[k]],
-                x->name ? x->name : "?");
+        int64_t g = x->kind == BUF_STATE ? 0 : gb;
+        fprintf(out, "    { %lldLL, %lldLL }, /* %s%s */\n", (long long)(x->offset - g), (long long)(ext[kept[k]] + 2 * g),
+                x->name ? x->name : "?", g ? " and its guards" : "");
     }
+    if (m->checked)
+        fprintf(out, "    { %lldLL, %lldLL }, /* guard at the end of the arena */\n",
+                (long long)(prog->arena_bytes - IR_GUARD_BYTES), (long long)IR_GUARD_BYTES);
     fprintf(out, "};\n\n");
     free(root);
     free(ext);
     free(kept);
+}
+
+/* --infer-only: the top comment. */
+static void hd_infer_intro(const char *p, const char *P, const char *model, int nparams, int64_t scalars, FILE *out)
+{
+    fprintf(out,
+            "/* %s.h: interface of the object file frost generated for model `%s`.\n"
+            " * Generated code; do not edit. See frost's docs/abi.md for the full reference.\n"
+            " *\n"
+            " * Inference only (frost compile --infer-only): %d parameter tensors (%lld scalars),\n"
+            " * no training entry points, no gradients, no optimizer.\n"
+            " *\n"
+            " * Usage (error handling omitted; both blocks must be %s_ALIGN-aligned and\n"
+            " * must not overlap):\n"
+            " *\n"
+            " *   void *params = aligned_alloc(%s_ALIGN, %s_PARAMS_BYTES);\n"
+            " *   void *arena  = aligned_alloc(%s_ALIGN, %s_INFER_ARENA_BYTES);\n"
+            " *   %s_init(params, 42);                  (or load a checkpoint via %s_params[])\n"
+            " *   %s_inputs in = { ... };               (pointers to the caller's tensors)\n"
+            " *   %s_outputs out = { ... };             (NULL fields are not written)\n"
+            " *   int rc = %s_infer(params, &in, &out, arena);\n"
+            " *\n"
+            " * Generated code never allocates and has no global state: concurrent calls\n"
+            " * are safe with one arena per thread. Return codes: 0 ok, else a %s_ERR_*\n"
+            " * code below. Link with -lopenblas -lm.\n"
+            " */\n",
+            p, model, nparams, (long long)scalars, P, P, P, P, P, p, p, p, p, p, P);
+}
+
+/* --checked: what the checks are, in the top comment's style. */
+static void hd_checked_intro(const ir_module *m, const char *p, const char *P, FILE *out)
+{
+    fprintf(out,
+            "/* Checked build (frost compile --checked), for development: every arena buffer\n"
+            " * has %d guard bytes before and after it, the arena and every block one at its\n"
+            " * end (the sizes below include them), and after each step the guards next to\n"
+            " * what it wrote are verified and its f32 outputs scanned for NaN and Inf: a\n"
+            " * failure returns %s_ERR_GUARD or %s_ERR_NONFINITE, writes one line to stderr,\n"
+            " * and %s_last_error(arena) names the buffer and the step. %s_init sets the\n"
+            " * params guard, which every call then verifies",
+            IR_GUARD_BYTES, P, P, p, p);
+    if (!m->infer_only)
+        fprintf(out, "; %s_opt_init sets the optimizer\n"
+                     " * state's, which %s_update verifies (it reports on stderr only)", p, p);
+    fprintf(out, ".\n */\n");
+}
+
+/* --checked: P_last_error. */
+static void hd_last_error(const ir_module *m, const char *p, FILE *out)
+{
+    if (!m->checked)
+        return;
+    fprintf(out,
+            "/* The message of the check that failed in the last call on this arena\n"
+            " * (%s_ERR_GUARD, %s_ERR_NONFINITE), naming the buffer, the step, its kernel\n"
+            " * and node; NULL when that call had no such failure, or arena is NULL. The\n"
+            " * string is static. */\n"
+            "const char *%s_last_error(const void *arena);\n\n",
+            p, p, p);
 }
 
 void cg_emit_header(const ir_module *m, const cg_options *o, FILE *out)
@@ -247,6 +318,9 @@ void cg_emit_header(const ir_module *m, const cg_options *o, FILE *out)
     }
     const char *model = g->model ? g->model : p;
 
+    if (m->infer_only)
+        hd_infer_intro(p, P, model, nparams, scalars, out);
+    else
     fprintf(out,
             "/* %s.h: interface of the object file frost generated for model `%s`.\n"
             " * Generated code; do not edit. See frost's docs/abi.md for the full reference.\n"
@@ -280,39 +354,73 @@ void cg_emit_header(const ir_module *m, const cg_options *o, FILE *out)
             ntrain, nparams, (long long)train_scalars, (long long)scalars, P, P, P, P, P, P, P, p, p,
             p, p, p, p, p, p, p, P, P);
 
+    if (m->checked)
+        hd_checked_intro(m, p, P, out);
     fprintf(out, "#ifndef %s_FROST_H\n#define %s_FROST_H\n\n#include <stdint.h>\n\n", P, P);
     fprintf(out, "#ifdef __cplusplus\nextern \"C\" {\n#endif\n\n");
+    if (m->infer_only)
+        fprintf(out, "#define %s_INFER_ONLY 1 /* compiled with --infer-only: %s_init and %s_infer only */\n", P, p, p);
+    if (m->checked)
+        fprintf(out, "#define %s_CHECKED 1     /* compiled with --checked: guards and NaN/Inf checks */\n"
+                     "#define %s_GUARD_BYTES 64 /* one guard; the block sizes below include theirs */\n",
+                P, P);
+    if (m->infer_only || m->checked)
+        fputc('\n', out);
 
     fprintf(out, "/* Block sizes in bytes, each a multiple of %s_ALIGN. */\n", P);
     fprintf(out, "#define %s_PARAMS_BYTES      %lldLL /* all parameters and buffers */\n", P,
-            (long long)ir_align_up(m->params_bytes));
-    fprintf(out, "#define %s_GRADS_BYTES       %lldLL /* trainable parameters, then input gradients */\n",
-            P, (long long)ir_align_up(m->grads_bytes));
-    fprintf(out, "#define %s_TRAIN_ARENA_BYTES %lldLL /* forward + backward */\n", P,
-            (long long)ir_align_up(m->train.arena_bytes));
+            (long long)hd_block(m, m->params_bytes));
+    if (!m->infer_only) {
+        fprintf(out, "#define %s_GRADS_BYTES       %lldLL /* trainable parameters, then input gradients */\n",
+                P, (long long)hd_block(m, m->grads_bytes));
+        fprintf(out, "#define %s_TRAIN_ARENA_BYTES %lldLL /* forward + backward */\n", P,
+                (long long)ir_align_up(m->train.arena_bytes));
+    }
     fprintf(out, "#define %s_INFER_ARENA_BYTES %lldLL /* inference only */\n", P,
             (long long)ir_align_up(m->infer.arena_bytes));
-    fprintf(out, "#define %s_RESIDUAL_BYTES    %lldLL /* part of the train arena kept from forward to backward */\n",
-            P, (long long)m->train.residual_bytes);
+    if (!m->infer_only)
+        fprintf(out, "#define %s_RESIDUAL_BYTES    %lldLL /* part of the train arena kept from forward to backward */\n",
+                P, (long long)m->train.residual_bytes);
     fprintf(out, "#define %s_ALIGN             %d   /* required alignment of params, grads, arena */\n",
             P, IR_ALIGN);
     fprintf(out, "#define %s_NUM_PARAMS        %d   /* entries of %s_params[] */\n", P, nparams, p);
-    fprintf(out, "#define %s_NUM_TRAINABLE     %d\n", P, ntrain);
+    if (!m->infer_only)
+        fprintf(out, "#define %s_NUM_TRAINABLE     %d\n", P, ntrain);
     fprintf(out, "#define %s_NUM_INPUTS        %d\n", P, ninputs);
     fprintf(out, "#define %s_NUM_OUTPUTS       %d\n\n", P, g->noutputs);
-    fprintf(out, "/* Return codes of %s_forward, %s_backward and %s_infer. */\n", p, p, p);
-    fprintf(out,
-            "#define %s_OK         0\n"
-            "#define %s_ERR_LABEL  %d /* a class label outside [0, classes) */\n"
-            "#define %s_ERR_NULL   %d /* a block, the inputs struct or an input pointer is NULL\n"
-            "                             (params may be NULL when %s_PARAMS_BYTES is 0, grads\n"
-            "                             when %s_GRADS_BYTES is 0, out always: nothing written) */\n"
-            "#define %s_ERR_ALIGN  %d /* a block not %s_ALIGN-aligned, or an input not aligned\n"
-            "                             to its element type */\n"
-            "#define %s_ERR_STATE  %d /* %s_backward without a matching %s_forward on this arena:\n"
-            "                             none yet, it failed, a backward consumed it already,\n"
-            "                             or an infer or another model's forward ran since */\n\n",
-            P, P, RT_ERR_LABEL, P, RT_ERR_NULL, P, P, P, RT_ERR_ALIGN, P, P, RT_ERR_STATE, p, p);
+    if (m->infer_only) {
+        fprintf(out,
+                "/* Return codes of %s_infer. */\n"
+                "#define %s_OK         0\n"
+                "#define %s_ERR_LABEL  %d /* a class label outside [0, classes) */\n"
+                "#define %s_ERR_NULL   %d /* the arena, the inputs struct or an input pointer is NULL, or\n"
+                "                             params while %s_PARAMS_BYTES is not 0 (out may be NULL) */\n"
+                "#define %s_ERR_ALIGN  %d /* a block not %s_ALIGN-aligned, or an input not aligned\n"
+                "                             to its element type */\n\n",
+                p, P, P, RT_ERR_LABEL, P, RT_ERR_NULL, P, P, RT_ERR_ALIGN, P);
+    } else {
+        fprintf(out, "/* Return codes of %s_forward, %s_backward and %s_infer. */\n", p, p, p);
+        fprintf(out,
+                "#define %s_OK         0\n"
+                "#define %s_ERR_LABEL  %d /* a class label outside [0, classes) */\n"
+                "#define %s_ERR_NULL   %d /* a block, the inputs struct or an input pointer is NULL\n"
+                "                             (params may be NULL when %s_PARAMS_BYTES is 0, grads\n"
+                "                             when %s_GRADS_BYTES is 0, out always: nothing written) */\n"
+                "#define %s_ERR_ALIGN  %d /* a block not %s_ALIGN-aligned, or an input not aligned\n"
+                "                             to its element type */\n"
+                "#define %s_ERR_STATE  %d /* %s_backward without a matching %s_forward on this arena:\n"
+                "                             none yet, it failed, a backward consumed it already,\n"
+                "                             or an infer or another model's forward ran since */\n\n",
+                P, P, RT_ERR_LABEL, P, RT_ERR_NULL, P, P, P, RT_ERR_ALIGN, P, P, RT_ERR_STATE, p, p);
+    }
+    if (m->checked)
+        fprintf(out,
+                "/* --checked only (%s_last_error names the buffer or the step): */\n"
+                "#define %s_ERR_GUARD     %d /* a guard byte around an arena buffer or at the end of a\n"
+                "                                block changed: a kernel wrote out of bounds, a block is\n"
+                "                                smaller than its size here, or the memory past it changed */\n"
+                "#define %s_ERR_NONFINITE %d /* a step wrote a NaN or an infinity into an f32 output */\n\n",
+                p, P, RT_ERR_GUARD, P, RT_ERR_NONFINITE);
 
     /* Inputs, in value-id order: the order codegen numbers the fields in. */
     fprintf(out, "/* Inputs: row-major tensors owned by the caller, read during the call. */\n");
@@ -363,7 +471,8 @@ void cg_emit_header(const ir_module *m, const cg_options *o, FILE *out)
     }
     if (any)
         fputc('\n', out);
-    hd_kept_ranges(m, p, P, out);
+    if (!m->infer_only)
+        hd_kept_ranges(m, p, P, out);
 
     /* Parameter table. The entry type is shared by every frost model (guarded),
      * so one model's table can be passed to code written for any model, e.g.
@@ -456,6 +565,18 @@ void cg_emit_header(const ir_module *m, const cg_options *o, FILE *out)
     }
     fprintf(out, "};\n\n");
 
+    if (m->infer_only) {
+        fprintf(out,
+                "/* Fill params with the default initialisation (PyTorch's for each layer),\n"
+                " * deterministically: the same seed gives the same values on every machine. */\n"
+                "void %s_init(void *params, uint64_t seed);\n\n"
+                "/* Inference: arena of %s_INFER_ARENA_BYTES, nothing kept. */\n"
+                "int %s_infer(const void *params, const %s_inputs *in, %s_outputs *out, void *arena);\n\n",
+                p, P, p, p, p);
+        hd_last_error(m, p, out);
+        fprintf(out, "#ifdef __cplusplus\n}\n#endif\n\n#endif /* %s_FROST_H */\n", P);
+        return;
+    }
     fprintf(out,
             "/* Fill params with the default initialisation (PyTorch's for each layer),\n"
             " * deterministically: the same seed gives the same values on every machine. */\n"
@@ -468,6 +589,7 @@ void cg_emit_header(const ir_module *m, const cg_options *o, FILE *out)
             "/* Inference: forward only, arena of %s_INFER_ARENA_BYTES. */\n"
             "int %s_infer(const void *params, const %s_inputs *in, %s_outputs *out, void *arena);\n\n",
             p, p, p, p, p, p, p, P, p, p, p);
+    hd_last_error(m, p, out);
     hd_optimizer(m, p, P, out);
     fprintf(out, "#ifdef __cplusplus\n}\n#endif\n\n#endif /* %s_FROST_H */\n", P);
 }

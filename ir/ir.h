@@ -465,6 +465,12 @@ typedef struct {
     ir_optimizer opt;         /* the update P_update / P_train_step perform */
     int64_t opt_state_bytes;  /* step counter, then opt_slots() tensors per trainable param */
     int64_t *opt_offset;      /* per value id: offset of its first state tensor, -1 if none */
+    /* --infer-only: m->train is empty (no steps, no buffers, never planned),
+     * nothing is trainable; codegen emits init and infer only. */
+    bool infer_only;
+    /* --checked: pass_guard spaced the arenas; codegen fills and verifies the
+     * guards and scans every step's f32 outputs for NaN/Inf. */
+    bool checked;
 } ir_module;
 
 #define IR_OPT_HEADER_BYTES IR_ALIGN /* the optimizer state starts with an i64 step counter */
@@ -493,6 +499,8 @@ typedef struct {
     const char *optimizer;         /* --optimizer NAME, NULL: the model's (or sgd) */
     const frost_opt_setting *opt_settings; int nopt_settings; /* --opt KEY=VALUE */
     bool bn_eval;                  /* --batchnorm-eval: as a config's `batchnorm eval` */
+    bool infer_only;               /* --infer-only: no train program, nothing trainable */
+    bool checked;                  /* --checked: guard gaps in the plan, checks after every step */
 } frost_select;
 bool pass_config(ir_module *m, const frost_select *sel, diag_ctx *d);
 /* optim.c: the optimizer: the model's `optimizer` statement (or sgd), then
@@ -536,6 +544,18 @@ void pass_state(pool *p, ir_program *prog, bool train);
 /* The BUF_STATE buffer of prog, -1 when it has none (not planned yet, or a
  * program built by hand). */
 int ir_state_buf(const ir_program *prog);
+/* guard.c (after state.c, --checked only): every arena storage gets
+ * IR_GUARD_BYTES of guard before and after it, and the arena one more at its
+ * end: offsets move up by a monotone function of the offset (so storages that
+ * shared bytes still do, in-place pairs included, and storages live together
+ * stay apart with their guards), arena_bytes, lower_bound and residual_bytes
+ * grow accordingly. The state word stays at offset 0. */
+#define IR_GUARD_BYTES IR_ALIGN
+void pass_guard(ir_program *prog, bool train);
+/* The size the header gives a user block (params, grads, optimizer state) of
+ * `bytes` when checked: its last IR_GUARD_BYTES are the block's guard. An
+ * empty block stays empty (its pointer may be NULL). */
+static inline int64_t ir_checked_block(int64_t bytes) { return bytes > 0 ? ir_align_up(bytes) + IR_GUARD_BYTES : 0; }
 /* validate.c: no two arena buffers with overlapping lives overlap in memory;
  * every step operand is in bounds. Returns false and prints the offending pair. */
 bool pass_validate(const ir_program *prog, FILE *out);

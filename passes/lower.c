@@ -580,7 +580,8 @@ bool pass_lower(ir_module *m, diag_ctx *d) {
     if (!count_blocks(m, &total, d))
         return false;
     layout_blocks(m);
-    lower_program(m, &m->train, true);
+    if (!m->infer_only)
+        lower_program(m, &m->train, true);
     lower_program(m, &m->infer, false);
     return count_arena(m, &m->train, &total, d) && count_arena(m, &m->infer, &total, d);
 }

@@ -1,14 +1,16 @@
 /* pipeline.c: the middle end, in order. Reading this function is reading the
  * architecture: frontend -> freeze configuration -> selective autodiff and
  * residual selection -> liveness -> arena plan -> scratch widening ->
- * the arena's state word -> validation. Codegen and the views take the resulting module. */
+ * the arena's state word -> guard gaps (--checked) -> validation. Codegen and the views take the resulting module. */
 #include "ir.h"
 
-static void plan_program(pool *p, ir_program *prog, bool train) {
+static void plan_program(pool *p, ir_program *prog, bool train, bool checked) {
     pass_liveness(prog);
     pass_plan(prog);
     pass_widen(prog);
     pass_state(p, prog, train);
+    if (checked)
+        pass_guard(prog, train);
     /* A plan that fails validation is a frost bug, never a user error. */
     if (!pass_validate(prog, stderr))
         ir_panic(__FILE__, __LINE__, "arena plan failed validation");
@@ -25,9 +27,17 @@ ir_module *frost_build_graph(ir_graph *g, diag_ctx *d, const frost_select *sel) 
     if (!pass_config(m, sel, d) || !pass_optimizer(m, sel, d))
         return NULL;
     m->bn_eval = m->bn_eval || (sel && sel->bn_eval);
+    m->checked = sel && sel->checked;
+    if (sel && sel->infer_only) {
+        /* Only P_infer is built, and it does not depend on what trains. */
+        m->infer_only = true;
+        for (int v = 0; v < g->nvals; v++)
+            g->vals[v].trainable = g->vals[v].wants_grad = false;
+    }
     if (!pass_lower(m, d))
         return NULL;
-    plan_program(g->pool, &m->train, true);
-    plan_program(g->pool, &m->infer, false);
+    if (!m->infer_only)
+        plan_program(g->pool, &m->train, true, m->checked);
+    plan_program(g->pool, &m->infer, false, m->checked);
     return m;
 }

@@ -3,7 +3,8 @@
  * Compiled twice: natively into librt (unit tests call the kernels directly)
  * and to LLVM bitcode that codegen links into every generated module, where
  * the sizes become constants and the functions are internalised. Hence the
- * rules of rt.h: no globals, no allocation, no I/O; only memcpy/memset and
+ * rules of rt.h: no globals, no allocation, no I/O (but for checked mode's
+ * one report on stderr); only memcpy/memset and
  * math.h (expf, logf, sqrt, ceilf) and cblas_sgemm from outside. Loops are
  * written plainly over restrict pointers so the vectoriser can take them once
  * the target CPU is known.
@@ -18,7 +19,51 @@
 
 #include <cblas.h>
 #include <math.h>
+#include <stdio.h>
 #include <string.h>
+
+/* ---------------------------------------------------------------- checked mode */
+
+void rt_guard_fill(uint8_t *p, int64_t bytes)
+{
+    for (int64_t i = 0; i < bytes; i++)
+        p[i] = (uint8_t)(RT_GUARD_WORD >> (8 * (i % 4)));
+}
+
+int64_t rt_guard_find(const uint8_t *p, int64_t bytes)
+{
+    for (int64_t i = 0; i < bytes; i++)
+        if (p[i] != (uint8_t)(RT_GUARD_WORD >> (8 * (i % 4))))
+            return i;
+    return -1;
+}
+
+int64_t rt_nonfinite_find(const float *p, int64_t n)
+{
+    if (!p)
+        return -1;
+    /* exponent all ones: NaN or an infinity; integer bits so that no
+     * fast-math assumption of the caller's flags can fold the test away */
+    for (int64_t i = 0; i < n; i++) {
+        uint32_t bits;
+        memcpy(&bits, &p[i], 4);
+        if ((bits & 0x7F800000u) == 0x7F800000u)
+            return i;
+    }
+    return -1;
+}
+
+int32_t rt_check_report(int64_t *state, int64_t id, const char *msg, const float *p, int64_t where,
+                        int64_t code)
+{
+    if (state)
+        state[1] = id;
+    if (code == RT_ERR_NONFINITE && p)
+        fprintf(stderr, "frost: %s: element %lld is %g\n", msg, (long long)where, (double)p[where]);
+    else
+        fprintf(stderr, "frost: %s (byte %lld of the guard)\n", msg, (long long)where);
+    return (int32_t)code;
+}
 
 /* ---------------------------------------------------------------- glue */
 

@@ -3,7 +3,8 @@
  * rt.c is compiled to LLVM bitcode at build time, embedded in the compiler and
  * linked into every generated module, where these functions are specialised
  * with constant sizes and given internal linkage. So: no global state, no
- * allocation, no I/O, no libc beyond memcpy/memset/math; GEMMs go to
+ * allocation, no I/O (checked mode's rt_check_report aside), no libc beyond
+ * memcpy/memset/math; GEMMs go to
  * cblas_sgemm. Generated code is the only caller.
  *
  * Conventions (codegen relies on them):
@@ -48,7 +49,27 @@ enum {
     RT_ERR_NULL = 2,  /* a block, the inputs struct or an input pointer is NULL */
     RT_ERR_ALIGN = 3, /* a block not ALIGN-aligned, or an input not aligned to its element */
     RT_ERR_STATE = 4, /* backward without a matching forward on this arena */
+    /* Only objects compiled with --checked return these (the checks below): */
+    RT_ERR_GUARD = 5,     /* a guard byte around a buffer or at the end of a block changed */
+    RT_ERR_NONFINITE = 6, /* a step wrote a NaN or an infinity into one of its f32 outputs */
 };
+
+/* ---- checked mode (frost compile --checked; docs/abi.md). Guards are runs
+ * of RT_GUARD_WORD, a quiet NaN, so that a kernel reading one by mistake
+ * makes its output non-finite and is caught too. The one exception to "no
+ * I/O": rt_check_report writes one line to stderr. */
+#define RT_GUARD_WORD 0x7FC6A4D5u
+void rt_guard_fill(uint8_t *p, int64_t bytes);
+/* The first byte of p[0, bytes) that is not the guard pattern, or -1. */
+int64_t rt_guard_find(const uint8_t *p, int64_t bytes);
+/* The first of p[0, n) that is a NaN or an infinity, or -1 (also when p is NULL). */
+int64_t rt_nonfinite_find(const float *p, int64_t n);
+/* A failed check: remembers message `id` in word 1 of the arena's state slot
+ * (state may be NULL), prints "frost: MSG" and, for a non-finite value, the
+ * element and its value (p[where]) or, for a guard, the byte to stderr, and
+ * returns code. */
+int32_t rt_check_report(int64_t *state, int64_t id, const char *msg, const float *p, int64_t where,
+                        int64_t code);
 
 /* ---- glue */
 void rt_copy(void *dst, const void *src, int64_t bytes);       /* no-op when dst is NULL */

@@ -54,6 +54,8 @@ expect 2 "frost: --steps is an option of frost plan" dot "$model" --steps
 expect 2 "frost: --only is an option of frost dot" plan "$model" --only fc1
 expect 2 "frost: --expand is an option of frost dot" compare "$model" --expand
 expect 2 "frost: unknown option '--steps'" compile "$model" --steps -o x.o
+expect 2 "frost: --infer-only is an option of frost compile" plan "$model" --infer-only
+expect 2 "frost: --infer-only is an option of frost compile" compare "$model" --infer-only
 expect 2 "frost: option --from needs a value" dot "$model" --from
 expect 2 "frost: unknown --format 'markdown'" plan "$model" --format markdown
 expect 1 "frost: error: --from 'fc9': no node of model mlp is named so or lies under it; did you mean 'fc1'?" \

@@ -12,7 +12,7 @@
 #
 # Environment:
 #   FROST_DRIVER       the checker to build: gradcheck (default), poison
-#                      (run_poison.sh sets it) or misuse (tests/e2e/DRIVER.c)
+#                      (run_poison.sh sets it), misuse or checked (tests/e2e/DRIVER.c)
 #   CC                 C compiler (default: cc)
 #   FROST_TEST_CFLAGS  extra flags for compiling and linking the checker, e.g.
 #                      the sanitizer flags of scripts/test.sh
@@ -47,6 +47,7 @@ case $driver in
 gradcheck) short=gc ;;
 poison) short=pz ;;
 misuse) short=mu ;;
+checked) short=ck ;;
 *) echo "run_gradcheck.sh: unknown FROST_DRIVER '$driver'" >&2; exit 2 ;;
 esac
 prefix=${short}_$(printf '%s' "$base" | tr -c 'A-Za-z0-9_' '_')
@@ -63,7 +64,12 @@ run() { printf '+ %s\n' "$*"; "$@"; }
 
 run "$frost" compile "$model" "${sel[@]}" "${frost_flags[@]}" --name "$prefix" \
     -o "$dir/$prefix.o" --header "$dir/$prefix.h" || exit 1
-run "${cc[@]}" "${extra[@]}" -std=c11 -O1 -Wall -Wextra \
+# A --checked object's header says so; the drivers then leave its guards alone.
+checked=()
+if grep -q "^#define ${prefix_upper}_CHECKED 1" "$dir/$prefix.h"; then
+    checked=(-DFROST_CHECKED=1)
+fi
+run "${cc[@]}" "${extra[@]}" -std=c11 -O1 -Wall -Wextra "${checked[@]}" \
     -include "$dir/$prefix.h" -DFROST_PREFIX="$prefix" -DFROST_PREFIX_UPPER="$prefix_upper" \
     "$here/$driver.c" "$dir/$prefix.o" -lopenblas -lm -o "$dir/$driver" || exit 1
 run "${runner[@]}" "$dir/$driver"

@@ -1177,6 +1177,110 @@ START_TEST(specialisations_shared)
 }
 END_TEST
 
+/* ================================================================ checked mode */
+
+/* --checked end to end on a real plan: a kernel told to write past its
+ * buffer (a relu step's size sabotaged after planning) is caught by the
+ * guard after that buffer, named with the step, its kernel and node; the
+ * unsabotaged program runs clean. */
+static const char oob_model[] =
+    "model oob\n"
+    "input x : f32[4, 6]\n"
+    "input label : i32[4]\n"
+    "fc1 = linear(x, 5)\n"
+    "h1 = relu(fc1)\n"
+    "fc2 = linear(h1, 3)\n"
+    "loss = cross_entropy(fc2, label)\n"
+    "output loss\n";
+
+static const char oob_driver[] =
+    "#include <stdio.h>\n"
+    "#include <stdlib.h>\n"
+    "#include \"oob.h\"\n"
+    "int main(void) {\n"
+    "    void *params = aligned_alloc(OOB_ALIGN, OOB_PARAMS_BYTES);\n"
+    "    void *arena = aligned_alloc(OOB_ALIGN, OOB_TRAIN_ARENA_BYTES);\n"
+    "    void *iarena = aligned_alloc(OOB_ALIGN, OOB_INFER_ARENA_BYTES);\n"
+    "    oob_init(params, 1);\n"
+    "    float x[24], loss = 0;\n"
+    "    int32_t label[4] = {0, 1, 2, 0};\n"
+    "    for (int i = 0; i < 24; i++) x[i] = (float)(i % 5) * 0.3f - 0.5f;\n"
+    "    oob_inputs in = {x, label};\n"
+    "    oob_outputs out = {&loss};\n"
+    "    int rc = oob_infer(params, &in, &out, iarena);\n"
+    "    const char *m = oob_last_error(iarena);\n"
+    "    printf(\"infer %d %s\\n\", rc, m ? m : \"(none)\");\n"
+    "    rc = oob_forward(params, &in, &out, arena);\n"
+    "    m = oob_last_error(arena);\n"
+    "    printf(\"forward %d %s\\n\", rc, m ? m : \"(none)\");\n"
+    "    printf(\"null %d\\n\", oob_last_error(NULL) == NULL);\n"
+    "    return 0;\n"
+    "}\n";
+
+static void oob_run(bool sabotage, char *text, size_t size)
+{
+    pool *p = pool_new();
+    diag_ctx d;
+    diag_init(&d, "oob.frost", oob_model, strlen(oob_model), stderr);
+    frost_select sel = {.checked = true};
+    ir_module *m = frost_build(p, &d, NULL, 0, &sel);
+    ck_assert_ptr_nonnull(m);
+    ck_assert(m->checked);
+    ir_program *progs[] = {&m->infer, &m->train};
+    for (int k = 0; sabotage && k < 2; k++) {
+        int found = 0;
+        for (int s = 0; s < progs[k]->nsteps; s++)
+            if (!strcmp(progs[k]->steps[s].kernel, "rt_relu_fwd")) {
+                progs[k]->steps[s].opnd[2].i += 3; /* 12 bytes past its output */
+                found++;
+            }
+        ck_assert_int_eq(found, 1);
+    }
+    make_tmpdir();
+    cg_options o = {.opt_level = 1};
+    char path[256];
+    snprintf(path, sizeof path, "%s/oob.o", tmpdir);
+    char *err = NULL;
+    ck_assert_msg(cg_emit_object(m, &o, path, &err), "cg_emit_object: %s", err ? err : "?");
+    snprintf(path, sizeof path, "%s/oob.h", tmpdir);
+    FILE *f = fopen(path, "w");
+    ck_assert_ptr_nonnull(f);
+    cg_emit_header(m, &o, f);
+    ck_assert_int_eq(fclose(f), 0);
+    pool_free(p);
+    write_file("driver.c", oob_driver);
+    run_cmd("cd '%s' && cc -std=c11 -Wall -Wextra -Werror -I. driver.c oob.o -o driver -lopenblas -lm", tmpdir);
+    char cmd[256];
+    snprintf(cmd, sizeof cmd, "'%s/driver' 2>/dev/null", tmpdir);
+    FILE *out = popen(cmd, "r");
+    ck_assert_ptr_nonnull(out);
+    size_t n = fread(text, 1, size - 1, out);
+    text[n] = 0;
+    ck_assert_int_eq(pclose(out), 0);
+    remove_tmpdir();
+}
+
+START_TEST(checked_out_of_bounds)
+{
+    SKIP_WITHOUT_CC();
+    static char text[4096];
+    oob_run(false, text, sizeof text);
+    ck_assert_msg(strstr(text, "infer 0 (none)\nforward 0 (none)\nnull 1\n"), "clean run:\n%s", text);
+    oob_run(true, text, sizeof text);
+    char want[160];
+    snprintf(want, sizeof want, "infer %d oob_infer: step ", RT_ERR_GUARD);
+    ck_assert_msg(strstr(text, want), "lacks '%s':\n%s", want, text);
+    snprintf(want, sizeof want, "forward %d oob_forward: step ", RT_ERR_GUARD);
+    ck_assert_msg(strstr(text, want), "lacks '%s':\n%s", want, text);
+    const char *needles[] = {"(relu_fwd of node 'h1'): guard after arena buffer '",
+                             "' overwritten: the step wrote out of bounds"};
+    for (int k = 0; k < 2; k++) {
+        const char *first = strstr(text, needles[k]);
+        ck_assert_msg(first && strstr(first + 1, needles[k]), "twice '%s':\n%s", needles[k], text);
+    }
+}
+END_TEST
+
 static Suite *codegen_suite(void)
 {
     Suite *s = suite_create("codegen");
@@ -1202,6 +1306,7 @@ static Suite *codegen_suite(void)
     tcase_add_test(c, e2e_two_models);
     tcase_add_test(c, e2e_empty);
     tcase_add_test(c, specialisations_shared);
+    tcase_add_test(c, checked_out_of_bounds);
     suite_add_tcase(s, c);
     return s;
 }

@@ -1459,6 +1459,50 @@ END_TEST
 
 /* ================================================================ main */
 
+/* ---------------------------------------------------------------- checked mode */
+
+START_TEST(checked_guards_and_finite)
+{
+    uint8_t g[3 * 64];
+    memset(g, 0, sizeof g);
+    rt_guard_fill(g + 64, 64);
+    ck_assert_int_eq(rt_guard_find(g + 64, 64), -1);
+    ck_assert_int_eq(g[63], 0); /* exactly its bytes */
+    ck_assert_int_eq(g[128], 0);
+    uint32_t word;
+    memcpy(&word, g + 64, 4);
+    ck_assert_uint_eq(word, RT_GUARD_WORD);
+    float f;
+    memcpy(&f, g + 64, 4);
+    ck_assert(isnan(f)); /* a kernel reading a guard makes a NaN */
+    for (int at = 0; at < 64; at += 21) { /* every byte counts, one bit is enough */
+        g[64 + at] ^= 0x10;
+        ck_assert_int_eq(rt_guard_find(g + 64, 64), at);
+        g[64 + at] ^= 0x10;
+    }
+    ck_assert_int_eq(rt_guard_find(g + 64, 0), -1);
+
+    float v[17];
+    for (int i = 0; i < 17; i++)
+        v[i] = (float)i - 8.0f;
+    v[3] = FLT_MAX, v[4] = -FLT_MAX, v[5] = FLT_MIN / 4; /* finite, subnormal included */
+    ck_assert_int_eq(rt_nonfinite_find(v, 17), -1);
+    ck_assert_int_eq(rt_nonfinite_find(NULL, 17), -1);
+    const float bad[] = {NAN, -NAN, INFINITY, -INFINITY};
+    for (int k = 0; k < 4; k++) {
+        v[11] = bad[k];
+        ck_assert_int_eq(rt_nonfinite_find(v, 17), 11);
+        ck_assert_int_eq(rt_nonfinite_find(v, 11), -1);
+    }
+
+    int64_t state[8] = {42, 0};
+    ck_assert_int_eq(rt_check_report(state, 7, "test: a reported failure", v, 11, RT_ERR_NONFINITE), RT_ERR_NONFINITE);
+    ck_assert_int_eq(state[0], 42); /* the state word is backward's */
+    ck_assert_int_eq(state[1], 7);
+    ck_assert_int_eq(rt_check_report(NULL, 8, "test: a guard", NULL, 3, RT_ERR_GUARD), RT_ERR_GUARD);
+}
+END_TEST
+
 static Suite *runtime_suite(void)
 {
     Suite *s = suite_create("runtime");
@@ -1493,6 +1537,9 @@ static Suite *runtime_suite(void)
     tcase_add_test(d, sigmoid);
     tcase_add_test(d, in_place);
     suite_add_tcase(s, d);
+    TCase *ck = tcase_create("checked");
+    tcase_add_test(ck, checked_guards_and_finite);
+    suite_add_tcase(s, ck);
     return s;
 }
 
