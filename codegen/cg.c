@@ -338,13 +338,10 @@ static LLVMValueRef cg_buf_ptr(cg_ctx *c, const cg_env *env, const char *what, i
         cg_fail(c, "%s: buffer id %d out of range", what, id);
         return NULL;
     }
-    int root = id;
-    for (int hops = 0; p->bufs[root].alias_of >= 0; hops++) {
-        if (hops > p->nbufs || p->bufs[root].alias_of >= p->nbufs) {
-            cg_fail(c, "%s: buffer '%s' has a broken alias chain", what, p->bufs[id].name);
-            return NULL;
-        }
-        root = p->bufs[root].alias_of;
+    int root = ir_storage_root(p, id);
+    if (root < 0) {
+        cg_fail(c, "%s: buffer '%s' has a broken alias chain", what, p->bufs[id].name);
+        return NULL;
     }
     const ir_buf *b = &p->bufs[root];
     const char *name = b->name ? b->name : "";

@@ -174,12 +174,7 @@ static void hd_kept_ranges(const ir_module *m, const char *p, const char *P, FIL
         fprintf(out, "#error \"frost ran out of memory writing the kept ranges\"\n");
         return;
     }
-    for (int b = 0; b < prog->nbufs; b++) {
-        int r = b;
-        for (int hops = 0; prog->bufs[r].alias_of >= 0 && hops <= prog->nbufs; hops++)
-            r = prog->bufs[r].alias_of;
-        root[b] = r;
-    }
+    ir_storage_roots(prog, root);
     for (int b = 0; b < prog->nbufs; b++)
         if (prog->bufs[b].space == SPACE_ARENA && prog->bufs[b].bytes > ext[root[b]])
             ext[root[b]] = prog->bufs[b].bytes;

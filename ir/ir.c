@@ -176,6 +176,37 @@ int ir_add_buf(pool *p, ir_program *prog, const char *name, ir_buf_kind kind, ir
     return prog->nbufs - 1;
 }
 
+/* End of b's alias chain; root (NULL: none) caches the ends found so far
+ * (-1: not yet known) and receives the end for every buffer on the chain.
+ * -1 for a broken chain: a chain without a cycle has fewer hops than the
+ * program has buffers. */
+static int chain_root(const ir_program *prog, int *root, int b) {
+    int r = b;
+    for (int hops = 0; !(root && root[r] >= 0) && prog->bufs[r].alias_of >= 0; hops++) {
+        if (prog->bufs[r].alias_of >= prog->nbufs || hops >= prog->nbufs)
+            return -1;
+        r = prog->bufs[r].alias_of;
+    }
+    int res = root && root[r] >= 0 ? root[r] : r;
+    if (root) {
+        for (int x = b; root[x] < 0 && x != res; x = prog->bufs[x].alias_of)
+            root[x] = res;
+        root[res] = res;
+    }
+    return res;
+}
+
+int ir_storage_root(const ir_program *prog, int b) { return chain_root(prog, NULL, b); }
+
+void ir_storage_roots(const ir_program *prog, int *root) {
+    for (int b = 0; b < prog->nbufs; b++)
+        root[b] = -1;
+    for (int b = 0; b < prog->nbufs; b++) {
+        int r = chain_root(prog, root, b);
+        IR_ASSERT(r >= 0); /* a broken chain of aliases */
+    }
+}
+
 static const char *space_name(ir_space s) {
     switch (s) {
     case SPACE_ARENA: return "arena";

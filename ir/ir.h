@@ -433,6 +433,14 @@ static inline int64_t ir_align_up(int64_t x) { return (x + IR_ALIGN - 1) & ~(int
 
 int ir_add_buf(pool *p, ir_program *prog, const char *name, ir_buf_kind kind, ir_space space,
                ir_dtype dt, ir_shape shape, int value);
+/* The buffer that owns b's storage: the end of b's alias_of chain (b itself
+ * when it aliases nothing). -1 when the chain is broken: it names a buffer
+ * the program does not have, or comes back on itself. validate.c, the
+ * checker, walks the chains on its own. */
+int ir_storage_root(const ir_program *prog, int b);
+/* ir_storage_root of every buffer, into root[0..nbufs), in linear time (each
+ * chain is walked once); a broken chain is a frost bug (IR_ASSERT). */
+void ir_storage_roots(const ir_program *prog, int *root);
 void ir_dump_program(const ir_program *prog, FILE *out);
 
 /* ---------------------------------------------------------------- passes */

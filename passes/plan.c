@@ -72,26 +72,6 @@ static void *xmalloc(size_t n) {
     return p;
 }
 
-/* Root of every buffer's alias group (chains resolved once: linear). */
-static int *alias_roots(const ir_program *prog) {
-    int n = prog->nbufs;
-    int *root = xmalloc(sizeof(int) * (size_t)(n + 1));
-    for (int b = 0; b < n; b++)
-        root[b] = -1;
-    for (int b = 0; b < n; b++) {
-        int r = b, hops = 0;
-        while (root[r] < 0 && prog->bufs[r].alias_of >= 0) {
-            r = prog->bufs[r].alias_of;
-            IR_ASSERT(r < prog->nbufs && ++hops <= prog->nbufs);
-        }
-        int res = root[r] >= 0 ? root[r] : r;
-        for (int x = b; root[x] < 0 && x != res; x = prog->bufs[x].alias_of)
-            root[x] = res;
-        root[res] = res;
-    }
-    return root;
-}
-
 static int uf_find(int *parent, int i) {
     while (parent[i] != i) {
         parent[i] = parent[parent[i]];
@@ -331,7 +311,8 @@ void pass_plan(ir_program *prog) {
     prog->arena_bytes = prog->lower_bound = prog->residual_bytes = 0;
 
     /* One object per live arena root; group size is the largest member. */
-    int *root = alias_roots(prog);
+    int *root = xmalloc(sizeof(int) * (size_t)(nb + 1));
+    ir_storage_roots(prog, root);
     int *obj_of = xmalloc(sizeof(int) * (size_t)(nb + 1));
     plan_obj *obj = xmalloc(sizeof *obj * (size_t)(nb + 1));
     int n = 0;

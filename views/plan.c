@@ -49,9 +49,9 @@ const char *view_bytes(char s[32], int64_t bytes) {
 }
 
 const ir_buf *view_storage(const ir_program *prog, const ir_buf *b) {
-    while (b->alias_of >= 0)
-        b = &prog->bufs[b->alias_of];
-    return b;
+    int r = ir_storage_root(prog, (int)(b - prog->bufs));
+    IR_ASSERT(r >= 0);
+    return &prog->bufs[r];
 }
 
 bool view_is_residual(const ir_program *prog, const ir_buf *b) {

@@ -1014,6 +1014,36 @@ START_TEST(shapes) {
 }
 END_TEST
 
+/* ir_storage_root(s): the end of an alias chain, -1 (or a panic) for a
+ * broken one. */
+START_TEST(storage_roots) {
+    pool *p = pool_new();
+    ir_program prog = {0};
+    for (int k = 0; k < 5; k++)
+        ir_add_buf(p, &prog, "b", BUF_ACT, SPACE_ARENA, DT_F32, (ir_shape){1, {4}}, -1);
+    prog.bufs[1].alias_of = 0;
+    prog.bufs[2].alias_of = 1; /* 2 -> 1 -> 0 */
+    prog.bufs[4].alias_of = 2;
+    int root[5];
+    ir_storage_roots(&prog, root);
+    static const int want[5] = {0, 0, 0, 3, 0};
+    for (int b = 0; b < 5; b++) {
+        ck_assert_int_eq(root[b], want[b]);
+        ck_assert_int_eq(ir_storage_root(&prog, b), want[b]);
+    }
+    prog.bufs[0].alias_of = 4; /* a cycle: 0 -> 4 -> 2 -> 1 -> 0 */
+    ck_assert_int_eq(ir_storage_root(&prog, 2), -1);
+    ck_assert_int_eq(ir_storage_root(&prog, 3), 3);
+    prog.bufs[0].alias_of = 5; /* past the last buffer */
+    ck_assert_int_eq(ir_storage_root(&prog, 4), -1);
+    prog.bufs[0].alias_of = -1;
+    prog.bufs[3].alias_of = 3; /* its own alias */
+    ck_assert_int_eq(ir_storage_root(&prog, 3), -1);
+    ck_assert_int_eq(ir_storage_root(&prog, 4), 0);
+    pool_free(p);
+}
+END_TEST
+
 START_TEST(buffers_and_dumps) {
     pool *p = pool_new();
     ir_program prog = {0};
@@ -1088,6 +1118,7 @@ int main(void) {
     TCase *ti = tcase_create("ir");
     tcase_add_test(ti, string_map);
     tcase_add_test(ti, shapes);
+    tcase_add_test(ti, storage_roots);
     tcase_add_test(ti, buffers_and_dumps);
     suite_add_tcase(s, ti);
     SRunner *sr = srunner_create(s);
