@@ -84,6 +84,9 @@ void diag_verror(diag_ctx *d, const char *kind, src_loc at, const char *fmt, va_
 /* Levenshtein distance of a and b for did-you-mean hints when it is at most
  * max, else max + 1; names over 64 bytes are never within max. */
 int diag_edit_distance(const char *a, const char *b, int max);
+/* Length of the valid UTF-8 sequence at s (n >= 1 bytes available), 0 when
+ * it is not one. */
+size_t diag_utf8_len(const unsigned char *s, size_t n);
 
 /* Internal invariant violated: a frost bug, never a user error. */
 #define IR_ASSERT(c)                                                           \
