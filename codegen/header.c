@@ -58,21 +58,9 @@ static void hd_upper(char *s)
         *s = (char)toupper((unsigned char)*s);
 }
 
-static const char *hd_dtype(ir_dtype dt)
-{
-    switch (dt) {
-    case DT_F32: return "f32";
-    case DT_I32: return "i32";
-    case DT_U8: return "u8";
-    case DT_BIT: return "bit";
-    case DT_I64: return "i64";
-    }
-    return "?";
-}
-
 static void hd_shape(FILE *out, ir_dtype dt, const ir_shape *s)
 {
-    fprintf(out, "%s[", hd_dtype(dt));
+    fprintf(out, "%s[", dtype_name(dt));
     for (int i = 0; i < s->rank; i++)
         fprintf(out, "%s%lld", i ? ", " : "", (long long)s->dim[i]);
     fputc(']', out);

@@ -207,7 +207,7 @@ void ir_storage_roots(const ir_program *prog, int *root) {
     }
 }
 
-static const char *space_name(ir_space s) {
+const char *space_name(ir_space s) {
     switch (s) {
     case SPACE_ARENA: return "arena";
     case SPACE_PARAMS: return "params";

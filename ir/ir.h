@@ -118,7 +118,7 @@ int64_t shape_numel(const ir_shape *s);
 /* Bytes of a tensor, or -1 when it would overflow int64 (callers report it). */
 int64_t shape_bytes(const ir_shape *s, ir_dtype dt);
 bool shape_eq(const ir_shape *a, const ir_shape *b);
-const char *dtype_name(ir_dtype dt);            /* "f32", "i32", "u8", "bit" */
+const char *dtype_name(ir_dtype dt);            /* "f32", "i32", "u8", "bit", "i64" */
 const char *shape_str(pool *p, const ir_shape *s); /* "[128, 784]" */
 
 /* ---------------------------------------------------------------- graph */
@@ -347,6 +347,7 @@ typedef enum {
     SPACE_INPUT,  /* caller's pointer: inputs struct field `index` */
     SPACE_OUTPUT, /* caller's pointer: outputs struct field `index` (may be NULL) */
 } ir_space;
+const char *space_name(ir_space s); /* "arena", "params", "grads", "input", "output" */
 
 typedef enum {
     BUF_INPUT, BUF_PARAM, BUF_PARAM_GRAD, BUF_INPUT_GRAD, BUF_OUTPUT, /* outside the arena */

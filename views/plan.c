@@ -22,17 +22,6 @@ const char *buf_kind_name(ir_buf_kind k) {
     return "?";
 }
 
-static const char *space_name(ir_space s) {
-    switch (s) {
-    case SPACE_ARENA: return "arena";
-    case SPACE_PARAMS: return "params";
-    case SPACE_GRADS: return "grads";
-    case SPACE_INPUT: return "input";
-    case SPACE_OUTPUT: return "output";
-    }
-    return "?";
-}
-
 const char *view_bytes(char s[32], int64_t bytes) {
     static const char *units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
     double v = (double)bytes;
