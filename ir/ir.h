@@ -479,10 +479,18 @@ ir_module *frost_build(pool *p, diag_ctx *d, const frost_define *defs, int ndefs
  * g->pool. */
 ir_module *frost_build_graph(ir_graph *g, diag_ctx *d, const frost_select *sel);
 
-/* lower.c: autodiff + residual selection; builds m->train and m->infer.
- * Fails (after reporting) when the module's params, grads, optimizer state
- * and arena buffers add up to more than int64 holds; past it, no size or
- * offset that a later pass computes from them can overflow. */
+/* layout.c: the params, grads and optimizer-state blocks: param_offset,
+ * grad_offset, opt_offset and the three sizes. Fails (after reporting) when
+ * they add up to more than int64 holds. layout_add: *total += `copies`
+ * aligned copies of a tensor of `bytes` (>= 0), false when that overflows;
+ * layout_too_large reports it, naming the tensor that did. */
+bool pass_layout(ir_module *m, diag_ctx *d);
+bool layout_add(int64_t *total, int64_t bytes, int64_t copies);
+void layout_too_large(diag_ctx *d, src_loc at, const char *name);
+/* lower.c (after layout.c): autodiff + residual selection; builds m->train
+ * and m->infer. Fails (after reporting) when the model has no output, or when
+ * the blocks and the arena buffers add up to more than int64 holds; past it,
+ * no size or offset that a later pass computes from them can overflow. */
 bool pass_lower(ir_module *m, diag_ctx *d);
 /* liveness.c: first/last of every arena buffer of a program. */
 void pass_liveness(ir_program *prog);
