@@ -449,8 +449,9 @@ void ir_dump_program(const ir_program *prog, FILE *out);
 
 /* ---------------------------------------------------------------- passes */
 
-/* config.c: apply a named configuration plus command-line patterns; reports
- * patterns that match nothing. */
+/* config.c: apply a named configuration plus command-line patterns (which
+ * params train, which inputs want gradients) and decide the batch-norm mode
+ * (m->bn_eval); reports patterns that match nothing. */
 typedef struct {
     const char *key;
     double value;

@@ -24,7 +24,6 @@ ir_module *frost_build_graph(ir_graph *g, diag_ctx *d, const frost_select *sel) 
     m->graph = g;
     if (!pass_config(m, sel, d) || !pass_optimizer(m, sel, d))
         return NULL;
-    m->bn_eval = m->bn_eval || (sel && sel->bn_eval);
     if (!pass_layout(m, d) || !pass_lower(m, d))
         return NULL;
     plan_program(g->pool, &m->train, true);

@@ -734,14 +734,16 @@ START_TEST(condition_errors) {
 }
 END_TEST
 
-static int bn_mode_of(const ir_graph *g, const char *config) {
+static int bn_mode_of_sel(const ir_graph *g, const char *config, bool bn_eval) {
     ir_module m = {.graph = (ir_graph *)g};
-    frost_select sel = {.config = config};
+    frost_select sel = {.config = config, .bn_eval = bn_eval};
     diag_ctx d;
     diag_init(&d, "t.frost", NULL, 0, stderr);
     ck_assert(pass_config(&m, &sel, &d));
     return m.bn_eval;
 }
+
+static int bn_mode_of(const ir_graph *g, const char *config) { return bn_mode_of_sel(g, config, false); }
 
 START_TEST(batchnorm_mode) {
     static const char head[] = "model m\ninput x : f32[4, 8]\ninput t : f32[4, 2]\n"
@@ -775,6 +777,7 @@ START_TEST(batchnorm_mode) {
     ck_assert(!g->configs[1].bn_eval);
     ck_assert(bn_mode_of(g, "a"));
     ck_assert(!bn_mode_of(g, "c"));
+    ck_assert(bn_mode_of_sel(g, "c", true)); /* --batchnorm-eval: eval whatever the config says */
     ck_assert(bn_mode_of(g, "none")); /* built in: the model's mode */
     ck_assert(bn_mode_of(g, NULL));
     fx_close(&f);
