@@ -465,6 +465,7 @@ typedef struct {
     const char *optimizer;         /* --optimizer NAME, NULL: the model's (or sgd) */
     const frost_opt_setting *opt_settings; int nopt_settings; /* --opt KEY=VALUE */
     bool bn_eval;                  /* --batchnorm-eval: as a config's `batchnorm eval` */
+    const char *dump;              /* -d LETTERS: what frost_build dumps, NULL: nothing */
 } frost_select;
 bool pass_config(ir_module *m, const frost_select *sel, diag_ctx *d);
 /* optim.c: the optimizer: the model's `optimizer` statement (or sgd), then
@@ -472,8 +473,16 @@ bool pass_config(ir_module *m, const frost_select *sel, diag_ctx *d);
 bool pass_optimizer(ir_module *m, const frost_select *sel, diag_ctx *d);
 bool glob_match(const char *pattern, const char *name);
 
-/* pipeline.c: the whole middle end: frontend, config, lower, liveness, plan,
- * validate. NULL after reporting errors. */
+/* pipeline.c: the whole middle end: frontend, config, optimizer, layout,
+ * lower, then for the train and the infer program liveness, plan, widen,
+ * state, validate. NULL after reporting errors. With sel->dump, it writes
+ * the IR to d->out after the passes its letters name (like QBE's -d):
+ *   g  the graph after configuration: values (trainable, grad), nodes, configs
+ *   l  the train and infer programs after lowering: buffers and steps
+ *   p  each program after liveness and planning: live steps, offsets, arena
+ *   w  each program after scratch widening: block counts, grown scratch */
+#define FROST_DUMP_LETTERS "glpw"
+
 ir_module *frost_build(pool *p, diag_ctx *d, const frost_define *defs, int ndefs,
                        const frost_select *sel);
 /* The same after the frontend, for a graph it made; the passes allocate in

@@ -1,13 +1,31 @@
 /* pipeline.c: the middle end, in order. Reading this function is reading the
- * architecture: frontend -> freeze configuration -> selective autodiff and
- * residual selection -> liveness -> arena plan -> scratch widening ->
- * the arena's state word -> validation. Codegen and the views take the resulting module. */
+ * architecture: frontend -> freeze configuration (and batch-norm mode) ->
+ * optimizer -> layout of the params, grads and optimizer-state blocks ->
+ * selective autodiff and residual selection -> per program: liveness ->
+ * arena plan -> scratch widening -> the arena's state word -> validation.
+ * Codegen and the views take the resulting module. -d LETTERS (sel->dump,
+ * FROST_DUMP_LETTERS in ir.h) dumps the IR after the passes it names. */
 #include "ir.h"
 
-static void plan_program(pool *p, ir_program *prog, bool train) {
+#include <string.h>
+
+static bool dumps(const frost_select *sel, char letter) {
+    return sel && sel->dump && strchr(sel->dump, letter);
+}
+
+static void dump_program(diag_ctx *d, const ir_program *prog, bool train, const char *after) {
+    fprintf(d->out, "> %s program after %s:\n", train ? "train" : "infer", after);
+    ir_dump_program(prog, d->out);
+}
+
+static void plan_program(pool *p, ir_program *prog, bool train, diag_ctx *d, const frost_select *sel) {
     pass_liveness(prog);
     pass_plan(prog);
+    if (dumps(sel, 'p'))
+        dump_program(d, prog, train, "planning");
     pass_widen(prog);
+    if (dumps(sel, 'w'))
+        dump_program(d, prog, train, "widening");
     pass_state(p, prog, train);
     /* A plan that fails validation is a frost bug, never a user error. */
     if (!pass_validate(prog, stderr))
@@ -24,9 +42,17 @@ ir_module *frost_build_graph(ir_graph *g, diag_ctx *d, const frost_select *sel) 
     m->graph = g;
     if (!pass_config(m, sel, d) || !pass_optimizer(m, sel, d))
         return NULL;
+    if (dumps(sel, 'g')) {
+        fprintf(d->out, "> graph after configuration:\n");
+        ir_dump_graph(g, d->out);
+    }
     if (!pass_layout(m, d) || !pass_lower(m, d))
         return NULL;
-    plan_program(g->pool, &m->train, true);
-    plan_program(g->pool, &m->infer, false);
+    if (dumps(sel, 'l')) {
+        dump_program(d, &m->train, true, "lowering");
+        dump_program(d, &m->infer, false, "lowering");
+    }
+    plan_program(g->pool, &m->train, true, d, sel);
+    plan_program(g->pool, &m->infer, false, d, sel);
     return m;
 }
