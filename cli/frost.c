@@ -63,6 +63,8 @@ static const char usage_text[] =
     "  -O0 -O1 -O2 -O3       optimisation level of the generated code (default -O3)\n"
     "  --mcpu CPU            target CPU (default: this machine's; --mcpu help lists them)\n"
     "  --triple TRIPLE       target triple (default: this machine's)\n"
+    "  -d LETTERS            compile: dump the IR to stderr after passes: g graph, l lowered,\n"
+    "                        p planned, w widened (docs/internals.md)\n"
     "  --format FMT          plan: text|json|svg; compare: text|markdown|csv|json|svg; dot: dot|svg\n"
     "                        (default: svg when -o names a .svg file, else text, or dot for dot)\n"
     "  --steps               plan: also list every step: kernel, node, live bytes, reads, writes\n"
@@ -296,7 +298,7 @@ static int parse_compile_args(pool *p, int argc, char **argv, compile_args *a) {
             strcmp(arg, "--config") == 0 || strcmp(arg, "--train") == 0 || strcmp(arg, "--freeze") == 0 ||
             strcmp(arg, "--grad") == 0 || strcmp(arg, "--name") == 0 || strcmp(arg, "--mcpu") == 0 ||
             strcmp(arg, "--triple") == 0 || strcmp(arg, "--format") == 0 || strcmp(arg, "--optimizer") == 0 ||
-            strcmp(arg, "--opt") == 0) {
+            strcmp(arg, "--opt") == 0 || strcmp(arg, "-d") == 0) {
             if (!value)
                 return usage_error("option %s needs a value", arg);
             k++;
@@ -327,6 +329,8 @@ static int parse_compile_args(pool *p, int argc, char **argv, compile_args *a) {
             }
             else if (strcmp(arg, "--mcpu") == 0)
                 a->cg.cpu = value;
+            else if (strcmp(arg, "-d") == 0)
+                a->sel.dump = value;
             else
                 a->cg.triple = value;
         } else if (strncmp(arg, "-D", 2) == 0) {
@@ -364,6 +368,9 @@ static int parse_compile_args(pool *p, int argc, char **argv, compile_args *a) {
             return status;
         }
     }
+    for (const char *c = a->sel.dump ? a->sel.dump : ""; *c; c++)
+        if (!strchr(FROST_DUMP_LETTERS, *c))
+            return usage_error("%s", pool_printf(p, "unknown -d letter '%c' (letters: %s)", *c, FROST_DUMP_LETTERS));
     if (!a->input)
         return usage_error("%s", "a model file is needed");
     if (a->cg.prefix) {
@@ -517,6 +524,7 @@ static const struct {
 } view_opts[] = {
     {"--steps", "plan", false}, {"--from", "dot", true},     {"--to", "dot", true},
     {"--only", "dot", true},    {"--expand", "dot", false}, {"--collapse", "dot", false},
+    {"-d", "compile", true},
 };
 
 static int take_view_args(pool *p, const char *cmd, int *argc, char **argv, view_options *o) {

@@ -108,14 +108,6 @@ static void cg_diag_handler(LLVMDiagnosticInfoRef di, void *opaque)
     LLVMDisposeMessage(msg);
 }
 
-static int64_t cg_numel(const ir_shape *s)
-{
-    int64_t n = 1;
-    for (int i = 0; i < s->rank; i++)
-        n *= s->dim[i];
-    return n;
-}
-
 /* ---------------------------------------------------------------- calls */
 
 typedef enum { A_PTR, A_INT, A_FLOAT, A_NULL, A_VALUE } cg_arg_kind;
@@ -319,18 +311,6 @@ static LLVMValueRef cg_call_spec(cg_ctx *c, const char *what, const char *kernel
 
 /* ---------------------------------------------------------------- buffers */
 
-static const char *space_name(ir_space s)
-{
-    switch (s) {
-    case SPACE_ARENA: return "arena";
-    case SPACE_PARAMS: return "params";
-    case SPACE_GRADS: return "grads";
-    case SPACE_INPUT: return "input";
-    case SPACE_OUTPUT: return "output";
-    }
-    return "?";
-}
-
 static LLVMValueRef cg_offset(cg_ctx *c, LLVMValueRef base, int64_t off, const char *name)
 {
     if (off == 0)
@@ -349,13 +329,10 @@ static LLVMValueRef cg_buf_ptr(cg_ctx *c, const cg_env *env, const char *what, i
         cg_fail(c, "%s: buffer id %d out of range", what, id);
         return NULL;
     }
-    int root = id;
-    for (int hops = 0; p->bufs[root].alias_of >= 0; hops++) {
-        if (hops > p->nbufs || p->bufs[root].alias_of >= p->nbufs) {
-            cg_fail(c, "%s: buffer '%s' has a broken alias chain", what, p->bufs[id].name);
-            return NULL;
-        }
-        root = p->bufs[root].alias_of;
+    int root = ir_storage_root(p, id);
+    if (root < 0) {
+        cg_fail(c, "%s: buffer '%s' has a broken alias chain", what, p->bufs[id].name);
+        return NULL;
     }
     const ir_buf *b = &p->bufs[root];
     const char *name = b->name ? b->name : "";
@@ -1010,7 +987,7 @@ static bool cg_init(cg_ctx *c)
         char what[CG_MAX_PREFIX + 64];
         snprintf(what, sizeof what, "%s_init: '%s'", c->prefix, val->name ? val->name : "?");
         int64_t off = c->m->param_offset ? c->m->param_offset[v] : -1;
-        int64_t n = cg_numel(&val->shape);
+        int64_t n = shape_numel(&val->shape);
         int64_t esize = val->dtype == DT_I64 ? 8 : val->dtype == DT_F32 || val->dtype == DT_I32 ? 4 : 1;
         if (val->dtype == DT_BIT)
             return cg_fail(c, "%s: bit tensors cannot be parameters", what);
@@ -1134,7 +1111,7 @@ static bool cg_update(cg_ctx *c)
             continue; /* frozen, a buffer, or a module built without optimizer state */
         char what[CG_MAX_PREFIX + 64];
         snprintf(what, sizeof what, "%s_update: '%s'", c->prefix, val->name);
-        int64_t n = cg_numel(&val->shape), slot = ir_align_up(n * 4);
+        int64_t n = shape_numel(&val->shape), slot = ir_align_up(n * 4);
         if (m->opt_offset[v] + opt_slots(o->kind) * slot > m->opt_state_bytes || m->grad_offset[v] < 0)
             return cg_fail(c, "%s: optimizer state or gradient outside its block", what);
         LLVMValueRef p = cg_offset(c, params, m->param_offset[v], val->name);

@@ -58,21 +58,9 @@ static void hd_upper(char *s)
         *s = (char)toupper((unsigned char)*s);
 }
 
-static const char *hd_dtype(ir_dtype dt)
-{
-    switch (dt) {
-    case DT_F32: return "f32";
-    case DT_I32: return "i32";
-    case DT_U8: return "u8";
-    case DT_BIT: return "bit";
-    case DT_I64: return "i64";
-    }
-    return "?";
-}
-
 static void hd_shape(FILE *out, ir_dtype dt, const ir_shape *s)
 {
-    fprintf(out, "%s[", hd_dtype(dt));
+    fprintf(out, "%s[", dtype_name(dt));
     for (int i = 0; i < s->rank; i++)
         fprintf(out, "%s%lld", i ? ", " : "", (long long)s->dim[i]);
     fputc(']', out);
@@ -180,12 +168,7 @@ static void hd_kept_ranges(const ir_module *m, const char *p, const char *P, FIL
         fprintf(out, "#error \"frost ran out of memory writing the kept ranges\"\n");
         return;
     }
-    for (int b = 0; b < prog->nbufs; b++) {
-        int r = b;
-        for (int hops = 0; prog->bufs[r].alias_of >= 0 && hops <= prog->nbufs; hops++)
-            r = prog->bufs[r].alias_of;
-        root[b] = r;
-    }
+    ir_storage_roots(prog, root);
     for (int b = 0; b < prog->nbufs; b++)
         if (prog->bufs[b].space == SPACE_ARENA && prog->bufs[b].bytes > ext[root[b]])
             ext[root[b]] = prog->bufs[b].bytes;

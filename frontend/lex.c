@@ -29,30 +29,6 @@ bool lex_equal(const token *t, const char *s) {
     return (int)strlen(s) == t->len && memcmp(t->text, s, (size_t)t->len) == 0;
 }
 
-/* Length of a valid UTF-8 sequence at s (n bytes available), else 0. */
-static size_t utf8_len(const unsigned char *s, size_t n) {
-    if (s[0] < 0x80)
-        return 1;
-    size_t len;
-    unsigned min, cp;
-    if ((s[0] & 0xe0) == 0xc0)
-        len = 2, min = 0x80, cp = s[0] & 0x1f;
-    else if ((s[0] & 0xf0) == 0xe0)
-        len = 3, min = 0x800, cp = s[0] & 0x0f;
-    else if ((s[0] & 0xf8) == 0xf0)
-        len = 4, min = 0x10000, cp = s[0] & 0x07;
-    else
-        return 0;
-    if (len > n)
-        return 0;
-    for (size_t k = 1; k < len; k++) {
-        if ((s[k] & 0xc0) != 0x80)
-            return 0;
-        cp = cp << 6 | (s[k] & 0x3f);
-    }
-    return cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff) ? 0 : len;
-}
-
 /* A model file is UTF-8 text without NUL or other control bytes (tab, CR,
  * LF and FF aside). Binary input gets one clear error at its first bad byte
  * instead of a flood of "unexpected character". */
@@ -61,7 +37,7 @@ static bool check_text(diag_ctx *d) {
     src_loc at = {1, 1};
     for (size_t k = 0; k < d->src_len;) {
         unsigned char c = s[k];
-        size_t len = utf8_len(s + k, d->src_len - k);
+        size_t len = diag_utf8_len(s + k, d->src_len - k);
         if (!len || (c < 0x20 && c != '\t' && c != '\n' && c != '\r' && c != '\f') || c == 0x7f) {
             diag_error(d, at, "file is not text (byte 0x%02x); expected a UTF-8 model file", c);
             return false;
@@ -181,7 +157,7 @@ token *lex_tokens(pool *p, diag_ctx *d, int *ntok) {
             /* comparisons: == != <= >= are one token */
             s += s + 1 < end && s[1] == '=' && strchr("=!<>", *s) ? 2 : 1;
         } else {
-            size_t len = utf8_len((const unsigned char *)s, (size_t)(end - s));
+            size_t len = diag_utf8_len((const unsigned char *)s, (size_t)(end - s));
             if ((unsigned char)*s < 0x80)
                 diag_error(d, loc, "unexpected character '%c'", *s);
             else

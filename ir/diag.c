@@ -23,13 +23,11 @@ void diag_init(diag_ctx *d, const char *file, const char *src, size_t len, FILE 
     d->stopped = false;
 }
 
-/* Length of the UTF-8 sequence at s (at most n bytes), 0 if invalid. */
-static size_t utf8_len(const unsigned char *s, size_t n) {
+size_t diag_utf8_len(const unsigned char *s, size_t n) {
     if (s[0] < 0x80)
         return 1;
     size_t len;
-    unsigned min;
-    unsigned cp;
+    unsigned min, cp;
     if ((s[0] & 0xe0) == 0xc0)
         len = 2, min = 0x80, cp = s[0] & 0x1f;
     else if ((s[0] & 0xf0) == 0xe0)
@@ -45,9 +43,8 @@ static size_t utf8_len(const unsigned char *s, size_t n) {
             return 0;
         cp = cp << 6 | (s[k] & 0x3f);
     }
-    if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
-        return 0;
-    return len;
+    /* overlong forms, past U+10FFFF, UTF-16 surrogates */
+    return cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff) ? 0 : len;
 }
 
 /* Printable text: no control bytes but tab, valid UTF-8. */
@@ -56,7 +53,7 @@ static bool line_is_text(const char *s, size_t n) {
         unsigned char c = (unsigned char)s[k];
         if ((c < 0x20 && c != '\t' && c != '\r') || c == 0x7f)
             return false;
-        size_t len = utf8_len((const unsigned char *)s + k, n - k);
+        size_t len = diag_utf8_len((const unsigned char *)s + k, n - k);
         if (!len)
             return false;
         k += len;
@@ -95,7 +92,7 @@ static void print_source_line(const diag_ctx *d, src_loc at, FILE *out) {
     int col = 1;
     for (size_t k = 0; k < n && col < at.col; col++) {
         fputc(s[k] == '\t' ? '\t' : ' ', out);
-        size_t len = utf8_len((const unsigned char *)s + k, n - k);
+        size_t len = diag_utf8_len((const unsigned char *)s + k, n - k);
         k += len ? len : 1;
     }
     for (; col < at.col; col++) /* a column just past the end of the line */

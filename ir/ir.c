@@ -176,7 +176,38 @@ int ir_add_buf(pool *p, ir_program *prog, const char *name, ir_buf_kind kind, ir
     return prog->nbufs - 1;
 }
 
-static const char *space_name(ir_space s) {
+/* End of b's alias chain; root (NULL: none) caches the ends found so far
+ * (-1: not yet known) and receives the end for every buffer on the chain.
+ * -1 for a broken chain: a chain without a cycle has fewer hops than the
+ * program has buffers. */
+static int chain_root(const ir_program *prog, int *root, int b) {
+    int r = b;
+    for (int hops = 0; !(root && root[r] >= 0) && prog->bufs[r].alias_of >= 0; hops++) {
+        if (prog->bufs[r].alias_of >= prog->nbufs || hops >= prog->nbufs)
+            return -1;
+        r = prog->bufs[r].alias_of;
+    }
+    int res = root && root[r] >= 0 ? root[r] : r;
+    if (root) {
+        for (int x = b; root[x] < 0 && x != res; x = prog->bufs[x].alias_of)
+            root[x] = res;
+        root[res] = res;
+    }
+    return res;
+}
+
+int ir_storage_root(const ir_program *prog, int b) { return chain_root(prog, NULL, b); }
+
+void ir_storage_roots(const ir_program *prog, int *root) {
+    for (int b = 0; b < prog->nbufs; b++)
+        root[b] = -1;
+    for (int b = 0; b < prog->nbufs; b++) {
+        int r = chain_root(prog, root, b);
+        IR_ASSERT(r >= 0); /* a broken chain of aliases */
+    }
+}
+
+const char *space_name(ir_space s) {
     switch (s) {
     case SPACE_ARENA: return "arena";
     case SPACE_PARAMS: return "params";
@@ -187,9 +218,12 @@ static const char *space_name(ir_space s) {
     return "?";
 }
 
-/* One line per buffer, then one line per step:
+/* One line per buffer, then one line per step (frost compile -d lpw):
  *   b3 fc1 [arena] f32[128, 512] 262144 bytes @0 live 0..5
- *   fwd  0: rt_linear_fwd(b0 x, b1 fc1.weight, b2 fc1.bias, w b3 fc1, 128, 784, 512) */
+ *   fwd  0: rt_linear_fwd(b0 x, b1 fc1.weight, b2 fc1.bias, w b3 fc1, 128, 784, 512)
+ * A step that can work in blocks of images (widen.c) says which operands
+ * hold the block count and the scratch; a scratch widen.c grew, the bytes
+ * plan.c placed. */
 void ir_dump_program(const ir_program *prog, FILE *out) {
     char shape[IR_MAX_RANK * 22 + 4];
     for (int k = 0; k < prog->nbufs; k++) {
@@ -205,8 +239,12 @@ void ir_dump_program(const ir_program *prog, FILE *out) {
             fprintf(out, " @%lld", (long long)b->offset);
         if (b->alias_of >= 0)
             fprintf(out, " alias of b%d", b->alias_of);
+        if (b->inplace_of >= 0)
+            fprintf(out, " inplace of b%d", b->inplace_of);
         if (b->first >= 0)
             fprintf(out, " live %d..%d", b->first, b->last);
+        if (b->planned_bytes != b->bytes) /* a scratch widen.c grew */
+            fprintf(out, " planned %lld", (long long)b->planned_bytes);
         fputc('\n', out);
     }
     for (int k = 0; k < prog->nsteps; k++) {
@@ -225,7 +263,11 @@ void ir_dump_program(const ir_program *prog, FILE *out) {
             case OPND_NULL: fputs("null", out); break;
             }
         }
-        fputs(")\n", out);
+        fputc(')', out);
+        if (s->blocks_opnd >= 0 && s->blocks_max >= 2)
+            fprintf(out, "  # blocks: operand %d, up to %lld images of %lld scratch bytes in operand %d",
+                    s->blocks_opnd, (long long)s->blocks_max, (long long)s->blocked_bytes, s->scratch_opnd);
+        fputc('\n', out);
     }
     if (prog->arena_bytes || prog->lower_bound)
         fprintf(out, "arena %lld bytes, lower bound %lld, residual %lld\n", (long long)prog->arena_bytes,

@@ -86,6 +86,9 @@ void diag_verror(diag_ctx *d, const char *kind, src_loc at, const char *fmt, va_
 /* Levenshtein distance of a and b for did-you-mean hints when it is at most
  * max, else max + 1; names over 64 bytes are never within max. */
 int diag_edit_distance(const char *a, const char *b, int max);
+/* Length of the valid UTF-8 sequence at s (n >= 1 bytes available), 0 when
+ * it is not one. */
+size_t diag_utf8_len(const unsigned char *s, size_t n);
 
 /* Internal invariant violated: a frost bug, never a user error. */
 #define IR_ASSERT(c)                                                           \
@@ -117,7 +120,7 @@ int64_t shape_numel(const ir_shape *s);
 /* Bytes of a tensor, or -1 when it would overflow int64 (callers report it). */
 int64_t shape_bytes(const ir_shape *s, ir_dtype dt);
 bool shape_eq(const ir_shape *a, const ir_shape *b);
-const char *dtype_name(ir_dtype dt);            /* "f32", "i32", "u8", "bit" */
+const char *dtype_name(ir_dtype dt);            /* "f32", "i32", "u8", "bit", "i64" */
 const char *shape_str(pool *p, const ir_shape *s); /* "[128, 784]" */
 
 /* ---------------------------------------------------------------- graph */
@@ -385,6 +388,7 @@ typedef enum {
     SPACE_INPUT,  /* caller's pointer: inputs struct field `index` */
     SPACE_OUTPUT, /* caller's pointer: outputs struct field `index` (may be NULL) */
 } ir_space;
+const char *space_name(ir_space s); /* "arena", "params", "grads", "input", "output" */
 
 typedef enum {
     BUF_INPUT, BUF_PARAM, BUF_PARAM_GRAD, BUF_INPUT_GRAD, BUF_OUTPUT, /* outside the arena */
@@ -480,12 +484,21 @@ static inline int64_t ir_align_up(int64_t x) { return (x + IR_ALIGN - 1) & ~(int
 
 int ir_add_buf(pool *p, ir_program *prog, const char *name, ir_buf_kind kind, ir_space space,
                ir_dtype dt, ir_shape shape, int value);
+/* The buffer that owns b's storage: the end of b's alias_of chain (b itself
+ * when it aliases nothing). -1 when the chain is broken: it names a buffer
+ * the program does not have, or comes back on itself. validate.c, the
+ * checker, walks the chains on its own. */
+int ir_storage_root(const ir_program *prog, int b);
+/* ir_storage_root of every buffer, into root[0..nbufs), in linear time (each
+ * chain is walked once); a broken chain is a frost bug (IR_ASSERT). */
+void ir_storage_roots(const ir_program *prog, int *root);
 void ir_dump_program(const ir_program *prog, FILE *out);
 
 /* ---------------------------------------------------------------- passes */
 
-/* config.c: apply a named configuration plus command-line patterns; reports
- * patterns that match nothing. */
+/* config.c: apply a named configuration plus command-line patterns (which
+ * params train, which inputs want gradients) and decide the batch-norm mode
+ * (m->bn_eval); reports patterns that match nothing. */
 typedef struct {
     const char *key;
     double value;
@@ -501,6 +514,7 @@ typedef struct {
     bool bn_eval;                  /* --batchnorm-eval: as a config's `batchnorm eval` */
     bool infer_only;               /* --infer-only: no train program, nothing trainable */
     bool checked;                  /* --checked: guard gaps in the plan, checks after every step */
+    const char *dump;              /* -d LETTERS: what frost_build dumps, NULL: nothing */
 } frost_select;
 bool pass_config(ir_module *m, const frost_select *sel, diag_ctx *d);
 /* optim.c: the optimizer: the model's `optimizer` statement (or sgd), then
@@ -508,18 +522,34 @@ bool pass_config(ir_module *m, const frost_select *sel, diag_ctx *d);
 bool pass_optimizer(ir_module *m, const frost_select *sel, diag_ctx *d);
 bool glob_match(const char *pattern, const char *name);
 
-/* pipeline.c: the whole middle end: frontend, config, lower, liveness, plan,
- * validate. NULL after reporting errors. */
+/* pipeline.c: the whole middle end: frontend, config, optimizer, layout,
+ * lower, then for the train and the infer program liveness, plan, widen,
+ * state, validate. NULL after reporting errors. With sel->dump, it writes
+ * the IR to d->out after the passes its letters name (like QBE's -d):
+ *   g  the graph after configuration: values (trainable, grad), nodes, configs
+ *   l  the train and infer programs after lowering: buffers and steps
+ *   p  each program after liveness and planning: live steps, offsets, arena
+ *   w  each program after scratch widening: block counts, grown scratch */
+#define FROST_DUMP_LETTERS "glpw"
+
 ir_module *frost_build(pool *p, diag_ctx *d, const frost_define *defs, int ndefs,
                        const frost_select *sel);
 /* The same after the frontend, for a graph it made; the passes allocate in
  * g->pool. */
 ir_module *frost_build_graph(ir_graph *g, diag_ctx *d, const frost_select *sel);
 
-/* lower.c: autodiff + residual selection; builds m->train and m->infer.
- * Fails (after reporting) when the module's params, grads, optimizer state
- * and arena buffers add up to more than int64 holds; past it, no size or
- * offset that a later pass computes from them can overflow. */
+/* layout.c: the params, grads and optimizer-state blocks: param_offset,
+ * grad_offset, opt_offset and the three sizes. Fails (after reporting) when
+ * they add up to more than int64 holds. layout_add: *total += `copies`
+ * aligned copies of a tensor of `bytes` (>= 0), false when that overflows;
+ * layout_too_large reports it, naming the tensor that did. */
+bool pass_layout(ir_module *m, diag_ctx *d);
+bool layout_add(int64_t *total, int64_t bytes, int64_t copies);
+void layout_too_large(diag_ctx *d, src_loc at, const char *name);
+/* lower.c (after layout.c): autodiff + residual selection; builds m->train
+ * and m->infer. Fails (after reporting) when the model has no output, or when
+ * the blocks and the arena buffers add up to more than int64 holds; past it,
+ * no size or offset that a later pass computes from them can overflow. */
 bool pass_lower(ir_module *m, diag_ctx *d);
 /* What node n's VJP w.r.t. input i reads from forward time (NEED_* bits) in
  * the train program (training) or the infer one, batch norm in eval mode or

@@ -187,7 +187,8 @@ bool pass_config(ir_module *m, const frost_select *sel, diag_ctx *d) {
         ok &= set_input_grad(g, sel->grad[k], d);
     m->config = chosen;
     /* batch-norm mode: the chosen config's (elab.c filled in the model's
-     * default where it says nothing), else the model's `batchnorm` statement */
-    m->bn_eval = chosen ? chosen->bn_eval : g->bn_eval;
+     * default where it says nothing), else the model's `batchnorm` statement;
+     * --batchnorm-eval makes it eval in any case */
+    m->bn_eval = (chosen ? chosen->bn_eval : g->bn_eval) || sel->bn_eval;
     return ok;
 }

@@ -21,22 +21,6 @@
 
 #include <stdlib.h>
 
-/* Root of b's alias group. root[] caches answers (-1: not yet known); chains
- * are resolved once, so the whole pass is linear. */
-static int alias_root(const ir_program *prog, int *root, int b) {
-    int r = b, hops = 0;
-    while (root[r] < 0 && prog->bufs[r].alias_of >= 0) {
-        r = prog->bufs[r].alias_of;
-        IR_ASSERT(r >= 0 && r < prog->nbufs);
-        IR_ASSERT(++hops <= prog->nbufs); /* a cycle of aliases */
-    }
-    int res = root[r] >= 0 ? root[r] : r;
-    for (int x = b; root[x] < 0 && x != res; x = prog->bufs[x].alias_of)
-        root[x] = res;
-    root[res] = res;
-    return res;
-}
-
 void pass_liveness(ir_program *prog) {
     int n = prog->nbufs;
     for (int b = 0; b < n; b++)
@@ -45,12 +29,9 @@ void pass_liveness(ir_program *prog) {
         return;
     int *root = malloc(sizeof(int) * (size_t)n);
     IR_ASSERT(root);
+    ir_storage_roots(prog, root);
     for (int b = 0; b < n; b++)
-        root[b] = -1;
-    for (int b = 0; b < n; b++) {
-        alias_root(prog, root, b);
         IR_ASSERT(prog->bufs[b].inplace_of < n);
-    }
 
     /* Each step references a buffer's group: first is the first such step,
      * last the last one. */

@@ -17,7 +17,6 @@
  * Frozen params therefore cost no gradient buffer, no weight-gradient kernel
  * and do not keep their layer's input alive.
  */
-#include "ck.h"
 #include "ir.h"
 
 #include <stdarg.h>
@@ -460,47 +459,6 @@ static void lower_program(ir_module *m, ir_program *prog, bool train) {
     }
 }
 
-/* The module's memory, added up once in checked arithmetic: params, grads and
- * optimizer state of every value, then every arena buffer of both programs,
- * each at its aligned size. Every size computed after lowering is a part or
- * a partial sum of these: an arena is never larger than the sum of its
- * buffers (plan.c places each one at most on top of all the others), widen.c
- * only moves scratch into free space, and the header's and the views' totals
- * add blocks and an arena. So once this fits in int64, nothing later can
- * overflow, and no pass after this one needs to check.
- *
- * mem_add: *total += `copies` aligned copies of a tensor of `bytes`
- * (shape_bytes: >= 0); false when that overflows. */
-static bool mem_add(int64_t *total, int64_t bytes, int64_t copies) {
-    int64_t aligned;
-    return !ck_align(bytes, IR_ALIGN, &aligned) && !ck_mul(aligned, copies, &aligned) &&
-           !ck_add(*total, aligned, total);
-}
-
-static void report_too_large(diag_ctx *d, src_loc at, const char *name) {
-    diag_error(d, at,
-               "the model is too large: with '%s', its parameters, gradients, optimizer state and arena buffers "
-               "add up to more than 2^63 bytes",
-               name);
-}
-
-/* The params, grads and optimizer state layout_blocks gives each value. */
-static bool count_blocks(const ir_module *m, int64_t *total, diag_ctx *d) {
-    const ir_graph *g = m->graph;
-    *total += IR_OPT_HEADER_BYTES;
-    for (int v = 0; v < g->nvals; v++) {
-        const ir_value *val = &g->vals[v];
-        bool param = val->kind == VAL_PARAM || val->kind == VAL_BUFFER;
-        bool trained = val->kind == VAL_PARAM && val->trainable, input_grad = val->kind == VAL_INPUT && val->wants_grad;
-        int64_t copies = param + (trained ? 1 + opt_slots(m->opt.kind) : 0) + input_grad;
-        if (copies && !mem_add(total, shape_bytes(&val->shape, val->dtype), copies)) {
-            report_too_large(d, val->loc, val->name);
-            return false;
-        }
-    }
-    return true;
-}
-
 /* Where to point at an arena buffer: its value's definition, or for a
  * scratch the op of the first step using it. */
 static src_loc buf_loc(const ir_graph *g, const ir_program *prog, int b) {
@@ -514,60 +472,17 @@ static src_loc buf_loc(const ir_graph *g, const ir_program *prog, int b) {
     return (src_loc){0, 0};
 }
 
+/* The module's memory, continued from the blocks (layout.c): every arena
+ * buffer of the program at its aligned size. */
 static bool count_arena(const ir_module *m, const ir_program *prog, int64_t *total, diag_ctx *d) {
     for (int b = 0; b < prog->nbufs; b++) {
         const ir_buf *buf = &prog->bufs[b];
-        if (buf->space == SPACE_ARENA && !mem_add(total, buf->bytes, 1)) {
-            report_too_large(d, buf_loc(m->graph, prog, b), buf->name);
+        if (buf->space == SPACE_ARENA && !layout_add(total, buf->bytes, 1)) {
+            layout_too_large(d, buf_loc(m->graph, prog, b), buf->name);
             return false;
         }
     }
     return true;
-}
-
-/* Params (and buffers) in value order, then grads of trainable params and of
- * inputs that want one; every tensor at an IR_ALIGN boundary. Sizes and
- * offsets cannot overflow: count_blocks has added them all up. */
-static void layout_blocks(ir_module *m) {
-    const ir_graph *g = m->graph;
-    m->param_offset = pool_alloc(g->pool, sizeof(int64_t) * (size_t)g->nvals + 1);
-    m->grad_offset = pool_alloc(g->pool, sizeof(int64_t) * (size_t)g->nvals + 1);
-    int64_t params = 0, grads = 0;
-    for (int v = 0; v < g->nvals; v++) {
-        const ir_value *val = &g->vals[v];
-        m->param_offset[v] = m->grad_offset[v] = -1;
-        int64_t bytes = ir_align_up(shape_bytes(&val->shape, val->dtype));
-        if (val->kind == VAL_PARAM || val->kind == VAL_BUFFER) {
-            m->param_offset[v] = params;
-            params += bytes;
-        }
-        if (val->kind == VAL_PARAM && val->trainable) {
-            m->grad_offset[v] = grads;
-            grads += bytes;
-        }
-    }
-    for (int v = 0; v < g->nvals; v++) {
-        const ir_value *val = &g->vals[v];
-        if (val->kind == VAL_INPUT && val->wants_grad) {
-            m->grad_offset[v] = grads;
-            grads += ir_align_up(shape_bytes(&val->shape, val->dtype));
-        }
-    }
-    m->params_bytes = params;
-    m->grads_bytes = grads;
-
-    /* Optimizer state: the step counter, then each trainable param's slots. */
-    m->opt_offset = pool_alloc(g->pool, sizeof(int64_t) * (size_t)g->nvals + 1);
-    int64_t state = IR_OPT_HEADER_BYTES;
-    for (int v = 0; v < g->nvals; v++) {
-        const ir_value *val = &g->vals[v];
-        m->opt_offset[v] = -1;
-        if (val->kind == VAL_PARAM && val->trainable) {
-            m->opt_offset[v] = state;
-            state += opt_slots(m->opt.kind) * ir_align_up(shape_bytes(&val->shape, val->dtype));
-        }
-    }
-    m->opt_state_bytes = state;
 }
 
 bool pass_lower(ir_module *m, diag_ctx *d) {
@@ -576,10 +491,8 @@ bool pass_lower(ir_module *m, diag_ctx *d) {
         diag_error(d, (src_loc){0, 0}, "model '%s' has no output: add 'output NAME' for its loss", g->model);
         return false;
     }
-    int64_t total = 0;
-    if (!count_blocks(m, &total, d))
-        return false;
-    layout_blocks(m);
+    /* fits in int64: layout.c has added it up */
+    int64_t total = m->params_bytes + m->grads_bytes + m->opt_state_bytes;
     if (!m->infer_only)
         lower_program(m, &m->train, true);
     lower_program(m, &m->infer, false);

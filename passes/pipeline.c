@@ -1,13 +1,32 @@
 /* pipeline.c: the middle end, in order. Reading this function is reading the
- * architecture: frontend -> freeze configuration -> selective autodiff and
- * residual selection -> liveness -> arena plan -> scratch widening ->
- * the arena's state word -> guard gaps (--checked) -> validation. Codegen and the views take the resulting module. */
+ * architecture: frontend -> freeze configuration (and batch-norm mode) ->
+ * optimizer -> layout of the params, grads and optimizer-state blocks ->
+ * selective autodiff and residual selection -> per program: liveness ->
+ * arena plan -> scratch widening -> the arena's state word -> guard gaps
+ * (--checked) -> validation. Codegen and the views take the resulting module.
+ * -d LETTERS (sel->dump, FROST_DUMP_LETTERS in ir.h) dumps the IR after the
+ * passes it names. */
 #include "ir.h"
 
-static void plan_program(pool *p, ir_program *prog, bool train, bool checked) {
+#include <string.h>
+
+static bool dumps(const frost_select *sel, char letter) {
+    return sel && sel->dump && strchr(sel->dump, letter);
+}
+
+static void dump_program(diag_ctx *d, const ir_program *prog, bool train, const char *after) {
+    fprintf(d->out, "> %s program after %s:\n", train ? "train" : "infer", after);
+    ir_dump_program(prog, d->out);
+}
+
+static void plan_program(pool *p, ir_program *prog, bool train, bool checked, diag_ctx *d, const frost_select *sel) {
     pass_liveness(prog);
     pass_plan(prog);
+    if (dumps(sel, 'p'))
+        dump_program(d, prog, train, "planning");
     pass_widen(prog);
+    if (dumps(sel, 'w'))
+        dump_program(d, prog, train, "widening");
     pass_state(p, prog, train);
     if (checked)
         pass_guard(prog, train);
@@ -26,7 +45,6 @@ ir_module *frost_build_graph(ir_graph *g, diag_ctx *d, const frost_select *sel) 
     m->graph = g;
     if (!pass_config(m, sel, d) || !pass_optimizer(m, sel, d))
         return NULL;
-    m->bn_eval = m->bn_eval || (sel && sel->bn_eval);
     m->checked = sel && sel->checked;
     if (sel && sel->infer_only) {
         /* Only P_infer is built, and it does not depend on what trains. */
@@ -34,10 +52,19 @@ ir_module *frost_build_graph(ir_graph *g, diag_ctx *d, const frost_select *sel) 
         for (int v = 0; v < g->nvals; v++)
             g->vals[v].trainable = g->vals[v].wants_grad = false;
     }
-    if (!pass_lower(m, d))
+    if (dumps(sel, 'g')) {
+        fprintf(d->out, "> graph after configuration:\n");
+        ir_dump_graph(g, d->out);
+    }
+    if (!pass_layout(m, d) || !pass_lower(m, d))
         return NULL;
+    if (dumps(sel, 'l')) {
+        if (!m->infer_only)
+            dump_program(d, &m->train, true, "lowering");
+        dump_program(d, &m->infer, false, "lowering");
+    }
     if (!m->infer_only)
-        plan_program(g->pool, &m->train, true, m->checked);
-    plan_program(g->pool, &m->infer, false, m->checked);
+        plan_program(g->pool, &m->train, true, m->checked, d, sel);
+    plan_program(g->pool, &m->infer, false, m->checked, d, sel);
     return m;
 }

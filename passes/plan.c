@@ -23,7 +23,9 @@
  * objects re-placed in order of their offsets, each at the lowest fitting
  * offset, which never moves one up (an object's old offset stays feasible),
  * alternately on the plan and on its mirror image. Every step stops as soon
- * as the lower bound is reached.
+ * as the lower bound is reached. The four phases are greedy_orders,
+ * perturbed_orders, local_search and compact; search() runs them in order on
+ * one plan_search (best plan so far, one random generator).
  *
  * In place: a buffer with inplace_of (an element-wise op's output, see lower.c)
  * takes over its donor's storage when the donor's storage is last used by the
@@ -70,26 +72,6 @@ static void *xmalloc(size_t n) {
     void *p = malloc(n ? n : 1);
     IR_ASSERT(p);
     return p;
-}
-
-/* Root of every buffer's alias group (chains resolved once: linear). */
-static int *alias_roots(const ir_program *prog) {
-    int n = prog->nbufs;
-    int *root = xmalloc(sizeof(int) * (size_t)(n + 1));
-    for (int b = 0; b < n; b++)
-        root[b] = -1;
-    for (int b = 0; b < n; b++) {
-        int r = b, hops = 0;
-        while (root[r] < 0 && prog->bufs[r].alias_of >= 0) {
-            r = prog->bufs[r].alias_of;
-            IR_ASSERT(r < prog->nbufs && ++hops <= prog->nbufs);
-        }
-        int res = root[r] >= 0 ? root[r] : r;
-        for (int x = b; root[x] < 0 && x != res; x = prog->bufs[x].alias_of)
-            root[x] = res;
-        root[res] = res;
-    }
-    return root;
 }
 
 static int uf_find(int *parent, int i) {
@@ -270,8 +252,9 @@ enum {
 
 static int64_t sat_mul(int64_t a, int64_t b) { return b != 0 && a > INT64_MAX / b ? INT64_MAX : a * b; }
 
-static void make_order(int which, const plan_obj *obj, int n, const int64_t *peak, const int *peak_at,
-                       plan_key *keys, int *order) {
+/* The keys of greedy order `which` (ORD_*) for every object. */
+static void order_keys(int which, const plan_obj *obj, int n, const int64_t *peak, const int *peak_at,
+                       plan_key *keys) {
     for (int i = 0; i < n; i++) {
         const plan_obj *o = &obj[i];
         int64_t life = o->last - o->first + 1;
@@ -291,9 +274,6 @@ static void make_order(int which, const plan_obj *obj, int n, const int64_t *pea
         default: IR_ASSERT(0);
         }
     }
-    qsort(keys, (size_t)n, sizeof *keys, cmp_key);
-    for (int i = 0; i < n; i++)
-        order[i] = keys[i].idx;
 }
 
 /* For each object, the heaviest step it is live at (load, then earliest
@@ -326,25 +306,223 @@ static void breadth_peaks(const plan_obj *obj, int n, const int64_t *load, int n
     free(tab);
 }
 
-void pass_plan(ir_program *prog) {
-    int nb = prog->nbufs, nsteps = prog->nsteps;
-    prog->arena_bytes = prog->lower_bound = prog->residual_bytes = 0;
+/* ---------------------------------------------------------------- search
+ *
+ * The phases below share one search state: the objects, the order being
+ * tried, the best plan so far, one deterministic random generator. Each
+ * places orders with place() and hands the result to keep_if_better(); each
+ * stops as soon as the best plan reaches the lower bound. */
+typedef struct {
+    const plan_obj *obj;
+    int n;
+    int64_t bound;      /* the lower bound: no plan can be smaller */
+    int *order;         /* the order being tried */
+    int64_t *off;       /* the offsets place() gives it */
+    plan_placed pl;     /* place()'s working set */
+    plan_key *keys;
+    int64_t best;       /* the smallest arena so far (INT64_MAX: none yet) */
+    int64_t *best_off;  /* its offsets */
+    int *best_order;    /* and its order */
+    uint64_t rs;        /* the random generator's state */
+} plan_search;
 
-    /* One object per live arena root; group size is the largest member. */
-    int *root = alias_roots(prog);
-    int *obj_of = xmalloc(sizeof(int) * (size_t)(nb + 1));
-    plan_obj *obj = xmalloc(sizeof *obj * (size_t)(nb + 1));
+static bool at_bound(const plan_search *s) { return s->best <= s->bound; }
+
+/* A 64-bit LCG (Knuth's MMIX constants): fixed seed, so the planner is
+ * deterministic. */
+static uint64_t next_random(plan_search *s) {
+    s->rs = s->rs * 6364136223846793005ull + 1442695040888963407ull;
+    return s->rs;
+}
+
+/* s->order := the objects sorted by s->keys. */
+static void sort_order(plan_search *s) {
+    qsort(s->keys, (size_t)s->n, sizeof *s->keys, cmp_key);
+    for (int i = 0; i < s->n; i++)
+        s->order[i] = s->keys[i].idx;
+}
+
+/* The plan just placed (s->order, s->off, arena a) becomes the best when it
+ * is smaller, or, with ties, when it is no larger. */
+static void keep_if_better(plan_search *s, int64_t a, bool ties) {
+    if (a < s->best || (ties && a == s->best)) {
+        s->best = a;
+        memcpy(s->best_off, s->off, sizeof(int64_t) * (size_t)s->n);
+        memcpy(s->best_order, s->order, sizeof(int) * (size_t)s->n);
+    }
+}
+
+/* Place s->order with best fit or first fit, keep it if it is better; its arena. */
+static int64_t try_order(plan_search *s, bool best_fit) {
+    int64_t a = place(s->obj, s->n, s->order, s->off, &s->pl, best_fit);
+    keep_if_better(s, a, false);
+    return a;
+}
+
+/* The greedy orders (ORD_*), each placed with best fit, then first fit. */
+static void greedy_orders(plan_search *s, const int64_t *peak, const int *peak_at) {
+    for (int w = 0; w < ORD_COUNT && !at_bound(s); w++) {
+        order_keys(w, s->obj, s->n, peak, peak_at, s->keys);
+        sort_order(s);
+        for (int fit = 1; fit >= 0 && !at_bound(s); fit--)
+            try_order(s, fit);
+    }
+}
+
+/* Perturbed orders: size desc with deterministic multiplicative noise of
+ * varying strength, placed with best fit. Cheap insurance against an
+ * unlucky tie structure; bounded by PLAN_SEARCH_WORK pair visits in total. */
+static void perturbed_orders(plan_search *s) {
+    static const double noise[] = {0.05, 0.2, 0.5, 1.0};
+    const plan_obj *obj = s->obj;
+    int n = s->n;
+    double pairs = (double)n * (double)n / 2;
+    int iters = pairs > 0 ? (int)(PLAN_SEARCH_WORK / pairs) : 0;
+    if (iters > PLAN_SEARCH_MAX)
+        iters = PLAN_SEARCH_MAX;
+    for (int it = 0; it < iters && !at_bound(s); it++) {
+        double amp = noise[it % 4];
+        for (int i = 0; i < n; i++) {
+            double u = (double)(next_random(s) >> 11) * 0x1.0p-53;
+            plan_key *k = &s->keys[i];
+            k->idx = k->tie = i;
+            k->k[0] = obj[i].size < ((int64_t)1 << 60) ? (int64_t)((double)obj[i].size * (1.0 + amp * u))
+                                                       : obj[i].size;
+            k->k[1] = obj[i].size;
+            k->k[2] = 0;
+        }
+        sort_order(s);
+        try_order(s, true);
+    }
+}
+
+/* Local search over orders, from the best one: move one object of the
+ * current order to another position, place with best fit and with first
+ * fit, keep the move when neither is worse (plateaus are how it gets
+ * anywhere). Small programs, whose few objects leave the greedy orders
+ * little room, get thousands of moves; large ones few or none (bounded by
+ * PLAN_LOCAL_WORK pair visits). */
+static void local_search(plan_search *s) {
+    int n = s->n;
+    double per_move = (double)n * (double)n;
+    int moves = per_move > 0 ? (int)(PLAN_LOCAL_WORK / per_move) : 0;
+    if (moves > PLAN_LOCAL_MAX)
+        moves = PLAN_LOCAL_MAX;
+    if (n <= 1 || moves <= 0 || at_bound(s))
+        return;
+    int *cur = xmalloc(sizeof(int) * (size_t)n);
+    memcpy(cur, s->best_order, sizeof(int) * (size_t)n);
+    int64_t cur_a = s->best;
+    for (int it = 0; it < moves && !at_bound(s); it++) {
+        uint64_t r = next_random(s);
+        int from = (int)((r >> 33) % (uint64_t)n), to = (int)((r >> 13) % (uint64_t)n);
+        int *order = s->order;
+        memcpy(order, cur, sizeof(int) * (size_t)n);
+        int moved = order[from];
+        if (from < to)
+            memmove(order + from, order + from + 1, sizeof(int) * (size_t)(to - from));
+        else
+            memmove(order + to + 1, order + to, sizeof(int) * (size_t)(from - to));
+        order[to] = moved;
+        int64_t lo = INT64_MAX;
+        for (int fit = 1; fit >= 0; fit--) {
+            int64_t a = try_order(s, fit);
+            if (a < lo)
+                lo = a;
+        }
+        if (lo <= cur_a) {
+            cur_a = lo;
+            memcpy(cur, order, sizeof(int) * (size_t)n);
+        }
+    }
+    free(cur);
+}
+
+/* Compaction of the best plan: re-place in order of offset, each at the
+ * lowest fit; an object's old offset stays feasible, so nothing moves up and
+ * the arena never grows. The plan is mirrored (offset -> arena - offset -
+ * size, equally valid) before each round so that objects settle alternately
+ * down and up, which closes gaps one direction alone cannot. Stops when a
+ * round trip (down and up) gains nothing. */
+static void compact(plan_search *s) {
+    const plan_obj *obj = s->obj;
+    for (int round = 0, still = 0; round < PLAN_COMPACT_ROUNDS && still < 2 && !at_bound(s); round++) {
+        for (int i = 0; i < s->n; i++) {
+            int64_t m = obj[i].size ? s->best - s->best_off[i] - obj[i].size : 0;
+            plan_key *k = &s->keys[i];
+            k->idx = k->tie = i;
+            k->k[0] = -m;
+            k->k[1] = obj[i].size;
+            k->k[2] = 0;
+            s->best_off[i] = m;
+        }
+        sort_order(s);
+        int64_t a = place(obj, s->n, s->order, s->off, &s->pl, false);
+        IR_ASSERT(a <= s->best);
+        still = a == s->best ? still + 1 : 0;
+        keep_if_better(s, a, true);
+    }
+}
+
+/* The smallest arena the phases find for n > 0 objects; off receives the
+ * objects' offsets. */
+static int64_t search(const plan_obj *obj, int n, const int64_t *load, int nsteps, int64_t bound, int64_t *off) {
+    plan_search s = {
+        .obj = obj,
+        .n = n,
+        .bound = bound,
+        .order = xmalloc(sizeof(int) * (size_t)n),
+        .off = xmalloc(sizeof(int64_t) * (size_t)n),
+        .pl =
+            {
+                .off = xmalloc(sizeof(int64_t) * (size_t)n),
+                .end = xmalloc(sizeof(int64_t) * (size_t)n),
+                .first = xmalloc(sizeof(int) * (size_t)n),
+                .last = xmalloc(sizeof(int) * (size_t)n),
+            },
+        .keys = xmalloc(sizeof(plan_key) * (size_t)n),
+        .best = INT64_MAX,
+        .best_off = off,
+        .best_order = xmalloc(sizeof(int) * (size_t)n),
+        .rs = 0x9e3779b97f4a7c15ull,
+    };
+    int64_t *peak = xmalloc(sizeof(int64_t) * (size_t)n);
+    int *peak_at = xmalloc(sizeof(int) * (size_t)n);
+    breadth_peaks(obj, n, load, nsteps, peak, peak_at);
+    greedy_orders(&s, peak, peak_at);
+    perturbed_orders(&s);
+    local_search(&s);
+    compact(&s);
+    free(peak);
+    free(peak_at);
+    free(s.order);
+    free(s.off);
+    free(s.pl.off);
+    free(s.pl.end);
+    free(s.pl.first);
+    free(s.pl.last);
+    free(s.keys);
+    free(s.best_order);
+    return s.best;
+}
+
+/* ---------------------------------------------------------------- the pass */
+
+/* One object per live arena root, its size the largest member's; in-place
+ * takeovers merged. obj_of[b]: the object of root b, -1 for other buffers.
+ * Returns the object count. */
+static int make_objects(const ir_program *prog, const int *root, int *obj_of, plan_obj *obj) {
     int n = 0;
-    for (int b = 0; b < nb; b++) {
+    for (int b = 0; b < prog->nbufs; b++) {
         const ir_buf *x = &prog->bufs[b];
         obj_of[b] = -1;
         if (x->space == SPACE_ARENA && x->alias_of < 0 && x->first >= 0) {
-            IR_ASSERT(x->first <= x->last && x->last < nsteps);
+            IR_ASSERT(x->first <= x->last && x->last < prog->nsteps);
             obj_of[b] = n;
             obj[n++] = (plan_obj){.size = 0, .bytes = 0, .first = x->first, .last = x->last, .buf = b};
         }
     }
-    for (int b = 0; b < nb; b++) {
+    for (int b = 0; b < prog->nbufs; b++) {
         const ir_buf *x = &prog->bufs[b];
         if (x->space != SPACE_ARENA)
             continue;
@@ -355,170 +533,50 @@ void pass_plan(ir_program *prog) {
             obj[o].size = ir_align_up(x->bytes);
         }
     }
-    n = merge_inplace(prog, root, obj_of, obj, n);
+    return merge_inplace(prog, root, obj_of, obj, n);
+}
 
-    /* Per-step load: the lower bound, and the key of the breadth order. */
-    int64_t *load = xmalloc(sizeof(int64_t) * (size_t)(nsteps + 1));
-    memset(load, 0, sizeof(int64_t) * (size_t)(nsteps + 1));
+/* Per-step load (load[t]: the sizes of the objects live at step t; nsteps + 1
+ * entries), and from it lower_bound and residual_bytes. */
+static void step_loads(ir_program *prog, const plan_obj *obj, int n, int64_t *load) {
+    memset(load, 0, sizeof(int64_t) * (size_t)(prog->nsteps + 1));
     for (int i = 0; i < n; i++) {
         load[obj[i].first] += obj[i].size;
         load[obj[i].last + 1] -= obj[i].size;
         if (obj[i].first < prog->nfwd && prog->nfwd <= obj[i].last)
             prog->residual_bytes += obj[i].size;
     }
-    for (int t = 0; t < nsteps; t++) {
+    for (int t = 0; t < prog->nsteps; t++) {
         if (t > 0)
             load[t] += load[t - 1];
         if (load[t] > prog->lower_bound)
             prog->lower_bound = load[t];
     }
+}
 
+void pass_plan(ir_program *prog) {
+    int nb = prog->nbufs;
+    prog->arena_bytes = prog->lower_bound = prog->residual_bytes = 0;
+    int *root = xmalloc(sizeof(int) * (size_t)(nb + 1));
+    ir_storage_roots(prog, root);
+    int *obj_of = xmalloc(sizeof(int) * (size_t)(nb + 1));
+    plan_obj *obj = xmalloc(sizeof *obj * (size_t)(nb + 1));
+    int n = make_objects(prog, root, obj_of, obj);
+    /* the lower bound, and the key of the breadth order */
+    int64_t *load = xmalloc(sizeof(int64_t) * (size_t)(prog->nsteps + 1));
+    step_loads(prog, obj, n, load);
     int64_t *off = xmalloc(sizeof(int64_t) * (size_t)(n + 1));
-    int64_t *best_off = xmalloc(sizeof(int64_t) * (size_t)(n + 1));
-    int64_t best = INT64_MAX;
-    if (n > 0) {
-        int *order = xmalloc(sizeof(int) * (size_t)n), *best_order = xmalloc(sizeof(int) * (size_t)n);
-        plan_key *keys = xmalloc(sizeof *keys * (size_t)n);
-        int64_t *peak = xmalloc(sizeof(int64_t) * (size_t)n);
-        int *peak_at = xmalloc(sizeof(int) * (size_t)n);
-        plan_placed pl = {
-            .off = xmalloc(sizeof(int64_t) * (size_t)n),
-            .end = xmalloc(sizeof(int64_t) * (size_t)n),
-            .first = xmalloc(sizeof(int) * (size_t)n),
-            .last = xmalloc(sizeof(int) * (size_t)n),
-        };
-        breadth_peaks(obj, n, load, nsteps, peak, peak_at);
-        for (int w = 0; w < ORD_COUNT && best > prog->lower_bound; w++) {
-            make_order(w, obj, n, peak, peak_at, keys, order);
-            for (int fit = 1; fit >= 0 && best > prog->lower_bound; fit--) { /* best fit, then first fit */
-                int64_t a = place(obj, n, order, off, &pl, fit);
-                if (a < best) {
-                    best = a;
-                    memcpy(best_off, off, sizeof(int64_t) * (size_t)n);
-                    memcpy(best_order, order, sizeof(int) * (size_t)n);
-                }
-            }
-        }
-        /* Perturbed orders: size desc with deterministic multiplicative noise
-         * of varying strength. Cheap insurance against an unlucky tie
-         * structure; bounded by PLAN_SEARCH_WORK pair visits in total. */
-        double pairs = (double)n * (double)n / 2;
-        int iters = pairs > 0 ? (int)(PLAN_SEARCH_WORK / pairs) : 0;
-        if (iters > PLAN_SEARCH_MAX)
-            iters = PLAN_SEARCH_MAX;
-        uint64_t rs = 0x9e3779b97f4a7c15ull;
-        for (int it = 0; it < iters && best > prog->lower_bound; it++) {
-            static const double noise[] = {0.05, 0.2, 0.5, 1.0};
-            double amp = noise[it % 4];
-            for (int i = 0; i < n; i++) {
-                rs = rs * 6364136223846793005ull + 1442695040888963407ull;
-                double u = (double)(rs >> 11) * 0x1.0p-53;
-                plan_key *k = &keys[i];
-                k->idx = k->tie = i;
-                k->k[0] = obj[i].size < ((int64_t)1 << 60) ? (int64_t)((double)obj[i].size * (1.0 + amp * u))
-                                                           : obj[i].size;
-                k->k[1] = obj[i].size;
-                k->k[2] = 0;
-            }
-            qsort(keys, (size_t)n, sizeof *keys, cmp_key);
-            for (int i = 0; i < n; i++)
-                order[i] = keys[i].idx;
-            int64_t a = place(obj, n, order, off, &pl, true);
-            if (a < best) {
-                best = a;
-                memcpy(best_off, off, sizeof(int64_t) * (size_t)n);
-                memcpy(best_order, order, sizeof(int) * (size_t)n);
-            }
-        }
-        /* Local search over orders: move one object of the current order to
-         * another position, place with best fit and with first fit, keep the
-         * move when neither is worse (plateaus are how it gets anywhere).
-         * Small programs, whose few objects leave the greedy orders little
-         * room, get thousands of moves; large ones few or none (bounded by
-         * PLAN_LOCAL_WORK pair visits). */
-        double per_move = (double)n * (double)n;
-        int moves = per_move > 0 ? (int)(PLAN_LOCAL_WORK / per_move) : 0;
-        if (moves > PLAN_LOCAL_MAX)
-            moves = PLAN_LOCAL_MAX;
-        if (n > 1 && moves > 0 && best > prog->lower_bound) {
-            int *cur = xmalloc(sizeof(int) * (size_t)n);
-            memcpy(cur, best_order, sizeof(int) * (size_t)n);
-            int64_t cur_a = best;
-            for (int it = 0; it < moves && best > prog->lower_bound; it++) {
-                rs = rs * 6364136223846793005ull + 1442695040888963407ull;
-                int from = (int)((rs >> 33) % (uint64_t)n), to = (int)((rs >> 13) % (uint64_t)n);
-                memcpy(order, cur, sizeof(int) * (size_t)n);
-                int moved = order[from];
-                if (from < to)
-                    memmove(order + from, order + from + 1, sizeof(int) * (size_t)(to - from));
-                else
-                    memmove(order + to + 1, order + to, sizeof(int) * (size_t)(from - to));
-                order[to] = moved;
-                int64_t lo = INT64_MAX;
-                for (int fit = 1; fit >= 0; fit--) {
-                    int64_t a = place(obj, n, order, off, &pl, fit);
-                    if (a < lo)
-                        lo = a;
-                    if (a < best) {
-                        best = a;
-                        memcpy(best_off, off, sizeof(int64_t) * (size_t)n);
-                    }
-                }
-                if (lo <= cur_a) {
-                    cur_a = lo;
-                    memcpy(cur, order, sizeof(int) * (size_t)n);
-                }
-            }
-            free(cur);
-        }
-        /* Compaction: re-place in order of offset, each at the lowest fit;
-         * an object's old offset stays feasible, so nothing moves up. The plan
-         * is mirrored (offset -> arena - offset - size, equally valid) before
-         * each round so that objects settle alternately down and up, which
-         * closes gaps one direction alone cannot. Stops when a round trip
-         * (down and up) gains nothing. */
-        for (int round = 0, still = 0; round < PLAN_COMPACT_ROUNDS && still < 2 && best > prog->lower_bound;
-             round++) {
-            for (int i = 0; i < n; i++) {
-                int64_t m = obj[i].size ? best - best_off[i] - obj[i].size : 0;
-                plan_key *k = &keys[i];
-                k->idx = k->tie = i;
-                k->k[0] = -m;
-                k->k[1] = obj[i].size;
-                k->k[2] = 0;
-                best_off[i] = m;
-            }
-            qsort(keys, (size_t)n, sizeof *keys, cmp_key);
-            for (int i = 0; i < n; i++)
-                order[i] = keys[i].idx;
-            int64_t a = place(obj, n, order, off, &pl, false);
-            IR_ASSERT(a <= best);
-            still = a == best ? still + 1 : 0;
-            best = a;
-            memcpy(best_off, off, sizeof(int64_t) * (size_t)n);
-        }
-        free(pl.off);
-        free(pl.end);
-        free(pl.first);
-        free(pl.last);
-        free(peak);
-        free(peak_at);
-        free(keys);
-        free(order);
-        free(best_order);
-        prog->arena_bytes = ir_align_up(best);
-    }
-
+    if (n > 0)
+        prog->arena_bytes = ir_align_up(search(obj, n, load, prog->nsteps, prog->lower_bound, off));
     for (int b = 0; b < nb; b++) {
         ir_buf *x = &prog->bufs[b];
         if (x->space != SPACE_ARENA)
             continue;
         int o = obj_of[root[b]];
-        x->offset = o >= 0 ? best_off[o] : -1;
+        x->offset = o >= 0 ? off[o] : -1;
     }
     free(load);
     free(off);
-    free(best_off);
     free(obj);
     free(obj_of);
     free(root);

@@ -22,17 +22,6 @@ const char *buf_kind_name(ir_buf_kind k) {
     return "?";
 }
 
-static const char *space_name(ir_space s) {
-    switch (s) {
-    case SPACE_ARENA: return "arena";
-    case SPACE_PARAMS: return "params";
-    case SPACE_GRADS: return "grads";
-    case SPACE_INPUT: return "input";
-    case SPACE_OUTPUT: return "output";
-    }
-    return "?";
-}
-
 const char *view_bytes(char s[32], int64_t bytes) {
     static const char *units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
     double v = (double)bytes;
@@ -49,9 +38,9 @@ const char *view_bytes(char s[32], int64_t bytes) {
 }
 
 const ir_buf *view_storage(const ir_program *prog, const ir_buf *b) {
-    while (b->alias_of >= 0)
-        b = &prog->bufs[b->alias_of];
-    return b;
+    int r = ir_storage_root(prog, (int)(b - prog->bufs));
+    IR_ASSERT(r >= 0);
+    return &prog->bufs[r];
 }
 
 bool view_is_residual(const ir_program *prog, const ir_buf *b) {

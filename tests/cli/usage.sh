@@ -68,6 +68,39 @@ grep -q '<svg' "$tmp/out/p.svg" || { failed=$((failed + 1)); echo "FAIL plan -o 
 expect 0 "" compare "$model" --format svg -o c.svg
 grep -q '<svg' "$tmp/out/c.svg" || { failed=$((failed + 1)); echo "FAIL compare -o c.svg wrote no SVG"; }
 
+# compile -d LETTERS dumps the IR to stderr after the passes it names, each
+# section under a "> ... after ...:" line; an unknown letter is a usage error,
+# and -d belongs to compile.
+# dumped LETTERS MODEL 'SECTION LINE' 'A LINE OF IT (grep -E)' [compile args...]
+dumped() {
+    local letters=$1 m=$2 section=$3 pattern=$4
+    shift 4
+    expect 0 "$section" compile "$m" -d "$letters" -o x.o "$@"
+    grep -Eq "$pattern" "$tmp/stderr" ||
+        { failed=$((failed + 1)); echo "FAIL -d $letters: no line matching '$pattern' on stderr"; }
+}
+dumped g "$model" "> graph after configuration:" '^  node 0: %4 = linear\(%0, %2, %3\) attr\[512, 1\]  # fc1$'
+[ "$(grep -c '^> ' "$tmp/stderr")" -eq 1 ] ||
+    { failed=$((failed + 1)); echo "FAIL -d g dumps more than the graph"; }
+dumped l "$model" "> train program after lowering:" \
+    '^fwd +[0-9]+: rt_linear_fwd\(b[0-9]+ x, b[0-9]+ fc1\.weight, b[0-9]+ fc1\.bias, w b[0-9]+ fc1, 128, 784, 512\)$'
+grep -Eq '^b[0-9]+ fc1 \[arena\] f32\[128, 512\] 262144 bytes$' "$tmp/stderr" ||
+    { failed=$((failed + 1)); echo "FAIL -d l: fc1 not lowered, or planned already"; }
+grep -qx '> infer program after lowering:' "$tmp/stderr" ||
+    { failed=$((failed + 1)); echo "FAIL -d l does not dump the infer program"; }
+dumped p "$model" "> train program after planning:" '^arena [0-9]+ bytes, lower bound [0-9]+, residual [0-9]+$'
+dumped w "$PWD/tests/e2e/models/conv_grid.frost" "> train program after widening:" \
+    ' live ([0-9]+)\.\.\1 planned [0-9]+$' --config all
+grep -q '  # blocks: operand [0-9]*, up to [0-9]* images' "$tmp/stderr" ||
+    { failed=$((failed + 1)); echo "FAIL -d w does not name the blocked steps"; }
+[ "$(grep -c '^> ' "$tmp/stderr")" -eq 2 ] ||
+    { failed=$((failed + 1)); echo "FAIL -d w dumps other sections than widening"; }
+expect 0 "> graph after configuration:" compile "$model" -d wplg -o x.o
+[ "$(grep -c '^> ' "$tmp/stderr")" -eq 7 ] && [ -s "$tmp/out/x.o" ] ||
+    { failed=$((failed + 1)); echo "FAIL -d wplg: not 7 sections, or no x.o"; }
+expect 2 "frost: unknown -d letter 'x' (letters: glpw)" compile "$model" -d gx -o x.o
+expect 2 "frost: -d is an option of frost compile" plan "$model" -d g
+
 # Only f32 inputs have gradients (an i32 input used to get a meaningless slot).
 expect 1 "$model: error: --grad label: the input is i32; only f32 inputs have gradients" \
     compile "$model" --grad label -o x.o

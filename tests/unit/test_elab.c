@@ -734,14 +734,16 @@ START_TEST(condition_errors) {
 }
 END_TEST
 
-static int bn_mode_of(const ir_graph *g, const char *config) {
+static int bn_mode_of_sel(const ir_graph *g, const char *config, bool bn_eval) {
     ir_module m = {.graph = (ir_graph *)g};
-    frost_select sel = {.config = config};
+    frost_select sel = {.config = config, .bn_eval = bn_eval};
     diag_ctx d;
     diag_init(&d, "t.frost", NULL, 0, stderr);
     ck_assert(pass_config(&m, &sel, &d));
     return m.bn_eval;
 }
+
+static int bn_mode_of(const ir_graph *g, const char *config) { return bn_mode_of_sel(g, config, false); }
 
 START_TEST(batchnorm_mode) {
     static const char head[] = "model m\ninput x : f32[4, 8]\ninput t : f32[4, 2]\n"
@@ -775,6 +777,7 @@ START_TEST(batchnorm_mode) {
     ck_assert(!g->configs[1].bn_eval);
     ck_assert(bn_mode_of(g, "a"));
     ck_assert(!bn_mode_of(g, "c"));
+    ck_assert(bn_mode_of_sel(g, "c", true)); /* --batchnorm-eval: eval whatever the config says */
     ck_assert(bn_mode_of(g, "none")); /* built in: the model's mode */
     ck_assert(bn_mode_of(g, NULL));
     fx_close(&f);
@@ -1014,6 +1017,36 @@ START_TEST(shapes) {
 }
 END_TEST
 
+/* ir_storage_root(s): the end of an alias chain, -1 (or a panic) for a
+ * broken one. */
+START_TEST(storage_roots) {
+    pool *p = pool_new();
+    ir_program prog = {0};
+    for (int k = 0; k < 5; k++)
+        ir_add_buf(p, &prog, "b", BUF_ACT, SPACE_ARENA, DT_F32, (ir_shape){1, {4}}, -1);
+    prog.bufs[1].alias_of = 0;
+    prog.bufs[2].alias_of = 1; /* 2 -> 1 -> 0 */
+    prog.bufs[4].alias_of = 2;
+    int root[5];
+    ir_storage_roots(&prog, root);
+    static const int want[5] = {0, 0, 0, 3, 0};
+    for (int b = 0; b < 5; b++) {
+        ck_assert_int_eq(root[b], want[b]);
+        ck_assert_int_eq(ir_storage_root(&prog, b), want[b]);
+    }
+    prog.bufs[0].alias_of = 4; /* a cycle: 0 -> 4 -> 2 -> 1 -> 0 */
+    ck_assert_int_eq(ir_storage_root(&prog, 2), -1);
+    ck_assert_int_eq(ir_storage_root(&prog, 3), 3);
+    prog.bufs[0].alias_of = 5; /* past the last buffer */
+    ck_assert_int_eq(ir_storage_root(&prog, 4), -1);
+    prog.bufs[0].alias_of = -1;
+    prog.bufs[3].alias_of = 3; /* its own alias */
+    ck_assert_int_eq(ir_storage_root(&prog, 3), -1);
+    ck_assert_int_eq(ir_storage_root(&prog, 4), 0);
+    pool_free(p);
+}
+END_TEST
+
 START_TEST(buffers_and_dumps) {
     pool *p = pool_new();
     ir_program prog = {0};
@@ -1088,6 +1121,7 @@ int main(void) {
     TCase *ti = tcase_create("ir");
     tcase_add_test(ti, string_map);
     tcase_add_test(ti, shapes);
+    tcase_add_test(ti, storage_roots);
     tcase_add_test(ti, buffers_and_dumps);
     suite_add_tcase(s, ti);
     SRunner *sr = srunner_create(s);
