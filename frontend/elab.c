@@ -91,6 +91,7 @@ struct elab_ctx {
     int nsyms, capsyms;
     int64_t expanded;      /* tokens of the defs called so far (MAX_EXPANSION) */
     bool halt;             /* a size limit was passed: stop elaborating */
+    bool loss_named;       /* the first name of `output` has been seen: later ones are not the loss */
     open_block *open;      /* elab_stmts' blocks, of every scope (innermost last) */
     int nopen, capopen;
 };
@@ -1432,6 +1433,8 @@ static void collect_defs(elab_ctx *e) {
 static void elab_output(elab_ctx *e, const ast_stmt *st) {
     ir_graph *g = e->g;
     for (int k = 0; k < st->nnames && !halted(e); k++) {
+        bool loss = !e->loss_named;
+        e->loss_named = true;
         sym *s = lookup(e, st->names[k], st->name_locs[k]);
         if (!s)
             continue;
@@ -1451,6 +1454,8 @@ static void elab_output(elab_ctx *e, const ast_stmt *st) {
             continue;
         }
         if (g->noutputs == 0) {
+            if (!loss)
+                continue; /* the loss failed, and said why: this output is not the loss */
             bool scalar = true;
             for (int i = 0; i < val->shape.rank; i++)
                 scalar &= val->shape.dim[i] == 1;
