@@ -39,6 +39,8 @@ typedef struct {
     bool poison;      /* its definition failed: uses of it fail silently */
     cval v;
     src_loc loc;
+    const char *from_define; /* a const: "-D N=0" when its value comes from that override, directly or
+                              * through the consts it is computed from; else NULL */
 } sym;
 
 /* A scope: the top level, or one call of a def. */
@@ -231,7 +233,7 @@ static sym *find_local(elab_ctx *e, const frame *f, const char *name) {
 static void add_sym(elab_ctx *e, const char *name, bool poison, cval v, src_loc loc) {
     frame *f = e->fr;
     IR_ASSERT(f->base + f->nsyms == e->nsyms); /* the innermost frame */
-    *VEC_PUSH(e->pool, e->syms, e->nsyms, e->capsyms) = (sym){name, poison, v, loc};
+    *VEC_PUSH(e->pool, e->syms, e->nsyms, e->capsyms) = (sym){name, poison, v, loc, NULL};
     f->nsyms++;
     if (f->nsyms == SMALL_FRAME + 1) {
         for (int k = 0; k < f->nsyms; k++)
@@ -323,7 +325,7 @@ static sym *resolve(elab_ctx *e, const char *name) {
         /* a value by its graph name: a param (fc1.weight) or one made by a call (b1.fc) */
         int v = ir_find_value(e->g, full_name(e, name));
         if (v >= 0) {
-            e->scratch = (sym){name, false, tensor_val(v), e->g->vals[v].loc};
+            e->scratch = (sym){name, false, tensor_val(v), e->g->vals[v].loc, NULL};
             return &e->scratch;
         }
     }
@@ -759,6 +761,23 @@ static bool eval_cond(elab_ctx *e, const ast_expr *x, const char *what, bool *ou
 
 /* ---------------------------------------------------------------- constants */
 
+/* The -D override ("-D N=0") that the value of x comes from, through the
+ * consts it names; NULL if none. For messages about that value. */
+static const char *define_of(elab_ctx *e, const ast_expr *x) {
+    if (!x)
+        return NULL;
+    if (x->kind == EX_NAME) {
+        sym *s = resolve(e, x->name);
+        return s && !s->poison && s->v.kind == CV_INT ? s->from_define : NULL;
+    }
+    const char *from = x->kind == EX_DIM ? NULL : define_of(e, x->lhs);
+    if (!from)
+        from = define_of(e, x->rhs);
+    for (int k = 0; k < x->nitems && !from; k++)
+        from = define_of(e, x->items[k]);
+    return from;
+}
+
 static void elab_const(elab_ctx *e, const ast_stmt *st, const frost_define *defs, int ndefs) {
     if (!check_new_name(e, st->name, st->name_loc))
         return;
@@ -773,6 +792,8 @@ static void elab_const(elab_ctx *e, const ast_stmt *st, const frost_define *defs
     else
         ok = eval_int(e, st->value, pool_printf(e->pool, "constant '%s'", st->name), &v);
     add_sym(e, st->name, !ok, (cval){.kind = CV_INT, .i = v}, st->name_loc);
+    e->syms[e->nsyms - 1].from_define =
+        def ? pool_printf(e->pool, "-D %s=%lld", def->name, (long long)def->value) : define_of(e, st->value);
 }
 
 /* ---------------------------------------------------------------- inputs */
@@ -799,20 +820,22 @@ static void elab_input(elab_ctx *e, const ast_stmt *st) {
     }
     for (int k = 0; k < st->ndims && k < IR_MAX_RANK; k++) {
         int64_t v;
-        const char *what = pool_printf(e->pool, "dimension %d of input '%s'", k + 1, st->name);
+        const char *what = pool_printf(e->pool, "dimension %d of input '%s'", k, st->name);
         if (!eval_int(e, st->dims[k], what, &v)) {
             ok = false;
             continue;
         }
+        const char *from = define_of(e, st->dims[k]);
+        from = from ? pool_printf(e->pool, " (from %s)", from) : "";
         if (v <= 0) {
-            err(e, st->dims[k]->loc, "%s is %lld; dimensions must be positive", what, (long long)v);
+            err(e, st->dims[k]->loc, "%s is %lld%s; dimensions must be positive", what, (long long)v, from);
             ok = false;
             continue;
         }
         shape.dim[shape.rank++] = v;
         if (ok && shape_bytes(&shape, dt) < 0) {
-            err(e, st->dims[k]->loc, "input '%s' is too large: %s%s%s does not fit in 2^63 bytes", st->name,
-                dtype_name(dt), shape_str(e->pool, &shape), k + 1 < st->ndims ? " (and more)" : "");
+            err(e, st->dims[k]->loc, "input '%s' is too large: %s%s%s does not fit in 2^63 bytes%s", st->name,
+                dtype_name(dt), shape_str(e->pool, &shape), k + 1 < st->ndims ? " (and more)" : "", from);
             ok = false;
         }
     }

@@ -70,6 +70,10 @@ grep -q '<svg' "$tmp/out/c.svg" || { failed=$((failed + 1)); echo "FAIL compare 
 expect 1 "$model: error: --grad label: the input is i32; only f32 inputs have gradients" \
     compile "$model" --grad label -o x.o
 
+# A dimension made bad by -D names the override, and counts from 0 as dim(x, i) does.
+expect 1 "$model:5:20: error: dimension 0 of input 'x' is 0 (from -D N=0); dimensions must be positive" \
+    compile "$model" -D N=0 -o x.o
+
 # `default all` and `default none` name the configurations every model has
 # (they used to be rejected: "no config named 'all'").
 for d in all none; do
