@@ -646,14 +646,8 @@ static int cmd_compare(int argc, char **argv) {
     if (g) {
         const char **names = a.configs;
         int nnames = a.nconfigs;
-        if (!nnames) {
-            names = pool_alloc(p, sizeof *names * (size_t)(g->nconfigs + 2));
-            names[nnames++] = "all";
-            for (int k = 0; k < g->nconfigs; k++)
-                if (strcmp(g->configs[k].name, "all") != 0 && strcmp(g->configs[k].name, "none") != 0)
-                    names[nnames++] = g->configs[k].name;
-            names[nnames++] = "none";
-        }
+        if (!nnames)
+            names = config_names(g, &nnames);
         compare_row *rows = pool_alloc(p, sizeof *rows * (size_t)nnames);
         bool ok = true;
         for (int k = 0; k < nnames && ok; k++) {

@@ -190,22 +190,9 @@ static void note(elab_ctx *e, src_loc at, const char *fmt, ...) {
 
 /* ---------------------------------------------------------------- names */
 
-enum { NEAR = 2 }; /* suggestions are names within this many edits */
-
-/* "; did you mean 'x'?" for the closest candidate within 2 edits, else "".
- * Edits must leave something in common: 'b' does not suggest 'a'. */
+/* "; did you mean 'x'?" for the closest candidate within 2 edits, else "". */
 static const char *suggest(elab_ctx *e, const char *name, const char **cands, int n) {
-    const char *best = NULL;
-    int bestd = NEAR + 1;
-    for (int k = 0; k < n; k++) {
-        int dist = diag_edit_distance(name, cands[k], NEAR);
-        size_t longer = strlen(name) > strlen(cands[k]) ? strlen(name) : strlen(cands[k]);
-        if (dist < bestd && (size_t)dist < longer) {
-            best = cands[k];
-            bestd = dist;
-        }
-    }
-    return best ? pool_printf(e->pool, "; did you mean '%s'?", best) : "";
+    return diag_suggest(e->pool, name, cands, n);
 }
 
 enum { SMALL_FRAME = 8 };

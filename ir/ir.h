@@ -84,6 +84,9 @@ void diag_verror(diag_ctx *d, const char *kind, src_loc at, const char *fmt, va_
 /* Levenshtein distance of a and b for did-you-mean hints when it is at most
  * max, else max + 1; names over 64 bytes are never within max. */
 int diag_edit_distance(const char *a, const char *b, int max);
+/* "; did you mean 'x'?" for the candidate closest to name within 2 edits
+ * that leave something in common ('b' does not suggest 'a'), else "". */
+const char *diag_suggest(pool *p, const char *name, const char *const *cands, int n);
 
 /* Internal invariant violated: a frost bug, never a user error. */
 #define IR_ASSERT(c)                                                           \
@@ -454,6 +457,9 @@ typedef struct {
     bool bn_eval;                  /* --batchnorm-eval: as a config's `batchnorm eval` */
 } frost_select;
 bool pass_config(ir_module *m, const frost_select *sel, diag_ctx *d);
+/* Every configuration of g by name, each once: all, the file's in their
+ * order, none (pool-allocated in g's pool). */
+const char **config_names(const ir_graph *g, int *n);
 /* optim.c: the optimizer: the model's `optimizer` statement (or sgd), then
  * --optimizer / --opt from the command line. */
 bool pass_optimizer(ir_module *m, const frost_select *sel, diag_ctx *d);

@@ -124,6 +124,17 @@ static bool set_input_grad(ir_graph *g, const char *name, diag_ctx *d) {
     return true;
 }
 
+const char **config_names(const ir_graph *g, int *n) {
+    const char **names = pool_alloc(g->pool, sizeof *names * (size_t)(g->nconfigs + 2));
+    *n = 0;
+    names[(*n)++] = "all";
+    for (int k = 0; k < g->nconfigs; k++)
+        if (strcmp(g->configs[k].name, "all") != 0 && strcmp(g->configs[k].name, "none") != 0)
+            names[(*n)++] = g->configs[k].name;
+    names[(*n)++] = "none";
+    return names;
+}
+
 bool pass_config(ir_module *m, const frost_select *sel, diag_ctx *d) {
     ir_graph *g = m->graph;
     bool ok = true;
@@ -139,12 +150,13 @@ bool pass_config(ir_module *m, const frost_select *sel, diag_ctx *d) {
             if (strcmp(g->configs[k].name, named) == 0)
                 chosen = &g->configs[k];
         if (!chosen && strcmp(named, "all") != 0 && strcmp(named, "none") != 0) {
-            char list[512] = "all, none";
-            for (int k = 0; k < g->nconfigs; k++) {
-                size_t len = strlen(list);
-                snprintf(list + len, sizeof list - len, ", %s", g->configs[k].name);
-            }
-            diag_error(d, (src_loc){0, 0}, "no configuration named '%s' (known: %s)", named, list);
+            int n = 0;
+            const char **names = config_names(g, &n);
+            const char *list = names[0];
+            for (int k = 1; k < n; k++)
+                list = pool_printf(g->pool, "%s, %s", list, names[k]);
+            diag_error(d, (src_loc){0, 0}, "no configuration named '%s' (known: %s)%s", named, list,
+                       diag_suggest(g->pool, named, names, n));
             return false;
         }
         base_all = !chosen && strcmp(named, "all") == 0;

@@ -74,6 +74,11 @@ expect 1 "$model: error: --grad label: the input is i32; only f32 inputs have gr
 expect 1 "$model:5:20: error: dimension 0 of input 'x' is 0 (from -D N=0); dimensions must be positive" \
     compile "$model" -D N=0 -o x.o
 
+# An unknown --config lists each configuration once (mlp defines its own
+# 'all': it used to be listed twice) and suggests the closest, as 'default' does.
+expect 1 "$model: error: no configuration named 'haed' (known: all, head, input, none); did you mean 'head'?" \
+    compile "$model" --config haed -o x.o
+
 # `default all` and `default none` name the configurations every model has
 # (they used to be rejected: "no config named 'all'").
 for d in all none; do
