@@ -1591,8 +1591,7 @@ static src_loc check_loc(const ast_stmt *st, const char *msg) {
 static void elab_optimizer(elab_ctx *e, const ast_stmt *st) {
     ir_optimizer o;
     if (!opt_init(&o, st->op)) {
-        const char *names[] = {"sgd", "adamw"};
-        err(e, st->op_loc, "unknown optimizer '%s' (frost has sgd and adamw)%s", st->op, suggest(e, st->op, names, 2));
+        err(e, st->op_loc, "%s", opt_unknown(e->pool, st->op));
         return;
     }
     bool ok = true;

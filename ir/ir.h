@@ -169,6 +169,9 @@ bool opt_set(ir_optimizer *o, const char *key, double value);
 const char *opt_keys(ir_opt_kind kind); /* "lr, momentum, ..." for messages */
 const char *opt_name(ir_opt_kind kind);
 const char *opt_check(const ir_optimizer *o);
+/* "unknown optimizer 'adam' (frost has sgd and adamw); did you mean 'adamw'?",
+ * in p: the one message for the file's `optimizer` and for --optimizer. */
+const char *opt_unknown(pool *p, const char *name);
 int opt_slots(ir_opt_kind kind); /* state tensors per trainable parameter */
 
 #define IR_MAX_IN 8

@@ -79,6 +79,10 @@ expect 1 "$model:5:20: error: dimension 0 of input 'x' is 0 (from -D N=0); dimen
 expect 1 "$model: error: no configuration named 'haed' (known: all, head, input, none); did you mean 'head'?" \
     compile "$model" --config haed -o x.o
 
+# --optimizer gets the hint the file's `optimizer adam` gets.
+expect 1 "$model: error: unknown optimizer 'adam' (frost has sgd and adamw); did you mean 'adamw'?" \
+    compile "$model" --optimizer adam -o x.o
+
 # `default all` and `default none` name the configurations every model has
 # (they used to be rejected: "no config named 'all'").
 for d in all none; do
