@@ -49,12 +49,65 @@ grep -qx 'x86-64-v2' "$tmp/stdout" || { failed=$((failed + 1)); echo "FAIL --mcp
 expect 0 "" compile "$model" --mcpu x86-64-v2 -o x.o
 [ -s "$tmp/out/x.o" ] && [ -s "$tmp/out/x.h" ] || { failed=$((failed + 1)); echo "FAIL --mcpu x86-64-v2 wrote no x.o/x.h"; }
 
-# The views' own options belong to one view each; names they give must exist.
-expect 2 "frost: --steps is an option of frost plan" dot "$model" --steps
-expect 2 "frost: --only is an option of frost dot" plan "$model" --only fc1
-expect 2 "frost: --expand is an option of frost dot" compare "$model" --expand
-expect 2 "frost: unknown option '--steps'" compile "$model" --steps -o x.o
+# An option a command does not take is a usage error, not ignored (one table
+# in cli/frost.c says which command takes which); names they give must exist.
+expect 2 "frost: --steps is an option of frost plan, not frost dot" dot "$model" --steps
+expect 2 "frost: --only is an option of frost dot, not frost plan" plan "$model" --only fc1
+expect 2 "frost: --expand is an option of frost dot, not frost compare" compare "$model" --expand
+expect 2 "frost: --steps is an option of frost plan, not frost compile" compile "$model" --steps -o x.o
+expect 2 "frost: --header is an option of frost compile, not frost plan" plan "$model" --header x.h
+expect 2 "frost: --format is an option of frost plan, compare and dot, not frost compile" \
+    compile "$model" --format json -o x.o
+expect 2 "frost: --from is an option of frost dot, not frost compare" compare "$model" --from fc1
+expect 2 "frost: -O2 is an option of frost compile, not frost dot" dot "$model" -O2
+expect 2 "frost: --optimizer is an option of frost compile and compare, not frost plan" plan "$model" --optimizer sgd
+expect 2 "frost: unknown option '--nosuch'" plan "$model" --nosuch
+expect 0 "" plan "$model" -o p.txt
+grep -q '^model mlp, config head' "$tmp/out/p.txt" || { failed=$((failed + 1)); echo "FAIL plan -o p.txt wrote no plan"; }
+# The usage error points to the command's help.
+expect 2 "frost: unknown option '--nosuch'" compile "$model" --nosuch
+[ "$(sed -n 2p "$tmp/stderr")" = "Try 'frost compile --help'." ] ||
+    { failed=$((failed + 1)); echo "FAIL compile --nosuch: second line '$(sed -n 2p "$tmp/stderr")'"; }
+
+# An option's value never starts with '-': a missing value is not taken from
+# the next option. Values with a '-' further in (lr=-1, N=-1) are values.
 expect 2 "frost: option --from needs a value" dot "$model" --from
+expect 2 "frost: option --config needs a value, got '-o' (values never start with '-')" \
+    compile "$model" --config -o x.o
+expect 2 "frost: option -o needs a value, got '--config' (values never start with '-')" \
+    compile "$model" -o --config head
+expect 2 "frost: option --train needs a value, got '-fc1.*' (values never start with '-')" \
+    plan "$model" --train -fc1.*
+expect 1 "$model: error: optimizer sgd: lr must be a finite number >= 0" compile "$model" --opt lr=-1 -o x.o
+expect 1 "$model:5:20: error: dimension 0 of input 'x' is -1 (from -D N=-1); dimensions must be positive" \
+    plan "$model" -D N=-1
+expect 1 "$model:5:20: error: dimension 0 of input 'x' is -1 (from -D N=-1); dimensions must be positive" \
+    plan "$model" -DN=-1
+
+# Help: the overview, and each command's own with only its options (exit 0).
+expect 0 "" --help
+grep -q '^usage: frost compile FILE' "$tmp/stdout" && grep -q '^options of dot:' "$tmp/stdout" ||
+    { failed=$((failed + 1)); echo "FAIL frost --help is not the overview"; }
+# help_lists CMD OPTION... : `frost CMD --help` lists exactly these options
+help_lists() {
+    local cmd=$1 got want
+    shift
+    for h in --help -h; do
+        expect 0 "" "$cmd" "$h"
+        got=$(grep -oE '^  (-[-a-zA-Z0-9]+)' "$tmp/stdout" | tr -d ' ' | tr '\n' ' ')
+        want="$* "
+        [ "$got" = "$want" ] || { failed=$((failed + 1)); echo "FAIL frost $cmd $h lists '$got', expected '$want'"; }
+        grep -q "^usage: frost $cmd FILE" "$tmp/stdout" || { failed=$((failed + 1)); echo "FAIL frost $cmd $h: no usage line"; }
+    done
+}
+help_lists compile -o --header -D --config --train --freeze --grad --batchnorm-eval --optimizer --opt --name -O0 --mcpu --triple -h
+help_lists plan -o -D --config --train --freeze --grad --batchnorm-eval --format --steps -h
+help_lists compare -o -D --config --train --freeze --grad --batchnorm-eval --optimizer --opt --format -h
+help_lists dot -o -D --config --train --freeze --grad --batchnorm-eval --format --only --from --to --collapse --expand -h
+expect 0 "" dot "$model" --only fc1 --help # help wins over the rest
+grep -q '^usage: frost dot FILE' "$tmp/stdout" || { failed=$((failed + 1)); echo "FAIL dot ... --help: no dot help"; }
+expect 0 "" help plan
+grep -q '^usage: frost plan FILE' "$tmp/stdout" || { failed=$((failed + 1)); echo "FAIL frost help plan: no plan help"; }
 expect 2 "frost: unknown --format 'markdown'" plan "$model" --format markdown
 expect 1 "frost: error: --from 'fc9': no node of model mlp is named so or lies under it; did you mean 'fc1'?" \
     dot "$model" --from fc9 -o g.dot
