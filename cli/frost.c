@@ -100,7 +100,8 @@ static const struct cli_option {
     {"--format", "FMT", C_PLAN, "text|json|svg (default: svg when -o names a .svg file, else text)"},
     {"--format", "FMT", C_COMPARE,
      "text|markdown|csv|json|svg (default: svg when -o names a .svg file, else text)"},
-    {"--format", "FMT", C_DOT, "dot|svg (default: svg when -o names a .svg file, else dot)"},
+    {"--format", "FMT", C_DOT, "dot|svg|png (default: svg or png when -o names a .svg or .png file,\n"
+                               "else dot)"},
     {"--steps", NULL, C_PLAN, "also list every step: kernel, node, live bytes, reads, writes"},
     {"--only", "PATTERN", C_DOT,
      "only the nodes matching PATTERN or lying under a match (layer2.* or layer2);\n"
@@ -543,7 +544,7 @@ static bool parse_format(const char *name, view_format *fmt, const char *allowed
         const char *name;
         view_format fmt;
     } formats[] = {{"text", FMT_TEXT}, {"json", FMT_JSON}, {"markdown", FMT_MARKDOWN},
-                   {"csv", FMT_CSV},   {"dot", FMT_DOT},   {"svg", FMT_SVG}};
+                   {"csv", FMT_CSV},   {"dot", FMT_DOT},   {"svg", FMT_SVG},      {"png", FMT_PNG}};
     for (size_t k = 0; k < sizeof formats / sizeof formats[0]; k++) {
         size_t n = strlen(formats[k].name);
         const char *at = strstr(allowed, formats[k].name);
@@ -630,8 +631,9 @@ done:
 }
 
 /* Write `text` to path through a temporary, or to stdout when path is NULL;
- * DOT text laid out and rendered to SVG first when `render`. */
-static bool write_output(pool *p, const char *path, const char *text, size_t len, bool render) {
+ * DOT text laid out and rendered by Graphviz first when `render` names a
+ * format ("svg", "png"). */
+static bool write_output(pool *p, const char *path, const char *text, size_t len, const char *render) {
     char *tmp = NULL;
     FILE *out = stdout;
     if (path) {
@@ -646,9 +648,9 @@ static bool write_output(pool *p, const char *path, const char *text, size_t len
     bool ok = true;
     if (render) {
         char *err = NULL;
-        ok = view_svg(text, len, out, &err);
+        ok = view_render(text, len, render, out, &err);
         if (!ok) {
-            fprintf(stderr, "frost: error: %s\n", err);
+            fprintf(stderr, "frost: error: %s\n", err ? err : "out of memory");
             free(err);
         }
     } else {
@@ -669,10 +671,23 @@ static bool write_output(pool *p, const char *path, const char *text, size_t len
 }
 
 /* plan, compare and dot: SVG when -o names a .svg file and --format does not
- * say otherwise. */
-static view_format format_of(const compile_args *a, view_format fmt) {
+ * say otherwise, PNG for a .png file; any other name, the command's default.
+ * false after a usage error: plan and compare draw SVG only. */
+static bool format_of(pool *p, const compile_args *a, const struct cli_command *cmd, view_format *fmt,
+                      const char *allowed) {
     const char *ext = a->object ? strrchr(a->object, '.') : NULL;
-    return !a->format && ext && strcmp(ext, ".svg") == 0 ? FMT_SVG : fmt;
+    if (a->format)
+        return parse_format(a->format, fmt, allowed);
+    if (ext && strcmp(ext, ".svg") == 0)
+        *fmt = FMT_SVG;
+    else if (ext && strcmp(ext, ".png") == 0 && cmd->bit == C_DOT)
+        *fmt = FMT_PNG;
+    else if (ext && strcmp(ext, ".png") == 0) {
+        usage_error("%s", pool_printf(p, "%s draws SVG, not PNG: write -o %.*s.svg (rsvg-convert makes a PNG of it)",
+                                      cmd->name, (int)(ext - a->object), a->object));
+        return false;
+    }
+    return true;
 }
 
 /* frost plan | frost dot: one configuration, one view. */
@@ -686,8 +701,8 @@ static int cmd_view(const struct cli_command *cmd, int argc, char **argv) {
         pool_free(p);
         return status;
     }
-    view_format fmt = format_of(&a, dot ? FMT_DOT : FMT_TEXT);
-    if (a.format && !parse_format(a.format, &fmt, dot ? "dot|svg" : "text|json|svg")) {
+    view_format fmt = dot ? FMT_DOT : FMT_TEXT;
+    if (!format_of(p, &a, cmd, &fmt, dot ? "dot|svg|png" : "text|json|svg")) {
         pool_free(p);
         return EXIT_USAGE;
     }
@@ -715,7 +730,8 @@ static int cmd_view(const struct cli_command *cmd, int argc, char **argv) {
     fclose(mem);
     if (err)
         fprintf(stderr, "frost: error: %s\n", err);
-    if (ok && write_output(p, a.object, text, len, dot && fmt == FMT_SVG))
+    const char *render = !dot ? NULL : fmt == FMT_SVG ? "svg" : fmt == FMT_PNG ? "png" : NULL;
+    if (ok && write_output(p, a.object, text, len, render))
         status = 0;
     free(err);
     free(text);
@@ -747,8 +763,8 @@ static int cmd_compare(const struct cli_command *cmd, int argc, char **argv) {
         pool_free(p);
         return status;
     }
-    view_format fmt = format_of(&a, FMT_TEXT);
-    if (a.format && !parse_format(a.format, &fmt, "text|markdown|csv|json|svg")) {
+    view_format fmt = FMT_TEXT;
+    if (!format_of(p, &a, cmd, &fmt, "text|markdown|csv|json|svg")) {
         pool_free(p);
         return EXIT_USAGE;
     }
@@ -789,7 +805,7 @@ static int cmd_compare(const struct cli_command *cmd, int argc, char **argv) {
             FILE *mem = open_memstream(&text, &text_len);
             view_compare(g->model, rows, nnames, fmt, mem);
             fclose(mem);
-            if (write_output(p, a.object, text, text_len, false))
+            if (write_output(p, a.object, text, text_len, NULL))
                 status = 0;
             free(text);
         }

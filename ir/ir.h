@@ -532,7 +532,7 @@ void cg_emit_header(const ir_module *m, const cg_options *o, FILE *out);
 /* ---------------------------------------------------------------- views
  * What a user sees of a plan: views/plan.c, views/compare.c, views/dot.c, and
  * the hand-drawn pictures of plan and compare in views/svg.c. */
-typedef enum { FMT_TEXT, FMT_JSON, FMT_MARKDOWN, FMT_CSV, FMT_DOT, FMT_SVG } view_format;
+typedef enum { FMT_TEXT, FMT_JSON, FMT_MARKDOWN, FMT_CSV, FMT_DOT, FMT_SVG, FMT_PNG } view_format;
 const char *buf_kind_name(ir_buf_kind k);   /* "act", "saved", "grad", ... */
 /* "1.50 MiB"; s must hold 32 bytes */
 const char *view_bytes(char s[32], int64_t bytes);
@@ -587,8 +587,9 @@ void view_compare(const char *model, const compare_row *rows, int nrows, view_fo
  * residuals that selective differentiation dropped), or NULL. false with a
  * message (malloc'd) in *err when o names nodes the graph does not have. */
 bool view_dot(const ir_module *m, const ir_module *full, const view_options *o, FILE *out, char **err);
-/* Render DOT text to SVG with Graphviz's library. false + message on failure. */
-bool view_svg(const char *dot_text, size_t len, FILE *out, char **err);
+/* Lay out DOT text and render it with Graphviz's library, as `format`
+ * ("svg", "png"). false + message (malloc'd) on failure. */
+bool view_render(const char *dot_text, size_t len, const char *format, FILE *out, char **err);
 /* svg.c: the arena of m's train program, offset against step; the memory
  * of each compare row as a stacked bar. */
 void view_plan_svg(const ir_module *m, FILE *out);

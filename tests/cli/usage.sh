@@ -119,6 +119,15 @@ grep -q '<svg' "$tmp/out/p.svg" || { failed=$((failed + 1)); echo "FAIL plan -o 
 expect 0 "" compare "$model" --format svg -o c.svg
 grep -q '<svg' "$tmp/out/c.svg" || { failed=$((failed + 1)); echo "FAIL compare -o c.svg wrote no SVG"; }
 
+# dot writes a real PNG for a .png name; plan and compare draw SVG only and
+# refuse a .png name rather than write text into it.
+expect 0 "" dot "$model" -o g.png
+[ "$(head -c 8 "$tmp/out/g.png" | od -An -tx1 | tr -d ' ')" = 89504e470d0a1a0a ] ||
+    { failed=$((failed + 1)); echo "FAIL dot -o g.png does not start with the PNG signature"; }
+expect 2 "frost: plan draws SVG, not PNG: write -o p.svg (rsvg-convert makes a PNG of it)" plan "$model" -o p.png
+expect 2 "frost: compare draws SVG, not PNG: write -o c.svg (rsvg-convert makes a PNG of it)" compare "$model" -o c.png
+expect 2 "frost: unknown --format 'png'" plan "$model" --format png
+
 # Only f32 inputs have gradients (an i32 input used to get a meaningless slot).
 expect 1 "$model: error: --grad label: the input is i32; only f32 inputs have gradients" \
     compile "$model" --grad label -o x.o

@@ -216,6 +216,21 @@ for e in "${extras[@]}"; do
     read -r -a args <<<"$rest"
     check "$(basename "$rel" .frost).$view" "$rel" "${args[@]}"
 done
+# PNG through Graphviz's library: by the -o extension and by --format (DOT
+# text used to be written into a .png file).
+png=$tmp/render.png
+for how in "-o $png" "--format png"; do
+    rm -f "$png"
+    read -r -a args <<<"$how"
+    if (cd "$root" && "$frost" dot examples/mlp.frost "${args[@]}" >"$tmp/stdout") 2>"$tmp/stderr" && [ ! -s "$tmp/stderr" ]; then
+        [ -f "$png" ] || cp "$tmp/stdout" "$png"
+        problem=$(png_ok "$png" 2>&1)
+        [ -z "$problem" ] && passed=$((passed + 1)) || fail "dot $how: $problem"
+    else
+        fail "dot $how failed"
+        sed 's/^/    /' "$tmp/stderr" | head -5
+    fi
+done
 # The big graphs the defaults must keep small enough to lay out in seconds
 # (Graphviz took minutes on the expanded ones).
 render "resnet18 all, collapsed, as SVG" examples/resnet18.frost --config all
