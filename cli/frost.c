@@ -740,21 +740,6 @@ static int cmd_view(const struct cli_command *cmd, int argc, char **argv) {
     return status;
 }
 
-/* A compare row's name: its configuration and what the command line changed
- * in it ("head+--train fc1.*"), so it is not taken for the file's own. */
-static const char *row_name(pool *p, const char *config, const frost_select *sel) {
-    const char *name = config;
-    for (int k = 0; k < sel->ntrain; k++)
-        name = pool_printf(p, "%s+--train %s", name, sel->train[k]);
-    for (int k = 0; k < sel->nfreeze; k++)
-        name = pool_printf(p, "%s+--freeze %s", name, sel->freeze[k]);
-    for (int k = 0; k < sel->ngrad; k++)
-        name = pool_printf(p, "%s+--grad %s", name, sel->grad[k]);
-    if (sel->bn_eval)
-        name = pool_printf(p, "%s+--batchnorm-eval", name);
-    return name;
-}
-
 static int cmd_compare(const struct cli_command *cmd, int argc, char **argv) {
     pool *p = pool_new();
     compile_args a = {0};
@@ -795,7 +780,7 @@ static int cmd_compare(const struct cli_command *cmd, int argc, char **argv) {
             diag_init(&d, a.input, src, len, stderr);
             ir_module *m = frost_build_graph(ir_graph_fork(cp, g), &d, &sel);
             if (m)
-                compare_row_of(m, row_name(p, names[k], &a.sel), &rows[k]);
+                compare_row_of(m, pool_strdup(p, view_config_name(m)), &rows[k]);
             ok = m != NULL;
             pool_free(cp);
         }

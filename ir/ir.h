@@ -420,6 +420,8 @@ typedef struct {
 typedef struct {
     ir_graph *graph;
     const ir_config *config;  /* NULL when trainability came only from the command line */
+    const char *config_desc;  /* the configuration and what the command line changed in it,
+                               * "head + --train fc1.*" (config.c); NULL: a module built by hand */
     bool bn_eval;             /* batch norm uses running statistics in the train program too */
     ir_program train;         /* forward + backward */
     ir_program infer;         /* forward only, nothing kept */
@@ -565,9 +567,11 @@ typedef struct {
 } view_options;
 
 void view_plan(const ir_module *m, view_format fmt, const view_options *o, FILE *out);
-/* Name of the configuration m was built with: its `config`, else "all" or "none"
- * when every or no parameter trains (and no input wants a gradient), else
- * "(command line)". */
+/* Name of the configuration m was built with and what the command line
+ * changed in it (m->config_desc: "head + --train fc1.*"); for a module
+ * built by hand its `config`, else "all" or "none" when every or no
+ * parameter trains (and no input wants a gradient), else "(command line)".
+ * The title of every view and the header's "Configuration:" line. */
 const char *view_config_name(const ir_module *m);
 /* One row of `frost compare`: one configuration's figures. */
 typedef struct {

@@ -135,6 +135,22 @@ const char **config_names(const ir_graph *g, int *n) {
     return names;
 }
 
+/* "head", "head + --train fc1.* + --batchnorm-eval": a configuration and
+ * what the command line changed in it, so that it is not taken for the
+ * file's own. */
+static const char *describe(pool *p, const char *config, const frost_select *sel) {
+    const char *desc = config;
+    for (int k = 0; k < sel->ntrain; k++)
+        desc = pool_printf(p, "%s + --train %s", desc, sel->train[k]);
+    for (int k = 0; k < sel->nfreeze; k++)
+        desc = pool_printf(p, "%s + --freeze %s", desc, sel->freeze[k]);
+    for (int k = 0; k < sel->ngrad; k++)
+        desc = pool_printf(p, "%s + --grad %s", desc, sel->grad[k]);
+    if (sel->bn_eval)
+        desc = pool_printf(p, "%s + --batchnorm-eval", desc);
+    return desc;
+}
+
 bool pass_config(ir_module *m, const frost_select *sel, diag_ctx *d) {
     ir_graph *g = m->graph;
     bool ok = true;
@@ -198,6 +214,8 @@ bool pass_config(ir_module *m, const frost_select *sel, diag_ctx *d) {
     for (int k = 0; k < sel->ngrad; k++)
         ok &= set_input_grad(g, sel->grad[k], d);
     m->config = chosen;
+    /* without a configuration, everything trains, or only what --train names */
+    m->config_desc = describe(g->pool, chosen ? chosen->name : named ? named : base_all ? "all" : "none", sel);
     /* batch-norm mode: the chosen config's (elab.c filled in the model's
      * default where it says nothing), else the model's `batchnorm` statement */
     m->bn_eval = chosen ? chosen->bn_eval : g->bn_eval;

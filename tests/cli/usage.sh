@@ -128,6 +128,16 @@ expect 2 "frost: plan draws SVG, not PNG: write -o p.svg (rsvg-convert makes a P
 expect 2 "frost: compare draws SVG, not PNG: write -o c.svg (rsvg-convert makes a PNG of it)" compare "$model" -o c.png
 expect 2 "frost: unknown --format 'png'" plan "$model" --format png
 
+# The header's Configuration line says what the command line changed, and a
+# model with batch norm gets its mode.
+expect 0 "" compile "$PWD/tests/e2e/models/pool_bn.frost" --config x_only --train '*.bias' --batchnorm-eval -O0 -o pb.o
+grep -qF ' * Configuration: x_only + --train *.bias + --batchnorm-eval; 3 of 13 parameter tensors trainable' "$tmp/out/pb.h" &&
+    grep -qF ' * Batch norm: eval mode (running statistics in training too, not updated).' "$tmp/out/pb.h" ||
+    { failed=$((failed + 1)); echo "FAIL pool_bn.h: $(sed -n 4,5p "$tmp/out/pb.h")"; }
+# A pattern holding a star then a slash does not end the header's comment.
+expect 0 "" compile "$model" --train '[!*/]*' -O0 -o m.o
+cc -fsyntax-only -x c "$tmp/out/m.h" 2> /dev/null || { failed=$((failed + 1)); echo "FAIL --train '[!*/]*': m.h is not C"; }
+
 # Only f32 inputs have gradients (an i32 input used to get a meaningless slot).
 expect 1 "$model: error: --grad label: the input is i32; only f32 inputs have gradients" \
     compile "$model" --grad label -o x.o

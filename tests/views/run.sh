@@ -5,7 +5,7 @@
 # only, since its bytes depend on the Graphviz version) for
 # examples/mlp.frost and every model in tests/e2e/models/, and a few more
 # cases (filters, a frozen configuration, ResNet-18 collapsed, compare rows
-# changed on the command line) listed below.
+# and plan and dot titles changed on the command line) listed below.
 #
 #   tests/views/run.sh path/to/frost [tests/views]
 #   UPDATE=1 tests/views/run.sh path/to/frost      # rewrite the golden files
@@ -65,6 +65,8 @@ extras=(
     "examples/mobilenet.frost|all.dot|dot --config all"
     "examples/mlp.frost|compare-train.txt|compare --config head --config all --train fc1.*"
     "examples/mlp.frost|compare-grad.csv|compare --config head --grad x --batchnorm-eval --format csv"
+    "examples/mlp.frost|plan-train.txt|plan --train fc1.* --grad x"
+    "examples/mlp.frost|train.dot|dot --config input --train fc2.*"
 )
 
 have_dot=1
