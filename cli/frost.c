@@ -39,13 +39,14 @@ enum { DONE_EARLY = -1 };
  * missing value is not silently taken from the next option (`--config -o
  * out.o`); no name, pattern or KEY=VALUE starts with one, and a file that
  * does is ./-name. */
-enum { C_COMPILE = 1, C_PLAN = 2, C_COMPARE = 4, C_DOT = 8, C_ALL = 15 };
+enum { C_COMPILE = 1, C_PLAN = 2, C_COMPARE = 4, C_DOT = 8, C_CONFIGS = 16, C_ALL = 31 };
 enum { C_VIEWS = C_PLAN | C_COMPARE | C_DOT, C_SELECT = C_COMPILE | C_VIEWS /* what trains */ };
 
 struct cli_command;
 static int cmd_compile(const struct cli_command *cmd, int argc, char **argv);
 static int cmd_view(const struct cli_command *cmd, int argc, char **argv); /* plan and dot */
 static int cmd_compare(const struct cli_command *cmd, int argc, char **argv);
+static int cmd_configs(const struct cli_command *cmd, int argc, char **argv);
 
 static const struct cli_command {
     const char *name;
@@ -62,9 +63,13 @@ static const struct cli_command {
      "programs with its role, bytes, live steps and arena offset, then the totals.\n"},
     {"compare", C_COMPARE, cmd_compare, "memory per freeze configuration",
      "Compare the memory of freeze configurations, one row each.\n"},
-    {"dot", C_DOT, cmd_view, "liveness graph (Graphviz DOT or SVG)",
+    {"dot", C_DOT, cmd_view, "liveness graph (Graphviz DOT, SVG or PNG)",
      "Draw the liveness graph of the train program: steps, the tensors between them,\n"
      "what is kept for backward.\n"},
+    {"configs", C_CONFIGS, cmd_configs, "the file's freeze configurations: what each trains",
+     "List the freeze configurations of a model file, the built-in all and none\n"
+     "included, the default marked: what each trains (its patterns, and how many\n"
+     "parameters they select), which inputs get gradients, the batch-norm mode.\n"},
 };
 
 static const struct cli_option {
@@ -74,7 +79,7 @@ static const struct cli_option {
     const char *help; /* '\n' begins a continuation line */
 } cli_options[] = {
     {"-o", "OUT.o", C_COMPILE, "object file (default: FILE's base name with .o, in the current directory)"},
-    {"-o", "OUT", C_VIEWS, "write to OUT (default: standard output)"},
+    {"-o", "OUT", C_VIEWS | C_CONFIGS, "write to OUT (default: standard output)"},
     {"--header", "OUT.h", C_COMPILE, "header (default: OUT.o with .h)"},
     {"-D", "NAME=VALUE", C_ALL, "override `const NAME` of the model file (integer); also -DNAME=VALUE"},
     {"--config", "NAME", C_COMPILE | C_PLAN | C_DOT,
@@ -100,6 +105,7 @@ static const struct cli_option {
     {"--format", "FMT", C_PLAN, "text|json|svg (default: svg when -o names a .svg file, else text)"},
     {"--format", "FMT", C_COMPARE,
      "text|markdown|csv|json|svg (default: svg when -o names a .svg file, else text)"},
+    {"--format", "FMT", C_CONFIGS, "text|json (default: text)"},
     {"--format", "FMT", C_DOT, "dot|svg|png (default: svg or png when -o names a .svg or .png file,\n"
                                "else dot)"},
     {"--steps", NULL, C_PLAN, "also list every step: kernel, node, live bytes, reads, writes"},
@@ -670,21 +676,24 @@ static bool write_output(pool *p, const char *path, const char *text, size_t len
     return ok;
 }
 
-/* plan, compare and dot: SVG when -o names a .svg file and --format does not
- * say otherwise, PNG for a .png file; any other name, the command's default.
- * false after a usage error: plan and compare draw SVG only. */
+/* The views: SVG when -o names a .svg file and --format does not say
+ * otherwise, PNG for a .png file; any other name, the command's default.
+ * An image the command cannot draw is a usage error (false after it), not
+ * text in a file named .png: plan and compare draw SVG only, configs none. */
 static bool format_of(pool *p, const compile_args *a, const struct cli_command *cmd, view_format *fmt,
                       const char *allowed) {
     const char *ext = a->object ? strrchr(a->object, '.') : NULL;
     if (a->format)
         return parse_format(a->format, fmt, allowed);
-    if (ext && strcmp(ext, ".svg") == 0)
-        *fmt = FMT_SVG;
-    else if (ext && strcmp(ext, ".png") == 0 && cmd->bit == C_DOT)
-        *fmt = FMT_PNG;
-    else if (ext && strcmp(ext, ".png") == 0) {
+    bool svg = ext && strcmp(ext, ".svg") == 0, png = ext && strcmp(ext, ".png") == 0;
+    if ((svg && strstr(allowed, "svg")) || (png && strstr(allowed, "png"))) {
+        *fmt = svg ? FMT_SVG : FMT_PNG;
+    } else if (png && strstr(allowed, "svg")) {
         usage_error("%s", pool_printf(p, "%s draws SVG, not PNG: write -o %.*s.svg (rsvg-convert makes a PNG of it)",
                                       cmd->name, (int)(ext - a->object), a->object));
+        return false;
+    } else if (svg || png) {
+        usage_error("%s", pool_printf(p, "%s writes %s, not an image ('%s')", cmd->name, allowed, a->object));
         return false;
     }
     return true;
@@ -789,6 +798,63 @@ static int cmd_compare(const struct cli_command *cmd, int argc, char **argv) {
             size_t text_len = 0;
             FILE *mem = open_memstream(&text, &text_len);
             view_compare(g->model, rows, nnames, fmt, mem);
+            fclose(mem);
+            if (write_output(p, a.object, text, text_len, NULL))
+                status = 0;
+            free(text);
+        }
+    }
+    free(src);
+    pool_free(p);
+    return status;
+}
+
+/* frost configs: every configuration of the file, after pass_config alone:
+ * nothing is lowered or planned. */
+static int cmd_configs(const struct cli_command *cmd, int argc, char **argv) {
+    pool *p = pool_new();
+    compile_args a = {0};
+    int status = parse_compile_args(p, cmd, argc, argv, &a, NULL);
+    view_format fmt = FMT_TEXT;
+    if (!status && !format_of(p, &a, cmd, &fmt, "text|json"))
+        status = EXIT_USAGE;
+    if (status) {
+        pool_free(p);
+        return status;
+    }
+    status = EXIT_BAD_INPUT;
+    size_t len = 0;
+    char *src = read_file(a.input, &len);
+    if (!src) {
+        fprintf(stderr, "frost: error: cannot read '%s': %s\n", a.input, strerror(errno));
+        pool_free(p);
+        return status;
+    }
+    diag_ctx d;
+    diag_init(&d, a.input, src, len, stderr);
+    const ir_graph *g = frontend_load(p, &d, a.defs, a.ndefs);
+    if (g) {
+        int n = 0, dflt = 0;
+        const char **names = config_names(g, &n);
+        const char *dflt_name = g->default_config >= 0 ? g->configs[g->default_config].name
+                                : g->default_builtin ? g->default_builtin
+                                                     : "all"; /* without a default, everything trains */
+        const ir_module **mods = pool_alloc(p, sizeof *mods * (size_t)n);
+        bool ok = true;
+        for (int k = 0; k < n && ok; k++) {
+            ir_module *m = pool_alloc(p, sizeof *m);
+            m->graph = ir_graph_fork(p, g);
+            frost_select sel = {.config = names[k]};
+            ok = pass_config(m, &sel, &d);
+            mods[k] = m;
+            if (strcmp(names[k], dflt_name) == 0)
+                dflt = k;
+        }
+        if (ok) {
+            char *text = NULL;
+            size_t text_len = 0;
+            FILE *mem = open_memstream(&text, &text_len);
+            view_configs(mods, names, n, dflt, fmt, mem);
             fclose(mem);
             if (write_output(p, a.object, text, text_len, NULL))
                 status = 0;

@@ -587,6 +587,11 @@ void compare_row_of(const ir_module *m, const char *config, compare_row *row);
 /* rows[0] is the reference the ratios are taken against when named "all";
  * otherwise the row named "all" is. */
 void view_compare(const char *model, const compare_row *rows, int nrows, view_format fmt, FILE *out);
+/* configs.c: `frost configs`: mods[k] is the model under configuration
+ * names[k] after pass_config (config_names() order), dflt the default's
+ * index. Text or JSON. */
+void view_configs(const ir_module *const *mods, const char *const *names, int n, int dflt, view_format fmt,
+                  FILE *out);
 /* Liveness graph. `full` is the same model with every param trainable (for the
  * residuals that selective differentiation dropped), or NULL. false with a
  * message (malloc'd) in *err when o names nodes the graph does not have. */

@@ -56,7 +56,7 @@ expect 2 "frost: --only is an option of frost dot, not frost plan" plan "$model"
 expect 2 "frost: --expand is an option of frost dot, not frost compare" compare "$model" --expand
 expect 2 "frost: --steps is an option of frost plan, not frost compile" compile "$model" --steps -o x.o
 expect 2 "frost: --header is an option of frost compile, not frost plan" plan "$model" --header x.h
-expect 2 "frost: --format is an option of frost plan, compare and dot, not frost compile" \
+expect 2 "frost: --format is an option of frost plan, compare, dot and configs, not frost compile" \
     compile "$model" --format json -o x.o
 expect 2 "frost: --from is an option of frost dot, not frost compare" compare "$model" --from fc1
 expect 2 "frost: -O2 is an option of frost compile, not frost dot" dot "$model" -O2
@@ -104,6 +104,7 @@ help_lists compile -o --header -D --config --train --freeze --grad --batchnorm-e
 help_lists plan -o -D --config --train --freeze --grad --batchnorm-eval --format --steps -h
 help_lists compare -o -D --config --train --freeze --grad --batchnorm-eval --optimizer --opt --format -h
 help_lists dot -o -D --config --train --freeze --grad --batchnorm-eval --format --only --from --to --collapse --expand -h
+help_lists configs -o -D --format -h
 expect 0 "" dot "$model" --only fc1 --help # help wins over the rest
 grep -q '^usage: frost dot FILE' "$tmp/stdout" || { failed=$((failed + 1)); echo "FAIL dot ... --help: no dot help"; }
 expect 0 "" help plan
@@ -138,6 +139,14 @@ grep -qF ' * Configuration: x_only + --train *.bias + --batchnorm-eval; 3 of 13 
 expect 0 "" compile "$model" --train '[!*/]*' -O0 -o m.o
 cc -fsyntax-only -x c "$tmp/out/m.h" 2> /dev/null || { failed=$((failed + 1)); echo "FAIL --train '[!*/]*': m.h is not C"; }
 
+# frost configs lists the configurations; it takes no --config, and draws no image.
+expect 2 "frost: --config is an option of frost compile, plan, compare and dot, not frost configs" \
+    configs "$model" --config head
+expect 2 "frost: configs writes text|json, not an image ('c.svg')" configs "$model" -o c.svg
+expect 0 "" configs "$model" --format json -o c.json
+python3 -c 'import json, sys; d = json.load(open(sys.argv[1])); assert d["default"] == "head", d' "$tmp/out/c.json" ||
+    { failed=$((failed + 1)); echo "FAIL configs --format json: not JSON with default head"; }
+
 # Only f32 inputs have gradients (an i32 input used to get a meaningless slot).
 expect 1 "$model: error: --grad label: the input is i32; only f32 inputs have gradients" \
     compile "$model" --grad label -o x.o
@@ -164,6 +173,9 @@ for d in all none; do
     want="model m, config $d: $([ $d = all ] && echo 16 || echo 0) of 16 parameters trainable"
     got=$(head -n 1 "$tmp/stdout")
     [ "$got" = "$want" ] || { failed=$((failed + 1)); echo "FAIL default $d: plan says '$got', expected '$want'"; }
+    expect 0 "" configs "$tmp/default_$d.frost"
+    got=$(grep '^\* ' "$tmp/stdout" | awk '{print $2, $3, $4}')
+    [ "$got" = "$d built in" ] || { failed=$((failed + 1)); echo "FAIL default $d: configs marks '$got'"; }
 done
 
 echo "$passed passed, $failed failed"

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Golden tests of frost's views: `frost plan` (text, --steps, json, svg),
-# `frost compare` (text, markdown, csv, json, svg) and `frost dot` (DOT,
+# `frost compare` (text, markdown, csv, json, svg), `frost configs` (text,
+# json) and `frost dot` (DOT,
 # expanded and collapsed; the SVG Graphviz renders is checked for structure
 # only, since its bytes depend on the Graphviz version) for
 # examples/mlp.frost and every model in tests/e2e/models/, and a few more
@@ -67,6 +68,10 @@ extras=(
     "examples/mlp.frost|compare-grad.csv|compare --config head --grad x --batchnorm-eval --format csv"
     "examples/mlp.frost|plan-train.txt|plan --train fc1.* --grad x"
     "examples/mlp.frost|train.dot|dot --config input --train fc2.*"
+    "examples/mlp.frost|configs.txt|configs"
+    "examples/resnet18.frost|configs.txt|configs"
+    "tests/e2e/models/pool_bn.frost|configs.txt|configs"
+    "tests/e2e/models/pool_bn.frost|configs.json|configs --format json"
 )
 
 have_dot=1
