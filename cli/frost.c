@@ -1,7 +1,10 @@
 /* frost: the command-line driver.
  *
  *   frost compile FILE [options]   model file -> NAME.o + NAME.h
+ *   frost plan | compare | dot | configs FILE [options]   the views
  *
+ * cli_options[] below says which command takes which option; --help and
+ * the parser both read it.
  * Exit status: 0 success, 1 bad input (diagnostics on stderr), 2 bad usage.
  * Outputs are written to temporaries beside their destination and renamed at
  * the end, so a failed run leaves nothing half-written behind: every error
