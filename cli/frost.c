@@ -1,7 +1,10 @@
 /* frost: the command-line driver.
  *
  *   frost compile FILE [options]   model file -> NAME.o + NAME.h
+ *   frost plan | compare | dot | configs FILE [options]   the views
  *
+ * cli_options[] below says which command takes which option; --help and
+ * the parser both read it.
  * Exit status: 0 success, 1 bad input (diagnostics on stderr), 2 bad usage.
  * Outputs are written to temporaries beside their destination and renamed at
  * the end, so a failed run leaves nothing half-written behind: every error
@@ -29,59 +32,213 @@ enum { DONE_EARLY = -1 };
 
 #define STRINGIFY_(x) #x
 #define STRINGIFY(x) STRINGIFY_(x)
-static const char usage_text[] =
-    "usage: frost compile FILE [options]      model -> OUT.o + OUT.h\n"
-    "       frost plan FILE [options]         every buffer: role, bytes, live steps, arena offset\n"
-    "       frost compare FILE [options]      memory per freeze configuration\n"
-    "       frost dot FILE [options]          liveness graph (Graphviz DOT or SVG)\n"
-    "       frost --help | --version\n"
-    "\n"
-    "Compile a model file into an object file and a C header with forward,\n"
-    "backward, inference and init functions and a static memory plan, or show\n"
-    "that plan.\n"
-    "\n"
-    "options:\n"
-    "  -o OUT.o              object file (default: FILE's base name with .o, in the current directory)\n"
-    "  --header OUT.h        header (default: OUT.o with .h)\n"
-    "  -D NAME=VALUE         override `const NAME` of the model file (integer)\n"
-    "  --config NAME         freeze configuration (default: the file's `default`, else all trainable);\n"
-    "                        `all` and `none` always exist\n"
-    "  --train PATTERN       also train the params matching PATTERN (glob: * ? [..]); repeatable\n"
-    "  --freeze PATTERN      freeze the params matching PATTERN; repeatable, applied after --train\n"
-    "  --grad INPUT          also compute d loss / d INPUT; repeatable\n"
-    "  --optimizer NAME      optimizer compiled into P_update / P_train_step: sgd or adamw\n"
-    "                        (default: the model's `optimizer` statement, else sgd)\n"
-    "  --opt KEY=VALUE       its default hyper-parameters (lr, momentum, dampening, nesterov,\n"
-    "                        weight_decay; adamw: lr, beta1, beta2, eps, weight_decay); repeatable\n"
-    "  --batchnorm-eval      batch norm uses its running statistics in training too\n"
-    "  --infer-only          compile: P_init and P_infer only (no train program, no gradients,\n"
-    "                        no optimizer); the header's arena is the inference arena\n"
-    "  --checked             compile, for development: guard bytes around every buffer and at the\n"
-    "                        end of every block, checked after each step, and every step's f32\n"
-    "                        outputs checked for NaN/Inf (P_ERR_GUARD, P_ERR_NONFINITE, P_last_error)\n"
-    "  --name PREFIX         prefix of the generated symbols and macros (default: the model name)\n"
-    "  -O0 -O1 -O2 -O3       optimisation level of the generated code (default -O3)\n"
-    "  --mcpu CPU            target CPU (default: this machine's; --mcpu help lists them)\n"
-    "  --triple TRIPLE       target triple (default: this machine's)\n"
-    "  -d LETTERS            compile: dump the IR to stderr after passes: g graph, l lowered,\n"
-    "                        p planned, w widened (docs/internals.md)\n"
-    "  --format FMT          plan: text|json|svg; compare: text|markdown|csv|json|svg; dot: dot|svg\n"
-    "                        (default: svg when -o names a .svg file, else text, or dot for dot)\n"
-    "  --steps               plan: also list every step: kernel, node, live bytes, reads, writes\n"
-    "  --only PATTERN        dot: only the nodes matching PATTERN or lying under a match\n"
-    "                        (layer2.* or layer2); repeatable\n"
-    "  --from NAME           dot: start at the first node named NAME or lying under it (NAME.*)\n"
-    "  --to NAME             dot: end at the last node named NAME or lying under it\n"
-    "  --collapse, --expand  dot: one node per def call (and phase), or one per step (default:\n"
-    "                        collapse above " STRINGIFY(VIEW_COLLAPSE_STEPS) " steps)\n"
-    "\n"
-    "compare takes --config repeatedly (default: every configuration of the file,\n"
-    "plus all and none); plan, compare and dot write to -o OUT or standard output.\n";
+
+/* ---------------------------------------------------------------- commands and options
+ *
+ * Which command takes which option, and the help each prints: the one table
+ * that `frost --help`, `frost COMMAND --help` and the check that an option
+ * applies to its command all read. An option whose help differs between
+ * commands has a row per group of them. Values never start with '-': a
+ * missing value is not silently taken from the next option (`--config -o
+ * out.o`); no name, pattern or KEY=VALUE starts with one, and a file that
+ * does is ./-name. */
+enum { C_COMPILE = 1, C_PLAN = 2, C_COMPARE = 4, C_DOT = 8, C_CONFIGS = 16, C_ALL = 31 };
+enum { C_VIEWS = C_PLAN | C_COMPARE | C_DOT, C_SELECT = C_COMPILE | C_VIEWS /* what trains */ };
+
+struct cli_command;
+static int cmd_compile(const struct cli_command *cmd, int argc, char **argv);
+static int cmd_view(const struct cli_command *cmd, int argc, char **argv); /* plan and dot */
+static int cmd_compare(const struct cli_command *cmd, int argc, char **argv);
+static int cmd_configs(const struct cli_command *cmd, int argc, char **argv);
+
+static const struct cli_command {
+    const char *name;
+    unsigned bit;
+    int (*run)(const struct cli_command *cmd, int argc, char **argv);
+    const char *summary; /* one line, for the overview */
+    const char *about;   /* the command's own help, before its options */
+} cli_commands[] = {
+    {"compile", C_COMPILE, cmd_compile, "model -> OUT.o + OUT.h",
+     "Compile a model file into an object file and a C header with forward, backward,\n"
+     "inference, init and optimizer functions and a static memory plan.\n"},
+    {"plan", C_PLAN, cmd_view, "every buffer: role, bytes, live steps, arena offset",
+     "Show the memory plan of one configuration: every buffer of the train and infer\n"
+     "programs with its role, bytes, live steps and arena offset, then the totals.\n"},
+    {"compare", C_COMPARE, cmd_compare, "memory per freeze configuration",
+     "Compare the memory of freeze configurations, one row each.\n"},
+    {"dot", C_DOT, cmd_view, "liveness graph (Graphviz DOT, SVG or PNG)",
+     "Draw the liveness graph of the train program: steps, the tensors between them,\n"
+     "what is kept for backward.\n"},
+    {"configs", C_CONFIGS, cmd_configs, "the file's freeze configurations: what each trains",
+     "List the freeze configurations of a model file, the built-in all and none\n"
+     "included, the default marked: what each trains (its patterns, and how many\n"
+     "parameters they select), which inputs get gradients, the batch-norm mode.\n"},
+};
+
+static const struct cli_option {
+    const char *name; /* as typed; "-O" stands for -O0 .. -O3 */
+    const char *arg;  /* its value in the help; NULL: it takes none */
+    unsigned cmds;    /* the commands that take it */
+    const char *help; /* '\n' begins a continuation line */
+} cli_options[] = {
+    {"-o", "OUT.o", C_COMPILE, "object file (default: FILE's base name with .o, in the current directory)"},
+    {"-o", "OUT", C_VIEWS | C_CONFIGS, "write to OUT (default: standard output)"},
+    {"--header", "OUT.h", C_COMPILE, "header (default: OUT.o with .h)"},
+    {"-D", "NAME=VALUE", C_ALL, "override `const NAME` of the model file (integer); also -DNAME=VALUE"},
+    {"--config", "NAME", C_COMPILE | C_PLAN | C_DOT,
+     "freeze configuration (default: the file's `default`, else all trainable);\n"
+     "`all` and `none` always exist"},
+    {"--config", "NAME", C_COMPARE,
+     "a configuration to compare; repeatable (default: every configuration of\n"
+     "the file, plus all and none)"},
+    {"--train", "PATTERN", C_SELECT, "also train the params matching PATTERN (glob: * ? [..]); repeatable"},
+    {"--freeze", "PATTERN", C_SELECT, "freeze the params matching PATTERN; repeatable, applied after --train"},
+    {"--grad", "INPUT", C_SELECT, "also compute d loss / d INPUT; repeatable"},
+    {"--batchnorm-eval", NULL, C_SELECT, "batch norm uses its running statistics in training too"},
+    {"--optimizer", "NAME", C_COMPILE | C_COMPARE,
+     "optimizer compiled into P_update / P_train_step: sgd or adamw\n"
+     "(default: the model's `optimizer` statement, else sgd)"},
+    {"--opt", "KEY=VALUE", C_COMPILE | C_COMPARE,
+     "its default hyper-parameters (lr, momentum, dampening, nesterov,\n"
+     "weight_decay; adamw: lr, beta1, beta2, eps, weight_decay); repeatable"},
+    {"--name", "PREFIX", C_COMPILE, "prefix of the generated symbols and macros (default: the model name)"},
+    {"-O", NULL, C_COMPILE, "optimisation level of the generated code (default -O3)"},
+    {"--mcpu", "CPU", C_COMPILE, "target CPU (default: this machine's; --mcpu help lists them)"},
+    {"--triple", "TRIPLE", C_COMPILE, "target triple (default: this machine's)"},
+    {"--infer-only", NULL, C_COMPILE,
+     "P_init and P_infer only (no train program, no gradients, no optimizer);\n"
+     "the header's arena is the inference arena"},
+    {"--checked", NULL, C_COMPILE,
+     "for development: guard bytes around every buffer and at the end of every\n"
+     "block, checked after each step, and every step's f32 outputs checked for\n"
+     "NaN/Inf (P_ERR_GUARD, P_ERR_NONFINITE, P_last_error)"},
+    {"-d", "LETTERS", C_COMPILE,
+     "dump the IR to stderr after passes: g graph, l lowered, p planned,\n"
+     "w widened (docs/internals.md)"},
+    {"--format", "FMT", C_PLAN, "text|json|svg (default: svg when -o names a .svg file, else text)"},
+    {"--format", "FMT", C_COMPARE,
+     "text|markdown|csv|json|svg (default: svg when -o names a .svg file, else text)"},
+    {"--format", "FMT", C_CONFIGS, "text|json (default: text)"},
+    {"--format", "FMT", C_DOT, "dot|svg|png (default: svg or png when -o names a .svg or .png file,\n"
+                               "else dot)"},
+    {"--steps", NULL, C_PLAN, "also list every step: kernel, node, live bytes, reads, writes"},
+    {"--only", "PATTERN", C_DOT,
+     "only the nodes matching PATTERN or lying under a match (layer2.* or layer2);\n"
+     "repeatable"},
+    {"--from", "NAME", C_DOT, "start at the first node named NAME or lying under it (NAME.*)"},
+    {"--to", "NAME", C_DOT, "end at the last node named NAME or lying under it"},
+    {"--collapse", NULL, C_DOT, "one node per def call (and phase) (default: above " STRINGIFY(
+                                    VIEW_COLLAPSE_STEPS) " steps)"},
+    {"--expand", NULL, C_DOT, "one node per step"},
+    {"-h", NULL, C_ALL, "this help"},
+};
+enum { NOPTIONS = sizeof cli_options / sizeof *cli_options, NCOMMANDS = sizeof cli_commands / sizeof *cli_commands };
+
+static bool is_help(const char *arg) { return strcmp(arg, "-h") == 0 || strcmp(arg, "--help") == 0; }
+
+/* The row of arg for a command (NULL: none), and in *value a value written
+ * into arg itself (-DN=4); *cmds: the commands that take the option at all
+ * (0: no such option). */
+static const struct cli_option *find_option(const char *arg, unsigned cmd, unsigned *cmds, const char **value) {
+    const char *name = arg;
+    *value = NULL;
+    if (arg[0] == '-' && arg[1] == 'O' && arg[2] >= '0' && arg[2] <= '3' && !arg[3])
+        name = "-O";
+    else if (strncmp(arg, "-D", 2) == 0 && arg[2])
+        name = "-D", *value = arg + 2;
+    else if (is_help(arg))
+        name = "-h";
+    const struct cli_option *row = NULL;
+    *cmds = 0;
+    for (int k = 0; k < NOPTIONS; k++)
+        if (strcmp(cli_options[k].name, name) == 0) {
+            *cmds |= cli_options[k].cmds;
+            if (!row && (cli_options[k].cmds & cmd))
+                row = &cli_options[k];
+        }
+    return row;
+}
+
+/* "plan, compare and dot" */
+static const char *command_list(pool *p, unsigned cmds) {
+    const char *list = NULL;
+    int n = 0;
+    for (int k = 0; k < NCOMMANDS; k++)
+        n += (cmds & cli_commands[k].bit) != 0;
+    for (int k = 0, i = 0; k < NCOMMANDS; k++) {
+        if (!(cmds & cli_commands[k].bit))
+            continue;
+        const char *name = cli_commands[k].name;
+        list = !i ? name : pool_printf(p, "%s%s%s", list, i + 1 == n ? " and " : ", ", name);
+        i++;
+    }
+    return list;
+}
+
+/* One option's help: "  --config NAME         freeze ..." with its
+ * continuation lines under the first. */
+static void print_option(FILE *out, const struct cli_option *o) {
+    char head[64];
+    if (strcmp(o->name, "-O") == 0)
+        snprintf(head, sizeof head, "-O0 -O1 -O2 -O3");
+    else if (strcmp(o->name, "-h") == 0)
+        snprintf(head, sizeof head, "-h, --help");
+    else
+        snprintf(head, sizeof head, "%s%s%s", o->name, o->arg ? " " : "", o->arg ? o->arg : "");
+    fprintf(out, "  %-20s  ", head);
+    for (const char *c = o->help; *c; c++) {
+        fputc(*c, out);
+        if (*c == '\n')
+            fprintf(out, "%24s", "");
+    }
+    fputc('\n', out);
+}
+
+static const char value_rule[] = "An option's value never starts with '-' (write ./-name for a file named so).\n";
+
+/* The commands, then every option once, under the commands that take it. */
+static void print_overview(FILE *out) {
+    pool *p = pool_new();
+    for (int k = 0; k < NCOMMANDS; k++) {
+        const char *use = pool_printf(p, "frost %s FILE [options]", cli_commands[k].name);
+        fprintf(out, "%s %-34s  %s\n", k ? "      " : "usage:", use, cli_commands[k].summary);
+    }
+    fprintf(out, "       %-34s  %s\n", "frost COMMAND --help", "that command's help: what it does, its options");
+    fprintf(out, "       frost --help | --version\n"
+                 "\n"
+                 "Compile a model file into an object file and a C header with forward,\n"
+                 "backward, inference and init functions and a static memory plan, or show\n"
+                 "that plan.\n");
+    for (int k = 0; k < NOPTIONS; k++) {
+        unsigned c = cli_options[k].cmds;
+        bool seen = false;
+        for (int j = 0; j < k; j++)
+            seen |= cli_options[j].cmds == c;
+        if (seen)
+            continue;
+        fprintf(out, "\noptions of %s:\n", c == C_ALL ? "every command" : command_list(p, c));
+        for (int j = k; j < NOPTIONS; j++)
+            if (cli_options[j].cmds == c)
+                print_option(out, &cli_options[j]);
+    }
+    fprintf(out, "\n%s", value_rule);
+    pool_free(p);
+}
+
+static void print_command_help(FILE *out, const struct cli_command *c) {
+    fprintf(out, "usage: frost %s FILE [options]\n\n%s\noptions:\n", c->name, c->about);
+    for (int k = 0; k < NOPTIONS; k++)
+        if (cli_options[k].cmds & c->bit)
+            print_option(out, &cli_options[k]);
+    fprintf(out, "\n%s", value_rule);
+}
+
+static char cli_try[32] = "frost --help"; /* the help a usage error points to: the command's */
 
 static int usage_error(const char *fmt, const char *arg) {
     fprintf(stderr, "frost: ");
     fprintf(stderr, fmt, arg);
-    fprintf(stderr, "\nTry 'frost --help'.\n");
+    fprintf(stderr, "\nTry '%s'.\n", cli_try);
     return EXIT_USAGE;
 }
 
@@ -278,7 +435,15 @@ static int parse_opt_setting(pool *p, frost_opt_setting *out, const char *text) 
     return 0;
 }
 
-static int parse_compile_args(pool *p, int argc, char **argv, compile_args *a) {
+/* The arguments after the command. DONE_EARLY after -h / --help printed the
+ * command's help, or --mcpu help the CPUs. */
+static int parse_compile_args(pool *p, const struct cli_command *cmd, int argc, char **argv, compile_args *a,
+                              view_options *vo) {
+    for (int k = 0; k < argc; k++)
+        if (is_help(argv[k])) {
+            print_command_help(stdout, cmd);
+            return DONE_EARLY;
+        }
     a->defs = pool_alloc(p, sizeof *a->defs * (size_t)argc);
     const char **train = pool_alloc(p, sizeof *train * (size_t)argc);
     const char **freeze = pool_alloc(p, sizeof *freeze * (size_t)argc);
@@ -290,67 +455,86 @@ static int parse_compile_args(pool *p, int argc, char **argv, compile_args *a) {
     frost_opt_setting *settings = pool_alloc(p, sizeof *settings * (size_t)argc);
     a->sel.opt_settings = settings;
     a->cg.opt_level = 3;
+    static view_options no_view;
+    if (!vo)
+        vo = &no_view;
+    const char **only = pool_alloc(p, sizeof *only * (size_t)(argc + 1));
+    vo->only = only;
     for (int k = 0; k < argc; k++) {
-        const char *arg = argv[k];
-        /* options taking a value, as "-o X" (and "-DX=1") */
-        const char *value = k + 1 < argc ? argv[k + 1] : NULL;
-        if (strcmp(arg, "-o") == 0 || strcmp(arg, "--header") == 0 || strcmp(arg, "-D") == 0 ||
-            strcmp(arg, "--config") == 0 || strcmp(arg, "--train") == 0 || strcmp(arg, "--freeze") == 0 ||
-            strcmp(arg, "--grad") == 0 || strcmp(arg, "--name") == 0 || strcmp(arg, "--mcpu") == 0 ||
-            strcmp(arg, "--triple") == 0 || strcmp(arg, "--format") == 0 || strcmp(arg, "--optimizer") == 0 ||
-            strcmp(arg, "--opt") == 0 || strcmp(arg, "-d") == 0) {
-            if (!value)
-                return usage_error("option %s needs a value", arg);
-            k++;
-            if (strcmp(arg, "-o") == 0)
-                a->object = value;
-            else if (strcmp(arg, "--header") == 0)
-                a->header = value;
-            else if (strcmp(arg, "-D") == 0) {
-                if (parse_define(p, a, value))
-                    return EXIT_USAGE;
-            } else if (strcmp(arg, "--config") == 0)
-                a->sel.config = a->configs[a->nconfigs++] = value;
-            else if (strcmp(arg, "--format") == 0)
-                a->format = value;
-            else if (strcmp(arg, "--train") == 0)
-                train[a->sel.ntrain++] = value;
-            else if (strcmp(arg, "--freeze") == 0)
-                freeze[a->sel.nfreeze++] = value;
-            else if (strcmp(arg, "--grad") == 0)
-                grad[a->sel.ngrad++] = value;
-            else if (strcmp(arg, "--name") == 0)
-                a->cg.prefix = value;
-            else if (strcmp(arg, "--optimizer") == 0)
-                a->sel.optimizer = value;
-            else if (strcmp(arg, "--opt") == 0) {
-                if (parse_opt_setting(p, &settings[a->sel.nopt_settings++], value))
-                    return EXIT_USAGE;
-            }
-            else if (strcmp(arg, "--mcpu") == 0)
-                a->cg.cpu = value;
-            else if (strcmp(arg, "-d") == 0)
-                a->sel.dump = value;
-            else
-                a->cg.triple = value;
-        } else if (strncmp(arg, "-D", 2) == 0) {
-            if (parse_define(p, a, arg + 2))
-                return EXIT_USAGE;
-        } else if (strcmp(arg, "--batchnorm-eval") == 0) {
-            a->sel.bn_eval = true;
-        } else if (strcmp(arg, "--infer-only") == 0) {
-            a->sel.infer_only = true;
-        } else if (strcmp(arg, "--checked") == 0) {
-            a->sel.checked = true;
-        } else if (arg[0] == '-' && arg[1] == 'O' && arg[2] >= '0' && arg[2] <= '3' && !arg[3]) {
-            a->cg.opt_level = arg[2] - '0';
-        } else if (arg[0] == '-' && arg[1]) {
+        const char *arg = argv[k], *value;
+        unsigned cmds;
+        const struct cli_option *opt = find_option(arg, cmd->bit, &cmds, &value);
+        if (!opt && cmds)
+            return usage_error("%s", pool_printf(p, "%s is an option of frost %s, not frost %s", arg,
+                                                 command_list(p, cmds), cmd->name));
+        if (!opt && arg[0] == '-' && arg[1])
             return usage_error("unknown option '%s'", arg);
-        } else if (a->input) {
-            return usage_error("more than one input file ('%s')", arg);
-        } else {
+        if (!opt) {
+            if (a->input)
+                return usage_error("more than one input file ('%s')", arg);
             a->input = arg;
+            continue;
         }
+        if (opt->arg && !value) {
+            if (k + 1 == argc)
+                return usage_error("option %s needs a value", arg);
+            value = argv[++k];
+            if (value[0] == '-')
+                return usage_error("%s", pool_printf(p, "option %s needs a value, got '%s' (values never start "
+                                                        "with '-')",
+                                                     arg, value));
+        }
+        const char *name = opt->name;
+        if (strcmp(name, "-o") == 0)
+            a->object = value;
+        else if (strcmp(name, "--header") == 0)
+            a->header = value;
+        else if (strcmp(name, "-D") == 0) {
+            if (parse_define(p, a, value))
+                return EXIT_USAGE;
+        } else if (strcmp(name, "--config") == 0)
+            a->sel.config = a->configs[a->nconfigs++] = value;
+        else if (strcmp(name, "--format") == 0)
+            a->format = value;
+        else if (strcmp(name, "--train") == 0)
+            train[a->sel.ntrain++] = value;
+        else if (strcmp(name, "--freeze") == 0)
+            freeze[a->sel.nfreeze++] = value;
+        else if (strcmp(name, "--grad") == 0)
+            grad[a->sel.ngrad++] = value;
+        else if (strcmp(name, "--name") == 0)
+            a->cg.prefix = value;
+        else if (strcmp(name, "--optimizer") == 0)
+            a->sel.optimizer = value;
+        else if (strcmp(name, "--opt") == 0) {
+            if (parse_opt_setting(p, &settings[a->sel.nopt_settings++], value))
+                return EXIT_USAGE;
+        } else if (strcmp(name, "--mcpu") == 0)
+            a->cg.cpu = value;
+        else if (strcmp(name, "--triple") == 0)
+            a->cg.triple = value;
+        else if (strcmp(name, "--batchnorm-eval") == 0)
+            a->sel.bn_eval = true;
+        else if (strcmp(name, "--infer-only") == 0)
+            a->sel.infer_only = true;
+        else if (strcmp(name, "--checked") == 0)
+            a->sel.checked = true;
+        else if (strcmp(name, "-d") == 0)
+            a->sel.dump = value;
+        else if (strcmp(name, "-O") == 0)
+            a->cg.opt_level = arg[2] - '0';
+        else if (strcmp(name, "--steps") == 0)
+            vo->steps = true;
+        else if (strcmp(name, "--from") == 0)
+            vo->from = value;
+        else if (strcmp(name, "--to") == 0)
+            vo->to = value;
+        else if (strcmp(name, "--only") == 0)
+            only[vo->nonly++] = value;
+        else if (strcmp(name, "--collapse") == 0 || strcmp(name, "--expand") == 0)
+            vo->collapse = strcmp(name, "--expand") == 0 ? COLLAPSE_NEVER : COLLAPSE_ALWAYS;
+        else
+            IR_ASSERT(!"an option of the table without a case here");
     }
     if (a->cg.cpu && strcmp(a->cg.cpu, "help") == 0) {
         char *err = NULL;
@@ -388,7 +572,7 @@ static bool parse_format(const char *name, view_format *fmt, const char *allowed
         const char *name;
         view_format fmt;
     } formats[] = {{"text", FMT_TEXT}, {"json", FMT_JSON}, {"markdown", FMT_MARKDOWN},
-                   {"csv", FMT_CSV},   {"dot", FMT_DOT},   {"svg", FMT_SVG}};
+                   {"csv", FMT_CSV},   {"dot", FMT_DOT},   {"svg", FMT_SVG},      {"png", FMT_PNG}};
     for (size_t k = 0; k < sizeof formats / sizeof formats[0]; k++) {
         size_t n = strlen(formats[k].name);
         const char *at = strstr(allowed, formats[k].name);
@@ -416,10 +600,10 @@ static ir_module *load_module(pool *p, diag_ctx *d, const char *path, const fros
     return frost_build(p, d, defs, ndefs, sel);
 }
 
-static int cmd_compile(int argc, char **argv) {
+static int cmd_compile(const struct cli_command *cmd, int argc, char **argv) {
     pool *p = pool_new();
     compile_args a = {0};
-    int status = parse_compile_args(p, argc, argv, &a);
+    int status = parse_compile_args(p, cmd, argc, argv, &a, NULL);
     if (status) {
         pool_free(p);
         return status;
@@ -475,8 +659,9 @@ done:
 }
 
 /* Write `text` to path through a temporary, or to stdout when path is NULL;
- * DOT text laid out and rendered to SVG first when `render`. */
-static bool write_output(pool *p, const char *path, const char *text, size_t len, bool render) {
+ * DOT text laid out and rendered by Graphviz first when `render` names a
+ * format ("svg", "png"). */
+static bool write_output(pool *p, const char *path, const char *text, size_t len, const char *render) {
     char *tmp = NULL;
     FILE *out = stdout;
     if (path) {
@@ -491,9 +676,9 @@ static bool write_output(pool *p, const char *path, const char *text, size_t len
     bool ok = true;
     if (render) {
         char *err = NULL;
-        ok = view_svg(text, len, out, &err);
+        ok = view_render(text, len, render, out, &err);
         if (!ok) {
-            fprintf(stderr, "frost: error: %s\n", err);
+            fprintf(stderr, "frost: error: %s\n", err ? err : "out of memory");
             free(err);
         }
     } else {
@@ -513,75 +698,42 @@ static bool write_output(pool *p, const char *path, const char *text, size_t len
     return ok;
 }
 
-/* ---------------------------------------------------------------- the views' own options
- *
- * Taken out of argv before the options all commands share are parsed, the
- * rest left in order; an option of another view is a usage error. (A value
- * that is spelt like one of these, `-o --only`, is taken for the option.) */
-static const struct {
-    const char *name, *cmd; /* the option, the command that takes it */
-    bool value;
-} view_opts[] = {
-    {"--steps", "plan", false}, {"--from", "dot", true},     {"--to", "dot", true},
-    {"--only", "dot", true},    {"--expand", "dot", false}, {"--collapse", "dot", false},
-    {"-d", "compile", true},
-};
-
-static int take_view_args(pool *p, const char *cmd, int *argc, char **argv, view_options *o) {
-    const char **only = pool_alloc(p, sizeof *only * (size_t)(*argc + 1));
-    o->only = only;
-    int kept = 0;
-    for (int k = 0; k < *argc; k++) {
-        size_t i = 0, n = sizeof view_opts / sizeof *view_opts;
-        while (i < n && strcmp(argv[k], view_opts[i].name) != 0)
-            i++;
-        if (i == n) {
-            argv[kept++] = argv[k];
-            continue;
-        }
-        const char *name = view_opts[i].name, *value = NULL;
-        if (strcmp(view_opts[i].cmd, cmd) != 0)
-            return usage_error("%s", pool_printf(p, "%s is an option of frost %s", name, view_opts[i].cmd));
-        if (view_opts[i].value && !(value = k + 1 < *argc ? argv[++k] : NULL))
-            return usage_error("option %s needs a value", name);
-        if (strcmp(name, "--steps") == 0)
-            o->steps = true;
-        else if (strcmp(name, "--from") == 0)
-            o->from = value;
-        else if (strcmp(name, "--to") == 0)
-            o->to = value;
-        else if (strcmp(name, "--only") == 0)
-            only[o->nonly++] = value;
-        else
-            o->collapse = strcmp(name, "--expand") == 0 ? COLLAPSE_NEVER : COLLAPSE_ALWAYS;
-    }
-    *argc = kept;
-    return 0;
-}
-
-/* plan, compare and dot: SVG when -o names a .svg file and --format does not
- * say otherwise. */
-static view_format format_of(const compile_args *a, view_format fmt) {
+/* The views: SVG when -o names a .svg file and --format does not say
+ * otherwise, PNG for a .png file; any other name, the command's default.
+ * An image the command cannot draw is a usage error (false after it), not
+ * text in a file named .png: plan and compare draw SVG only, configs none. */
+static bool format_of(pool *p, const compile_args *a, const struct cli_command *cmd, view_format *fmt,
+                      const char *allowed) {
     const char *ext = a->object ? strrchr(a->object, '.') : NULL;
-    return !a->format && ext && strcmp(ext, ".svg") == 0 ? FMT_SVG : fmt;
+    if (a->format)
+        return parse_format(a->format, fmt, allowed);
+    bool svg = ext && strcmp(ext, ".svg") == 0, png = ext && strcmp(ext, ".png") == 0;
+    if ((svg && strstr(allowed, "svg")) || (png && strstr(allowed, "png"))) {
+        *fmt = svg ? FMT_SVG : FMT_PNG;
+    } else if (png && strstr(allowed, "svg")) {
+        usage_error("%s", pool_printf(p, "%s draws SVG, not PNG: write -o %.*s.svg (rsvg-convert makes a PNG of it)",
+                                      cmd->name, (int)(ext - a->object), a->object));
+        return false;
+    } else if (svg || png) {
+        usage_error("%s", pool_printf(p, "%s writes %s, not an image ('%s')", cmd->name, allowed, a->object));
+        return false;
+    }
+    return true;
 }
 
 /* frost plan | frost dot: one configuration, one view. */
-static int cmd_view(int argc, char **argv, bool dot) {
+static int cmd_view(const struct cli_command *cmd, int argc, char **argv) {
     pool *p = pool_new();
     compile_args a = {0};
     view_options vo = {0};
-    int status = take_view_args(p, dot ? "dot" : "plan", &argc, argv, &vo);
-    if (!status)
-        status = parse_compile_args(p, argc, argv, &a);
-    if (!status && a.sel.infer_only) /* a view shows the train program too */
-        status = usage_error("%s", "--infer-only is an option of frost compile");
+    bool dot = cmd->bit == C_DOT;
+    int status = parse_compile_args(p, cmd, argc, argv, &a, &vo);
     if (status) {
         pool_free(p);
         return status;
     }
-    view_format fmt = format_of(&a, dot ? FMT_DOT : FMT_TEXT);
-    if (a.format && !parse_format(a.format, &fmt, dot ? "dot|svg" : "text|json|svg")) {
+    view_format fmt = dot ? FMT_DOT : FMT_TEXT;
+    if (!format_of(p, &a, cmd, &fmt, dot ? "dot|svg|png" : "text|json|svg")) {
         pool_free(p);
         return EXIT_USAGE;
     }
@@ -609,7 +761,8 @@ static int cmd_view(int argc, char **argv, bool dot) {
     fclose(mem);
     if (err)
         fprintf(stderr, "frost: error: %s\n", err);
-    if (ok && write_output(p, a.object, text, len, dot && fmt == FMT_SVG))
+    const char *render = !dot ? NULL : fmt == FMT_SVG ? "svg" : fmt == FMT_PNG ? "png" : NULL;
+    if (ok && write_output(p, a.object, text, len, render))
         status = 0;
     free(err);
     free(text);
@@ -618,36 +771,16 @@ static int cmd_view(int argc, char **argv, bool dot) {
     return status;
 }
 
-/* A compare row's name: its configuration and what the command line changed
- * in it ("head+--train fc1.*"), so it is not taken for the file's own. */
-static const char *row_name(pool *p, const char *config, const frost_select *sel) {
-    const char *name = config;
-    for (int k = 0; k < sel->ntrain; k++)
-        name = pool_printf(p, "%s+--train %s", name, sel->train[k]);
-    for (int k = 0; k < sel->nfreeze; k++)
-        name = pool_printf(p, "%s+--freeze %s", name, sel->freeze[k]);
-    for (int k = 0; k < sel->ngrad; k++)
-        name = pool_printf(p, "%s+--grad %s", name, sel->grad[k]);
-    if (sel->bn_eval)
-        name = pool_printf(p, "%s+--batchnorm-eval", name);
-    return name;
-}
-
-static int cmd_compare(int argc, char **argv) {
+static int cmd_compare(const struct cli_command *cmd, int argc, char **argv) {
     pool *p = pool_new();
     compile_args a = {0};
-    view_options vo = {0};
-    int status = take_view_args(p, "compare", &argc, argv, &vo);
-    if (!status)
-        status = parse_compile_args(p, argc, argv, &a);
-    if (!status && a.sel.infer_only)
-        status = usage_error("%s", "--infer-only is an option of frost compile");
+    int status = parse_compile_args(p, cmd, argc, argv, &a, NULL);
     if (status) {
         pool_free(p);
         return status;
     }
-    view_format fmt = format_of(&a, FMT_TEXT);
-    if (a.format && !parse_format(a.format, &fmt, "text|markdown|csv|json|svg")) {
+    view_format fmt = FMT_TEXT;
+    if (!format_of(p, &a, cmd, &fmt, "text|markdown|csv|json|svg")) {
         pool_free(p);
         return EXIT_USAGE;
     }
@@ -667,14 +800,8 @@ static int cmd_compare(int argc, char **argv) {
     if (g) {
         const char **names = a.configs;
         int nnames = a.nconfigs;
-        if (!nnames) {
-            names = pool_alloc(p, sizeof *names * (size_t)(g->nconfigs + 2));
-            names[nnames++] = "all";
-            for (int k = 0; k < g->nconfigs; k++)
-                if (strcmp(g->configs[k].name, "all") != 0 && strcmp(g->configs[k].name, "none") != 0)
-                    names[nnames++] = g->configs[k].name;
-            names[nnames++] = "none";
-        }
+        if (!nnames)
+            names = config_names(g, &nnames);
         compare_row *rows = pool_alloc(p, sizeof *rows * (size_t)nnames);
         bool ok = true;
         for (int k = 0; k < nnames && ok; k++) {
@@ -684,7 +811,7 @@ static int cmd_compare(int argc, char **argv) {
             diag_init(&d, a.input, src, len, stderr);
             ir_module *m = frost_build_graph(ir_graph_fork(cp, g), &d, &sel);
             if (m)
-                compare_row_of(m, row_name(p, names[k], &a.sel), &rows[k]);
+                compare_row_of(m, pool_strdup(p, view_config_name(m)), &rows[k]);
             ok = m != NULL;
             pool_free(cp);
         }
@@ -694,7 +821,64 @@ static int cmd_compare(int argc, char **argv) {
             FILE *mem = open_memstream(&text, &text_len);
             view_compare(g->model, rows, nnames, fmt, mem);
             fclose(mem);
-            if (write_output(p, a.object, text, text_len, false))
+            if (write_output(p, a.object, text, text_len, NULL))
+                status = 0;
+            free(text);
+        }
+    }
+    free(src);
+    pool_free(p);
+    return status;
+}
+
+/* frost configs: every configuration of the file, after pass_config alone:
+ * nothing is lowered or planned. */
+static int cmd_configs(const struct cli_command *cmd, int argc, char **argv) {
+    pool *p = pool_new();
+    compile_args a = {0};
+    int status = parse_compile_args(p, cmd, argc, argv, &a, NULL);
+    view_format fmt = FMT_TEXT;
+    if (!status && !format_of(p, &a, cmd, &fmt, "text|json"))
+        status = EXIT_USAGE;
+    if (status) {
+        pool_free(p);
+        return status;
+    }
+    status = EXIT_BAD_INPUT;
+    size_t len = 0;
+    char *src = read_file(a.input, &len);
+    if (!src) {
+        fprintf(stderr, "frost: error: cannot read '%s': %s\n", a.input, strerror(errno));
+        pool_free(p);
+        return status;
+    }
+    diag_ctx d;
+    diag_init(&d, a.input, src, len, stderr);
+    const ir_graph *g = frontend_load(p, &d, a.defs, a.ndefs);
+    if (g) {
+        int n = 0, dflt = 0;
+        const char **names = config_names(g, &n);
+        const char *dflt_name = g->default_config >= 0 ? g->configs[g->default_config].name
+                                : g->default_builtin ? g->default_builtin
+                                                     : "all"; /* without a default, everything trains */
+        const ir_module **mods = pool_alloc(p, sizeof *mods * (size_t)n);
+        bool ok = true;
+        for (int k = 0; k < n && ok; k++) {
+            ir_module *m = pool_alloc(p, sizeof *m);
+            m->graph = ir_graph_fork(p, g);
+            frost_select sel = {.config = names[k]};
+            ok = pass_config(m, &sel, &d);
+            mods[k] = m;
+            if (strcmp(names[k], dflt_name) == 0)
+                dflt = k;
+        }
+        if (ok) {
+            char *text = NULL;
+            size_t text_len = 0;
+            FILE *mem = open_memstream(&text, &text_len);
+            view_configs(mods, names, n, dflt, fmt, mem);
+            fclose(mem);
+            if (write_output(p, a.object, text, text_len, NULL))
                 status = 0;
             free(text);
         }
@@ -707,24 +891,27 @@ static int cmd_compare(int argc, char **argv) {
 static int run(int argc, char **argv) {
     if (argc < 2)
         return usage_error("%s", "no command given");
-    const char *cmd = argv[1];
-    if (strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0 || strcmp(cmd, "help") == 0) {
-        fputs(usage_text, stdout);
+    const char *name = argv[1];
+    if (is_help(name) || strcmp(name, "help") == 0) {
+        /* frost help COMMAND: that command's help */
+        for (int k = 0; argc > 2 && k < NCOMMANDS; k++)
+            if (strcmp(argv[2], cli_commands[k].name) == 0) {
+                print_command_help(stdout, &cli_commands[k]);
+                return 0;
+            }
+        print_overview(stdout);
         return 0;
     }
-    if (strcmp(cmd, "--version") == 0) {
+    if (strcmp(name, "--version") == 0) {
         printf("frost %s\n", FROST_VERSION);
         return 0;
     }
-    if (strcmp(cmd, "compile") == 0)
-        return cmd_compile(argc - 2, argv + 2);
-    if (strcmp(cmd, "plan") == 0)
-        return cmd_view(argc - 2, argv + 2, false);
-    if (strcmp(cmd, "dot") == 0)
-        return cmd_view(argc - 2, argv + 2, true);
-    if (strcmp(cmd, "compare") == 0)
-        return cmd_compare(argc - 2, argv + 2);
-    return usage_error("unknown command '%s'", cmd);
+    for (int k = 0; k < NCOMMANDS; k++)
+        if (strcmp(name, cli_commands[k].name) == 0) {
+            snprintf(cli_try, sizeof cli_try, "frost %s --help", name);
+            return cli_commands[k].run(&cli_commands[k], argc - 2, argv + 2);
+        }
+    return usage_error("unknown command '%s'", name);
 }
 
 int main(int argc, char **argv) {

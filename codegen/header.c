@@ -276,6 +276,20 @@ static void hd_last_error(const ir_module *m, const char *p, FILE *out)
             p, p, p);
 }
 
+/* s for a C comment (malloc'd): a pattern holding a star then a slash must not end it. */
+static char *hd_comment_text(const char *s) {
+    char *t = malloc(2 * strlen(s) + 1), *q = t;
+    if (!t)
+        abort();
+    for (; *s; s++) {
+        if (*s == '/' && q > t && q[-1] == '*')
+            *q++ = ' ';
+        *q++ = *s;
+    }
+    *q = '\0';
+    return t;
+}
+
 void cg_emit_header(const ir_module *m, const cg_options *o, FILE *out)
 {
     const ir_graph *g = m->graph;
@@ -300,6 +314,14 @@ void cg_emit_header(const ir_module *m, const cg_options *o, FILE *out)
         }
     }
     const char *model = g->model ? g->model : p;
+    char *config = hd_comment_text(view_config_name(m));
+    const op_def *bn = op_find("batchnorm2d");
+    bool has_bn = false;
+    for (int n = 0; n < g->nnodes; n++)
+        has_bn |= &op_table[g->nodes[n].op] == bn;
+    const char *bn_mode = !has_bn     ? ""
+                          : m->bn_eval ? " * Batch norm: eval mode (running statistics in training too, not updated).\n"
+                                       : " * Batch norm: train mode (batch statistics; forward updates the running ones).\n";
 
     if (m->infer_only)
         hd_infer_intro(p, P, model, nparams, scalars, out);
@@ -309,6 +331,7 @@ void cg_emit_header(const ir_module *m, const cg_options *o, FILE *out)
             " * Generated code; do not edit. See frost's docs/abi.md for the full reference.\n"
             " *\n"
             " * Configuration: %s; %d of %d parameter tensors trainable (%lld of %lld scalars).\n"
+            "%s"
             " *\n"
             " * Usage (error handling omitted; every block must be %s_ALIGN-aligned and\n"
             " * the three blocks must not overlap):\n"
@@ -333,9 +356,10 @@ void cg_emit_header(const ir_module *m, const cg_options *o, FILE *out)
             " * has stopped and its outputs and gradients are not valid.\n"
             " * Link with -lopenblas -lm.\n"
             " */\n",
-            p, model, view_config_name(m),
-            ntrain, nparams, (long long)train_scalars, (long long)scalars, P, P, P, P, P, P, P, p, p,
+            p, model, config,
+            ntrain, nparams, (long long)train_scalars, (long long)scalars, bn_mode, P, P, P, P, P, P, P, p, p,
             p, p, p, p, p, p, p, P, P);
+    free(config);
 
     if (m->checked)
         hd_checked_intro(m, p, P, out);

@@ -39,6 +39,8 @@ typedef struct {
     bool poison;      /* its definition failed: uses of it fail silently */
     cval v;
     src_loc loc;
+    const char *from_define; /* a const: "-D N=0" when its value comes from that override, directly or
+                              * through the consts it is computed from; else NULL */
 } sym;
 
 /* A scope: the top level, or one call of a def. */
@@ -92,6 +94,7 @@ struct elab_ctx {
     int nsyms, capsyms;
     int64_t expanded;      /* tokens of the defs called so far (MAX_EXPANSION) */
     bool halt;             /* a size limit was passed: stop elaborating */
+    bool loss_named;       /* the first name of `output` has been seen: later ones are not the loss */
     open_block *open;      /* elab_stmts' blocks, of every scope (innermost last) */
     int nopen, capopen;
 };
@@ -184,22 +187,9 @@ static void note(elab_ctx *e, src_loc at, const char *fmt, ...) {
 
 /* ---------------------------------------------------------------- names */
 
-enum { NEAR = 2 }; /* suggestions are names within this many edits */
-
-/* "; did you mean 'x'?" for the closest candidate within 2 edits, else "".
- * Edits must leave something in common: 'b' does not suggest 'a'. */
+/* "; did you mean 'x'?" for the closest candidate within 2 edits, else "". */
 static const char *suggest(elab_ctx *e, const char *name, const char **cands, int n) {
-    const char *best = NULL;
-    int bestd = NEAR + 1;
-    for (int k = 0; k < n; k++) {
-        int dist = diag_edit_distance(name, cands[k], NEAR);
-        size_t longer = strlen(name) > strlen(cands[k]) ? strlen(name) : strlen(cands[k]);
-        if (dist < bestd && (size_t)dist < longer) {
-            best = cands[k];
-            bestd = dist;
-        }
-    }
-    return best ? pool_printf(e->pool, "; did you mean '%s'?", best) : "";
+    return diag_suggest(e->pool, name, cands, n);
 }
 
 enum { SMALL_FRAME = 8 };
@@ -227,7 +217,7 @@ static sym *find_local(elab_ctx *e, const frame *f, const char *name) {
 static void add_sym(elab_ctx *e, const char *name, bool poison, cval v, src_loc loc) {
     frame *f = e->fr;
     IR_ASSERT(f->base + f->nsyms == e->nsyms); /* the innermost frame */
-    *VEC_PUSH(e->pool, e->syms, e->nsyms, e->capsyms) = (sym){name, poison, v, loc};
+    *VEC_PUSH(e->pool, e->syms, e->nsyms, e->capsyms) = (sym){name, poison, v, loc, NULL};
     f->nsyms++;
     if (f->nsyms == SMALL_FRAME + 1) {
         for (int k = 0; k < f->nsyms; k++)
@@ -319,7 +309,7 @@ static sym *resolve(elab_ctx *e, const char *name) {
         /* a value by its graph name: a param (fc1.weight) or one made by a call (b1.fc) */
         int v = ir_find_value(e->g, full_name(e, name));
         if (v >= 0) {
-            e->scratch = (sym){name, false, tensor_val(v), e->g->vals[v].loc};
+            e->scratch = (sym){name, false, tensor_val(v), e->g->vals[v].loc, NULL};
             return &e->scratch;
         }
     }
@@ -755,6 +745,23 @@ static bool eval_cond(elab_ctx *e, const ast_expr *x, const char *what, bool *ou
 
 /* ---------------------------------------------------------------- constants */
 
+/* The -D override ("-D N=0") that the value of x comes from, through the
+ * consts it names; NULL if none. For messages about that value. */
+static const char *define_of(elab_ctx *e, const ast_expr *x) {
+    if (!x)
+        return NULL;
+    if (x->kind == EX_NAME) {
+        sym *s = resolve(e, x->name);
+        return s && !s->poison && s->v.kind == CV_INT ? s->from_define : NULL;
+    }
+    const char *from = x->kind == EX_DIM ? NULL : define_of(e, x->lhs);
+    if (!from)
+        from = define_of(e, x->rhs);
+    for (int k = 0; k < x->nitems && !from; k++)
+        from = define_of(e, x->items[k]);
+    return from;
+}
+
 static void elab_const(elab_ctx *e, const ast_stmt *st, const frost_define *defs, int ndefs) {
     if (!check_new_name(e, st->name, st->name_loc))
         return;
@@ -769,6 +776,8 @@ static void elab_const(elab_ctx *e, const ast_stmt *st, const frost_define *defs
     else
         ok = eval_int(e, st->value, pool_printf(e->pool, "constant '%s'", st->name), &v);
     add_sym(e, st->name, !ok, (cval){.kind = CV_INT, .i = v}, st->name_loc);
+    e->syms[e->nsyms - 1].from_define =
+        def ? pool_printf(e->pool, "-D %s=%lld", def->name, (long long)def->value) : define_of(e, st->value);
 }
 
 /* ---------------------------------------------------------------- inputs */
@@ -795,20 +804,22 @@ static void elab_input(elab_ctx *e, const ast_stmt *st) {
     }
     for (int k = 0; k < st->ndims && k < IR_MAX_RANK; k++) {
         int64_t v;
-        const char *what = pool_printf(e->pool, "dimension %d of input '%s'", k + 1, st->name);
+        const char *what = pool_printf(e->pool, "dimension %d of input '%s'", k, st->name);
         if (!eval_int(e, st->dims[k], what, &v)) {
             ok = false;
             continue;
         }
+        const char *from = define_of(e, st->dims[k]);
+        from = from ? pool_printf(e->pool, " (from %s)", from) : "";
         if (v <= 0) {
-            err(e, st->dims[k]->loc, "%s is %lld; dimensions must be positive", what, (long long)v);
+            err(e, st->dims[k]->loc, "%s is %lld%s; dimensions must be positive", what, (long long)v, from);
             ok = false;
             continue;
         }
         shape.dim[shape.rank++] = v;
         if (ok && shape_bytes(&shape, dt) < 0) {
-            err(e, st->dims[k]->loc, "input '%s' is too large: %s%s%s does not fit in 2^63 bytes", st->name,
-                dtype_name(dt), shape_str(e->pool, &shape), k + 1 < st->ndims ? " (and more)" : "");
+            err(e, st->dims[k]->loc, "input '%s' is too large: %s%s%s does not fit in 2^63 bytes%s", st->name,
+                dtype_name(dt), shape_str(e->pool, &shape), k + 1 < st->ndims ? " (and more)" : "", from);
             ok = false;
         }
     }
@@ -1456,6 +1467,8 @@ static void collect_defs(elab_ctx *e) {
 static void elab_output(elab_ctx *e, const ast_stmt *st) {
     ir_graph *g = e->g;
     for (int k = 0; k < st->nnames && !halted(e); k++) {
+        bool loss = !e->loss_named;
+        e->loss_named = true;
         sym *s = lookup(e, st->names[k], st->name_locs[k]);
         if (!s)
             continue;
@@ -1475,6 +1488,8 @@ static void elab_output(elab_ctx *e, const ast_stmt *st) {
             continue;
         }
         if (g->noutputs == 0) {
+            if (!loss)
+                continue; /* the loss failed, and said why: this output is not the loss */
             bool scalar = true;
             for (int i = 0; i < val->shape.rank; i++)
                 scalar &= val->shape.dim[i] == 1;
@@ -1600,8 +1615,7 @@ static src_loc check_loc(const ast_stmt *st, const char *msg) {
 static void elab_optimizer(elab_ctx *e, const ast_stmt *st) {
     ir_optimizer o;
     if (!opt_init(&o, st->op)) {
-        const char *names[] = {"sgd", "adamw"};
-        err(e, st->op_loc, "unknown optimizer '%s' (frost has sgd and adamw)%s", st->op, suggest(e, st->op, names, 2));
+        err(e, st->op_loc, "%s", opt_unknown(e->pool, st->op));
         return;
     }
     bool ok = true;

@@ -213,3 +213,18 @@ int diag_edit_distance(const char *a, const char *b, int max) {
     }
     return prev[lb];
 }
+
+const char *diag_suggest(pool *p, const char *name, const char *const *cands, int n) {
+    enum { NEAR = 2 };
+    const char *best = NULL;
+    int bestd = NEAR + 1;
+    for (int k = 0; k < n; k++) {
+        int dist = diag_edit_distance(name, cands[k], NEAR);
+        size_t longer = strlen(name) > strlen(cands[k]) ? strlen(name) : strlen(cands[k]);
+        if (dist < bestd && (size_t)dist < longer) {
+            best = cands[k];
+            bestd = dist;
+        }
+    }
+    return best ? pool_printf(p, "; did you mean '%s'?", best) : "";
+}

@@ -89,6 +89,9 @@ int diag_edit_distance(const char *a, const char *b, int max);
 /* Length of the valid UTF-8 sequence at s (n >= 1 bytes available), 0 when
  * it is not one. */
 size_t diag_utf8_len(const unsigned char *s, size_t n);
+/* "; did you mean 'x'?" for the candidate closest to name within 2 edits
+ * that leave something in common ('b' does not suggest 'a'), else "". */
+const char *diag_suggest(pool *p, const char *name, const char *const *cands, int n);
 
 /* Internal invariant violated: a frost bug, never a user error. */
 #define IR_ASSERT(c)                                                           \
@@ -171,6 +174,9 @@ bool opt_set(ir_optimizer *o, const char *key, double value);
 const char *opt_keys(ir_opt_kind kind); /* "lr, momentum, ..." for messages */
 const char *opt_name(ir_opt_kind kind);
 const char *opt_check(const ir_optimizer *o);
+/* "unknown optimizer 'adam' (frost has sgd and adamw); did you mean 'adamw'?",
+ * in p: the one message for the file's `optimizer` and for --optimizer. */
+const char *opt_unknown(pool *p, const char *name);
 int opt_slots(ir_opt_kind kind); /* state tensors per trainable parameter */
 
 #define IR_MAX_IN 8
@@ -459,6 +465,8 @@ typedef struct {
 typedef struct {
     ir_graph *graph;
     const ir_config *config;  /* NULL when trainability came only from the command line */
+    const char *config_desc;  /* the configuration and what the command line changed in it,
+                               * "head + --train fc1.*" (config.c); NULL: a module built by hand */
     bool bn_eval;             /* batch norm uses running statistics in the train program too */
     ir_program train;         /* forward + backward */
     ir_program infer;         /* forward only, nothing kept */
@@ -517,6 +525,9 @@ typedef struct {
     const char *dump;              /* -d LETTERS: what frost_build dumps, NULL: nothing */
 } frost_select;
 bool pass_config(ir_module *m, const frost_select *sel, diag_ctx *d);
+/* Every configuration of g by name, each once: all, the file's in their
+ * order, none (pool-allocated in g's pool). */
+const char **config_names(const ir_graph *g, int *n);
 /* optim.c: the optimizer: the model's `optimizer` statement (or sgd), then
  * --optimizer / --opt from the command line. */
 bool pass_optimizer(ir_module *m, const frost_select *sel, diag_ctx *d);
@@ -618,7 +629,7 @@ void cg_emit_header(const ir_module *m, const cg_options *o, FILE *out);
 /* ---------------------------------------------------------------- views
  * What a user sees of a plan: views/plan.c, views/compare.c, views/dot.c, and
  * the hand-drawn pictures of plan and compare in views/svg.c. */
-typedef enum { FMT_TEXT, FMT_JSON, FMT_MARKDOWN, FMT_CSV, FMT_DOT, FMT_SVG } view_format;
+typedef enum { FMT_TEXT, FMT_JSON, FMT_MARKDOWN, FMT_CSV, FMT_DOT, FMT_SVG, FMT_PNG } view_format;
 const char *buf_kind_name(ir_buf_kind k);   /* "act", "saved", "grad", ... */
 /* "1.50 MiB"; s must hold 32 bytes */
 const char *view_bytes(char s[32], int64_t bytes);
@@ -651,9 +662,11 @@ typedef struct {
 } view_options;
 
 void view_plan(const ir_module *m, view_format fmt, const view_options *o, FILE *out);
-/* Name of the configuration m was built with: its `config`, else "all" or "none"
- * when every or no parameter trains (and no input wants a gradient), else
- * "(command line)". */
+/* Name of the configuration m was built with and what the command line
+ * changed in it (m->config_desc: "head + --train fc1.*"); for a module
+ * built by hand its `config`, else "all" or "none" when every or no
+ * parameter trains (and no input wants a gradient), else "(command line)".
+ * The title of every view and the header's "Configuration:" line. */
 const char *view_config_name(const ir_module *m);
 /* One row of `frost compare`: one configuration's figures. */
 typedef struct {
@@ -669,12 +682,18 @@ void compare_row_of(const ir_module *m, const char *config, compare_row *row);
 /* rows[0] is the reference the ratios are taken against when named "all";
  * otherwise the row named "all" is. */
 void view_compare(const char *model, const compare_row *rows, int nrows, view_format fmt, FILE *out);
+/* configs.c: `frost configs`: mods[k] is the model under configuration
+ * names[k] after pass_config (config_names() order), dflt the default's
+ * index. Text or JSON. */
+void view_configs(const ir_module *const *mods, const char *const *names, int n, int dflt, view_format fmt,
+                  FILE *out);
 /* Liveness graph. `full` is the same model with every param trainable (for the
  * residuals that selective differentiation dropped), or NULL. false with a
  * message (malloc'd) in *err when o names nodes the graph does not have. */
 bool view_dot(const ir_module *m, const ir_module *full, const view_options *o, FILE *out, char **err);
-/* Render DOT text to SVG with Graphviz's library. false + message on failure. */
-bool view_svg(const char *dot_text, size_t len, FILE *out, char **err);
+/* Lay out DOT text and render it with Graphviz's library, as `format`
+ * ("svg", "png"). false + message (malloc'd) on failure. */
+bool view_render(const char *dot_text, size_t len, const char *format, FILE *out, char **err);
 /* svg.c: the arena of m's train program, offset against step; the memory
  * of each compare row as a stacked bar. */
 void view_plan_svg(const ir_module *m, FILE *out);

@@ -124,6 +124,33 @@ static bool set_input_grad(ir_graph *g, const char *name, diag_ctx *d) {
     return true;
 }
 
+const char **config_names(const ir_graph *g, int *n) {
+    const char **names = pool_alloc(g->pool, sizeof *names * (size_t)(g->nconfigs + 2));
+    *n = 0;
+    names[(*n)++] = "all";
+    for (int k = 0; k < g->nconfigs; k++)
+        if (strcmp(g->configs[k].name, "all") != 0 && strcmp(g->configs[k].name, "none") != 0)
+            names[(*n)++] = g->configs[k].name;
+    names[(*n)++] = "none";
+    return names;
+}
+
+/* "head", "head + --train fc1.* + --batchnorm-eval": a configuration and
+ * what the command line changed in it, so that it is not taken for the
+ * file's own. */
+static const char *describe(pool *p, const char *config, const frost_select *sel) {
+    const char *desc = config;
+    for (int k = 0; k < sel->ntrain; k++)
+        desc = pool_printf(p, "%s + --train %s", desc, sel->train[k]);
+    for (int k = 0; k < sel->nfreeze; k++)
+        desc = pool_printf(p, "%s + --freeze %s", desc, sel->freeze[k]);
+    for (int k = 0; k < sel->ngrad; k++)
+        desc = pool_printf(p, "%s + --grad %s", desc, sel->grad[k]);
+    if (sel->bn_eval)
+        desc = pool_printf(p, "%s + --batchnorm-eval", desc);
+    return desc;
+}
+
 bool pass_config(ir_module *m, const frost_select *sel, diag_ctx *d) {
     ir_graph *g = m->graph;
     bool ok = true;
@@ -139,12 +166,13 @@ bool pass_config(ir_module *m, const frost_select *sel, diag_ctx *d) {
             if (strcmp(g->configs[k].name, named) == 0)
                 chosen = &g->configs[k];
         if (!chosen && strcmp(named, "all") != 0 && strcmp(named, "none") != 0) {
-            char list[512] = "all, none";
-            for (int k = 0; k < g->nconfigs; k++) {
-                size_t len = strlen(list);
-                snprintf(list + len, sizeof list - len, ", %s", g->configs[k].name);
-            }
-            diag_error(d, (src_loc){0, 0}, "no configuration named '%s' (known: %s)", named, list);
+            int n = 0;
+            const char **names = config_names(g, &n);
+            const char *list = names[0];
+            for (int k = 1; k < n; k++)
+                list = pool_printf(g->pool, "%s, %s", list, names[k]);
+            diag_error(d, (src_loc){0, 0}, "no configuration named '%s' (known: %s)%s", named, list,
+                       diag_suggest(g->pool, named, names, n));
             return false;
         }
         base_all = !chosen && strcmp(named, "all") == 0;
@@ -186,6 +214,8 @@ bool pass_config(ir_module *m, const frost_select *sel, diag_ctx *d) {
     for (int k = 0; k < sel->ngrad; k++)
         ok &= set_input_grad(g, sel->grad[k], d);
     m->config = chosen;
+    /* without a configuration, everything trains, or only what --train names */
+    m->config_desc = describe(g->pool, chosen ? chosen->name : named ? named : base_all ? "all" : "none", sel);
     /* batch-norm mode: the chosen config's (elab.c filled in the model's
      * default where it says nothing), else the model's `batchnorm` statement;
      * --batchnorm-eval makes it eval in any case */

@@ -26,6 +26,11 @@ bool opt_init(ir_optimizer *o, const char *name) {
     return false;
 }
 
+const char *opt_unknown(pool *p, const char *name) {
+    static const char *const names[] = {"sgd", "adamw"};
+    return pool_printf(p, "unknown optimizer '%s' (frost has sgd and adamw)%s", name, diag_suggest(p, name, names, 2));
+}
+
 bool opt_set(ir_optimizer *o, const char *key, double value) {
     bool sgd = o->kind == OPT_SGD;
     if (strcmp(key, "lr") == 0)
@@ -80,7 +85,7 @@ bool pass_optimizer(ir_module *m, const frost_select *sel, diag_ctx *d) {
     if (sel && sel->optimizer) {
         ir_optimizer chosen;
         if (!opt_init(&chosen, sel->optimizer)) {
-            diag_error(d, (src_loc){0, 0}, "unknown optimizer '%s' (frost has sgd and adamw)", sel->optimizer);
+            diag_error(d, (src_loc){0, 0}, "%s", opt_unknown(g->pool, sel->optimizer));
             return false;
         }
         /* Another optimizer on the command line starts from its own defaults;

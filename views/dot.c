@@ -716,7 +716,7 @@ bool view_dot(const ir_module *m, const ir_module *full, const view_options *o, 
     return true;
 }
 
-bool view_svg(const char *dot_text, size_t len, FILE *out, char **err) {
+bool view_render(const char *dot_text, size_t len, const char *format, FILE *out, char **err) {
     (void)len;
     GVC_t *gvc = gvContext();
     Agraph_t *graph = agmemread(dot_text);
@@ -725,17 +725,26 @@ bool view_svg(const char *dot_text, size_t len, FILE *out, char **err) {
         gvFreeContext(gvc);
         return false;
     }
-    bool ok = gvLayout(gvc, graph, "dot") == 0;
-    char *svg = NULL;
-    unsigned int svg_len = 0;
+    bool laid_out = gvLayout(gvc, graph, "dot") == 0, ok = laid_out;
+    char *data = NULL;
+    unsigned int data_len = 0;
     if (ok)
-        ok = gvRenderData(gvc, graph, "svg", &svg, &svg_len) == 0;
-    if (ok)
-        ok = fwrite(svg, 1, svg_len, out) == svg_len;
-    else
-        *err = strdup("Graphviz could not lay out or render the graph");
-    if (svg)
-        gvFreeRenderData(svg);
+        ok = gvRenderData(gvc, graph, format, &data, &data_len) == 0;
+    if (ok && fwrite(data, 1, data_len, out) != data_len) {
+        ok = false;
+        *err = strdup("cannot write the rendered graph");
+    } else if (!laid_out) {
+        *err = strdup("Graphviz could not lay out the graph");
+    } else if (!ok) {
+        /* Graphviz renders PNG through a plugin (cairo, gd) that may be missing */
+        static const char fmt[] = "Graphviz could not render the graph as %s: is its plugin for %s installed "
+                                  "('dot -T%s' tells)?";
+        size_t n = sizeof fmt + 3 * strlen(format);
+        if ((*err = malloc(n)))
+            snprintf(*err, n, fmt, format, format, format);
+    }
+    if (data)
+        gvFreeRenderData(data);
     gvFreeLayout(gvc, graph);
     agclose(graph);
     gvFreeContext(gvc);

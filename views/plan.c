@@ -400,6 +400,8 @@ static int64_t count_elems(const ir_graph *g, bool trainable_only) {
 }
 
 const char *view_config_name(const ir_module *m) {
+    if (m->config_desc)
+        return m->config_desc;
     if (m->config && m->config->name)
         return m->config->name;
     const ir_graph *g = m->graph;

@@ -168,6 +168,20 @@ START_TEST(define_of_unknown_const) {
 }
 END_TEST
 
+/* A dimension that a -D override made bad says so, also through the consts
+ * computed from it (H = N * 4); dimensions count from 0, as in dim(x, i). */
+START_TEST(define_named_in_dimension_error) {
+    fixture f;
+    frost_define zero[] = {{"N", 0}};
+    ck_assert_ptr_null(load_defs(&f, "model m\nconst N = 2\nconst H = N * 4\ninput x : f32[3, H]\n", zero, 1));
+    ck_assert_str_eq(fx_text(&f), "t.frost:4:18: error: dimension 1 of input 'x' is 0 (from -D N=0); dimensions "
+                                  "must be positive\n"
+                                  "    4 | input x : f32[3, H]\n"
+                                  "      |                  ^\n");
+    fx_close(&f);
+}
+END_TEST
+
 START_TEST(const_arithmetic) {
     fixture f;
     ir_graph *g = load(&f, "model m\nconst A = 7\nconst B = (A * 4 - 2) / 3 % 5 + -A\n"
@@ -312,11 +326,11 @@ START_TEST(shape_errors_from_ops) {
 END_TEST
 
 START_TEST(input_errors) {
-    check_errors("input z : f32[N - 4, 2]\n", "t.frost:5:17: error: dimension 1 of input 'z' is 0; dimensions must be "
+    check_errors("input z : f32[N - 4, 2]\n", "t.frost:5:17: error: dimension 0 of input 'z' is 0; dimensions must be "
                                               "positive\n"
                                               "    5 | input z : f32[N - 4, 2]\n"
                                               "      |                 ^\n");
-    check_errors("input z : f32[2, -N]\n", "t.frost:5:18: error: dimension 2 of input 'z' is -4; dimensions must be "
+    check_errors("input z : f32[2, -N]\n", "t.frost:5:18: error: dimension 1 of input 'z' is -4; dimensions must be "
                                            "positive\n"
                                            "    5 | input z : f32[2, -N]\n"
                                            "      |                  ^\n");
@@ -1097,6 +1111,7 @@ int main(void) {
     tcase_add_test(tc, mlp_graph);
     tcase_add_test(tc, define_overrides_const);
     tcase_add_test(tc, define_of_unknown_const);
+    tcase_add_test(tc, define_named_in_dimension_error);
     tcase_add_test(tc, const_arithmetic);
     tcase_add_test(tc, op_attributes);
     tcase_add_test(tc, unknown_op_suggests);

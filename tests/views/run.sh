@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Golden tests of frost's views: `frost plan` (text, --steps, json, svg),
-# `frost compare` (text, markdown, csv, json, svg) and `frost dot` (DOT,
+# `frost compare` (text, markdown, csv, json, svg), `frost configs` (text,
+# json) and `frost dot` (DOT,
 # expanded and collapsed; the SVG Graphviz renders is checked for structure
 # only, since its bytes depend on the Graphviz version) for
 # examples/mlp.frost and every model in tests/e2e/models/, and a few more
 # cases (filters, a frozen configuration, ResNet-18 collapsed, compare rows
-# changed on the command line) listed below.
+# and plan and dot titles changed on the command line) listed below.
 #
 #   tests/views/run.sh path/to/frost [tests/views]
 #   UPDATE=1 tests/views/run.sh path/to/frost      # rewrite the golden files
@@ -65,6 +66,12 @@ extras=(
     "examples/mobilenet.frost|all.dot|dot --config all"
     "examples/mlp.frost|compare-train.txt|compare --config head --config all --train fc1.*"
     "examples/mlp.frost|compare-grad.csv|compare --config head --grad x --batchnorm-eval --format csv"
+    "examples/mlp.frost|plan-train.txt|plan --train fc1.* --grad x"
+    "examples/mlp.frost|train.dot|dot --config input --train fc2.*"
+    "examples/mlp.frost|configs.txt|configs"
+    "examples/resnet18.frost|configs.txt|configs"
+    "tests/e2e/models/pool_bn.frost|configs.txt|configs"
+    "tests/e2e/models/pool_bn.frost|configs.json|configs --format json"
 )
 
 have_dot=1
@@ -215,6 +222,21 @@ for e in "${extras[@]}"; do
     IFS='|' read -r rel view rest <<<"$e"
     read -r -a args <<<"$rest"
     check "$(basename "$rel" .frost).$view" "$rel" "${args[@]}"
+done
+# PNG through Graphviz's library: by the -o extension and by --format (DOT
+# text used to be written into a .png file).
+png=$tmp/render.png
+for how in "-o $png" "--format png"; do
+    rm -f "$png"
+    read -r -a args <<<"$how"
+    if (cd "$root" && "$frost" dot examples/mlp.frost "${args[@]}" >"$tmp/stdout") 2>"$tmp/stderr" && [ ! -s "$tmp/stderr" ]; then
+        [ -f "$png" ] || cp "$tmp/stdout" "$png"
+        problem=$(png_ok "$png" 2>&1)
+        [ -z "$problem" ] && passed=$((passed + 1)) || fail "dot $how: $problem"
+    else
+        fail "dot $how failed"
+        sed 's/^/    /' "$tmp/stderr" | head -5
+    fi
 done
 # The big graphs the defaults must keep small enough to lay out in seconds
 # (Graphviz took minutes on the expanded ones).
