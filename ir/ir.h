@@ -558,8 +558,9 @@ bool pass_layout(ir_module *m, diag_ctx *d);
 bool layout_add(int64_t *total, int64_t bytes, int64_t copies);
 void layout_too_large(diag_ctx *d, src_loc at, const char *name);
 /* lower.c (after layout.c): autodiff + residual selection; builds m->train
- * and m->infer. Fails (after reporting) when the model has no output, or when
- * the blocks and the arena buffers add up to more than int64 holds; past it,
+ * and m->infer (m->train unless m->infer_only), for a model with an output
+ * (the pipeline checks). Fails (after reporting) when the blocks and the
+ * arena buffers add up to more than int64 holds; past it,
  * no size or offset that a later pass computes from them can overflow. */
 bool pass_lower(ir_module *m, diag_ctx *d);
 /* What node n's VJP w.r.t. input i reads from forward time (NEED_* bits) in

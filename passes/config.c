@@ -220,5 +220,12 @@ bool pass_config(ir_module *m, const frost_select *sel, diag_ctx *d) {
      * default where it says nothing), else the model's `batchnorm` statement;
      * --batchnorm-eval makes it eval in any case */
     m->bn_eval = (chosen ? chosen->bn_eval : g->bn_eval) || sel->bn_eval;
+    /* --infer-only: only P_infer is built, and it does not depend on what
+     * trains; --checked: guard gaps and checks (guard.c, codegen) */
+    m->infer_only = sel->infer_only;
+    m->checked = sel->checked;
+    if (m->infer_only)
+        for (int v = 0; v < g->nvals; v++)
+            g->vals[v].trainable = g->vals[v].wants_grad = false;
     return ok;
 }

@@ -486,11 +486,7 @@ static bool count_arena(const ir_module *m, const ir_program *prog, int64_t *tot
 }
 
 bool pass_lower(ir_module *m, diag_ctx *d) {
-    const ir_graph *g = m->graph;
-    if (g->noutputs == 0) {
-        diag_error(d, (src_loc){0, 0}, "model '%s' has no output: add 'output NAME' for its loss", g->model);
-        return false;
-    }
+    IR_ASSERT(m->graph->noutputs > 0); /* the pipeline checked */
     /* fits in int64: layout.c has added it up */
     int64_t total = m->params_bytes + m->grads_bytes + m->opt_state_bytes;
     if (!m->infer_only)

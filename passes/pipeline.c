@@ -45,12 +45,10 @@ ir_module *frost_build_graph(ir_graph *g, diag_ctx *d, const frost_select *sel) 
     m->graph = g;
     if (!pass_config(m, sel, d) || !pass_optimizer(m, sel, d))
         return NULL;
-    m->checked = sel && sel->checked;
-    if (sel && sel->infer_only) {
-        /* Only P_infer is built, and it does not depend on what trains. */
-        m->infer_only = true;
-        for (int v = 0; v < g->nvals; v++)
-            g->vals[v].trainable = g->vals[v].wants_grad = false;
+    /* after the configuration's errors, before any size is added up */
+    if (g->noutputs == 0) {
+        diag_error(d, (src_loc){0, 0}, "model '%s' has no output: add 'output NAME' for its loss", g->model);
+        return NULL;
     }
     if (dumps(sel, 'g')) {
         fprintf(d->out, "> graph after configuration:\n");
