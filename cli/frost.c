@@ -586,18 +586,25 @@ static bool parse_format(const char *name, view_format *fmt, const char *allowed
     return false;
 }
 
-/* Load, check and plan the model: the part every subcommand shares. */
-static ir_module *load_module(pool *p, diag_ctx *d, const char *path, const frost_define *defs, int ndefs,
-                              const frost_select *sel, char **src_out) {
+/* Read and elaborate the model file: the part every subcommand shares. The
+ * source (*src_out, the caller frees it) must outlive the diagnostics of d,
+ * which quote it; NULL after reporting. */
+static ir_graph *load_graph(pool *p, diag_ctx *d, const compile_args *a, char **src_out) {
     size_t len = 0;
-    char *src = read_file(path, &len);
+    char *src = read_file(a->input, &len);
     if (!src) {
-        fprintf(stderr, "frost: error: cannot read '%s': %s\n", path, strerror(errno));
+        fprintf(stderr, "frost: error: cannot read '%s': %s\n", a->input, strerror(errno));
         return NULL;
     }
     *src_out = src;
-    diag_init(d, path, src, len, stderr);
-    return frost_build(p, d, defs, ndefs, sel);
+    diag_init(d, a->input, src, len, stderr);
+    return frontend_load(p, d, a->defs, a->ndefs);
+}
+
+/* ... and check and plan it under a->sel. */
+static ir_module *load_module(pool *p, diag_ctx *d, const compile_args *a, char **src_out) {
+    ir_graph *g = load_graph(p, d, a, src_out);
+    return g ? frost_build_graph(g, d, &a->sel) : NULL;
 }
 
 static int cmd_compile(const struct cli_command *cmd, int argc, char **argv) {
@@ -614,7 +621,7 @@ static int cmd_compile(const struct cli_command *cmd, int argc, char **argv) {
         a.header = replace_ext(p, a.object, ".h");
     diag_ctx d;
     char *src = NULL;
-    ir_module *m = load_module(p, &d, a.input, a.defs, a.ndefs, &a.sel, &src);
+    ir_module *m = load_module(p, &d, &a, &src);
     status = EXIT_BAD_INPUT;
     char *obj_tmp = NULL, *hdr_tmp = NULL;
     if (!m)
@@ -721,26 +728,33 @@ static bool format_of(pool *p, const compile_args *a, const struct cli_command *
     return true;
 }
 
+/* The arguments of a view (plan, compare, dot, configs) and its output
+ * format (*fmt holds the command's default): 0, or the exit status of a
+ * usage error. */
+static int view_args(pool *p, const struct cli_command *cmd, int argc, char **argv, compile_args *a,
+                     view_options *vo, view_format *fmt, const char *allowed) {
+    int status = parse_compile_args(p, cmd, argc, argv, a, vo);
+    if (!status && !format_of(p, a, cmd, fmt, allowed))
+        status = EXIT_USAGE;
+    return status;
+}
+
 /* frost plan | frost dot: one configuration, one view. */
 static int cmd_view(const struct cli_command *cmd, int argc, char **argv) {
     pool *p = pool_new();
     compile_args a = {0};
     view_options vo = {0};
     bool dot = cmd->bit == C_DOT;
-    int status = parse_compile_args(p, cmd, argc, argv, &a, &vo);
+    view_format fmt = dot ? FMT_DOT : FMT_TEXT;
+    int status = view_args(p, cmd, argc, argv, &a, &vo, &fmt, dot ? "dot|svg|png" : "text|json|svg");
     if (status) {
         pool_free(p);
         return status;
     }
-    view_format fmt = dot ? FMT_DOT : FMT_TEXT;
-    if (!format_of(p, &a, cmd, &fmt, dot ? "dot|svg|png" : "text|json|svg")) {
-        pool_free(p);
-        return EXIT_USAGE;
-    }
     diag_ctx d;
     char *src = NULL;
     status = EXIT_BAD_INPUT;
-    ir_module *m = load_module(p, &d, a.input, a.defs, a.ndefs, &a.sel, &src);
+    ir_module *m = load_module(p, &d, &a, &src);
     char *text = NULL, *err = NULL;
     size_t len = 0;
     FILE *mem = open_memstream(&text, &len);
@@ -774,29 +788,18 @@ static int cmd_view(const struct cli_command *cmd, int argc, char **argv) {
 static int cmd_compare(const struct cli_command *cmd, int argc, char **argv) {
     pool *p = pool_new();
     compile_args a = {0};
-    int status = parse_compile_args(p, cmd, argc, argv, &a, NULL);
+    view_format fmt = FMT_TEXT;
+    int status = view_args(p, cmd, argc, argv, &a, NULL, &fmt, "text|markdown|csv|json|svg");
     if (status) {
         pool_free(p);
         return status;
     }
-    view_format fmt = FMT_TEXT;
-    if (!format_of(p, &a, cmd, &fmt, "text|markdown|csv|json|svg")) {
-        pool_free(p);
-        return EXIT_USAGE;
-    }
     status = EXIT_BAD_INPUT;
-    size_t len = 0;
-    char *src = read_file(a.input, &len);
-    if (!src) {
-        fprintf(stderr, "frost: error: cannot read '%s': %s\n", a.input, strerror(errno));
-        pool_free(p);
-        return status;
-    }
     /* The file is read and elaborated once; each configuration runs the
      * passes on a fork of that graph in a pool of its own. */
+    char *src = NULL;
     diag_ctx d;
-    diag_init(&d, a.input, src, len, stderr);
-    const ir_graph *g = frontend_load(p, &d, a.defs, a.ndefs);
+    const ir_graph *g = load_graph(p, &d, &a, &src);
     if (g) {
         const char **names = a.configs;
         int nnames = a.nconfigs;
@@ -808,7 +811,7 @@ static int cmd_compare(const struct cli_command *cmd, int argc, char **argv) {
             pool *cp = pool_new();
             frost_select sel = a.sel;
             sel.config = names[k];
-            diag_init(&d, a.input, src, len, stderr);
+            diag_init(&d, a.input, src, d.src_len, stderr); /* a fresh count per configuration */
             ir_module *m = frost_build_graph(ir_graph_fork(cp, g), &d, &sel);
             if (m)
                 compare_row_of(m, pool_strdup(p, view_config_name(m)), &rows[k]);
@@ -836,25 +839,16 @@ static int cmd_compare(const struct cli_command *cmd, int argc, char **argv) {
 static int cmd_configs(const struct cli_command *cmd, int argc, char **argv) {
     pool *p = pool_new();
     compile_args a = {0};
-    int status = parse_compile_args(p, cmd, argc, argv, &a, NULL);
     view_format fmt = FMT_TEXT;
-    if (!status && !format_of(p, &a, cmd, &fmt, "text|json"))
-        status = EXIT_USAGE;
+    int status = view_args(p, cmd, argc, argv, &a, NULL, &fmt, "text|json");
     if (status) {
         pool_free(p);
         return status;
     }
     status = EXIT_BAD_INPUT;
-    size_t len = 0;
-    char *src = read_file(a.input, &len);
-    if (!src) {
-        fprintf(stderr, "frost: error: cannot read '%s': %s\n", a.input, strerror(errno));
-        pool_free(p);
-        return status;
-    }
+    char *src = NULL;
     diag_ctx d;
-    diag_init(&d, a.input, src, len, stderr);
-    const ir_graph *g = frontend_load(p, &d, a.defs, a.ndefs);
+    const ir_graph *g = load_graph(p, &d, &a, &src);
     if (g) {
         int n = 0, dflt = 0;
         const char **names = config_names(g, &n);
