@@ -18,86 +18,13 @@
  * time and elaborates one branch; names assigned in it stay visible after it.
  * An error inside a def is followed by notes naming the calls that led to it;
  * the same message at the same place is reported once, not once per call.
+ *
+ * Compile-time values are evaluated in eval.c; outputs, configs and the
+ * optimizer are training.c's; elab.h holds what the three share.
  */
-#include "ast.h"
+#include "elab.h"
 
-#include <math.h>
 #include <string.h>
-
-/* A compile-time value, or a tensor (a value id). */
-typedef enum { CV_INT, CV_REAL, CV_BOOL, CV_LIST, CV_TENSOR } cv_kind;
-typedef struct {
-    cv_kind kind;
-    int64_t i;      /* int; bool 0/1; tensor: the value id */
-    double r;       /* real */
-    int64_t *items; /* list */
-    int nitems;
-} cval;
-
-typedef struct {
-    const char *name; /* as written in its scope: "conv1" inside a def, "layer1.0" at top level */
-    bool poison;      /* its definition failed: uses of it fail silently */
-    cval v;
-    src_loc loc;
-    const char *from_define; /* a const: "-D N=0" when its value comes from that override, directly or
-                              * through the consts it is computed from; else NULL */
-} sym;
-
-/* A scope: the top level, or one call of a def. */
-typedef struct frame frame;
-struct frame {
-    frame *parent;
-    const ast_stmt *def;  /* the ST_DEF being expanded; NULL at the top level */
-    const char *prefix;   /* graph names made here are "<prefix>.<name>"; NULL at the top level */
-    src_loc call_loc;     /* the callee's name in the call */
-    int base, nsyms;      /* its symbols: e->syms[base, base + nsyms) */
-    str_map sym_ids;      /* name -> index among them of its first symbol; built once there are
-                           * more than SMALL_FRAME (a def body's own few names are scanned) */
-    src_loc cur;          /* start of the statement (or else-if) being elaborated, for "used
-                           * before its definition"; line 0: none */
-    int depth;
-};
-
-typedef struct {
-    src_loc at;
-    const char *msg;
-} seen_error;
-
-/* A block whose statements elab_stmts() is walking: stmts[next] is next. */
-typedef struct {
-    const ast_stmt *stmts;
-    int n, next;
-} open_block;
-
-typedef struct elab_ctx elab_ctx;
-struct elab_ctx {
-    pool *pool;
-    diag_ctx *d;
-    ir_graph *g;
-    const ast_file *file;
-    frame top;
-    frame *fr;             /* the current scope */
-    int errors;            /* errors so far, including repeats not printed again */
-    frame *pending;        /* the last error was made in this frame: call notes are owed */
-    bool quiet;            /* the last error was a repeat: its notes are not printed either */
-    seen_error *seen;      /* errors made inside defs, to report each once */
-    int nseen, capseen;
-    const ast_stmt **defs; /* the file's defs */
-    bool *def_bad;         /* recursive or with bad parameters: calls fail silently */
-    str_map *def_params;   /* per def: parameter name -> index */
-    int ndefs, capdefs, capbad, capparams;
-    str_map def_ids;       /* def name -> index in defs */
-    str_map config_ids;    /* config name -> index in g->configs */
-    str_map output_ids;    /* name of an output value -> index in g->outputs */
-    sym scratch;           /* lookup result that is not a symbol of the scope */
-    sym *syms;             /* the symbols of every frame, innermost last: a call's go when it ends */
-    int nsyms, capsyms;
-    int64_t expanded;      /* tokens of the defs called so far (MAX_EXPANSION) */
-    bool halt;             /* a size limit was passed: stop elaborating */
-    bool loss_named;       /* the first name of `output` has been seen: later ones are not the loss */
-    open_block *open;      /* elab_stmts' blocks, of every scope (innermost last) */
-    int nopen, capopen;
-};
 
 /* What a shape rule in ops.c sees of elaboration (ir.h, the sc_* functions). */
 struct shape_ctx {
@@ -113,10 +40,6 @@ struct shape_ctx {
  * it can do besides its own calls. */
 enum { MAX_CALL_DEPTH = 64, MAX_NODES = 100000, MAX_EXPANSION = 4000000 };
 
-/* Past diag.c's error limit, or past a limit above, elaboration stops: the
- * loops over statements, arguments and items check this. */
-static bool halted(const elab_ctx *e) { return e->halt || e->d->stopped; }
-
 /* ---------------------------------------------------------------- diagnostics */
 
 /* Notes naming the calls that led to the last error, innermost first. */
@@ -127,7 +50,7 @@ static void flush_calls(elab_ctx *e) {
         diag_note(e->d, f->call_loc, "in call of '%s' as '%s'", f->def->name, f->prefix);
 }
 
-static void verr(elab_ctx *e, src_loc at, const char *fmt, va_list ap) {
+void elab_verr(elab_ctx *e, src_loc at, const char *fmt, va_list ap) {
     flush_calls(e);
     e->errors++;
     e->quiet = false;
@@ -149,14 +72,6 @@ static void verr(elab_ctx *e, src_loc at, const char *fmt, va_list ap) {
     e->pending = e->fr;
 }
 
-static void err(elab_ctx *e, src_loc at, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static void err(elab_ctx *e, src_loc at, const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    verr(e, at, fmt, ap);
-    va_end(ap);
-}
-
 /* Inside a def, an error at a place where an earlier call of it failed
  * already: counted and quiet, like any repeat (verr), without the work of
  * explaining it again (scanning the body, ranking suggestions), which a def
@@ -175,27 +90,12 @@ static bool repeated_at(elab_ctx *e, src_loc at) {
     return false;
 }
 
-static void note(elab_ctx *e, src_loc at, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static void note(elab_ctx *e, src_loc at, const char *fmt, ...) {
-    if (e->quiet)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    diag_verror(e->d, "note", at, fmt, ap);
-    va_end(ap);
-}
-
 /* ---------------------------------------------------------------- names */
-
-/* "; did you mean 'x'?" for the closest candidate within 2 edits, else "". */
-static const char *suggest(elab_ctx *e, const char *name, const char **cands, int n) {
-    return diag_suggest(e->pool, name, cands, n);
-}
 
 enum { SMALL_FRAME = 8 };
 
 /* The first symbol of frame f named s[0..len), NULL if none. The pointer is
- * good until the next add_sym. */
+ * good until the next elab_add_sym. */
 static sym *find_localn(elab_ctx *e, const frame *f, const char *s, size_t len) {
     if (f->nsyms == 0)
         return NULL; /* and e->syms may still be NULL, which takes no offset */
@@ -214,7 +114,7 @@ static sym *find_local(elab_ctx *e, const frame *f, const char *name) {
     return find_localn(e, f, name, strlen(name));
 }
 
-static void add_sym(elab_ctx *e, const char *name, bool poison, cval v, src_loc loc) {
+void elab_add_sym(elab_ctx *e, const char *name, bool poison, cval v, src_loc loc) {
     frame *f = e->fr;
     IR_ASSERT(f->base + f->nsyms == e->nsyms); /* the innermost frame */
     *VEC_PUSH(e->pool, e->syms, e->nsyms, e->capsyms) = (sym){name, poison, v, loc, NULL};
@@ -226,8 +126,6 @@ static void add_sym(elab_ctx *e, const char *name, bool poison, cval v, src_loc 
         map_put(e->pool, &f->sym_ids, name, f->nsyms - 1);
     }
 }
-
-static cval tensor_val(int v) { return (cval){.kind = CV_TENSOR, .i = v}; }
 
 /* The graph name of a name made in the current scope. */
 static const char *full_name(elab_ctx *e, const char *local) {
@@ -257,11 +155,11 @@ static bool check_new_full(elab_ctx *e, const char *local, const char *full, src
 }
 
 /* For a statement's name: when it clashes, its uses stay quiet. */
-static bool check_new_name(elab_ctx *e, const char *local, src_loc at) {
+bool elab_check_new_name(elab_ctx *e, const char *local, src_loc at) {
     if (check_new_full(e, local, full_name(e, local), at))
         return true;
     if (!find_local(e, e->fr, local)) /* it clashed with a value made elsewhere */
-        add_sym(e, local, true, tensor_val(-1), at);
+        elab_add_sym(e, local, true, tensor_val(-1), at);
     return false;
 }
 
@@ -300,7 +198,7 @@ static bool under_local(elab_ctx *e, const frame *f, const char *name) {
 
 /* What `name` means in the current scope, without reporting anything; NULL
  * if nothing. A poisoned symbol is returned as such. */
-static sym *resolve(elab_ctx *e, const char *name) {
+sym *elab_resolve(elab_ctx *e, const char *name) {
     frame *f = e->fr;
     sym *s = find_local(e, f, name);
     if (s)
@@ -323,8 +221,8 @@ static sym *resolve(elab_ctx *e, const char *name) {
 
 /* Look a name up; NULL after reporting why it is not there (nothing is
  * reported for a poisoned name: its definition already had an error). */
-static sym *lookup(elab_ctx *e, const char *name, src_loc at) {
-    sym *s = resolve(e, name);
+sym *elab_lookup(elab_ctx *e, const char *name, src_loc at) {
+    sym *s = elab_resolve(e, name);
     if (s)
         return s->poison ? NULL : s;
     if (repeated_at(e, at))
@@ -366,424 +264,10 @@ static sym *lookup(elab_ctx *e, const char *name, src_loc at) {
     return NULL;
 }
 
-/* ---------------------------------------------------------------- compile-time values */
-
-static const char *expr_kind_text(const ast_expr *x) {
-    switch (x->kind) {
-    case EX_REAL: return "a real number";
-    case EX_BOOL: return x->ival ? "'true'" : "'false'";
-    case EX_LIST: return "a list";
-    case EX_CMP:
-    case EX_AND:
-    case EX_OR:
-    case EX_NOT: return "a condition";
-    default: return "an integer";
-    }
-}
-
-/* what a named compile-time value or tensor is, for "but 'x' is ..." */
-static const char *sym_text(const sym *s) {
-    switch (s->v.kind) {
-    case CV_INT: return "an integer constant";
-    case CV_REAL: return "a real number";
-    case CV_BOOL: return s->v.i ? "a bool (true)" : "a bool (false)";
-    case CV_LIST: return "a list";
-    default: return "a tensor";
-    }
-}
-
-static const char *cmp_text(char op) {
-    switch (op) {
-    case CMP_EQ: return "==";
-    case CMP_NE: return "!=";
-    case CMP_LT: return "<";
-    case CMP_LE: return "<=";
-    case CMP_GT: return ">";
-    default: return ">=";
-    }
-}
-
-/* The kind an expression evaluates to, from its form (names looked up
- * quietly; an unknown name counts as an integer and is reported later). */
-static cv_kind expr_type(elab_ctx *e, const ast_expr *x) {
-    switch (x->kind) {
-    case EX_REAL: return CV_REAL;
-    case EX_BOOL:
-    case EX_CMP:
-    case EX_AND:
-    case EX_OR:
-    case EX_NOT: return CV_BOOL;
-    case EX_LIST: return CV_LIST;
-    case EX_NEG: return expr_type(e, x->lhs);
-    case EX_BIN: return expr_type(e, x->lhs) == CV_REAL || expr_type(e, x->rhs) == CV_REAL ? CV_REAL : CV_INT;
-    case EX_NAME: {
-        sym *s = resolve(e, x->name);
-        return s && !s->poison ? s->v.kind : CV_INT;
-    }
-    default: return CV_INT;
-    }
-}
-
-static bool eval_tensor(elab_ctx *e, const ast_expr *x, const char *what, int *out);
-static bool eval_cond(elab_ctx *e, const ast_expr *x, const char *what, bool *out);
-
-/* dim(x, i): size of dimension i of x (negative i counts from the end) */
-static bool eval_dim(elab_ctx *e, const ast_expr *x, int64_t *out);
-
-/* Evaluate an integer constant expression. `what` names the thing being
- * computed for messages ("dimension 1 of input 'x'"). */
-static bool eval_int(elab_ctx *e, const ast_expr *x, const char *what, int64_t *out) {
-    int64_t a, b;
-    switch (x->kind) {
-    case EX_INT:
-        *out = x->ival;
-        return true;
-    case EX_REAL:
-    case EX_BOOL:
-    case EX_LIST:
-    case EX_CMP:
-    case EX_AND:
-    case EX_OR:
-    case EX_NOT:
-        err(e, x->loc, "%s must be an integer, got %s", what, expr_kind_text(x));
-        return false;
-    case EX_DIM: return eval_dim(e, x, out);
-    case EX_NAME: {
-        sym *s = lookup(e, x->name, x->loc);
-        if (!s)
-            return false;
-        if (s->v.kind != CV_INT) {
-            err(e, x->loc, "%s must be an integer, but '%s' is %s", what, x->name, sym_text(s));
-            return false;
-        }
-        *out = s->v.i;
-        return true;
-    }
-    case EX_NEG:
-        if (!eval_int(e, x->lhs, what, &a))
-            return false;
-        if (a == INT64_MIN) {
-            err(e, x->loc, "integer overflow in constant expression");
-            return false;
-        }
-        *out = -a;
-        return true;
-    case EX_BIN: {
-        bool ok = eval_int(e, x->lhs, what, &a);
-        ok &= eval_int(e, x->rhs, what, &b);
-        if (!ok)
-            return false;
-        bool overflow = false;
-        switch (x->op) {
-        case '+': overflow = __builtin_add_overflow(a, b, out); break;
-        case '-': overflow = __builtin_sub_overflow(a, b, out); break;
-        case '*': overflow = __builtin_mul_overflow(a, b, out); break;
-        case '/':
-        case '%':
-            if (b == 0) {
-                err(e, x->loc, "division by zero in constant expression");
-                return false;
-            }
-            overflow = a == INT64_MIN && b == -1;
-            if (!overflow)
-                *out = x->op == '/' ? a / b : a % b;
-            break;
-        default: IR_ASSERT(!"unknown operator");
-        }
-        if (overflow) {
-            err(e, x->loc, "integer overflow in constant expression (%lld %c %lld)", (long long)a, x->op,
-                (long long)b);
-            return false;
-        }
-        return true;
-    }
-    }
-    IR_ASSERT(!"unknown expression");
-    return false;
-}
-
-static bool eval_dim(elab_ctx *e, const ast_expr *x, int64_t *out) {
-    int v = -1;
-    int64_t i = 0;
-    bool ok = eval_tensor(e, x->lhs, "the first argument of dim", &v);
-    ok &= eval_int(e, x->rhs, "the index of dim", &i);
-    if (!ok)
-        return false;
-    const ir_value *val = &e->g->vals[v];
-    int64_t k = i < 0 ? i + val->shape.rank : i;
-    if (k < 0 || k >= val->shape.rank) {
-        err(e, x->rhs->loc, "dim: index %lld is out of range for '%s' of shape %s (rank %d)", (long long)i,
-            x->lhs->name, shape_str(e->pool, &val->shape), val->shape.rank);
-        return false;
-    }
-    *out = val->shape.dim[k];
-    return true;
-}
-
-static bool eval_real(elab_ctx *e, const ast_expr *x, const char *what, double *out) {
-    switch (x->kind) {
-    case EX_REAL:
-        *out = x->rval;
-        return true;
-    case EX_NEG:
-        if (!eval_real(e, x->lhs, what, out))
-            return false;
-        *out = -*out;
-        return true;
-    case EX_BOOL:
-    case EX_LIST:
-    case EX_CMP:
-    case EX_AND:
-    case EX_OR:
-    case EX_NOT:
-        err(e, x->loc, "%s must be a number, got %s", what, expr_kind_text(x));
-        return false;
-    case EX_NAME: {
-        sym *s = lookup(e, x->name, x->loc);
-        if (!s)
-            return false;
-        if (s->v.kind == CV_REAL || s->v.kind == CV_INT) {
-            *out = s->v.kind == CV_REAL ? s->v.r : (double)s->v.i;
-            return true;
-        }
-        err(e, x->loc, "%s must be a number, but '%s' is %s", what, x->name, sym_text(s));
-        return false;
-    }
-    case EX_BIN:
-        if (expr_type(e, x) == CV_REAL) {
-            double a, b;
-            bool ok = eval_real(e, x->lhs, what, &a);
-            ok &= eval_real(e, x->rhs, what, &b);
-            if (!ok)
-                return false;
-            switch (x->op) {
-            case '+': *out = a + b; break;
-            case '-': *out = a - b; break;
-            case '*': *out = a * b; break;
-            case '/':
-                if (b == 0) {
-                    err(e, x->loc, "division by zero in constant expression");
-                    return false;
-                }
-                *out = a / b;
-                break;
-            default:
-                err(e, x->loc, "'%c' needs integers, but an operand is a real number", x->op);
-                return false;
-            }
-            if (!isfinite(*out)) {
-                err(e, x->loc, "real overflow in constant expression (%g %c %g)", a, x->op, b);
-                return false;
-            }
-            return true;
-        }
-        break;
-    default: break;
-    }
-    int64_t v;
-    if (!eval_int(e, x, what, &v))
-        return false;
-    *out = (double)v;
-    return true;
-}
-
-/* An op's bool argument: true/false, a condition, or an integer 0 or 1. */
-static bool eval_bool(elab_ctx *e, const ast_expr *x, const char *what, int64_t *out) {
-    if (x->kind == EX_REAL || x->kind == EX_LIST) {
-        err(e, x->loc, "%s must be true or false, got %s", what, expr_kind_text(x));
-        return false;
-    }
-    if (expr_type(e, x) == CV_BOOL) {
-        bool b;
-        if (!eval_cond(e, x, what, &b))
-            return false;
-        *out = b;
-        return true;
-    }
-    int64_t v;
-    if (!eval_int(e, x, what, &v))
-        return false;
-    if (v != 0 && v != 1) {
-        err(e, x->loc, "%s must be true or false, got %lld", what, (long long)v);
-        return false;
-    }
-    *out = v;
-    return true;
-}
-
-static bool eval_list(elab_ctx *e, const ast_expr *x, const char *what, cval *out) {
-    *out = (cval){.kind = CV_LIST, .nitems = x->nitems};
-    out->items = pool_alloc(e->pool, sizeof *out->items * (size_t)(x->nitems + 1));
-    bool ok = true;
-    for (int k = 0; k < x->nitems; k++)
-        ok &= eval_int(e, x->items[k], pool_printf(e->pool, "item %d of %s", k + 1, what), &out->items[k]);
-    return ok;
-}
-
-/* Any value: a tensor (by name) or a compile-time value. */
-static bool eval_value(elab_ctx *e, const ast_expr *x, const char *what, cval *out) {
-    if (x->kind == EX_NAME) {
-        sym *s = lookup(e, x->name, x->loc);
-        if (s)
-            *out = s->v;
-        return s != NULL;
-    }
-    bool b;
-    switch (expr_type(e, x)) {
-    case CV_BOOL:
-        *out = (cval){.kind = CV_BOOL};
-        if (!eval_cond(e, x, what, &b))
-            return false;
-        out->i = b;
-        return true;
-    case CV_REAL: *out = (cval){.kind = CV_REAL}; return eval_real(e, x, what, &out->r);
-    case CV_LIST: return eval_list(e, x, what, out);
-    default: *out = (cval){.kind = CV_INT}; return eval_int(e, x, what, &out->i);
-    }
-}
-
-/* One side of a comparison: a number or a bool. */
-static bool eval_operand(elab_ctx *e, const ast_expr *x, const char *what, cval *out) {
-    if (x->kind == EX_NAME) {
-        sym *s = lookup(e, x->name, x->loc);
-        if (!s)
-            return false;
-        if (s->v.kind == CV_TENSOR) {
-            err(e, x->loc, "'%s' is a tensor and cannot be compared; compare its shape with dim(%s, i)", x->name,
-                x->name);
-            return false;
-        }
-        if (s->v.kind == CV_LIST) {
-            err(e, x->loc, "%s must be a number or a bool, but '%s' is a list", what, x->name);
-            return false;
-        }
-        *out = s->v;
-        return true;
-    }
-    if (x->kind == EX_LIST) {
-        err(e, x->loc, "%s must be a number or a bool, got a list", what);
-        return false;
-    }
-    return eval_value(e, x, what, out);
-}
-
-static const char *cv_text(cv_kind k) {
-    return k == CV_BOOL ? "a bool" : k == CV_REAL ? "a real number" : "an integer";
-}
-
-static bool eval_compare(elab_ctx *e, const ast_expr *x, bool *out) {
-    const char *op = cmp_text(x->op);
-    cval a, b;
-    bool ok = eval_operand(e, x->lhs, pool_printf(e->pool, "the left side of '%s'", op), &a);
-    ok &= eval_operand(e, x->rhs, pool_printf(e->pool, "the right side of '%s'", op), &b);
-    if (!ok)
-        return false;
-    if ((a.kind == CV_BOOL) != (b.kind == CV_BOOL)) {
-        err(e, x->loc, "'%s' compares %s with %s", op, cv_text(a.kind), cv_text(b.kind));
-        return false;
-    }
-    if (a.kind == CV_BOOL && x->op != CMP_EQ && x->op != CMP_NE) {
-        err(e, x->loc, "'%s' needs numbers, but both sides are bools", op);
-        return false;
-    }
-    int c;
-    if (a.kind == CV_REAL || b.kind == CV_REAL) {
-        double l = a.kind == CV_REAL ? a.r : (double)a.i, r = b.kind == CV_REAL ? b.r : (double)b.i;
-        c = (l > r) - (l < r);
-    } else {
-        c = (a.i > b.i) - (a.i < b.i);
-    }
-    switch (x->op) {
-    case CMP_EQ: *out = c == 0; break;
-    case CMP_NE: *out = c != 0; break;
-    case CMP_LT: *out = c < 0; break;
-    case CMP_LE: *out = c <= 0; break;
-    case CMP_GT: *out = c > 0; break;
-    default: *out = c >= 0; break;
-    }
-    return true;
-}
-
-/* A condition: true/false, a comparison, and/or/not of conditions, or a
- * name holding a bool. `and` and `or` evaluate their right side only when
- * the left does not decide. */
-static bool eval_cond(elab_ctx *e, const ast_expr *x, const char *what, bool *out) {
-    switch (x->kind) {
-    case EX_BOOL: *out = x->ival != 0; return true;
-    case EX_CMP: return eval_compare(e, x, out);
-    case EX_NOT:
-        if (!eval_cond(e, x->lhs, "the operand of 'not'", out))
-            return false;
-        *out = !*out;
-        return true;
-    case EX_AND:
-    case EX_OR: {
-        const char *side = x->kind == EX_AND ? "an operand of 'and'" : "an operand of 'or'";
-        if (!eval_cond(e, x->lhs, side, out))
-            return false;
-        if (*out == (x->kind == EX_OR))
-            return true;
-        return eval_cond(e, x->rhs, side, out);
-    }
-    case EX_NAME: {
-        sym *s = lookup(e, x->name, x->loc);
-        if (!s)
-            return false;
-        if (s->v.kind != CV_BOOL) {
-            err(e, x->loc, "%s must be true or false, but '%s' is %s", what, x->name, sym_text(s));
-            return false;
-        }
-        *out = s->v.i != 0;
-        return true;
-    }
-    case EX_NEG:
-    case EX_BIN:
-    case EX_DIM: err(e, x->loc, "%s must be true or false, got a number", what); return false;
-    default: err(e, x->loc, "%s must be true or false, got %s", what, expr_kind_text(x)); return false;
-    }
-}
-
-/* ---------------------------------------------------------------- constants */
-
-/* The -D override ("-D N=0") that the value of x comes from, through the
- * consts it names; NULL if none. For messages about that value. */
-static const char *define_of(elab_ctx *e, const ast_expr *x) {
-    if (!x)
-        return NULL;
-    if (x->kind == EX_NAME) {
-        sym *s = resolve(e, x->name);
-        return s && !s->poison && s->v.kind == CV_INT ? s->from_define : NULL;
-    }
-    const char *from = x->kind == EX_DIM ? NULL : define_of(e, x->lhs);
-    if (!from)
-        from = define_of(e, x->rhs);
-    for (int k = 0; k < x->nitems && !from; k++)
-        from = define_of(e, x->items[k]);
-    return from;
-}
-
-static void elab_const(elab_ctx *e, const ast_stmt *st, const frost_define *defs, int ndefs) {
-    if (!check_new_name(e, st->name, st->name_loc))
-        return;
-    int64_t v = 0;
-    bool ok = true;
-    const frost_define *def = NULL;
-    for (int k = 0; k < ndefs; k++)
-        if (strcmp(defs[k].name, st->name) == 0)
-            def = &defs[k]; /* the last -D wins */
-    if (def)
-        v = def->value;
-    else
-        ok = eval_int(e, st->value, pool_printf(e->pool, "constant '%s'", st->name), &v);
-    add_sym(e, st->name, !ok, (cval){.kind = CV_INT, .i = v}, st->name_loc);
-    e->syms[e->nsyms - 1].from_define =
-        def ? pool_printf(e->pool, "-D %s=%lld", def->name, (long long)def->value) : define_of(e, st->value);
-}
-
 /* ---------------------------------------------------------------- inputs */
 
 static void elab_input(elab_ctx *e, const ast_stmt *st) {
-    if (!check_new_name(e, st->name, st->name_loc))
+    if (!elab_check_new_name(e, st->name, st->name_loc))
         return;
     bool ok = true;
     ir_dtype dt = DT_F32;
@@ -809,7 +293,7 @@ static void elab_input(elab_ctx *e, const ast_stmt *st) {
             ok = false;
             continue;
         }
-        const char *from = define_of(e, st->dims[k]);
+        const char *from = eval_define_of(e, st->dims[k]);
         from = from ? pool_printf(e->pool, " (from %s)", from) : "";
         if (v <= 0) {
             err(e, st->dims[k]->loc, "%s is %lld%s; dimensions must be positive", what, (long long)v, from);
@@ -828,12 +312,12 @@ static void elab_input(elab_ctx *e, const ast_stmt *st) {
         ok = false;
     }
     if (!ok) {
-        add_sym(e, st->name, true, tensor_val(-1), st->name_loc);
+        elab_add_sym(e, st->name, true, tensor_val(-1), st->name_loc);
         return;
     }
     int v = ir_add_value(e->g, st->name, VAL_INPUT, dt, shape, st->name_loc);
     e->g->vals[v].wants_grad = st->grad;
-    add_sym(e, st->name, false, tensor_val(v), st->name_loc);
+    elab_add_sym(e, st->name, false, tensor_val(v), st->name_loc);
 }
 
 /* ---------------------------------------------------------------- calls of ops */
@@ -859,27 +343,10 @@ static const char *signature(elab_ctx *e, const op_def *op) {
     return pool_strdup(e->pool, buf);
 }
 
-static bool eval_tensor(elab_ctx *e, const ast_expr *x, const char *what, int *out) {
-    if (x->kind != EX_NAME) {
-        err(e, x->loc, "%s must be a tensor name, got %s", what,
-            x->kind == EX_NEG || x->kind == EX_BIN ? "an expression" : expr_kind_text(x));
-        return false;
-    }
-    sym *s = lookup(e, x->name, x->loc);
-    if (!s)
-        return false;
-    if (s->v.kind != CV_TENSOR) {
-        err(e, x->loc, "%s must be a tensor, but '%s' is %s", what, x->name, sym_text(s));
-        return false;
-    }
-    *out = (int)s->v.i;
-    return true;
-}
-
 /* The integers of an ints argument: a list literal, a name holding a list
  * (a def's parameter), or one integer expression. */
 static void collect_ints(elab_ctx *e, const ast_expr *x, const ast_expr **ints, int *nints) {
-    const sym *s = x->kind == EX_NAME ? resolve(e, x->name) : NULL;
+    const sym *s = x->kind == EX_NAME ? elab_resolve(e, x->name) : NULL;
     if (x->kind == EX_LIST) {
         for (int i = 0; i < x->nitems && *nints < IR_MAX_ATTR + 1; i++)
             ints[(*nints)++] = x->items[i];
@@ -897,7 +364,7 @@ static void collect_ints(elab_ctx *e, const ast_expr *x, const ast_expr **ints, 
 static bool is_list_arg(elab_ctx *e, const ast_expr *x) {
     if (x->kind == EX_LIST)
         return true;
-    const sym *s = x->kind == EX_NAME ? resolve(e, x->name) : NULL;
+    const sym *s = x->kind == EX_NAME ? elab_resolve(e, x->name) : NULL;
     return s && !s->poison && s->v.kind == CV_LIST;
 }
 
@@ -1060,7 +527,7 @@ const ir_value *sc_in(shape_ctx *sc, const ir_node *n, int i) { return &sc->e->g
 void sc_error(shape_ctx *sc, src_loc at, const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
-    verr(sc->e, at, fmt, ap);
+    elab_verr(sc->e, at, fmt, ap);
     va_end(ap);
 }
 
@@ -1132,7 +599,7 @@ static void poison_block(elab_ctx *e, const ast_block *b) {
                 poison_block(e, st->arms[i].body);
             poison_block(e, st->else_body);
         } else if ((st->kind == ST_BIND || st->kind == ST_ALIAS) && !find_local(e, e->fr, st->name)) {
-            add_sym(e, st->name, true, tensor_val(-1), st->name_loc);
+            elab_add_sym(e, st->name, true, tensor_val(-1), st->name_loc);
         }
     }
 }
@@ -1216,7 +683,7 @@ static int elab_call(elab_ctx *e, const ast_stmt *st, int di, const char *full) 
                                     &vals[k]))
             vals[k] = (cval){.kind = CV_TENSOR, .i = -1};
     for (int k = 0; k < np; k++)
-        add_sym(e, def->params[k].name, vals[k].kind == CV_TENSOR && vals[k].i < 0, vals[k], def->params[k].loc);
+        elab_add_sym(e, def->params[k].name, vals[k].kind == CV_TENSOR && vals[k].i < 0, vals[k], def->params[k].loc);
     const ast_block *body = def->body;
     elab_stmts(e, body->stmts, body->nstmts - 1);
     const ast_stmt *ret = &body->stmts[body->nstmts - 1]; /* parse.c made sure */
@@ -1227,12 +694,12 @@ static int elab_call(elab_ctx *e, const ast_stmt *st, int di, const char *full) 
         /* `return op(...)`: its value takes the call's own name */
         result = apply(e, ret, full, ret->op_loc);
     } else {
-        sym *s = lookup(e, ret->value->name, ret->value->loc);
+        sym *s = elab_lookup(e, ret->value->name, ret->value->loc);
         if (s && s->v.kind == CV_TENSOR)
             result = (int)s->v.i;
         else if (s)
             err(e, ret->value->loc, "def '%s' must return a tensor, but '%s' is %s", def->name, ret->value->name,
-                sym_text(s));
+                eval_sym_text(s));
     }
     flush_calls(e);
     e->fr = f.parent;
@@ -1263,23 +730,23 @@ static int apply(elab_ctx *e, const ast_stmt *st, const char *full, src_loc name
 /* ---------------------------------------------------------------- statements of any scope */
 
 static void elab_bind(elab_ctx *e, const ast_stmt *st) {
-    if (!check_new_name(e, st->name, st->name_loc))
+    if (!elab_check_new_name(e, st->name, st->name_loc))
         return;
     int v = apply(e, st, full_name(e, st->name), st->name_loc);
-    add_sym(e, st->name, v < 0, tensor_val(v), st->name_loc);
+    elab_add_sym(e, st->name, v < 0, tensor_val(v), st->name_loc);
 }
 
 /* h = other: h names what other names (a tensor or a compile-time value) */
 static void elab_alias(elab_ctx *e, const ast_stmt *st) {
-    if (!check_new_name(e, st->name, st->name_loc))
+    if (!elab_check_new_name(e, st->name, st->name_loc))
         return;
     const char *target = st->value->name;
     sym *s = NULL;
-    if (!resolve(e, target) && find_def(e, target) >= 0)
+    if (!elab_resolve(e, target) && find_def(e, target) >= 0)
         err(e, st->value->loc, "'%s' is a def; call it: %s = %s(...)", target, st->name, target);
     else
-        s = lookup(e, target, st->value->loc);
-    add_sym(e, st->name, !s, s ? s->v : tensor_val(-1), st->name_loc);
+        s = elab_lookup(e, target, st->value->loc);
+    elab_add_sym(e, st->name, !s, s ? s->v : tensor_val(-1), st->name_loc);
 }
 
 /* The branch an if takes: its first arm whose condition holds, else its
@@ -1469,11 +936,11 @@ static void elab_output(elab_ctx *e, const ast_stmt *st) {
     for (int k = 0; k < st->nnames && !halted(e); k++) {
         bool loss = !e->loss_named;
         e->loss_named = true;
-        sym *s = lookup(e, st->names[k], st->name_locs[k]);
+        sym *s = elab_lookup(e, st->names[k], st->name_locs[k]);
         if (!s)
             continue;
         if (s->v.kind != CV_TENSOR) {
-            err(e, st->name_locs[k], "output '%s' must be a tensor, but it is %s", st->names[k], sym_text(s));
+            err(e, st->name_locs[k], "output '%s' must be a tensor, but it is %s", st->names[k], eval_sym_text(s));
             continue;
         }
         int v = (int)s->v.i;
