@@ -147,4 +147,11 @@ const char *eval_define_of(elab_ctx *e, const ast_expr *x); /* "-D N=0", or NULL
 
 void elab_const(elab_ctx *e, const ast_stmt *st, const frost_define *defs, int ndefs);
 
+/* ---------------------------------------------------------------- training.c */
+
+void elab_output(elab_ctx *e, const ast_stmt *st);
+void elab_config(elab_ctx *e, const ast_stmt *st);
+void elab_default(elab_ctx *e, const ast_stmt *st);   /* after every config */
+void elab_optimizer(elab_ctx *e, const ast_stmt *st);
+
 #endif
