@@ -320,7 +320,7 @@ static void elab_input(elab_ctx *e, const ast_stmt *st) {
     elab_add_sym(e, st->name, false, tensor_val(v), st->name_loc);
 }
 
-/* ---------------------------------------------------------------- calls of ops */
+/* ---------------------------------------------------------------- arguments of calls */
 
 /* "linear(x, out_features, bias=true)" */
 static const char *signature(elab_ctx *e, const op_def *op) {
@@ -341,6 +341,74 @@ static const char *signature(elab_ctx *e, const op_def *op) {
     if (n < sizeof buf)
         snprintf(buf + n, sizeof buf - n, ")");
     return pool_strdup(e->pool, buf);
+}
+
+/* "basic_block(x, planes, stride=1)" */
+static const char *def_signature(elab_ctx *e, const ast_stmt *def) {
+    enum { SHOWN = 16 }; /* parameters listed; the rest are counted */
+    int shown = def->nparams < SHOWN ? def->nparams : SHOWN;
+    size_t size = strlen(def->name) + 40;
+    for (int k = 0; k < shown; k++)
+        size += strlen(def->params[k].name) + (def->params[k].dflt ? strlen(def->params[k].dflt_text) + 1 : 0) + 2;
+    char *s = pool_alloc(e->pool, size);
+    size_t n = (size_t)snprintf(s, size, "%s(", def->name);
+    for (int k = 0; k < shown; k++) {
+        const ast_param *p = &def->params[k];
+        n += (size_t)snprintf(s + n, size - n, "%s%s%s%s", k ? ", " : "", p->name, p->dflt ? "=" : "",
+                              p->dflt ? p->dflt_text : "");
+    }
+    if (shown < def->nparams)
+        n += (size_t)snprintf(s + n, size - n, ", ... %d more", def->nparams - shown);
+    snprintf(s + n, size - n, ")");
+    return s;
+}
+
+/* The formal parameters a call's arguments are matched against: an op's
+ * arguments (op_def.args) or a def's parameters (ast_stmt.params). */
+typedef struct {
+    const op_def *op;    /* the op whose arguments they are, or NULL: */
+    const ast_stmt *def; /* the def whose parameters they are */
+    const str_map *ids;  /* the def's parameters by name (e->def_params) */
+    int n;
+} formals;
+
+static formals op_formals(const op_def *op) { return (formals){.op = op, .n = op->nargs}; }
+
+static formals def_formals(elab_ctx *e, int di) {
+    return (formals){.def = e->defs[di], .ids = &e->def_params[di], .n = e->defs[di]->nparams};
+}
+
+static const char *callee_name(const formals *f) { return f->op ? f->op->name : f->def->name; }
+
+static const char *formal_name(const formals *f, int k) { return f->op ? f->op->args[k].name : f->def->params[k].name; }
+
+/* An op's ints argument takes one list, or the positional arguments from
+ * its place on. */
+static bool formal_ints(const formals *f, int k) { return f->op && f->op->args[k].kind == ARG_INTS; }
+
+/* It may be left out: it has a default, or it is an ints argument (which
+ * may be empty). */
+static bool formal_optional(const formals *f, int k) {
+    return f->op ? f->op->args[k].has_default || f->op->args[k].kind == ARG_INTS : f->def->params[k].dflt != NULL;
+}
+
+static int formal_index(const formals *f, const char *name) {
+    if (!f->op)
+        return map_find(f->ids, name);
+    int which = -1;
+    for (int i = 0; i < f->n; i++)
+        if (strcmp(f->op->args[i].name, name) == 0)
+            which = i;
+    return which;
+}
+
+static const char *formals_signature(elab_ctx *e, const formals *f) {
+    return f->op ? signature(e, f->op) : def_signature(e, f->def);
+}
+
+/* "argument 'x' of linear", what the value of formal k is called in messages */
+static const char *formal_what(elab_ctx *e, const formals *f, int k) {
+    return pool_printf(e->pool, "argument '%s' of %s", formal_name(f, k), callee_name(f));
 }
 
 /* The integers of an ints argument: a list literal, a name holding a list
@@ -368,69 +436,98 @@ static bool is_list_arg(elab_ctx *e, const ast_expr *x) {
     return s && !s->poison && s->v.kind == CV_LIST;
 }
 
-/* Match the call's arguments to the op's signature and fill n->in (tensors)
- * and n->attr / n->fattr (the rest, by position among non-tensor args). */
-static bool match_args(elab_ctx *e, const ast_stmt *st, const op_def *op, ir_node *n) {
-    const ast_arg *slot[OP_MAX_ARGS] = {0};
-    const ast_expr *ints[IR_MAX_ATTR + 1];
-    int nints = 0;
-    bool ok = true, saw_keyword = false, ints_too_many = false;
+/* The integers given to an op's ints argument; one more than an op can
+ * take, for "too many values". */
+typedef struct {
+    const ast_expr *items[IR_MAX_ATTR + 1];
+    int n;
+} ints_args;
+
+/* Match a call's arguments to formals f, by the rules that ops and defs
+ * share: positional arguments first, in order, then keyword arguments, no
+ * formal given twice. slot[k] (zeroed by the caller) is set to the argument
+ * given for formal k; an op's ints argument gathers its integers in *ints
+ * (NULL for a def). False after "too many arguments", when there is nothing
+ * more to check; after any other error *ok is cleared, and the arguments
+ * given are still to be evaluated, for their own errors. */
+static bool match_args(elab_ctx *e, const ast_stmt *st, const formals *f, const ast_arg **slot, ints_args *ints,
+                       bool *ok) {
+    bool saw_keyword = false;
     int pos = 0;
     for (int k = 0; k < st->nargs && !halted(e); k++) {
         const ast_arg *a = &st->args[k];
         if (!a->name) {
             if (saw_keyword) {
                 err(e, a->loc, "positional argument after keyword argument");
-                ok = false;
+                *ok = false;
                 continue;
             }
-            if (pos < op->nargs && op->args[pos].kind == ARG_INTS) {
-                if (is_list_arg(e, a->value) && nints == 0) {
-                    collect_ints(e, a->value, ints, &nints);
+            if (pos < f->n && formal_ints(f, pos)) {
+                if (is_list_arg(e, a->value) && ints->n == 0) {
+                    collect_ints(e, a->value, ints->items, &ints->n);
                     slot[pos++] = a; /* a list takes the whole argument */
-                } else if (nints < IR_MAX_ATTR + 1) {
-                    ints[nints++] = a->value; /* a list here is reported as not an integer */
+                } else if (ints->n < IR_MAX_ATTR + 1) {
+                    ints->items[ints->n++] = a->value; /* a list here is reported as not an integer */
                     slot[pos] = slot[pos] ? slot[pos] : a;
                 }
                 continue;
             }
-            if (pos >= op->nargs) {
-                err(e, a->loc, "too many arguments to %s", signature(e, op));
+            if (pos >= f->n) {
+                err(e, a->loc, "too many arguments to %s", formals_signature(e, f));
                 return false;
             }
             slot[pos++] = a;
             continue;
         }
         saw_keyword = true;
-        int which = -1;
-        const char *names[OP_MAX_ARGS];
-        for (int i = 0; i < op->nargs; i++) {
-            names[i] = op->args[i].name;
-            if (strcmp(op->args[i].name, a->name) == 0)
-                which = i;
-        }
+        int which = formal_index(f, a->name);
         if (which < 0) {
-            err(e, a->loc, "unknown keyword argument '%s' of %s%s", a->name, signature(e, op),
-                suggest(e, a->name, names, op->nargs));
-            ok = false;
-        } else if (slot[which] || (op->args[which].kind == ARG_INTS && nints > 0)) {
-            err(e, a->loc, "argument '%s' of %s is given twice", a->name, op->name);
+            const char **names = pool_alloc(e->pool, sizeof *names * (size_t)(f->n + 1));
+            for (int i = 0; i < f->n; i++)
+                names[i] = formal_name(f, i);
+            err(e, a->loc, "unknown keyword argument '%s' of %s%s", a->name, formals_signature(e, f),
+                suggest(e, a->name, names, f->n));
+            *ok = false;
+        } else if (slot[which] || (formal_ints(f, which) && ints->n > 0)) {
+            err(e, a->loc, "argument '%s' of %s is given twice", a->name, callee_name(f));
             if (slot[which])
                 note(e, slot[which]->loc, "first given here");
-            ok = false;
+            *ok = false;
         } else {
             slot[which] = a;
-            if (op->args[which].kind == ARG_INTS)
-                collect_ints(e, a->value, ints, &nints);
+            if (formal_ints(f, which))
+                collect_ints(e, a->value, ints->items, &ints->n);
         }
     }
+    return true;
+}
+
+/* Formal k, when the call gives it no argument, must be optional: false
+ * after reporting it missing. */
+static bool check_given(elab_ctx *e, const ast_stmt *st, const formals *f, const ast_arg *const *slot, int k) {
+    if (slot[k] || formal_optional(f, k))
+        return true;
+    err(e, st->op_loc, "missing argument '%s' of %s", formal_name(f, k), formals_signature(e, f));
+    return false;
+}
+
+/* ---------------------------------------------------------------- calls of ops */
+
+/* Match the call's arguments to the op's signature and fill n->in (tensors)
+ * and n->attr / n->fattr (the rest, by position among non-tensor args). */
+static bool node_args(elab_ctx *e, const ast_stmt *st, const op_def *op, ir_node *n) {
+    const ast_arg *slot[OP_MAX_ARGS] = {0};
+    ints_args ints = {.n = 0};
+    bool ok = true, ints_too_many = false;
+    formals f = op_formals(op);
+    if (!match_args(e, st, &f, slot, &ints, &ok))
+        return false;
     int nt = 0, na = 0;
     for (int k = 0; k < op->nargs; k++) {
         const op_arg *arg = &op->args[k];
         const ast_arg *a = slot[k];
-        const char *what = pool_printf(e->pool, "argument '%s' of %s", arg->name, op->name);
-        if (!a && !arg->has_default && arg->kind != ARG_INTS) {
-            err(e, st->op_loc, "missing argument '%s' of %s", arg->name, signature(e, op));
+        const char *what = formal_what(e, &f, k);
+        if (!check_given(e, st, &f, slot, k)) {
             ok = false;
             continue;
         }
@@ -462,15 +559,15 @@ static bool match_args(elab_ctx *e, const ast_stmt *st, const op_def *op, ir_nod
             na++;
             break;
         case ARG_INTS:
-            for (int i = 0; i < nints; i++) {
+            for (int i = 0; i < ints.n; i++) {
                 if (na + i >= IR_MAX_ATTR) {
-                    err(e, ints[i]->loc, "too many values for %s (at most %d)", what, IR_MAX_ATTR - na);
+                    err(e, ints.items[i]->loc, "too many values for %s (at most %d)", what, IR_MAX_ATTR - na);
                     ints_too_many = true;
                     break;
                 }
-                ok &= eval_int(e, ints[i], what, &n->attr[na + i]);
+                ok &= eval_int(e, ints.items[i], what, &n->attr[na + i]);
             }
-            na += ints_too_many ? 0 : nints;
+            na += ints_too_many ? 0 : ints.n;
             ok &= !ints_too_many;
             break;
         }
@@ -499,7 +596,7 @@ static int apply_op(elab_ctx *e, const ast_stmt *st, const op_def *op, const cha
         e->halt = true;
         return -1;
     }
-    if (!match_args(e, st, op, &n) || e->errors > errors)
+    if (!node_args(e, st, op, &n) || e->errors > errors)
         return -1;
     shape_ctx sc = {e};
     bool inferred = op->infer(&sc, &n, &dt, &shape);
@@ -568,26 +665,6 @@ int sc_buffer(shape_ctx *sc, ir_node *n, const char *suffix, ir_dtype dt, ir_sha
 static void elab_stmts(elab_ctx *e, const ast_stmt *stmts, int n);
 static int apply(elab_ctx *e, const ast_stmt *st, const char *full, src_loc name_loc);
 
-/* "basic_block(x, planes, stride=1)" */
-static const char *def_signature(elab_ctx *e, const ast_stmt *def) {
-    enum { SHOWN = 16 }; /* parameters listed; the rest are counted */
-    int shown = def->nparams < SHOWN ? def->nparams : SHOWN;
-    size_t size = strlen(def->name) + 40;
-    for (int k = 0; k < shown; k++)
-        size += strlen(def->params[k].name) + (def->params[k].dflt ? strlen(def->params[k].dflt_text) + 1 : 0) + 2;
-    char *s = pool_alloc(e->pool, size);
-    size_t n = (size_t)snprintf(s, size, "%s(", def->name);
-    for (int k = 0; k < shown; k++) {
-        const ast_param *p = &def->params[k];
-        n += (size_t)snprintf(s + n, size - n, "%s%s%s%s", k ? ", " : "", p->name, p->dflt ? "=" : "",
-                              p->dflt ? p->dflt_text : "");
-    }
-    if (shown < def->nparams)
-        n += (size_t)snprintf(s + n, size - n, ", ... %d more", def->nparams - shown);
-    snprintf(s + n, size - n, ")");
-    return s;
-}
-
 /* Every name assigned in a block (and the blocks in it) becomes poisoned,
  * unless it already has a meaning: the block's condition failed, so its
  * names must not give "undefined" messages of their own. */
@@ -624,48 +701,15 @@ static int elab_call(elab_ctx *e, const ast_stmt *st, int di, const char *full) 
     int np = def->nparams;
     const ast_arg **slot = pool_alloc(e->pool, sizeof *slot * (size_t)(np + 1));
     cval *vals = pool_alloc(e->pool, sizeof *vals * (size_t)(np + 1));
-    bool ok = true, saw_keyword = false;
-    int pos = 0;
-    for (int k = 0; k < st->nargs && !halted(e); k++) {
-        const ast_arg *a = &st->args[k];
-        if (!a->name) {
-            if (saw_keyword) {
-                err(e, a->loc, "positional argument after keyword argument");
-                ok = false;
-            } else if (pos >= np) {
-                err(e, a->loc, "too many arguments to %s", def_signature(e, def));
-                return -1;
-            } else {
-                slot[pos++] = a;
-            }
-            continue;
-        }
-        saw_keyword = true;
-        int which = map_find(&e->def_params[di], a->name);
-        if (which < 0) {
-            const char **names = pool_alloc(e->pool, sizeof *names * (size_t)(np + 1));
-            for (int i = 0; i < np; i++)
-                names[i] = def->params[i].name;
-            err(e, a->loc, "unknown keyword argument '%s' of %s%s", a->name, def_signature(e, def),
-                suggest(e, a->name, names, np));
-            ok = false;
-        } else if (slot[which]) {
-            err(e, a->loc, "argument '%s' of %s is given twice", a->name, def->name);
-            note(e, slot[which]->loc, "first given here");
-            ok = false;
-        } else {
-            slot[which] = a;
-        }
-    }
+    bool ok = true;
+    formals fs = def_formals(e, di);
+    if (!match_args(e, st, &fs, slot, NULL, &ok))
+        return -1;
     for (int k = 0; k < np && !halted(e); k++) {
-        const ast_param *p = &def->params[k];
-        if (slot[k])
-            ok &= eval_value(e, slot[k]->value, pool_printf(e->pool, "argument '%s' of %s", p->name, def->name),
-                             &vals[k]);
-        else if (!p->dflt) {
-            err(e, st->op_loc, "missing argument '%s' of %s", p->name, def_signature(e, def));
+        if (!check_given(e, st, &fs, slot, k))
             ok = false;
-        }
+        else if (slot[k])
+            ok &= eval_value(e, slot[k]->value, formal_what(e, &fs, k), &vals[k]);
     }
     if (!ok || halted(e))
         return -1;
@@ -929,6 +973,8 @@ static void collect_defs(elab_ctx *e) {
     find_recursion(e);
 }
 
+/* ---------------------------------------------------------------- the file */
+
 /* A statement a file may hold once: the first one is remembered in *first
  * (true is returned), a later one is an error pointing back at it. */
 static bool once(elab_ctx *e, const ast_stmt *st, const ast_stmt **first, const char *keyword) {
@@ -940,9 +986,6 @@ static bool once(elab_ctx *e, const ast_stmt *st, const ast_stmt **first, const 
     *first = st;
     return true;
 }
-
-
-/* ---------------------------------------------------------------- the file */
 
 static void elab_file(elab_ctx *e, const frost_define *defs, int ndefs) {
     const ast_file *f = e->file;
