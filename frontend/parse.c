@@ -769,7 +769,7 @@ static void stmt(parser *ps, ast_stmt *st) {
         st->bn_eval = bn_mode(ps, &st->name_loc);
         end_of_stmt(ps, pool_printf(ps->pool, "'batchnorm %s'", st->bn_eval ? "eval" : "train"));
     } else if (is_word(t, "optimizer") && !is_punct(t + 1, '=')) {
-        /* optimizer sgd(lr=0.1, momentum=0.9): elab.c checks name, keys and values */
+        /* optimizer sgd(lr=0.1, momentum=0.9): passes/optim.c checks name, keys and values */
         st->kind = ST_OPTIMIZER;
         ps->tok++;
         if (ps->tok->kind != TK_IDENT || lex_is_keyword(ps->tok->text, ps->tok->len))

@@ -123,92 +123,39 @@ void elab_default(elab_ctx *e, const ast_stmt *st) {
 
 /* ---------------------------------------------------------------- optimizer */
 
-/* The names in opt_keys()' "lr, momentum, ..." list, for suggestions. */
-static int key_list(elab_ctx *e, ir_opt_kind kind, const char **keys, int max) {
-    int n = 0;
-    for (const char *s = opt_keys(kind); *s && n < max;) {
-        size_t len = strcspn(s, ", ");
-        if (len)
-            keys[n++] = pool_strndup(e->pool, s, len);
-        s += len;
-        s += strspn(s, ", ");
-    }
-    return n;
+typedef struct {
+    elab_ctx *e;
+    const ast_stmt *st;
+} hyper_ctx;
+
+/* opt_stmt.eval: the value of the statement's argument k */
+static bool eval_hyper(void *ctx, int k, const char *what, bool as_bool, double *out) {
+    const hyper_ctx *h = ctx;
+    const ast_expr *x = h->st->args[k].value;
+    if (!as_bool)
+        return eval_real(h->e, x, what, out);
+    int64_t b = 0;
+    bool ok = eval_bool(h->e, x, what, &b);
+    *out = (double)b;
+    return ok;
 }
 
-/* Where opt_check's message points: the argument named by its first word
- * ("momentum must be in [0, 1)"), else an argument it names further on
- * ("beta1 and beta2 ...", the later given first), else the optimizer's name. */
-static src_loc check_loc(const ast_stmt *st, const char *msg) {
-    for (int pass = 0; pass < 2; pass++)
-        for (int k = st->nargs - 1; k >= 0; k--) {
-            const char *key = st->args[k].name;
-            size_t len = key ? strlen(key) : 0;
-            if (!len)
-                continue;
-            if (pass == 0 && strncmp(msg, key, len) == 0 && msg[len] == ' ')
-                return st->args[k].loc;
-            for (const char *hit = strstr(msg, key); pass == 1 && hit; hit = strstr(hit + 1, key))
-                if ((hit == msg || hit[-1] == ' ') && (hit[len] == ' ' || hit[len] == '\0'))
-                    return st->args[k].loc;
-        }
-    return st->op_loc;
-}
-
-/* optimizer NAME(KEY=VALUE, ...): PyTorch's defaults for NAME (passes/optim.c),
- * then the given hyper-parameters, checked together. */
+/* optimizer NAME(KEY=VALUE, ...): passes/optim.c knows the optimizers and
+ * their hyper-parameters and checks the statement (opt_read); this passes
+ * on the name, keys and locations, and evaluates the values it asks for. */
 void elab_optimizer(elab_ctx *e, const ast_stmt *st) {
+    opt_arg *args = pool_alloc(e->pool, sizeof *args * (size_t)(st->nargs + 1));
+    for (int k = 0; k < st->nargs; k++)
+        args[k] = (opt_arg){st->args[k].name, st->args[k].loc};
+    hyper_ctx h = {e, st};
+    opt_stmt os = {st->op, st->op_loc, args, st->nargs, eval_hyper, &h};
+    int reported = e->d->errors, counted = e->errors;
     ir_optimizer o;
-    if (!opt_init(&o, st->op)) {
-        err(e, st->op_loc, "%s", opt_unknown(e->pool, st->op));
-        return;
-    }
-    bool ok = true;
-    for (int k = 0; k < st->nargs && !halted(e); k++) {
-        const ast_arg *a = &st->args[k];
-        if (!a->name) {
-            err(e, a->loc, "hyper-parameters of optimizer %s are given by name, as in %s(lr=0.1) (it has %s)", st->op,
-                st->op, opt_keys(o.kind));
-            ok = false;
-            continue;
-        }
-        const ast_arg *first = NULL;
-        for (int j = 0; j < k && !first; j++)
-            if (st->args[j].name && strcmp(st->args[j].name, a->name) == 0)
-                first = &st->args[j];
-        if (first) {
-            err(e, a->loc, "hyper-parameter '%s' of optimizer %s is given twice", a->name, st->op);
-            note(e, first->loc, "first given here");
-            ok = false;
-            continue;
-        }
-        ir_optimizer probe = o;
-        if (!opt_set(&probe, a->name, 0)) {
-            const char *keys[16];
-            int nkeys = key_list(e, o.kind, keys, 16);
-            err(e, a->loc, "optimizer %s has no hyper-parameter '%s' (it has %s)%s", st->op, a->name, opt_keys(o.kind),
-                suggest(e, a->name, keys, nkeys));
-            ok = false;
-            continue;
-        }
-        const char *what = pool_printf(e->pool, "hyper-parameter '%s' of optimizer %s", a->name, st->op);
-        double v = 0;
-        if (strcmp(a->name, "nesterov") == 0) {
-            int64_t b = 0;
-            ok &= eval_bool(e, a->value, what, &b);
-            v = (double)b;
-        } else {
-            ok &= eval_real(e, a->value, what, &v);
-        }
-        opt_set(&o, a->name, v);
-    }
+    bool ok = opt_read(&o, &os, e->pool, e->d);
+    /* opt_read reports to e->d itself: count its errors as elaboration's */
+    e->errors += (e->d->errors - reported) - (e->errors - counted);
     if (!ok)
         return;
-    const char *bad = opt_check(&o);
-    if (bad) {
-        err(e, check_loc(st, bad), "optimizer %s: %s", st->op, bad);
-        return;
-    }
     e->g->has_optimizer = true;
     e->g->optimizer = o;
     e->g->optimizer_loc = st->op_loc;
