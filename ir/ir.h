@@ -631,7 +631,8 @@ static inline int64_t ir_checked_block(int64_t bytes) { return bytes > 0 ? ir_al
 bool pass_validate(const ir_program *prog, FILE *out);
 
 /* ---------------------------------------------------------------- frontend
- * lex.c, parse.c (AST in frontend/ast.h), elab.c (AST -> graph). */
+ * lex.c, parse.c (AST in frontend/ast.h), elab.c with eval.c and training.c
+ * (AST -> graph; what they share in frontend/elab.h). */
 /* Parse d->src and build the graph. -D overrides must name a `const` of the
  * file. Returns NULL after reporting errors through d. */
 ir_graph *frontend_load(pool *p, diag_ctx *d, const frost_define *defs, int ndefs);
