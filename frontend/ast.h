@@ -1,6 +1,7 @@
 /* ast.h: tokens and the syntax tree of a model file, shared by lex.c,
- * parse.c and elab.c. The tree is plain data in the compilation's pool; it
- * keeps every construct's location so elab.c can point at it. */
+ * parse.c and elaboration (elab.h). The tree is plain data in the
+ * compilation's pool; it keeps every construct's location so elaboration
+ * can point at it. */
 #ifndef FROST_AST_H
 #define FROST_AST_H
 

@@ -18,86 +18,13 @@
  * time and elaborates one branch; names assigned in it stay visible after it.
  * An error inside a def is followed by notes naming the calls that led to it;
  * the same message at the same place is reported once, not once per call.
+ *
+ * Compile-time values are evaluated in eval.c; outputs, configs and the
+ * optimizer are training.c's; elab.h holds what the three share.
  */
-#include "ast.h"
+#include "elab.h"
 
-#include <math.h>
 #include <string.h>
-
-/* A compile-time value, or a tensor (a value id). */
-typedef enum { CV_INT, CV_REAL, CV_BOOL, CV_LIST, CV_TENSOR } cv_kind;
-typedef struct {
-    cv_kind kind;
-    int64_t i;      /* int; bool 0/1; tensor: the value id */
-    double r;       /* real */
-    int64_t *items; /* list */
-    int nitems;
-} cval;
-
-typedef struct {
-    const char *name; /* as written in its scope: "conv1" inside a def, "layer1.0" at top level */
-    bool poison;      /* its definition failed: uses of it fail silently */
-    cval v;
-    src_loc loc;
-    const char *from_define; /* a const: "-D N=0" when its value comes from that override, directly or
-                              * through the consts it is computed from; else NULL */
-} sym;
-
-/* A scope: the top level, or one call of a def. */
-typedef struct frame frame;
-struct frame {
-    frame *parent;
-    const ast_stmt *def;  /* the ST_DEF being expanded; NULL at the top level */
-    const char *prefix;   /* graph names made here are "<prefix>.<name>"; NULL at the top level */
-    src_loc call_loc;     /* the callee's name in the call */
-    int base, nsyms;      /* its symbols: e->syms[base, base + nsyms) */
-    str_map sym_ids;      /* name -> index among them of its first symbol; built once there are
-                           * more than SMALL_FRAME (a def body's own few names are scanned) */
-    src_loc cur;          /* start of the statement (or else-if) being elaborated, for "used
-                           * before its definition"; line 0: none */
-    int depth;
-};
-
-typedef struct {
-    src_loc at;
-    const char *msg;
-} seen_error;
-
-/* A block whose statements elab_stmts() is walking: stmts[next] is next. */
-typedef struct {
-    const ast_stmt *stmts;
-    int n, next;
-} open_block;
-
-typedef struct elab_ctx elab_ctx;
-struct elab_ctx {
-    pool *pool;
-    diag_ctx *d;
-    ir_graph *g;
-    const ast_file *file;
-    frame top;
-    frame *fr;             /* the current scope */
-    int errors;            /* errors so far, including repeats not printed again */
-    frame *pending;        /* the last error was made in this frame: call notes are owed */
-    bool quiet;            /* the last error was a repeat: its notes are not printed either */
-    seen_error *seen;      /* errors made inside defs, to report each once */
-    int nseen, capseen;
-    const ast_stmt **defs; /* the file's defs */
-    bool *def_bad;         /* recursive or with bad parameters: calls fail silently */
-    str_map *def_params;   /* per def: parameter name -> index */
-    int ndefs, capdefs, capbad, capparams;
-    str_map def_ids;       /* def name -> index in defs */
-    str_map config_ids;    /* config name -> index in g->configs */
-    str_map output_ids;    /* name of an output value -> index in g->outputs */
-    sym scratch;           /* lookup result that is not a symbol of the scope */
-    sym *syms;             /* the symbols of every frame, innermost last: a call's go when it ends */
-    int nsyms, capsyms;
-    int64_t expanded;      /* tokens of the defs called so far (MAX_EXPANSION) */
-    bool halt;             /* a size limit was passed: stop elaborating */
-    bool loss_named;       /* the first name of `output` has been seen: later ones are not the loss */
-    open_block *open;      /* elab_stmts' blocks, of every scope (innermost last) */
-    int nopen, capopen;
-};
 
 /* What a shape rule in ops.c sees of elaboration (ir.h, the sc_* functions). */
 struct shape_ctx {
@@ -113,10 +40,6 @@ struct shape_ctx {
  * it can do besides its own calls. */
 enum { MAX_CALL_DEPTH = 64, MAX_NODES = 100000, MAX_EXPANSION = 4000000 };
 
-/* Past diag.c's error limit, or past a limit above, elaboration stops: the
- * loops over statements, arguments and items check this. */
-static bool halted(const elab_ctx *e) { return e->halt || e->d->stopped; }
-
 /* ---------------------------------------------------------------- diagnostics */
 
 /* Notes naming the calls that led to the last error, innermost first. */
@@ -127,7 +50,7 @@ static void flush_calls(elab_ctx *e) {
         diag_note(e->d, f->call_loc, "in call of '%s' as '%s'", f->def->name, f->prefix);
 }
 
-static void verr(elab_ctx *e, src_loc at, const char *fmt, va_list ap) {
+void elab_verr(elab_ctx *e, src_loc at, const char *fmt, va_list ap) {
     flush_calls(e);
     e->errors++;
     e->quiet = false;
@@ -149,14 +72,6 @@ static void verr(elab_ctx *e, src_loc at, const char *fmt, va_list ap) {
     e->pending = e->fr;
 }
 
-static void err(elab_ctx *e, src_loc at, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static void err(elab_ctx *e, src_loc at, const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    verr(e, at, fmt, ap);
-    va_end(ap);
-}
-
 /* Inside a def, an error at a place where an earlier call of it failed
  * already: counted and quiet, like any repeat (verr), without the work of
  * explaining it again (scanning the body, ranking suggestions), which a def
@@ -175,27 +90,12 @@ static bool repeated_at(elab_ctx *e, src_loc at) {
     return false;
 }
 
-static void note(elab_ctx *e, src_loc at, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static void note(elab_ctx *e, src_loc at, const char *fmt, ...) {
-    if (e->quiet)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    diag_verror(e->d, "note", at, fmt, ap);
-    va_end(ap);
-}
-
 /* ---------------------------------------------------------------- names */
-
-/* "; did you mean 'x'?" for the closest candidate within 2 edits, else "". */
-static const char *suggest(elab_ctx *e, const char *name, const char **cands, int n) {
-    return diag_suggest(e->pool, name, cands, n);
-}
 
 enum { SMALL_FRAME = 8 };
 
 /* The first symbol of frame f named s[0..len), NULL if none. The pointer is
- * good until the next add_sym. */
+ * good until the next elab_add_sym. */
 static sym *find_localn(elab_ctx *e, const frame *f, const char *s, size_t len) {
     if (f->nsyms == 0)
         return NULL; /* and e->syms may still be NULL, which takes no offset */
@@ -214,7 +114,7 @@ static sym *find_local(elab_ctx *e, const frame *f, const char *name) {
     return find_localn(e, f, name, strlen(name));
 }
 
-static void add_sym(elab_ctx *e, const char *name, bool poison, cval v, src_loc loc) {
+void elab_add_sym(elab_ctx *e, const char *name, bool poison, cval v, src_loc loc) {
     frame *f = e->fr;
     IR_ASSERT(f->base + f->nsyms == e->nsyms); /* the innermost frame */
     *VEC_PUSH(e->pool, e->syms, e->nsyms, e->capsyms) = (sym){name, poison, v, loc, NULL};
@@ -226,8 +126,6 @@ static void add_sym(elab_ctx *e, const char *name, bool poison, cval v, src_loc 
         map_put(e->pool, &f->sym_ids, name, f->nsyms - 1);
     }
 }
-
-static cval tensor_val(int v) { return (cval){.kind = CV_TENSOR, .i = v}; }
 
 /* The graph name of a name made in the current scope. */
 static const char *full_name(elab_ctx *e, const char *local) {
@@ -257,11 +155,11 @@ static bool check_new_full(elab_ctx *e, const char *local, const char *full, src
 }
 
 /* For a statement's name: when it clashes, its uses stay quiet. */
-static bool check_new_name(elab_ctx *e, const char *local, src_loc at) {
+bool elab_check_new_name(elab_ctx *e, const char *local, src_loc at) {
     if (check_new_full(e, local, full_name(e, local), at))
         return true;
     if (!find_local(e, e->fr, local)) /* it clashed with a value made elsewhere */
-        add_sym(e, local, true, tensor_val(-1), at);
+        elab_add_sym(e, local, true, tensor_val(-1), at);
     return false;
 }
 
@@ -300,7 +198,7 @@ static bool under_local(elab_ctx *e, const frame *f, const char *name) {
 
 /* What `name` means in the current scope, without reporting anything; NULL
  * if nothing. A poisoned symbol is returned as such. */
-static sym *resolve(elab_ctx *e, const char *name) {
+sym *elab_resolve(elab_ctx *e, const char *name) {
     frame *f = e->fr;
     sym *s = find_local(e, f, name);
     if (s)
@@ -323,8 +221,8 @@ static sym *resolve(elab_ctx *e, const char *name) {
 
 /* Look a name up; NULL after reporting why it is not there (nothing is
  * reported for a poisoned name: its definition already had an error). */
-static sym *lookup(elab_ctx *e, const char *name, src_loc at) {
-    sym *s = resolve(e, name);
+sym *elab_lookup(elab_ctx *e, const char *name, src_loc at) {
+    sym *s = elab_resolve(e, name);
     if (s)
         return s->poison ? NULL : s;
     if (repeated_at(e, at))
@@ -366,424 +264,10 @@ static sym *lookup(elab_ctx *e, const char *name, src_loc at) {
     return NULL;
 }
 
-/* ---------------------------------------------------------------- compile-time values */
-
-static const char *expr_kind_text(const ast_expr *x) {
-    switch (x->kind) {
-    case EX_REAL: return "a real number";
-    case EX_BOOL: return x->ival ? "'true'" : "'false'";
-    case EX_LIST: return "a list";
-    case EX_CMP:
-    case EX_AND:
-    case EX_OR:
-    case EX_NOT: return "a condition";
-    default: return "an integer";
-    }
-}
-
-/* what a named compile-time value or tensor is, for "but 'x' is ..." */
-static const char *sym_text(const sym *s) {
-    switch (s->v.kind) {
-    case CV_INT: return "an integer constant";
-    case CV_REAL: return "a real number";
-    case CV_BOOL: return s->v.i ? "a bool (true)" : "a bool (false)";
-    case CV_LIST: return "a list";
-    default: return "a tensor";
-    }
-}
-
-static const char *cmp_text(char op) {
-    switch (op) {
-    case CMP_EQ: return "==";
-    case CMP_NE: return "!=";
-    case CMP_LT: return "<";
-    case CMP_LE: return "<=";
-    case CMP_GT: return ">";
-    default: return ">=";
-    }
-}
-
-/* The kind an expression evaluates to, from its form (names looked up
- * quietly; an unknown name counts as an integer and is reported later). */
-static cv_kind expr_type(elab_ctx *e, const ast_expr *x) {
-    switch (x->kind) {
-    case EX_REAL: return CV_REAL;
-    case EX_BOOL:
-    case EX_CMP:
-    case EX_AND:
-    case EX_OR:
-    case EX_NOT: return CV_BOOL;
-    case EX_LIST: return CV_LIST;
-    case EX_NEG: return expr_type(e, x->lhs);
-    case EX_BIN: return expr_type(e, x->lhs) == CV_REAL || expr_type(e, x->rhs) == CV_REAL ? CV_REAL : CV_INT;
-    case EX_NAME: {
-        sym *s = resolve(e, x->name);
-        return s && !s->poison ? s->v.kind : CV_INT;
-    }
-    default: return CV_INT;
-    }
-}
-
-static bool eval_tensor(elab_ctx *e, const ast_expr *x, const char *what, int *out);
-static bool eval_cond(elab_ctx *e, const ast_expr *x, const char *what, bool *out);
-
-/* dim(x, i): size of dimension i of x (negative i counts from the end) */
-static bool eval_dim(elab_ctx *e, const ast_expr *x, int64_t *out);
-
-/* Evaluate an integer constant expression. `what` names the thing being
- * computed for messages ("dimension 1 of input 'x'"). */
-static bool eval_int(elab_ctx *e, const ast_expr *x, const char *what, int64_t *out) {
-    int64_t a, b;
-    switch (x->kind) {
-    case EX_INT:
-        *out = x->ival;
-        return true;
-    case EX_REAL:
-    case EX_BOOL:
-    case EX_LIST:
-    case EX_CMP:
-    case EX_AND:
-    case EX_OR:
-    case EX_NOT:
-        err(e, x->loc, "%s must be an integer, got %s", what, expr_kind_text(x));
-        return false;
-    case EX_DIM: return eval_dim(e, x, out);
-    case EX_NAME: {
-        sym *s = lookup(e, x->name, x->loc);
-        if (!s)
-            return false;
-        if (s->v.kind != CV_INT) {
-            err(e, x->loc, "%s must be an integer, but '%s' is %s", what, x->name, sym_text(s));
-            return false;
-        }
-        *out = s->v.i;
-        return true;
-    }
-    case EX_NEG:
-        if (!eval_int(e, x->lhs, what, &a))
-            return false;
-        if (a == INT64_MIN) {
-            err(e, x->loc, "integer overflow in constant expression");
-            return false;
-        }
-        *out = -a;
-        return true;
-    case EX_BIN: {
-        bool ok = eval_int(e, x->lhs, what, &a);
-        ok &= eval_int(e, x->rhs, what, &b);
-        if (!ok)
-            return false;
-        bool overflow = false;
-        switch (x->op) {
-        case '+': overflow = __builtin_add_overflow(a, b, out); break;
-        case '-': overflow = __builtin_sub_overflow(a, b, out); break;
-        case '*': overflow = __builtin_mul_overflow(a, b, out); break;
-        case '/':
-        case '%':
-            if (b == 0) {
-                err(e, x->loc, "division by zero in constant expression");
-                return false;
-            }
-            overflow = a == INT64_MIN && b == -1;
-            if (!overflow)
-                *out = x->op == '/' ? a / b : a % b;
-            break;
-        default: IR_ASSERT(!"unknown operator");
-        }
-        if (overflow) {
-            err(e, x->loc, "integer overflow in constant expression (%lld %c %lld)", (long long)a, x->op,
-                (long long)b);
-            return false;
-        }
-        return true;
-    }
-    }
-    IR_ASSERT(!"unknown expression");
-    return false;
-}
-
-static bool eval_dim(elab_ctx *e, const ast_expr *x, int64_t *out) {
-    int v = -1;
-    int64_t i = 0;
-    bool ok = eval_tensor(e, x->lhs, "the first argument of dim", &v);
-    ok &= eval_int(e, x->rhs, "the index of dim", &i);
-    if (!ok)
-        return false;
-    const ir_value *val = &e->g->vals[v];
-    int64_t k = i < 0 ? i + val->shape.rank : i;
-    if (k < 0 || k >= val->shape.rank) {
-        err(e, x->rhs->loc, "dim: index %lld is out of range for '%s' of shape %s (rank %d)", (long long)i,
-            x->lhs->name, shape_str(e->pool, &val->shape), val->shape.rank);
-        return false;
-    }
-    *out = val->shape.dim[k];
-    return true;
-}
-
-static bool eval_real(elab_ctx *e, const ast_expr *x, const char *what, double *out) {
-    switch (x->kind) {
-    case EX_REAL:
-        *out = x->rval;
-        return true;
-    case EX_NEG:
-        if (!eval_real(e, x->lhs, what, out))
-            return false;
-        *out = -*out;
-        return true;
-    case EX_BOOL:
-    case EX_LIST:
-    case EX_CMP:
-    case EX_AND:
-    case EX_OR:
-    case EX_NOT:
-        err(e, x->loc, "%s must be a number, got %s", what, expr_kind_text(x));
-        return false;
-    case EX_NAME: {
-        sym *s = lookup(e, x->name, x->loc);
-        if (!s)
-            return false;
-        if (s->v.kind == CV_REAL || s->v.kind == CV_INT) {
-            *out = s->v.kind == CV_REAL ? s->v.r : (double)s->v.i;
-            return true;
-        }
-        err(e, x->loc, "%s must be a number, but '%s' is %s", what, x->name, sym_text(s));
-        return false;
-    }
-    case EX_BIN:
-        if (expr_type(e, x) == CV_REAL) {
-            double a, b;
-            bool ok = eval_real(e, x->lhs, what, &a);
-            ok &= eval_real(e, x->rhs, what, &b);
-            if (!ok)
-                return false;
-            switch (x->op) {
-            case '+': *out = a + b; break;
-            case '-': *out = a - b; break;
-            case '*': *out = a * b; break;
-            case '/':
-                if (b == 0) {
-                    err(e, x->loc, "division by zero in constant expression");
-                    return false;
-                }
-                *out = a / b;
-                break;
-            default:
-                err(e, x->loc, "'%c' needs integers, but an operand is a real number", x->op);
-                return false;
-            }
-            if (!isfinite(*out)) {
-                err(e, x->loc, "real overflow in constant expression (%g %c %g)", a, x->op, b);
-                return false;
-            }
-            return true;
-        }
-        break;
-    default: break;
-    }
-    int64_t v;
-    if (!eval_int(e, x, what, &v))
-        return false;
-    *out = (double)v;
-    return true;
-}
-
-/* An op's bool argument: true/false, a condition, or an integer 0 or 1. */
-static bool eval_bool(elab_ctx *e, const ast_expr *x, const char *what, int64_t *out) {
-    if (x->kind == EX_REAL || x->kind == EX_LIST) {
-        err(e, x->loc, "%s must be true or false, got %s", what, expr_kind_text(x));
-        return false;
-    }
-    if (expr_type(e, x) == CV_BOOL) {
-        bool b;
-        if (!eval_cond(e, x, what, &b))
-            return false;
-        *out = b;
-        return true;
-    }
-    int64_t v;
-    if (!eval_int(e, x, what, &v))
-        return false;
-    if (v != 0 && v != 1) {
-        err(e, x->loc, "%s must be true or false, got %lld", what, (long long)v);
-        return false;
-    }
-    *out = v;
-    return true;
-}
-
-static bool eval_list(elab_ctx *e, const ast_expr *x, const char *what, cval *out) {
-    *out = (cval){.kind = CV_LIST, .nitems = x->nitems};
-    out->items = pool_alloc(e->pool, sizeof *out->items * (size_t)(x->nitems + 1));
-    bool ok = true;
-    for (int k = 0; k < x->nitems; k++)
-        ok &= eval_int(e, x->items[k], pool_printf(e->pool, "item %d of %s", k + 1, what), &out->items[k]);
-    return ok;
-}
-
-/* Any value: a tensor (by name) or a compile-time value. */
-static bool eval_value(elab_ctx *e, const ast_expr *x, const char *what, cval *out) {
-    if (x->kind == EX_NAME) {
-        sym *s = lookup(e, x->name, x->loc);
-        if (s)
-            *out = s->v;
-        return s != NULL;
-    }
-    bool b;
-    switch (expr_type(e, x)) {
-    case CV_BOOL:
-        *out = (cval){.kind = CV_BOOL};
-        if (!eval_cond(e, x, what, &b))
-            return false;
-        out->i = b;
-        return true;
-    case CV_REAL: *out = (cval){.kind = CV_REAL}; return eval_real(e, x, what, &out->r);
-    case CV_LIST: return eval_list(e, x, what, out);
-    default: *out = (cval){.kind = CV_INT}; return eval_int(e, x, what, &out->i);
-    }
-}
-
-/* One side of a comparison: a number or a bool. */
-static bool eval_operand(elab_ctx *e, const ast_expr *x, const char *what, cval *out) {
-    if (x->kind == EX_NAME) {
-        sym *s = lookup(e, x->name, x->loc);
-        if (!s)
-            return false;
-        if (s->v.kind == CV_TENSOR) {
-            err(e, x->loc, "'%s' is a tensor and cannot be compared; compare its shape with dim(%s, i)", x->name,
-                x->name);
-            return false;
-        }
-        if (s->v.kind == CV_LIST) {
-            err(e, x->loc, "%s must be a number or a bool, but '%s' is a list", what, x->name);
-            return false;
-        }
-        *out = s->v;
-        return true;
-    }
-    if (x->kind == EX_LIST) {
-        err(e, x->loc, "%s must be a number or a bool, got a list", what);
-        return false;
-    }
-    return eval_value(e, x, what, out);
-}
-
-static const char *cv_text(cv_kind k) {
-    return k == CV_BOOL ? "a bool" : k == CV_REAL ? "a real number" : "an integer";
-}
-
-static bool eval_compare(elab_ctx *e, const ast_expr *x, bool *out) {
-    const char *op = cmp_text(x->op);
-    cval a, b;
-    bool ok = eval_operand(e, x->lhs, pool_printf(e->pool, "the left side of '%s'", op), &a);
-    ok &= eval_operand(e, x->rhs, pool_printf(e->pool, "the right side of '%s'", op), &b);
-    if (!ok)
-        return false;
-    if ((a.kind == CV_BOOL) != (b.kind == CV_BOOL)) {
-        err(e, x->loc, "'%s' compares %s with %s", op, cv_text(a.kind), cv_text(b.kind));
-        return false;
-    }
-    if (a.kind == CV_BOOL && x->op != CMP_EQ && x->op != CMP_NE) {
-        err(e, x->loc, "'%s' needs numbers, but both sides are bools", op);
-        return false;
-    }
-    int c;
-    if (a.kind == CV_REAL || b.kind == CV_REAL) {
-        double l = a.kind == CV_REAL ? a.r : (double)a.i, r = b.kind == CV_REAL ? b.r : (double)b.i;
-        c = (l > r) - (l < r);
-    } else {
-        c = (a.i > b.i) - (a.i < b.i);
-    }
-    switch (x->op) {
-    case CMP_EQ: *out = c == 0; break;
-    case CMP_NE: *out = c != 0; break;
-    case CMP_LT: *out = c < 0; break;
-    case CMP_LE: *out = c <= 0; break;
-    case CMP_GT: *out = c > 0; break;
-    default: *out = c >= 0; break;
-    }
-    return true;
-}
-
-/* A condition: true/false, a comparison, and/or/not of conditions, or a
- * name holding a bool. `and` and `or` evaluate their right side only when
- * the left does not decide. */
-static bool eval_cond(elab_ctx *e, const ast_expr *x, const char *what, bool *out) {
-    switch (x->kind) {
-    case EX_BOOL: *out = x->ival != 0; return true;
-    case EX_CMP: return eval_compare(e, x, out);
-    case EX_NOT:
-        if (!eval_cond(e, x->lhs, "the operand of 'not'", out))
-            return false;
-        *out = !*out;
-        return true;
-    case EX_AND:
-    case EX_OR: {
-        const char *side = x->kind == EX_AND ? "an operand of 'and'" : "an operand of 'or'";
-        if (!eval_cond(e, x->lhs, side, out))
-            return false;
-        if (*out == (x->kind == EX_OR))
-            return true;
-        return eval_cond(e, x->rhs, side, out);
-    }
-    case EX_NAME: {
-        sym *s = lookup(e, x->name, x->loc);
-        if (!s)
-            return false;
-        if (s->v.kind != CV_BOOL) {
-            err(e, x->loc, "%s must be true or false, but '%s' is %s", what, x->name, sym_text(s));
-            return false;
-        }
-        *out = s->v.i != 0;
-        return true;
-    }
-    case EX_NEG:
-    case EX_BIN:
-    case EX_DIM: err(e, x->loc, "%s must be true or false, got a number", what); return false;
-    default: err(e, x->loc, "%s must be true or false, got %s", what, expr_kind_text(x)); return false;
-    }
-}
-
-/* ---------------------------------------------------------------- constants */
-
-/* The -D override ("-D N=0") that the value of x comes from, through the
- * consts it names; NULL if none. For messages about that value. */
-static const char *define_of(elab_ctx *e, const ast_expr *x) {
-    if (!x)
-        return NULL;
-    if (x->kind == EX_NAME) {
-        sym *s = resolve(e, x->name);
-        return s && !s->poison && s->v.kind == CV_INT ? s->from_define : NULL;
-    }
-    const char *from = x->kind == EX_DIM ? NULL : define_of(e, x->lhs);
-    if (!from)
-        from = define_of(e, x->rhs);
-    for (int k = 0; k < x->nitems && !from; k++)
-        from = define_of(e, x->items[k]);
-    return from;
-}
-
-static void elab_const(elab_ctx *e, const ast_stmt *st, const frost_define *defs, int ndefs) {
-    if (!check_new_name(e, st->name, st->name_loc))
-        return;
-    int64_t v = 0;
-    bool ok = true;
-    const frost_define *def = NULL;
-    for (int k = 0; k < ndefs; k++)
-        if (strcmp(defs[k].name, st->name) == 0)
-            def = &defs[k]; /* the last -D wins */
-    if (def)
-        v = def->value;
-    else
-        ok = eval_int(e, st->value, pool_printf(e->pool, "constant '%s'", st->name), &v);
-    add_sym(e, st->name, !ok, (cval){.kind = CV_INT, .i = v}, st->name_loc);
-    e->syms[e->nsyms - 1].from_define =
-        def ? pool_printf(e->pool, "-D %s=%lld", def->name, (long long)def->value) : define_of(e, st->value);
-}
-
 /* ---------------------------------------------------------------- inputs */
 
 static void elab_input(elab_ctx *e, const ast_stmt *st) {
-    if (!check_new_name(e, st->name, st->name_loc))
+    if (!elab_check_new_name(e, st->name, st->name_loc))
         return;
     bool ok = true;
     ir_dtype dt = DT_F32;
@@ -809,7 +293,7 @@ static void elab_input(elab_ctx *e, const ast_stmt *st) {
             ok = false;
             continue;
         }
-        const char *from = define_of(e, st->dims[k]);
+        const char *from = eval_define_of(e, st->dims[k]);
         from = from ? pool_printf(e->pool, " (from %s)", from) : "";
         if (v <= 0) {
             err(e, st->dims[k]->loc, "%s is %lld%s; dimensions must be positive", what, (long long)v, from);
@@ -828,15 +312,15 @@ static void elab_input(elab_ctx *e, const ast_stmt *st) {
         ok = false;
     }
     if (!ok) {
-        add_sym(e, st->name, true, tensor_val(-1), st->name_loc);
+        elab_add_sym(e, st->name, true, tensor_val(-1), st->name_loc);
         return;
     }
     int v = ir_add_value(e->g, st->name, VAL_INPUT, dt, shape, st->name_loc);
     e->g->vals[v].wants_grad = st->grad;
-    add_sym(e, st->name, false, tensor_val(v), st->name_loc);
+    elab_add_sym(e, st->name, false, tensor_val(v), st->name_loc);
 }
 
-/* ---------------------------------------------------------------- calls of ops */
+/* ---------------------------------------------------------------- arguments of calls */
 
 /* "linear(x, out_features, bias=true)" */
 static const char *signature(elab_ctx *e, const op_def *op) {
@@ -859,27 +343,78 @@ static const char *signature(elab_ctx *e, const op_def *op) {
     return pool_strdup(e->pool, buf);
 }
 
-static bool eval_tensor(elab_ctx *e, const ast_expr *x, const char *what, int *out) {
-    if (x->kind != EX_NAME) {
-        err(e, x->loc, "%s must be a tensor name, got %s", what,
-            x->kind == EX_NEG || x->kind == EX_BIN ? "an expression" : expr_kind_text(x));
-        return false;
+/* "basic_block(x, planes, stride=1)" */
+static const char *def_signature(elab_ctx *e, const ast_stmt *def) {
+    enum { SHOWN = 16 }; /* parameters listed; the rest are counted */
+    int shown = def->nparams < SHOWN ? def->nparams : SHOWN;
+    size_t size = strlen(def->name) + 40;
+    for (int k = 0; k < shown; k++)
+        size += strlen(def->params[k].name) + (def->params[k].dflt ? strlen(def->params[k].dflt_text) + 1 : 0) + 2;
+    char *s = pool_alloc(e->pool, size);
+    size_t n = (size_t)snprintf(s, size, "%s(", def->name);
+    for (int k = 0; k < shown; k++) {
+        const ast_param *p = &def->params[k];
+        n += (size_t)snprintf(s + n, size - n, "%s%s%s%s", k ? ", " : "", p->name, p->dflt ? "=" : "",
+                              p->dflt ? p->dflt_text : "");
     }
-    sym *s = lookup(e, x->name, x->loc);
-    if (!s)
-        return false;
-    if (s->v.kind != CV_TENSOR) {
-        err(e, x->loc, "%s must be a tensor, but '%s' is %s", what, x->name, sym_text(s));
-        return false;
-    }
-    *out = (int)s->v.i;
-    return true;
+    if (shown < def->nparams)
+        n += (size_t)snprintf(s + n, size - n, ", ... %d more", def->nparams - shown);
+    snprintf(s + n, size - n, ")");
+    return s;
+}
+
+/* The formal parameters a call's arguments are matched against: an op's
+ * arguments (op_def.args) or a def's parameters (ast_stmt.params). */
+typedef struct {
+    const op_def *op;    /* the op whose arguments they are, or NULL: */
+    const ast_stmt *def; /* the def whose parameters they are */
+    const str_map *ids;  /* the def's parameters by name (e->def_params) */
+    int n;
+} formals;
+
+static formals op_formals(const op_def *op) { return (formals){.op = op, .n = op->nargs}; }
+
+static formals def_formals(elab_ctx *e, int di) {
+    return (formals){.def = e->defs[di], .ids = &e->def_params[di], .n = e->defs[di]->nparams};
+}
+
+static const char *callee_name(const formals *f) { return f->op ? f->op->name : f->def->name; }
+
+static const char *formal_name(const formals *f, int k) { return f->op ? f->op->args[k].name : f->def->params[k].name; }
+
+/* An op's ints argument takes one list, or the positional arguments from
+ * its place on. */
+static bool formal_ints(const formals *f, int k) { return f->op && f->op->args[k].kind == ARG_INTS; }
+
+/* It may be left out: it has a default, or it is an ints argument (which
+ * may be empty). */
+static bool formal_optional(const formals *f, int k) {
+    return f->op ? f->op->args[k].has_default || f->op->args[k].kind == ARG_INTS : f->def->params[k].dflt != NULL;
+}
+
+static int formal_index(const formals *f, const char *name) {
+    if (!f->op)
+        return map_find(f->ids, name);
+    int which = -1;
+    for (int i = 0; i < f->n; i++)
+        if (strcmp(f->op->args[i].name, name) == 0)
+            which = i;
+    return which;
+}
+
+static const char *formals_signature(elab_ctx *e, const formals *f) {
+    return f->op ? signature(e, f->op) : def_signature(e, f->def);
+}
+
+/* "argument 'x' of linear", what the value of formal k is called in messages */
+static const char *formal_what(elab_ctx *e, const formals *f, int k) {
+    return pool_printf(e->pool, "argument '%s' of %s", formal_name(f, k), callee_name(f));
 }
 
 /* The integers of an ints argument: a list literal, a name holding a list
  * (a def's parameter), or one integer expression. */
 static void collect_ints(elab_ctx *e, const ast_expr *x, const ast_expr **ints, int *nints) {
-    const sym *s = x->kind == EX_NAME ? resolve(e, x->name) : NULL;
+    const sym *s = x->kind == EX_NAME ? elab_resolve(e, x->name) : NULL;
     if (x->kind == EX_LIST) {
         for (int i = 0; i < x->nitems && *nints < IR_MAX_ATTR + 1; i++)
             ints[(*nints)++] = x->items[i];
@@ -897,73 +432,102 @@ static void collect_ints(elab_ctx *e, const ast_expr *x, const ast_expr **ints, 
 static bool is_list_arg(elab_ctx *e, const ast_expr *x) {
     if (x->kind == EX_LIST)
         return true;
-    const sym *s = x->kind == EX_NAME ? resolve(e, x->name) : NULL;
+    const sym *s = x->kind == EX_NAME ? elab_resolve(e, x->name) : NULL;
     return s && !s->poison && s->v.kind == CV_LIST;
 }
 
-/* Match the call's arguments to the op's signature and fill n->in (tensors)
- * and n->attr / n->fattr (the rest, by position among non-tensor args). */
-static bool match_args(elab_ctx *e, const ast_stmt *st, const op_def *op, ir_node *n) {
-    const ast_arg *slot[OP_MAX_ARGS] = {0};
-    const ast_expr *ints[IR_MAX_ATTR + 1];
-    int nints = 0;
-    bool ok = true, saw_keyword = false, ints_too_many = false;
+/* The integers given to an op's ints argument; one more than an op can
+ * take, for "too many values". */
+typedef struct {
+    const ast_expr *items[IR_MAX_ATTR + 1];
+    int n;
+} ints_args;
+
+/* Match a call's arguments to formals f, by the rules that ops and defs
+ * share: positional arguments first, in order, then keyword arguments, no
+ * formal given twice. slot[k] (zeroed by the caller) is set to the argument
+ * given for formal k; an op's ints argument gathers its integers in *ints
+ * (NULL for a def). False after "too many arguments", when there is nothing
+ * more to check; after any other error *ok is cleared, and the arguments
+ * given are still to be evaluated, for their own errors. */
+static bool match_args(elab_ctx *e, const ast_stmt *st, const formals *f, const ast_arg **slot, ints_args *ints,
+                       bool *ok) {
+    bool saw_keyword = false;
     int pos = 0;
     for (int k = 0; k < st->nargs && !halted(e); k++) {
         const ast_arg *a = &st->args[k];
         if (!a->name) {
             if (saw_keyword) {
                 err(e, a->loc, "positional argument after keyword argument");
-                ok = false;
+                *ok = false;
                 continue;
             }
-            if (pos < op->nargs && op->args[pos].kind == ARG_INTS) {
-                if (is_list_arg(e, a->value) && nints == 0) {
-                    collect_ints(e, a->value, ints, &nints);
+            if (pos < f->n && formal_ints(f, pos)) {
+                if (is_list_arg(e, a->value) && ints->n == 0) {
+                    collect_ints(e, a->value, ints->items, &ints->n);
                     slot[pos++] = a; /* a list takes the whole argument */
-                } else if (nints < IR_MAX_ATTR + 1) {
-                    ints[nints++] = a->value; /* a list here is reported as not an integer */
+                } else if (ints->n < IR_MAX_ATTR + 1) {
+                    ints->items[ints->n++] = a->value; /* a list here is reported as not an integer */
                     slot[pos] = slot[pos] ? slot[pos] : a;
                 }
                 continue;
             }
-            if (pos >= op->nargs) {
-                err(e, a->loc, "too many arguments to %s", signature(e, op));
+            if (pos >= f->n) {
+                err(e, a->loc, "too many arguments to %s", formals_signature(e, f));
                 return false;
             }
             slot[pos++] = a;
             continue;
         }
         saw_keyword = true;
-        int which = -1;
-        const char *names[OP_MAX_ARGS];
-        for (int i = 0; i < op->nargs; i++) {
-            names[i] = op->args[i].name;
-            if (strcmp(op->args[i].name, a->name) == 0)
-                which = i;
-        }
+        int which = formal_index(f, a->name);
         if (which < 0) {
-            err(e, a->loc, "unknown keyword argument '%s' of %s%s", a->name, signature(e, op),
-                suggest(e, a->name, names, op->nargs));
-            ok = false;
-        } else if (slot[which] || (op->args[which].kind == ARG_INTS && nints > 0)) {
-            err(e, a->loc, "argument '%s' of %s is given twice", a->name, op->name);
+            const char **names = pool_alloc(e->pool, sizeof *names * (size_t)(f->n + 1));
+            for (int i = 0; i < f->n; i++)
+                names[i] = formal_name(f, i);
+            err(e, a->loc, "unknown keyword argument '%s' of %s%s", a->name, formals_signature(e, f),
+                suggest(e, a->name, names, f->n));
+            *ok = false;
+        } else if (slot[which] || (formal_ints(f, which) && ints->n > 0)) {
+            err(e, a->loc, "argument '%s' of %s is given twice", a->name, callee_name(f));
             if (slot[which])
                 note(e, slot[which]->loc, "first given here");
-            ok = false;
+            *ok = false;
         } else {
             slot[which] = a;
-            if (op->args[which].kind == ARG_INTS)
-                collect_ints(e, a->value, ints, &nints);
+            if (formal_ints(f, which))
+                collect_ints(e, a->value, ints->items, &ints->n);
         }
     }
+    return true;
+}
+
+/* Formal k, when the call gives it no argument, must be optional: false
+ * after reporting it missing. */
+static bool check_given(elab_ctx *e, const ast_stmt *st, const formals *f, const ast_arg *const *slot, int k) {
+    if (slot[k] || formal_optional(f, k))
+        return true;
+    err(e, st->op_loc, "missing argument '%s' of %s", formal_name(f, k), formals_signature(e, f));
+    return false;
+}
+
+/* ---------------------------------------------------------------- calls of ops */
+
+/* Match the call's arguments to the op's signature and fill n->in (tensors)
+ * and n->attr / n->fattr (the rest, by position among non-tensor args). */
+static bool node_args(elab_ctx *e, const ast_stmt *st, const op_def *op, ir_node *n) {
+    const ast_arg *slot[OP_MAX_ARGS] = {0};
+    ints_args ints = {.n = 0};
+    bool ok = true, ints_too_many = false;
+    formals f = op_formals(op);
+    if (!match_args(e, st, &f, slot, &ints, &ok))
+        return false;
     int nt = 0, na = 0;
     for (int k = 0; k < op->nargs; k++) {
         const op_arg *arg = &op->args[k];
         const ast_arg *a = slot[k];
-        const char *what = pool_printf(e->pool, "argument '%s' of %s", arg->name, op->name);
-        if (!a && !arg->has_default && arg->kind != ARG_INTS) {
-            err(e, st->op_loc, "missing argument '%s' of %s", arg->name, signature(e, op));
+        const char *what = formal_what(e, &f, k);
+        if (!check_given(e, st, &f, slot, k)) {
             ok = false;
             continue;
         }
@@ -995,15 +559,15 @@ static bool match_args(elab_ctx *e, const ast_stmt *st, const op_def *op, ir_nod
             na++;
             break;
         case ARG_INTS:
-            for (int i = 0; i < nints; i++) {
+            for (int i = 0; i < ints.n; i++) {
                 if (na + i >= IR_MAX_ATTR) {
-                    err(e, ints[i]->loc, "too many values for %s (at most %d)", what, IR_MAX_ATTR - na);
+                    err(e, ints.items[i]->loc, "too many values for %s (at most %d)", what, IR_MAX_ATTR - na);
                     ints_too_many = true;
                     break;
                 }
-                ok &= eval_int(e, ints[i], what, &n->attr[na + i]);
+                ok &= eval_int(e, ints.items[i], what, &n->attr[na + i]);
             }
-            na += ints_too_many ? 0 : nints;
+            na += ints_too_many ? 0 : ints.n;
             ok &= !ints_too_many;
             break;
         }
@@ -1032,7 +596,7 @@ static int apply_op(elab_ctx *e, const ast_stmt *st, const op_def *op, const cha
         e->halt = true;
         return -1;
     }
-    if (!match_args(e, st, op, &n) || e->errors > errors)
+    if (!node_args(e, st, op, &n) || e->errors > errors)
         return -1;
     shape_ctx sc = {e};
     bool inferred = op->infer(&sc, &n, &dt, &shape);
@@ -1060,7 +624,7 @@ const ir_value *sc_in(shape_ctx *sc, const ir_node *n, int i) { return &sc->e->g
 void sc_error(shape_ctx *sc, src_loc at, const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
-    verr(sc->e, at, fmt, ap);
+    elab_verr(sc->e, at, fmt, ap);
     va_end(ap);
 }
 
@@ -1101,26 +665,6 @@ int sc_buffer(shape_ctx *sc, ir_node *n, const char *suffix, ir_dtype dt, ir_sha
 static void elab_stmts(elab_ctx *e, const ast_stmt *stmts, int n);
 static int apply(elab_ctx *e, const ast_stmt *st, const char *full, src_loc name_loc);
 
-/* "basic_block(x, planes, stride=1)" */
-static const char *def_signature(elab_ctx *e, const ast_stmt *def) {
-    enum { SHOWN = 16 }; /* parameters listed; the rest are counted */
-    int shown = def->nparams < SHOWN ? def->nparams : SHOWN;
-    size_t size = strlen(def->name) + 40;
-    for (int k = 0; k < shown; k++)
-        size += strlen(def->params[k].name) + (def->params[k].dflt ? strlen(def->params[k].dflt_text) + 1 : 0) + 2;
-    char *s = pool_alloc(e->pool, size);
-    size_t n = (size_t)snprintf(s, size, "%s(", def->name);
-    for (int k = 0; k < shown; k++) {
-        const ast_param *p = &def->params[k];
-        n += (size_t)snprintf(s + n, size - n, "%s%s%s%s", k ? ", " : "", p->name, p->dflt ? "=" : "",
-                              p->dflt ? p->dflt_text : "");
-    }
-    if (shown < def->nparams)
-        n += (size_t)snprintf(s + n, size - n, ", ... %d more", def->nparams - shown);
-    snprintf(s + n, size - n, ")");
-    return s;
-}
-
 /* Every name assigned in a block (and the blocks in it) becomes poisoned,
  * unless it already has a meaning: the block's condition failed, so its
  * names must not give "undefined" messages of their own. */
@@ -1132,7 +676,7 @@ static void poison_block(elab_ctx *e, const ast_block *b) {
                 poison_block(e, st->arms[i].body);
             poison_block(e, st->else_body);
         } else if ((st->kind == ST_BIND || st->kind == ST_ALIAS) && !find_local(e, e->fr, st->name)) {
-            add_sym(e, st->name, true, tensor_val(-1), st->name_loc);
+            elab_add_sym(e, st->name, true, tensor_val(-1), st->name_loc);
         }
     }
 }
@@ -1157,48 +701,15 @@ static int elab_call(elab_ctx *e, const ast_stmt *st, int di, const char *full) 
     int np = def->nparams;
     const ast_arg **slot = pool_alloc(e->pool, sizeof *slot * (size_t)(np + 1));
     cval *vals = pool_alloc(e->pool, sizeof *vals * (size_t)(np + 1));
-    bool ok = true, saw_keyword = false;
-    int pos = 0;
-    for (int k = 0; k < st->nargs && !halted(e); k++) {
-        const ast_arg *a = &st->args[k];
-        if (!a->name) {
-            if (saw_keyword) {
-                err(e, a->loc, "positional argument after keyword argument");
-                ok = false;
-            } else if (pos >= np) {
-                err(e, a->loc, "too many arguments to %s", def_signature(e, def));
-                return -1;
-            } else {
-                slot[pos++] = a;
-            }
-            continue;
-        }
-        saw_keyword = true;
-        int which = map_find(&e->def_params[di], a->name);
-        if (which < 0) {
-            const char **names = pool_alloc(e->pool, sizeof *names * (size_t)(np + 1));
-            for (int i = 0; i < np; i++)
-                names[i] = def->params[i].name;
-            err(e, a->loc, "unknown keyword argument '%s' of %s%s", a->name, def_signature(e, def),
-                suggest(e, a->name, names, np));
-            ok = false;
-        } else if (slot[which]) {
-            err(e, a->loc, "argument '%s' of %s is given twice", a->name, def->name);
-            note(e, slot[which]->loc, "first given here");
-            ok = false;
-        } else {
-            slot[which] = a;
-        }
-    }
+    bool ok = true;
+    formals fs = def_formals(e, di);
+    if (!match_args(e, st, &fs, slot, NULL, &ok))
+        return -1;
     for (int k = 0; k < np && !halted(e); k++) {
-        const ast_param *p = &def->params[k];
-        if (slot[k])
-            ok &= eval_value(e, slot[k]->value, pool_printf(e->pool, "argument '%s' of %s", p->name, def->name),
-                             &vals[k]);
-        else if (!p->dflt) {
-            err(e, st->op_loc, "missing argument '%s' of %s", p->name, def_signature(e, def));
+        if (!check_given(e, st, &fs, slot, k))
             ok = false;
-        }
+        else if (slot[k])
+            ok &= eval_value(e, slot[k]->value, formal_what(e, &fs, k), &vals[k]);
     }
     if (!ok || halted(e))
         return -1;
@@ -1216,7 +727,7 @@ static int elab_call(elab_ctx *e, const ast_stmt *st, int di, const char *full) 
                                     &vals[k]))
             vals[k] = (cval){.kind = CV_TENSOR, .i = -1};
     for (int k = 0; k < np; k++)
-        add_sym(e, def->params[k].name, vals[k].kind == CV_TENSOR && vals[k].i < 0, vals[k], def->params[k].loc);
+        elab_add_sym(e, def->params[k].name, vals[k].kind == CV_TENSOR && vals[k].i < 0, vals[k], def->params[k].loc);
     const ast_block *body = def->body;
     elab_stmts(e, body->stmts, body->nstmts - 1);
     const ast_stmt *ret = &body->stmts[body->nstmts - 1]; /* parse.c made sure */
@@ -1227,12 +738,12 @@ static int elab_call(elab_ctx *e, const ast_stmt *st, int di, const char *full) 
         /* `return op(...)`: its value takes the call's own name */
         result = apply(e, ret, full, ret->op_loc);
     } else {
-        sym *s = lookup(e, ret->value->name, ret->value->loc);
+        sym *s = elab_lookup(e, ret->value->name, ret->value->loc);
         if (s && s->v.kind == CV_TENSOR)
             result = (int)s->v.i;
         else if (s)
             err(e, ret->value->loc, "def '%s' must return a tensor, but '%s' is %s", def->name, ret->value->name,
-                sym_text(s));
+                eval_sym_text(s));
     }
     flush_calls(e);
     e->fr = f.parent;
@@ -1263,23 +774,23 @@ static int apply(elab_ctx *e, const ast_stmt *st, const char *full, src_loc name
 /* ---------------------------------------------------------------- statements of any scope */
 
 static void elab_bind(elab_ctx *e, const ast_stmt *st) {
-    if (!check_new_name(e, st->name, st->name_loc))
+    if (!elab_check_new_name(e, st->name, st->name_loc))
         return;
     int v = apply(e, st, full_name(e, st->name), st->name_loc);
-    add_sym(e, st->name, v < 0, tensor_val(v), st->name_loc);
+    elab_add_sym(e, st->name, v < 0, tensor_val(v), st->name_loc);
 }
 
 /* h = other: h names what other names (a tensor or a compile-time value) */
 static void elab_alias(elab_ctx *e, const ast_stmt *st) {
-    if (!check_new_name(e, st->name, st->name_loc))
+    if (!elab_check_new_name(e, st->name, st->name_loc))
         return;
     const char *target = st->value->name;
     sym *s = NULL;
-    if (!resolve(e, target) && find_def(e, target) >= 0)
+    if (!elab_resolve(e, target) && find_def(e, target) >= 0)
         err(e, st->value->loc, "'%s' is a def; call it: %s = %s(...)", target, st->name, target);
     else
-        s = lookup(e, target, st->value->loc);
-    add_sym(e, st->name, !s, s ? s->v : tensor_val(-1), st->name_loc);
+        s = elab_lookup(e, target, st->value->loc);
+    elab_add_sym(e, st->name, !s, s ? s->v : tensor_val(-1), st->name_loc);
 }
 
 /* The branch an if takes: its first arm whose condition holds, else its
@@ -1462,212 +973,8 @@ static void collect_defs(elab_ctx *e) {
     find_recursion(e);
 }
 
-/* ---------------------------------------------------------------- outputs, configs */
+/* ---------------------------------------------------------------- the file */
 
-static void elab_output(elab_ctx *e, const ast_stmt *st) {
-    ir_graph *g = e->g;
-    for (int k = 0; k < st->nnames && !halted(e); k++) {
-        bool loss = !e->loss_named;
-        e->loss_named = true;
-        sym *s = lookup(e, st->names[k], st->name_locs[k]);
-        if (!s)
-            continue;
-        if (s->v.kind != CV_TENSOR) {
-            err(e, st->name_locs[k], "output '%s' must be a tensor, but it is %s", st->names[k], sym_text(s));
-            continue;
-        }
-        int v = (int)s->v.i;
-        const ir_value *val = &g->vals[v];
-        if (val->kind != VAL_ACT) {
-            err(e, st->name_locs[k], "output '%s' is %s; outputs must be computed by a binding", st->names[k],
-                val->kind == VAL_INPUT ? "an input" : "a parameter");
-            continue;
-        }
-        if (map_find(&e->output_ids, val->name) >= 0) {
-            err(e, st->name_locs[k], "'%s' is already an output", st->names[k]);
-            continue;
-        }
-        if (g->noutputs == 0) {
-            if (!loss)
-                continue; /* the loss failed, and said why: this output is not the loss */
-            bool scalar = true;
-            for (int i = 0; i < val->shape.rank; i++)
-                scalar &= val->shape.dim[i] == 1;
-            if (!scalar || val->dtype != DT_F32) {
-                err(e, st->name_locs[k], "the first output is the loss and must be a scalar f32, but '%s' is %s%s",
-                    val->name, dtype_name(val->dtype), shape_str(e->pool, &val->shape));
-                continue;
-            }
-        }
-        map_put(e->pool, &e->output_ids, val->name, g->noutputs);
-        *VEC_PUSH(g->pool, g->outputs, g->noutputs, g->capoutputs) = v;
-    }
-}
-
-static void elab_config(elab_ctx *e, const ast_stmt *st) {
-    ir_graph *g = e->g;
-    int prev = map_find(&e->config_ids, st->name);
-    if (prev >= 0) {
-        err(e, st->name_loc, "redefinition of config '%s'", st->name);
-        note(e, g->configs[prev].loc, "previous definition of '%s' is here", st->name);
-        return;
-    }
-    ir_config c = {.name = st->name, .loc = st->name_loc};
-    int ntrain = 0, nfreeze = 0, ngrad = 0;
-    for (int k = 0; k < st->nitems; k++) {
-        ast_cfg_kind kind = st->items[k].kind;
-        ntrain += kind == CFG_TRAIN, nfreeze += kind == CFG_FREEZE, ngrad += kind == CFG_GRAD;
-    }
-    c.train = pool_alloc(e->pool, sizeof *c.train * (size_t)(ntrain + 1));
-    c.train_loc = pool_alloc(e->pool, sizeof *c.train_loc * (size_t)(ntrain + 1));
-    c.freeze = pool_alloc(e->pool, sizeof *c.freeze * (size_t)(nfreeze + 1));
-    c.freeze_loc = pool_alloc(e->pool, sizeof *c.freeze_loc * (size_t)(nfreeze + 1));
-    c.grad = pool_alloc(e->pool, sizeof *c.grad * (size_t)(ngrad + 1));
-    c.grad_loc = pool_alloc(e->pool, sizeof *c.grad_loc * (size_t)(ngrad + 1));
-    const ast_cfg_item *none = NULL;
-    for (int k = 0; k < st->nitems; k++) {
-        const ast_cfg_item *it = &st->items[k];
-        switch (it->kind) {
-        case CFG_TRAIN:
-            if (strcmp(it->word, "none") == 0) {
-                none = it;
-                break;
-            }
-            c.train_loc[c.ntrain] = it->loc;
-            c.train[c.ntrain++] = it->word;
-            break;
-        case CFG_FREEZE:
-            c.freeze_loc[c.nfreeze] = it->loc;
-            c.freeze[c.nfreeze++] = it->word;
-            break;
-        case CFG_GRAD:
-            c.grad_loc[c.ngrad] = it->loc;
-            c.grad[c.ngrad++] = it->word;
-            break;
-        case CFG_BATCHNORM:
-            if (c.bn_eval_loc.line > 0) {
-                err(e, it->loc, "config '%s' sets 'batchnorm' twice", st->name);
-                note(e, c.bn_eval_loc, "first set here");
-                break;
-            }
-            c.bn_eval = strcmp(it->word, "eval") == 0;
-            c.bn_eval_loc = it->loc;
-            break;
-        }
-    }
-    if (none && c.ntrain > 0)
-        err(e, none->loc, "'train none' in config '%s' contradicts its other train patterns", st->name);
-    map_put(e->pool, &e->config_ids, st->name, g->nconfigs);
-    *VEC_PUSH(g->pool, g->configs, g->nconfigs, g->capconfigs) = c;
-}
-
-static void elab_default(elab_ctx *e, const ast_stmt *st) {
-    ir_graph *g = e->g;
-    g->default_config = map_find(&e->config_ids, st->name);
-    if (g->default_config >= 0)
-        return;
-    if (strcmp(st->name, "all") == 0 || strcmp(st->name, "none") == 0) { /* always there */
-        g->default_builtin = st->name;
-        return;
-    }
-    const char **names = pool_alloc(e->pool, sizeof *names * (size_t)(g->nconfigs + 1));
-    for (int k = 0; k < g->nconfigs; k++)
-        names[k] = g->configs[k].name;
-    err(e, st->name_loc, "no config named '%s'%s", st->name, suggest(e, st->name, names, g->nconfigs));
-}
-
-/* ---------------------------------------------------------------- optimizer */
-
-/* The names in opt_keys()' "lr, momentum, ..." list, for suggestions. */
-static int key_list(elab_ctx *e, ir_opt_kind kind, const char **keys, int max) {
-    int n = 0;
-    for (const char *s = opt_keys(kind); *s && n < max;) {
-        size_t len = strcspn(s, ", ");
-        if (len)
-            keys[n++] = pool_strndup(e->pool, s, len);
-        s += len;
-        s += strspn(s, ", ");
-    }
-    return n;
-}
-
-/* Where opt_check's message points: the argument named by its first word
- * ("momentum must be in [0, 1)"), else an argument it names further on
- * ("beta1 and beta2 ...", the later given first), else the optimizer's name. */
-static src_loc check_loc(const ast_stmt *st, const char *msg) {
-    for (int pass = 0; pass < 2; pass++)
-        for (int k = st->nargs - 1; k >= 0; k--) {
-            const char *key = st->args[k].name;
-            size_t len = key ? strlen(key) : 0;
-            if (!len)
-                continue;
-            if (pass == 0 && strncmp(msg, key, len) == 0 && msg[len] == ' ')
-                return st->args[k].loc;
-            for (const char *hit = strstr(msg, key); pass == 1 && hit; hit = strstr(hit + 1, key))
-                if ((hit == msg || hit[-1] == ' ') && (hit[len] == ' ' || hit[len] == '\0'))
-                    return st->args[k].loc;
-        }
-    return st->op_loc;
-}
-
-/* optimizer NAME(KEY=VALUE, ...): PyTorch's defaults for NAME (passes/optim.c),
- * then the given hyper-parameters, checked together. */
-static void elab_optimizer(elab_ctx *e, const ast_stmt *st) {
-    ir_optimizer o;
-    if (!opt_init(&o, st->op)) {
-        err(e, st->op_loc, "%s", opt_unknown(e->pool, st->op));
-        return;
-    }
-    bool ok = true;
-    for (int k = 0; k < st->nargs && !halted(e); k++) {
-        const ast_arg *a = &st->args[k];
-        if (!a->name) {
-            err(e, a->loc, "hyper-parameters of optimizer %s are given by name, as in %s(lr=0.1) (it has %s)", st->op,
-                st->op, opt_keys(o.kind));
-            ok = false;
-            continue;
-        }
-        const ast_arg *first = NULL;
-        for (int j = 0; j < k && !first; j++)
-            if (st->args[j].name && strcmp(st->args[j].name, a->name) == 0)
-                first = &st->args[j];
-        if (first) {
-            err(e, a->loc, "hyper-parameter '%s' of optimizer %s is given twice", a->name, st->op);
-            note(e, first->loc, "first given here");
-            ok = false;
-            continue;
-        }
-        ir_optimizer probe = o;
-        if (!opt_set(&probe, a->name, 0)) {
-            const char *keys[16];
-            int nkeys = key_list(e, o.kind, keys, 16);
-            err(e, a->loc, "optimizer %s has no hyper-parameter '%s' (it has %s)%s", st->op, a->name, opt_keys(o.kind),
-                suggest(e, a->name, keys, nkeys));
-            ok = false;
-            continue;
-        }
-        const char *what = pool_printf(e->pool, "hyper-parameter '%s' of optimizer %s", a->name, st->op);
-        double v = 0;
-        if (strcmp(a->name, "nesterov") == 0) {
-            int64_t b = 0;
-            ok &= eval_bool(e, a->value, what, &b);
-            v = (double)b;
-        } else {
-            ok &= eval_real(e, a->value, what, &v);
-        }
-        opt_set(&o, a->name, v);
-    }
-    if (!ok)
-        return;
-    const char *bad = opt_check(&o);
-    if (bad) {
-        err(e, check_loc(st, bad), "optimizer %s: %s", st->op, bad);
-        return;
-    }
-    e->g->has_optimizer = true;
-    e->g->optimizer = o;
-    e->g->optimizer_loc = st->op_loc;
-}
 /* A statement a file may hold once: the first one is remembered in *first
  * (true is returned), a later one is an error pointing back at it. */
 static bool once(elab_ctx *e, const ast_stmt *st, const ast_stmt **first, const char *keyword) {
@@ -1679,9 +986,6 @@ static bool once(elab_ctx *e, const ast_stmt *st, const ast_stmt **first, const 
     *first = st;
     return true;
 }
-
-
-/* ---------------------------------------------------------------- the file */
 
 static void elab_file(elab_ctx *e, const frost_define *defs, int ndefs) {
     const ast_file *f = e->file;

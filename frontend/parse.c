@@ -61,7 +61,7 @@
 #include <string.h>
 
 /* Nesting no sane model comes near, checked so that hostile input cannot
- * run the recursive descent here, or the recursive evaluation in elab.c, off
+ * run the recursive descent here, or the recursive evaluation in eval.c, off
  * the end of the stack (docs/language.md, Limits). */
 enum { MAX_EXPR_DEPTH = 1000, MAX_BLOCK_DEPTH = 256 };
 
@@ -180,7 +180,7 @@ static ast_expr *expr(parser *ps);
 
 /* One more level of expression nesting, at token t: '(', '[', dim(, unary
  * '-' or 'not', or one more operator of a chain (a + b + c is a left-deep
- * tree, and elab.c recurses once per operator). Callers restore the depth
+ * tree, and eval.c recurses once per operator). Callers restore the depth
  * when the construct ends; a syntax error's recovery resets it. */
 static void nest(parser *ps, const token *t) {
     if (++ps->expr_depth > MAX_EXPR_DEPTH)
@@ -769,7 +769,7 @@ static void stmt(parser *ps, ast_stmt *st) {
         st->bn_eval = bn_mode(ps, &st->name_loc);
         end_of_stmt(ps, pool_printf(ps->pool, "'batchnorm %s'", st->bn_eval ? "eval" : "train"));
     } else if (is_word(t, "optimizer") && !is_punct(t + 1, '=')) {
-        /* optimizer sgd(lr=0.1, momentum=0.9): elab.c checks name, keys and values */
+        /* optimizer sgd(lr=0.1, momentum=0.9): passes/optim.c checks name, keys and values */
         st->kind = ST_OPTIMIZER;
         ps->tok++;
         if (ps->tok->kind != TK_IDENT || lex_is_keyword(ps->tok->text, ps->tok->len))

@@ -167,13 +167,42 @@ typedef struct {
 
 /* optim.c. opt_init: PyTorch's defaults for "sgd" or "adamw" (false if the
  * name is neither). opt_set: one hyper-parameter by name (false if this
- * optimizer has no such key; nesterov takes 0/1). opt_check: NULL when the
- * values are usable, else a static message. */
+ * optimizer has no such key; nesterov takes 0/1). opt_check: what is wrong
+ * with the values together, if anything (opt_problem). */
 bool opt_init(ir_optimizer *o, const char *name);
 bool opt_set(ir_optimizer *o, const char *key, double value);
 const char *opt_keys(ir_opt_kind kind); /* "lr, momentum, ..." for messages */
 const char *opt_name(ir_opt_kind kind);
-const char *opt_check(const ir_optimizer *o);
+typedef struct {
+    const char *msg;  /* static, "momentum must be in [0, 1)"; NULL: the values are usable */
+    const char *key;  /* the hyper-parameter it is about, */
+    const char *also; /* and another it names, or NULL: where to point */
+} opt_problem;
+opt_problem opt_check(const ir_optimizer *o);
+
+/* A model file's `optimizer NAME(KEY=VALUE, ...)` as the frontend collected
+ * it: the name, and each argument's key and location. The values are
+ * expressions only the frontend can evaluate: opt_read asks for each one
+ * when its key has passed the checks, through eval(ctx, k, ...), as a number
+ * or (as_bool) true/false as 1/0, named `what` in messages; eval returns
+ * false after reporting why the value is not one. */
+typedef struct {
+    const char *key; /* NULL when given by position */
+    src_loc loc;     /* the argument (its key when named) */
+} opt_arg;
+typedef struct {
+    const char *name;
+    src_loc name_loc;
+    const opt_arg *args;
+    int nargs;
+    bool (*eval)(void *ctx, int k, const char *what, bool as_bool, double *out);
+    void *ctx;
+} opt_stmt;
+/* The statement's optimizer: PyTorch's defaults for its name, then the
+ * hyper-parameters given, checked together. Errors (an unknown optimizer or
+ * key, a key given twice or by position, a value out of range) go to d at
+ * the name or argument they are about; false after any. */
+bool opt_read(ir_optimizer *o, const opt_stmt *st, pool *p, diag_ctx *d);
 /* "unknown optimizer 'adam' (frost has sgd and adamw); did you mean 'adamw'?",
  * in p: the one message for the file's `optimizer` and for --optimizer. */
 const char *opt_unknown(pool *p, const char *name);
@@ -603,7 +632,8 @@ static inline int64_t ir_checked_block(int64_t bytes) { return bytes > 0 ? ir_al
 bool pass_validate(const ir_program *prog, FILE *out);
 
 /* ---------------------------------------------------------------- frontend
- * lex.c, parse.c (AST in frontend/ast.h), elab.c (AST -> graph). */
+ * lex.c, parse.c (AST in frontend/ast.h), elab.c with eval.c and training.c
+ * (AST -> graph; what they share in frontend/elab.h). */
 /* Parse d->src and build the graph. -D overrides must name a `const` of the
  * file. Returns NULL after reporting errors through d. */
 ir_graph *frontend_load(pool *p, diag_ctx *d, const frost_define *defs, int ndefs);
