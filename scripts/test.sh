@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # test.sh: build frost and run the whole test suite, then run it again in a
 # second build directory under AddressSanitizer + UndefinedBehaviorSanitizer,
-# then give each libFuzzer harness a short reproducible run (scripts/fuzz.sh).
+# then give each libFuzzer harness a short reproducible run (scripts/fuzz.sh),
+# then check the code style (scripts/format.sh --check).
 #
 #   scripts/test.sh
 #
@@ -68,13 +69,20 @@ if [ "${FROST_NO_FUZZ:-0}" != 1 ] && command -v clang >/dev/null &&
     fi
 fi
 
+# The code style of .clang-format (scripts/format.sh; clang-format 14, which
+# setup.sh installs; skipped with another version).
+say "== code style (scripts/format.sh --check)"
+style_rc=0
+bash scripts/format.sh --check || style_rc=$?
+style=$([ $style_rc = 0 ] && echo ok || { [ $style_rc = 77 ] && echo skipped || echo fail; })
+
 ok_or_skipped() { [ "$1" = ok ] || [ "$1" = skipped ]; }
-if [ "$plain" = ok ] && ok_or_skipped "$asan" && ok_or_skipped "$fuzz"; then
-    say "SUMMARY: PASS (plain: $plain, sanitizers: $asan, fuzz: $fuzz)"
+if [ "$plain" = ok ] && ok_or_skipped "$asan" && ok_or_skipped "$fuzz" && ok_or_skipped "$style"; then
+    say "SUMMARY: PASS (plain: $plain, sanitizers: $asan, fuzz: $fuzz, style: $style)"
     exit 0
 fi
 logs="$BUILD_DIR/meson-logs/testlog.txt"
 [ "$asan" = skipped ] || logs="$logs, $ASAN_BUILD_DIR/meson-logs/testlog.txt"
 [ "$fuzz" = skipped ] || logs="$logs, ${FUZZ_BUILD_DIR:-build-fuzz}/fuzz-smoke/*.log"
-say "SUMMARY: FAIL (plain: $plain, sanitizers: $asan, fuzz: $fuzz); logs: $logs"
+say "SUMMARY: FAIL (plain: $plain, sanitizers: $asan, fuzz: $fuzz, style: $style); logs: $logs"
 exit 1
