@@ -116,19 +116,19 @@ static const struct cli_option {
      "dump the IR to stderr after passes: g graph, l lowered, p planned,\n"
      "w widened (docs/internals.md)"},
     {"--format", "FMT", C_PLAN, "text|json|svg (default: svg when -o names a .svg file, else text)"},
-    {"--format", "FMT", C_COMPARE,
-     "text|markdown|csv|json|svg (default: svg when -o names a .svg file, else text)"},
+    {"--format", "FMT", C_COMPARE, "text|markdown|csv|json|svg (default: svg when -o names a .svg file, else text)"},
     {"--format", "FMT", C_CONFIGS, "text|json (default: text)"},
-    {"--format", "FMT", C_DOT, "dot|svg|png (default: svg or png when -o names a .svg or .png file,\n"
-                               "else dot)"},
+    {"--format", "FMT", C_DOT,
+     "dot|svg|png (default: svg or png when -o names a .svg or .png file,\n"
+     "else dot)"},
     {"--steps", NULL, C_PLAN, "also list every step: kernel, node, live bytes, reads, writes"},
     {"--only", "PATTERN", C_DOT,
      "only the nodes matching PATTERN or lying under a match (layer2.* or layer2);\n"
      "repeatable"},
     {"--from", "NAME", C_DOT, "start at the first node named NAME or lying under it (NAME.*)"},
     {"--to", "NAME", C_DOT, "end at the last node named NAME or lying under it"},
-    {"--collapse", NULL, C_DOT, "one node per def call (and phase) (default: above " STRINGIFY(
-                                    VIEW_COLLAPSE_STEPS) " steps)"},
+    {"--collapse", NULL, C_DOT,
+     "one node per def call (and phase) (default: above " STRINGIFY(VIEW_COLLAPSE_STEPS) " steps)"},
     {"--expand", NULL, C_DOT, "one node per step"},
     {"-h", NULL, C_ALL, "this help"},
 };
@@ -480,8 +480,9 @@ static int parse_compile_args(pool *p, const struct cli_command *cmd, int argc, 
                 return usage_error("option %s needs a value", arg);
             value = argv[++k];
             if (value[0] == '-')
-                return usage_error("%s", pool_printf(p, "option %s needs a value, got '%s' (values never start "
-                                                        "with '-')",
+                return usage_error("%s", pool_printf(p,
+                                                     "option %s needs a value, got '%s' (values never start "
+                                                     "with '-')",
                                                      arg, value));
         }
         const char *name = opt->name;
@@ -572,7 +573,8 @@ static bool parse_format(const char *name, view_format *fmt, const char *allowed
         const char *name;
         view_format fmt;
     } formats[] = {{"text", FMT_TEXT}, {"json", FMT_JSON}, {"markdown", FMT_MARKDOWN},
-                   {"csv", FMT_CSV},   {"dot", FMT_DOT},   {"svg", FMT_SVG},      {"png", FMT_PNG}};
+                   {"csv", FMT_CSV},   {"dot", FMT_DOT},   {"svg", FMT_SVG},
+                   {"png", FMT_PNG}};
     for (size_t k = 0; k < sizeof formats / sizeof formats[0]; k++) {
         size_t n = strlen(formats[k].name);
         const char *at = strstr(allowed, formats[k].name);
@@ -731,8 +733,8 @@ static bool format_of(pool *p, const compile_args *a, const struct cli_command *
 /* The arguments of a view (plan, compare, dot, configs) and its output
  * format (*fmt holds the command's default): 0, or the exit status of a
  * usage error. */
-static int view_args(pool *p, const struct cli_command *cmd, int argc, char **argv, compile_args *a,
-                     view_options *vo, view_format *fmt, const char *allowed) {
+static int view_args(pool *p, const struct cli_command *cmd, int argc, char **argv, compile_args *a, view_options *vo,
+                     view_format *fmt, const char *allowed) {
     int status = parse_compile_args(p, cmd, argc, argv, a, vo);
     if (!status && !format_of(p, a, cmd, fmt, allowed))
         status = EXIT_USAGE;
@@ -853,8 +855,8 @@ static int cmd_configs(const struct cli_command *cmd, int argc, char **argv) {
         int n = 0, dflt = 0;
         const char **names = config_names(g, &n);
         const char *dflt_name = g->default_config >= 0 ? g->configs[g->default_config].name
-                                : g->default_builtin ? g->default_builtin
-                                                     : "all"; /* without a default, everything trains */
+                                : g->default_builtin   ? g->default_builtin
+                                                       : "all"; /* without a default, everything trains */
         const ir_module **mods = pool_alloc(p, sizeof *mods * (size_t)n);
         bool ok = true;
         for (int k = 0; k < n && ok; k++) {

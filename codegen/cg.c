@@ -62,8 +62,7 @@ typedef struct {
     int64_t *ext;
 } cg_env;
 
-static char *cg_vstrdupf(const char *fmt, va_list ap)
-{
+static char *cg_vstrdupf(const char *fmt, va_list ap) {
     va_list ap2;
     va_copy(ap2, ap);
     int n = vsnprintf(NULL, 0, fmt, ap);
@@ -74,8 +73,7 @@ static char *cg_vstrdupf(const char *fmt, va_list ap)
     return s;
 }
 
-char *cg_strdupf(const char *fmt, ...)
-{
+char *cg_strdupf(const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
     char *s = cg_vstrdupf(fmt, ap);
@@ -84,8 +82,7 @@ char *cg_strdupf(const char *fmt, ...)
 }
 
 static bool cg_fail(cg_ctx *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static bool cg_fail(cg_ctx *c, const char *fmt, ...)
-{
+static bool cg_fail(cg_ctx *c, const char *fmt, ...) {
     if (!c->err) {
         va_list ap;
         va_start(ap, fmt);
@@ -96,8 +93,7 @@ static bool cg_fail(cg_ctx *c, const char *fmt, ...)
 }
 
 /* Without a handler, LLVMContext::diagnose exits the process on errors. */
-static void cg_diag_handler(LLVMDiagnosticInfoRef di, void *opaque)
-{
+static void cg_diag_handler(LLVMDiagnosticInfoRef di, void *opaque) {
     cg_ctx *c = opaque;
     if (LLVMGetDiagInfoSeverity(di) != LLVMDSError || c->llvm_diag)
         return;
@@ -116,11 +112,10 @@ typedef struct {
     LLVMValueRef v; /* A_PTR: any pointer; A_VALUE: an integer value */
     int64_t i;
     double f;
-    bool aligned;   /* A_PTR: known to be IR_ALIGN-aligned (a block base plus an aligned offset) */
+    bool aligned; /* A_PTR: known to be IR_ALIGN-aligned (a block base plus an aligned offset) */
 } cg_arg;
 
-static const char *cg_arg_kind_name(cg_arg_kind k)
-{
+static const char *cg_arg_kind_name(cg_arg_kind k) {
     switch (k) {
     case A_PTR: return "a buffer";
     case A_INT: return "an integer";
@@ -131,8 +126,7 @@ static const char *cg_arg_kind_name(cg_arg_kind k)
     return "?";
 }
 
-static const char *cg_type_kind_name(LLVMTypeRef t)
-{
+static const char *cg_type_kind_name(LLVMTypeRef t) {
     switch (LLVMGetTypeKind(t)) {
     case LLVMPointerTypeKind: return "a pointer";
     case LLVMIntegerTypeKind: return "an integer";
@@ -144,9 +138,7 @@ static const char *cg_type_kind_name(LLVMTypeRef t)
 
 /* Call runtime function `kernel` with args checked against its prototype.
  * `what` names the call in messages. Returns the call, or NULL after cg_fail. */
-static LLVMValueRef cg_call(cg_ctx *c, const char *what, const char *kernel, const cg_arg *args,
-                            int nargs)
-{
+static LLVMValueRef cg_call(cg_ctx *c, const char *what, const char *kernel, const cg_arg *args, int nargs) {
     LLVMValueRef fn = kernel ? LLVMGetNamedFunction(c->mod, kernel) : NULL;
     if (!fn || LLVMIsDeclaration(fn) || strncmp(kernel, "rt_", 3) != 0) {
         cg_fail(c, "%s: '%s' is not a runtime kernel", what, kernel ? kernel : "(null)");
@@ -202,8 +194,7 @@ static LLVMValueRef cg_call(cg_ctx *c, const char *what, const char *kernel, con
             if (ok)
                 av[k] = LLVMConstReal(pt[k], args[k].f);
             break;
-        default:
-            ok = false;
+        default: ok = false;
         }
         if (!ok) {
             cg_fail(c, "%s: operand %u of %s is %s, the kernel expects %s", what, k + 1, kernel,
@@ -226,8 +217,7 @@ static LLVMValueRef cg_call(cg_ctx *c, const char *what, const char *kernel, con
 /* The functions codegen splits the work into (kernel specialisations, parts
  * of entry points) must stay functions: inlined back, they would rebuild the
  * one huge body whose optimisation grows superlinearly. */
-static void cg_never_inline(cg_ctx *c, LLVMValueRef fn)
-{
+static void cg_never_inline(cg_ctx *c, LLVMValueRef fn) {
     unsigned kind = LLVMGetEnumAttributeKindForName("noinline", 8);
     LLVMAddAttributeAtIndex(fn, LLVMAttributeFunctionIndex, LLVMCreateEnumAttribute(c->ctx, kind, 0));
 }
@@ -242,9 +232,7 @@ static void cg_never_inline(cg_ctx *c, LLVMValueRef fn)
  * whatever the model's depth, and optimisation time grows linearly with the
  * number of steps (inlining every kernel into one body made it superlinear),
  * while the repeated layers of a deep model compile once. */
-static LLVMValueRef cg_call_spec(cg_ctx *c, const char *what, const char *kernel, const cg_arg *args,
-                                 int nargs)
-{
+static LLVMValueRef cg_call_spec(cg_ctx *c, const char *what, const char *kernel, const cg_arg *args, int nargs) {
     LLVMValueRef kfn = kernel ? LLVMGetNamedFunction(c->mod, kernel) : NULL;
     if (!kfn || LLVMIsDeclaration(kfn) || nargs < 0 || nargs > IR_MAX_OPND)
         return cg_call(c, what, kernel, args, nargs); /* reports what is wrong */
@@ -311,8 +299,7 @@ static LLVMValueRef cg_call_spec(cg_ctx *c, const char *what, const char *kernel
 
 /* ---------------------------------------------------------------- buffers */
 
-static LLVMValueRef cg_offset(cg_ctx *c, LLVMValueRef base, int64_t off, const char *name)
-{
+static LLVMValueRef cg_offset(cg_ctx *c, LLVMValueRef base, int64_t off, const char *name) {
     if (off == 0)
         return base;
     LLVMValueRef idx = LLVMConstInt(c->t_i64, (unsigned long long)off, 0);
@@ -320,9 +307,7 @@ static LLVMValueRef cg_offset(cg_ctx *c, LLVMValueRef base, int64_t off, const c
 }
 
 /* Pointer to the storage of buffer `id` inside entry point env, or NULL after cg_fail. */
-static LLVMValueRef cg_buf_ptr(cg_ctx *c, const cg_env *env, const char *what, int id, bool writes,
-                               bool *aligned)
-{
+static LLVMValueRef cg_buf_ptr(cg_ctx *c, const cg_env *env, const char *what, int id, bool writes, bool *aligned) {
     *aligned = false;
     const ir_program *p = env->prog;
     if (id < 0 || id >= p->nbufs) {
@@ -340,52 +325,41 @@ static LLVMValueRef cg_buf_ptr(cg_ctx *c, const cg_env *env, const char *what, i
     int64_t limit = -1;
     LLVMValueRef base = NULL;
     switch (b->space) {
-    case SPACE_ARENA:
-        base = env->arena, limit = p->arena_bytes;
-        break;
+    case SPACE_ARENA: base = env->arena, limit = p->arena_bytes; break;
     case SPACE_PARAMS:
         if (writes && env->kind != E_FORWARD) {
-            cg_fail(c, "%s: %s writes parameter block buffer '%s', which is const there", what,
-                    entry, name);
+            cg_fail(c, "%s: %s writes parameter block buffer '%s', which is const there", what, entry, name);
             return NULL;
         }
         base = env->params, limit = c->m->params_bytes;
         break;
-    case SPACE_GRADS:
-        base = env->grads, limit = c->m->grads_bytes;
-        break;
+    case SPACE_GRADS: base = env->grads, limit = c->m->grads_bytes; break;
     case SPACE_INPUT:
     case SPACE_OUTPUT: {
         bool in = b->space == SPACE_INPUT;
         LLVMValueRef s = in ? env->in : env->out;
         int n = in ? c->ninputs : c->m->graph->noutputs;
         if (!s) {
-            cg_fail(c, "%s: %s has no %ss, but buffer '%s' is one", what, entry, space_name(b->space),
-                    name);
+            cg_fail(c, "%s: %s has no %ss, but buffer '%s' is one", what, entry, space_name(b->space), name);
             return NULL;
         }
         if (b->index < 0 || b->index >= n) {
-            cg_fail(c, "%s: buffer '%s' is %s field %d of %d", what, name, space_name(b->space),
-                    b->index, n);
+            cg_fail(c, "%s: buffer '%s' is %s field %d of %d", what, name, space_name(b->space), b->index, n);
             return NULL;
         }
         LLVMTypeRef st = in ? c->t_in : c->t_out;
         LLVMValueRef field = LLVMBuildStructGEP2(c->b, st, s, (unsigned)b->index, "");
         return LLVMBuildLoad2(c->b, c->t_ptr, field, name);
     }
-    default:
-        cg_fail(c, "%s: buffer '%s' has an unknown space", what, name);
-        return NULL;
+    default: cg_fail(c, "%s: buffer '%s' has an unknown space", what, name); return NULL;
     }
     if (!base) {
-        cg_fail(c, "%s: %s has no %s block, but buffer '%s' lives there", what, entry,
-                space_name(b->space), name);
+        cg_fail(c, "%s: %s has no %s block, but buffer '%s' lives there", what, entry, space_name(b->space), name);
         return NULL;
     }
     if (b->offset < 0 || b->bytes < 0 || b->offset > limit - b->bytes) {
-        cg_fail(c, "%s: buffer '%s' [%lld, +%lld) lies outside the %s block (%lld bytes)", what,
-                name, (long long)b->offset, (long long)b->bytes, space_name(b->space),
-                (long long)limit);
+        cg_fail(c, "%s: buffer '%s' [%lld, +%lld) lies outside the %s block (%lld bytes)", what, name,
+                (long long)b->offset, (long long)b->bytes, space_name(b->space), (long long)limit);
         return NULL;
     }
     *aligned = b->offset % IR_ALIGN == 0; /* the blocks themselves are aligned by contract */
@@ -394,9 +368,7 @@ static LLVMValueRef cg_buf_ptr(cg_ctx *c, const cg_env *env, const char *what, i
 
 /* ---------------------------------------------------------------- entry points */
 
-static LLVMValueRef cg_add_function(cg_ctx *c, const char *suffix, LLVMTypeRef ret, LLVMTypeRef *params,
-                                    unsigned n)
-{
+static LLVMValueRef cg_add_function(cg_ctx *c, const char *suffix, LLVMTypeRef ret, LLVMTypeRef *params, unsigned n) {
     char name[CG_MAX_PREFIX + 32];
     snprintf(name, sizeof name, "%s_%s", c->prefix, suffix);
     if (LLVMGetNamedFunction(c->mod, name)) {
@@ -410,8 +382,7 @@ static LLVMValueRef cg_add_function(cg_ctx *c, const char *suffix, LLVMTypeRef r
     return fn;
 }
 
-static void cg_name_param(LLVMValueRef fn, unsigned i, const char *name, bool aligned)
-{
+static void cg_name_param(LLVMValueRef fn, unsigned i, const char *name, bool aligned) {
     LLVMValueRef p = LLVMGetParam(fn, i);
     LLVMSetValueName2(p, name, strlen(name));
     if (aligned) /* the blocks are P_ALIGN-aligned by contract (unchecked here) */
@@ -424,8 +395,7 @@ static void cg_name_param(LLVMValueRef fn, unsigned i, const char *name, bool al
  * RT_ERR_* code (rt.h) instead of crashing or computing from garbage. */
 
 /* if (bad) return code (an i32 value); then continue in a new block. */
-static void cg_return_if(cg_ctx *c, LLVMValueRef fn, LLVMValueRef bad, LLVMValueRef code, const char *name)
-{
+static void cg_return_if(cg_ctx *c, LLVMValueRef fn, LLVMValueRef bad, LLVMValueRef code, const char *name) {
     LLVMBasicBlockRef fail = LLVMAppendBasicBlockInContext(c->ctx, fn, name);
     LLVMBasicBlockRef next = LLVMAppendBasicBlockInContext(c->ctx, fn, "ok");
     LLVMBuildCondBr(c->b, bad, fail, next);
@@ -435,16 +405,14 @@ static void cg_return_if(cg_ctx *c, LLVMValueRef fn, LLVMValueRef bad, LLVMValue
 }
 
 /* if (rc != 0) return rc: a kernel's or a part's error code becomes the entry point's. */
-static void cg_return_nonzero(cg_ctx *c, LLVMValueRef fn, LLVMValueRef rc)
-{
+static void cg_return_nonzero(cg_ctx *c, LLVMValueRef fn, LLVMValueRef rc) {
     cg_return_if(c, fn, LLVMBuildICmp(c->b, LLVMIntNE, rc, LLVMConstInt(LLVMTypeOf(rc), 0, 0), ""), rc, "fail");
 }
 
 static LLVMValueRef cg_code(cg_ctx *c, int code) { return LLVMConstInt(c->t_i32, (unsigned long long)code, 0); }
 
 /* Return RT_ERR_NULL when p is NULL, RT_ERR_ALIGN when it is not a multiple of align. */
-static void cg_check_ptr(cg_ctx *c, LLVMValueRef fn, LLVMValueRef p, int64_t align)
-{
+static void cg_check_ptr(cg_ctx *c, LLVMValueRef fn, LLVMValueRef p, int64_t align) {
     LLVMValueRef null = LLVMBuildICmp(c->b, LLVMIntEQ, p, LLVMConstNull(LLVMTypeOf(p)), "");
     cg_return_if(c, fn, null, cg_code(c, RT_ERR_NULL), "null");
     if (align > 1) {
@@ -458,8 +426,7 @@ static void cg_check_ptr(cg_ctx *c, LLVMValueRef fn, LLVMValueRef p, int64_t ali
 /* The tag forward leaves in the arena's state word for backward: a hash of
  * what makes an arena's contents this object's (prefix, model, plan sizes), so
  * that another model's forward on the same arena does not pass either. */
-static uint64_t cg_state_tag(const cg_ctx *c)
-{
+static uint64_t cg_state_tag(const cg_ctx *c) {
     const ir_program *t = &c->m->train;
     uint64_t h = 1469598103934665603ull; /* FNV-1a */
     const char *texts[] = {c->prefix, c->m->graph->model ? c->m->graph->model : ""};
@@ -474,8 +441,7 @@ static uint64_t cg_state_tag(const cg_ctx *c)
 
 /* Pointer to the arena's state word, or NULL for a program without one
  * (hand-built programs in tests). */
-static LLVMValueRef cg_state_ptr(cg_ctx *c, const cg_env *env)
-{
+static LLVMValueRef cg_state_ptr(cg_ctx *c, const cg_env *env) {
     int s = ir_state_buf(env->prog);
     if (s < 0)
         return NULL;
@@ -488,8 +454,7 @@ static void cg_checked_prologue(cg_ctx *c, cg_env *env, LLVMValueRef state);
 /* The checks every entry point makes first, and the state word's protocol:
  * forward and infer clear it (forward sets the tag when it succeeds),
  * backward runs only on the tag and clears it. */
-static void cg_prologue(cg_ctx *c, cg_env *env)
-{
+static void cg_prologue(cg_ctx *c, cg_env *env) {
     const ir_module *m = c->m;
     if (m->params_bytes > 0)
         cg_check_ptr(c, env->fn, env->params, IR_ALIGN);
@@ -523,8 +488,7 @@ static void cg_prologue(cg_ctx *c, cg_env *env)
     LLVMValueRef tag = LLVMConstInt(c->t_i64, cg_state_tag(c), 0);
     if (env->kind == E_BACKWARD) {
         LLVMValueRef have = LLVMBuildLoad2(c->b, c->t_i64, state, "state");
-        cg_return_if(c, env->fn, LLVMBuildICmp(c->b, LLVMIntNE, have, tag, ""), cg_code(c, RT_ERR_STATE),
-                     "no_forward");
+        cg_return_if(c, env->fn, LLVMBuildICmp(c->b, LLVMIntNE, have, tag, ""), cg_code(c, RT_ERR_STATE), "no_forward");
     }
     LLVMBuildStore(c->b, LLVMConstInt(c->t_i64, 0, 0), state);
     if (m->checked)
@@ -541,8 +505,7 @@ static void cg_prologue(cg_ctx *c, cg_env *env)
  * for P_last_error. */
 
 /* A constant string for P_last_error's table; *id is its message id (> 0). */
-static LLVMValueRef cg_message(cg_ctx *c, const char *text, int *id)
-{
+static LLVMValueRef cg_message(cg_ctx *c, const char *text, int *id) {
     if (c->nmsgs == c->capmsgs) {
         int cap = c->capmsgs ? 2 * c->capmsgs : 64;
         LLVMValueRef *grown = realloc(c->msgs, sizeof *grown * (size_t)cap);
@@ -566,9 +529,8 @@ static LLVMValueRef cg_message(cg_ctx *c, const char *text, int *id)
 /* found (an i64 from rt_guard_find or rt_nonfinite_find) >= 0: report `msg`
  * and return its code from fn (or return void: P_update); state may be NULL,
  * p is the scanned tensor for RT_ERR_NONFINITE. */
-static bool cg_report_if(cg_ctx *c, LLVMValueRef fn, LLVMValueRef state, LLVMValueRef found, LLVMValueRef p,
-                         int code, const char *msg)
-{
+static bool cg_report_if(cg_ctx *c, LLVMValueRef fn, LLVMValueRef state, LLVMValueRef found, LLVMValueRef p, int code,
+                         const char *msg) {
     if (!found)
         return false;
     LLVMBasicBlockRef fail = LLVMAppendBasicBlockInContext(c->ctx, fn, code == RT_ERR_GUARD ? "guard" : "nonfinite");
@@ -579,10 +541,9 @@ static bool cg_report_if(cg_ctx *c, LLVMValueRef fn, LLVMValueRef state, LLVMVal
     LLVMValueRef text = cg_message(c, msg, &id);
     if (!text)
         return false;
-    cg_arg a[] = {{.kind = state ? A_PTR : A_NULL, .v = state}, {.kind = A_INT, .i = id},
-                  {.kind = A_PTR, .v = text},
-                  {.kind = p ? A_PTR : A_NULL, .v = p}, {.kind = A_VALUE, .v = found},
-                  {.kind = A_INT, .i = code}};
+    cg_arg a[] = {
+        {.kind = state ? A_PTR : A_NULL, .v = state}, {.kind = A_INT, .i = id},      {.kind = A_PTR, .v = text},
+        {.kind = p ? A_PTR : A_NULL, .v = p},         {.kind = A_VALUE, .v = found}, {.kind = A_INT, .i = code}};
     LLVMValueRef rc = cg_call(c, "checked mode", "rt_check_report", a, 6);
     if (!rc)
         return false;
@@ -594,35 +555,30 @@ static bool cg_report_if(cg_ctx *c, LLVMValueRef fn, LLVMValueRef state, LLVMVal
     return true;
 }
 
-static bool cg_guard_fill(cg_ctx *c, LLVMValueRef p)
-{
+static bool cg_guard_fill(cg_ctx *c, LLVMValueRef p) {
     cg_arg a[] = {{.kind = A_PTR, .v = p}, {.kind = A_INT, .i = IR_GUARD_BYTES}};
     return cg_call(c, "checked mode", "rt_guard_fill", a, 2) != NULL;
 }
 
-static bool cg_guard_check(cg_ctx *c, LLVMValueRef fn, LLVMValueRef state, LLVMValueRef p, const char *msg)
-{
+static bool cg_guard_check(cg_ctx *c, LLVMValueRef fn, LLVMValueRef state, LLVMValueRef p, const char *msg) {
     cg_arg a[] = {{.kind = A_PTR, .v = p}, {.kind = A_INT, .i = IR_GUARD_BYTES}};
     return cg_report_if(c, fn, state, cg_call(c, "checked mode", "rt_guard_find", a, 2), NULL, RT_ERR_GUARD, msg);
 }
 
 /* The guard at the end of a block of `bytes` (as planned; the header's size
  * adds the guard). */
-static LLVMValueRef cg_block_guard(cg_ctx *c, LLVMValueRef base, int64_t bytes)
-{
+static LLVMValueRef cg_block_guard(cg_ctx *c, LLVMValueRef base, int64_t bytes) {
     return cg_offset(c, base, ir_align_up(bytes), "guard");
 }
 
 /* The blocks as the header names their sizes, for messages. */
-static const char *cg_arena_macro(const cg_env *env)
-{
+static const char *cg_arena_macro(const cg_env *env) {
     return env->kind == E_INFER ? "INFER_ARENA_BYTES" : "TRAIN_ARENA_BYTES";
 }
 
 /* Storage of every buffer of env's program and the extent of each storage;
  * false after cg_fail. Freed by cg_entry. */
-static bool cg_storages(cg_ctx *c, cg_env *env)
-{
+static bool cg_storages(cg_ctx *c, cg_env *env) {
     const ir_program *p = env->prog;
     env->root = calloc((size_t)p->nbufs + 1, sizeof *env->root);
     env->ext = calloc((size_t)p->nbufs + 1, sizeof *env->ext);
@@ -641,16 +597,14 @@ static bool cg_storages(cg_ctx *c, cg_env *env)
 }
 
 /* A guarded arena storage (passes/guard.c): not the state word. */
-static bool cg_guarded(const ir_buf *b)
-{
+static bool cg_guarded(const ir_buf *b) {
     return b->space == SPACE_ARENA && b->kind != BUF_STATE && b->offset >= IR_ARENA_STATE_BYTES + IR_GUARD_BYTES;
 }
 
 /* The guards before and after storage r, checked with messages "<what>:
  * guard before|after arena buffer 'NAME' <why>". */
 static bool cg_check_storage(cg_ctx *c, const cg_env *env, LLVMValueRef state, int r, const char *what,
-                             const char *why)
-{
+                             const char *why) {
     const ir_buf *b = &env->prog->bufs[r];
     for (int after = 0; after < 2; after++) {
         int64_t off = after ? b->offset + env->ext[r] : b->offset - IR_GUARD_BYTES;
@@ -668,8 +622,7 @@ static bool cg_check_storage(cg_ctx *c, const cg_env *env, LLVMValueRef state, i
  * infer set the arena's end guard, backward verifies what forward left (the
  * end guard, the guards of every residual) and sets the grads guard; every
  * entry point verifies the params guard that P_init set. */
-static void cg_checked_prologue(cg_ctx *c, cg_env *env, LLVMValueRef state)
-{
+static void cg_checked_prologue(cg_ctx *c, cg_env *env, LLVMValueRef state) {
     const ir_module *m = c->m;
     const ir_program *p = env->prog;
     const char *entry = entry_suffix[env->kind];
@@ -679,7 +632,8 @@ static void cg_checked_prologue(cg_ctx *c, cg_env *env, LLVMValueRef state)
     if (m->params_bytes > 0) {
         msg = cg_strdupf("%s_%s: on entry: guard at the end of the params block changed: the block is smaller "
                          "than the header's PARAMS_BYTES, something wrote past its end, or P_init (which sets "
-                         "the guard) never ran on it", c->prefix, entry);
+                         "the guard) never ran on it",
+                         c->prefix, entry);
         if (!msg || !cg_guard_check(c, env->fn, state, cg_block_guard(c, env->params, m->params_bytes), msg))
             cg_fail(c, "out of memory");
         free(msg);
@@ -698,7 +652,8 @@ static void cg_checked_prologue(cg_ctx *c, cg_env *env, LLVMValueRef state)
     char what[CG_MAX_PREFIX + 64];
     snprintf(what, sizeof what, "%s_backward: on entry", c->prefix);
     char *why = cg_strdupf("changed since %s_forward: the arena is smaller than the header's TRAIN_ARENA_BYTES, "
-                           "or it was written between the calls", c->prefix);
+                           "or it was written between the calls",
+                           c->prefix);
     for (int b = 0; why && b < p->nbufs; b++) {
         const ir_buf *x = &p->bufs[b];
         if (env->root[b] == b && cg_guarded(x) && x->first >= 0 && x->first < p->nfwd && x->last >= p->nfwd &&
@@ -713,8 +668,7 @@ static void cg_checked_prologue(cg_ctx *c, cg_env *env, LLVMValueRef state)
 /* Around step s: before it, set the guards of the storages it starts;
  * after it, verify the guards next to what it wrote and the arena's end, and
  * scan its f32 outputs (scratch aside). args are the step's operands. */
-static bool cg_checked_step(cg_ctx *c, const cg_env *env, int s, const cg_arg *args, bool after)
-{
+static bool cg_checked_step(cg_ctx *c, const cg_env *env, int s, const cg_arg *args, bool after) {
     const ir_program *p = env->prog;
     const ir_step *st = &p->steps[s];
     const ir_graph *g = c->m->graph;
@@ -722,9 +676,10 @@ static bool cg_checked_step(cg_ctx *c, const cg_env *env, int s, const cg_arg *a
     int done[IR_MAX_OPND], ndone = 0;
     bool wrote_params = false, wrote_grads = false;
     char what[CG_MAX_PREFIX + 320];
-    const char *node = st->node >= 0 && st->node < g->nnodes && g->nodes[st->node].name ? g->nodes[st->node].name : NULL;
-    snprintf(what, sizeof what, "%s_%s: step %d (%s%s%.200s%s)", c->prefix, entry_suffix[env->kind], s,
-             view_kernel(st), node ? " of node '" : "", node ? node : "", node ? "'" : "");
+    const char *node =
+        st->node >= 0 && st->node < g->nnodes && g->nodes[st->node].name ? g->nodes[st->node].name : NULL;
+    snprintf(what, sizeof what, "%s_%s: step %d (%s%s%.200s%s)", c->prefix, entry_suffix[env->kind], s, view_kernel(st),
+             node ? " of node '" : "", node ? node : "", node ? "'" : "");
     for (int k = 0; k < st->nopnd; k++) {
         const ir_opnd *o = &st->opnd[k];
         if (o->kind != OPND_BUF || (after && !o->writes))
@@ -769,24 +724,25 @@ static bool cg_checked_step(cg_ctx *c, const cg_env *env, int s, const cg_arg *a
         if (!wrote[k] || sizes[k] == 0 || !bases[k])
             continue;
         char *msg = cg_strdupf("%s: guard at the end of the %s block overwritten: the step wrote past the block "
-                               "(is it as large as the header's %s?)", what, blocks[k], macros[k]);
+                               "(is it as large as the header's %s?)",
+                               what, blocks[k], macros[k]);
         bool ok = msg && cg_guard_check(c, env->fn, state, cg_block_guard(c, bases[k], sizes[k]), msg);
         free(msg);
         if (!ok)
             return c->err ? false : cg_fail(c, "out of memory");
     }
     char *msg = cg_strdupf("%s: guard at the end of the arena overwritten: the step wrote past the arena "
-                           "(is it as large as the header's %s?)", what, cg_arena_macro(env));
-    bool ok = msg && cg_guard_check(c, env->fn, state,
-                                    cg_offset(c, env->arena, p->arena_bytes - IR_GUARD_BYTES, ""), msg);
+                           "(is it as large as the header's %s?)",
+                           what, cg_arena_macro(env));
+    bool ok =
+        msg && cg_guard_check(c, env->fn, state, cg_offset(c, env->arena, p->arena_bytes - IR_GUARD_BYTES, ""), msg);
     free(msg);
     return ok ? true : c->err ? false : cg_fail(c, "out of memory");
 }
 
 /* P_last_error(arena): the message of the check that failed in the last call
  * on this arena, NULL when it had none (or arena is NULL). */
-static bool cg_last_error(cg_ctx *c)
-{
+static bool cg_last_error(cg_ctx *c) {
     LLVMTypeRef pt[] = {c->t_ptr};
     LLVMValueRef fn = cg_add_function(c, "last_error", c->t_ptr, pt, 1);
     if (!fn)
@@ -810,11 +766,12 @@ static bool cg_last_error(cg_ctx *c)
     LLVMBuildCondBr(c->b, LLVMBuildICmp(c->b, LLVMIntEQ, arena, LLVMConstNull(c->t_ptr), ""), none, look);
     LLVMPositionBuilderAtEnd(c->b, look);
     LLVMValueRef one = LLVMConstInt(c->t_i64, 1, 0);
-    LLVMValueRef word = LLVMBuildInBoundsGEP2(c->b, c->t_i64, LLVMBuildPointerCast(c->b, arena, LLVMPointerType(c->t_i64, 0), ""),
-                                              &one, 1, "");
+    LLVMValueRef word = LLVMBuildInBoundsGEP2(
+        c->b, c->t_i64, LLVMBuildPointerCast(c->b, arena, LLVMPointerType(c->t_i64, 0), ""), &one, 1, "");
     LLVMValueRef id = LLVMBuildLoad2(c->b, c->t_i64, word, "id");
     LLVMBasicBlockRef found = LLVMAppendBasicBlockInContext(c->ctx, fn, "found");
-    LLVMValueRef in_range = LLVMBuildICmp(c->b, LLVMIntULE, id, LLVMConstInt(c->t_i64, (unsigned long long)c->nmsgs, 0), "");
+    LLVMValueRef in_range =
+        LLVMBuildICmp(c->b, LLVMIntULE, id, LLVMConstInt(c->t_i64, (unsigned long long)c->nmsgs, 0), "");
     LLVMBuildCondBr(c->b, in_range, found, none);
     LLVMPositionBuilderAtEnd(c->b, found);
     LLVMValueRef ix[] = {LLVMConstInt(c->t_i64, 0, 0), id};
@@ -825,8 +782,7 @@ static bool cg_last_error(cg_ctx *c)
 }
 
 /* Steps [lo, hi) of env's program as calls in the function being built. */
-static bool cg_steps(cg_ctx *c, const cg_env *env, int lo, int hi)
-{
+static bool cg_steps(cg_ctx *c, const cg_env *env, int lo, int hi) {
     const ir_program *prog = env->prog;
     for (int s = lo; s < hi; s++) {
         const ir_step *st = &prog->steps[s];
@@ -844,17 +800,10 @@ static bool cg_steps(cg_ctx *c, const cg_env *env, int lo, int hi)
                 if (!(args[k].v = cg_buf_ptr(c, env, what, o->buf, o->writes, &args[k].aligned)))
                     return false;
                 break;
-            case OPND_INT:
-                args[k].kind = A_INT, args[k].i = o->i;
-                break;
-            case OPND_FLOAT:
-                args[k].kind = A_FLOAT, args[k].f = o->f;
-                break;
-            case OPND_NULL:
-                args[k].kind = A_NULL;
-                break;
-            default:
-                return cg_fail(c, "%s: operand %d has an unknown kind", what, k + 1);
+            case OPND_INT: args[k].kind = A_INT, args[k].i = o->i; break;
+            case OPND_FLOAT: args[k].kind = A_FLOAT, args[k].f = o->f; break;
+            case OPND_NULL: args[k].kind = A_NULL; break;
+            default: return cg_fail(c, "%s: operand %d has an unknown kind", what, k + 1);
             }
         }
         if (c->m->checked && !cg_checked_step(c, env, s, args, false))
@@ -877,8 +826,7 @@ enum { CG_PART_STEPS = 256 };
  * P_<entry>.part<lo>(params, grads, arena, in, out), called from the entry
  * point being built; returns that call (the part's return code), or NULL
  * after cg_fail. */
-static LLVMValueRef cg_part(cg_ctx *c, const cg_env *env, int lo, int hi)
-{
+static LLVMValueRef cg_part(cg_ctx *c, const cg_env *env, int lo, int hi) {
     char name[CG_MAX_PREFIX + 48];
     snprintf(name, sizeof name, "%s_%s.part%d", c->prefix, entry_suffix[env->kind], lo);
     LLVMTypeRef pt[] = {c->t_ptr, c->t_ptr, c->t_ptr, LLVMPointerType(c->t_in, 0), LLVMPointerType(c->t_out, 0)};
@@ -909,8 +857,7 @@ static LLVMValueRef cg_part(cg_ctx *c, const cg_env *env, int lo, int hi)
 
 static bool cg_entry_body(cg_ctx *c, cg_env *envp, int from, int to);
 
-static bool cg_entry(cg_ctx *c, cg_entry_kind kind, const ir_program *prog, int from, int to)
-{
+static bool cg_entry(cg_ctx *c, cg_entry_kind kind, const ir_program *prog, int from, int to) {
     cg_env env = {.kind = kind, .prog = prog};
     bool ok = (!c->m->checked || cg_storages(c, &env)) && cg_entry_body(c, &env, from, to);
     free(env.root);
@@ -918,8 +865,7 @@ static bool cg_entry(cg_ctx *c, cg_entry_kind kind, const ir_program *prog, int 
     return ok;
 }
 
-static bool cg_entry_body(cg_ctx *c, cg_env *envp, int from, int to)
-{
+static bool cg_entry_body(cg_ctx *c, cg_env *envp, int from, int to) {
     cg_env env = *envp;
     cg_entry_kind kind = env.kind;
     const ir_program *prog = env.prog;
@@ -941,8 +887,8 @@ static bool cg_entry_body(cg_ctx *c, cg_env *envp, int from, int to)
         *(bwd ? bwd_slots : fwd_slots)[k] = LLVMGetParam(env.fn, k);
     }
     if (from < 0 || to > prog->nsteps || from > to)
-        return cg_fail(c, "%s_%s: step range [%d, %d) outside the program's %d steps", c->prefix,
-                       entry_suffix[kind], from, to, prog->nsteps);
+        return cg_fail(c, "%s_%s: step range [%d, %d) outside the program's %d steps", c->prefix, entry_suffix[kind],
+                       from, to, prog->nsteps);
     cg_prologue(c, &env);
     /* Steps in parts of at most CG_PART_STEPS, each its own never-inlined
      * function: code generation (instruction selection, register allocation)
@@ -970,8 +916,7 @@ static bool cg_entry_body(cg_ctx *c, cg_env *envp, int from, int to)
 
 /* P_init(params, seed): every parameter and buffer in value-id order; the
  * value id is the RNG stream, so a tensor's values do not depend on others. */
-static bool cg_init(cg_ctx *c)
-{
+static bool cg_init(cg_ctx *c) {
     const ir_graph *g = c->m->graph;
     LLVMTypeRef pt[] = {c->t_ptr, c->t_i64};
     LLVMValueRef fn = cg_add_function(c, "init", c->t_void, pt, 2);
@@ -992,9 +937,8 @@ static bool cg_init(cg_ctx *c)
         if (val->dtype == DT_BIT)
             return cg_fail(c, "%s: bit tensors cannot be parameters", what);
         if (off < 0 || n < 0 || off > c->m->params_bytes - n * esize)
-            return cg_fail(c, "%s: offset %lld (+%lld bytes) outside the %lld-byte params block",
-                           what, (long long)off, (long long)(n * esize),
-                           (long long)c->m->params_bytes);
+            return cg_fail(c, "%s: offset %lld (+%lld bytes) outside the %lld-byte params block", what, (long long)off,
+                           (long long)(n * esize), (long long)c->m->params_bytes);
         LLVMValueRef p = cg_offset(c, params, off, val->name ? val->name : "");
         bool aligned = off % IR_ALIGN == 0;
         if (val->init == INIT_ZEROS) {
@@ -1003,11 +947,10 @@ static bool cg_init(cg_ctx *c)
             continue;
         }
         if (val->dtype != DT_F32)
-            return cg_fail(c, "%s: only f32 parameters can be initialised other than with zeros",
-                           what);
+            return cg_fail(c, "%s: only f32 parameters can be initialised other than with zeros", what);
         if (val->init == INIT_ONES) {
-            cg_arg a[] = {{.kind = A_PTR, .v = p, .aligned = aligned}, {.kind = A_INT, .i = n},
-                          {.kind = A_FLOAT, .f = 1.0}};
+            cg_arg a[] = {
+                {.kind = A_PTR, .v = p, .aligned = aligned}, {.kind = A_INT, .i = n}, {.kind = A_FLOAT, .f = 1.0}};
             if (!cg_call_spec(c, what, "rt_fill_f32", a, 3))
                 return false;
         } else if (val->init == INIT_KAIMING_UNIFORM || val->init == INIT_BIAS_UNIFORM) {
@@ -1017,7 +960,8 @@ static bool cg_init(cg_ctx *c)
                 return cg_fail(c, "%s: uniform initialisation needs fan_in > 0, not %lld", what,
                                (long long)val->fan_in);
             float bound = (float)(1.0 / sqrt((double)val->fan_in));
-            cg_arg a[] = {{.kind = A_PTR, .v = p, .aligned = aligned}, {.kind = A_INT, .i = n},
+            cg_arg a[] = {{.kind = A_PTR, .v = p, .aligned = aligned},
+                          {.kind = A_INT, .i = n},
                           {.kind = A_VALUE, .v = seed},
                           {.kind = A_VALUE, .v = LLVMConstInt(c->t_i64, (unsigned long long)v, 0)},
                           {.kind = A_FLOAT, .f = bound}};
@@ -1038,8 +982,7 @@ static bool cg_init(cg_ctx *c)
 /* ---------------------------------------------------------------- optimizer */
 
 /* The frost_hparams struct of the header: seven floats and an int32. */
-static LLVMTypeRef cg_hparams_type(cg_ctx *c)
-{
+static LLVMTypeRef cg_hparams_type(cg_ctx *c) {
     LLVMTypeRef f = LLVMFloatTypeInContext(c->ctx);
     LLVMTypeRef fields[] = {f, f, f, f, f, f, f, c->t_i32};
     return LLVMStructTypeInContext(c->ctx, fields, 8, 0);
@@ -1047,9 +990,8 @@ static LLVMTypeRef cg_hparams_type(cg_ctx *c)
 
 /* --checked: P_update verifies the guards at the end of its three blocks (it
  * returns void: a failure is reported on stderr only, and stops the update). */
-static bool cg_update_guards(cg_ctx *c, LLVMValueRef fn, LLVMValueRef params, LLVMValueRef grads,
-                             LLVMValueRef state, const char *when)
-{
+static bool cg_update_guards(cg_ctx *c, LLVMValueRef fn, LLVMValueRef params, LLVMValueRef grads, LLVMValueRef state,
+                             const char *when) {
     const char *names[] = {"params", "grads", "optimizer state"};
     const char *sets[] = {"P_init", "P_backward", "P_opt_init"};
     LLVMValueRef bases[] = {params, grads, state};
@@ -1059,7 +1001,8 @@ static bool cg_update_guards(cg_ctx *c, LLVMValueRef fn, LLVMValueRef params, LL
             continue;
         char *msg = cg_strdupf("%s_update: %s: guard at the end of the %s block changed: the block is smaller than "
                                "the header says, something wrote past its end, or %s (which sets the guard) did not "
-                               "run on it; nothing was updated", c->prefix, when, names[k], sets[k]);
+                               "run on it; nothing was updated",
+                               c->prefix, when, names[k], sets[k]);
         if (msg && !strcmp(when, "after the update"))
             strcpy(strstr(msg, "; nothing was updated"), "");
         bool ok = msg && cg_guard_check(c, fn, NULL, cg_block_guard(c, bases[k], sizes[k]), msg);
@@ -1072,8 +1015,7 @@ static bool cg_update_guards(cg_ctx *c, LLVMValueRef fn, LLVMValueRef params, LL
 
 /* P_update(params, grads, opt_state, hparams): one optimizer step over the
  * trainable parameters; hparams NULL means the defaults compiled in. */
-static bool cg_update(cg_ctx *c)
-{
+static bool cg_update(cg_ctx *c) {
     const ir_module *m = c->m;
     const ir_graph *g = m->graph;
     const ir_optimizer *o = &m->opt;
@@ -1088,10 +1030,10 @@ static bool cg_update(cg_ctx *c)
     LLVMValueRef params = LLVMGetParam(fn, 0), grads = LLVMGetParam(fn, 1), state = LLVMGetParam(fn, 2);
 
     LLVMTypeRef ht = cg_hparams_type(c), f32 = LLVMFloatTypeInContext(c->ctx);
-    LLVMValueRef defaults[] = {
-        LLVMConstReal(f32, o->lr),           LLVMConstReal(f32, o->momentum), LLVMConstReal(f32, o->dampening),
-        LLVMConstReal(f32, o->weight_decay), LLVMConstReal(f32, o->beta1),    LLVMConstReal(f32, o->beta2),
-        LLVMConstReal(f32, o->eps),          LLVMConstInt(c->t_i32, o->nesterov, 0)};
+    LLVMValueRef defaults[] = {LLVMConstReal(f32, o->lr),        LLVMConstReal(f32, o->momentum),
+                               LLVMConstReal(f32, o->dampening), LLVMConstReal(f32, o->weight_decay),
+                               LLVMConstReal(f32, o->beta1),     LLVMConstReal(f32, o->beta2),
+                               LLVMConstReal(f32, o->eps),       LLVMConstInt(c->t_i32, o->nesterov, 0)};
     LLVMValueRef dflt = LLVMAddGlobal(c->mod, ht, "frost_default_hparams");
     LLVMSetInitializer(dflt, LLVMConstStructInContext(c->ctx, defaults, 8, 0));
     LLVMSetGlobalConstant(dflt, 1);
@@ -1121,16 +1063,22 @@ static bool cg_update(cg_ctx *c)
         bool al = m->param_offset[v] % IR_ALIGN == 0 && m->grad_offset[v] % IR_ALIGN == 0 &&
                   m->opt_offset[v] % IR_ALIGN == 0 && slot % IR_ALIGN == 0;
         if (o->kind == OPT_SGD) {
-            cg_arg a[] = {{.kind = A_PTR, .v = p, .aligned = al},  {.kind = A_PTR, .v = gr, .aligned = al},
-                          {.kind = A_PTR, .v = s1, .aligned = al}, {.kind = A_PTR, .v = state},
-                          {.kind = A_PTR, .v = hp},                {.kind = A_INT, .i = n}};
+            cg_arg a[] = {{.kind = A_PTR, .v = p, .aligned = al},
+                          {.kind = A_PTR, .v = gr, .aligned = al},
+                          {.kind = A_PTR, .v = s1, .aligned = al},
+                          {.kind = A_PTR, .v = state},
+                          {.kind = A_PTR, .v = hp},
+                          {.kind = A_INT, .i = n}};
             if (!cg_call_spec(c, what, "rt_sgd_update", a, 6))
                 return false;
         } else {
             LLVMValueRef s2 = cg_offset(c, state, m->opt_offset[v] + slot, "");
-            cg_arg a[] = {{.kind = A_PTR, .v = p, .aligned = al},  {.kind = A_PTR, .v = gr, .aligned = al},
-                          {.kind = A_PTR, .v = s1, .aligned = al}, {.kind = A_PTR, .v = s2, .aligned = al},
-                          {.kind = A_PTR, .v = state},             {.kind = A_PTR, .v = hp},
+            cg_arg a[] = {{.kind = A_PTR, .v = p, .aligned = al},
+                          {.kind = A_PTR, .v = gr, .aligned = al},
+                          {.kind = A_PTR, .v = s1, .aligned = al},
+                          {.kind = A_PTR, .v = s2, .aligned = al},
+                          {.kind = A_PTR, .v = state},
+                          {.kind = A_PTR, .v = hp},
                           {.kind = A_INT, .i = n}};
             if (!cg_call_spec(c, what, "rt_adamw_update", a, 7))
                 return false;
@@ -1143,8 +1091,7 @@ static bool cg_update(cg_ctx *c)
 }
 
 /* P_opt_init(opt_state): zero the optimizer state, as the first update needs. */
-static bool cg_opt_init(cg_ctx *c)
-{
+static bool cg_opt_init(cg_ctx *c) {
     LLVMTypeRef pt[] = {c->t_ptr};
     LLVMValueRef fn = cg_add_function(c, "opt_init", c->t_void, pt, 1);
     if (!fn)
@@ -1170,8 +1117,7 @@ static bool cg_opt_init(cg_ctx *c)
 /* P_train_step(params, grads, opt_state, in, out, arena, hparams): forward,
  * backward and update; returns the loss, or NaN (parameters untouched) when
  * forward or backward reported an error. out may be NULL. */
-static bool cg_train_step(cg_ctx *c)
-{
+static bool cg_train_step(cg_ctx *c) {
     char name[CG_MAX_PREFIX + 32];
     LLVMValueRef callee[3];
     static const char *const parts[] = {"forward", "backward", "update"};
@@ -1248,21 +1194,19 @@ static bool cg_train_step(cg_ctx *c)
     return true;
 }
 
-static bool cg_is_entry(const cg_ctx *c, const char *name)
-{
+static bool cg_is_entry(const cg_ctx *c, const char *name) {
     size_t n = strlen(c->prefix);
     if (strncmp(name, c->prefix, n) != 0 || name[n] != '_')
         return false;
     name += n + 1;
-    return !strcmp(name, "forward") || !strcmp(name, "backward") || !strcmp(name, "infer") ||
-           !strcmp(name, "init") || !strcmp(name, "update") || !strcmp(name, "train_step") ||
-           !strcmp(name, "opt_init") || (c->m->checked && !strcmp(name, "last_error"));
+    return !strcmp(name, "forward") || !strcmp(name, "backward") || !strcmp(name, "infer") || !strcmp(name, "init") ||
+           !strcmp(name, "update") || !strcmp(name, "train_step") || !strcmp(name, "opt_init") ||
+           (c->m->checked && !strcmp(name, "last_error"));
 }
 
 /* Internalise everything the runtime defined and give every function the
  * target's CPU: the bitcode was produced for the build host's baseline. */
-static void cg_finish_functions(cg_ctx *c, const char *cpu, const char *features)
-{
+static void cg_finish_functions(cg_ctx *c, const char *cpu, const char *features) {
     static const char *const drop[] = {"target-cpu", "target-features", "tune-cpu"};
     for (LLVMValueRef f = LLVMGetFirstFunction(c->mod); f; f = LLVMGetNextFunction(f)) {
         if (LLVMIsDeclaration(f))
@@ -1272,8 +1216,7 @@ static void cg_finish_functions(cg_ctx *c, const char *cpu, const char *features
         if (!cg_is_entry(c, name))
             LLVMSetLinkage(f, LLVMInternalLinkage);
         for (size_t i = 0; i < sizeof drop / sizeof *drop; i++)
-            LLVMRemoveStringAttributeAtIndex(f, LLVMAttributeFunctionIndex, drop[i],
-                                             (unsigned)strlen(drop[i]));
+            LLVMRemoveStringAttributeAtIndex(f, LLVMAttributeFunctionIndex, drop[i], (unsigned)strlen(drop[i]));
         if (cpu && *cpu)
             LLVMAddTargetDependentFunctionAttr(f, "target-cpu", cpu);
         if (features && *features)
@@ -1284,8 +1227,7 @@ static void cg_finish_functions(cg_ctx *c, const char *cpu, const char *features
             LLVMSetLinkage(gv, LLVMInternalLinkage);
 }
 
-static char *cg_strdup(const char *s)
-{
+static char *cg_strdup(const char *s) {
     char *d = malloc(strlen(s) + 1);
     if (d)
         strcpy(d, s);
@@ -1293,10 +1235,9 @@ static char *cg_strdup(const char *s)
 }
 
 /* Parse the embedded runtime and link it into c->mod. */
-static bool cg_link_runtime(cg_ctx *c, const char *triple, LLVMTargetDataRef td)
-{
-    LLVMMemoryBufferRef buf = LLVMCreateMemoryBufferWithMemoryRange(
-        (const char *)frost_rt_bitcode, frost_rt_bitcode_len, "frost_rt.bc", 0);
+static bool cg_link_runtime(cg_ctx *c, const char *triple, LLVMTargetDataRef td) {
+    LLVMMemoryBufferRef buf =
+        LLVMCreateMemoryBufferWithMemoryRange((const char *)frost_rt_bitcode, frost_rt_bitcode_len, "frost_rt.bc", 0);
     LLVMModuleRef rt = NULL;
     bool bad = LLVMParseBitcodeInContext2(c->ctx, buf, &rt);
     LLVMDisposeMemoryBuffer(buf);
@@ -1310,8 +1251,7 @@ static bool cg_link_runtime(cg_ctx *c, const char *triple, LLVMTargetDataRef td)
     return true;
 }
 
-static bool cg_build(cg_ctx *c, const cg_options *o, const char *path)
-{
+static bool cg_build(cg_ctx *c, const cg_options *o, const char *path) {
     const ir_module *m = c->m;
     const ir_graph *g = m->graph;
     int opt = o ? o->opt_level : 2;
@@ -1345,10 +1285,9 @@ static bool cg_build(cg_ctx *c, const cg_options *o, const char *path)
         cg_fail(c, "target %s: %s", triple, terr ? terr : "unknown target");
         goto out;
     }
-    static const LLVMCodeGenOptLevel levels[] = {LLVMCodeGenLevelNone, LLVMCodeGenLevelLess,
-                                                 LLVMCodeGenLevelDefault, LLVMCodeGenLevelAggressive};
-    tm = LLVMCreateTargetMachine(target, triple, cpu, features, levels[opt], LLVMRelocPIC,
-                                 LLVMCodeModelDefault);
+    static const LLVMCodeGenOptLevel levels[] = {LLVMCodeGenLevelNone, LLVMCodeGenLevelLess, LLVMCodeGenLevelDefault,
+                                                 LLVMCodeGenLevelAggressive};
+    tm = LLVMCreateTargetMachine(target, triple, cpu, features, levels[opt], LLVMRelocPIC, LLVMCodeModelDefault);
     if (!tm) {
         cg_fail(c, "cannot create a target machine for %s (cpu '%s')", triple, cpu);
         goto out;
@@ -1447,8 +1386,7 @@ out:
     return ok;
 }
 
-bool cg_emit_object(const ir_module *m, const cg_options *o, const char *path, char **err)
-{
+bool cg_emit_object(const ir_module *m, const cg_options *o, const char *path, char **err) {
     if (err)
         *err = NULL;
     cg_ctx c = {.m = m};

@@ -12,9 +12,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-void cg_prefix(const ir_module *m, const cg_options *o, char buf[CG_MAX_PREFIX])
-{
-    const char *src = o && o->prefix && *o->prefix ? o->prefix
+void cg_prefix(const ir_module *m, const cg_options *o, char buf[CG_MAX_PREFIX]) {
+    const char *src = o && o->prefix && *o->prefix                           ? o->prefix
                       : m && m->graph && m->graph->model && *m->graph->model ? m->graph->model
                                                                              : "model";
     size_t n = 0;
@@ -28,15 +27,14 @@ void cg_prefix(const ir_module *m, const cg_options *o, char buf[CG_MAX_PREFIX])
 }
 
 /* Name made a C identifier (and not a keyword a C or C++ compiler would reject). */
-static void hd_ident(char *buf, size_t size, const char *name)
-{
+static void hd_ident(char *buf, size_t size, const char *name) {
     static const char *const kw[] = {
-        "auto", "bool", "break", "case", "catch", "char", "class", "const", "continue", "default",
-        "delete", "do", "double", "else", "enum", "extern", "float", "for", "goto", "if", "inline",
-        "int", "long", "namespace", "new", "operator", "private", "protected", "public", "register",
-        "restrict", "return", "short", "signed", "sizeof", "static", "struct", "switch", "template",
-        "this", "throw", "try", "typedef", "typename", "union", "unsigned", "using", "virtual",
-        "void", "volatile", "while"};
+        "auto",      "bool",   "break",    "case",     "catch",    "char",      "class",   "const",    "continue",
+        "default",   "delete", "do",       "double",   "else",     "enum",      "extern",  "float",    "for",
+        "goto",      "if",     "inline",   "int",      "long",     "namespace", "new",     "operator", "private",
+        "protected", "public", "register", "restrict", "return",   "short",     "signed",  "sizeof",   "static",
+        "struct",    "switch", "template", "this",     "throw",    "try",       "typedef", "typename", "union",
+        "unsigned",  "using",  "virtual",  "void",     "volatile", "while"};
     size_t n = 0;
     if (!name || !*name)
         name = "_";
@@ -52,22 +50,19 @@ static void hd_ident(char *buf, size_t size, const char *name)
         }
 }
 
-static void hd_upper(char *s)
-{
+static void hd_upper(char *s) {
     for (; *s; s++)
         *s = (char)toupper((unsigned char)*s);
 }
 
-static void hd_shape(FILE *out, ir_dtype dt, const ir_shape *s)
-{
+static void hd_shape(FILE *out, ir_dtype dt, const ir_shape *s) {
     fprintf(out, "%s[", dtype_name(dt));
     for (int i = 0; i < s->rank; i++)
         fprintf(out, "%s%lld", i ? ", " : "", (long long)s->dim[i]);
     fputc(']', out);
 }
 
-static const char *hd_ctype(ir_dtype dt)
-{
+static const char *hd_ctype(ir_dtype dt) {
     switch (dt) {
     case DT_F32: return "float";
     case DT_I32: return "int32_t";
@@ -77,8 +72,7 @@ static const char *hd_ctype(ir_dtype dt)
 }
 
 /* A C string literal; names in comments are printed as they are. */
-static void hd_cstring(FILE *out, const char *s)
-{
+static void hd_cstring(FILE *out, const char *s) {
     fputc('"', out);
     for (; s && *s; s++) {
         if (*s == '"' || *s == '\\')
@@ -91,8 +85,7 @@ static void hd_cstring(FILE *out, const char *s)
     fputc('"', out);
 }
 
-static int64_t hd_numel(const ir_shape *s)
-{
+static int64_t hd_numel(const ir_shape *s) {
     int64_t n = 1;
     for (int i = 0; i < s->rank; i++)
         n *= s->dim[i];
@@ -100,16 +93,14 @@ static int64_t hd_numel(const ir_shape *s)
 }
 
 /* A user block's size in the header: with --checked, its guard included. */
-static int64_t hd_block(const ir_module *m, int64_t bytes)
-{
+static int64_t hd_block(const ir_module *m, int64_t bytes) {
     return m->checked ? ir_checked_block(bytes) : ir_align_up(bytes);
 }
 
 /* The optimizer compiled in: its state size, default hyper-parameters and
  * the update / train_step entry points. frost_hparams is shared by every
  * model's header (guarded), so a driver can hold one for several models. */
-static void hd_optimizer(const ir_module *m, const char *p, const char *P, FILE *out)
-{
+static void hd_optimizer(const ir_module *m, const char *p, const char *P, FILE *out) {
     const ir_optimizer *o = &m->opt;
     fprintf(out,
             "/* Optimizer: %s, compiled in. Its state (the step count, then per\n"
@@ -120,15 +111,14 @@ static void hd_optimizer(const ir_module *m, const char *p, const char *P, FILE 
             "void %s_opt_init(void *opt_state);\n\n",
             opt_name(o->kind), o->kind == OPT_ADAMW ? "the first and second moments" : "the momentum buffer", p, P,
             opt_name(o->kind), P, (long long)hd_block(m, m->opt_state_bytes), p);
-    fprintf(out,
-            "#ifndef FROST_HPARAMS_DEFINED\n#define FROST_HPARAMS_DEFINED\n"
-            "/* Hyper-parameters read at every update; fields an optimizer does not use\n"
-            " * are ignored (SGD: lr, momentum, dampening, weight_decay, nesterov; AdamW:\n"
-            " * lr, beta1, beta2, eps, weight_decay). */\n"
-            "typedef struct frost_hparams {\n"
-            "    float lr, momentum, dampening, weight_decay, beta1, beta2, eps;\n"
-            "    int32_t nesterov;\n"
-            "} frost_hparams;\n#endif\n\n");
+    fprintf(out, "#ifndef FROST_HPARAMS_DEFINED\n#define FROST_HPARAMS_DEFINED\n"
+                 "/* Hyper-parameters read at every update; fields an optimizer does not use\n"
+                 " * are ignored (SGD: lr, momentum, dampening, weight_decay, nesterov; AdamW:\n"
+                 " * lr, beta1, beta2, eps, weight_decay). */\n"
+                 "typedef struct frost_hparams {\n"
+                 "    float lr, momentum, dampening, weight_decay, beta1, beta2, eps;\n"
+                 "    int32_t nesterov;\n"
+                 "} frost_hparams;\n#endif\n\n");
     fprintf(out, "/* The defaults this object was compiled with (also used when hparams is NULL). */\n");
     fprintf(out, "#if defined(__GNUC__)\n__attribute__((unused))\n#endif\n");
     const double values[] = {o->lr, o->momentum, o->dampening, o->weight_decay, o->beta1, o->beta2, o->eps};
@@ -156,8 +146,7 @@ static void hd_optimizer(const ir_module *m, const char *p, const char *P, FILE 
  * storage (alias root) of the train arena live from forward into backward,
  * with the extent of its largest member. Everything else in the arena is dead
  * between P_forward and P_backward (tests/e2e/poison.c relies on that). */
-static void hd_kept_ranges(const ir_module *m, const char *p, const char *P, FILE *out)
-{
+static void hd_kept_ranges(const ir_module *m, const char *p, const char *P, FILE *out) {
     const ir_program *prog = &m->train;
     int n = 0;
     int *root = calloc((size_t)prog->nbufs + 1, sizeof(int));
@@ -200,13 +189,15 @@ static void hd_kept_ranges(const ir_module *m, const char *p, const char *P, FIL
     if (n || m->checked)
         fprintf(out, "static const int64_t %s_kept_ranges[%s_NUM_KEPT_RANGES][2] = {\n", p, P);
     else
-        fprintf(out, "static const int64_t %s_kept_ranges[1][2] = {\n"
-                     "    { 0, 0 } /* placeholder: forward keeps nothing for backward */\n", p);
+        fprintf(out,
+                "static const int64_t %s_kept_ranges[1][2] = {\n"
+                "    { 0, 0 } /* placeholder: forward keeps nothing for backward */\n",
+                p);
     for (int k = 0; k < n; k++) {
         const ir_buf *x = &prog->bufs[kept[k]];
         int64_t g = x->kind == BUF_STATE ? 0 : gb;
-        fprintf(out, "    { %lldLL, %lldLL }, /* %s%s */\n", (long long)(x->offset - g), (long long)(ext[kept[k]] + 2 * g),
-                x->name ? x->name : "?", g ? " and its guards" : "");
+        fprintf(out, "    { %lldLL, %lldLL }, /* %s%s */\n", (long long)(x->offset - g),
+                (long long)(ext[kept[k]] + 2 * g), x->name ? x->name : "?", g ? " and its guards" : "");
     }
     if (m->checked)
         fprintf(out, "    { %lldLL, %lldLL }, /* guard at the end of the arena */\n",
@@ -218,8 +209,7 @@ static void hd_kept_ranges(const ir_module *m, const char *p, const char *P, FIL
 }
 
 /* --infer-only: the top comment. */
-static void hd_infer_intro(const char *p, const char *P, const char *model, int nparams, int64_t scalars, FILE *out)
-{
+static void hd_infer_intro(const char *p, const char *P, const char *model, int nparams, int64_t scalars, FILE *out) {
     fprintf(out,
             "/* %s.h: interface of the object file frost generated for model `%s`.\n"
             " * Generated code; do not edit. See frost's docs/abi.md for the full reference.\n"
@@ -245,8 +235,7 @@ static void hd_infer_intro(const char *p, const char *P, const char *model, int 
 }
 
 /* --checked: what the checks are, in the top comment's style. */
-static void hd_checked_intro(const ir_module *m, const char *p, const char *P, FILE *out)
-{
+static void hd_checked_intro(const ir_module *m, const char *p, const char *P, FILE *out) {
     fprintf(out,
             "/* Checked build (frost compile --checked), for development: every arena buffer\n"
             " * has %d guard bytes before and after it, the arena and every block one at its\n"
@@ -257,14 +246,15 @@ static void hd_checked_intro(const ir_module *m, const char *p, const char *P, F
             " * params guard, which every call then verifies",
             IR_GUARD_BYTES, P, P, p, p);
     if (!m->infer_only)
-        fprintf(out, "; %s_opt_init sets the optimizer\n"
-                     " * state's, which %s_update verifies (it reports on stderr only)", p, p);
+        fprintf(out,
+                "; %s_opt_init sets the optimizer\n"
+                " * state's, which %s_update verifies (it reports on stderr only)",
+                p, p);
     fprintf(out, ".\n */\n");
 }
 
 /* --checked: P_last_error. */
-static void hd_last_error(const ir_module *m, const char *p, FILE *out)
-{
+static void hd_last_error(const ir_module *m, const char *p, FILE *out) {
     if (!m->checked)
         return;
     fprintf(out,
@@ -290,8 +280,7 @@ static char *hd_comment_text(const char *s) {
     return t;
 }
 
-void cg_emit_header(const ir_module *m, const cg_options *o, FILE *out)
-{
+void cg_emit_header(const ir_module *m, const cg_options *o, FILE *out) {
     const ir_graph *g = m->graph;
     char p[CG_MAX_PREFIX], P[CG_MAX_PREFIX], id[256];
     cg_prefix(m, o, p);
@@ -319,46 +308,46 @@ void cg_emit_header(const ir_module *m, const cg_options *o, FILE *out)
     bool has_bn = false;
     for (int n = 0; n < g->nnodes; n++)
         has_bn |= &op_table[g->nodes[n].op] == bn;
-    const char *bn_mode = !has_bn     ? ""
-                          : m->bn_eval ? " * Batch norm: eval mode (running statistics in training too, not updated).\n"
-                                       : " * Batch norm: train mode (batch statistics; forward updates the running ones).\n";
+    const char *bn_mode = !has_bn ? ""
+                          : m->bn_eval
+                              ? " * Batch norm: eval mode (running statistics in training too, not updated).\n"
+                              : " * Batch norm: train mode (batch statistics; forward updates the running ones).\n";
 
     if (m->infer_only)
         hd_infer_intro(p, P, model, nparams, scalars, out);
     else
-    fprintf(out,
-            "/* %s.h: interface of the object file frost generated for model `%s`.\n"
-            " * Generated code; do not edit. See frost's docs/abi.md for the full reference.\n"
-            " *\n"
-            " * Configuration: %s; %d of %d parameter tensors trainable (%lld of %lld scalars).\n"
-            "%s"
-            " *\n"
-            " * Usage (error handling omitted; every block must be %s_ALIGN-aligned and\n"
-            " * the three blocks must not overlap):\n"
-            " *\n"
-            " *   void *params = aligned_alloc(%s_ALIGN, %s_PARAMS_BYTES);\n"
-            " *   void *grads  = aligned_alloc(%s_ALIGN, %s_GRADS_BYTES);\n"
-            " *   void *arena  = aligned_alloc(%s_ALIGN, %s_TRAIN_ARENA_BYTES);\n"
-            " *   %s_init(params, 42);                  (or load a checkpoint via %s_params[])\n"
-            " *   %s_inputs in = { ... };               (pointers to the caller's tensors)\n"
-            " *   %s_outputs out = { ... };             (NULL fields are not written)\n"
-            " *   int rc = %s_forward(params, &in, &out, arena);\n"
-            " *   if (rc == 0) rc = %s_backward(params, grads, arena);\n"
-            " *   ... update params from grads (SGD, Adam: the caller's choice) ...\n"
-            " *\n"
-            " * %s_backward continues the %s_forward that ran last on the same arena: call\n"
-            " * them in pairs, with the arena untouched in between. The loss (output 0) is\n"
-            " * seeded with gradient 1. Each backward overwrites the whole grads block: it\n"
-            " * does not accumulate across calls. %s_infer needs only %s_INFER_ARENA_BYTES\n"
-            " * and keeps nothing. Generated code never allocates and has no global state:\n"
-            " * concurrent calls are safe with one arena (and grads block) per thread.\n"
-            " * Return codes: 0 ok, else a %s_ERR_* code below; after an error the call\n"
-            " * has stopped and its outputs and gradients are not valid.\n"
-            " * Link with -lopenblas -lm.\n"
-            " */\n",
-            p, model, config,
-            ntrain, nparams, (long long)train_scalars, (long long)scalars, bn_mode, P, P, P, P, P, P, P, p, p,
-            p, p, p, p, p, p, p, P, P);
+        fprintf(out,
+                "/* %s.h: interface of the object file frost generated for model `%s`.\n"
+                " * Generated code; do not edit. See frost's docs/abi.md for the full reference.\n"
+                " *\n"
+                " * Configuration: %s; %d of %d parameter tensors trainable (%lld of %lld scalars).\n"
+                "%s"
+                " *\n"
+                " * Usage (error handling omitted; every block must be %s_ALIGN-aligned and\n"
+                " * the three blocks must not overlap):\n"
+                " *\n"
+                " *   void *params = aligned_alloc(%s_ALIGN, %s_PARAMS_BYTES);\n"
+                " *   void *grads  = aligned_alloc(%s_ALIGN, %s_GRADS_BYTES);\n"
+                " *   void *arena  = aligned_alloc(%s_ALIGN, %s_TRAIN_ARENA_BYTES);\n"
+                " *   %s_init(params, 42);                  (or load a checkpoint via %s_params[])\n"
+                " *   %s_inputs in = { ... };               (pointers to the caller's tensors)\n"
+                " *   %s_outputs out = { ... };             (NULL fields are not written)\n"
+                " *   int rc = %s_forward(params, &in, &out, arena);\n"
+                " *   if (rc == 0) rc = %s_backward(params, grads, arena);\n"
+                " *   ... update params from grads (SGD, Adam: the caller's choice) ...\n"
+                " *\n"
+                " * %s_backward continues the %s_forward that ran last on the same arena: call\n"
+                " * them in pairs, with the arena untouched in between. The loss (output 0) is\n"
+                " * seeded with gradient 1. Each backward overwrites the whole grads block: it\n"
+                " * does not accumulate across calls. %s_infer needs only %s_INFER_ARENA_BYTES\n"
+                " * and keeps nothing. Generated code never allocates and has no global state:\n"
+                " * concurrent calls are safe with one arena (and grads block) per thread.\n"
+                " * Return codes: 0 ok, else a %s_ERR_* code below; after an error the call\n"
+                " * has stopped and its outputs and gradients are not valid.\n"
+                " * Link with -lopenblas -lm.\n"
+                " */\n",
+                p, model, config, ntrain, nparams, (long long)train_scalars, (long long)scalars, bn_mode, P, P, P, P, P,
+                P, P, p, p, p, p, p, p, p, p, p, P, P);
     free(config);
 
     if (m->checked)
@@ -368,8 +357,9 @@ void cg_emit_header(const ir_module *m, const cg_options *o, FILE *out)
     if (m->infer_only)
         fprintf(out, "#define %s_INFER_ONLY 1 /* compiled with --infer-only: %s_init and %s_infer only */\n", P, p, p);
     if (m->checked)
-        fprintf(out, "#define %s_CHECKED 1     /* compiled with --checked: guards and NaN/Inf checks */\n"
-                     "#define %s_GUARD_BYTES 64 /* one guard; the block sizes below include theirs */\n",
+        fprintf(out,
+                "#define %s_CHECKED 1     /* compiled with --checked: guards and NaN/Inf checks */\n"
+                "#define %s_GUARD_BYTES 64 /* one guard; the block sizes below include theirs */\n",
                 P, P);
     if (m->infer_only || m->checked)
         fputc('\n', out);
@@ -378,18 +368,18 @@ void cg_emit_header(const ir_module *m, const cg_options *o, FILE *out)
     fprintf(out, "#define %s_PARAMS_BYTES      %lldLL /* all parameters and buffers */\n", P,
             (long long)hd_block(m, m->params_bytes));
     if (!m->infer_only) {
-        fprintf(out, "#define %s_GRADS_BYTES       %lldLL /* trainable parameters, then input gradients */\n",
-                P, (long long)hd_block(m, m->grads_bytes));
+        fprintf(out, "#define %s_GRADS_BYTES       %lldLL /* trainable parameters, then input gradients */\n", P,
+                (long long)hd_block(m, m->grads_bytes));
         fprintf(out, "#define %s_TRAIN_ARENA_BYTES %lldLL /* forward + backward */\n", P,
                 (long long)ir_align_up(m->train.arena_bytes));
     }
     fprintf(out, "#define %s_INFER_ARENA_BYTES %lldLL /* inference only */\n", P,
             (long long)ir_align_up(m->infer.arena_bytes));
     if (!m->infer_only)
-        fprintf(out, "#define %s_RESIDUAL_BYTES    %lldLL /* part of the train arena kept from forward to backward */\n",
-                P, (long long)m->train.residual_bytes);
-    fprintf(out, "#define %s_ALIGN             %d   /* required alignment of params, grads, arena */\n",
-            P, IR_ALIGN);
+        fprintf(out,
+                "#define %s_RESIDUAL_BYTES    %lldLL /* part of the train arena kept from forward to backward */\n", P,
+                (long long)m->train.residual_bytes);
+    fprintf(out, "#define %s_ALIGN             %d   /* required alignment of params, grads, arena */\n", P, IR_ALIGN);
     fprintf(out, "#define %s_NUM_PARAMS        %d   /* entries of %s_params[] */\n", P, nparams, p);
     if (!m->infer_only)
         fprintf(out, "#define %s_NUM_TRAINABLE     %d\n", P, ntrain);
@@ -465,8 +455,9 @@ void cg_emit_header(const ir_module *m, const cg_options *o, FILE *out)
         if (val->kind != VAL_INPUT || !val->wants_grad)
             continue;
         if (!any)
-            fprintf(out, "/* Gradients of inputs marked `grad`: d loss / d input, written by %s_backward\n"
-                         " * into the grads block at these byte offsets, same shape as the input. */\n",
+            fprintf(out,
+                    "/* Gradients of inputs marked `grad`: d loss / d input, written by %s_backward\n"
+                    " * into the grads block at these byte offsets, same shape as the input. */\n",
                     p);
         any = true;
         hd_ident(id, sizeof id, val->name);
@@ -526,8 +517,8 @@ void cg_emit_header(const ir_module *m, const cg_options *o, FILE *out)
         hd_cstring(out, val->name);
         bool tr = val->kind == VAL_PARAM && val->trainable;
         int64_t goff = tr && m->grad_offset ? m->grad_offset[v] : -1;
-        fprintf(out, ", %lldLL, %lldLL, %d, {", (long long)(m->param_offset ? m->param_offset[v] : -1),
-                (long long)goff, val->shape.rank);
+        fprintf(out, ", %lldLL, %lldLL, %d, {", (long long)(m->param_offset ? m->param_offset[v] : -1), (long long)goff,
+                val->shape.rank);
         for (int i = 0; i < val->shape.rank; i++)
             fprintf(out, "%s%lldLL", i ? ", " : "", (long long)val->shape.dim[i]);
         if (!val->shape.rank)
@@ -553,8 +544,9 @@ void cg_emit_header(const ir_module *m, const cg_options *o, FILE *out)
     if (ninputs)
         fprintf(out, "static const %s_input_info %s_input_table[%s_NUM_INPUTS] = {\n", p, p, P);
     else
-        fprintf(out, "static const %s_input_info %s_input_table[1] = {\n"
-                     "    { \"\", 0, 0, {0}, -1 } /* placeholder: the model has no inputs */\n",
+        fprintf(out,
+                "static const %s_input_info %s_input_table[1] = {\n"
+                "    { \"\", 0, 0, {0}, -1 } /* placeholder: the model has no inputs */\n",
                 p, p);
     for (int v = 0; v < g->nvals; v++) {
         const ir_value *val = &g->vals[v];

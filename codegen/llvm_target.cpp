@@ -21,15 +21,13 @@
 
 #include "target_names.h"
 
-static llvm::MCSubtargetInfo *subtarget(const char *triple, const char *cpu)
-{
+static llvm::MCSubtargetInfo *subtarget(const char *triple, const char *cpu) {
     std::string err;
     const llvm::Target *target = llvm::TargetRegistry::lookupTarget(triple, err);
     return target ? target->createMCSubtargetInfo(triple, cpu, "") : nullptr;
 }
 
-extern "C" int cg_target_knows_cpu(const char *triple, const char *cpu)
-{
+extern "C" int cg_target_knows_cpu(const char *triple, const char *cpu) {
     std::unique_ptr<llvm::MCSubtargetInfo> sti(subtarget(triple, ""));
     if (!sti)
         return -1;
@@ -37,8 +35,7 @@ extern "C" int cg_target_knows_cpu(const char *triple, const char *cpu)
 }
 
 #if LLVM_VERSION_MAJOR >= 15
-extern "C" int cg_target_cpus(const char *triple, void (*each)(const char *name, void *ctx), void *ctx)
-{
+extern "C" int cg_target_cpus(const char *triple, void (*each)(const char *name, void *ctx), void *ctx) {
     std::unique_ptr<llvm::MCSubtargetInfo> sti(subtarget(triple, ""));
     if (!sti)
         return -1;
@@ -53,8 +50,7 @@ extern "C" int cg_target_cpus(const char *triple, void (*each)(const char *name,
 // LLVM 14 keeps its processor table private; the only way it gives the names
 // out is the listing it prints to stderr for the CPU "help". Catch that in a
 // temporary file and keep the "  name - Select the name processor." lines.
-extern "C" int cg_target_cpus(const char *triple, void (*each)(const char *name, void *ctx), void *ctx)
-{
+extern "C" int cg_target_cpus(const char *triple, void (*each)(const char *name, void *ctx), void *ctx) {
     std::FILE *tmp = std::tmpfile();
     if (!tmp)
         return -1;

@@ -47,8 +47,7 @@ static char *target_triple(const cg_options *o, char **err) {
     char *terr = NULL;
     if (triple && !LLVMGetTargetFromTriple(triple, &target, &terr))
         return triple;
-    *err = cg_strdupf("unknown target triple '%s'%s%s", triple ? triple : "?", terr ? ": " : "",
-                   terr ? terr : "");
+    *err = cg_strdupf("unknown target triple '%s'%s%s", triple ? triple : "?", terr ? ": " : "", terr ? terr : "");
     LLVMDisposeMessage(terr);
     LLVMDisposeMessage(triple);
     return NULL;
@@ -69,10 +68,9 @@ bool cg_check_target(const cg_options *o, char **err) {
             cg_target_cpus(triple, keep_nearest, &s);
             char list[NEAREST * (sizeof s.best[0] + 4)] = "";
             for (int k = 0; k < NEAREST && s.dist[k] < 99; k++)
-                snprintf(list + strlen(list), sizeof list - strlen(list), "%s'%s'", k ? ", " : "",
-                         s.best[k]);
+                snprintf(list + strlen(list), sizeof list - strlen(list), "%s'%s'", k ? ", " : "", s.best[k]);
             *err = cg_strdupf("unknown CPU '%s' for %s%s%s ('--mcpu help' lists them all)", o->cpu, triple,
-                           *list ? "; the closest it knows: " : "", list);
+                              *list ? "; the closest it knows: " : "", list);
             ok = false;
         }
     }

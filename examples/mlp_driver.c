@@ -135,8 +135,7 @@ int main(void) {
 
     /* The model must be the one this driver was written for. */
     const mlp_param_info *w1 = find_param("fc1.weight"), *w2 = find_param("fc2.weight");
-    if (!w1 || !w2 || w1->rank != 2 || w1->shape[1] != FEATURES || w2->rank != 2 ||
-        w2->shape[0] != CLASSES) {
+    if (!w1 || !w2 || w1->rank != 2 || w1->shape[1] != FEATURES || w2->rank != 2 || w2->shape[0] != CLASSES) {
         fprintf(stderr, "mlp_driver: mlp.h does not describe examples/mlp.frost's model\n");
         return 1;
     }
@@ -148,8 +147,7 @@ int main(void) {
         char shape[64];
         int len = snprintf(shape, sizeof shape, "[");
         for (int32_t d = 0; d < p->rank && len < 48; d++)
-            len += snprintf(shape + len, sizeof shape - (size_t)len, "%s%" PRId64, d ? ", " : "",
-                            p->shape[d]);
+            len += snprintf(shape + len, sizeof shape - (size_t)len, "%s%" PRId64, d ? ", " : "", p->shape[d]);
         snprintf(shape + len, sizeof shape - (size_t)len, "]");
         printf("  %-12s %-12s %s\n", p->name, shape, p->trainable ? "trainable" : "frozen");
         if (p->grad_offset >= 0)
@@ -172,8 +170,8 @@ int main(void) {
     mlp_inputs in = {.x = x, .label = label};
     mlp_outputs out = {.loss = &loss};
 
-    printf("\ntraining on one synthetic batch of %d, plain SGD (lr %.2f), %" PRId64
-           " trainable scalars\n", BATCH, (double)LEARNING_RATE, trainable);
+    printf("\ntraining on one synthetic batch of %d, plain SGD (lr %.2f), %" PRId64 " trainable scalars\n", BATCH,
+           (double)LEARNING_RATE, trainable);
     if (trainable == 0)
         printf("  (nothing is trainable in this configuration: the loss stays put)\n");
     for (int step = 0; step < STEPS; step++) {

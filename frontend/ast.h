@@ -27,10 +27,10 @@ typedef struct {
     tok_kind kind;
     const char *text; /* points into the source; not NUL-terminated */
     int len;
-    size_t pos;       /* byte offset in the source */
+    size_t pos; /* byte offset in the source */
     src_loc loc;
-    int64_t ival;     /* TK_INT */
-    double rval;      /* TK_REAL */
+    int64_t ival; /* TK_INT */
+    double rval;  /* TK_REAL */
 } token;
 
 /* Checks that the source is text, then splits it into tokens ending with
@@ -63,7 +63,7 @@ enum { CMP_EQ = '=', CMP_NE = '!', CMP_LT = '<', CMP_LE = 'l', CMP_GT = '>', CMP
 typedef struct ast_expr ast_expr;
 struct ast_expr {
     ast_expr_kind kind;
-    src_loc loc;    /* binary: the operator; dim: the word dim */
+    src_loc loc; /* binary: the operator; dim: the word dim */
     int64_t ival;
     double rval;
     const char *name;
@@ -114,7 +114,7 @@ typedef struct {
 
 /* One `if COND { ... }` of an if statement: the first, then each `else if`. */
 typedef struct {
-    src_loc loc;     /* its 'if' */
+    src_loc loc; /* its 'if' */
     ast_expr *cond;
     ast_block *body;
 } ast_arm;
@@ -128,25 +128,32 @@ typedef struct {
 
 struct ast_stmt {
     ast_stmt_kind kind;
-    src_loc loc;        /* the statement's first token */
-    const char *name;   /* model/const/input/binding/alias/config/default/def name */
+    src_loc loc;      /* the statement's first token */
+    const char *name; /* model/const/input/binding/alias/config/default/def name */
     src_loc name_loc;
-    ast_expr *value;    /* const value; alias target; returned name */
-    const char *dtype;  /* input */
+    ast_expr *value;   /* const value; alias target; returned name */
+    const char *dtype; /* input */
     src_loc dtype_loc;
-    ast_expr **dims; int ndims;
-    bool grad;          /* input ... grad */
-    const char *op;     /* binding, return of a call: the op or def called; optimizer: its name */
+    ast_expr **dims;
+    int ndims;
+    bool grad;      /* input ... grad */
+    const char *op; /* binding, return of a call: the op or def called; optimizer: its name */
     src_loc op_loc;
-    ast_arg *args; int nargs;
-    const char **names; src_loc *name_locs; int nnames; /* output */
-    ast_cfg_item *items; int nitems;                     /* config */
-    ast_param *params; int nparams;                      /* def */
-    int ntokens;          /* def: its length in tokens, what each call of it costs (elab.c) */
-    ast_block *body;      /* def */
+    ast_arg *args;
+    int nargs;
+    const char **names;
+    src_loc *name_locs;
+    int nnames; /* output */
+    ast_cfg_item *items;
+    int nitems; /* config */
+    ast_param *params;
+    int nparams;     /* def */
+    int ntokens;     /* def: its length in tokens, what each call of it costs (elab.c) */
+    ast_block *body; /* def */
     /* if: the `if` and each `else if`, in order. A chain of else-ifs is one
      * statement, not nested ones, so that its length costs no stack. */
-    ast_arm *arms; int narms;
+    ast_arm *arms;
+    int narms;
     ast_block *else_body; /* if: the final `else`, NULL without */
     bool bn_eval;         /* batchnorm eval */
 };

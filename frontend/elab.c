@@ -110,9 +110,7 @@ static sym *find_localn(elab_ctx *e, const frame *f, const char *s, size_t len) 
     return NULL;
 }
 
-static sym *find_local(elab_ctx *e, const frame *f, const char *name) {
-    return find_localn(e, f, name, strlen(name));
-}
+static sym *find_local(elab_ctx *e, const frame *f, const char *name) { return find_localn(e, f, name, strlen(name)); }
 
 void elab_add_sym(elab_ctx *e, const char *name, bool poison, cval v, src_loc loc) {
     frame *f = e->fr;
@@ -140,8 +138,9 @@ static int find_def(const elab_ctx *e, const char *name) { return map_find(&e->d
 static bool check_new_full(elab_ctx *e, const char *local, const char *full, src_loc at) {
     size_t len = strlen(full);
     if (len > MAX_NAME) {
-        err(e, at, "the name '%.20s...%s' is %zu characters long; a name has at most %d, the prefixes of def calls "
-                   "included",
+        err(e, at,
+            "the name '%.20s...%s' is %zu characters long; a name has at most %d, the prefixes of def calls "
+            "included",
             full, full + len - 20, len, MAX_NAME);
         return false;
     }
@@ -233,8 +232,9 @@ sym *elab_lookup(elab_ctx *e, const char *name, src_loc at) {
         for (frame *p = f->parent; p && !elsewhere; p = p->parent)
             elsewhere = find_local(e, p, name) != NULL;
         if (elsewhere) {
-            err(e, at, "'%s' is not visible inside def '%s' (a def sees its parameters, its own names and the "
-                       "top-level consts); pass it as an argument",
+            err(e, at,
+                "'%s' is not visible inside def '%s' (a def sees its parameters, its own names and the "
+                "top-level consts); pass it as an argument",
                 name, f->def->name);
             return NULL;
         }
@@ -648,13 +648,11 @@ static int add_owned(elab_ctx *e, ir_node *n, const char *suffix, ir_val_kind ki
     return v;
 }
 
-int sc_param(shape_ctx *sc, ir_node *n, const char *suffix, ir_dtype dt, ir_shape shape, int init,
-             int64_t fan_in) {
+int sc_param(shape_ctx *sc, ir_node *n, const char *suffix, ir_dtype dt, ir_shape shape, int init, int64_t fan_in) {
     return add_owned(sc->e, n, suffix, VAL_PARAM, dt, shape, init, fan_in);
 }
 
-int sc_buffer(shape_ctx *sc, ir_node *n, const char *suffix, ir_dtype dt, ir_shape shape, int init,
-              bool persistent) {
+int sc_buffer(shape_ctx *sc, ir_node *n, const char *suffix, ir_dtype dt, ir_shape shape, int init, bool persistent) {
     int v = add_owned(sc->e, n, suffix, VAL_BUFFER, dt, shape, init, 0);
     sc->e->g->vals[v].nonpersistent = !persistent;
     return v;
@@ -714,17 +712,21 @@ static int elab_call(elab_ctx *e, const ast_stmt *st, int di, const char *full) 
     if (!ok || halted(e))
         return -1;
 
-    frame f = {.parent = e->fr, .def = def, .prefix = full, .call_loc = st->op_loc, .depth = e->fr->depth + 1,
+    frame f = {.parent = e->fr,
+               .def = def,
+               .prefix = full,
+               .call_loc = st->op_loc,
+               .depth = e->fr->depth + 1,
                .base = e->nsyms};
     e->fr = &f;
     int errors = e->errors;
     /* defaults are evaluated in the def's scope before its parameters exist:
      * they may use top-level consts only */
     for (int k = 0; k < np; k++)
-        if (!slot[k] && !eval_value(e, def->params[k].dflt,
-                                    pool_printf(e->pool, "the default of parameter '%s' of %s", def->params[k].name,
-                                                def->name),
-                                    &vals[k]))
+        if (!slot[k] &&
+            !eval_value(e, def->params[k].dflt,
+                        pool_printf(e->pool, "the default of parameter '%s' of %s", def->params[k].name, def->name),
+                        &vals[k]))
             vals[k] = (cval){.kind = CV_TENSOR, .i = -1};
     for (int k = 0; k < np; k++)
         elab_add_sym(e, def->params[k].name, vals[k].kind == CV_TENSOR && vals[k].i < 0, vals[k], def->params[k].loc);
@@ -891,7 +893,7 @@ static void find_recursion(elab_ctx *e) {
     int *state = pool_alloc(e->pool, sizeof *state * (size_t)(n + 1)); /* 0 new, 1 on the stack, 2 done */
     int *pos = pool_alloc(e->pool, sizeof *pos * (size_t)(n + 1));     /* on the stack: its index there */
     int *stack = pool_alloc(e->pool, sizeof *stack * (size_t)(n + 1));
-    int *next = pool_alloc(e->pool, sizeof *next * (size_t)(n + 1));   /* per stack entry: next call */
+    int *next = pool_alloc(e->pool, sizeof *next * (size_t)(n + 1)); /* per stack entry: next call */
     const ast_stmt ***calls = pool_alloc(e->pool, sizeof *calls * (size_t)(n + 1));
     int *ncalls = pool_alloc(e->pool, sizeof *ncalls * (size_t)(n + 1));
     for (int d = 0; d < n; d++) {
@@ -921,8 +923,9 @@ static void find_recursion(elab_ctx *e) {
             }
             for (int i = pos[c]; i <= depth; i++)
                 e->def_bad[stack[i]] = true;
-            err(e, call->op_loc, "recursive call of '%s' (%s); a def cannot call itself, directly or through other "
-                                 "defs",
+            err(e, call->op_loc,
+                "recursive call of '%s' (%s); a def cannot call itself, directly or through other "
+                "defs",
                 e->defs[c]->name, cycle_text(e, stack, pos[c], depth));
         }
     }

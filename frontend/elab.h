@@ -36,13 +36,13 @@ typedef struct {
 typedef struct frame frame;
 struct frame {
     frame *parent;
-    const ast_stmt *def;  /* the ST_DEF being expanded; NULL at the top level */
-    const char *prefix;   /* graph names made here are "<prefix>.<name>"; NULL at the top level */
-    src_loc call_loc;     /* the callee's name in the call */
-    int base, nsyms;      /* its symbols: e->syms[base, base + nsyms) */
-    str_map sym_ids;      /* name -> index among them of its first symbol; built once there are
+    const ast_stmt *def; /* the ST_DEF being expanded; NULL at the top level */
+    const char *prefix;  /* graph names made here are "<prefix>.<name>"; NULL at the top level */
+    src_loc call_loc;    /* the callee's name in the call */
+    int base, nsyms;     /* its symbols: e->syms[base, base + nsyms) */
+    str_map sym_ids;     /* name -> index among them of its first symbol; built once there are
                            * more than SMALL_FRAME (a def body's own few names are scanned) */
-    src_loc cur;          /* start of the statement (or else-if) being elaborated, for "used
+    src_loc cur;         /* start of the statement (or else-if) being elaborated, for "used
                            * before its definition"; line 0: none */
     int depth;
 };
@@ -65,26 +65,26 @@ struct elab_ctx {
     ir_graph *g;
     const ast_file *file;
     frame top;
-    frame *fr;             /* the current scope */
-    int errors;            /* errors so far, including repeats not printed again */
-    frame *pending;        /* the last error was made in this frame: call notes are owed */
-    bool quiet;            /* the last error was a repeat: its notes are not printed either */
-    seen_error *seen;      /* errors made inside defs, to report each once */
+    frame *fr;        /* the current scope */
+    int errors;       /* errors so far, including repeats not printed again */
+    frame *pending;   /* the last error was made in this frame: call notes are owed */
+    bool quiet;       /* the last error was a repeat: its notes are not printed either */
+    seen_error *seen; /* errors made inside defs, to report each once */
     int nseen, capseen;
     const ast_stmt **defs; /* the file's defs */
     bool *def_bad;         /* recursive or with bad parameters: calls fail silently */
     str_map *def_params;   /* per def: parameter name -> index */
     int ndefs, capdefs, capbad, capparams;
-    str_map def_ids;       /* def name -> index in defs */
-    str_map config_ids;    /* config name -> index in g->configs */
-    str_map output_ids;    /* name of an output value -> index in g->outputs */
-    sym scratch;           /* lookup result that is not a symbol of the scope */
-    sym *syms;             /* the symbols of every frame, innermost last: a call's go when it ends */
+    str_map def_ids;    /* def name -> index in defs */
+    str_map config_ids; /* config name -> index in g->configs */
+    str_map output_ids; /* name of an output value -> index in g->outputs */
+    sym scratch;        /* lookup result that is not a symbol of the scope */
+    sym *syms;          /* the symbols of every frame, innermost last: a call's go when it ends */
     int nsyms, capsyms;
-    int64_t expanded;      /* tokens of the defs called so far (MAX_EXPANSION) */
-    bool halt;             /* a size limit was passed: stop elaborating */
-    bool loss_named;       /* the first name of `output` has been seen: later ones are not the loss */
-    open_block *open;      /* elab_stmts' blocks, of every scope (innermost last) */
+    int64_t expanded; /* tokens of the defs called so far (MAX_EXPANSION) */
+    bool halt;        /* a size limit was passed: stop elaborating */
+    bool loss_named;  /* the first name of `output` has been seen: later ones are not the loss */
+    open_block *open; /* elab_stmts' blocks, of every scope (innermost last) */
     int nopen, capopen;
 };
 
@@ -128,9 +128,9 @@ static inline cval tensor_val(int v) { return (cval){.kind = CV_TENSOR, .i = v};
 
 /* Names of the current scope (the definitions say more). */
 void elab_add_sym(elab_ctx *e, const char *name, bool poison, cval v, src_loc loc); /* innermost scope */
-bool elab_check_new_name(elab_ctx *e, const char *local, src_loc at); /* false: a clash, reported */
-sym *elab_resolve(elab_ctx *e, const char *name);                    /* quiet; NULL: nothing */
-sym *elab_lookup(elab_ctx *e, const char *name, src_loc at);         /* NULL: reported, or poisoned */
+bool elab_check_new_name(elab_ctx *e, const char *local, src_loc at);               /* false: a clash, reported */
+sym *elab_resolve(elab_ctx *e, const char *name);                                   /* quiet; NULL: nothing */
+sym *elab_lookup(elab_ctx *e, const char *name, src_loc at);                        /* NULL: reported, or poisoned */
 
 /* ---------------------------------------------------------------- eval.c */
 
@@ -139,11 +139,11 @@ sym *elab_lookup(elab_ctx *e, const char *name, src_loc at);         /* NULL: re
 bool eval_int(elab_ctx *e, const ast_expr *x, const char *what, int64_t *out);
 bool eval_real(elab_ctx *e, const ast_expr *x, const char *what, double *out);  /* a number */
 bool eval_bool(elab_ctx *e, const ast_expr *x, const char *what, int64_t *out); /* as 0/1 */
-bool eval_cond(elab_ctx *e, const ast_expr *x, const char *what, bool *out);   /* of `if`, `and`... */
-bool eval_value(elab_ctx *e, const ast_expr *x, const char *what, cval *out);  /* of any kind */
-bool eval_tensor(elab_ctx *e, const ast_expr *x, const char *what, int *out);  /* a value id */
-const char *eval_sym_text(const sym *s);                     /* "an integer constant", "a tensor" */
-const char *eval_define_of(elab_ctx *e, const ast_expr *x); /* "-D N=0", or NULL */
+bool eval_cond(elab_ctx *e, const ast_expr *x, const char *what, bool *out);    /* of `if`, `and`... */
+bool eval_value(elab_ctx *e, const ast_expr *x, const char *what, cval *out);   /* of any kind */
+bool eval_tensor(elab_ctx *e, const ast_expr *x, const char *what, int *out);   /* a value id */
+const char *eval_sym_text(const sym *s);                                        /* "an integer constant", "a tensor" */
+const char *eval_define_of(elab_ctx *e, const ast_expr *x);                     /* "-D N=0", or NULL */
 
 void elab_const(elab_ctx *e, const ast_stmt *st, const frost_define *defs, int ndefs);
 
@@ -151,7 +151,7 @@ void elab_const(elab_ctx *e, const ast_stmt *st, const frost_define *defs, int n
 
 void elab_output(elab_ctx *e, const ast_stmt *st);
 void elab_config(elab_ctx *e, const ast_stmt *st);
-void elab_default(elab_ctx *e, const ast_stmt *st);   /* after every config */
+void elab_default(elab_ctx *e, const ast_stmt *st); /* after every config */
 void elab_optimizer(elab_ctx *e, const ast_stmt *st);
 
 #endif

@@ -75,18 +75,14 @@ static bool eval_dim(elab_ctx *e, const ast_expr *x, int64_t *out);
 bool eval_int(elab_ctx *e, const ast_expr *x, const char *what, int64_t *out) {
     int64_t a, b;
     switch (x->kind) {
-    case EX_INT:
-        *out = x->ival;
-        return true;
+    case EX_INT: *out = x->ival; return true;
     case EX_REAL:
     case EX_BOOL:
     case EX_LIST:
     case EX_CMP:
     case EX_AND:
     case EX_OR:
-    case EX_NOT:
-        err(e, x->loc, "%s must be an integer, got %s", what, expr_kind_text(x));
-        return false;
+    case EX_NOT: err(e, x->loc, "%s must be an integer, got %s", what, expr_kind_text(x)); return false;
     case EX_DIM: return eval_dim(e, x, out);
     case EX_NAME: {
         sym *s = elab_lookup(e, x->name, x->loc);
@@ -131,8 +127,7 @@ bool eval_int(elab_ctx *e, const ast_expr *x, const char *what, int64_t *out) {
         default: IR_ASSERT(!"unknown operator");
         }
         if (overflow) {
-            err(e, x->loc, "integer overflow in constant expression (%lld %c %lld)", (long long)a, x->op,
-                (long long)b);
+            err(e, x->loc, "integer overflow in constant expression (%lld %c %lld)", (long long)a, x->op, (long long)b);
             return false;
         }
         return true;
@@ -162,9 +157,7 @@ static bool eval_dim(elab_ctx *e, const ast_expr *x, int64_t *out) {
 
 bool eval_real(elab_ctx *e, const ast_expr *x, const char *what, double *out) {
     switch (x->kind) {
-    case EX_REAL:
-        *out = x->rval;
-        return true;
+    case EX_REAL: *out = x->rval; return true;
     case EX_NEG:
         if (!eval_real(e, x->lhs, what, out))
             return false;
@@ -175,9 +168,7 @@ bool eval_real(elab_ctx *e, const ast_expr *x, const char *what, double *out) {
     case EX_CMP:
     case EX_AND:
     case EX_OR:
-    case EX_NOT:
-        err(e, x->loc, "%s must be a number, got %s", what, expr_kind_text(x));
-        return false;
+    case EX_NOT: err(e, x->loc, "%s must be a number, got %s", what, expr_kind_text(x)); return false;
     case EX_NAME: {
         sym *s = elab_lookup(e, x->name, x->loc);
         if (!s)
@@ -207,9 +198,7 @@ bool eval_real(elab_ctx *e, const ast_expr *x, const char *what, double *out) {
                 }
                 *out = a / b;
                 break;
-            default:
-                err(e, x->loc, "'%c' needs integers, but an operand is a real number", x->op);
-                return false;
+            default: err(e, x->loc, "'%c' needs integers, but an operand is a real number", x->op); return false;
             }
             if (!isfinite(*out)) {
                 err(e, x->loc, "real overflow in constant expression (%g %c %g)", a, x->op, b);

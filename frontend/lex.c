@@ -14,9 +14,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-static const char *keywords[] = {"model", "const", "input", "output", "config", "default", "train",
-                                 "freeze", "grad",  "none",  "true",   "false",  "def",     "if",
-                                 "else",  "return", "and",  "or",    "not"};
+static const char *keywords[] = {"model",  "const",  "input", "output", "config", "default", "train",
+                                 "freeze", "grad",   "none",  "true",   "false",  "def",     "if",
+                                 "else",   "return", "and",   "or",     "not"};
 
 bool lex_is_keyword(const char *s, int len) {
     for (size_t k = 0; k < sizeof keywords / sizeof keywords[0]; k++)
@@ -61,8 +61,9 @@ static bool is_ident_char(int c) { return is_ident_start(c) || is_digit(c); }
 static void push_newline(pool *p, token **toks, int *n, int *cap) {
     token last = (*toks)[*n - 1];
     token *t = VEC_PUSH(p, *toks, *n, *cap);
-    *t = (token){TK_NEWLINE, last.text + last.len, 0, last.pos + (size_t)last.len,
-                 {last.loc.line, last.loc.col + last.len}, 0, 0};
+    *t = (token){
+        TK_NEWLINE, last.text + last.len, 0, last.pos + (size_t)last.len, {last.loc.line, last.loc.col + last.len}, 0,
+        0};
 }
 
 token *lex_tokens(pool *p, diag_ctx *d, int *ntok) {

@@ -474,8 +474,7 @@ static void config_body(parser *ps, ast_stmt *st) {
             count++;
         }
         if (count == 0)
-            fail_at(ps, ps->tok->loc, "expected %s after '%s'", kind == CFG_GRAD ? "an input name" : "a pattern",
-                    kw);
+            fail_at(ps, ps->tok->loc, "expected %s after '%s'", kind == CFG_GRAD ? "an input name" : "a pattern", kw);
     }
     ps->tok++;
     ps->in_config = false;
@@ -632,8 +631,9 @@ static void block_stmt(parser *ps, ast_stmt *st, stmt_ctx ctx) {
         end_of_stmt(ps, "'}'");
     } else if (is_word(t, "return")) {
         if (ctx == IN_DEF_IF)
-            fail_at(ps, t->loc, "'return' inside 'if' is not supported; assign the result to a name in each "
-                                "branch and return that name after the 'if'");
+            fail_at(ps, t->loc,
+                    "'return' inside 'if' is not supported; assign the result to a name in each "
+                    "branch and return that name after the 'if'");
         if (ctx != IN_DEF)
             fail_at(ps, t->loc, "'return' outside of a def");
         return_stmt(ps, st);
@@ -781,8 +781,10 @@ static void stmt(parser *ps, ast_stmt *st) {
             call_args(ps, st);
             end_of_stmt(ps, "the optimizer's hyper-parameters");
         } else if (!at_stmt_end(ps)) {
-            fail_at(ps, ps->tok->loc, "expected '(' and hyper-parameters (KEY=VALUE), or end of line, after "
-                    "'optimizer %s', got %s", st->op, describe(ps->pool, ps->tok));
+            fail_at(ps, ps->tok->loc,
+                    "expected '(' and hyper-parameters (KEY=VALUE), or end of line, after "
+                    "'optimizer %s', got %s",
+                    st->op, describe(ps->pool, ps->tok));
         }
     } else if (is_word(t, "def")) {
         def_stmt(ps, st);

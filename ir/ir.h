@@ -35,9 +35,8 @@ char *pool_strndup(pool *p, const char *s, size_t n);
 char *pool_printf(pool *p, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 /* Growable array stored in the pool: `T *items; int n, cap;` triples. */
-#define VEC_PUSH(pl, items, n, cap)                                            \
-    (((n) == (cap) ? (void)((items) = pool_grow((pl), (items), (n), &(cap), sizeof *(items))) \
-                   : (void)0),                                                  \
+#define VEC_PUSH(pl, items, n, cap)                                                                       \
+    (((n) == (cap) ? (void)((items) = pool_grow((pl), (items), (n), &(cap), sizeof *(items))) : (void)0), \
      &(items)[(n)++])
 void *pool_grow(pool *p, void *items, int n, int *cap, size_t elem_size);
 
@@ -64,13 +63,13 @@ typedef struct {
 } src_loc;
 
 typedef struct diag_ctx {
-    const char *file;   /* name used in messages */
-    const char *src;    /* whole source text (NUL-terminated), may be NULL */
+    const char *file; /* name used in messages */
+    const char *src;  /* whole source text (NUL-terminated), may be NULL */
     size_t src_len;
-    FILE *out;          /* where messages go (stderr in the CLI, a memstream in tests) */
+    FILE *out; /* where messages go (stderr in the CLI, a memstream in tests) */
     int errors, warnings;
-    int error_limit;    /* after this many errors, one "too many errors" and silence; 0: none */
-    bool stopped;       /* the limit was passed: what reports errors should stop soon */
+    int error_limit; /* after this many errors, one "too many errors" and silence; 0: none */
+    bool stopped;    /* the limit was passed: what reports errors should stop soon */
 } diag_ctx;
 
 #define DIAG_ERROR_LIMIT 20
@@ -94,12 +93,11 @@ size_t diag_utf8_len(const unsigned char *s, size_t n);
 const char *diag_suggest(pool *p, const char *name, const char *const *cands, int n);
 
 /* Internal invariant violated: a frost bug, never a user error. */
-#define IR_ASSERT(c)                                                           \
-    ((c) ? (void)0 : ir_panic(__FILE__, __LINE__, #c))
+#define IR_ASSERT(c) ((c) ? (void)0 : ir_panic(__FILE__, __LINE__, #c))
 _Noreturn void ir_panic(const char *file, int line, const char *what);
 
 typedef struct {
-    const char *name;  /* -D NAME=VALUE */
+    const char *name; /* -D NAME=VALUE */
     int64_t value;
 } frost_define;
 
@@ -123,7 +121,7 @@ int64_t shape_numel(const ir_shape *s);
 /* Bytes of a tensor, or -1 when it would overflow int64 (callers report it). */
 int64_t shape_bytes(const ir_shape *s, ir_dtype dt);
 bool shape_eq(const ir_shape *a, const ir_shape *b);
-const char *dtype_name(ir_dtype dt);            /* "f32", "i32", "u8", "bit", "i64" */
+const char *dtype_name(ir_dtype dt);               /* "f32", "i32", "u8", "bit", "i64" */
 const char *shape_str(pool *p, const ir_shape *s); /* "[128, 784]" */
 
 /* ---------------------------------------------------------------- graph */
@@ -140,14 +138,14 @@ typedef struct {
     ir_val_kind kind;
     ir_dtype dtype;
     ir_shape shape;
-    int node;         /* producing node for VAL_ACT, else -1 */
+    int node; /* producing node for VAL_ACT, else -1 */
     src_loc loc;
     /* params: how ir_init() should fill it (see rt_init_* in runtime/rt.h) */
-    int init;         /* INIT_* */
-    int64_t fan_in;   /* for Kaiming/uniform bounds */
+    int init;       /* INIT_* */
+    int64_t fan_in; /* for Kaiming/uniform bounds */
     /* Set by the freeze configuration (passes/config.c): */
-    bool trainable;   /* VAL_PARAM: receives a gradient */
-    bool wants_grad;  /* VAL_INPUT: the caller asked for d loss / d input */
+    bool trainable;  /* VAL_PARAM: receives a gradient */
+    bool wants_grad; /* VAL_INPUT: the caller asked for d loss / d input */
     /* VAL_BUFFER that is run-time state, not model state (dropout's RNG
      * counter): left out of checkpoints. */
     bool nonpersistent;
@@ -211,13 +209,13 @@ int opt_slots(ir_opt_kind kind); /* state tensors per trainable parameter */
 #define IR_MAX_IN 8
 #define IR_MAX_ATTR 8
 typedef struct {
-    int op;                 /* index into op_table */
-    const char *name;       /* the name it was bound to, e.g. "fc1" */
-    int in[IR_MAX_IN];      /* value ids: tensor arguments first, then the params it owns */
+    int op;            /* index into op_table */
+    const char *name;  /* the name it was bound to, e.g. "fc1" */
+    int in[IR_MAX_IN]; /* value ids: tensor arguments first, then the params it owns */
     int nin;
-    int out;                /* value id */
+    int out;                   /* value id */
     int64_t attr[IR_MAX_ATTR]; /* op-specific integer attributes, meaning given by ops.c */
-    int nattr;              /* how many of attr[] the call filled (ARG_INTS makes it vary) */
+    int nattr;                 /* how many of attr[] the call filled (ARG_INTS makes it vary) */
     double fattr[IR_MAX_ATTR]; /* op-specific real attributes */
     src_loc loc;
     /* The def call whose body made it, by the call's name ("layer1.0" for
@@ -229,11 +227,14 @@ typedef struct {
 typedef struct {
     const char *name;
     src_loc loc;
-    const char **train; int ntrain;      /* glob patterns of trainable params; "*" all, none: ntrain=0 */
+    const char **train;
+    int ntrain; /* glob patterns of trainable params; "*" all, none: ntrain=0 */
     src_loc *train_loc;
-    const char **freeze; int nfreeze;    /* patterns removed again after train */
+    const char **freeze;
+    int nfreeze; /* patterns removed again after train */
     src_loc *freeze_loc;
-    const char **grad; int ngrad;        /* inputs that want a gradient */
+    const char **grad;
+    int ngrad; /* inputs that want a gradient */
     src_loc *grad_loc;
     bool bn_eval;        /* `batchnorm eval`: batch norm on running statistics when training too */
     src_loc bn_eval_loc; /* the config's `batchnorm` item; line 0: inherited from the model's default */
@@ -241,17 +242,21 @@ typedef struct {
 
 typedef struct {
     pool *pool;
-    const char *model;          /* `model NAME` */
-    ir_value *vals; int nvals, capvals;
-    str_map val_ids;            /* value name -> the first value of that name; ir_add_value keeps it */
-    ir_node *nodes; int nnodes, capnodes; /* in definition order = a topological order */
-    int *outputs; int noutputs, capoutputs; /* value ids; outputs[0] is the loss */
-    ir_config *configs; int nconfigs, capconfigs;
-    int default_config;         /* index into configs, or -1 */
+    const char *model; /* `model NAME` */
+    ir_value *vals;
+    int nvals, capvals;
+    str_map val_ids; /* value name -> the first value of that name; ir_add_value keeps it */
+    ir_node *nodes;
+    int nnodes, capnodes; /* in definition order = a topological order */
+    int *outputs;
+    int noutputs, capoutputs; /* value ids; outputs[0] is the loss */
+    ir_config *configs;
+    int nconfigs, capconfigs;
+    int default_config;          /* index into configs, or -1 */
     const char *default_builtin; /* `default all` / `default none` (no such config in the file), else NULL */
-    bool bn_eval;               /* top-level `batchnorm eval`: the mode of configs that don't say */
-    bool has_optimizer;         /* the file has an `optimizer` statement: */
-    ir_optimizer optimizer;     /*   its choice and hyper-parameters */
+    bool bn_eval;                /* top-level `batchnorm eval`: the mode of configs that don't say */
+    bool has_optimizer;          /* the file has an `optimizer` statement: */
+    ir_optimizer optimizer;      /*   its choice and hyper-parameters */
     src_loc optimizer_loc;
 } ir_graph;
 
@@ -270,17 +275,15 @@ void ir_dump_graph(const ir_graph *g, FILE *out);
  * that builds the graph (frontend/elab.c implements it): the counterpart of
  * lower_ctx and the lc_* functions below. */
 typedef struct shape_ctx shape_ctx;
-const ir_graph *sc_graph(shape_ctx *sc);                        /* the graph so far (and its pool) */
+const ir_graph *sc_graph(shape_ctx *sc);                       /* the graph so far (and its pool) */
 const ir_value *sc_in(shape_ctx *sc, const ir_node *n, int i); /* input i of n */
 /* A trainable param "<node name>.<suffix>" owned by n, appended to n->in;
  * its value id. fan_in: for the kaiming/bias init bounds (-1: too large). */
-int sc_param(shape_ctx *sc, ir_node *n, const char *suffix, ir_dtype dt, ir_shape shape, int init,
-             int64_t fan_in);
+int sc_param(shape_ctx *sc, ir_node *n, const char *suffix, ir_dtype dt, ir_shape shape, int init, int64_t fan_in);
 /* Likewise a buffer: state the op keeps but nothing trains (running
  * statistics, counters). Persistent buffers are part of the state_dict and
  * of checkpoints; the others (an RNG counter) are not. */
-int sc_buffer(shape_ctx *sc, ir_node *n, const char *suffix, ir_dtype dt, ir_shape shape, int init,
-              bool persistent);
+int sc_buffer(shape_ctx *sc, ir_node *n, const char *suffix, ir_dtype dt, ir_shape shape, int init, bool persistent);
 /* Report an error; the shape rule then returns false. */
 void sc_error(shape_ctx *sc, src_loc at, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
@@ -291,10 +294,10 @@ void sc_error(shape_ctx *sc, src_loc at, const char *fmt, ...) __attribute__((fo
  */
 
 /* What a VJP reads from forward time. Bit i < 8: input i in full. */
-#define NEED_IN(i)    (1u << (i))
-#define NEED_OUT      (1u << 8)  /* the output in full */
-#define NEED_OUT_SIGN (1u << 9)  /* only out > 0: satisfied by OUT if kept anyway, else a 1-bit mask */
-#define NEED_AUX(k)   (1u << (10 + (k))) /* auxiliary tensor k the forward can emit (probs, arg-max, seed, ...) */
+#define NEED_IN(i) (1u << (i))
+#define NEED_OUT (1u << 8)             /* the output in full */
+#define NEED_OUT_SIGN (1u << 9)        /* only out > 0: satisfied by OUT if kept anyway, else a 1-bit mask */
+#define NEED_AUX(k) (1u << (10 + (k))) /* auxiliary tensor k the forward can emit (probs, arg-max, seed, ...) */
 #define IR_MAX_AUX 4
 
 typedef struct lower_ctx lower_ctx; /* passes/lower.c */
@@ -351,15 +354,15 @@ const op_def *op_find(const char *name); /* NULL if unknown */
 /* ---------------------------------------------------------------- lower.c
  * What an op's forward/vjp hooks may ask of the lowering pass. Buffer id -1
  * stands for "absent" and is passed to kernels as a null pointer. */
-int lc_in(lower_ctx *c, const ir_node *n, int i);   /* forward: buffer holding input i */
-int lc_out(lower_ctx *c, const ir_node *n);         /* forward: buffer for the output */
-int lc_aux(lower_ctx *c, const ir_node *n, int k);  /* forward: aux k, -1 when nobody needs it */
+int lc_in(lower_ctx *c, const ir_node *n, int i);         /* forward: buffer holding input i */
+int lc_out(lower_ctx *c, const ir_node *n);               /* forward: buffer for the output */
+int lc_aux(lower_ctx *c, const ir_node *n, int k);        /* forward: aux k, -1 when nobody needs it */
 void lc_alias_out(lower_ctx *c, const ir_node *n, int i); /* forward: output is input i reinterpreted */
 /* backward: the buffer that satisfies one need (NEED_IN(i), NEED_OUT or NEED_AUX(k)) */
 int lc_saved(lower_ctx *c, const ir_node *n, uint32_t need);
 /* backward: what NEED_OUT_SIGN resolved to: the output itself or its 1-bit mask */
 int lc_saved_sign(lower_ctx *c, const ir_node *n, bool *is_mask);
-int lc_grad_out(lower_ctx *c, const ir_node *n);    /* backward: d loss / d output */
+int lc_grad_out(lower_ctx *c, const ir_node *n); /* backward: d loss / d output */
 /* backward: buffer receiving d loss / d input i; *acc = 1 when it already holds
  * an earlier contribution that must be added to */
 int lc_grad_in(lower_ctx *c, const ir_node *n, int i, int64_t *acc);
@@ -380,14 +383,14 @@ typedef struct {
     int64_t i;
     double f;
 } lc_arg;
-#define LC_R(b) ((lc_arg){'r', .buf = (b)})          /* a buffer read */
-#define LC_W(b) ((lc_arg){'w', .buf = (b)})          /* a buffer written */
-#define LC_S(b) ((lc_arg){'s', .buf = (b)})          /* scratch (lc_scratch) */
-#define LC_I(v) ((lc_arg){'i', .i = (int64_t)(v)})   /* an integer */
-#define LC_IMAGES ((lc_arg){'n', .i = 1})            /* images at once: 1, widen.c may raise it */
-#define LC_F(v) ((lc_arg){'f', .f = (double)(v)})    /* a float */
-#define lc_step(c, n, kernel, ...)                                                                      \
-    lc_step_args((c), (n), (kernel), (const lc_arg[]){__VA_ARGS__},                                   \
+#define LC_R(b) ((lc_arg){'r', .buf = (b)})        /* a buffer read */
+#define LC_W(b) ((lc_arg){'w', .buf = (b)})        /* a buffer written */
+#define LC_S(b) ((lc_arg){'s', .buf = (b)})        /* scratch (lc_scratch) */
+#define LC_I(v) ((lc_arg){'i', .i = (int64_t)(v)}) /* an integer */
+#define LC_IMAGES ((lc_arg){'n', .i = 1})          /* images at once: 1, widen.c may raise it */
+#define LC_F(v) ((lc_arg){'f', .f = (double)(v)})  /* a float */
+#define lc_step(c, n, kernel, ...)                                  \
+    lc_step_args((c), (n), (kernel), (const lc_arg[]){__VA_ARGS__}, \
                  (int)(sizeof((const lc_arg[]){__VA_ARGS__}) / sizeof(lc_arg)))
 void lc_step_args(lower_ctx *c, const ir_node *n, rt_kernel kernel, const lc_arg *args, int nargs);
 /* Name ("rt_relu_fwd") and operand letters of a kernel of RT_STEP_KERNELS. */
@@ -426,30 +429,34 @@ typedef enum {
 const char *space_name(ir_space s); /* "arena", "params", "grads", "input", "output" */
 
 typedef enum {
-    BUF_INPUT, BUF_PARAM, BUF_PARAM_GRAD, BUF_INPUT_GRAD, BUF_OUTPUT, /* outside the arena */
-    BUF_ACT,      /* forward activation */
-    BUF_SAVED,    /* derived for backward only: 1-bit mask, input copy, aux (probs, arg-max) */
-    BUF_GRAD,     /* gradient of an activation */
-    BUF_SCRATCH,  /* temporary of one step */
-    BUF_STATE,    /* the arena's state word (state.c): no step touches it, codegen does */
+    BUF_INPUT,
+    BUF_PARAM,
+    BUF_PARAM_GRAD,
+    BUF_INPUT_GRAD,
+    BUF_OUTPUT,  /* outside the arena */
+    BUF_ACT,     /* forward activation */
+    BUF_SAVED,   /* derived for backward only: 1-bit mask, input copy, aux (probs, arg-max) */
+    BUF_GRAD,    /* gradient of an activation */
+    BUF_SCRATCH, /* temporary of one step */
+    BUF_STATE,   /* the arena's state word (state.c): no step touches it, codegen does */
 } ir_buf_kind;
 
 typedef struct {
-    const char *name;     /* "fc1", "fc1.weight", "d fc1", "fc1 mask" ... */
+    const char *name; /* "fc1", "fc1.weight", "d fc1", "fc1 mask" ... */
     ir_buf_kind kind;
     ir_space space;
     ir_dtype dtype;
     ir_shape shape;
-    int64_t bytes;        /* shape_bytes() */
+    int64_t bytes;         /* shape_bytes() */
     int64_t planned_bytes; /* bytes when plan.c placed it: widen.c grows a scratch past it, into
                             * space free at its step, without changing the plan */
-    int value;            /* graph value it holds or derives from, -1 for scratch */
-    int index;            /* SPACE_INPUT/SPACE_OUTPUT: struct field index */
-    int alias_of;         /* -1, or the buffer whose storage this one shares (reshape) */
-    int inplace_of;       /* -1, or a buffer whose storage this one may take over at its first
+    int value;             /* graph value it holds or derives from, -1 for scratch */
+    int index;             /* SPACE_INPUT/SPACE_OUTPUT: struct field index */
+    int alias_of;          /* -1, or the buffer whose storage this one shares (reshape) */
+    int inplace_of;        /* -1, or a buffer whose storage this one may take over at its first
                            * write (element-wise ops, set by lower.c); plan.c does so only when
                            * that storage's last use is the step that first writes this one */
-    int64_t offset;       /* byte offset in its space; arena offsets set by plan.c */
+    int64_t offset;        /* byte offset in its space; arena offsets set by plan.c */
     /* Liveness (liveness.c), in step indices; arena buffers only. A residual
      * is an arena buffer with first < nfwd <= last. */
     int first, last;
@@ -458,18 +465,18 @@ typedef struct {
 typedef enum { OPND_BUF, OPND_INT, OPND_FLOAT, OPND_NULL /* null pointer: optional operand absent */ } ir_opnd_kind;
 typedef struct {
     ir_opnd_kind kind;
-    int buf;        /* OPND_BUF */
-    int64_t i;      /* OPND_INT */
-    double f;       /* OPND_FLOAT */
-    bool writes;    /* OPND_BUF: the kernel writes this buffer (reads it too if accumulating) */
+    int buf;     /* OPND_BUF */
+    int64_t i;   /* OPND_INT */
+    double f;    /* OPND_FLOAT */
+    bool writes; /* OPND_BUF: the kernel writes this buffer (reads it too if accumulating) */
 } ir_opnd;
 
 #define IR_MAX_OPND 20
 typedef struct {
-    const char *kernel;   /* runtime function name, e.g. "rt_relu_fwd" */
+    const char *kernel; /* runtime function name, e.g. "rt_relu_fwd" */
     ir_opnd opnd[IR_MAX_OPND];
     int nopnd;
-    int node;             /* graph node it belongs to, -1 for glue (copies, seeds) */
+    int node; /* graph node it belongs to, -1 for glue (copies, seeds) */
     /* A step whose kernel can do its work in blocks of several images given
      * more scratch (conv2d's GEMMs): widen.c may set the int operand
      * blocks_opnd to up to blocks_max, with blocks_opnd's value times
@@ -480,12 +487,14 @@ typedef struct {
 } ir_step;
 
 typedef struct {
-    ir_buf *bufs; int nbufs, capbufs;
-    ir_step *steps; int nsteps, capsteps;
-    int nfwd;             /* steps [0, nfwd) run in forward/infer, [nfwd, nsteps) in backward */
+    ir_buf *bufs;
+    int nbufs, capbufs;
+    ir_step *steps;
+    int nsteps, capsteps;
+    int nfwd; /* steps [0, nfwd) run in forward/infer, [nfwd, nsteps) in backward */
     /* Filled by plan.c: */
-    int64_t arena_bytes;  /* size of the planned arena */
-    int64_t lower_bound;  /* max over steps of the sum of live arena bytes */
+    int64_t arena_bytes;    /* size of the planned arena */
+    int64_t lower_bound;    /* max over steps of the sum of live arena bytes */
     int64_t residual_bytes; /* arena bytes live across the forward/backward boundary */
 } ir_program;
 
@@ -493,19 +502,19 @@ typedef struct {
 /* The whole result of compiling one model under one configuration. */
 typedef struct {
     ir_graph *graph;
-    const ir_config *config;  /* NULL when trainability came only from the command line */
-    const char *config_desc;  /* the configuration and what the command line changed in it,
+    const ir_config *config; /* NULL when trainability came only from the command line */
+    const char *config_desc; /* the configuration and what the command line changed in it,
                                * "head + --train fc1.*" (config.c); NULL: a module built by hand */
-    bool bn_eval;             /* batch norm uses running statistics in the train program too */
-    ir_program train;         /* forward + backward */
-    ir_program infer;         /* forward only, nothing kept */
-    int64_t params_bytes;     /* params and buffers, each at an aligned offset */
-    int64_t grads_bytes;      /* trainable param grads + input grads */
-    int64_t *param_offset;    /* per value id: offset in params, -1 if not a param/buffer */
-    int64_t *grad_offset;     /* per value id: offset in grads, -1 if none */
-    ir_optimizer opt;         /* the update P_update / P_train_step perform */
-    int64_t opt_state_bytes;  /* step counter, then opt_slots() tensors per trainable param */
-    int64_t *opt_offset;      /* per value id: offset of its first state tensor, -1 if none */
+    bool bn_eval;            /* batch norm uses running statistics in the train program too */
+    ir_program train;        /* forward + backward */
+    ir_program infer;        /* forward only, nothing kept */
+    int64_t params_bytes;    /* params and buffers, each at an aligned offset */
+    int64_t grads_bytes;     /* trainable param grads + input grads */
+    int64_t *param_offset;   /* per value id: offset in params, -1 if not a param/buffer */
+    int64_t *grad_offset;    /* per value id: offset in grads, -1 if none */
+    ir_optimizer opt;        /* the update P_update / P_train_step perform */
+    int64_t opt_state_bytes; /* step counter, then opt_slots() tensors per trainable param */
+    int64_t *opt_offset;     /* per value id: offset of its first state tensor, -1 if none */
     /* --infer-only: m->train is empty (no steps, no buffers, never planned),
      * nothing is trainable; codegen emits init and infer only. */
     bool infer_only;
@@ -519,8 +528,8 @@ typedef struct {
 #define IR_ALIGN 64 /* alignment of every block and every buffer in it */
 static inline int64_t ir_align_up(int64_t x) { return (x + IR_ALIGN - 1) & ~(int64_t)(IR_ALIGN - 1); }
 
-int ir_add_buf(pool *p, ir_program *prog, const char *name, ir_buf_kind kind, ir_space space,
-               ir_dtype dt, ir_shape shape, int value);
+int ir_add_buf(pool *p, ir_program *prog, const char *name, ir_buf_kind kind, ir_space space, ir_dtype dt,
+               ir_shape shape, int value);
 /* The buffer that owns b's storage: the end of b's alias_of chain (b itself
  * when it aliases nothing). -1 when the chain is broken: it names a buffer
  * the program does not have, or comes back on itself. validate.c, the
@@ -542,16 +551,20 @@ typedef struct {
 } frost_opt_setting;
 
 typedef struct {
-    const char *config;            /* --config NAME, NULL: the file's default (or none) */
-    const char **train; int ntrain; /* --train PATTERN */
-    const char **freeze; int nfreeze; /* --freeze PATTERN */
-    const char **grad; int ngrad;  /* --grad INPUT */
-    const char *optimizer;         /* --optimizer NAME, NULL: the model's (or sgd) */
-    const frost_opt_setting *opt_settings; int nopt_settings; /* --opt KEY=VALUE */
-    bool bn_eval;                  /* --batchnorm-eval: as a config's `batchnorm eval` */
-    bool infer_only;               /* --infer-only: no train program, nothing trainable */
-    bool checked;                  /* --checked: guard gaps in the plan, checks after every step */
-    const char *dump;              /* -d LETTERS: what frost_build dumps, NULL: nothing */
+    const char *config; /* --config NAME, NULL: the file's default (or none) */
+    const char **train;
+    int ntrain; /* --train PATTERN */
+    const char **freeze;
+    int nfreeze; /* --freeze PATTERN */
+    const char **grad;
+    int ngrad;             /* --grad INPUT */
+    const char *optimizer; /* --optimizer NAME, NULL: the model's (or sgd) */
+    const frost_opt_setting *opt_settings;
+    int nopt_settings; /* --opt KEY=VALUE */
+    bool bn_eval;      /* --batchnorm-eval: as a config's `batchnorm eval` */
+    bool infer_only;   /* --infer-only: no train program, nothing trainable */
+    bool checked;      /* --checked: guard gaps in the plan, checks after every step */
+    const char *dump;  /* -d LETTERS: what frost_build dumps, NULL: nothing */
 } frost_select;
 bool pass_config(ir_module *m, const frost_select *sel, diag_ctx *d);
 /* Every configuration of g by name, each once: all, the file's in their
@@ -572,8 +585,7 @@ bool glob_match(const char *pattern, const char *name);
  *   w  each program after scratch widening: block counts, grown scratch */
 #define FROST_DUMP_LETTERS "glpw"
 
-ir_module *frost_build(pool *p, diag_ctx *d, const frost_define *defs, int ndefs,
-                       const frost_select *sel);
+ir_module *frost_build(pool *p, diag_ctx *d, const frost_define *defs, int ndefs, const frost_select *sel);
 /* The same after the frontend, for a graph it made; the passes allocate in
  * g->pool. */
 ir_module *frost_build_graph(ir_graph *g, diag_ctx *d, const frost_select *sel);
@@ -640,10 +652,10 @@ ir_graph *frontend_load(pool *p, diag_ctx *d, const frost_define *defs, int ndef
 
 /* ---------------------------------------------------------------- codegen */
 typedef struct {
-    const char *prefix;   /* symbol and macro prefix; default: the model name */
-    const char *triple;   /* NULL: host */
-    const char *cpu;      /* NULL: host CPU */
-    int opt_level;        /* 0..3 */
+    const char *prefix; /* symbol and macro prefix; default: the model name */
+    const char *triple; /* NULL: host */
+    const char *cpu;    /* NULL: host CPU */
+    int opt_level;      /* 0..3 */
 } cg_options;
 /* Write the object file to path. On failure returns false with a message in *err
  * (malloc'd). */
@@ -661,7 +673,7 @@ void cg_emit_header(const ir_module *m, const cg_options *o, FILE *out);
  * What a user sees of a plan: views/plan.c, views/compare.c, views/dot.c, and
  * the hand-drawn pictures of plan and compare in views/svg.c. */
 typedef enum { FMT_TEXT, FMT_JSON, FMT_MARKDOWN, FMT_CSV, FMT_DOT, FMT_SVG, FMT_PNG } view_format;
-const char *buf_kind_name(ir_buf_kind k);   /* "act", "saved", "grad", ... */
+const char *buf_kind_name(ir_buf_kind k); /* "act", "saved", "grad", ... */
 /* "1.50 MiB"; s must hold 32 bytes */
 const char *view_bytes(char s[32], int64_t bytes);
 /* A step's kernel as the views name it: "conv2d_fwd" for rt_conv2d_fwd. */
@@ -684,10 +696,11 @@ void view_xml_string(FILE *out, const char *s); /* escaped for SVG text and attr
 #define VIEW_COLLAPSE_STEPS 60 /* dot: more steps to draw than this: def calls collapse */
 typedef enum { COLLAPSE_AUTO, COLLAPSE_ALWAYS, COLLAPSE_NEVER } view_collapse;
 typedef struct {
-    bool steps;             /* plan: every step: kernel, node, live bytes, reads, writes */
-    const char *from, *to;  /* dot: the nodes from the first of FROM to the last of TO, where a
+    bool steps;            /* plan: every step: kernel, node, live bytes, reads, writes */
+    const char *from, *to; /* dot: the nodes from the first of FROM to the last of TO, where a
                              * name stands for the node of that name and those under it (NAME.*) */
-    const char **only; int nonly; /* dot: the nodes whose name, or a dotted prefix of it, matches one
+    const char **only;
+    int nonly;              /* dot: the nodes whose name, or a dotted prefix of it, matches one
                                    * of these globs */
     view_collapse collapse; /* dot: --collapse, --expand; AUTO: above VIEW_COLLAPSE_STEPS steps */
 } view_options;
@@ -702,12 +715,12 @@ const char *view_config_name(const ir_module *m);
 /* One row of `frost compare`: one configuration's figures. */
 typedef struct {
     const char *config;
-    int64_t trainable_params;  /* elements */
-    int64_t total_params;      /* elements */
+    int64_t trainable_params; /* elements */
+    int64_t total_params;     /* elements */
     int64_t params_bytes, grads_bytes, residual_bytes, opt_state_bytes;
     int64_t train_arena, infer_arena, lower_bound;
-    bool has_batchnorm;        /* the model has batch norm, */
-    bool bn_eval;              /*   on running statistics in the train program too */
+    bool has_batchnorm; /* the model has batch norm, */
+    bool bn_eval;       /*   on running statistics in the train program too */
 } compare_row;
 void compare_row_of(const ir_module *m, const char *config, compare_row *row);
 /* rows[0] is the reference the ratios are taken against when named "all";
@@ -716,8 +729,7 @@ void view_compare(const char *model, const compare_row *rows, int nrows, view_fo
 /* configs.c: `frost configs`: mods[k] is the model under configuration
  * names[k] after pass_config (config_names() order), dflt the default's
  * index. Text or JSON. */
-void view_configs(const ir_module *const *mods, const char *const *names, int n, int dflt, view_format fmt,
-                  FILE *out);
+void view_configs(const ir_module *const *mods, const char *const *names, int n, int dflt, view_format fmt, FILE *out);
 /* Liveness graph. `full` is the same model with every param trainable (for the
  * residuals that selective differentiation dropped), or NULL. false with a
  * message (malloc'd) in *err when o names nodes the graph does not have. */

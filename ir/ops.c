@@ -29,9 +29,7 @@
 
 #include <string.h>
 
-static const ir_value *gval(const ir_graph *g, const ir_node *n, int i) {
-    return &g->vals[n->in[i]];
-}
+static const ir_value *gval(const ir_graph *g, const ir_node *n, int i) { return &g->vals[n->in[i]]; }
 
 static int64_t numel_of(const ir_graph *g, int value) { return shape_numel(&g->vals[value].shape); }
 
@@ -48,7 +46,7 @@ static bool require_rank_at_least(shape_ctx *sc, const ir_node *n, int i, int ra
     const ir_value *v = sc_in(sc, n, i);
     if (v->shape.rank < rank) {
         sc_error(sc, n->loc, "%s '%s' must have rank >= %d, but has shape %s", what, v->name, rank,
-                   shape_str(sc_graph(sc)->pool, &v->shape));
+                 shape_str(sc_graph(sc)->pool, &v->shape));
         return false;
     }
     return true;
@@ -116,9 +114,11 @@ static void linear_vjp(lower_ctx *c, const ir_node *n, int input) {
     int dy = lc_grad_out(c, n);
     int dst = lc_grad_in(c, n, input, &acc);
     if (input == 0)
-        lc_step(c, n, RTK_linear_bwd_x, LC_R(dy), LC_R(lc_saved(c, n, NEED_IN(1))), LC_W(dst), LC_I(M), LC_I(K), LC_I(N), LC_I(acc));
+        lc_step(c, n, RTK_linear_bwd_x, LC_R(dy), LC_R(lc_saved(c, n, NEED_IN(1))), LC_W(dst), LC_I(M), LC_I(K),
+                LC_I(N), LC_I(acc));
     else if (input == 1)
-        lc_step(c, n, RTK_linear_bwd_w, LC_R(dy), LC_R(lc_saved(c, n, NEED_IN(0))), LC_W(dst), LC_I(M), LC_I(K), LC_I(N), LC_I(acc));
+        lc_step(c, n, RTK_linear_bwd_w, LC_R(dy), LC_R(lc_saved(c, n, NEED_IN(0))), LC_W(dst), LC_I(M), LC_I(K),
+                LC_I(N), LC_I(acc));
     else
         lc_step(c, n, RTK_sum_rows, LC_R(dy), LC_W(dst), LC_I(M), LC_I(N), LC_I(acc));
 }
@@ -133,12 +133,12 @@ static bool matmul_infer(shape_ctx *sc, ir_node *n, ir_dtype *dt, ir_shape *shap
     pool *p = sc_graph(sc)->pool;
     if (a->shape.rank != 2 || b->shape.rank != 2) {
         sc_error(sc, n->loc, "matmul needs two matrices, got %s and %s", shape_str(p, &a->shape),
-                   shape_str(p, &b->shape));
+                 shape_str(p, &b->shape));
         return false;
     }
     if (a->shape.dim[1] != b->shape.dim[0]) {
         sc_error(sc, n->loc, "matmul: inner dimensions differ: %s x %s", shape_str(p, &a->shape),
-                   shape_str(p, &b->shape));
+                 shape_str(p, &b->shape));
         return false;
     }
     *dt = DT_F32;
@@ -152,9 +152,7 @@ static void matmul_dims(const ir_graph *g, const ir_node *n, int64_t *M, int64_t
     *N = gval(g, n, 1)->shape.dim[1];
 }
 
-static uint32_t matmul_needs(lower_ctx *c, const ir_node *n, int input) {
-    return input == 0 ? NEED_IN(1) : NEED_IN(0);
-}
+static uint32_t matmul_needs(lower_ctx *c, const ir_node *n, int input) { return input == 0 ? NEED_IN(1) : NEED_IN(0); }
 
 static void matmul_forward(lower_ctx *c, const ir_node *n) {
     int64_t M, K, N;
@@ -169,9 +167,11 @@ static void matmul_vjp(lower_ctx *c, const ir_node *n, int input) {
     int dc = lc_grad_out(c, n);
     int dst = lc_grad_in(c, n, input, &acc);
     if (input == 0)
-        lc_step(c, n, RTK_matmul_bwd_a, LC_R(dc), LC_R(lc_saved(c, n, NEED_IN(1))), LC_W(dst), LC_I(M), LC_I(K), LC_I(N), LC_I(acc));
+        lc_step(c, n, RTK_matmul_bwd_a, LC_R(dc), LC_R(lc_saved(c, n, NEED_IN(1))), LC_W(dst), LC_I(M), LC_I(K),
+                LC_I(N), LC_I(acc));
     else
-        lc_step(c, n, RTK_matmul_bwd_b, LC_R(lc_saved(c, n, NEED_IN(0))), LC_R(dc), LC_W(dst), LC_I(M), LC_I(K), LC_I(N), LC_I(acc));
+        lc_step(c, n, RTK_matmul_bwd_b, LC_R(lc_saved(c, n, NEED_IN(0))), LC_R(dc), LC_W(dst), LC_I(M), LC_I(K),
+                LC_I(N), LC_I(acc));
 }
 
 /* ------------------------------------------------------------------ relu */
@@ -198,7 +198,8 @@ static void relu_vjp(lower_ctx *c, const ir_node *n, int input) {
     int sign = lc_saved_sign(c, n, &is_mask);
     int dy = lc_grad_out(c, n);
     int dst = lc_grad_in(c, n, input, &acc);
-    lc_step(c, n, is_mask ? RTK_relu_bwd_mask : RTK_relu_bwd_out, LC_R(sign), LC_R(dy), LC_W(dst), LC_I(count), LC_I(acc));
+    lc_step(c, n, is_mask ? RTK_relu_bwd_mask : RTK_relu_bwd_out, LC_R(sign), LC_R(dy), LC_W(dst), LC_I(count),
+            LC_I(acc));
 }
 
 /* ------------------------------------------------------------------ sigmoid
@@ -240,9 +241,8 @@ static bool add_infer(shape_ctx *sc, ir_node *n, ir_dtype *dt, ir_shape *shape) 
         suffix = b->shape.dim[b->shape.rank - 1 - k] == a->shape.dim[a->shape.rank - 1 - k];
     if (!suffix) {
         pool *p = sc_graph(sc)->pool;
-        sc_error(sc, n->loc,
-                   "add: shapes %s and %s do not match (the second may only be a trailing part of the first)",
-                   shape_str(p, &a->shape), shape_str(p, &b->shape));
+        sc_error(sc, n->loc, "add: shapes %s and %s do not match (the second may only be a trailing part of the first)",
+                 shape_str(p, &a->shape), shape_str(p, &b->shape));
         return false;
     }
     *dt = DT_F32;
@@ -281,7 +281,7 @@ static bool flatten_infer(shape_ctx *sc, ir_node *n, ir_dtype *dt, ir_shape *sha
         start += x->shape.rank;
     if (start < 0 || start >= x->shape.rank) {
         sc_error(sc, n->loc, "flatten: start_dim %lld is out of range for shape %s", (long long)n->attr[0],
-                   shape_str(sc_graph(sc)->pool, &x->shape));
+                 shape_str(sc_graph(sc)->pool, &x->shape));
         return false;
     }
     *dt = x->dtype;
@@ -314,7 +314,7 @@ static bool reshape_infer(shape_ctx *sc, ir_node *n, ir_dtype *dt, ir_shape *sha
             infer_at = k;
         } else if (d <= 0) {
             sc_error(sc, n->loc, "reshape: dimension %d is %lld; dimensions must be positive (one may be -1)", k,
-                       (long long)d);
+                     (long long)d);
             return false;
         } else {
             overflow |= ck_mul(known, d, &known);
@@ -328,8 +328,8 @@ static bool reshape_infer(shape_ctx *sc, ir_node *n, ir_dtype *dt, ir_shape *sha
     if (fits && infer_at >= 0)
         shape->dim[infer_at] = total / known;
     if (!fits) {
-        sc_error(sc, n->loc, "reshape: cannot view %s (%lld elements) as %s", shape_str(p, &x->shape),
-                   (long long)total, shape_str(p, shape));
+        sc_error(sc, n->loc, "reshape: cannot view %s (%lld elements) as %s", shape_str(p, &x->shape), (long long)total,
+                 shape_str(p, shape));
         return false;
     }
     *dt = x->dtype;
@@ -348,13 +348,12 @@ static bool cross_entropy_infer(shape_ctx *sc, ir_node *n, ir_dtype *dt, ir_shap
     if (!require_f32(sc, n, 0, "cross_entropy logits"))
         return false;
     if (logits->shape.rank != 2) {
-        sc_error(sc, n->loc, "cross_entropy: logits must be [batch, classes], got %s",
-                   shape_str(p, &logits->shape));
+        sc_error(sc, n->loc, "cross_entropy: logits must be [batch, classes], got %s", shape_str(p, &logits->shape));
         return false;
     }
     if (labels->dtype != DT_I32 || labels->shape.rank != 1 || labels->shape.dim[0] != logits->shape.dim[0]) {
-        sc_error(sc, n->loc, "cross_entropy: labels must be i32[%lld], got %s%s",
-                   (long long)logits->shape.dim[0], dtype_name(labels->dtype), shape_str(p, &labels->shape));
+        sc_error(sc, n->loc, "cross_entropy: labels must be i32[%lld], got %s%s", (long long)logits->shape.dim[0],
+                 dtype_name(labels->dtype), shape_str(p, &labels->shape));
         return false;
     }
     *dt = DT_F32;
@@ -362,9 +361,7 @@ static bool cross_entropy_infer(shape_ctx *sc, ir_node *n, ir_dtype *dt, ir_shap
     return true;
 }
 
-static uint32_t cross_entropy_needs(lower_ctx *c, const ir_node *n, int input) {
-    return NEED_AUX(0) | NEED_IN(1);
-}
+static uint32_t cross_entropy_needs(lower_ctx *c, const ir_node *n, int input) { return NEED_AUX(0) | NEED_IN(1); }
 
 static void cross_entropy_aux(const ir_graph *g, const ir_node *n, int k, ir_dtype *dt, ir_shape *shape) {
     *dt = DT_F32;
@@ -374,7 +371,8 @@ static void cross_entropy_aux(const ir_graph *g, const ir_node *n, int k, ir_dty
 static void cross_entropy_forward(lower_ctx *c, const ir_node *n) {
     const ir_shape *s = &gval(lc_graph(c), n, 0)->shape;
     int labels = lc_in(c, n, 1), logits = lc_in(c, n, 0); /* buffers in the plan's order (linear_forward) */
-    lc_step(c, n, RTK_cross_entropy_fwd, LC_R(logits), LC_R(labels), LC_W(lc_aux(c, n, 0)), LC_W(lc_out(c, n)), LC_I(s->dim[0]), LC_I(s->dim[1]));
+    lc_step(c, n, RTK_cross_entropy_fwd, LC_R(logits), LC_R(labels), LC_W(lc_aux(c, n, 0)), LC_W(lc_out(c, n)),
+            LC_I(s->dim[0]), LC_I(s->dim[1]));
 }
 
 static void cross_entropy_vjp(lower_ctx *c, const ir_node *n, int input) {
@@ -382,7 +380,8 @@ static void cross_entropy_vjp(lower_ctx *c, const ir_node *n, int input) {
     int64_t acc;
     int dloss = lc_grad_out(c, n);
     int dst = lc_grad_in(c, n, input, &acc);
-    lc_step(c, n, RTK_cross_entropy_bwd, LC_R(lc_saved(c, n, NEED_AUX(0))), LC_R(lc_saved(c, n, NEED_IN(1))), LC_R(dloss), LC_W(dst), LC_I(s->dim[0]), LC_I(s->dim[1]), LC_I(acc));
+    lc_step(c, n, RTK_cross_entropy_bwd, LC_R(lc_saved(c, n, NEED_AUX(0))), LC_R(lc_saved(c, n, NEED_IN(1))),
+            LC_R(dloss), LC_W(dst), LC_I(s->dim[0]), LC_I(s->dim[1]), LC_I(acc));
 }
 
 /* ------------------------------------------------------------------ mse_loss
@@ -395,7 +394,7 @@ static bool mse_infer(shape_ctx *sc, ir_node *n, ir_dtype *dt, ir_shape *shape) 
     if (!shape_eq(&a->shape, &b->shape)) {
         pool *p = sc_graph(sc)->pool;
         sc_error(sc, n->loc, "mse_loss: prediction %s and target %s differ in shape", shape_str(p, &a->shape),
-                   shape_str(p, &b->shape));
+                 shape_str(p, &b->shape));
         return false;
     }
     *dt = DT_F32;
@@ -412,14 +411,16 @@ static void mse_aux(const ir_graph *g, const ir_node *n, int k, ir_dtype *dt, ir
 
 static void mse_forward(lower_ctx *c, const ir_node *n) {
     int target = lc_in(c, n, 1), pred = lc_in(c, n, 0); /* buffers in the plan's order (linear_forward) */
-    lc_step(c, n, RTK_mse_fwd, LC_R(pred), LC_R(target), LC_W(lc_aux(c, n, 0)), LC_W(lc_out(c, n)), LC_I(numel_of(lc_graph(c), n->in[0])));
+    lc_step(c, n, RTK_mse_fwd, LC_R(pred), LC_R(target), LC_W(lc_aux(c, n, 0)), LC_W(lc_out(c, n)),
+            LC_I(numel_of(lc_graph(c), n->in[0])));
 }
 
 static void mse_vjp(lower_ctx *c, const ir_node *n, int input) {
     int64_t acc;
     int dloss = lc_grad_out(c, n);
     int dst = lc_grad_in(c, n, input, &acc);
-    lc_step(c, n, RTK_mse_bwd, LC_R(lc_saved(c, n, NEED_AUX(0))), LC_R(dloss), LC_W(dst), LC_I(numel_of(lc_graph(c), n->in[0])), LC_I(input == 0 ? (int64_t)1 : (int64_t)-1), LC_I(acc));
+    lc_step(c, n, RTK_mse_bwd, LC_R(lc_saved(c, n, NEED_AUX(0))), LC_R(dloss), LC_W(dst),
+            LC_I(numel_of(lc_graph(c), n->in[0])), LC_I(input == 0 ? (int64_t)1 : (int64_t)-1), LC_I(acc));
 }
 
 /* ------------------------------------------------------------------ NCHW helpers */
@@ -428,7 +429,7 @@ static bool require_nchw(shape_ctx *sc, const ir_node *n, const char *op) {
     const ir_value *x = sc_in(sc, n, 0);
     if (x->dtype != DT_F32 || x->shape.rank != 4) {
         sc_error(sc, n->loc, "%s needs an f32 [batch, channels, height, width] input, got %s%s", op,
-                   dtype_name(x->dtype), shape_str(sc_graph(sc)->pool, &x->shape));
+                 dtype_name(x->dtype), shape_str(sc_graph(sc)->pool, &x->shape));
         return false;
     }
     return true;
@@ -453,37 +454,38 @@ static bool conv2d_infer(shape_ctx *sc, ir_node *n, ir_dtype *dt, ir_shape *shap
     if (!require_nchw(sc, n, "conv2d"))
         return false;
     nchw x = dims4(sc_graph(sc), n->in[0]);
-    int64_t K = n->attr[CONV_OUT_CHANNELS], k = n->attr[CONV_KERNEL], s = n->attr[CONV_STRIDE], p = n->attr[CONV_PADDING], d = n->attr[CONV_DILATION], groups = n->attr[CONV_GROUPS];
+    int64_t K = n->attr[CONV_OUT_CHANNELS], k = n->attr[CONV_KERNEL], s = n->attr[CONV_STRIDE],
+            p = n->attr[CONV_PADDING], d = n->attr[CONV_DILATION], groups = n->attr[CONV_GROUPS];
     if (K <= 0 || k <= 0 || s <= 0 || d <= 0 || p < 0 || groups <= 0) {
         sc_error(sc, n->loc,
-                   "conv2d: out_channels, kernel, stride, dilation and groups must be positive and padding "
-                   "non-negative (got %lld, %lld, %lld, %lld, %lld; padding %lld)",
-                   (long long)K, (long long)k, (long long)s, (long long)d, (long long)groups, (long long)p);
+                 "conv2d: out_channels, kernel, stride, dilation and groups must be positive and padding "
+                 "non-negative (got %lld, %lld, %lld, %lld, %lld; padding %lld)",
+                 (long long)K, (long long)k, (long long)s, (long long)d, (long long)groups, (long long)p);
         return false;
     }
     if (x.C % groups || K % groups) {
         sc_error(sc, n->loc, "conv2d: groups (%lld) must divide both in_channels (%lld) and out_channels (%lld)",
-                   (long long)groups, (long long)x.C, (long long)K);
+                 (long long)groups, (long long)x.C, (long long)K);
         return false;
     }
     int64_t OH = rt_out_size(x.H, k, s, p, d), OW = rt_out_size(x.W, k, s, p, d);
     if (OH < 0 || OW < 0) {
         sc_error(sc, n->loc, "conv2d: padding %lld is too large: the padded %lldx%lld input overflows 64-bit sizes",
-                   (long long)p, (long long)x.H, (long long)x.W);
+                 (long long)p, (long long)x.H, (long long)x.W);
         return false;
     }
     if (OH < 1 || OW < 1) {
         sc_error(sc, n->loc, "conv2d: a %lldx%lld kernel (dilation %lld, padding %lld) does not fit a %lldx%lld input",
-                   (long long)k, (long long)k, (long long)d, (long long)p, (long long)x.H, (long long)x.W);
+                 (long long)k, (long long)k, (long long)d, (long long)p, (long long)x.H, (long long)x.W);
         return false;
     }
     /* The kernels' im2col scratch is an arena buffer like any tensor (conv2d_scratch) and must fit as one. */
     int64_t scratch = rt_conv2d_scratch_floats(x.C, x.H, x.W, k, s, p, d, groups);
     if (scratch < 0 || shape_bytes(&(ir_shape){1, {scratch}}, DT_F32) < 0) {
         sc_error(sc, n->loc,
-                   "conv2d: the im2col scratch of '%s' would be too large: f32[%lld, %lld, %lld, %lld, %lld] "
-                   "(in_channels/groups, kernel, kernel, output height, output width) does not fit in 2^63 bytes",
-                   n->name, (long long)(x.C / groups), (long long)k, (long long)k, (long long)OH, (long long)OW);
+                 "conv2d: the im2col scratch of '%s' would be too large: f32[%lld, %lld, %lld, %lld, %lld] "
+                 "(in_channels/groups, kernel, kernel, output height, output width) does not fit in 2^63 bytes",
+                 n->name, (long long)(x.C / groups), (long long)k, (long long)k, (long long)OH, (long long)OW);
         return false;
     }
     /* -1 when the weight is too large, which sc_param reports */
@@ -508,7 +510,8 @@ static uint32_t conv2d_needs(lower_ctx *c, const ir_node *n, int input) {
  * inline function of rt.h shared with the kernels). */
 static int conv2d_scratch(lower_ctx *c, const ir_node *n) {
     nchw x = dims4(lc_graph(c), n->in[0]);
-    int64_t floats = rt_conv2d_scratch_floats(x.C, x.H, x.W, n->attr[CONV_KERNEL], n->attr[CONV_STRIDE], n->attr[CONV_PADDING], n->attr[CONV_DILATION], n->attr[CONV_GROUPS]);
+    int64_t floats = rt_conv2d_scratch_floats(x.C, x.H, x.W, n->attr[CONV_KERNEL], n->attr[CONV_STRIDE],
+                                              n->attr[CONV_PADDING], n->attr[CONV_DILATION], n->attr[CONV_GROUPS]);
     return lc_scratch(c, n, DT_F32, floats);
 }
 
@@ -522,8 +525,9 @@ enum { CONV_GEMM_COLUMNS = 512 };
  * operand in rt.h) if widen.c finds room for its scratch. */
 static void conv2d_blocks(lower_ctx *c, const ir_node *n) {
     nchw x = dims4(lc_graph(c), n->in[0]), y = dims4(lc_graph(c), n->out);
-    int64_t per_image = rt_conv2d_blocked_scratch_floats(x.C, x.H, x.W, n->attr[CONV_OUT_CHANNELS], n->attr[CONV_KERNEL], n->attr[CONV_STRIDE],
-                                                         n->attr[CONV_PADDING], n->attr[CONV_DILATION], n->attr[CONV_GROUPS]);
+    int64_t per_image = rt_conv2d_blocked_scratch_floats(
+        x.C, x.H, x.W, n->attr[CONV_OUT_CHANNELS], n->attr[CONV_KERNEL], n->attr[CONV_STRIDE], n->attr[CONV_PADDING],
+        n->attr[CONV_DILATION], n->attr[CONV_GROUPS]);
     int64_t columns = y.H * y.W, most = columns > 0 ? CONV_GEMM_COLUMNS / columns : 1, bytes;
     /* a block whose scratch overflows int64 fits no arena: one image at a time */
     if (per_image < 0 || ck_mul(per_image, (int64_t)sizeof(float), &bytes))
@@ -538,7 +542,10 @@ static void conv2d_forward(lower_ctx *c, const ir_node *n) {
     int bias = n->nin > 2 ? lc_in(c, n, 2) : -1;
     /* buffers in the plan's order (linear_forward): the scratch before the weight */
     int scratch = conv2d_scratch(c, n), w = lc_in(c, n, 1), x_buf = lc_in(c, n, 0);
-    lc_step(c, n, RTK_conv2d_fwd, LC_R(x_buf), LC_R(w), LC_R(bias), LC_W(lc_out(c, n)), LC_S(scratch), LC_I(x.N), LC_I(x.C), LC_I(x.H), LC_I(x.W), LC_I(n->attr[CONV_OUT_CHANNELS]), LC_I(n->attr[CONV_KERNEL]), LC_I(n->attr[CONV_STRIDE]), LC_I(n->attr[CONV_PADDING]), LC_I(n->attr[CONV_DILATION]), LC_I(n->attr[CONV_GROUPS]), LC_IMAGES);
+    lc_step(c, n, RTK_conv2d_fwd, LC_R(x_buf), LC_R(w), LC_R(bias), LC_W(lc_out(c, n)), LC_S(scratch), LC_I(x.N),
+            LC_I(x.C), LC_I(x.H), LC_I(x.W), LC_I(n->attr[CONV_OUT_CHANNELS]), LC_I(n->attr[CONV_KERNEL]),
+            LC_I(n->attr[CONV_STRIDE]), LC_I(n->attr[CONV_PADDING]), LC_I(n->attr[CONV_DILATION]),
+            LC_I(n->attr[CONV_GROUPS]), LC_IMAGES);
     conv2d_blocks(c, n);
 }
 
@@ -554,7 +561,11 @@ static void conv2d_vjp(lower_ctx *c, const ir_node *n, int input) {
         return;
     }
     int scratch = conv2d_scratch(c, n);
-    lc_step(c, n, input == 0 ? RTK_conv2d_bwd_x : RTK_conv2d_bwd_w, LC_R(dy), LC_R(lc_saved(c, n, input == 0 ? NEED_IN(1) : NEED_IN(0))), LC_W(dst), LC_S(scratch), LC_I(x.N), LC_I(x.C), LC_I(x.H), LC_I(x.W), LC_I(n->attr[CONV_OUT_CHANNELS]), LC_I(n->attr[CONV_KERNEL]), LC_I(n->attr[CONV_STRIDE]), LC_I(n->attr[CONV_PADDING]), LC_I(n->attr[CONV_DILATION]), LC_I(n->attr[CONV_GROUPS]), LC_IMAGES, LC_I(acc));
+    lc_step(c, n, input == 0 ? RTK_conv2d_bwd_x : RTK_conv2d_bwd_w, LC_R(dy),
+            LC_R(lc_saved(c, n, input == 0 ? NEED_IN(1) : NEED_IN(0))), LC_W(dst), LC_S(scratch), LC_I(x.N), LC_I(x.C),
+            LC_I(x.H), LC_I(x.W), LC_I(n->attr[CONV_OUT_CHANNELS]), LC_I(n->attr[CONV_KERNEL]),
+            LC_I(n->attr[CONV_STRIDE]), LC_I(n->attr[CONV_PADDING]), LC_I(n->attr[CONV_DILATION]),
+            LC_I(n->attr[CONV_GROUPS]), LC_IMAGES, LC_I(acc));
     conv2d_blocks(c, n);
 }
 
@@ -568,14 +579,14 @@ static void conv2d_vjp(lower_ctx *c, const ir_node *n, int input) {
  * batch mean and 1/std, [2, C]. */
 
 enum { BN_X, BN_WEIGHT, BN_BIAS, BN_MEAN, BN_VAR, BN_COUNT }; /* n->in[] */
-enum { BN_EPS, BN_MOMENTUM };                              /* n->fattr[] */
+enum { BN_EPS, BN_MOMENTUM };                                 /* n->fattr[] */
 
 static bool batchnorm2d_infer(shape_ctx *sc, ir_node *n, ir_dtype *dt, ir_shape *shape) {
     if (!require_nchw(sc, n, "batchnorm2d"))
         return false;
     if (!(n->fattr[BN_EPS] > 0) || !(n->fattr[BN_MOMENTUM] >= 0 && n->fattr[BN_MOMENTUM] <= 1)) {
         sc_error(sc, n->loc, "batchnorm2d: eps must be positive and momentum in [0, 1] (got %g, %g)", n->fattr[BN_EPS],
-                   n->fattr[BN_MOMENTUM]);
+                 n->fattr[BN_MOMENTUM]);
         return false;
     }
     int64_t C = sc_in(sc, n, 0)->shape.dim[1];
@@ -618,9 +629,12 @@ static void batchnorm2d_forward(lower_ctx *c, const ir_node *n) {
     for (int i = 0; i <= BN_COUNT; i++)
         in[i] = lc_in(c, n, i);
     if (bn_batch_stats(c))
-        lc_step(c, n, RTK_bn_train_fwd, LC_R(in[BN_X]), LC_R(in[BN_WEIGHT]), LC_R(in[BN_BIAS]), LC_W(in[BN_MEAN]), LC_W(in[BN_VAR]), LC_W(in[BN_COUNT]), LC_W(lc_out(c, n)), LC_W(lc_aux(c, n, 0)), LC_I(x.N), LC_I(x.C), LC_I(x.H * x.W), LC_F(n->fattr[BN_EPS]), LC_F(n->fattr[BN_MOMENTUM]));
+        lc_step(c, n, RTK_bn_train_fwd, LC_R(in[BN_X]), LC_R(in[BN_WEIGHT]), LC_R(in[BN_BIAS]), LC_W(in[BN_MEAN]),
+                LC_W(in[BN_VAR]), LC_W(in[BN_COUNT]), LC_W(lc_out(c, n)), LC_W(lc_aux(c, n, 0)), LC_I(x.N), LC_I(x.C),
+                LC_I(x.H * x.W), LC_F(n->fattr[BN_EPS]), LC_F(n->fattr[BN_MOMENTUM]));
     else
-        lc_step(c, n, RTK_bn_eval_fwd, LC_R(in[BN_X]), LC_R(in[BN_WEIGHT]), LC_R(in[BN_BIAS]), LC_R(in[BN_MEAN]), LC_R(in[BN_VAR]), LC_W(lc_out(c, n)), LC_I(x.N), LC_I(x.C), LC_I(x.H * x.W), LC_F(n->fattr[BN_EPS]));
+        lc_step(c, n, RTK_bn_eval_fwd, LC_R(in[BN_X]), LC_R(in[BN_WEIGHT]), LC_R(in[BN_BIAS]), LC_R(in[BN_MEAN]),
+                LC_R(in[BN_VAR]), LC_W(lc_out(c, n)), LC_I(x.N), LC_I(x.C), LC_I(x.H * x.W), LC_F(n->fattr[BN_EPS]));
 }
 
 static void batchnorm2d_vjp(lower_ctx *c, const ir_node *n, int input) {
@@ -633,13 +647,19 @@ static void batchnorm2d_vjp(lower_ctx *c, const ir_node *n, int input) {
     } else if (bn_batch_stats(c)) {
         int stats = lc_saved(c, n, NEED_AUX(0)), xs = lc_saved(c, n, NEED_IN(BN_X));
         if (input == BN_X)
-            lc_step(c, n, RTK_bn_train_bwd_x, LC_R(xs), LC_R(lc_saved(c, n, NEED_IN(BN_WEIGHT))), LC_R(stats), LC_R(dy), LC_W(dst), LC_I(x.N), LC_I(x.C), LC_I(HW), LC_I(acc));
+            lc_step(c, n, RTK_bn_train_bwd_x, LC_R(xs), LC_R(lc_saved(c, n, NEED_IN(BN_WEIGHT))), LC_R(stats), LC_R(dy),
+                    LC_W(dst), LC_I(x.N), LC_I(x.C), LC_I(HW), LC_I(acc));
         else
-            lc_step(c, n, RTK_bn_train_bwd_gamma, LC_R(xs), LC_R(stats), LC_R(dy), LC_W(dst), LC_I(x.N), LC_I(x.C), LC_I(HW), LC_I(acc));
+            lc_step(c, n, RTK_bn_train_bwd_gamma, LC_R(xs), LC_R(stats), LC_R(dy), LC_W(dst), LC_I(x.N), LC_I(x.C),
+                    LC_I(HW), LC_I(acc));
     } else if (input == BN_X) {
-        lc_step(c, n, RTK_bn_eval_bwd_x, LC_R(lc_saved(c, n, NEED_IN(BN_WEIGHT))), LC_R(lc_saved(c, n, NEED_IN(BN_VAR))), LC_R(dy), LC_W(dst), LC_I(x.N), LC_I(x.C), LC_I(HW), LC_I(acc), LC_F(n->fattr[BN_EPS]));
+        lc_step(c, n, RTK_bn_eval_bwd_x, LC_R(lc_saved(c, n, NEED_IN(BN_WEIGHT))),
+                LC_R(lc_saved(c, n, NEED_IN(BN_VAR))), LC_R(dy), LC_W(dst), LC_I(x.N), LC_I(x.C), LC_I(HW), LC_I(acc),
+                LC_F(n->fattr[BN_EPS]));
     } else {
-        lc_step(c, n, RTK_bn_eval_bwd_gamma, LC_R(lc_saved(c, n, NEED_IN(BN_X))), LC_R(lc_saved(c, n, NEED_IN(BN_MEAN))), LC_R(lc_saved(c, n, NEED_IN(BN_VAR))), LC_R(dy), LC_W(dst), LC_I(x.N), LC_I(x.C), LC_I(HW), LC_I(acc), LC_F(n->fattr[BN_EPS]));
+        lc_step(c, n, RTK_bn_eval_bwd_gamma, LC_R(lc_saved(c, n, NEED_IN(BN_X))),
+                LC_R(lc_saved(c, n, NEED_IN(BN_MEAN))), LC_R(lc_saved(c, n, NEED_IN(BN_VAR))), LC_R(dy), LC_W(dst),
+                LC_I(x.N), LC_I(x.C), LC_I(HW), LC_I(acc), LC_F(n->fattr[BN_EPS]));
     }
 }
 
@@ -660,8 +680,10 @@ static bool pool_infer(shape_ctx *sc, ir_node *n, ir_dtype *dt, ir_shape *shape,
         n->attr[POOL_STRIDE] = k; /* stride defaults to the kernel size */
     int64_t s = n->attr[POOL_STRIDE], p = n->attr[POOL_PADDING], window;
     if (k <= 0 || s <= 0 || p < 0 || p > k / 2) {
-        sc_error(sc, n->loc, "%s: kernel and stride must be positive and padding at most half the kernel "
-                   "(got kernel %lld, stride %lld, padding %lld)", op, (long long)k, (long long)s, (long long)p);
+        sc_error(sc, n->loc,
+                 "%s: kernel and stride must be positive and padding at most half the kernel "
+                 "(got kernel %lld, stride %lld, padding %lld)",
+                 op, (long long)k, (long long)s, (long long)p);
         return false;
     }
     if (ck_mul(k, k, &window) || window > RT_POOL_WINDOW_MAX) {
@@ -672,8 +694,8 @@ static bool pool_infer(shape_ctx *sc, ir_node *n, ir_dtype *dt, ir_shape *shape,
     int64_t OH = rt_out_size(x.H, k, s, p, 1), OW = rt_out_size(x.W, k, s, p, 1);
     IR_ASSERT(OH >= 0 && OW >= 0); /* padding <= kernel / 2 <= 8: the padded input cannot overflow */
     if (OH < 1 || OW < 1) {
-        sc_error(sc, n->loc, "%s: a %lldx%lld window does not fit a %lldx%lld input", op, (long long)k,
-                   (long long)k, (long long)x.H, (long long)x.W);
+        sc_error(sc, n->loc, "%s: a %lldx%lld window does not fit a %lldx%lld input", op, (long long)k, (long long)k,
+                 (long long)x.H, (long long)x.W);
         return false;
     }
     *dt = DT_F32;
@@ -697,7 +719,8 @@ static void maxpool2d_aux(const ir_graph *g, const ir_node *n, int k, ir_dtype *
 
 static void maxpool2d_forward(lower_ctx *c, const ir_node *n) {
     nchw x = dims4(lc_graph(c), n->in[0]);
-    lc_step(c, n, RTK_maxpool_fwd, LC_R(lc_in(c, n, 0)), LC_W(lc_out(c, n)), LC_W(lc_aux(c, n, 0)), LC_I(x.N * x.C), LC_I(x.H), LC_I(x.W), LC_I(n->attr[POOL_KERNEL]), LC_I(n->attr[POOL_STRIDE]), LC_I(n->attr[POOL_PADDING]));
+    lc_step(c, n, RTK_maxpool_fwd, LC_R(lc_in(c, n, 0)), LC_W(lc_out(c, n)), LC_W(lc_aux(c, n, 0)), LC_I(x.N * x.C),
+            LC_I(x.H), LC_I(x.W), LC_I(n->attr[POOL_KERNEL]), LC_I(n->attr[POOL_STRIDE]), LC_I(n->attr[POOL_PADDING]));
 }
 
 static void maxpool2d_vjp(lower_ctx *c, const ir_node *n, int input) {
@@ -705,12 +728,14 @@ static void maxpool2d_vjp(lower_ctx *c, const ir_node *n, int input) {
     int64_t acc;
     int dy = lc_grad_out(c, n);
     int dst = lc_grad_in(c, n, input, &acc);
-    lc_step(c, n, RTK_maxpool_bwd, LC_R(lc_saved(c, n, NEED_AUX(0))), LC_R(dy), LC_W(dst), LC_I(x.N * x.C), LC_I(x.H), LC_I(x.W), LC_I(n->attr[POOL_KERNEL]), LC_I(n->attr[POOL_STRIDE]), LC_I(n->attr[POOL_PADDING]), LC_I(acc));
+    lc_step(c, n, RTK_maxpool_bwd, LC_R(lc_saved(c, n, NEED_AUX(0))), LC_R(dy), LC_W(dst), LC_I(x.N * x.C), LC_I(x.H),
+            LC_I(x.W), LC_I(n->attr[POOL_KERNEL]), LC_I(n->attr[POOL_STRIDE]), LC_I(n->attr[POOL_PADDING]), LC_I(acc));
 }
 
 static void avgpool2d_forward(lower_ctx *c, const ir_node *n) {
     nchw x = dims4(lc_graph(c), n->in[0]);
-    lc_step(c, n, RTK_avgpool_fwd, LC_R(lc_in(c, n, 0)), LC_W(lc_out(c, n)), LC_I(x.N * x.C), LC_I(x.H), LC_I(x.W), LC_I(n->attr[POOL_KERNEL]), LC_I(n->attr[POOL_STRIDE]), LC_I(n->attr[POOL_PADDING]));
+    lc_step(c, n, RTK_avgpool_fwd, LC_R(lc_in(c, n, 0)), LC_W(lc_out(c, n)), LC_I(x.N * x.C), LC_I(x.H), LC_I(x.W),
+            LC_I(n->attr[POOL_KERNEL]), LC_I(n->attr[POOL_STRIDE]), LC_I(n->attr[POOL_PADDING]));
 }
 
 static void avgpool2d_vjp(lower_ctx *c, const ir_node *n, int input) {
@@ -718,7 +743,8 @@ static void avgpool2d_vjp(lower_ctx *c, const ir_node *n, int input) {
     int64_t acc;
     int dy = lc_grad_out(c, n);
     int dst = lc_grad_in(c, n, input, &acc);
-    lc_step(c, n, RTK_avgpool_bwd, LC_R(dy), LC_W(dst), LC_I(x.N * x.C), LC_I(x.H), LC_I(x.W), LC_I(n->attr[POOL_KERNEL]), LC_I(n->attr[POOL_STRIDE]), LC_I(n->attr[POOL_PADDING]), LC_I(acc));
+    lc_step(c, n, RTK_avgpool_bwd, LC_R(dy), LC_W(dst), LC_I(x.N * x.C), LC_I(x.H), LC_I(x.W),
+            LC_I(n->attr[POOL_KERNEL]), LC_I(n->attr[POOL_STRIDE]), LC_I(n->attr[POOL_PADDING]), LC_I(acc));
 }
 
 /* global_avgpool(x): [N,C,H,W] -> [N,C,1,1], PyTorch's AdaptiveAvgPool2d(1). */
@@ -774,80 +800,178 @@ static void dropout_aux(const ir_graph *g, const ir_node *n, int k, ir_dtype *dt
 
 static void dropout_forward(lower_ctx *c, const ir_node *n) {
     int rng_state = lc_in(c, n, 1), x = lc_in(c, n, 0); /* buffers in the plan's order (linear_forward) */
-    lc_step(c, n, RTK_dropout_fwd, LC_R(x), LC_W(lc_out(c, n)), LC_W(rng_state), LC_W(lc_aux(c, n, 0)), LC_I(numel_of(lc_graph(c), n->out)), LC_F(n->fattr[0]));
+    lc_step(c, n, RTK_dropout_fwd, LC_R(x), LC_W(lc_out(c, n)), LC_W(rng_state), LC_W(lc_aux(c, n, 0)),
+            LC_I(numel_of(lc_graph(c), n->out)), LC_F(n->fattr[0]));
 }
 
 static void dropout_vjp(lower_ctx *c, const ir_node *n, int input) {
     int64_t acc;
     int dy = lc_grad_out(c, n);
     int dst = lc_grad_in(c, n, input, &acc);
-    lc_step(c, n, RTK_dropout_bwd, LC_R(lc_saved(c, n, NEED_AUX(0))), LC_R(dy), LC_W(dst), LC_I(numel_of(lc_graph(c), n->out)), LC_I(acc), LC_F(n->fattr[0]));
+    lc_step(c, n, RTK_dropout_bwd, LC_R(lc_saved(c, n, NEED_AUX(0))), LC_R(dy), LC_W(dst),
+            LC_I(numel_of(lc_graph(c), n->out)), LC_I(acc), LC_F(n->fattr[0]));
 }
 
 /* ------------------------------------------------------------------ the table */
 
-#define T(name) {name, ARG_TENSOR, false, 0}
-#define I(name) {name, ARG_INT, false, 0}
-#define I_OPT(name, v) {name, ARG_INT, true, v}
-#define B_OPT(name, v) {name, ARG_BOOL, true, v}
-#define INTS(name) {name, ARG_INTS, false, 0}
-#define F_OPT(name, v) {name, ARG_FLOAT, true, v}
+#define T(name) \
+    { name, ARG_TENSOR, false, 0 }
+#define I(name) \
+    { name, ARG_INT, false, 0 }
+#define I_OPT(name, v) \
+    { name, ARG_INT, true, v }
+#define B_OPT(name, v) \
+    { name, ARG_BOOL, true, v }
+#define INTS(name) \
+    { name, ARG_INTS, false, 0 }
+#define F_OPT(name, v) \
+    { name, ARG_FLOAT, true, v }
 
 /* Columns: signature; shape rule; differentiable inputs (bit i = input i);
  * residual needs; aux tensors; forward; VJP. */
 const op_def op_table[] = {
-    {.name = "linear", .args = {T("x"), I("out_features"), B_OPT("bias", 1)}, .nargs = 3,
-     .infer = linear_infer, .diff_inputs = 0x7, .needs = linear_needs,
-     .forward = linear_forward, .vjp = linear_vjp},
-    {.name = "matmul", .args = {T("a"), T("b")}, .nargs = 2,
-     .infer = matmul_infer, .diff_inputs = 0x3, .needs = matmul_needs,
-     .forward = matmul_forward, .vjp = matmul_vjp},
-    {.name = "relu", .args = {T("x")}, .nargs = 1,
-     .infer = relu_infer, .diff_inputs = 0x1, .needs = relu_needs,
-     .forward = relu_forward, .vjp = relu_vjp, .elementwise = true},
-    {.name = "sigmoid", .args = {T("x")}, .nargs = 1,
-     .infer = sigmoid_infer, .diff_inputs = 0x1, .needs = sigmoid_needs,
-     .forward = sigmoid_forward, .vjp = sigmoid_vjp, .elementwise = true},
-    {.name = "add", .args = {T("a"), T("b")}, .nargs = 2,
-     .infer = add_infer, .diff_inputs = 0x3, .needs = needs_nothing,
-     .forward = add_forward, .vjp = add_vjp, .elementwise = true},
-    {.name = "flatten", .args = {T("x"), I_OPT("start_dim", 1)}, .nargs = 2,
-     .infer = flatten_infer, .diff_inputs = 0x1, .needs = needs_nothing,
-     .forward = view_forward, .vjp = view_vjp, .is_view = true},
-    {.name = "reshape", .args = {T("x"), INTS("shape")}, .nargs = 2,
-     .infer = reshape_infer, .diff_inputs = 0x1, .needs = needs_nothing,
-     .forward = view_forward, .vjp = view_vjp, .is_view = true},
-    {.name = "cross_entropy", .args = {T("logits"), T("labels")}, .nargs = 2,
-     .infer = cross_entropy_infer, .diff_inputs = 0x1, .needs = cross_entropy_needs,
-     .naux = 1, .aux_shape = cross_entropy_aux, .aux_doc = {"softmax of the logits"},
-     .forward = cross_entropy_forward, .vjp = cross_entropy_vjp},
-    {.name = "mse_loss", .args = {T("pred"), T("target")}, .nargs = 2,
-     .infer = mse_infer, .diff_inputs = 0x3, .needs = mse_needs,
-     .naux = 1, .aux_shape = mse_aux, .aux_doc = {"pred - target"},
-     .forward = mse_forward, .vjp = mse_vjp},
+    {.name = "linear",
+     .args = {T("x"), I("out_features"), B_OPT("bias", 1)},
+     .nargs = 3,
+     .infer = linear_infer,
+     .diff_inputs = 0x7,
+     .needs = linear_needs,
+     .forward = linear_forward,
+     .vjp = linear_vjp},
+    {.name = "matmul",
+     .args = {T("a"), T("b")},
+     .nargs = 2,
+     .infer = matmul_infer,
+     .diff_inputs = 0x3,
+     .needs = matmul_needs,
+     .forward = matmul_forward,
+     .vjp = matmul_vjp},
+    {.name = "relu",
+     .args = {T("x")},
+     .nargs = 1,
+     .infer = relu_infer,
+     .diff_inputs = 0x1,
+     .needs = relu_needs,
+     .forward = relu_forward,
+     .vjp = relu_vjp,
+     .elementwise = true},
+    {.name = "sigmoid",
+     .args = {T("x")},
+     .nargs = 1,
+     .infer = sigmoid_infer,
+     .diff_inputs = 0x1,
+     .needs = sigmoid_needs,
+     .forward = sigmoid_forward,
+     .vjp = sigmoid_vjp,
+     .elementwise = true},
+    {.name = "add",
+     .args = {T("a"), T("b")},
+     .nargs = 2,
+     .infer = add_infer,
+     .diff_inputs = 0x3,
+     .needs = needs_nothing,
+     .forward = add_forward,
+     .vjp = add_vjp,
+     .elementwise = true},
+    {.name = "flatten",
+     .args = {T("x"), I_OPT("start_dim", 1)},
+     .nargs = 2,
+     .infer = flatten_infer,
+     .diff_inputs = 0x1,
+     .needs = needs_nothing,
+     .forward = view_forward,
+     .vjp = view_vjp,
+     .is_view = true},
+    {.name = "reshape",
+     .args = {T("x"), INTS("shape")},
+     .nargs = 2,
+     .infer = reshape_infer,
+     .diff_inputs = 0x1,
+     .needs = needs_nothing,
+     .forward = view_forward,
+     .vjp = view_vjp,
+     .is_view = true},
+    {.name = "cross_entropy",
+     .args = {T("logits"), T("labels")},
+     .nargs = 2,
+     .infer = cross_entropy_infer,
+     .diff_inputs = 0x1,
+     .needs = cross_entropy_needs,
+     .naux = 1,
+     .aux_shape = cross_entropy_aux,
+     .aux_doc = {"softmax of the logits"},
+     .forward = cross_entropy_forward,
+     .vjp = cross_entropy_vjp},
+    {.name = "mse_loss",
+     .args = {T("pred"), T("target")},
+     .nargs = 2,
+     .infer = mse_infer,
+     .diff_inputs = 0x3,
+     .needs = mse_needs,
+     .naux = 1,
+     .aux_shape = mse_aux,
+     .aux_doc = {"pred - target"},
+     .forward = mse_forward,
+     .vjp = mse_vjp},
     {.name = "conv2d",
      .args = {T("x"), I("out_channels"), I("kernel"), I_OPT("stride", 1), I_OPT("padding", 0), I_OPT("dilation", 1),
               I_OPT("groups", 1), B_OPT("bias", 1)},
-     .nargs = 8, .infer = conv2d_infer, .diff_inputs = 0x7, .needs = conv2d_needs,
-     .forward = conv2d_forward, .vjp = conv2d_vjp},
-    {.name = "batchnorm2d", .args = {T("x"), F_OPT("eps", 1e-5), F_OPT("momentum", 0.1)}, .nargs = 3,
-     .infer = batchnorm2d_infer, .diff_inputs = 0x7, .needs = batchnorm2d_needs,
-     .naux = 1, .aux_shape = batchnorm2d_aux, .aux_doc = {"per-channel batch mean and 1/std, 2·C floats"},
-     .forward = batchnorm2d_forward, .vjp = batchnorm2d_vjp},
-    {.name = "maxpool2d", .args = {T("x"), I("kernel"), I_OPT("stride", -1), I_OPT("padding", 0)}, .nargs = 4,
-     .infer = maxpool2d_infer, .diff_inputs = 0x1, .needs = maxpool2d_needs,
-     .naux = 1, .aux_shape = maxpool2d_aux, .aux_doc = {"position of each max in its window, 1 byte per output"},
-     .forward = maxpool2d_forward, .vjp = maxpool2d_vjp},
-    {.name = "avgpool2d", .args = {T("x"), I("kernel"), I_OPT("stride", -1), I_OPT("padding", 0)}, .nargs = 4,
-     .infer = avgpool2d_infer, .diff_inputs = 0x1, .needs = needs_nothing,
-     .forward = avgpool2d_forward, .vjp = avgpool2d_vjp},
-    {.name = "global_avgpool", .args = {T("x")}, .nargs = 1,
-     .infer = global_avgpool_infer, .diff_inputs = 0x1, .needs = needs_nothing,
-     .forward = global_avgpool_forward, .vjp = global_avgpool_vjp},
-    {.name = "dropout", .args = {T("x"), F_OPT("p", 0.5)}, .nargs = 2,
-     .infer = dropout_infer, .diff_inputs = 0x1, .needs = dropout_needs,
-     .naux = 1, .aux_shape = dropout_aux, .aux_doc = {"the seed of its mask, 8 bytes: the mask is drawn again"},
-     .forward = dropout_forward, .vjp = dropout_vjp, .identity_in_infer = true},
+     .nargs = 8,
+     .infer = conv2d_infer,
+     .diff_inputs = 0x7,
+     .needs = conv2d_needs,
+     .forward = conv2d_forward,
+     .vjp = conv2d_vjp},
+    {.name = "batchnorm2d",
+     .args = {T("x"), F_OPT("eps", 1e-5), F_OPT("momentum", 0.1)},
+     .nargs = 3,
+     .infer = batchnorm2d_infer,
+     .diff_inputs = 0x7,
+     .needs = batchnorm2d_needs,
+     .naux = 1,
+     .aux_shape = batchnorm2d_aux,
+     .aux_doc = {"per-channel batch mean and 1/std, 2·C floats"},
+     .forward = batchnorm2d_forward,
+     .vjp = batchnorm2d_vjp},
+    {.name = "maxpool2d",
+     .args = {T("x"), I("kernel"), I_OPT("stride", -1), I_OPT("padding", 0)},
+     .nargs = 4,
+     .infer = maxpool2d_infer,
+     .diff_inputs = 0x1,
+     .needs = maxpool2d_needs,
+     .naux = 1,
+     .aux_shape = maxpool2d_aux,
+     .aux_doc = {"position of each max in its window, 1 byte per output"},
+     .forward = maxpool2d_forward,
+     .vjp = maxpool2d_vjp},
+    {.name = "avgpool2d",
+     .args = {T("x"), I("kernel"), I_OPT("stride", -1), I_OPT("padding", 0)},
+     .nargs = 4,
+     .infer = avgpool2d_infer,
+     .diff_inputs = 0x1,
+     .needs = needs_nothing,
+     .forward = avgpool2d_forward,
+     .vjp = avgpool2d_vjp},
+    {.name = "global_avgpool",
+     .args = {T("x")},
+     .nargs = 1,
+     .infer = global_avgpool_infer,
+     .diff_inputs = 0x1,
+     .needs = needs_nothing,
+     .forward = global_avgpool_forward,
+     .vjp = global_avgpool_vjp},
+    {.name = "dropout",
+     .args = {T("x"), F_OPT("p", 0.5)},
+     .nargs = 2,
+     .infer = dropout_infer,
+     .diff_inputs = 0x1,
+     .needs = dropout_needs,
+     .naux = 1,
+     .aux_shape = dropout_aux,
+     .aux_doc = {"the seed of its mask, 8 bytes: the mask is drawn again"},
+     .forward = dropout_forward,
+     .vjp = dropout_vjp,
+     .identity_in_infer = true},
 };
 const int op_count = (int)(sizeof op_table / sizeof op_table[0]);
 

@@ -96,13 +96,13 @@ static bool check_patterns(const ir_graph *g, const ir_config *c, diag_ctx *d) {
     for (int k = 0; k < c->ngrad && !d->stopped; k++) {
         int v = ir_find_value(g, c->grad[k]);
         if (v < 0 || g->vals[v].kind != VAL_INPUT) {
-            diag_error(d, loc_at(c->grad_loc, k, c->loc), "'grad %s' in config '%s': no input of that name",
-                       c->grad[k], c->name);
+            diag_error(d, loc_at(c->grad_loc, k, c->loc), "'grad %s' in config '%s': no input of that name", c->grad[k],
+                       c->name);
             ok = false;
         } else if (g->vals[v].dtype != DT_F32) {
             diag_error(d, loc_at(c->grad_loc, k, c->loc),
-                       "'grad %s' in config '%s': the input is %s; only f32 inputs have gradients", c->grad[k],
-                       c->name, dtype_name(g->vals[v].dtype));
+                       "'grad %s' in config '%s': the input is %s; only f32 inputs have gradients", c->grad[k], c->name,
+                       dtype_name(g->vals[v].dtype));
             ok = false;
         }
     }

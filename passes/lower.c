@@ -31,19 +31,19 @@ struct lower_ctx {
     bool train;
 
     /* per value */
-    int *buf;          /* forward buffer holding it */
-    int *saved_copy;   /* arena copy of a caller input needed in backward */
-    int *grad;         /* buffer of d loss / d value */
-    int *root;         /* value whose storage it shares (itself unless made by a view op) */
+    int *buf;        /* forward buffer holding it */
+    int *saved_copy; /* arena copy of a caller input needed in backward */
+    int *grad;       /* buffer of d loss / d value */
+    int *root;       /* value whose storage it shares (itself unless made by a view op) */
     bool *needs_grad;
     bool *reaches_loss;
-    bool *kept_full;   /* by storage root: some surviving VJP reads it in full */
+    bool *kept_full; /* by storage root: some surviving VJP reads it in full */
     /* per node */
-    bool *live;        /* contributes to an output */
-    uint32_t *vjps;    /* bit i: the VJP w.r.t. input i survives */
-    uint32_t *needs;   /* union of the surviving VJPs' needs */
-    int *aux;          /* [node * IR_MAX_AUX + k] */
-    int *mask;         /* 1-bit sign mask of the output, -1 if none */
+    bool *live;         /* contributes to an output */
+    uint32_t *vjps;     /* bit i: the VJP w.r.t. input i survives */
+    uint32_t *needs;    /* union of the surviving VJPs' needs */
+    int *aux;           /* [node * IR_MAX_AUX + k] */
+    int *mask;          /* 1-bit sign mask of the output, -1 if none */
     bool *grad_donated; /* per buffer id of a node's d output: its storage now holds a d input */
     int ngrad_donated;  /* size of grad_donated */
 };
@@ -62,8 +62,8 @@ uint32_t lower_op_needs(const ir_graph *g, const ir_node *n, int input, bool tra
 
 static int node_index(lower_ctx *c, const ir_node *n) { return (int)(n - c->g->nodes); }
 
-static int new_buf(lower_ctx *c, const char *name, ir_buf_kind kind, ir_space space, ir_dtype dt,
-                   ir_shape shape, int value) {
+static int new_buf(lower_ctx *c, const char *name, ir_buf_kind kind, ir_space space, ir_dtype dt, ir_shape shape,
+                   int value) {
     return ir_add_buf(c->p, c->prog, name, kind, space, dt, shape, value);
 }
 
@@ -97,8 +97,8 @@ const rt_kernel_desc rt_kernels[RTK_COUNT] = {
 /* A step that does not match its kernel's operands is a bug of the op that
  * lowered it: stop at once, naming both. */
 static void bad_operands(const ir_node *n, const rt_kernel_desc *k, const char *what, int at) {
-    fprintf(stderr, "frost: internal error: %s of node %s: %s operand %d (the kernel's operands are \"%s\")\n",
-            k->name, n ? n->name : "(glue)", what, at, k->operands);
+    fprintf(stderr, "frost: internal error: %s of node %s: %s operand %d (the kernel's operands are \"%s\")\n", k->name,
+            n ? n->name : "(glue)", what, at, k->operands);
     abort();
 }
 
@@ -135,8 +135,7 @@ void lc_step_args(lower_ctx *c, const ir_node *n, rt_kernel kernel, const lc_arg
             o->kind = OPND_FLOAT;
             o->f = args[a].f;
             break;
-        default:
-            bad_operands(n, k, "an unknown letter for", a);
+        default: bad_operands(n, k, "an unknown letter for", a);
         }
     }
 }
@@ -156,8 +155,8 @@ int lc_scratch(lower_ctx *c, const ir_node *n, ir_dtype dt, int64_t numel) {
     if (numel <= 0)
         return -1;
     ir_shape shape = {1, {numel}};
-    return new_buf(c, pool_printf(c->p, "scratch %s", c->g->vals[n->out].name), BUF_SCRATCH, SPACE_ARENA, dt,
-                   shape, -1);
+    return new_buf(c, pool_printf(c->p, "scratch %s", c->g->vals[n->out].name), BUF_SCRATCH, SPACE_ARENA, dt, shape,
+                   -1);
 }
 
 void lc_step_blocks(lower_ctx *c, int64_t blocks_max, int64_t blocked_bytes) {
@@ -297,8 +296,8 @@ static void analyse(lower_ctx *c) {
     for (int v = 0; v < g->nvals; v++) {
         c->root[v] = v;
         const ir_value *val = &g->vals[v];
-        c->needs_grad[v] = c->train && ((val->kind == VAL_PARAM && val->trainable) ||
-                                        (val->kind == VAL_INPUT && val->wants_grad));
+        c->needs_grad[v] =
+            c->train && ((val->kind == VAL_PARAM && val->trainable) || (val->kind == VAL_INPUT && val->wants_grad));
     }
     for (int ni = 0; ni < g->nnodes; ni++) {
         const ir_node *n = &g->nodes[ni];
@@ -378,8 +377,8 @@ static void emit_forward(lower_ctx *c) {
         else
             op->forward(c, n);
         if ((c->needs[ni] & NEED_OUT_SIGN) && !c->kept_full[c->root[n->out]]) {
-            int m = new_buf(c, pool_printf(c->p, "mask %s", out->name), BUF_SAVED, SPACE_ARENA, DT_BIT, out->shape,
-                            n->out);
+            int m =
+                new_buf(c, pool_printf(c->p, "mask %s", out->name), BUF_SAVED, SPACE_ARENA, DT_BIT, out->shape, n->out);
             lc_step(c, n, RTK_sign_mask, LC_R(c->buf[n->out]), LC_W(m), LC_I(shape_numel(&out->shape)));
             c->mask[ni] = m;
         }
@@ -416,8 +415,9 @@ static void emit_backward(lower_ctx *c) {
         if (c->m->grad_offset[v] < 0 || c->grad[v] >= 0)
             continue;
         const ir_value *val = &g->vals[v];
-        int b = new_buf(c, pool_printf(c->p, "d %s", val->name),
-                        val->kind == VAL_INPUT ? BUF_INPUT_GRAD : BUF_PARAM_GRAD, SPACE_GRADS, val->dtype, val->shape, v);
+        int b =
+            new_buf(c, pool_printf(c->p, "d %s", val->name), val->kind == VAL_INPUT ? BUF_INPUT_GRAD : BUF_PARAM_GRAD,
+                    SPACE_GRADS, val->dtype, val->shape, v);
         c->prog->bufs[b].offset = c->m->grad_offset[v];
         lc_step(c, NULL, RTK_fill_f32, LC_W(b), LC_I(shape_numel(&val->shape)), LC_F(0.0));
     }
@@ -466,8 +466,7 @@ static src_loc buf_loc(const ir_graph *g, const ir_program *prog, int b) {
         return g->vals[prog->bufs[b].value].loc;
     for (int t = 0; t < prog->nsteps; t++)
         for (int k = 0; k < prog->steps[t].nopnd; k++)
-            if (prog->steps[t].opnd[k].kind == OPND_BUF && prog->steps[t].opnd[k].buf == b &&
-                prog->steps[t].node >= 0)
+            if (prog->steps[t].opnd[k].kind == OPND_BUF && prog->steps[t].opnd[k].buf == b && prog->steps[t].node >= 0)
                 return g->nodes[prog->steps[t].node].loc;
     return (src_loc){0, 0};
 }

@@ -11,7 +11,8 @@
 const char *opt_name(ir_opt_kind kind) { return kind == OPT_ADAMW ? "adamw" : "sgd"; }
 
 const char *opt_keys(ir_opt_kind kind) {
-    return kind == OPT_ADAMW ? "lr, beta1, beta2, eps, weight_decay" : "lr, momentum, dampening, weight_decay, nesterov";
+    return kind == OPT_ADAMW ? "lr, beta1, beta2, eps, weight_decay"
+                             : "lr, momentum, dampening, weight_decay, nesterov";
 }
 
 int opt_slots(ir_opt_kind kind) { return kind == OPT_ADAMW ? 2 : 1; }
@@ -22,8 +23,8 @@ bool opt_init(ir_optimizer *o, const char *name) {
         return true;
     }
     if (strcmp(name, "adamw") == 0) {
-        *o = (ir_optimizer){.kind = OPT_ADAMW, .lr = 1e-3, .beta1 = 0.9, .beta2 = 0.999, .eps = 1e-8,
-                            .weight_decay = 1e-2};
+        *o = (ir_optimizer){
+            .kind = OPT_ADAMW, .lr = 1e-3, .beta1 = 0.9, .beta2 = 0.999, .eps = 1e-8, .weight_decay = 1e-2};
         return true;
     }
     return false;

@@ -10,9 +10,7 @@
 
 #include <string.h>
 
-static bool dumps(const frost_select *sel, char letter) {
-    return sel && sel->dump && strchr(sel->dump, letter);
-}
+static bool dumps(const frost_select *sel, char letter) { return sel && sel->dump && strchr(sel->dump, letter); }
 
 static void dump_program(diag_ctx *d, const ir_program *prog, bool train, const char *after) {
     fprintf(d->out, "> %s program after %s:\n", train ? "train" : "infer", after);

@@ -57,7 +57,7 @@ typedef struct {
     int64_t size;  /* aligned group size */
     int64_t bytes; /* the group's largest member, unaligned */
     int first, last;
-    int buf;       /* root buffer id */
+    int buf; /* root buffer id */
 } plan_obj;
 
 /* Objects placed so far, kept sorted by offset (structure of arrays: the scan
@@ -121,7 +121,8 @@ static int merge_inplace(const ir_program *prog, const int *root, int *obj_of, p
         IR_ASSERT(d < prog->nbufs);
         int ob = obj_of[root[b]], od = obj_of[root[d]];
         if (ob < 0 || od < 0 || ob == od || took[ob] || taken[od] || obj[ob].bytes != obj[od].bytes ||
-            obj[ob].bytes == 0 || obj[ob].first != obj[od].last || !hands_over(prog, root, obj[ob].first, root[d], root[b]))
+            obj[ob].bytes == 0 || obj[ob].first != obj[od].last ||
+            !hands_over(prog, root, obj[ob].first, root[d], root[b]))
             continue;
         int rb = uf_find(parent, ob), rd = uf_find(parent, od);
         if (rb == rd)
@@ -233,28 +234,27 @@ static int cmp_key(const void *pa, const void *pb) {
 }
 
 enum {
-    ORD_SIZE_FIRST,  /* size desc, start asc */
-    ORD_SIZE_LONG,   /* size desc, lifetime desc */
-    ORD_SIZE_REV,    /* size desc, index desc */
-    ORD_AREA,        /* size x lifetime desc */
-    ORD_START,       /* start asc, size desc */
-    ORD_END,         /* end desc, size desc */
-    ORD_LONGEST,     /* lifetime desc, size desc */
-    ORD_BREADTH,     /* heaviest step live in desc, that step asc, size desc */
+    ORD_SIZE_FIRST, /* size desc, start asc */
+    ORD_SIZE_LONG,  /* size desc, lifetime desc */
+    ORD_SIZE_REV,   /* size desc, index desc */
+    ORD_AREA,       /* size x lifetime desc */
+    ORD_START,      /* start asc, size desc */
+    ORD_END,        /* end desc, size desc */
+    ORD_LONGEST,    /* lifetime desc, size desc */
+    ORD_BREADTH,    /* heaviest step live in desc, that step asc, size desc */
     ORD_COUNT
 };
 
 #define PLAN_COMPACT_ROUNDS 16
-#define PLAN_SEARCH_MAX 64      /* perturbed orders tried at most */
-#define PLAN_SEARCH_WORK 1.5e8  /* ... and at most this many pair visits */
-#define PLAN_LOCAL_MAX 20000    /* local-search moves tried at most */
-#define PLAN_LOCAL_WORK 5e7     /* ... and at most this many pair visits */
+#define PLAN_SEARCH_MAX 64     /* perturbed orders tried at most */
+#define PLAN_SEARCH_WORK 1.5e8 /* ... and at most this many pair visits */
+#define PLAN_LOCAL_MAX 20000   /* local-search moves tried at most */
+#define PLAN_LOCAL_WORK 5e7    /* ... and at most this many pair visits */
 
 static int64_t sat_mul(int64_t a, int64_t b) { return b != 0 && a > INT64_MAX / b ? INT64_MAX : a * b; }
 
 /* The keys of greedy order `which` (ORD_*) for every object. */
-static void order_keys(int which, const plan_obj *obj, int n, const int64_t *peak, const int *peak_at,
-                       plan_key *keys) {
+static void order_keys(int which, const plan_obj *obj, int n, const int64_t *peak, const int *peak_at, plan_key *keys) {
     for (int i = 0; i < n; i++) {
         const plan_obj *o = &obj[i];
         int64_t life = o->last - o->first + 1;
@@ -263,14 +263,43 @@ static void order_keys(int which, const plan_obj *obj, int n, const int64_t *pea
         k->tie = i;
         k->k[0] = k->k[1] = k->k[2] = 0;
         switch (which) {
-        case ORD_SIZE_FIRST: k->k[0] = o->size; k->k[1] = -o->first; break;
-        case ORD_SIZE_LONG: k->k[0] = o->size; k->k[1] = life; k->k[2] = -o->first; break;
-        case ORD_SIZE_REV: k->k[0] = o->size; k->k[1] = o->last; k->tie = -i; break;
-        case ORD_AREA: k->k[0] = sat_mul(o->size, life); k->k[1] = o->size; break;
-        case ORD_START: k->k[0] = -o->first; k->k[1] = o->size; k->k[2] = life; break;
-        case ORD_END: k->k[0] = o->last; k->k[1] = o->size; k->k[2] = life; break;
-        case ORD_LONGEST: k->k[0] = life; k->k[1] = o->size; break;
-        case ORD_BREADTH: k->k[0] = peak[i]; k->k[1] = -peak_at[i]; k->k[2] = o->size; break;
+        case ORD_SIZE_FIRST:
+            k->k[0] = o->size;
+            k->k[1] = -o->first;
+            break;
+        case ORD_SIZE_LONG:
+            k->k[0] = o->size;
+            k->k[1] = life;
+            k->k[2] = -o->first;
+            break;
+        case ORD_SIZE_REV:
+            k->k[0] = o->size;
+            k->k[1] = o->last;
+            k->tie = -i;
+            break;
+        case ORD_AREA:
+            k->k[0] = sat_mul(o->size, life);
+            k->k[1] = o->size;
+            break;
+        case ORD_START:
+            k->k[0] = -o->first;
+            k->k[1] = o->size;
+            k->k[2] = life;
+            break;
+        case ORD_END:
+            k->k[0] = o->last;
+            k->k[1] = o->size;
+            k->k[2] = life;
+            break;
+        case ORD_LONGEST:
+            k->k[0] = life;
+            k->k[1] = o->size;
+            break;
+        case ORD_BREADTH:
+            k->k[0] = peak[i];
+            k->k[1] = -peak_at[i];
+            k->k[2] = o->size;
+            break;
         default: IR_ASSERT(0);
         }
     }
@@ -278,8 +307,7 @@ static void order_keys(int which, const plan_obj *obj, int n, const int64_t *pea
 
 /* For each object, the heaviest step it is live at (load, then earliest
  * step): a sparse table over the per-step load answers each range in O(1). */
-static void breadth_peaks(const plan_obj *obj, int n, const int64_t *load, int nsteps, int64_t *peak,
-                          int *peak_at) {
+static void breadth_peaks(const plan_obj *obj, int n, const int64_t *load, int nsteps, int64_t *peak, int *peak_at) {
     int levels = 1;
     while ((1 << levels) <= nsteps)
         levels++;
@@ -315,15 +343,15 @@ static void breadth_peaks(const plan_obj *obj, int n, const int64_t *load, int n
 typedef struct {
     const plan_obj *obj;
     int n;
-    int64_t bound;      /* the lower bound: no plan can be smaller */
-    int *order;         /* the order being tried */
-    int64_t *off;       /* the offsets place() gives it */
-    plan_placed pl;     /* place()'s working set */
+    int64_t bound;  /* the lower bound: no plan can be smaller */
+    int *order;     /* the order being tried */
+    int64_t *off;   /* the offsets place() gives it */
+    plan_placed pl; /* place()'s working set */
     plan_key *keys;
-    int64_t best;       /* the smallest arena so far (INT64_MAX: none yet) */
-    int64_t *best_off;  /* its offsets */
-    int *best_order;    /* and its order */
-    uint64_t rs;        /* the random generator's state */
+    int64_t best;      /* the smallest arena so far (INT64_MAX: none yet) */
+    int64_t *best_off; /* its offsets */
+    int *best_order;   /* and its order */
+    uint64_t rs;       /* the random generator's state */
 } plan_search;
 
 static bool at_bound(const plan_search *s) { return s->best <= s->bound; }
@@ -386,8 +414,7 @@ static void perturbed_orders(plan_search *s) {
             double u = (double)(next_random(s) >> 11) * 0x1.0p-53;
             plan_key *k = &s->keys[i];
             k->idx = k->tie = i;
-            k->k[0] = obj[i].size < ((int64_t)1 << 60) ? (int64_t)((double)obj[i].size * (1.0 + amp * u))
-                                                       : obj[i].size;
+            k->k[0] = obj[i].size < ((int64_t)1 << 60) ? (int64_t)((double)obj[i].size * (1.0 + amp * u)) : obj[i].size;
             k->k[1] = obj[i].size;
             k->k[2] = 0;
         }

@@ -116,7 +116,7 @@ static int upper(const val_store *const *live, int n, int64_t x) {
 
 static void report_overlap(val_ctx *v, const val_store *a, const val_store *b) {
     const ir_program *prog = v->prog;
-    const char *why = v->donor[b->buf] == a->buf ? v->refused[b->buf]
+    const char *why = v->donor[b->buf] == a->buf   ? v->refused[b->buf]
                       : v->donor[a->buf] == b->buf ? v->refused[a->buf]
                                                    : NULL;
     fail(v,
@@ -291,13 +291,13 @@ bool pass_validate(const ir_program *prog, FILE *out) {
                 continue;
             int b = s->opnd[k].buf;
             if (b < 0 || b >= nb) {
-                fail(&v, "step %d (%s) operand %d names buffer %d; there are %d", t, s->kernel ? s->kernel : "?", k,
-                     b, nb);
+                fail(&v, "step %d (%s) operand %d names buffer %d; there are %d", t, s->kernel ? s->kernel : "?", k, b,
+                     nb);
                 continue;
             }
             ir_space sp = prog->bufs[b].space, rsp = prog->bufs[root[b]].space;
-            if (t >= prog->nfwd && (sp == SPACE_INPUT || sp == SPACE_OUTPUT || rsp == SPACE_INPUT ||
-                                    rsp == SPACE_OUTPUT))
+            if (t >= prog->nfwd &&
+                (sp == SPACE_INPUT || sp == SPACE_OUTPUT || rsp == SPACE_INPUT || rsp == SPACE_OUTPUT))
                 fail(&v, "backward step %d (%s) uses caller buffer '%s', which backward cannot reach", t,
                      s->kernel ? s->kernel : "?", buf_name(prog, b));
             int r = root[b];
@@ -334,8 +334,9 @@ bool pass_validate(const ir_program *prog, FILE *out) {
         }
         if (x->bytes < 0 || x->offset < 0 || x->offset % IR_ALIGN != 0 || x->offset > prog->arena_bytes ||
             x->bytes > prog->arena_bytes - x->offset) {
-            fail(&v, "arena buffer '%s' at offset %" PRId64 " with %" PRId64 " bytes is misplaced (arena %" PRId64
-                     " bytes, alignment %d)",
+            fail(&v,
+                 "arena buffer '%s' at offset %" PRId64 " with %" PRId64 " bytes is misplaced (arena %" PRId64
+                 " bytes, alignment %d)",
                  buf_name(prog, b), x->offset, x->bytes, prog->arena_bytes, IR_ALIGN);
             continue;
         }
@@ -363,8 +364,12 @@ bool pass_validate(const ir_program *prog, FILE *out) {
         int sweep_last = taker_of[b] >= 0 ? last[b] - 1 : last[b];
         if (sweep_last < first[b])
             continue; /* used only at its handover step: its taker stands for it there */
-        st[n++] = (val_store){.lo = x->offset, .hi = x->offset + extent[b], .first = first[b], .last = last[b],
-                              .buf = b, .sweep_last = sweep_last};
+        st[n++] = (val_store){.lo = x->offset,
+                              .hi = x->offset + extent[b],
+                              .first = first[b],
+                              .last = last[b],
+                              .buf = b,
+                              .sweep_last = sweep_last};
     }
     if (n > 0)
         check_overlaps(&v, st, n, nsteps);

@@ -24,22 +24,19 @@
 
 /* ---------------------------------------------------------------- checked mode */
 
-void rt_guard_fill(uint8_t *p, int64_t bytes)
-{
+void rt_guard_fill(uint8_t *p, int64_t bytes) {
     for (int64_t i = 0; i < bytes; i++)
         p[i] = (uint8_t)(RT_GUARD_WORD >> (8 * (i % 4)));
 }
 
-int64_t rt_guard_find(const uint8_t *p, int64_t bytes)
-{
+int64_t rt_guard_find(const uint8_t *p, int64_t bytes) {
     for (int64_t i = 0; i < bytes; i++)
         if (p[i] != (uint8_t)(RT_GUARD_WORD >> (8 * (i % 4))))
             return i;
     return -1;
 }
 
-int64_t rt_nonfinite_find(const float *p, int64_t n)
-{
+int64_t rt_nonfinite_find(const float *p, int64_t n) {
     if (!p)
         return -1;
     /* exponent all ones: NaN or an infinity; integer bits so that no
@@ -53,9 +50,7 @@ int64_t rt_nonfinite_find(const float *p, int64_t n)
     return -1;
 }
 
-int32_t rt_check_report(int64_t *state, int64_t id, const char *msg, const float *p, int64_t where,
-                        int64_t code)
-{
+int32_t rt_check_report(int64_t *state, int64_t id, const char *msg, const float *p, int64_t where, int64_t code) {
     if (state)
         state[1] = id;
     if (code == RT_ERR_NONFINITE && p)
@@ -67,21 +62,18 @@ int32_t rt_check_report(int64_t *state, int64_t id, const char *msg, const float
 
 /* ---------------------------------------------------------------- glue */
 
-void rt_copy(void *dst, const void *src, int64_t bytes)
-{
+void rt_copy(void *dst, const void *src, int64_t bytes) {
     if (!dst || bytes <= 0)
         return;
     memcpy(dst, src, (size_t)bytes);
 }
 
-void rt_fill_f32(float *restrict dst, int64_t n, float value)
-{
+void rt_fill_f32(float *restrict dst, int64_t n, float value) {
     for (int64_t i = 0; i < n; i++)
         dst[i] = value;
 }
 
-void rt_acc_f32(float *restrict dst, const float *restrict src, int64_t n, int64_t acc)
-{
+void rt_acc_f32(float *restrict dst, const float *restrict src, int64_t n, int64_t acc) {
     if (acc) {
         for (int64_t i = 0; i < n; i++)
             dst[i] += src[i];
@@ -94,8 +86,7 @@ void rt_acc_f32(float *restrict dst, const float *restrict src, int64_t n, int64
 /* ---------------------------------------------------------------- init */
 
 /* splitmix64's finaliser: a bijection on 64 bits with good avalanche. */
-static inline uint64_t rt_mix64(uint64_t z)
-{
+static inline uint64_t rt_mix64(uint64_t z) {
     z += 0x9e3779b97f4a7c15ull;
     z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
     z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
@@ -105,8 +96,7 @@ static inline uint64_t rt_mix64(uint64_t z)
 /* p[i] depends only on (seed, stream, i): element i of tensor `stream` is
  * the top 24 bits of mix(key + i), key = mix(seed ^ mix(stream)). 24 bits map
  * exactly onto floats u in [0,1), and bound * (2u - 1) stays in [-bound, bound). */
-void rt_init_uniform(float *restrict p, int64_t n, uint64_t seed, int64_t stream, float bound)
-{
+void rt_init_uniform(float *restrict p, int64_t n, uint64_t seed, int64_t stream, float bound) {
     uint64_t key = rt_mix64(seed ^ rt_mix64((uint64_t)stream));
     for (int64_t i = 0; i < n; i++) {
         uint64_t r = rt_mix64(key + (uint64_t)i);
@@ -119,10 +109,8 @@ void rt_init_uniform(float *restrict p, int64_t n, uint64_t seed, int64_t stream
 
 /* C[m,n] = op(A) op(B) + beta C, row-major. Degenerate sizes are handled here
  * because BLAS rejects leading dimensions of 0 (and would print about it). */
-static void rt_gemm(enum CBLAS_TRANSPOSE ta, enum CBLAS_TRANSPOSE tb, int64_t m, int64_t n,
-                    int64_t k, const float *a, int64_t lda, const float *b, int64_t ldb,
-                    float beta, float *c, int64_t ldc)
-{
+static void rt_gemm(enum CBLAS_TRANSPOSE ta, enum CBLAS_TRANSPOSE tb, int64_t m, int64_t n, int64_t k, const float *a,
+                    int64_t lda, const float *b, int64_t ldb, float beta, float *c, int64_t ldc) {
     if (m <= 0 || n <= 0)
         return;
     if (k <= 0) {
@@ -130,13 +118,12 @@ static void rt_gemm(enum CBLAS_TRANSPOSE ta, enum CBLAS_TRANSPOSE tb, int64_t m,
             memset(c, 0, (size_t)(m * n) * sizeof(float));
         return;
     }
-    cblas_sgemm(CblasRowMajor, ta, tb, (blasint)m, (blasint)n, (blasint)k, 1.0f, a, (blasint)lda,
-                b, (blasint)ldb, beta, c, (blasint)ldc);
+    cblas_sgemm(CblasRowMajor, ta, tb, (blasint)m, (blasint)n, (blasint)k, 1.0f, a, (blasint)lda, b, (blasint)ldb, beta,
+                c, (blasint)ldc);
 }
 
-void rt_linear_fwd(const float *restrict x, const float *restrict w, const float *restrict b,
-                   float *restrict y, int64_t M, int64_t K, int64_t N)
-{
+void rt_linear_fwd(const float *restrict x, const float *restrict w, const float *restrict b, float *restrict y,
+                   int64_t M, int64_t K, int64_t N) {
     float beta = 0.0f;
     if (b) {
         for (int64_t i = 0; i < M; i++)
@@ -147,20 +134,17 @@ void rt_linear_fwd(const float *restrict x, const float *restrict w, const float
     rt_gemm(CblasNoTrans, CblasTrans, M, N, K, x, K, w, K, beta, y, N);
 }
 
-void rt_linear_bwd_x(const float *restrict dy, const float *restrict w, float *restrict dx,
-                     int64_t M, int64_t K, int64_t N, int64_t acc)
-{
+void rt_linear_bwd_x(const float *restrict dy, const float *restrict w, float *restrict dx, int64_t M, int64_t K,
+                     int64_t N, int64_t acc) {
     rt_gemm(CblasNoTrans, CblasNoTrans, M, K, N, dy, N, w, K, acc ? 1.0f : 0.0f, dx, K);
 }
 
-void rt_linear_bwd_w(const float *restrict dy, const float *restrict x, float *restrict dw,
-                     int64_t M, int64_t K, int64_t N, int64_t acc)
-{
+void rt_linear_bwd_w(const float *restrict dy, const float *restrict x, float *restrict dw, int64_t M, int64_t K,
+                     int64_t N, int64_t acc) {
     rt_gemm(CblasTrans, CblasNoTrans, N, K, M, dy, N, x, K, acc ? 1.0f : 0.0f, dw, K);
 }
 
-void rt_sum_rows(const float *restrict dy, float *restrict db, int64_t M, int64_t N, int64_t acc)
-{
+void rt_sum_rows(const float *restrict dy, float *restrict db, int64_t M, int64_t N, int64_t acc) {
     if (!acc)
         for (int64_t j = 0; j < N; j++)
             db[j] = 0.0f;
@@ -169,44 +153,38 @@ void rt_sum_rows(const float *restrict dy, float *restrict db, int64_t M, int64_
             db[j] += dy[i * N + j];
 }
 
-void rt_matmul_fwd(const float *restrict a, const float *restrict b, float *restrict c,
-                   int64_t M, int64_t K, int64_t N)
-{
+void rt_matmul_fwd(const float *restrict a, const float *restrict b, float *restrict c, int64_t M, int64_t K,
+                   int64_t N) {
     rt_gemm(CblasNoTrans, CblasNoTrans, M, N, K, a, K, b, N, 0.0f, c, N);
 }
 
-void rt_matmul_bwd_a(const float *restrict dc, const float *restrict b, float *restrict da,
-                     int64_t M, int64_t K, int64_t N, int64_t acc)
-{
+void rt_matmul_bwd_a(const float *restrict dc, const float *restrict b, float *restrict da, int64_t M, int64_t K,
+                     int64_t N, int64_t acc) {
     rt_gemm(CblasNoTrans, CblasTrans, M, K, N, dc, N, b, N, acc ? 1.0f : 0.0f, da, K);
 }
 
-void rt_matmul_bwd_b(const float *restrict a, const float *restrict dc, float *restrict db,
-                     int64_t M, int64_t K, int64_t N, int64_t acc)
-{
+void rt_matmul_bwd_b(const float *restrict a, const float *restrict dc, float *restrict db, int64_t M, int64_t K,
+                     int64_t N, int64_t acc) {
     rt_gemm(CblasTrans, CblasNoTrans, K, N, M, a, K, dc, N, acc ? 1.0f : 0.0f, db, N);
 }
 
 /* ---------------------------------------------------------------- relu */
 
-static inline void rt_relu_body(const float *x, float *y, int64_t n)
-{
+static inline void rt_relu_body(const float *x, float *y, int64_t n) {
     for (int64_t i = 0; i < n; i++) {
         float v = x[i];
         y[i] = v > 0.0f ? v : 0.0f;
     }
 }
 
-void rt_relu_fwd(const float *x, float *y, int64_t n)
-{
+void rt_relu_fwd(const float *x, float *y, int64_t n) {
     if (x == y)
         rt_relu_body(y, y, n);
     else
         rt_relu_body(x, y, n);
 }
 
-void rt_sign_mask(const float *restrict y, uint8_t *restrict bits, int64_t n)
-{
+void rt_sign_mask(const float *restrict y, uint8_t *restrict bits, int64_t n) {
     int64_t full = n / 8;
     for (int64_t b = 0; b < full; b++) {
         unsigned v = 0;
@@ -222,9 +200,7 @@ void rt_sign_mask(const float *restrict y, uint8_t *restrict bits, int64_t n)
     }
 }
 
-void rt_relu_bwd_out(const float *restrict y, const float *restrict dy, float *restrict dx,
-                     int64_t n, int64_t acc)
-{
+void rt_relu_bwd_out(const float *restrict y, const float *restrict dy, float *restrict dx, int64_t n, int64_t acc) {
     if (acc) {
         for (int64_t i = 0; i < n; i++)
             dx[i] += y[i] > 0.0f ? dy[i] : 0.0f;
@@ -234,9 +210,8 @@ void rt_relu_bwd_out(const float *restrict y, const float *restrict dy, float *r
     }
 }
 
-void rt_relu_bwd_mask(const uint8_t *restrict bits, const float *restrict dy, float *restrict dx,
-                      int64_t n, int64_t acc)
-{
+void rt_relu_bwd_mask(const uint8_t *restrict bits, const float *restrict dy, float *restrict dx, int64_t n,
+                      int64_t acc) {
     if (acc) {
         for (int64_t i = 0; i < n; i++)
             dx[i] += (bits[i >> 3] >> (i & 7)) & 1 ? dy[i] : 0.0f;
@@ -250,22 +225,19 @@ void rt_relu_bwd_mask(const uint8_t *restrict bits, const float *restrict dy, fl
 
 /* 1 / (1 + e^-x) is exact enough in f32 over the whole range: e^-x
  * overflows to inf for x < -88 and the quotient is then 0, never NaN. */
-static inline void rt_sigmoid_body(const float *x, float *y, int64_t n)
-{
+static inline void rt_sigmoid_body(const float *x, float *y, int64_t n) {
     for (int64_t i = 0; i < n; i++)
         y[i] = 1.0f / (1.0f + expf(-x[i]));
 }
 
-void rt_sigmoid_fwd(const float *x, float *y, int64_t n)
-{
+void rt_sigmoid_fwd(const float *x, float *y, int64_t n) {
     if (x == y)
         rt_sigmoid_body(y, y, n);
     else
         rt_sigmoid_body(x, y, n);
 }
 
-void rt_sigmoid_bwd(const float *restrict y, const float *restrict dy, float *restrict dx, int64_t n, int64_t acc)
-{
+void rt_sigmoid_bwd(const float *restrict y, const float *restrict dy, float *restrict dx, int64_t n, int64_t acc) {
     if (acc) {
         for (int64_t i = 0; i < n; i++)
             dx[i] += dy[i] * y[i] * (1.0f - y[i]);
@@ -277,16 +249,13 @@ void rt_sigmoid_bwd(const float *restrict y, const float *restrict dy, float *re
 
 /* ---------------------------------------------------------------- add */
 
-static inline void rt_add_body(const float *a, const float *b, float *y, int64_t outer,
-                               int64_t inner)
-{
+static inline void rt_add_body(const float *a, const float *b, float *y, int64_t outer, int64_t inner) {
     for (int64_t o = 0; o < outer; o++)
         for (int64_t i = 0; i < inner; i++)
             y[o * inner + i] = a[o * inner + i] + b[i];
 }
 
-void rt_add_fwd(const float *a, const float *b, float *y, int64_t outer, int64_t inner)
-{
+void rt_add_fwd(const float *a, const float *b, float *y, int64_t outer, int64_t inner) {
     if (y == a && y != b)
         rt_add_body(y, b, y, outer, inner);
     else if (y == b && y != a && outer == 1)
@@ -297,9 +266,8 @@ void rt_add_fwd(const float *a, const float *b, float *y, int64_t outer, int64_t
 
 /* ---------------------------------------------------------------- losses */
 
-int32_t rt_cross_entropy_fwd(const float *restrict logits, const int32_t *restrict labels,
-                             float *restrict probs, float *restrict loss, int64_t M, int64_t C)
-{
+int32_t rt_cross_entropy_fwd(const float *restrict logits, const int32_t *restrict labels, float *restrict probs,
+                             float *restrict loss, int64_t M, int64_t C) {
     /* Labels are checked first so that a bad batch writes nothing. */
     for (int64_t i = 0; i < M; i++)
         if (labels[i] < 0 || labels[i] >= C)
@@ -324,10 +292,8 @@ int32_t rt_cross_entropy_fwd(const float *restrict logits, const int32_t *restri
     return RT_OK;
 }
 
-void rt_cross_entropy_bwd(const float *restrict probs, const int32_t *restrict labels,
-                          const float *restrict dloss, float *restrict dlogits, int64_t M,
-                          int64_t C, int64_t acc)
-{
+void rt_cross_entropy_bwd(const float *restrict probs, const int32_t *restrict labels, const float *restrict dloss,
+                          float *restrict dlogits, int64_t M, int64_t C, int64_t acc) {
     float s = M > 0 ? *dloss / (float)M : 0.0f;
     for (int64_t i = 0; i < M; i++) {
         const float *p = probs + i * C;
@@ -343,9 +309,8 @@ void rt_cross_entropy_bwd(const float *restrict probs, const int32_t *restrict l
     }
 }
 
-void rt_mse_fwd(const float *restrict pred, const float *restrict target, float *restrict diff,
-                float *restrict loss, int64_t n)
-{
+void rt_mse_fwd(const float *restrict pred, const float *restrict target, float *restrict diff, float *restrict loss,
+                int64_t n) {
     double total = 0.0;
     for (int64_t i = 0; i < n; i++) {
         float d = pred[i] - target[i];
@@ -356,9 +321,8 @@ void rt_mse_fwd(const float *restrict pred, const float *restrict target, float 
     *loss = n > 0 ? (float)(total / (double)n) : 0.0f;
 }
 
-void rt_mse_bwd(const float *restrict diff, const float *restrict dloss, float *restrict dx,
-                int64_t n, int64_t sign, int64_t acc)
-{
+void rt_mse_bwd(const float *restrict diff, const float *restrict dloss, float *restrict dx, int64_t n, int64_t sign,
+                int64_t acc) {
     float s = n > 0 ? (float)sign * 2.0f * *dloss / (float)n : 0.0f;
     if (acc) {
         for (int64_t i = 0; i < n; i++)
@@ -413,9 +377,7 @@ void rt_adamw_update(float *p, const float *g, float *m, float *v, const int64_t
 /* ---------------------------------------------------------------- helpers */
 
 /* [*lo, *hi): the outputs o in [0, n_out) whose input o*s + off lies in [0, lim). */
-static inline void rt_tap_range(int64_t off, int64_t s, int64_t lim, int64_t n_out, int64_t *lo,
-                                int64_t *hi)
-{
+static inline void rt_tap_range(int64_t off, int64_t s, int64_t lim, int64_t n_out, int64_t *lo, int64_t *hi) {
     int64_t l = off >= 0 ? 0 : (s - 1 - off) / s;
     int64_t h = lim > off ? (lim - off + s - 1) / s : 0;
     if (h > n_out)
@@ -436,8 +398,7 @@ static inline void rt_tap_range(int64_t off, int64_t s, int64_t lim, int64_t n_o
 #define RT_REDUCE
 #endif
 
-static inline double rt_dsum(const float *restrict x, int64_t n)
-{
+static inline double rt_dsum(const float *restrict x, int64_t n) {
     double t = 0.0;
     RT_REDUCE
     for (int64_t i = 0; i < n; i++)
@@ -446,9 +407,7 @@ static inline double rt_dsum(const float *restrict x, int64_t n)
 }
 
 /* sum a[i] b[i*sb] */
-static inline double rt_ddot_strided(const float *restrict a, const float *restrict b, int64_t n,
-                                     int64_t sb)
-{
+static inline double rt_ddot_strided(const float *restrict a, const float *restrict b, int64_t n, int64_t sb) {
     double t = 0.0;
     if (sb == 1) { /* a constant after specialisation: one of the loops remains */
         RT_REDUCE
@@ -463,9 +422,7 @@ static inline double rt_ddot_strided(const float *restrict a, const float *restr
 }
 
 /* *s1 += sum (x - shift), *s2 += sum (x - shift)^2 */
-static inline void rt_moments(const float *restrict x, int64_t n, double shift, double *s1,
-                              double *s2)
-{
+static inline void rt_moments(const float *restrict x, int64_t n, double shift, double *s1, double *s2) {
     double t1 = 0.0, t2 = 0.0;
     RT_REDUCE
     for (int64_t i = 0; i < n; i++) {
@@ -478,9 +435,8 @@ static inline void rt_moments(const float *restrict x, int64_t n, double shift, 
 }
 
 /* *sdy += sum dy, *sdyx += sum dy (x - mean) */
-static inline void rt_bn_sums(const float *restrict x, const float *restrict dy, int64_t n,
-                              double mean, double *sdy, double *sdyx)
-{
+static inline void rt_bn_sums(const float *restrict x, const float *restrict dy, int64_t n, double mean, double *sdy,
+                              double *sdyx) {
     double t1 = 0.0, t2 = 0.0;
     RT_REDUCE
     for (int64_t i = 0; i < n; i++) {
@@ -493,15 +449,12 @@ static inline void rt_bn_sums(const float *restrict x, const float *restrict dy,
 }
 
 /* y = (x - sub) * mul + add; y may be x (see the top of this file) */
-static inline void rt_affine_body(const float *x, float *y, int64_t n, float sub, float mul,
-                                  float add)
-{
+static inline void rt_affine_body(const float *x, float *y, int64_t n, float sub, float mul, float add) {
     for (int64_t i = 0; i < n; i++)
         y[i] = (x[i] - sub) * mul + add;
 }
 
-static inline void rt_affine(const float *x, float *y, int64_t n, float sub, float mul, float add)
-{
+static inline void rt_affine(const float *x, float *y, int64_t n, float sub, float mul, float add) {
     if (x == y)
         rt_affine_body(y, y, n, sub, mul, add);
     else
@@ -509,9 +462,7 @@ static inline void rt_affine(const float *x, float *y, int64_t n, float sub, flo
 }
 
 /* dst (+)= src * scale */
-static inline void rt_scale_acc(const float *restrict src, float *restrict dst, int64_t n,
-                                float scale, int64_t acc)
-{
+static inline void rt_scale_acc(const float *restrict src, float *restrict dst, int64_t n, float scale, int64_t acc) {
     if (acc) {
         for (int64_t i = 0; i < n; i++)
             dst[i] += src[i] * scale;
@@ -525,18 +476,13 @@ static inline void rt_scale_acc(const float *restrict src, float *restrict dst, 
 
 
 /* 1x1, stride 1, no padding: image n, group g of x is already its column matrix. */
-static inline int rt_conv_pointwise(int64_t k, int64_t s, int64_t p)
-{
-    return k == 1 && s == 1 && p == 0;
-}
+static inline int rt_conv_pointwise(int64_t k, int64_t s, int64_t p) { return k == 1 && s == 1 && p == 0; }
 
 /* col[Cg*k*k, OH*OW] (rows ld floats apart, ld >= OH*OW): row (c, ky, kx) holds
  * input x[c, oy*s + ky*d - p, ox*s + kx*d - p] for every output (oy, ox), 0
  * where that falls into the padding. */
-static void rt_im2col(const float *restrict x, float *restrict col, int64_t ld, int64_t Cg,
-                      int64_t H, int64_t W, int64_t k, int64_t s, int64_t p, int64_t d,
-                      int64_t OH, int64_t OW)
-{
+static void rt_im2col(const float *restrict x, float *restrict col, int64_t ld, int64_t Cg, int64_t H, int64_t W,
+                      int64_t k, int64_t s, int64_t p, int64_t d, int64_t OH, int64_t OW) {
     for (int64_t ky = 0; ky < k; ky++) {
         int64_t offy = ky * d - p, oy0, oy1;
         rt_tap_range(offy, s, H, OH, &oy0, &oy1);
@@ -571,10 +517,8 @@ static void rt_im2col(const float *restrict x, float *restrict col, int64_t ld, 
 }
 
 /* x[Cg,H,W] += the adjoint of rt_im2col applied to col (rows ld floats apart) */
-static void rt_col2im_add(const float *restrict col, int64_t ld, float *restrict x, int64_t Cg,
-                          int64_t H, int64_t W, int64_t k, int64_t s, int64_t p, int64_t d,
-                          int64_t OH, int64_t OW)
-{
+static void rt_col2im_add(const float *restrict col, int64_t ld, float *restrict x, int64_t Cg, int64_t H, int64_t W,
+                          int64_t k, int64_t s, int64_t p, int64_t d, int64_t OH, int64_t OW) {
     for (int64_t c = 0; c < Cg; c++) {
         float *restrict xc = x + c * H * W;
         for (int64_t ky = 0; ky < k; ky++) {
@@ -600,11 +544,9 @@ static void rt_col2im_add(const float *restrict col, int64_t ld, float *restrict
 
 /* Depthwise: output channel o reads input channel o / (K/C) through w[o, 0, :, :].
  * For each tap: one multiply-add pass over the valid part of the output plane. */
-static void rt_conv_dw_fwd(const float *restrict x, const float *restrict w,
-                           const float *restrict b, float *restrict y, int64_t N, int64_t C,
-                           int64_t H, int64_t W, int64_t K, int64_t k, int64_t s, int64_t p,
-                           int64_t d, int64_t OH, int64_t OW)
-{
+static void rt_conv_dw_fwd(const float *restrict x, const float *restrict w, const float *restrict b, float *restrict y,
+                           int64_t N, int64_t C, int64_t H, int64_t W, int64_t K, int64_t k, int64_t s, int64_t p,
+                           int64_t d, int64_t OH, int64_t OW) {
     const int64_t mult = K / C, HW = H * W, OHW = OH * OW;
     for (int64_t n = 0; n < N; n++)
         for (int64_t o = 0; o < K; o++) {
@@ -635,11 +577,9 @@ static void rt_conv_dw_fwd(const float *restrict x, const float *restrict w,
         }
 }
 
-static void rt_conv_dw_bwd_x(const float *restrict dy, const float *restrict w,
-                             float *restrict dx, int64_t N, int64_t C, int64_t H, int64_t W,
-                             int64_t K, int64_t k, int64_t s, int64_t p, int64_t d, int64_t OH,
-                             int64_t OW, int64_t acc)
-{
+static void rt_conv_dw_bwd_x(const float *restrict dy, const float *restrict w, float *restrict dx, int64_t N,
+                             int64_t C, int64_t H, int64_t W, int64_t K, int64_t k, int64_t s, int64_t p, int64_t d,
+                             int64_t OH, int64_t OW, int64_t acc) {
     const int64_t mult = K / C, HW = H * W, OHW = OH * OW;
     if (!acc)
         memset(dx, 0, (size_t)(N * C * HW) * sizeof(float));
@@ -669,11 +609,9 @@ static void rt_conv_dw_bwd_x(const float *restrict dy, const float *restrict w,
         }
 }
 
-static void rt_conv_dw_bwd_w(const float *restrict dy, const float *restrict x,
-                             float *restrict dw, int64_t N, int64_t C, int64_t H, int64_t W,
-                             int64_t K, int64_t k, int64_t s, int64_t p, int64_t d, int64_t OH,
-                             int64_t OW, int64_t acc)
-{
+static void rt_conv_dw_bwd_w(const float *restrict dy, const float *restrict x, float *restrict dw, int64_t N,
+                             int64_t C, int64_t H, int64_t W, int64_t K, int64_t k, int64_t s, int64_t p, int64_t d,
+                             int64_t OH, int64_t OW, int64_t acc) {
     const int64_t mult = K / C, HW = H * W, OHW = OH * OW;
     if (!acc)
         memset(dw, 0, (size_t)(K * k * k) * sizeof(float));
@@ -693,8 +631,7 @@ static void rt_conv_dw_bwd_w(const float *restrict dy, const float *restrict x,
                         continue;
                     double t = 0.0;
                     for (int64_t oy = oy0; oy < oy1; oy++)
-                        t += rt_ddot_strided(yo + oy * OW + ox0,
-                                             xc + (oy * s + offy) * W + ox0 * s + offx, cnt, s);
+                        t += rt_ddot_strided(yo + oy * OW + ox0, xc + (oy * s + offy) * W + ox0 * s + offx, cnt, s);
                     wo[ky * k + kx] += (float)t;
                 }
             }
@@ -713,53 +650,60 @@ typedef struct {
     float *cols, *mat;                                 /* the scratch, split */
 } rt_conv_blocks;
 
-static rt_conv_blocks rt_conv_blocks_of(float *scratch, int64_t N, int64_t C, int64_t H, int64_t W,
-                                        int64_t K, int64_t k, int64_t s, int64_t p, int64_t d,
-                                        int64_t groups, int64_t images, int64_t OH, int64_t OW)
-{
+static rt_conv_blocks rt_conv_blocks_of(float *scratch, int64_t N, int64_t C, int64_t H, int64_t W, int64_t K,
+                                        int64_t k, int64_t s, int64_t p, int64_t d, int64_t groups, int64_t images,
+                                        int64_t OH, int64_t OW) {
     const int64_t Cg = C / groups, CKK = Cg * k * k, OHW = OH * OW;
-    return (rt_conv_blocks){.N = N, .C = C, .H = H, .W = W, .K = K, .k = k, .s = s, .p = p, .d = d,
-                            .groups = groups, .OH = OH, .OW = OW, .Cg = Cg, .Kg = K / groups,
-                            .CKK = CKK, .HW = H * W, .OHW = OHW, .images = images,
-                            .cols = scratch, .mat = scratch + images * OHW * CKK};
+    return (rt_conv_blocks){.N = N,
+                            .C = C,
+                            .H = H,
+                            .W = W,
+                            .K = K,
+                            .k = k,
+                            .s = s,
+                            .p = p,
+                            .d = d,
+                            .groups = groups,
+                            .OH = OH,
+                            .OW = OW,
+                            .Cg = Cg,
+                            .Kg = K / groups,
+                            .CKK = CKK,
+                            .HW = H * W,
+                            .OHW = OHW,
+                            .images = images,
+                            .cols = scratch,
+                            .mat = scratch + images * OHW * CKK};
 }
 
 /* images in the block that starts at image n0 */
-static int64_t rt_conv_block_len(const rt_conv_blocks *c, int64_t n0)
-{
+static int64_t rt_conv_block_len(const rt_conv_blocks *c, int64_t n0) {
     return c->N - n0 < c->images ? c->N - n0 : c->images;
 }
 
 /* cols[CKK, m*OHW] = the columns of images n0..n0+m-1, group g, side by side */
-static void rt_conv_block_im2col(const rt_conv_blocks *c, const float *x, int64_t n0, int64_t m,
-                                 int64_t g)
-{
+static void rt_conv_block_im2col(const rt_conv_blocks *c, const float *x, int64_t n0, int64_t m, int64_t g) {
     for (int64_t j = 0; j < m; j++)
-        rt_im2col(x + ((n0 + j) * c->C + g * c->Cg) * c->HW, c->cols + j * c->OHW, m * c->OHW,
-                  c->Cg, c->H, c->W, c->k, c->s, c->p, c->d, c->OH, c->OW);
+        rt_im2col(x + ((n0 + j) * c->C + g * c->Cg) * c->HW, c->cols + j * c->OHW, m * c->OHW, c->Cg, c->H, c->W, c->k,
+                  c->s, c->p, c->d, c->OH, c->OW);
 }
 
 /* mat[Kg, m*OHW] = dy of images n0..n0+m-1, group g, side by side */
-static void rt_conv_block_pack_dy(const rt_conv_blocks *c, const float *dy, int64_t n0, int64_t m,
-                                  int64_t g)
-{
+static void rt_conv_block_pack_dy(const rt_conv_blocks *c, const float *dy, int64_t n0, int64_t m, int64_t g) {
     for (int64_t o = 0; o < c->Kg; o++)
         for (int64_t j = 0; j < m; j++)
             memcpy(c->mat + (o * m + j) * c->OHW, dy + ((n0 + j) * c->K + g * c->Kg + o) * c->OHW,
                    (size_t)c->OHW * sizeof(float));
 }
 
-static void rt_conv_blocked_fwd(const rt_conv_blocks *c, const float *restrict x,
-                                const float *restrict w, const float *restrict b,
-                                float *restrict y)
-{
+static void rt_conv_blocked_fwd(const rt_conv_blocks *c, const float *restrict x, const float *restrict w,
+                                const float *restrict b, float *restrict y) {
     const int64_t Kg = c->Kg, CKK = c->CKK, OHW = c->OHW;
     for (int64_t n0 = 0; n0 < c->N; n0 += c->images) {
         const int64_t m = rt_conv_block_len(c, n0), ld = m * OHW;
         for (int64_t g = 0; g < c->groups; g++) {
             rt_conv_block_im2col(c, x, n0, m, g);
-            rt_gemm(CblasNoTrans, CblasNoTrans, Kg, ld, CKK, w + g * Kg * CKK, CKK, c->cols, ld,
-                    0.0f, c->mat, ld);
+            rt_gemm(CblasNoTrans, CblasNoTrans, Kg, ld, CKK, w + g * Kg * CKK, CKK, c->cols, ld, 0.0f, c->mat, ld);
             for (int64_t j = 0; j < m; j++)
                 for (int64_t o = 0; o < Kg; o++) {
                     const float *restrict src = c->mat + o * ld + j * OHW;
@@ -772,30 +716,26 @@ static void rt_conv_blocked_fwd(const rt_conv_blocks *c, const float *restrict x
     }
 }
 
-static void rt_conv_blocked_bwd_x(const rt_conv_blocks *c, const float *restrict dy,
-                                  const float *restrict w, float *restrict dx, int64_t acc)
-{
+static void rt_conv_blocked_bwd_x(const rt_conv_blocks *c, const float *restrict dy, const float *restrict w,
+                                  float *restrict dx, int64_t acc) {
     const int64_t Kg = c->Kg, CKK = c->CKK, OHW = c->OHW;
     for (int64_t n0 = 0; n0 < c->N; n0 += c->images) {
         const int64_t m = rt_conv_block_len(c, n0), ld = m * OHW;
         for (int64_t g = 0; g < c->groups; g++) {
             rt_conv_block_pack_dy(c, dy, n0, m, g);
-            rt_gemm(CblasTrans, CblasNoTrans, CKK, ld, Kg, w + g * Kg * CKK, CKK, c->mat, ld, 0.0f,
-                    c->cols, ld);
+            rt_gemm(CblasTrans, CblasNoTrans, CKK, ld, Kg, w + g * Kg * CKK, CKK, c->mat, ld, 0.0f, c->cols, ld);
             for (int64_t j = 0; j < m; j++) {
                 float *dxg = dx + ((n0 + j) * c->C + g * c->Cg) * c->HW;
                 if (!acc)
                     memset(dxg, 0, (size_t)(c->Cg * c->HW) * sizeof(float));
-                rt_col2im_add(c->cols + j * OHW, ld, dxg, c->Cg, c->H, c->W, c->k, c->s, c->p,
-                              c->d, c->OH, c->OW);
+                rt_col2im_add(c->cols + j * OHW, ld, dxg, c->Cg, c->H, c->W, c->k, c->s, c->p, c->d, c->OH, c->OW);
             }
         }
     }
 }
 
-static void rt_conv_blocked_bwd_w(const rt_conv_blocks *c, const float *restrict dy,
-                                  const float *restrict x, float *restrict dw, int64_t acc)
-{
+static void rt_conv_blocked_bwd_w(const rt_conv_blocks *c, const float *restrict dy, const float *restrict x,
+                                  float *restrict dw, int64_t acc) {
     const int64_t Kg = c->Kg, CKK = c->CKK;
     for (int64_t n0 = 0; n0 < c->N; n0 += c->images) {
         const int64_t m = rt_conv_block_len(c, n0), ld = m * c->OHW;
@@ -803,17 +743,15 @@ static void rt_conv_blocked_bwd_w(const rt_conv_blocks *c, const float *restrict
             rt_conv_block_im2col(c, x, n0, m, g);
             rt_conv_block_pack_dy(c, dy, n0, m, g);
             /* dw_g[Kg,CKK] (+)= mat[Kg,ld] cols[CKK,ld]^T */
-            rt_gemm(CblasNoTrans, CblasTrans, Kg, CKK, ld, c->mat, ld, c->cols, ld,
-                    acc || n0 > 0 ? 1.0f : 0.0f, dw + g * Kg * CKK, CKK);
+            rt_gemm(CblasNoTrans, CblasTrans, Kg, CKK, ld, c->mat, ld, c->cols, ld, acc || n0 > 0 ? 1.0f : 0.0f,
+                    dw + g * Kg * CKK, CKK);
         }
     }
 }
 
-void rt_conv2d_fwd(const float *restrict x, const float *restrict w, const float *restrict b,
-                   float *restrict y, float *restrict scratch, int64_t N, int64_t C, int64_t H,
-                   int64_t W, int64_t K, int64_t k, int64_t s, int64_t p, int64_t d, int64_t groups,
-                   int64_t images)
-{
+void rt_conv2d_fwd(const float *restrict x, const float *restrict w, const float *restrict b, float *restrict y,
+                   float *restrict scratch, int64_t N, int64_t C, int64_t H, int64_t W, int64_t K, int64_t k, int64_t s,
+                   int64_t p, int64_t d, int64_t groups, int64_t images) {
     const int64_t OH = rt_out_size(H, k, s, p, d), OW = rt_out_size(W, k, s, p, d);
     if (N <= 0 || K <= 0 || OH <= 0 || OW <= 0)
         return;
@@ -847,16 +785,13 @@ void rt_conv2d_fwd(const float *restrict x, const float *restrict w, const float
                 }
                 beta = 1.0f;
             }
-            rt_gemm(CblasNoTrans, CblasNoTrans, Kg, OHW, CKK, w + g * Kg * CKK, CKK, cols, OHW,
-                    beta, yg, OHW);
+            rt_gemm(CblasNoTrans, CblasNoTrans, Kg, OHW, CKK, w + g * Kg * CKK, CKK, cols, OHW, beta, yg, OHW);
         }
 }
 
-void rt_conv2d_bwd_x(const float *restrict dy, const float *restrict w, float *restrict dx,
-                     float *restrict scratch, int64_t N, int64_t C, int64_t H, int64_t W,
-                     int64_t K, int64_t k, int64_t s, int64_t p, int64_t d, int64_t groups,
-                     int64_t images, int64_t acc)
-{
+void rt_conv2d_bwd_x(const float *restrict dy, const float *restrict w, float *restrict dx, float *restrict scratch,
+                     int64_t N, int64_t C, int64_t H, int64_t W, int64_t K, int64_t k, int64_t s, int64_t p, int64_t d,
+                     int64_t groups, int64_t images, int64_t acc) {
     const int64_t OH = rt_out_size(H, k, s, p, d), OW = rt_out_size(W, k, s, p, d), HW = H * W;
     if (N <= 0)
         return;
@@ -882,8 +817,7 @@ void rt_conv2d_bwd_x(const float *restrict dy, const float *restrict w, float *r
             const float *dyg = dy + (n * K + g * Kg) * OHW;
             const float *wg = w + g * Kg * CKK;
             if (pointwise) { /* dx_g[Cg,HW] (+)= w_g[Kg,Cg]^T dy_g[Kg,HW] */
-                rt_gemm(CblasTrans, CblasNoTrans, Cg, HW, Kg, wg, CKK, dyg, OHW,
-                        acc ? 1.0f : 0.0f, dxg, HW);
+                rt_gemm(CblasTrans, CblasNoTrans, Cg, HW, Kg, wg, CKK, dyg, OHW, acc ? 1.0f : 0.0f, dxg, HW);
                 continue;
             }
             rt_gemm(CblasTrans, CblasNoTrans, CKK, OHW, Kg, wg, CKK, dyg, OHW, 0.0f, scratch, OHW);
@@ -893,11 +827,9 @@ void rt_conv2d_bwd_x(const float *restrict dy, const float *restrict w, float *r
         }
 }
 
-void rt_conv2d_bwd_w(const float *restrict dy, const float *restrict x, float *restrict dw,
-                     float *restrict scratch, int64_t N, int64_t C, int64_t H, int64_t W,
-                     int64_t K, int64_t k, int64_t s, int64_t p, int64_t d, int64_t groups,
-                     int64_t images, int64_t acc)
-{
+void rt_conv2d_bwd_w(const float *restrict dy, const float *restrict x, float *restrict dw, float *restrict scratch,
+                     int64_t N, int64_t C, int64_t H, int64_t W, int64_t K, int64_t k, int64_t s, int64_t p, int64_t d,
+                     int64_t groups, int64_t images, int64_t acc) {
     const int64_t OH = rt_out_size(H, k, s, p, d), OW = rt_out_size(W, k, s, p, d);
     const int64_t Cg = C / groups, Kg = K / groups, CKK = Cg * k * k, HW = H * W, OHW = OH * OW;
     if (N <= 0 || OH <= 0 || OW <= 0) {
@@ -924,14 +856,12 @@ void rt_conv2d_bwd_w(const float *restrict dy, const float *restrict x, float *r
                 cols = scratch;
             }
             /* dw_g[Kg,CKK] (+)= dy_g[Kg,OHW] cols[CKK,OHW]^T */
-            rt_gemm(CblasNoTrans, CblasTrans, Kg, CKK, OHW, dy + (n * K + g * Kg) * OHW, OHW, cols,
-                    OHW, acc || n > 0 ? 1.0f : 0.0f, dw + g * Kg * CKK, CKK);
+            rt_gemm(CblasNoTrans, CblasTrans, Kg, CKK, OHW, dy + (n * K + g * Kg) * OHW, OHW, cols, OHW,
+                    acc || n > 0 ? 1.0f : 0.0f, dw + g * Kg * CKK, CKK);
         }
 }
 
-void rt_sum_channels(const float *restrict dy, float *restrict db, int64_t N, int64_t K,
-                     int64_t HW, int64_t acc)
-{
+void rt_sum_channels(const float *restrict dy, float *restrict db, int64_t N, int64_t K, int64_t HW, int64_t acc) {
     for (int64_t c = 0; c < K; c++) {
         double t = 0.0;
         for (int64_t n = 0; n < N; n++)
@@ -942,10 +872,9 @@ void rt_sum_channels(const float *restrict dy, float *restrict db, int64_t N, in
 
 /* ---------------------------------------------------------------- batch norm */
 
-void rt_bn_train_fwd(const float *x, const float *gamma, const float *beta, float *running_mean,
-                     float *running_var, int64_t *num_batches, float *y, float *stats, int64_t N,
-                     int64_t C, int64_t HW, float eps, float momentum)
-{
+void rt_bn_train_fwd(const float *x, const float *gamma, const float *beta, float *running_mean, float *running_var,
+                     int64_t *num_batches, float *y, float *stats, int64_t N, int64_t C, int64_t HW, float eps,
+                     float momentum) {
     const int64_t m = N * HW;
     for (int64_t c = 0; c < C; c++) {
         /* One pass of shifted sums in double: with the shift a sample of the
@@ -978,10 +907,8 @@ void rt_bn_train_fwd(const float *x, const float *gamma, const float *beta, floa
     *num_batches += 1;
 }
 
-void rt_bn_train_bwd_x(const float *restrict x, const float *restrict gamma,
-                       const float *restrict stats, const float *restrict dy, float *restrict dx,
-                       int64_t N, int64_t C, int64_t HW, int64_t acc)
-{
+void rt_bn_train_bwd_x(const float *restrict x, const float *restrict gamma, const float *restrict stats,
+                       const float *restrict dy, float *restrict dx, int64_t N, int64_t C, int64_t HW, int64_t acc) {
     const int64_t m = N * HW;
     if (m <= 0)
         return;
@@ -1010,24 +937,19 @@ void rt_bn_train_bwd_x(const float *restrict x, const float *restrict gamma,
     }
 }
 
-void rt_bn_train_bwd_gamma(const float *restrict x, const float *restrict stats,
-                           const float *restrict dy, float *restrict dgamma, int64_t N, int64_t C,
-                           int64_t HW, int64_t acc)
-{
+void rt_bn_train_bwd_gamma(const float *restrict x, const float *restrict stats, const float *restrict dy,
+                           float *restrict dgamma, int64_t N, int64_t C, int64_t HW, int64_t acc) {
     for (int64_t c = 0; c < C; c++) {
         double sdy = 0.0, sdyx = 0.0;
         for (int64_t n = 0; n < N; n++)
-            rt_bn_sums(x + (n * C + c) * HW, dy + (n * C + c) * HW, HW, (double)stats[c], &sdy,
-                       &sdyx);
+            rt_bn_sums(x + (n * C + c) * HW, dy + (n * C + c) * HW, HW, (double)stats[c], &sdy, &sdyx);
         const float g = (float)((double)stats[C + c] * sdyx);
         dgamma[c] = acc ? dgamma[c] + g : g;
     }
 }
 
-void rt_bn_eval_fwd(const float *x, const float *gamma, const float *beta,
-                    const float *running_mean, const float *running_var, float *y, int64_t N,
-                    int64_t C, int64_t HW, float eps)
-{
+void rt_bn_eval_fwd(const float *x, const float *gamma, const float *beta, const float *running_mean,
+                    const float *running_var, float *y, int64_t N, int64_t C, int64_t HW, float eps) {
     for (int64_t c = 0; c < C; c++) {
         const float scale = (float)((double)gamma[c] / sqrt((double)running_var[c] + (double)eps));
         const float mc = running_mean[c], bc = beta[c];
@@ -1036,10 +958,8 @@ void rt_bn_eval_fwd(const float *x, const float *gamma, const float *beta,
     }
 }
 
-void rt_bn_eval_bwd_x(const float *restrict gamma, const float *restrict running_var,
-                      const float *restrict dy, float *restrict dx, int64_t N, int64_t C,
-                      int64_t HW, int64_t acc, float eps)
-{
+void rt_bn_eval_bwd_x(const float *restrict gamma, const float *restrict running_var, const float *restrict dy,
+                      float *restrict dx, int64_t N, int64_t C, int64_t HW, int64_t acc, float eps) {
     for (int64_t c = 0; c < C; c++) {
         const float scale = (float)((double)gamma[c] / sqrt((double)running_var[c] + (double)eps));
         for (int64_t n = 0; n < N; n++)
@@ -1048,15 +968,12 @@ void rt_bn_eval_bwd_x(const float *restrict gamma, const float *restrict running
 }
 
 void rt_bn_eval_bwd_gamma(const float *restrict x, const float *restrict running_mean,
-                          const float *restrict running_var, const float *restrict dy,
-                          float *restrict dgamma, int64_t N, int64_t C, int64_t HW, int64_t acc,
-                          float eps)
-{
+                          const float *restrict running_var, const float *restrict dy, float *restrict dgamma,
+                          int64_t N, int64_t C, int64_t HW, int64_t acc, float eps) {
     for (int64_t c = 0; c < C; c++) {
         double sdy = 0.0, sdyx = 0.0;
         for (int64_t n = 0; n < N; n++)
-            rt_bn_sums(x + (n * C + c) * HW, dy + (n * C + c) * HW, HW, (double)running_mean[c],
-                       &sdy, &sdyx);
+            rt_bn_sums(x + (n * C + c) * HW, dy + (n * C + c) * HW, HW, (double)running_mean[c], &sdy, &sdyx);
         const float g = (float)(sdyx / sqrt((double)running_var[c] + (double)eps));
         dgamma[c] = acc ? dgamma[c] + g : g;
     }
@@ -1066,8 +983,7 @@ void rt_bn_eval_bwd_gamma(const float *restrict x, const float *restrict running
 
 /* The window of output o along one axis starts at input i0 = o*s - p; its
  * taps t in [*t0, *t1) are inside [0, n). */
-static inline void rt_window(int64_t i0, int64_t k, int64_t n, int64_t *t0, int64_t *t1)
-{
+static inline void rt_window(int64_t i0, int64_t k, int64_t n, int64_t *t0, int64_t *t1) {
     *t0 = i0 < 0 ? -i0 : 0;
     *t1 = n - i0 < k ? n - i0 : k;
 }
@@ -1075,16 +991,12 @@ static inline void rt_window(int64_t i0, int64_t k, int64_t n, int64_t *t0, int6
 /* Max-pool update of one window by one tap: v wins over the best so far if
  * larger, or if it is the first NaN (NaN then sticks: NaN > x and x > NaN
  * are false). Taps are visited in row-major order, so ties keep the first. */
-static inline int rt_max_wins(float v, float best)
-{
-    return v > best || (v != v && best == best);
-}
+static inline int rt_max_wins(float v, float best) { return v > best || (v != v && best == best); }
 
 enum { RT_POOL_CHUNK = 64 };
 
-void rt_maxpool_fwd(const float *restrict x, float *restrict y, uint8_t *restrict argmax,
-                    int64_t NC, int64_t H, int64_t W, int64_t k, int64_t s, int64_t p)
-{
+void rt_maxpool_fwd(const float *restrict x, float *restrict y, uint8_t *restrict argmax, int64_t NC, int64_t H,
+                    int64_t W, int64_t k, int64_t s, int64_t p) {
     const int64_t OH = rt_out_size(H, k, s, p, 1), OW = rt_out_size(W, k, s, p, 1);
     /* Interior columns [cx0, cx1): the window's taps kx = 0..k-1 are all inside. */
     int64_t cx0, cx1;
@@ -1154,9 +1066,8 @@ void rt_maxpool_fwd(const float *restrict x, float *restrict y, uint8_t *restric
     }
 }
 
-void rt_maxpool_bwd(const uint8_t *restrict argmax, const float *restrict dy, float *restrict dx,
-                    int64_t NC, int64_t H, int64_t W, int64_t k, int64_t s, int64_t p, int64_t acc)
-{
+void rt_maxpool_bwd(const uint8_t *restrict argmax, const float *restrict dy, float *restrict dx, int64_t NC, int64_t H,
+                    int64_t W, int64_t k, int64_t s, int64_t p, int64_t acc) {
     const int64_t OH = rt_out_size(H, k, s, p, 1), OW = rt_out_size(W, k, s, p, 1);
     if (!acc)
         memset(dx, 0, (size_t)(NC * H * W) * sizeof(float));
@@ -1183,9 +1094,8 @@ void rt_maxpool_bwd(const uint8_t *restrict argmax, const float *restrict dy, fl
     }
 }
 
-void rt_avgpool_fwd(const float *restrict x, float *restrict y, int64_t NC, int64_t H, int64_t W,
-                    int64_t k, int64_t s, int64_t p)
-{
+void rt_avgpool_fwd(const float *restrict x, float *restrict y, int64_t NC, int64_t H, int64_t W, int64_t k, int64_t s,
+                    int64_t p) {
     const int64_t OH = rt_out_size(H, k, s, p, 1), OW = rt_out_size(W, k, s, p, 1);
     const float inv = 1.0f / (float)(k * k);
     for (int64_t pl = 0; pl < NC; pl++) {
@@ -1209,9 +1119,8 @@ void rt_avgpool_fwd(const float *restrict x, float *restrict y, int64_t NC, int6
     }
 }
 
-void rt_avgpool_bwd(const float *restrict dy, float *restrict dx, int64_t NC, int64_t H, int64_t W,
-                    int64_t k, int64_t s, int64_t p, int64_t acc)
-{
+void rt_avgpool_bwd(const float *restrict dy, float *restrict dx, int64_t NC, int64_t H, int64_t W, int64_t k,
+                    int64_t s, int64_t p, int64_t acc) {
     const int64_t OH = rt_out_size(H, k, s, p, 1), OW = rt_out_size(W, k, s, p, 1);
     const float inv = 1.0f / (float)(k * k);
     if (!acc)
@@ -1236,16 +1145,13 @@ void rt_avgpool_bwd(const float *restrict dy, float *restrict dx, int64_t NC, in
     }
 }
 
-void rt_global_avgpool_fwd(const float *restrict x, float *restrict y, int64_t NC, int64_t HW)
-{
+void rt_global_avgpool_fwd(const float *restrict x, float *restrict y, int64_t NC, int64_t HW) {
     const double inv = HW > 0 ? 1.0 / (double)HW : 0.0;
     for (int64_t i = 0; i < NC; i++)
         y[i] = (float)(rt_dsum(x + i * HW, HW) * inv);
 }
 
-void rt_global_avgpool_bwd(const float *restrict dy, float *restrict dx, int64_t NC, int64_t HW,
-                           int64_t acc)
-{
+void rt_global_avgpool_bwd(const float *restrict dy, float *restrict dx, int64_t NC, int64_t HW, int64_t acc) {
     const float inv = HW > 0 ? 1.0f / (float)HW : 0.0f;
     for (int64_t i = 0; i < NC; i++) {
         const float g = dy[i] * inv;
@@ -1262,15 +1168,13 @@ void rt_global_avgpool_bwd(const float *restrict dy, float *restrict dx, int64_t
 
 /* ---------------------------------------------------------------- dropout */
 
-static inline uint64_t rt_dropout_key(int64_t seed)
-{
+static inline uint64_t rt_dropout_key(int64_t seed) {
     return rt_mix64((uint64_t)seed ^ 0x64726f706f75742eull); /* "dropout." */
 }
 
 /* u_i >= p with u_i = q_i * 2^-24 and q_i an integer is q_i >= ceil(p * 2^24)
  * (p * 2^24 is exact in float): an integer test, the same mask. */
-static inline uint64_t rt_dropout_threshold(float p)
-{
+static inline uint64_t rt_dropout_threshold(float p) {
     if (!(p > 0.0f))
         return 0;
     if (p >= 1.0f)
@@ -1278,14 +1182,10 @@ static inline uint64_t rt_dropout_threshold(float p)
     return (uint64_t)ceilf(p * 16777216.0f);
 }
 
-static inline float rt_dropout_scale(float p)
-{
-    return p < 1.0f ? 1.0f / (1.0f - p) : 0.0f;
-}
+static inline float rt_dropout_scale(float p) { return p < 1.0f ? 1.0f / (1.0f - p) : 0.0f; }
 
-static inline void rt_dropout_body(const float *x, float *y, int64_t n, uint64_t key,
-                                   uint64_t thresh, float scale, int64_t acc)
-{
+static inline void rt_dropout_body(const float *x, float *y, int64_t n, uint64_t key, uint64_t thresh, float scale,
+                                   int64_t acc) {
     if (acc) {
         for (int64_t i = 0; i < n; i++) {
             const uint64_t q = rt_mix64(key + (uint64_t)i) >> 40;
@@ -1299,9 +1199,7 @@ static inline void rt_dropout_body(const float *x, float *y, int64_t n, uint64_t
     }
 }
 
-void rt_dropout_fwd(const float *x, float *y, int64_t *rng_state, int64_t *seed_out, int64_t n,
-                    float p)
-{
+void rt_dropout_fwd(const float *x, float *y, int64_t *rng_state, int64_t *seed_out, int64_t n, float p) {
     const int64_t seed = *rng_state;
     *rng_state = (int64_t)((uint64_t)seed + 1u);
     if (seed_out)
@@ -1314,9 +1212,7 @@ void rt_dropout_fwd(const float *x, float *y, int64_t *rng_state, int64_t *seed_
         rt_dropout_body(x, y, n, key, thresh, scale, 0);
 }
 
-void rt_dropout_bwd(const int64_t *restrict seed, const float *restrict dy, float *restrict dx,
-                    int64_t n, int64_t acc, float p)
-{
-    rt_dropout_body(dy, dx, n, rt_dropout_key(*seed), rt_dropout_threshold(p), rt_dropout_scale(p),
-                    acc);
+void rt_dropout_bwd(const int64_t *restrict seed, const float *restrict dy, float *restrict dx, int64_t n, int64_t acc,
+                    float p) {
+    rt_dropout_body(dy, dx, n, rt_dropout_key(*seed), rt_dropout_threshold(p), rt_dropout_scale(p), acc);
 }

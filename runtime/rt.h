@@ -68,11 +68,10 @@ int64_t rt_nonfinite_find(const float *p, int64_t n);
  * (state may be NULL), prints "frost: MSG" and, for a non-finite value, the
  * element and its value (p[where]) or, for a guard, the byte to stderr, and
  * returns code. */
-int32_t rt_check_report(int64_t *state, int64_t id, const char *msg, const float *p, int64_t where,
-                        int64_t code);
+int32_t rt_check_report(int64_t *state, int64_t id, const char *msg, const float *p, int64_t where, int64_t code);
 
 /* ---- glue */
-void rt_copy(void *dst, const void *src, int64_t bytes);       /* no-op when dst is NULL */
+void rt_copy(void *dst, const void *src, int64_t bytes); /* no-op when dst is NULL */
 void rt_fill_f32(float *dst, int64_t n, float value);
 /* dst (+)= src */
 void rt_acc_f32(float *dst, const float *src, int64_t n, int64_t acc);
@@ -82,25 +81,20 @@ void rt_acc_f32(float *dst, const float *src, int64_t n, int64_t acc);
 void rt_init_uniform(float *p, int64_t n, uint64_t seed, int64_t stream, float bound);
 
 /* ---- linear: y[M,N] = x[M,K] w[N,K]^T (+ b[N]); b may be NULL */
-void rt_linear_fwd(const float *x, const float *w, const float *b, float *y,
-                   int64_t M, int64_t K, int64_t N);
+void rt_linear_fwd(const float *x, const float *w, const float *b, float *y, int64_t M, int64_t K, int64_t N);
 /* dx[M,K] (+)= dy[M,N] w[N,K] */
-void rt_linear_bwd_x(const float *dy, const float *w, float *dx,
-                     int64_t M, int64_t K, int64_t N, int64_t acc);
+void rt_linear_bwd_x(const float *dy, const float *w, float *dx, int64_t M, int64_t K, int64_t N, int64_t acc);
 /* dw[N,K] (+)= dy[M,N]^T x[M,K] */
-void rt_linear_bwd_w(const float *dy, const float *x, float *dw,
-                     int64_t M, int64_t K, int64_t N, int64_t acc);
+void rt_linear_bwd_w(const float *dy, const float *x, float *dw, int64_t M, int64_t K, int64_t N, int64_t acc);
 /* db[N] (+)= sum over rows of dy[M,N]; also the reduction of a broadcast add */
 void rt_sum_rows(const float *dy, float *db, int64_t M, int64_t N, int64_t acc);
 
 /* ---- matmul: c[M,N] = a[M,K] b[K,N] */
 void rt_matmul_fwd(const float *a, const float *b, float *c, int64_t M, int64_t K, int64_t N);
 /* da[M,K] (+)= dc[M,N] b[K,N]^T */
-void rt_matmul_bwd_a(const float *dc, const float *b, float *da,
-                     int64_t M, int64_t K, int64_t N, int64_t acc);
+void rt_matmul_bwd_a(const float *dc, const float *b, float *da, int64_t M, int64_t K, int64_t N, int64_t acc);
 /* db[K,N] (+)= a[M,K]^T dc[M,N] */
-void rt_matmul_bwd_b(const float *a, const float *dc, float *db,
-                     int64_t M, int64_t K, int64_t N, int64_t acc);
+void rt_matmul_bwd_b(const float *a, const float *dc, float *db, int64_t M, int64_t K, int64_t N, int64_t acc);
 
 /* ---- relu; y may be x */
 void rt_relu_fwd(const float *x, float *y, int64_t n);
@@ -122,16 +116,15 @@ void rt_add_fwd(const float *a, const float *b, float *y, int64_t outer, int64_t
 
 /* ---- losses (mean reduction); loss points at one float */
 /* probs[M,C] = softmax(logits) when probs is not NULL; loss = mean -log p[label] */
-int32_t rt_cross_entropy_fwd(const float *logits, const int32_t *labels, float *probs, float *loss,
-                             int64_t M, int64_t C);
+int32_t rt_cross_entropy_fwd(const float *logits, const int32_t *labels, float *probs, float *loss, int64_t M,
+                             int64_t C);
 /* dlogits (+)= (probs - onehot(labels)) * dloss / M */
-void rt_cross_entropy_bwd(const float *probs, const int32_t *labels, const float *dloss,
-                          float *dlogits, int64_t M, int64_t C, int64_t acc);
+void rt_cross_entropy_bwd(const float *probs, const int32_t *labels, const float *dloss, float *dlogits, int64_t M,
+                          int64_t C, int64_t acc);
 /* diff = pred - target when diff is not NULL; loss = mean diff^2 */
 void rt_mse_fwd(const float *pred, const float *target, float *diff, float *loss, int64_t n);
 /* dx (+)= sign * 2 * diff * dloss / n   (sign = +1 for pred, -1 for target) */
-void rt_mse_bwd(const float *diff, const float *dloss, float *dx, int64_t n, int64_t sign,
-                int64_t acc);
+void rt_mse_bwd(const float *diff, const float *dloss, float *dx, int64_t n, int64_t sign, int64_t acc);
 
 /* ---- conv2d (groups divide C and K; all but the special cases below run
  * im2col + GEMM per group and per image, or per block of `images` images).
@@ -146,9 +139,7 @@ void rt_mse_bwd(const float *diff, const float *dloss, float *dx, int64_t n, int
  * without scratch. A conv of a single-channel input (C = groups = 1, LeNet's
  * first layer) is not one of them: its K outputs share that channel, and one
  * GEMM over its k*k-row columns beats K passes of direct loops. */
-static inline int rt_conv2d_is_depthwise(int64_t C, int64_t groups) {
-    return groups > 1 && C / groups == 1;
-}
+static inline int rt_conv2d_is_depthwise(int64_t C, int64_t groups) { return groups > 1 && C / groups == 1; }
 /* Outputs of a window op (conv, pool) along one axis, for n, k, d >= 1 and
  * p >= 0; 0 when the window never fits, -1 when the padded input n + 2p
  * overflows int64 (the compiler rejects such a padding, ir/ops.c). */
@@ -168,13 +159,12 @@ static inline int64_t rt_out_size(int64_t n, int64_t k, int64_t s, int64_t p, in
  * one formula for both. Depthwise convs use direct loops; 1x1
  * stride-1 unpadded convs read x as the column matrix; all others hold one
  * image's columns for one group: (C/groups)*k*k * OH*OW floats. */
-static inline int64_t rt_conv2d_scratch_floats(int64_t C, int64_t H, int64_t W, int64_t k, int64_t s,
-                                               int64_t p, int64_t d, int64_t groups) {
+static inline int64_t rt_conv2d_scratch_floats(int64_t C, int64_t H, int64_t W, int64_t k, int64_t s, int64_t p,
+                                               int64_t d, int64_t groups) {
     if (groups <= 0 || rt_conv2d_is_depthwise(C, groups) || (k == 1 && s == 1 && p == 0))
         return 0;
     int64_t OH = rt_out_size(H, k, s, p, d), OW = rt_out_size(W, k, s, p, d), n;
-    if (OH < 0 || OW < 0 || ck_mul(C / groups, k, &n) || ck_mul(n, k, &n) || ck_mul(n, OH, &n) ||
-        ck_mul(n, OW, &n))
+    if (OH < 0 || OW < 0 || ck_mul(C / groups, k, &n) || ck_mul(n, k, &n) || ck_mul(n, OH, &n) || ck_mul(n, OW, &n))
         return -1;
     return n;
 }
@@ -182,9 +172,8 @@ static inline int64_t rt_conv2d_scratch_floats(int64_t C, int64_t H, int64_t W, 
  * slice of the output (or packed dy) matrix, (C/groups*k*k + K/groups)*OH*OW;
  * 0 for depthwise convs, -1 when the count overflows int64 (the compiler then
  * does not block that conv). */
-static inline int64_t rt_conv2d_blocked_scratch_floats(int64_t C, int64_t H, int64_t W, int64_t K,
-                                                       int64_t k, int64_t s, int64_t p, int64_t d,
-                                                       int64_t groups) {
+static inline int64_t rt_conv2d_blocked_scratch_floats(int64_t C, int64_t H, int64_t W, int64_t K, int64_t k, int64_t s,
+                                                       int64_t p, int64_t d, int64_t groups) {
     if (groups <= 0 || rt_conv2d_is_depthwise(C, groups))
         return 0;
     int64_t OH = rt_out_size(H, k, s, p, d), OW = rt_out_size(W, k, s, p, d), n;
@@ -194,17 +183,17 @@ static inline int64_t rt_conv2d_blocked_scratch_floats(int64_t C, int64_t H, int
     return n;
 }
 /* y[N,K,OH,OW] = conv(x[N,C,H,W], w[K,C/groups,k,k]) (+ b[K]); b may be NULL */
-void rt_conv2d_fwd(const float *x, const float *w, const float *b, float *y, float *scratch,
-                   int64_t N, int64_t C, int64_t H, int64_t W, int64_t K, int64_t k, int64_t s,
-                   int64_t p, int64_t d, int64_t groups, int64_t images);
+void rt_conv2d_fwd(const float *x, const float *w, const float *b, float *y, float *scratch, int64_t N, int64_t C,
+                   int64_t H, int64_t W, int64_t K, int64_t k, int64_t s, int64_t p, int64_t d, int64_t groups,
+                   int64_t images);
 /* dx[N,C,H,W] (+)= conv_transpose(dy[N,K,OH,OW], w) */
-void rt_conv2d_bwd_x(const float *dy, const float *w, float *dx, float *scratch, int64_t N,
-                     int64_t C, int64_t H, int64_t W, int64_t K, int64_t k, int64_t s, int64_t p,
-                     int64_t d, int64_t groups, int64_t images, int64_t acc);
+void rt_conv2d_bwd_x(const float *dy, const float *w, float *dx, float *scratch, int64_t N, int64_t C, int64_t H,
+                     int64_t W, int64_t K, int64_t k, int64_t s, int64_t p, int64_t d, int64_t groups, int64_t images,
+                     int64_t acc);
 /* dw[K,C/groups,k,k] (+)= sum over images of dy (x) im2col(x) */
-void rt_conv2d_bwd_w(const float *dy, const float *x, float *dw, float *scratch, int64_t N,
-                     int64_t C, int64_t H, int64_t W, int64_t K, int64_t k, int64_t s, int64_t p,
-                     int64_t d, int64_t groups, int64_t images, int64_t acc);
+void rt_conv2d_bwd_w(const float *dy, const float *x, float *dw, float *scratch, int64_t N, int64_t C, int64_t H,
+                     int64_t W, int64_t K, int64_t k, int64_t s, int64_t p, int64_t d, int64_t groups, int64_t images,
+                     int64_t acc);
 /* db[K] (+)= sum over n and the HW positions of dy[N,K,HW] (conv bias, bn beta) */
 void rt_sum_channels(const float *dy, float *db, int64_t N, int64_t K, int64_t HW, int64_t acc);
 
@@ -214,28 +203,26 @@ void rt_sum_channels(const float *dy, float *db, int64_t N, int64_t K, int64_t H
  * running_mean = (1 - momentum) running_mean + momentum mean, running_var
  * likewise with the unbiased variance var*m/(m-1); *num_batches += 1;
  * stats[2C] = {mean[C], invstd[C]} when stats is not NULL. y may be x. */
-void rt_bn_train_fwd(const float *x, const float *gamma, const float *beta, float *running_mean,
-                     float *running_var, int64_t *num_batches, float *y, float *stats, int64_t N,
-                     int64_t C, int64_t HW, float eps, float momentum);
+void rt_bn_train_fwd(const float *x, const float *gamma, const float *beta, float *running_mean, float *running_var,
+                     int64_t *num_batches, float *y, float *stats, int64_t N, int64_t C, int64_t HW, float eps,
+                     float momentum);
 /* dx (+)= invstd*gamma/m * (m dy - sum(dy) - xhat sum(dy xhat)), xhat = (x - mean)*invstd
  * from x and the stats of rt_bn_train_fwd */
-void rt_bn_train_bwd_x(const float *x, const float *gamma, const float *stats, const float *dy,
-                       float *dx, int64_t N, int64_t C, int64_t HW, int64_t acc);
+void rt_bn_train_bwd_x(const float *x, const float *gamma, const float *stats, const float *dy, float *dx, int64_t N,
+                       int64_t C, int64_t HW, int64_t acc);
 /* dgamma[C] (+)= sum(dy xhat); dbeta is rt_sum_channels(dy) */
-void rt_bn_train_bwd_gamma(const float *x, const float *stats, const float *dy, float *dgamma,
-                           int64_t N, int64_t C, int64_t HW, int64_t acc);
+void rt_bn_train_bwd_gamma(const float *x, const float *stats, const float *dy, float *dgamma, int64_t N, int64_t C,
+                           int64_t HW, int64_t acc);
 /* eval: y = (x - running_mean)/sqrt(running_var + eps) * gamma + beta; no state
  * changes. y may be x. */
-void rt_bn_eval_fwd(const float *x, const float *gamma, const float *beta,
-                    const float *running_mean, const float *running_var, float *y, int64_t N,
-                    int64_t C, int64_t HW, float eps);
+void rt_bn_eval_fwd(const float *x, const float *gamma, const float *beta, const float *running_mean,
+                    const float *running_var, float *y, int64_t N, int64_t C, int64_t HW, float eps);
 /* dx (+)= dy * gamma / sqrt(running_var + eps) */
-void rt_bn_eval_bwd_x(const float *gamma, const float *running_var, const float *dy, float *dx,
-                      int64_t N, int64_t C, int64_t HW, int64_t acc, float eps);
+void rt_bn_eval_bwd_x(const float *gamma, const float *running_var, const float *dy, float *dx, int64_t N, int64_t C,
+                      int64_t HW, int64_t acc, float eps);
 /* dgamma (+)= sum(dy * (x - running_mean) / sqrt(running_var + eps)) */
-void rt_bn_eval_bwd_gamma(const float *x, const float *running_mean, const float *running_var,
-                          const float *dy, float *dgamma, int64_t N, int64_t C, int64_t HW,
-                          int64_t acc, float eps);
+void rt_bn_eval_bwd_gamma(const float *x, const float *running_mean, const float *running_var, const float *dy,
+                          float *dgamma, int64_t N, int64_t C, int64_t HW, int64_t acc, float eps);
 
 /* ---- pooling over planes x[NC,H,W] -> y[NC,OH,OW] (dilation 1) */
 /* The most elements a pooling window may have: max pooling keeps the
@@ -245,16 +232,15 @@ enum { RT_POOL_WINDOW_MAX = 256 };
 /* max; argmax (may be NULL; needs k*k <= RT_POOL_WINDOW_MAX) gets the row-major position
  * ky*k + kx of each max inside its window: the first max on ties, the first
  * NaN if the window holds one (NaN propagates, as in PyTorch) */
-void rt_maxpool_fwd(const float *x, float *y, uint8_t *argmax, int64_t NC, int64_t H, int64_t W,
-                    int64_t k, int64_t s, int64_t p);
-/* dx (+)= dy scattered to the argmax positions */
-void rt_maxpool_bwd(const uint8_t *argmax, const float *dy, float *dx, int64_t NC, int64_t H,
-                    int64_t W, int64_t k, int64_t s, int64_t p, int64_t acc);
-/* average with count_include_pad: window sum / (k*k) */
-void rt_avgpool_fwd(const float *x, float *y, int64_t NC, int64_t H, int64_t W, int64_t k, int64_t s,
+void rt_maxpool_fwd(const float *x, float *y, uint8_t *argmax, int64_t NC, int64_t H, int64_t W, int64_t k, int64_t s,
                     int64_t p);
-void rt_avgpool_bwd(const float *dy, float *dx, int64_t NC, int64_t H, int64_t W, int64_t k,
+/* dx (+)= dy scattered to the argmax positions */
+void rt_maxpool_bwd(const uint8_t *argmax, const float *dy, float *dx, int64_t NC, int64_t H, int64_t W, int64_t k,
                     int64_t s, int64_t p, int64_t acc);
+/* average with count_include_pad: window sum / (k*k) */
+void rt_avgpool_fwd(const float *x, float *y, int64_t NC, int64_t H, int64_t W, int64_t k, int64_t s, int64_t p);
+void rt_avgpool_bwd(const float *dy, float *dx, int64_t NC, int64_t H, int64_t W, int64_t k, int64_t s, int64_t p,
+                    int64_t acc);
 /* global average: y[NC] = mean of each plane x[NC,HW] */
 void rt_global_avgpool_fwd(const float *x, float *y, int64_t NC, int64_t HW);
 void rt_global_avgpool_bwd(const float *dy, float *dx, int64_t NC, int64_t HW, int64_t acc);
@@ -265,11 +251,9 @@ void rt_global_avgpool_bwd(const float *dy, float *dx, int64_t NC, int64_t HW, i
  * and u_i = (mix(key + i) >> 40) * 2^-24 (mix: the splitmix64 finaliser of
  * rt_init_uniform), element i is kept iff u_i >= p; kept elements are scaled
  * by 1/(1-p), dropped ones are 0 (all of them when p >= 1). y may be x. */
-void rt_dropout_fwd(const float *x, float *y, int64_t *rng_state, int64_t *seed_out, int64_t n,
-                    float p);
+void rt_dropout_fwd(const float *x, float *y, int64_t *rng_state, int64_t *seed_out, int64_t n, float p);
 /* dx (+)= dy * mask(*seed) / (1-p) */
-void rt_dropout_bwd(const int64_t *seed, const float *dy, float *dx, int64_t n, int64_t acc,
-                    float p);
+void rt_dropout_bwd(const int64_t *seed, const float *dy, float *dx, int64_t n, int64_t acc, float p);
 
 /* ---- optimizers (P_update). The state block starts with the i64 step
  * counter that rt_opt_step_begin advances once per update; each trainable
@@ -298,45 +282,45 @@ void rt_adamw_update(float *p, const float *g, float *m, float *v, const int64_t
  * float. A buffer operand may be absent (NULL) where the kernel allows it.
  * The test `lower` checks each letter against the prototype above (const
  * pointer for r) and that lowering every op calls every kernel here. */
-#define RT_STEP_KERNELS(X)                                                                         \
-    X(copy, "wri")                                                                                 \
-    X(fill_f32, "wif")                                                                             \
-    X(acc_f32, "wrii")                                                                             \
-    X(linear_fwd, "rrrwiii")                                                                       \
-    X(linear_bwd_x, "rrwiiii")                                                                     \
-    X(linear_bwd_w, "rrwiiii")                                                                     \
-    X(sum_rows, "rwiii")                                                                           \
-    X(matmul_fwd, "rrwiii")                                                                        \
-    X(matmul_bwd_a, "rrwiiii")                                                                     \
-    X(matmul_bwd_b, "rrwiiii")                                                                     \
-    X(relu_fwd, "rwi")                                                                             \
-    X(sign_mask, "rwi")                                                                            \
-    X(relu_bwd_out, "rrwii")                                                                       \
-    X(relu_bwd_mask, "rrwii")                                                                      \
-    X(sigmoid_fwd, "rwi")                                                                          \
-    X(sigmoid_bwd, "rrwii")                                                                        \
-    X(add_fwd, "rrwii")                                                                            \
-    X(cross_entropy_fwd, "rrwwii")                                                                 \
-    X(cross_entropy_bwd, "rrrwiii")                                                                \
-    X(mse_fwd, "rrwwi")                                                                            \
-    X(mse_bwd, "rrwiii")                                                                           \
-    X(conv2d_fwd, "rrrwsiiiiiiiiiin")                                                              \
-    X(conv2d_bwd_x, "rrwsiiiiiiiiiini")                                                            \
-    X(conv2d_bwd_w, "rrwsiiiiiiiiiini")                                                            \
-    X(sum_channels, "rwiiii")                                                                      \
-    X(bn_train_fwd, "rrrwwwwwiiiff")                                                               \
-    X(bn_train_bwd_x, "rrrrwiiii")                                                                 \
-    X(bn_train_bwd_gamma, "rrrwiiii")                                                              \
-    X(bn_eval_fwd, "rrrrrwiiif")                                                                   \
-    X(bn_eval_bwd_x, "rrrwiiiif")                                                                  \
-    X(bn_eval_bwd_gamma, "rrrrwiiiif")                                                             \
-    X(maxpool_fwd, "rwwiiiiii")                                                                    \
-    X(maxpool_bwd, "rrwiiiiiii")                                                                   \
-    X(avgpool_fwd, "rwiiiiii")                                                                     \
-    X(avgpool_bwd, "rwiiiiiii")                                                                    \
-    X(global_avgpool_fwd, "rwii")                                                                  \
-    X(global_avgpool_bwd, "rwiii")                                                                 \
-    X(dropout_fwd, "rwwwif")                                                                       \
+#define RT_STEP_KERNELS(X)              \
+    X(copy, "wri")                      \
+    X(fill_f32, "wif")                  \
+    X(acc_f32, "wrii")                  \
+    X(linear_fwd, "rrrwiii")            \
+    X(linear_bwd_x, "rrwiiii")          \
+    X(linear_bwd_w, "rrwiiii")          \
+    X(sum_rows, "rwiii")                \
+    X(matmul_fwd, "rrwiii")             \
+    X(matmul_bwd_a, "rrwiiii")          \
+    X(matmul_bwd_b, "rrwiiii")          \
+    X(relu_fwd, "rwi")                  \
+    X(sign_mask, "rwi")                 \
+    X(relu_bwd_out, "rrwii")            \
+    X(relu_bwd_mask, "rrwii")           \
+    X(sigmoid_fwd, "rwi")               \
+    X(sigmoid_bwd, "rrwii")             \
+    X(add_fwd, "rrwii")                 \
+    X(cross_entropy_fwd, "rrwwii")      \
+    X(cross_entropy_bwd, "rrrwiii")     \
+    X(mse_fwd, "rrwwi")                 \
+    X(mse_bwd, "rrwiii")                \
+    X(conv2d_fwd, "rrrwsiiiiiiiiiin")   \
+    X(conv2d_bwd_x, "rrwsiiiiiiiiiini") \
+    X(conv2d_bwd_w, "rrwsiiiiiiiiiini") \
+    X(sum_channels, "rwiiii")           \
+    X(bn_train_fwd, "rrrwwwwwiiiff")    \
+    X(bn_train_bwd_x, "rrrrwiiii")      \
+    X(bn_train_bwd_gamma, "rrrwiiii")   \
+    X(bn_eval_fwd, "rrrrrwiiif")        \
+    X(bn_eval_bwd_x, "rrrwiiiif")       \
+    X(bn_eval_bwd_gamma, "rrrrwiiiif")  \
+    X(maxpool_fwd, "rwwiiiiii")         \
+    X(maxpool_bwd, "rrwiiiiiii")        \
+    X(avgpool_fwd, "rwiiiiii")          \
+    X(avgpool_bwd, "rwiiiiiii")         \
+    X(global_avgpool_fwd, "rwii")       \
+    X(global_avgpool_bwd, "rwiii")      \
+    X(dropout_fwd, "rwwwif")            \
     X(dropout_bwd, "rrwiif")
 
 /* RTK_linear_fwd names rt_linear_fwd. */
@@ -344,7 +328,7 @@ typedef enum {
 #define RT_KERNEL_ID(name, operands) RTK_##name,
     RT_STEP_KERNELS(RT_KERNEL_ID)
 #undef RT_KERNEL_ID
-    RTK_COUNT
+        RTK_COUNT
 } rt_kernel;
 
 #endif

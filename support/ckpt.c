@@ -34,40 +34,46 @@ typedef struct {
 } st_dtype;
 
 static const st_dtype st_dtypes[] = {
-    {"F32", 4, FROST_DTYPE_F32}, {"I32", 4, FROST_DTYPE_I32}, {"U8", 1, FROST_DTYPE_U8},
-    {"I64", 8, FROST_DTYPE_I64}, {"BOOL", 1, -1},             {"I8", 1, -1},
-    {"F8_E5M2", 1, -1},          {"F8_E4M3", 1, -1},          {"I16", 2, -1},
-    {"U16", 2, -1},              {"F16", 2, -1},              {"BF16", 2, -1},
-    {"U32", 4, -1},              {"F64", 8, -1},              {"U64", 8, -1},
+    {"F32", 4, FROST_DTYPE_F32},
+    {"I32", 4, FROST_DTYPE_I32},
+    {"U8", 1, FROST_DTYPE_U8},
+    {"I64", 8, FROST_DTYPE_I64},
+    {"BOOL", 1, -1},
+    {"I8", 1, -1},
+    {"F8_E5M2", 1, -1},
+    {"F8_E4M3", 1, -1},
+    {"I16", 2, -1},
+    {"U16", 2, -1},
+    {"F16", 2, -1},
+    {"BF16", 2, -1},
+    {"U32", 4, -1},
+    {"F64", 8, -1},
+    {"U64", 8, -1},
 };
 #define ST_NDTYPES ((int)(sizeof st_dtypes / sizeof *st_dtypes))
 
-static int st_dtype_of_frost(int32_t dt)
-{
+static int st_dtype_of_frost(int32_t dt) {
     for (int k = 0; k < ST_NDTYPES; k++)
         if (st_dtypes[k].frost >= 0 && st_dtypes[k].frost == dt)
             return k;
     return -1;
 }
 
-static int st_dtype_of_name(const char *s)
-{
+static int st_dtype_of_name(const char *s) {
     for (int k = 0; k < ST_NDTYPES; k++)
         if (!strcmp(st_dtypes[k].name, s))
             return k;
     return -1;
 }
 
-static int host_little_endian(void)
-{
+static int host_little_endian(void) {
     const uint16_t one = 1;
     unsigned char b;
     memcpy(&b, &one, 1);
     return b == 1;
 }
 
-static void swap_bytes(void *buf, size_t bytes, int esize)
-{
+static void swap_bytes(void *buf, size_t bytes, int esize) {
     unsigned char *p = buf;
     if (esize < 2)
         return;
@@ -83,8 +89,7 @@ static void swap_bytes(void *buf, size_t bytes, int esize)
 
 /* '*' matches any run of characters, '?' one character. Linear backtracking:
  * no recursion. */
-static int glob_match(const char *pat, const char *s)
-{
+static int glob_match(const char *pat, const char *s) {
     const char *star = NULL, *resume = NULL;
     while (*s) {
         if (*pat == '*') {
@@ -105,8 +110,7 @@ static int glob_match(const char *pat, const char *s)
     return !*pat;
 }
 
-static int skipped(const frost_load_options *opt, const char *name)
-{
+static int skipped(const frost_load_options *opt, const char *name) {
     if (!opt || !opt->skip)
         return 0;
     for (const char *const *p = opt->skip; *p; p++)
@@ -115,8 +119,7 @@ static int skipped(const frost_load_options *opt, const char *name)
     return 0;
 }
 
-static void shape_str(char *buf, size_t size, int rank, const int64_t *dims)
-{
+static void shape_str(char *buf, size_t size, int rank, const int64_t *dims) {
     size_t n = 0;
     buf[0] = 0;
     n += (size_t)snprintf(buf, size, "[");
@@ -127,8 +130,7 @@ static void shape_str(char *buf, size_t size, int rank, const int64_t *dims)
 }
 
 /* Product of dims times esize, or -1 on overflow or a negative dim. */
-static int64_t tensor_bytes(int rank, const int64_t *dims, int esize)
-{
+static int64_t tensor_bytes(int rank, const int64_t *dims, int esize) {
     int64_t n = esize;
     for (int i = 0; i < rank; i++) {
         if (dims[i] < 0)
@@ -147,16 +149,14 @@ typedef struct {
     int i; /* table index */
 } tab_ref;
 
-static int cmp_tab_ref(const void *a, const void *b)
-{
+static int cmp_tab_ref(const void *a, const void *b) {
     return strcmp(((const tab_ref *)a)->t->name, ((const tab_ref *)b)->t->name);
 }
 
 /* Check every persistent entry and sort them by name into *refs (caller
  * frees); *nrefs gets their count. */
-static int check_table(const char *qpath, const void *params, const frost_param_info *table, int n,
-                       tab_ref **refs, int *nrefs, frost_error *err)
-{
+static int check_table(const char *qpath, const void *params, const frost_param_info *table, int n, tab_ref **refs,
+                       int *nrefs, frost_error *err) {
     *refs = NULL;
     *nrefs = 0;
     if (n < 0)
@@ -173,12 +173,12 @@ static int check_table(const char *qpath, const void *params, const frost_param_
             continue;
         char q[ST_NAME_MAX + 8];
         fs_quote(q, sizeof q, t->name, ST_NAME_MAX);
-        const char *why = !t->name || !*t->name                       ? "has no name"
-                          : st_dtype_of_frost(t->dtype) < 0           ? "has an unsupported dtype code"
-                          : t->rank < 0 || t->rank > FROST_MAX_RANK   ? "has a bad rank"
-                          : t->offset < 0                             ? "has a negative offset"
-                          : tensor_bytes(t->rank, t->shape, 1) < 0    ? "has a bad shape"
-                                                                      : NULL;
+        const char *why = !t->name || !*t->name                     ? "has no name"
+                          : st_dtype_of_frost(t->dtype) < 0         ? "has an unsupported dtype code"
+                          : t->rank < 0 || t->rank > FROST_MAX_RANK ? "has a bad rank"
+                          : t->offset < 0                           ? "has a negative offset"
+                          : tensor_bytes(t->rank, t->shape, 1) < 0  ? "has a bad shape"
+                                                                    : NULL;
         if (why) {
             free(r);
             return fs_fail(err, FROST_ERR_ARG, "'%s': table entry %d ('%s') %s", qpath, i, q, why);
@@ -195,8 +195,7 @@ static int check_table(const char *qpath, const void *params, const frost_param_
             fs_quote(q, sizeof q, r[j].t->name, ST_NAME_MAX);
             int a = r[j - 1].i < r[j].i ? r[j - 1].i : r[j].i, b = r[j - 1].i ^ r[j].i ^ a;
             free(r);
-            return fs_fail(err, FROST_ERR_ARG, "'%s': table entries %d and %d are both named '%s'", qpath,
-                           a, b, q);
+            return fs_fail(err, FROST_ERR_ARG, "'%s': table entries %d and %d are both named '%s'", qpath, a, b, q);
         }
     *refs = r;
     *nrefs = k;
@@ -211,8 +210,7 @@ typedef struct {
     int oom;
 } sbuf;
 
-static void sb_put(sbuf *b, const char *s, size_t n)
-{
+static void sb_put(sbuf *b, const char *s, size_t n) {
     if (b->oom)
         return;
     if (b->len + n + 1 > b->cap) {
@@ -232,13 +230,9 @@ static void sb_put(sbuf *b, const char *s, size_t n)
     b->s[b->len] = 0;
 }
 
-static void sb_str(sbuf *b, const char *s)
-{
-    sb_put(b, s, strlen(s));
-}
+static void sb_str(sbuf *b, const char *s) { sb_put(b, s, strlen(s)); }
 
-static void sb_json_string(sbuf *b, const char *s)
-{
+static void sb_json_string(sbuf *b, const char *s) {
     sb_put(b, "\"", 1);
     for (; *s; s++) {
         unsigned char c = (unsigned char)*s;
@@ -257,8 +251,7 @@ static void sb_json_string(sbuf *b, const char *s)
     sb_put(b, "\"", 1);
 }
 
-static int write_all(FILE *f, const void *data, size_t n, int esize)
-{
+static int write_all(FILE *f, const void *data, size_t n, int esize) {
     if (host_little_endian() || esize < 2)
         return fwrite(data, 1, n, f) == n ? 0 : -1;
     unsigned char chunk[1 << 16];
@@ -275,9 +268,7 @@ static int write_all(FILE *f, const void *data, size_t n, int esize)
     return 0;
 }
 
-int frost_ckpt_save(const char *path, const void *params, const frost_param_info *table, int n,
-                    frost_error *err)
-{
+int frost_ckpt_save(const char *path, const void *params, const frost_param_info *table, int n, frost_error *err) {
     if (!path || !*path)
         return fs_fail(err, FROST_ERR_ARG, "frost_ckpt_save: no path");
     char qpath[256];
@@ -347,8 +338,7 @@ int frost_ckpt_save(const char *path, const void *params, const frost_param_info
         int e = errno;
         free(h.s);
         free(tmp);
-        return fs_fail(err, FROST_ERR_IO, "'%s': cannot create a temporary file next to it: %s", qpath,
-                       strerror(e));
+        return fs_fail(err, FROST_ERR_IO, "'%s': cannot create a temporary file next to it: %s", qpath, strerror(e));
     }
     FILE *f = fdopen(fd, "wb");
     if (!f) {
@@ -390,8 +380,7 @@ int frost_ckpt_save(const char *path, const void *params, const frost_param_info
         e = errno;
         unlink(tmp);
         free(tmp);
-        return fs_fail(err, FROST_ERR_IO, "'%s': cannot rename the temporary file over it: %s", qpath,
-                       strerror(e));
+        return fs_fail(err, FROST_ERR_IO, "'%s': cannot rename the temporary file over it: %s", qpath, strerror(e));
     }
     free(tmp);
     return fs_ok(err, "saved %d tensors (%lld bytes of data) to '%s'", nrefs, (long long)at, qpath);
@@ -414,16 +403,14 @@ typedef struct {
     int n, cap;
 } st_list;
 
-static void st_free(st_list *l)
-{
+static void st_free(st_list *l) {
     for (int i = 0; i < l->n; i++)
         free(l->t[i].name);
     free(l->t);
 }
 
 /* A tensor entry: {"dtype": "F32", "shape": [..], "data_offsets": [b, e]}. */
-static int st_parse_entry(sj_parser *p, st_tensor *t, const char *qpath, frost_error *err)
-{
+static int st_parse_entry(sj_parser *p, st_tensor *t, const char *qpath, frost_error *err) {
     char q[ST_NAME_MAX + 8];
     fs_quote(q, sizeof q, t->name, ST_NAME_MAX);
     int have_dtype = 0, have_shape = 0, have_offsets = 0;
@@ -514,8 +501,7 @@ static int st_parse_entry(sj_parser *p, st_tensor *t, const char *qpath, frost_e
 }
 
 /* "__metadata__": an object of strings. */
-static int st_parse_metadata(sj_parser *p, const char *qpath, frost_error *err)
-{
+static int st_parse_metadata(sj_parser *p, const char *qpath, frost_error *err) {
     if (sj_peek(p) != '{')
         return fs_fail(err, FROST_ERR_FORMAT, "'%s': \"__metadata__\" is not an object of strings", qpath);
     p->i++;
@@ -538,13 +524,11 @@ static int st_parse_metadata(sj_parser *p, const char *qpath, frost_error *err)
     return sj_expect(p, '}', "',' or '}'");
 }
 
-static int cmp_tensor_name(const void *a, const void *b)
-{
+static int cmp_tensor_name(const void *a, const void *b) {
     return strcmp(((const st_tensor *)a)->name, ((const st_tensor *)b)->name);
 }
 
-static int st_parse_header(const char *hdr, size_t len, st_list *l, const char *qpath, frost_error *err)
-{
+static int st_parse_header(const char *hdr, size_t len, st_list *l, const char *qpath, frost_error *err) {
     sj_parser p;
     sj_init(&p, hdr, len);
     int rc = 0;
@@ -604,15 +588,13 @@ typedef struct {
     int i;
 } st_span;
 
-static int cmp_span(const void *a, const void *b)
-{
+static int cmp_span(const void *a, const void *b) {
     const st_span *x = a, *y = b;
     return x->begin < y->begin ? -1 : x->begin > y->begin ? 1 : x->i - y->i;
 }
 
 /* Offsets against dtype x shape, each other and the data section's size. */
-static int st_check_offsets(st_list *l, int64_t data_bytes, const char *qpath, frost_error *err)
-{
+static int st_check_offsets(st_list *l, int64_t data_bytes, const char *qpath, frost_error *err) {
     char q[ST_NAME_MAX + 8], q2[ST_NAME_MAX + 8], sh[160];
     int64_t max_end = 0;
     int at_max = -1;
@@ -620,8 +602,8 @@ static int st_check_offsets(st_list *l, int64_t data_bytes, const char *qpath, f
         st_tensor *t = &l->t[i];
         fs_quote(q, sizeof q, t->name, ST_NAME_MAX);
         if (t->begin > t->end)
-            return fs_fail(err, FROST_ERR_OFFSETS, "'%s': tensor '%s': data_offsets [%lld, %lld] are reversed",
-                           qpath, q, (long long)t->begin, (long long)t->end);
+            return fs_fail(err, FROST_ERR_OFFSETS, "'%s': tensor '%s': data_offsets [%lld, %lld] are reversed", qpath,
+                           q, (long long)t->begin, (long long)t->end);
         if (t->dtype >= 0) {
             int64_t want = tensor_bytes(t->rank, t->shape, st_dtypes[t->dtype].bytes);
             shape_str(sh, sizeof sh, t->rank, t->shape);
@@ -670,29 +652,23 @@ static int st_check_offsets(st_list *l, int64_t data_bytes, const char *qpath, f
 
 /* ---------------------------------------------------------------- load */
 
-static st_tensor *st_find(st_list *l, const char *name)
-{
+static st_tensor *st_find(st_list *l, const char *name) {
     st_tensor key;
     key.name = (char *)name;
     return l->n > 0 ? bsearch(&key, l->t, (size_t)l->n, sizeof *l->t, cmp_tensor_name) : NULL;
 }
 
-static const frost_param_info *table_find(const frost_param_info *table, int n, const char *name)
-{
+static const frost_param_info *table_find(const frost_param_info *table, int n, const char *name) {
     for (int i = 0; i < n; i++)
         if (table[i].name && !strcmp(table[i].name, name))
             return &table[i];
     return NULL;
 }
 
-static int read_exact(FILE *f, void *buf, size_t n)
-{
-    return fread(buf, 1, n, f) == n ? 0 : -1;
-}
+static int read_exact(FILE *f, void *buf, size_t n) { return fread(buf, 1, n, f) == n ? 0 : -1; }
 
 static int ckpt_load(FILE *f, const char *qpath, void *params, const frost_param_info *table, int n,
-                     const frost_load_options *opt, st_list *l, frost_error *err)
-{
+                     const frost_load_options *opt, st_list *l, frost_error *err) {
     struct stat st;
     if (fstat(fileno(f), &st) != 0)
         return fs_fail(err, FROST_ERR_IO, "'%s': cannot stat: %s", qpath, strerror(errno));
@@ -701,8 +677,8 @@ static int ckpt_load(FILE *f, const char *qpath, void *params, const frost_param
     int64_t fsize = (int64_t)st.st_size;
     if (fsize < 8)
         return fs_fail(err, FROST_ERR_TRUNCATED,
-                       "'%s': truncated header: the file has %lld bytes, fewer than the 8 of the header length",
-                       qpath, (long long)fsize);
+                       "'%s': truncated header: the file has %lld bytes, fewer than the 8 of the header length", qpath,
+                       (long long)fsize);
     unsigned char len8[8];
     if (read_exact(f, len8, 8))
         return fs_fail(err, FROST_ERR_IO, "'%s': read error", qpath);
@@ -710,9 +686,8 @@ static int ckpt_load(FILE *f, const char *qpath, void *params, const frost_param
     for (int k = 7; k >= 0; k--)
         hlen = hlen << 8 | len8[k];
     if (hlen > ST_MAX_HEADER)
-        return fs_fail(err, FROST_ERR_FORMAT,
-                       "'%s': header length %llu is absurd (limit %d): not a safetensors file?", qpath,
-                       (unsigned long long)hlen, ST_MAX_HEADER);
+        return fs_fail(err, FROST_ERR_FORMAT, "'%s': header length %llu is absurd (limit %d): not a safetensors file?",
+                       qpath, (unsigned long long)hlen, ST_MAX_HEADER);
     if ((int64_t)hlen > fsize - 8)
         return fs_fail(err, FROST_ERR_TRUNCATED,
                        "'%s': truncated header: the header length is %llu bytes, but only %lld follow", qpath,
@@ -796,8 +771,7 @@ static int ckpt_load(FILE *f, const char *qpath, void *params, const frost_param
             for (int i = 0; i < l->n; i++) {
                 st_tensor *ft = &l->t[i];
                 const frost_param_info *t;
-                if (ft->used || skipped(opt, ft->name) ||
-                    ((t = table_find(table, n, ft->name)) && !t->persistent))
+                if (ft->used || skipped(opt, ft->name) || ((t = table_find(table, n, ft->name)) && !t->persistent))
                     continue;
                 fs_quote(q, sizeof q, ft->name, ST_NAME_MAX);
                 fs_msg_item(&m, "%s '%s'", k++ ? "," : "", q);
@@ -815,9 +789,9 @@ static int ckpt_load(FILE *f, const char *qpath, void *params, const frost_param
             st_tensor *ft;
             if (!t->persistent || skipped(opt, t->name) || !(ft = st_find(l, t->name)))
                 continue;
-            int bad = pass == 0 ? ft->dtype < 0 || st_dtypes[ft->dtype].frost != t->dtype
-                                : ft->rank != t->rank ||
-                                      memcmp(ft->shape, t->shape, sizeof *t->shape * (size_t)t->rank) != 0;
+            int bad = pass == 0
+                          ? ft->dtype < 0 || st_dtypes[ft->dtype].frost != t->dtype
+                          : ft->rank != t->rank || memcmp(ft->shape, t->shape, sizeof *t->shape * (size_t)t->rank) != 0;
             if (!bad)
                 continue;
             if (!count++) {
@@ -880,9 +854,8 @@ static int ckpt_load(FILE *f, const char *qpath, void *params, const frost_param
     return fs_ok(err, "%s", m.s);
 }
 
-int frost_ckpt_load(const char *path, void *params, const frost_param_info *table, int n,
-                    const frost_load_options *opt, frost_error *err)
-{
+int frost_ckpt_load(const char *path, void *params, const frost_param_info *table, int n, const frost_load_options *opt,
+                    frost_error *err) {
     if (!path || !*path)
         return fs_fail(err, FROST_ERR_ARG, "frost_ckpt_load: no path");
     char qpath[256];

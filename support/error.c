@@ -4,8 +4,7 @@
 #include <stdio.h>
 #include <string.h>
 
-const char *frost_strerror(int code)
-{
+const char *frost_strerror(int code) {
     switch (code) {
     case 0: return "ok";
     case FROST_ERR_ARG: return "invalid argument";
@@ -22,8 +21,7 @@ const char *frost_strerror(int code)
     return "unknown error";
 }
 
-static void fs_set(frost_error *err, int code, const char *fmt, va_list ap)
-{
+static void fs_set(frost_error *err, int code, const char *fmt, va_list ap) {
     if (!err)
         return;
     err->code = code;
@@ -32,8 +30,7 @@ static void fs_set(frost_error *err, int code, const char *fmt, va_list ap)
         vsnprintf(err->msg, sizeof err->msg, fmt, ap);
 }
 
-int fs_fail(frost_error *err, int code, const char *fmt, ...)
-{
+int fs_fail(frost_error *err, int code, const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
     fs_set(err, code, fmt, ap);
@@ -41,8 +38,7 @@ int fs_fail(frost_error *err, int code, const char *fmt, ...)
     return code;
 }
 
-int fs_ok(frost_error *err, const char *fmt, ...)
-{
+int fs_ok(frost_error *err, const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
     fs_set(err, 0, fmt, ap);
@@ -50,15 +46,13 @@ int fs_ok(frost_error *err, const char *fmt, ...)
     return 0;
 }
 
-void fs_msg_init(fs_msg *m)
-{
+void fs_msg_init(fs_msg *m) {
     m->s[0] = 0;
     m->len = 0;
     m->more = 0;
 }
 
-void fs_msg_add(fs_msg *m, const char *fmt, ...)
-{
+void fs_msg_add(fs_msg *m, const char *fmt, ...) {
     if (m->len + 1 >= sizeof m->s)
         return;
     va_list ap;
@@ -72,8 +66,7 @@ void fs_msg_add(fs_msg *m, const char *fmt, ...)
 /* Room kept free for "(and N more)" and a short tail after the list. */
 #define FS_MSG_RESERVE 64
 
-void fs_msg_item(fs_msg *m, const char *fmt, ...)
-{
+void fs_msg_item(fs_msg *m, const char *fmt, ...) {
     char item[FROST_ERROR_MSG];
     va_list ap;
     va_start(ap, fmt);
@@ -89,8 +82,7 @@ void fs_msg_item(fs_msg *m, const char *fmt, ...)
     m->len += (size_t)k;
 }
 
-const char *fs_msg_end(fs_msg *m)
-{
+const char *fs_msg_end(fs_msg *m) {
     if (m->more) {
         fs_msg_add(m, " (and %d more)", m->more);
         m->more = 0;
@@ -98,8 +90,7 @@ const char *fs_msg_end(fs_msg *m)
     return m->s;
 }
 
-void fs_quote(char *buf, size_t size, const char *s, size_t max)
-{
+void fs_quote(char *buf, size_t size, const char *s, size_t max) {
     size_t n = 0, i = 0;
     if (size < 8) {
         if (size)

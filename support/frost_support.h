@@ -37,9 +37,9 @@ extern "C" {
 #define FROST_PARAM_INFO_DEFINED
 #define FROST_DTYPE_F32 0
 #define FROST_DTYPE_I32 1
-#define FROST_DTYPE_U8  2
+#define FROST_DTYPE_U8 2
 #define FROST_DTYPE_I64 4
-#define FROST_MAX_RANK  6
+#define FROST_MAX_RANK 6
 typedef struct frost_param_info {
     const char *name;
     int64_t offset;
@@ -56,21 +56,22 @@ typedef struct frost_param_info {
 /* ---------------------------------------------------------------- errors */
 
 /* Return codes (0 is success). */
-#define FROST_ERR_ARG        (-1)  /* invalid argument: NULL pointer, bad table entry, duplicate names */
-#define FROST_ERR_IO         (-2)  /* cannot open, read, write or rename (file missing, permissions, disk full) */
-#define FROST_ERR_NOMEM      (-3)  /* out of memory */
-#define FROST_ERR_TRUNCATED  (-4)  /* the file ends before its header or its data does */
-#define FROST_ERR_FORMAT     (-5)  /* not a valid file: absurd header length, malformed JSON, bad fields, bad IDX magic or dims */
-#define FROST_ERR_OFFSETS    (-6)  /* safetensors data_offsets reversed, overlapping or not matching dtype x shape */
-#define FROST_ERR_DTYPE      (-7)  /* a tensor's dtype differs from the table's (nothing is converted) */
-#define FROST_ERR_SHAPE      (-8)  /* a tensor's shape differs from the table's */
-#define FROST_ERR_MISSING    (-9)  /* table entries absent from the file */
+#define FROST_ERR_ARG (-1)       /* invalid argument: NULL pointer, bad table entry, duplicate names */
+#define FROST_ERR_IO (-2)        /* cannot open, read, write or rename (file missing, permissions, disk full) */
+#define FROST_ERR_NOMEM (-3)     /* out of memory */
+#define FROST_ERR_TRUNCATED (-4) /* the file ends before its header or its data does */
+#define FROST_ERR_FORMAT \
+    (-5) /* not a valid file: absurd header length, malformed JSON, bad fields, bad IDX magic or dims */
+#define FROST_ERR_OFFSETS (-6)     /* safetensors data_offsets reversed, overlapping or not matching dtype x shape */
+#define FROST_ERR_DTYPE (-7)       /* a tensor's dtype differs from the table's (nothing is converted) */
+#define FROST_ERR_SHAPE (-8)       /* a tensor's shape differs from the table's */
+#define FROST_ERR_MISSING (-9)     /* table entries absent from the file */
 #define FROST_ERR_UNEXPECTED (-10) /* file tensors absent from the table */
 
 #define FROST_ERROR_MSG 512
 typedef struct {
-    int code;                   /* the value the function returned */
-    char msg[FROST_ERROR_MSG];  /* "'ckpt.safetensors': shape mismatch: ..."; on success "" or a summary */
+    int code;                  /* the value the function returned */
+    char msg[FROST_ERROR_MSG]; /* "'ckpt.safetensors': shape mismatch: ..."; on success "" or a summary */
 } frost_error;
 
 /* A short constant description of a code ("shape mismatch"), "ok" for 0. */
@@ -89,8 +90,7 @@ const char *frost_strerror(int code);
  * table order, with metadata {"format": "pt"}. Writes a temporary file in the
  * same directory and renames it over `path`, so an existing checkpoint is
  * replaced only by a complete new one. */
-int frost_ckpt_save(const char *path, const void *params, const frost_param_info *table, int n,
-                    frost_error *err);
+int frost_ckpt_save(const char *path, const void *params, const frost_param_info *table, int n, frost_error *err);
 
 typedef struct {
     /* NULL-terminated list of glob patterns ('*' any run of characters, '?'
@@ -110,8 +110,8 @@ typedef struct {
  * is written: on error params is unchanged (except after a read error in the
  * middle of the copy, FROST_ERR_IO). On success err->msg summarises what was
  * loaded and what was skipped or missing. */
-int frost_ckpt_load(const char *path, void *params, const frost_param_info *table, int n,
-                    const frost_load_options *opt, frost_error *err);
+int frost_ckpt_load(const char *path, void *params, const frost_param_info *table, int n, const frost_load_options *opt,
+                    frost_error *err);
 
 /* ---------------------------------------------------------------- IDX files
  *
@@ -135,12 +135,12 @@ void frost_idx_free(frost_idx *idx);
 
 /* ---------------------------------------------------------------- data sets */
 
-#define FROST_FASHION_MNIST_DIR  "/usr/share/datasets/fashion-mnist" /* Debian's dataset-fashion-mnist */
-#define FROST_FASHION_MNIST_MEAN 0.2860f /* of the 60000 training pixels, scaled to [0,1] */
-#define FROST_FASHION_MNIST_STD  0.3530f
+#define FROST_FASHION_MNIST_DIR "/usr/share/datasets/fashion-mnist" /* Debian's dataset-fashion-mnist */
+#define FROST_FASHION_MNIST_MEAN 0.2860f                            /* of the 60000 training pixels, scaled to [0,1] */
+#define FROST_FASHION_MNIST_STD 0.3530f
 
 typedef struct {
-    int64_t count;    /* examples */
+    int64_t count; /* examples */
     int64_t rows, cols;
     int64_t features; /* rows * cols: floats per example */
     int32_t classes;  /* largest label + 1 */
@@ -151,14 +151,14 @@ typedef struct {
 /* Load an images file (3 dims: count, rows, cols, none 0) and a labels file
  * (1 dim: count) of the same count. Pixels become (p / 255 - mean) / std: mean 0,
  * std 1 gives [0, 1]. */
-int frost_dataset_load(const char *images_path, const char *labels_path, float mean, float std,
-                       frost_dataset *ds, frost_error *err);
+int frost_dataset_load(const char *images_path, const char *labels_path, float mean, float std, frost_dataset *ds,
+                       frost_error *err);
 
 /* The same for the usual file names in a directory: split "train" or "t10k"
  * reads DIR/SPLIT-images-idx3-ubyte.gz and DIR/SPLIT-labels-idx1-ubyte.gz, or
  * the files without .gz when those do not exist. */
-int frost_dataset_load_mnist(const char *dir, const char *split, float mean, float std,
-                             frost_dataset *ds, frost_error *err);
+int frost_dataset_load_mnist(const char *dir, const char *split, float mean, float std, frost_dataset *ds,
+                             frost_error *err);
 void frost_dataset_free(frost_dataset *ds);
 
 /* ---------------------------------------------------------------- batches
@@ -182,8 +182,8 @@ void frost_dataset_free(frost_dataset *ds);
  * is completed from the start of the same epoch's order: ceil(count / batch)
  * batches, the last one holding some examples twice. */
 
-#define FROST_BATCH_DROP       0 /* drop the last partial batch (default) */
-#define FROST_BATCH_WRAP       1 /* complete it from the start of the epoch's order */
+#define FROST_BATCH_DROP 0       /* drop the last partial batch (default) */
+#define FROST_BATCH_WRAP 1       /* complete it from the start of the epoch's order */
 #define FROST_BATCH_SEQUENTIAL 2 /* do not shuffle (evaluation); combine with | */
 
 typedef struct {
@@ -198,8 +198,8 @@ typedef struct {
 
 /* The data set must outlive the batcher. batch >= 1 (with FROST_BATCH_DROP
  * also <= ds->count), and batch * features floats fit in 2^63 bytes. */
-int frost_batcher_init(frost_batcher *b, const frost_dataset *ds, int64_t batch, uint64_t seed,
-                       int flags, frost_error *err);
+int frost_batcher_init(frost_batcher *b, const frost_dataset *ds, int64_t batch, uint64_t seed, int flags,
+                       frost_error *err);
 
 /* Fill x (batch * features floats) and labels (batch int32, may be NULL) with
  * the next batch and return how many of its examples are new in this epoch:

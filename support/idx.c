@@ -31,8 +31,7 @@ typedef struct {
 } idx_reader;
 
 /* zlib's message without the "<fd:N>: " it puts in front. */
-static const char *gz_message(gzFile gz, int *zerr)
-{
+static const char *gz_message(gzFile gz, int *zerr) {
     const char *m = gzerror(gz, zerr);
     if (m && !strncmp(m, "<fd:", 4)) {
         const char *c = strstr(m, ": ");
@@ -44,8 +43,7 @@ static const char *gz_message(gzFile gz, int *zerr)
 
 /* Read up to n bytes; *got receives how many. Fails (with the message set)
  * only on a zlib error: a short count is the caller's to judge. */
-static int idx_read(idx_reader *r, void *buf, int64_t n, int64_t *got)
-{
+static int idx_read(idx_reader *r, void *buf, int64_t n, int64_t *got) {
     *got = 0;
     while (*got < n) {
         int64_t want = n - *got;
@@ -74,8 +72,7 @@ static int idx_read(idx_reader *r, void *buf, int64_t n, int64_t *got)
     return 0;
 }
 
-static const char *idx_type_name(int t)
-{
+static const char *idx_type_name(int t) {
     switch (t) {
     case 0x09: return "signed byte";
     case 0x0B: return "int16";
@@ -86,8 +83,7 @@ static const char *idx_type_name(int t)
     return NULL;
 }
 
-static void dims_str(char *buf, size_t size, int nd, const int64_t *d)
-{
+static void dims_str(char *buf, size_t size, int nd, const int64_t *d) {
     size_t n = (size_t)snprintf(buf, size, "[");
     for (int i = 0; i < nd && n < size; i++)
         n += (size_t)snprintf(buf + n, size - n, "%s%lld", i ? ", " : "", (long long)d[i]);
@@ -95,8 +91,7 @@ static void dims_str(char *buf, size_t size, int nd, const int64_t *d)
         snprintf(buf + n, size - n, "]");
 }
 
-static int idx_load(idx_reader *r, int64_t file_size, int compressed, frost_idx *out)
-{
+static int idx_load(idx_reader *r, int64_t file_size, int compressed, frost_idx *out) {
     const char *qpath = r->qpath;
     unsigned char h[4 * (1 + FROST_IDX_MAX_DIMS)];
     int64_t got;
@@ -195,8 +190,7 @@ static int idx_load(idx_reader *r, int64_t file_size, int compressed, frost_idx 
     return 0;
 }
 
-int frost_idx_load(const char *path, frost_idx *out, frost_error *err)
-{
+int frost_idx_load(const char *path, frost_idx *out, frost_error *err) {
     if (!out)
         return fs_fail(err, FROST_ERR_ARG, "frost_idx_load: out is NULL");
     memset(out, 0, sizeof *out);
@@ -236,8 +230,7 @@ int frost_idx_load(const char *path, frost_idx *out, frost_error *err)
     return fs_ok(err, "'%s': %s unsigned bytes", qpath, ds);
 }
 
-void frost_idx_free(frost_idx *idx)
-{
+void frost_idx_free(frost_idx *idx) {
     if (!idx)
         return;
     free(idx->data);
@@ -246,9 +239,8 @@ void frost_idx_free(frost_idx *idx)
 
 /* ---------------------------------------------------------------- data sets */
 
-int frost_dataset_load(const char *images_path, const char *labels_path, float mean, float std,
-                       frost_dataset *ds, frost_error *err)
-{
+int frost_dataset_load(const char *images_path, const char *labels_path, float mean, float std, frost_dataset *ds,
+                       frost_error *err) {
     if (!ds)
         return fs_fail(err, FROST_ERR_ARG, "frost_dataset_load: ds is NULL");
     memset(ds, 0, sizeof *ds);
@@ -325,8 +317,7 @@ int frost_dataset_load(const char *images_path, const char *labels_path, float m
 }
 
 /* DIR/SPLIT-KIND-idxD-ubyte.gz, or without .gz when only that exists. */
-static char *mnist_path(const char *dir, const char *split, const char *kind)
-{
+static char *mnist_path(const char *dir, const char *split, const char *kind) {
     size_t n = strlen(dir) + strlen(split) + strlen(kind) + 32;
     char *p = malloc(n);
     if (!p)
@@ -341,8 +332,7 @@ static char *mnist_path(const char *dir, const char *split, const char *kind)
 }
 
 int frost_dataset_load_mnist(const char *dir, const char *split, float mean, float std, frost_dataset *ds,
-                             frost_error *err)
-{
+                             frost_error *err) {
     if (ds)
         memset(ds, 0, sizeof *ds);
     if (!dir || !split || !*split || !ds)
@@ -356,8 +346,7 @@ int frost_dataset_load_mnist(const char *dir, const char *split, float mean, flo
     return rc;
 }
 
-void frost_dataset_free(frost_dataset *ds)
-{
+void frost_dataset_free(frost_dataset *ds) {
     if (!ds)
         return;
     free(ds->images);
@@ -369,8 +358,7 @@ void frost_dataset_free(frost_dataset *ds)
 
 #define GOLDEN 0x9E3779B97F4A7C15ull
 
-static uint64_t splitmix64(uint64_t *state)
-{
+static uint64_t splitmix64(uint64_t *state) {
     uint64_t z = (*state += GOLDEN);
     z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
     z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
@@ -378,8 +366,7 @@ static uint64_t splitmix64(uint64_t *state)
 }
 
 /* Uniform in [0, bound) by rejection: no modulo bias. */
-static uint64_t below(uint64_t *state, uint64_t bound)
-{
+static uint64_t below(uint64_t *state, uint64_t bound) {
     uint64_t rem = (0 - bound) % bound; /* 2^64 mod bound */
     for (;;) {
         uint64_t x = splitmix64(state);
@@ -388,8 +375,7 @@ static uint64_t below(uint64_t *state, uint64_t bound)
     }
 }
 
-static void batcher_order(frost_batcher *b)
-{
+static void batcher_order(frost_batcher *b) {
     int64_t n = b->ds->count;
     for (int64_t i = 0; i < n; i++)
         b->perm[i] = i;
@@ -405,8 +391,7 @@ static void batcher_order(frost_batcher *b)
 }
 
 int frost_batcher_init(frost_batcher *b, const frost_dataset *ds, int64_t batch, uint64_t seed, int flags,
-                       frost_error *err)
-{
+                       frost_error *err) {
     if (!b)
         return fs_fail(err, FROST_ERR_ARG, "frost_batcher_init: b is NULL");
     memset(b, 0, sizeof *b);
@@ -437,8 +422,7 @@ int frost_batcher_init(frost_batcher *b, const frost_dataset *ds, int64_t batch,
     return fs_ok(err, NULL);
 }
 
-void frost_batcher_seek(frost_batcher *b, int64_t epoch)
-{
+void frost_batcher_seek(frost_batcher *b, int64_t epoch) {
     if (!b || !b->perm)
         return;
     b->epoch = epoch;
@@ -446,8 +430,7 @@ void frost_batcher_seek(frost_batcher *b, int64_t epoch)
     batcher_order(b);
 }
 
-int64_t frost_batcher_next(frost_batcher *b, float *x, int32_t *labels)
-{
+int64_t frost_batcher_next(frost_batcher *b, float *x, int32_t *labels) {
     if (!b || !b->perm)
         return 0;
     const frost_dataset *ds = b->ds;
@@ -469,8 +452,7 @@ int64_t frost_batcher_next(frost_batcher *b, float *x, int32_t *labels)
     return fresh;
 }
 
-void frost_batcher_free(frost_batcher *b)
-{
+void frost_batcher_free(frost_batcher *b) {
     if (!b)
         return;
     free(b->perm);

@@ -6,15 +6,13 @@
 #include <stdlib.h>
 #include <string.h>
 
-void sj_init(sj_parser *p, const char *s, size_t n)
-{
+void sj_init(sj_parser *p, const char *s, size_t n) {
     memset(p, 0, sizeof *p);
     p->s = s;
     p->n = n;
 }
 
-int sj_error(sj_parser *p, const char *what)
-{
+int sj_error(sj_parser *p, const char *what) {
     if (!p->failed) {
         p->failed = 1;
         p->err_at = p->i;
@@ -23,8 +21,7 @@ int sj_error(sj_parser *p, const char *what)
     return -1;
 }
 
-static void sj_ws(sj_parser *p)
-{
+static void sj_ws(sj_parser *p) {
     while (p->i < p->n) {
         char c = p->s[p->i];
         if (c != ' ' && c != '\t' && c != '\n' && c != '\r')
@@ -33,16 +30,14 @@ static void sj_ws(sj_parser *p)
     }
 }
 
-int sj_peek(sj_parser *p)
-{
+int sj_peek(sj_parser *p) {
     if (p->failed)
         return -1;
     sj_ws(p);
     return p->i < p->n ? (unsigned char)p->s[p->i] : -1;
 }
 
-int sj_accept(sj_parser *p, char c)
-{
+int sj_accept(sj_parser *p, char c) {
     if (sj_peek(p) == (unsigned char)c) {
         p->i++;
         return 1;
@@ -50,8 +45,7 @@ int sj_accept(sj_parser *p, char c)
     return 0;
 }
 
-int sj_expect(sj_parser *p, char c, const char *what)
-{
+int sj_expect(sj_parser *p, char c, const char *what) {
     if (p->failed)
         return -1;
     if (sj_accept(p, c))
@@ -61,14 +55,13 @@ int sj_expect(sj_parser *p, char c, const char *what)
     return sj_error(p, p->i >= p->n ? "unexpected end of header" : msg);
 }
 
-static int sj_hex4(sj_parser *p, unsigned *v)
-{
+static int sj_hex4(sj_parser *p, unsigned *v) {
     *v = 0;
     if (p->n - p->i < 4)
         return sj_error(p, "unexpected end of header in a \\u escape");
     for (int k = 0; k < 4; k++) {
         char c = p->s[p->i];
-        unsigned d = c >= '0' && c <= '9' ? (unsigned)(c - '0')
+        unsigned d = c >= '0' && c <= '9'   ? (unsigned)(c - '0')
                      : c >= 'a' && c <= 'f' ? (unsigned)(c - 'a' + 10)
                      : c >= 'A' && c <= 'F' ? (unsigned)(c - 'A' + 10)
                                             : 16u;
@@ -81,8 +74,7 @@ static int sj_hex4(sj_parser *p, unsigned *v)
 }
 
 /* Scan (and, when out != NULL, decode) a string; p->i is at the quote. */
-static int sj_scan_string(sj_parser *p, char *out, size_t *len)
-{
+static int sj_scan_string(sj_parser *p, char *out, size_t *len) {
     size_t n = 0;
     p->i++; /* opening quote */
     for (;;) {
@@ -106,8 +98,15 @@ static int sj_scan_string(sj_parser *p, char *out, size_t *len)
         if (p->i >= p->n)
             return sj_error(p, "unterminated string");
         char e = p->s[p->i++];
-        char simple = e == '"' ? '"' : e == '\\' ? '\\' : e == '/' ? '/' : e == 'b' ? '\b'
-                      : e == 'f' ? '\f' : e == 'n' ? '\n' : e == 'r' ? '\r' : e == 't' ? '\t' : 0;
+        char simple = e == '"'    ? '"'
+                      : e == '\\' ? '\\'
+                      : e == '/'  ? '/'
+                      : e == 'b'  ? '\b'
+                      : e == 'f'  ? '\f'
+                      : e == 'n'  ? '\n'
+                      : e == 'r'  ? '\r'
+                      : e == 't'  ? '\t'
+                                  : 0;
         if (simple) {
             if (out)
                 out[n] = simple;
@@ -166,8 +165,7 @@ static int sj_scan_string(sj_parser *p, char *out, size_t *len)
     return 0;
 }
 
-int sj_string(sj_parser *p, char **out, size_t *len)
-{
+int sj_string(sj_parser *p, char **out, size_t *len) {
     *out = NULL;
     if (sj_peek(p) != '"')
         return sj_error(p, p->i >= p->n ? "unexpected end of header" : "expected a string");
@@ -189,13 +187,9 @@ int sj_string(sj_parser *p, char **out, size_t *len)
     return 0;
 }
 
-static int sj_isdigit(int c)
-{
-    return c >= '0' && c <= '9';
-}
+static int sj_isdigit(int c) { return c >= '0' && c <= '9'; }
 
-int sj_uint(sj_parser *p, int64_t *v)
-{
+int sj_uint(sj_parser *p, int64_t *v) {
     *v = 0;
     int c = sj_peek(p);
     if (!sj_isdigit(c))
@@ -216,8 +210,7 @@ int sj_uint(sj_parser *p, int64_t *v)
     return 0;
 }
 
-static int sj_number(sj_parser *p)
-{
+static int sj_number(sj_parser *p) {
     size_t i = p->i;
     if (i < p->n && p->s[i] == '-')
         i++;
@@ -248,8 +241,7 @@ static int sj_number(sj_parser *p)
     return 0;
 }
 
-static int sj_literal(sj_parser *p, const char *word)
-{
+static int sj_literal(sj_parser *p, const char *word) {
     size_t k = strlen(word);
     if (p->n - p->i < k || memcmp(p->s + p->i, word, k))
         return sj_error(p, "expected a value");
@@ -258,8 +250,7 @@ static int sj_literal(sj_parser *p, const char *word)
 }
 
 /* An object key and its colon. */
-static int sj_key(sj_parser *p)
-{
+static int sj_key(sj_parser *p) {
     if (sj_peek(p) != '"')
         return sj_error(p, p->i >= p->n ? "unexpected end of header" : "expected a string key");
     if (sj_scan_string(p, NULL, NULL))
@@ -267,8 +258,7 @@ static int sj_key(sj_parser *p)
     return sj_expect(p, ':', "':' after a key");
 }
 
-int sj_skip(sj_parser *p)
-{
+int sj_skip(sj_parser *p) {
     char stack[SJ_MAX_DEPTH];
     int depth = 0;
     for (;;) {
@@ -318,8 +308,7 @@ int sj_skip(sj_parser *p)
     }
 }
 
-int sj_end(sj_parser *p)
-{
+int sj_end(sj_parser *p) {
     if (sj_peek(p) >= 0)
         return sj_error(p, "unexpected data after the JSON object");
     return p->failed ? -1 : 0;

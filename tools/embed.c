@@ -6,8 +6,7 @@
  */
 #include <stdio.h>
 
-int main(int argc, char **argv)
-{
+int main(int argc, char **argv) {
     if (argc != 4) {
         fprintf(stderr, "usage: %s INPUT OUTPUT.c NAME\n", argv[0]);
         return 2;

@@ -27,8 +27,19 @@ static double ratio(int64_t a, int64_t b) { return b > 0 ? (double)a / (double)b
 static const char *bn_mode(const compare_row *r) { return !r->has_batchnorm ? "-" : r->bn_eval ? "eval" : "train"; }
 
 enum {
-    CC_CONFIG, CC_BN, CC_TRAINABLE, CC_GRADS, CC_RESIDUALS, CC_TRAIN, CC_INFER, CC_BOUND, CC_RATIO, CC_TOTAL,
-    CC_ARENA_REF, CC_TOTAL_REF, NCOLS
+    CC_CONFIG,
+    CC_BN,
+    CC_TRAINABLE,
+    CC_GRADS,
+    CC_RESIDUALS,
+    CC_TRAIN,
+    CC_INFER,
+    CC_BOUND,
+    CC_RATIO,
+    CC_TOTAL,
+    CC_ARENA_REF,
+    CC_TOTAL_REF,
+    NCOLS
 };
 
 /* The config column's cell (malloc'd): quoted as RFC 4180 says in CSV when
@@ -55,7 +66,7 @@ static char *config_cell(const char *name, view_format fmt) {
 
 /* The cell of row k, column c: the config column holds names of any length
  * (names[k]), the others numbers in 48 bytes each. */
-#define CELL(k, c) ((c) == CC_CONFIG ? names[k] : cells + ((size_t)(k) * NCOLS + (size_t)(c)) * 48)
+#define CELL(k, c) ((c) == CC_CONFIG ? names[k] : cells + ((size_t)(k)*NCOLS + (size_t)(c)) * 48)
 
 /* Aligned text, or a markdown table. */
 static void compare_table(const char *model, int nrows, const compare_row *ref, view_format fmt, const char *cells,
@@ -64,8 +75,8 @@ static void compare_table(const char *model, int nrows, const compare_row *ref, 
     IR_ASSERT(arena_ref && total_ref);
     sprintf(arena_ref, "arena vs %s", ref->config);
     sprintf(total_ref, "total vs %s", ref->config);
-    const char *heads[NCOLS] = {"config", "batch norm", "trainable params", "grads", "residuals", "train arena",
-                                "infer arena", "lower bound", "arena/bound", "total", arena_ref, total_ref};
+    const char *heads[NCOLS] = {"config",      "batch norm",  "trainable params", "grads", "residuals", "train arena",
+                                "infer arena", "lower bound", "arena/bound",      "total", arena_ref,   total_ref};
     int width[NCOLS];
     for (int c = 0; c < NCOLS; c++) {
         width[c] = (int)strlen(heads[c]);
@@ -135,9 +146,9 @@ void view_compare(const char *model, const compare_row *rows, int nrows, view_fo
                     ", \"lower_bound\": %" PRId64 ", \"arena_over_bound\": %.6f, \"total_bytes\": %" PRId64
                     ", \"arena_vs_reference\": %.6f, \"total_vs_reference\": %.6f}",
                     r->trainable_params, r->total_params, r->params_bytes, r->grads_bytes, r->opt_state_bytes,
-                    r->residual_bytes,
-                    r->train_arena, r->infer_arena, r->lower_bound, ratio(r->train_arena, r->lower_bound),
-                    total_of(r), ratio(r->train_arena, ref->train_arena), ratio(total_of(r), total_of(ref)));
+                    r->residual_bytes, r->train_arena, r->infer_arena, r->lower_bound,
+                    ratio(r->train_arena, r->lower_bound), total_of(r), ratio(r->train_arena, ref->train_arena),
+                    ratio(total_of(r), total_of(ref)));
         }
         fprintf(out, "\n]}\n");
         return;

@@ -13,7 +13,7 @@
 #include <string.h>
 
 typedef struct {
-    int tensors, trainable;      /* parameter tensors (buffers are not parameters) */
+    int tensors, trainable; /* parameter tensors (buffers are not parameters) */
     int64_t scalars, trainable_scalars;
 } param_count;
 
@@ -97,8 +97,8 @@ enum { CF_NAME, CF_FROM, CF_TRAIN, CF_FREEZE, CF_PARAMS, CF_GRAD, CF_BN, NCOLS }
 
 static void configs_text(const char *model, const ir_module *const *mods, const char *const *names, int n, int dflt,
                          FILE *out) {
-    static const char *const heads[NCOLS] = {"config", "from", "train", "freeze", "trainable params", "grad",
-                                             "batch norm"};
+    static const char *const heads[NCOLS] = {"config",           "from", "train",     "freeze",
+                                             "trainable params", "grad", "batch norm"};
     char **cells = calloc((size_t)n * NCOLS, sizeof *cells);
     IR_ASSERT(cells);
     size_t width[NCOLS];
@@ -199,8 +199,7 @@ static void configs_json(const char *model, const ir_module *const *mods, const 
     fputs("\n]}\n", out);
 }
 
-void view_configs(const ir_module *const *mods, const char *const *names, int n, int dflt, view_format fmt,
-                  FILE *out) {
+void view_configs(const ir_module *const *mods, const char *const *names, int n, int dflt, view_format fmt, FILE *out) {
     IR_ASSERT(n > 0 && dflt >= 0 && dflt < n);
     const char *model = mods[0]->graph->model;
     if (fmt == FMT_JSON)

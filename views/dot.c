@@ -202,13 +202,13 @@ static int frozen_users(const ir_module *m, const ir_module *full, int r, int *o
 /* ---------------------------------------------------------------- the drawing */
 
 typedef struct {
-    const char *name;   /* def call or node name; NULL: glue (copies, the seed) */
+    const char *name; /* def call or node name; NULL: glue (copies, the seed) */
     int first, last, nsteps;
     bool backward;
-    int64_t keeps;      /* forward: residual bytes of the storages it first writes */
-    int64_t grads;      /* backward: bytes of parameter gradients it writes */
-    double level;       /* collapsed: top-to-bottom order of the U layout */
-    int twin;           /* collapsed: the other phase's unit of the same name, or -1 */
+    int64_t keeps; /* forward: residual bytes of the storages it first writes */
+    int64_t grads; /* backward: bytes of parameter gradients it writes */
+    double level;  /* collapsed: top-to-bottom order of the U layout */
+    int twin;      /* collapsed: the other phase's unit of the same name, or -1 */
 } dot_unit;
 
 /* The end of an edge: a unit, an input buffer, a tensor from a step that is
@@ -224,8 +224,9 @@ typedef struct {
     bool residual, adds, dashed;
     int ntensors;
     int64_t bytes;
-    const char *name;   /* the first tensor's name */
-    int *storages; int nstorages, capstorages; /* counted once each */
+    const char *name; /* the first tensor's name */
+    int *storages;
+    int nstorages, capstorages; /* counted once each */
 } dot_edge;
 
 typedef struct {
@@ -233,12 +234,15 @@ typedef struct {
     const ir_program *prog;
     pool *pool;
     bool collapse;
-    dot_unit *units; int nunits, capunits;
-    int *unit_of;       /* per step: its unit, -1 when not drawn */
-    dot_edge *edges; int nedges, capedges;
+    dot_unit *units;
+    int nunits, capunits;
+    int *unit_of; /* per step: its unit, -1 when not drawn */
+    dot_edge *edges;
+    int nedges, capedges;
     bool *input_used, *sink_used; /* per buffer */
-    int *outside; int noutside, capoutside; /* storages drawn as "from #N" text */
-    int *outside_from;  /* per storage: the step that wrote it */
+    int *outside;
+    int noutside, capoutside; /* storages drawn as "from #N" text */
+    int *outside_from;        /* per storage: the step that wrote it */
 } dot_ctx;
 
 static bool same_end(dot_end a, dot_end b) { return a.kind == b.kind && a.id == b.id; }
@@ -344,7 +348,9 @@ static void make_units(dot_ctx *c, const bool *node_sel, bool filtered) {
             const ir_node *n = st->node >= 0 ? &g->nodes[st->node] : NULL;
             dot_unit *u = VEC_PUSH(c->pool, c->units, c->nunits, c->capunits);
             *u = (dot_unit){.name = n ? (c->collapse && n->call ? n->call : n->name) : NULL,
-                            .first = s, .backward = bwd, .twin = -1};
+                            .first = s,
+                            .backward = bwd,
+                            .twin = -1};
             if (slot) {
                 *slot = c->nunits - 1;
                 int other = unit_of_group[2 * group[st->node] + !bwd];
@@ -448,8 +454,8 @@ static void make_edges(dot_ctx *c) {
             /* written again: a further contribution added to a gradient */
             if (w >= 0 && w != s && buf->space != SPACE_PARAMS && c->unit_of[w] >= 0 && c->unit_of[w] != u)
                 add_edge(c, (dot_end){END_UNIT, c->unit_of[w]}, (dot_end){END_UNIT, u}, o->buf, false, true);
-            bool sink = buf->kind == BUF_INPUT_GRAD || buf->kind == BUF_OUTPUT ||
-                        (buf->kind == BUF_PARAM_GRAD && !c->collapse);
+            bool sink =
+                buf->kind == BUF_INPUT_GRAD || buf->kind == BUF_OUTPUT || (buf->kind == BUF_PARAM_GRAD && !c->collapse);
             dot_end from = {END_UNIT, u}, to = {END_SINK, o->buf};
             bool drawn = false;
             for (int e = c->nedges - 1; e >= 0 && sink && !drawn; e--)
@@ -508,7 +514,8 @@ static void print_dropped(FILE *out, dot_ctx *c, const ir_module *full) {
         const char *name;
         int count;
         int64_t bytes;
-        int *params; int nparams, capparams;
+        int *params;
+        int nparams, capparams;
     } note;
     note *notes = NULL;
     int nnotes = 0, capnotes = 0;

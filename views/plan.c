@@ -205,8 +205,8 @@ static void plan_text_program(const ir_graph *g, const char *title, const ir_pro
         else
             row[PC_OFFSET] = pool_printf(p, "%s+%" PRId64, space_name(buf->space), buf->offset);
         if (buf->alias_of >= 0)
-            row[PC_NOTE] = pool_printf(p, "%s %s", buf->kind == BUF_GRAD ? "shares" : "view of",
-                                       view_storage(prog, buf)->name);
+            row[PC_NOTE] =
+                pool_printf(p, "%s %s", buf->kind == BUF_GRAD ? "shares" : "view of", view_storage(prog, buf)->name);
         else if (donor)
             row[PC_NOTE] = pool_printf(p, "in place of %s", donor->name);
         else
@@ -314,9 +314,9 @@ static void plan_text_steps(const ir_graph *g, const char *title, const ir_progr
 }
 
 static void plan_json_program(const ir_graph *g, const ir_program *prog, bool steps, FILE *out) {
-    fprintf(out, "{\"forward_steps\": %d, \"backward_steps\": %d, \"arena_bytes\": %" PRId64
-                 ", \"lower_bound\": %" PRId64 ", \"ratio\": %.6f, \"residual_bytes\": %" PRId64
-                 ", \"inplace_takeovers\": %d, \"buffers\": [",
+    fprintf(out,
+            "{\"forward_steps\": %d, \"backward_steps\": %d, \"arena_bytes\": %" PRId64 ", \"lower_bound\": %" PRId64
+            ", \"ratio\": %.6f, \"residual_bytes\": %" PRId64 ", \"inplace_takeovers\": %d, \"buffers\": [",
             prog->nfwd, prog->nsteps - prog->nfwd, prog->arena_bytes, prog->lower_bound,
             ratio(prog->arena_bytes, prog->lower_bound), prog->residual_bytes, count_takeovers(prog));
     bool first = true;
@@ -435,9 +435,9 @@ void view_plan(const ir_module *m, view_format fmt, const view_options *o, FILE 
         fprintf(out, ", \"config\": ");
         view_json_string(out, config);
         fprintf(out, ", \"batchnorm_eval\": %s", m->bn_eval ? "true" : "false");
-        fprintf(out, ",\n  \"trainable_params\": %" PRId64 ", \"total_params\": %" PRId64
-                     ", \"params_bytes\": %" PRId64 ", \"grads_bytes\": %" PRId64
-                     ", \"training_total_bytes\": %" PRId64 ",\n  \"train\": ",
+        fprintf(out,
+                ",\n  \"trainable_params\": %" PRId64 ", \"total_params\": %" PRId64 ", \"params_bytes\": %" PRId64
+                ", \"grads_bytes\": %" PRId64 ", \"training_total_bytes\": %" PRId64 ",\n  \"train\": ",
                 count_elems(g, true), count_elems(g, false), m->params_bytes, m->grads_bytes, total);
         plan_json_program(g, &m->train, o->steps, out);
         fprintf(out, ",\n  \"infer\": ");
@@ -469,11 +469,11 @@ void view_plan(const ir_module *m, view_format fmt, const view_options *o, FILE 
         {"grads", m->grads_bytes, "trainable parameter and input gradients"},
         {"residuals", m->train.residual_bytes, "part of the train arena kept from forward for backward"},
         {"train arena", m->train.arena_bytes, "forward + backward"},
-        {"  lower bound", m->train.lower_bound, pool_printf(g->pool, "ratio %.4f", ratio(m->train.arena_bytes,
-                                                                                         m->train.lower_bound))},
+        {"  lower bound", m->train.lower_bound,
+         pool_printf(g->pool, "ratio %.4f", ratio(m->train.arena_bytes, m->train.lower_bound))},
         {"infer arena", m->infer.arena_bytes, "inference only"},
-        {"  lower bound", m->infer.lower_bound, pool_printf(g->pool, "ratio %.4f", ratio(m->infer.arena_bytes,
-                                                                                         m->infer.lower_bound))},
+        {"  lower bound", m->infer.lower_bound,
+         pool_printf(g->pool, "ratio %.4f", ratio(m->infer.arena_bytes, m->infer.lower_bound))},
         {"training total", total, "params + grads + train arena"},
     };
     int wb = 5;
@@ -490,8 +490,9 @@ void view_plan(const ir_module *m, view_format fmt, const view_options *o, FILE 
     }
     int ti = count_takeovers(&m->train), ii = count_takeovers(&m->infer);
     if (ti || ii)
-        fprintf(out, "in place: %d in train, %d in infer (an element-wise output takes over the storage of an\n"
-                     "input that dies at it; the lower bounds count each such pair once)\n",
+        fprintf(out,
+                "in place: %d in train, %d in infer (an element-wise output takes over the storage of an\n"
+                "input that dies at it; the lower bounds count each such pair once)\n",
                 ti, ii);
 }
 

@@ -101,8 +101,8 @@ void view_plan_svg(const ir_module *m, FILE *out) {
     int nsteps = prog->nsteps > 0 ? prog->nsteps : 1;
     int64_t top = prog->arena_bytes > 0 ? prog->arena_bytes : 1;
     double sx = (x1 - x0) / nsteps, sy = (y1 - y0) / (double)top;
-#define X(t) (x0 + (t) * sx)
-#define Y(bytes) (y1 - (double)(bytes) * sy)
+#define X(t) (x0 + (t)*sx)
+#define Y(bytes) (y1 - (double)(bytes)*sy)
     char b1[32], b2[32], b3[32];
     svg_begin(out, W, H);
     char *title = NULL;
@@ -128,8 +128,7 @@ void view_plan_svg(const ir_module *m, FILE *out) {
             continue;
         arena_role r = role_of(prog, buf);
         double h = (double)buf->bytes * sy;
-        fprintf(out,
-                "<rect x=\"%.2f\" y=\"%.2f\" width=\"%.2f\" height=\"%.2f\" fill=\"%s\" stroke=\"%s\"><title>",
+        fprintf(out, "<rect x=\"%.2f\" y=\"%.2f\" width=\"%.2f\" height=\"%.2f\" fill=\"%s\" stroke=\"%s\"><title>",
                 X(buf->first), Y(buf->offset + buf->bytes), (buf->last - buf->first + 1) * sx, h < 0.5 ? 0.5 : h,
                 roles[r].fill, roles[r].stroke);
         view_xml_string(out, buf->name);
@@ -140,8 +139,8 @@ void view_plan_svg(const ir_module *m, FILE *out) {
     fprintf(out, "</g>\n");
 
     /* the plot's frame, the arena's top and the forward/backward turn */
-    fprintf(out, "<rect x=\"%.1f\" y=\"%.1f\" width=\"%.1f\" height=\"%.1f\" fill=\"none\" stroke=\"#333\"/>\n", x0,
-            y0, x1 - x0, y1 - y0);
+    fprintf(out, "<rect x=\"%.1f\" y=\"%.1f\" width=\"%.1f\" height=\"%.1f\" fill=\"none\" stroke=\"#333\"/>\n", x0, y0,
+            x1 - x0, y1 - y0);
     if (prog->nsteps > prog->nfwd) {
         fprintf(out,
                 "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"#333\" stroke-dasharray=\"6 4\"/>\n",
@@ -287,8 +286,8 @@ void view_compare_svg(const char *model, const compare_row *rows, int nrows, FIL
     for (double v = 0; v <= (double)max * 1.0001; v += step) {
         char label[48];
         snprintf(label, sizeof label, "%g %s", v / unit, unit_name);
-        fprintf(out, "<line x1=\"%.2f\" y1=\"%.1f\" x2=\"%.2f\" y2=\"%.1f\" stroke=\"#ddd\"/>\n", xl + v * sx,
-                y0 - 4, xl + v * sx, yb);
+        fprintf(out, "<line x1=\"%.2f\" y1=\"%.1f\" x2=\"%.2f\" y2=\"%.1f\" stroke=\"#ddd\"/>\n", xl + v * sx, y0 - 4,
+                xl + v * sx, yb);
         svg_text(out, xl + v * sx, yb + 16, "middle", "fill=\"#333\"", label);
     }
     for (int k = 0; k < nrows; k++) {

@@ -33,9 +33,9 @@
  * wrappers give them one shape so that the training loop is written once. */
 
 typedef struct {
-    const char *name;    /* the run's name in the table */
-    const char *trains;  /* what the configuration trains, in words */
-    const char *object;  /* the object's prefix */
+    const char *name;   /* the run's name in the table */
+    const char *trains; /* what the configuration trains, in words */
+    const char *object; /* the object's prefix */
     int64_t batch, features, classes;
     int64_t params_bytes, grads_bytes, opt_bytes, train_arena_bytes, infer_arena_bytes, residual_bytes;
     const frost_param_info *table;
@@ -46,24 +46,36 @@ typedef struct {
     int (*infer)(const void *params, const float *x, const int32_t *y, float *logits, void *arena);
 } model;
 
-#define MODEL(p, P, run_name, what)                                                                       \
-    static float p##_step_(void *params, void *grads, void *opt, void *arena, const float *x,              \
-                           const int32_t *y, const frost_hparams *hp) {                                   \
-        p##_inputs in = {x, y};                                                                           \
-        return p##_train_step(params, grads, opt, &in, NULL, arena, hp);                                  \
-    }                                                                                                     \
-    static int p##_infer_(const void *params, const float *x, const int32_t *y, float *logits,            \
-                          void *arena) {                                                                  \
-        p##_inputs in = {x, y};                                                                           \
-        p##_outputs out = {NULL, logits};                                                                 \
-        return p##_infer(params, &in, &out, arena);                                                       \
-    }                                                                                                     \
-    static model p##_describe(void) {                                                                     \
-        const int64_t *x_shape = p##_input_table[0].shape;                                                \
-        return (model){run_name, what, #p, x_shape[0], x_shape[1] * x_shape[2] * x_shape[3], 10,          \
-                       P##_PARAMS_BYTES, P##_GRADS_BYTES, P##_OPT_STATE_BYTES, P##_TRAIN_ARENA_BYTES,        \
-                       P##_INFER_ARENA_BYTES, P##_RESIDUAL_BYTES, p##_params, P##_NUM_PARAMS, p##_init,      \
-                       p##_step_, p##_infer_};                                                            \
+#define MODEL(p, P, run_name, what)                                                                             \
+    static float p##_step_(void *params, void *grads, void *opt, void *arena, const float *x, const int32_t *y, \
+                           const frost_hparams *hp) {                                                           \
+        p##_inputs in = {x, y};                                                                                 \
+        return p##_train_step(params, grads, opt, &in, NULL, arena, hp);                                        \
+    }                                                                                                           \
+    static int p##_infer_(const void *params, const float *x, const int32_t *y, float *logits, void *arena) {   \
+        p##_inputs in = {x, y};                                                                                 \
+        p##_outputs out = {NULL, logits};                                                                       \
+        return p##_infer(params, &in, &out, arena);                                                             \
+    }                                                                                                           \
+    static model p##_describe(void) {                                                                           \
+        const int64_t *x_shape = p##_input_table[0].shape;                                                      \
+        return (model){run_name,                                                                                \
+                       what,                                                                                    \
+                       #p,                                                                                      \
+                       x_shape[0],                                                                              \
+                       x_shape[1] * x_shape[2] * x_shape[3],                                                    \
+                       10,                                                                                      \
+                       P##_PARAMS_BYTES,                                                                        \
+                       P##_GRADS_BYTES,                                                                         \
+                       P##_OPT_STATE_BYTES,                                                                     \
+                       P##_TRAIN_ARENA_BYTES,                                                                   \
+                       P##_INFER_ARENA_BYTES,                                                                   \
+                       P##_RESIDUAL_BYTES,                                                                      \
+                       p##_params,                                                                              \
+                       P##_NUM_PARAMS,                                                                          \
+                       p##_init,                                                                                \
+                       p##_step_,                                                                               \
+                       p##_infer_};                                                                             \
     }
 
 MODEL(fm_all, FM_ALL, "all", "every parameter")
@@ -111,8 +123,14 @@ static void usage(void) {
 }
 
 static options parse(int argc, char **argv) {
-    options o = {.data = FROST_FASHION_MNIST_DIR, .out = ".", .epochs = 1, .finetune_epochs = 1, .finetune_limit = 12000,
-                 .lr = 2e-3f, .finetune_lr = 2e-3f, .seed = 1};
+    options o = {.data = FROST_FASHION_MNIST_DIR,
+                 .out = ".",
+                 .epochs = 1,
+                 .finetune_epochs = 1,
+                 .finetune_limit = 12000,
+                 .lr = 2e-3f,
+                 .finetune_lr = 2e-3f,
+                 .seed = 1};
     for (int k = 1; k < argc; k++) {
         const char *a = argv[k], *v = k + 1 < argc ? argv[k + 1] : NULL;
         if (strcmp(a, "--plain") == 0) {
@@ -151,7 +169,8 @@ static options parse(int argc, char **argv) {
         if (errno || *end)
             die("bad value for %s: '%s'", a, v);
     }
-    if (o.epochs < 0 || o.finetune_epochs < 0 || o.limit < 0 || o.finetune_limit < 0 || !(o.lr > 0) || !(o.finetune_lr > 0))
+    if (o.epochs < 0 || o.finetune_epochs < 0 || o.limit < 0 || o.finetune_limit < 0 || !(o.lr > 0) ||
+        !(o.finetune_lr > 0))
         die("epochs, limit and learning rates must not be negative");
     return o;
 }
@@ -284,8 +303,8 @@ static float cosine_lr(float lr, int64_t step, int64_t total) {
     return (float)(0.5 * lr * (1.0 + cos(pi * (double)step / (double)total)));
 }
 
-static result train(run_state *r, const frost_dataset *train_set, const frost_dataset *test_set, int epochs,
-                    float lr, uint64_t seed, bool live) {
+static result train(run_state *r, const frost_dataset *train_set, const frost_dataset *test_set, int epochs, float lr,
+                    uint64_t seed, bool live) {
     const model *m = r->m;
     frost_hparams hp = {.lr = lr, .beta1 = 0.9f, .beta2 = 0.999f, .eps = 1e-8f, .weight_decay = 1e-4f};
     frost_batcher b;
@@ -355,9 +374,9 @@ int main(int argc, char **argv) {
         train_set.count = o.limit;
     if (o.finetune_limit > 0 && o.finetune_limit < finetune_set.count)
         finetune_set.count = o.finetune_limit;
-    printf("Fashion-MNIST: %lld training and %lld test images of %lldx%lld, batch %lld\n\n",
-           (long long)train_set.count, (long long)test_set.count, (long long)train_set.rows,
-           (long long)train_set.cols, (long long)fm_all_model->batch);
+    printf("Fashion-MNIST: %lld training and %lld test images of %lldx%lld, batch %lld\n\n", (long long)train_set.count,
+           (long long)test_set.count, (long long)train_set.rows, (long long)train_set.cols,
+           (long long)fm_all_model->batch);
 
     /* 1. Pre-train with every parameter trainable, save a checkpoint. */
     printf("pre-training (%s), %d epoch%s, AdamW lr %g with cosine decay\n", fm_all_model->trains, o.epochs,
@@ -383,14 +402,14 @@ int main(int argc, char **argv) {
         const model *m = runs[k];
         printf("fine-tuning '%s' (trains %s), %d epoch%s of %lld images, AdamW lr %g with cosine decay, "
                "from %s with a new fc2\n",
-               m->name, m->trains, o.finetune_epochs, o.finetune_epochs == 1 ? "" : "s",
-               (long long)finetune_set.count, o.finetune_lr, ckpt);
+               m->name, m->trains, o.finetune_epochs, o.finetune_epochs == 1 ? "" : "s", (long long)finetune_set.count,
+               o.finetune_lr, ckpt);
         run_state r = run_new(m);
         m->init(r.params, o.seed + 1 + (uint64_t)k);
         if (frost_ckpt_load(ckpt, r.params, m->table, m->nparams, &load, &err))
             die("%s", err.msg);
-        results[k] = train(&r, &finetune_set, &test_set, o.finetune_epochs, o.finetune_lr, o.seed + 100 + (uint64_t)k,
-                           live);
+        results[k] =
+            train(&r, &finetune_set, &test_set, o.finetune_epochs, o.finetune_lr, o.seed + 100 + (uint64_t)k, live);
         run_free(&r);
         putchar('\n');
     }

@@ -186,8 +186,8 @@ int main(void) {
         LC(_init)(params, 7);
         ((float *)(params + p->offset))[0] = NAN;
         rc = LC(_infer)(params, &in, &out, iarena);
-        check(rc == ERR_NONFINITE && has(last(iarena), " of node '"),
-              "infer with a NaN in '%s' returned %d: %s", p->name, rc, last(iarena));
+        check(rc == ERR_NONFINITE && has(last(iarena), " of node '"), "infer with a NaN in '%s' returned %d: %s",
+              p->name, rc, last(iarena));
         LC(_init)(params, 7);
         break;
     }

@@ -203,7 +203,7 @@ static double run_infer(void) {
 /* Buffers (batch-norm running statistics, dropout RNG counters) change in
  * every forward; each evaluation starts from the state init left, so that
  * repeated runs (and finite differences) see the same function. */
-static int64_t param_bytes(const LC(_param_info) *p) {
+static int64_t param_bytes(const LC(_param_info) * p) {
     int64_t esize = p->dtype == 4 ? 8 : p->dtype == 2 ? 1 : 4; /* i64, u8, f32/i32 */
     return esize * numel(p->rank, p->shape);
 }
@@ -267,8 +267,8 @@ static void check_disjoint(const char *block, range *r, int n) {
     for (int i = 0; i < n; i++)
         for (int j = i + 1; j < n; j++)
             check(r[i].hi <= r[j].lo || r[j].hi <= r[i].lo,
-                  "%s: %s [%" PRId64 ", %" PRId64 ") overlaps %s [%" PRId64 ", %" PRId64 ")", block,
-                  r[i].name, r[i].lo, r[i].hi, r[j].name, r[j].lo, r[j].hi);
+                  "%s: %s [%" PRId64 ", %" PRId64 ") overlaps %s [%" PRId64 ", %" PRId64 ")", block, r[i].name, r[i].lo,
+                  r[i].hi, r[j].name, r[j].lo, r[j].hi);
 }
 
 static bool shape_ok(int32_t rank, const int64_t *shape) {
@@ -289,33 +289,30 @@ static void check_tables(void) {
     int npr = 0;
     for (int i = 0; i < NUM_PARAMS; i++) {
         const LC(_param_info) *p = &param_table[i];
-        if (!check(shape_ok(p->rank, p->shape), "param %s: bad rank/shape %d %s", p->name,
-                   (int)p->rank, shape_str(p->rank < 0 || p->rank > 6 ? 0 : p->rank, p->shape)))
+        if (!check(shape_ok(p->rank, p->shape), "param %s: bad rank/shape %d %s", p->name, (int)p->rank,
+                   shape_str(p->rank < 0 || p->rank > 6 ? 0 : p->rank, p->shape)))
             fatal("cannot continue with a broken parameter table");
         int64_t bytes = param_bytes(p);
         check(p->offset >= 0 && p->offset + bytes <= PARAMS_BYTES,
-              "param %s: offset %" PRId64 " + %" PRId64 " bytes outside params (%" PRId64 ")",
-              p->name, p->offset, bytes, PARAMS_BYTES);
-        check(p->offset % (int64_t)BLOCK_ALIGN == 0, "param %s: offset %" PRId64 " not aligned",
-              p->name, p->offset);
-        check(!!p->trainable == (p->grad_offset >= 0),
-              "param %s: trainable=%d but grad_offset=%" PRId64, p->name, (int)p->trainable,
-              p->grad_offset);
+              "param %s: offset %" PRId64 " + %" PRId64 " bytes outside params (%" PRId64 ")", p->name, p->offset,
+              bytes, PARAMS_BYTES);
+        check(p->offset % (int64_t)BLOCK_ALIGN == 0, "param %s: offset %" PRId64 " not aligned", p->name, p->offset);
+        check(!!p->trainable == (p->grad_offset >= 0), "param %s: trainable=%d but grad_offset=%" PRId64, p->name,
+              (int)p->trainable, p->grad_offset);
         check(!(p->is_buffer && p->trainable), "param %s: a buffer cannot be trainable", p->name);
         pr[npr++] = (range){p->name, p->offset, p->offset + bytes};
         if (p->grad_offset >= 0) {
             check(p->grad_offset + bytes <= GRADS_BYTES,
-                  "param %s: grad offset %" PRId64 " + %" PRId64 " outside grads (%" PRId64 ")",
-                  p->name, p->grad_offset, bytes, GRADS_BYTES);
-            check(p->grad_offset % (int64_t)BLOCK_ALIGN == 0,
-                  "param %s: grad offset %" PRId64 " not aligned", p->name, p->grad_offset);
+                  "param %s: grad offset %" PRId64 " + %" PRId64 " outside grads (%" PRId64 ")", p->name,
+                  p->grad_offset, bytes, GRADS_BYTES);
+            check(p->grad_offset % (int64_t)BLOCK_ALIGN == 0, "param %s: grad offset %" PRId64 " not aligned", p->name,
+                  p->grad_offset);
             grad_ranges[ngrad_ranges++] = (range){p->name, p->grad_offset, p->grad_offset + bytes};
         }
     }
     check_disjoint("params", pr, npr);
     check(PARAMS_BYTES % (int64_t)BLOCK_ALIGN == 0 && GRADS_BYTES % (int64_t)BLOCK_ALIGN == 0 &&
-              TRAIN_ARENA_BYTES % (int64_t)BLOCK_ALIGN == 0 &&
-              INFER_ARENA_BYTES % (int64_t)BLOCK_ALIGN == 0,
+              TRAIN_ARENA_BYTES % (int64_t)BLOCK_ALIGN == 0 && INFER_ARENA_BYTES % (int64_t)BLOCK_ALIGN == 0,
           "block sizes must be multiples of the alignment %zu", BLOCK_ALIGN);
 
     for (int i = 0; i < NUM_INPUTS; i++) {
@@ -327,8 +324,8 @@ static void check_tables(void) {
         if (in->grad_offset >= 0) {
             check(in->dtype == 0, "input %s: an i32 input cannot want a gradient", in->name);
             check(in->grad_offset + bytes <= GRADS_BYTES,
-                  "input %s: grad offset %" PRId64 " + %" PRId64 " outside grads (%" PRId64 ")",
-                  in->name, in->grad_offset, bytes, GRADS_BYTES);
+                  "input %s: grad offset %" PRId64 " + %" PRId64 " outside grads (%" PRId64 ")", in->name,
+                  in->grad_offset, bytes, GRADS_BYTES);
             grad_ranges[ngrad_ranges++] = (range){in->name, in->grad_offset, in->grad_offset + bytes};
         }
     }
@@ -356,8 +353,7 @@ static void check_grads_written(void) {
         }
         check(bad == 0, "grad of %s: %" PRId64 " elements not written by backward (first: %" PRId64 ")",
               grad_ranges[r].name, bad, first);
-        check(nonfinite == 0, "grad of %s: %" PRId64 " non-finite elements", grad_ranges[r].name,
-              nonfinite);
+        check(nonfinite == 0, "grad of %s: %" PRId64 " non-finite elements", grad_ranges[r].name, nonfinite);
     }
     /* Outside them: untouched (but for a checked build's guard at the end,
      * which backward sets). */
@@ -373,8 +369,8 @@ static void check_grads_written(void) {
         }
     }
     check(touched == 0,
-          "backward wrote %" PRId64 " bytes of the grads block outside every gradient (first at %" PRId64 ")",
-          touched, first);
+          "backward wrote %" PRId64 " bytes of the grads block outside every gradient (first at %" PRId64 ")", touched,
+          first);
 }
 
 static void check_unchanged(void) {
@@ -387,8 +383,8 @@ static void check_unchanged(void) {
               "forward/backward modified param %s", p->name);
     }
     for (int i = 0; i < NUM_INPUTS; i++)
-        check(memcmp(input_data[i], input_before[i], (size_t)input_bytes[i]) == 0,
-              "forward/backward modified input %s", input_table[i].name);
+        check(memcmp(input_data[i], input_before[i], (size_t)input_bytes[i]) == 0, "forward/backward modified input %s",
+              input_table[i].name);
 }
 
 /* ------------------------------------------------------------ finite differences */
@@ -444,8 +440,8 @@ static bool fd_check(float *x, double analytic, double *numeric, double *err, in
 
 /* Check up to ncoords coordinates of one tensor; x points at its values, g at
  * its analytic gradient (a copy, from the first backward). */
-static void check_tensor(const char *kind, const char *name, int32_t rank, const int64_t *shape,
-                         float *x, const float *g) {
+static void check_tensor(const char *kind, const char *name, int32_t rank, const int64_t *shape, float *x,
+                         const float *g) {
     int64_t n = numel(rank, shape);
     int64_t m = n <= ncoords ? n : ncoords;
     int bad = 0, retried = 0;
@@ -472,17 +468,16 @@ static void check_tensor(const char *kind, const char *name, int32_t rank, const
             retried++;
         if (ok && attempts == 1 && err > worst)
             worst = err;
-        if (!check(ok, "%s %s %s, element %" PRId64 ": analytic %.6e, numeric %.6e (rel err %.2e)",
-                   kind, name, shape_str(rank, shape), idx, g[idx], numeric, err))
+        if (!check(ok, "%s %s %s, element %" PRId64 ": analytic %.6e, numeric %.6e (rel err %.2e)", kind, name,
+                   shape_str(rank, shape), idx, g[idx], numeric, err))
             bad++;
         else if (verbose)
             printf("    %s[%" PRId64 "] analytic %.6e numeric %.6e%s\n", name, idx, g[idx], numeric,
                    attempts > 1 ? " (retried)" : "");
     }
     free(chosen);
-    printf("%s %-5s %-24s %-16s %" PRId64 "/%" PRId64 " coordinates, worst rel err %.1e%s\n",
-           bad ? "FAIL" : "ok  ", kind, name, shape_str(rank, shape), m - bad, m, worst,
-           retried ? " (some retried near a kink)" : "");
+    printf("%s %-5s %-24s %-16s %" PRId64 "/%" PRId64 " coordinates, worst rel err %.1e%s\n", bad ? "FAIL" : "ok  ",
+           kind, name, shape_str(rank, shape), m - bad, m, worst, retried ? " (some retried near a kink)" : "");
 }
 
 /* ------------------------------------------------------------ main */
@@ -515,8 +510,8 @@ int main(int argc, char **argv) {
         ninputgrads += input_table[i].grad_offset >= 0;
     printf("gradcheck %s: %d params (%d trainable), %d inputs (%d want grads); bytes: params %" PRId64
            ", grads %" PRId64 ", train arena %" PRId64 ", infer arena %" PRId64 "\n",
-           GC_STR(FROST_PREFIX), NUM_PARAMS, ntrain, NUM_INPUTS, ninputgrads, PARAMS_BYTES,
-           GRADS_BYTES, TRAIN_ARENA_BYTES, INFER_ARENA_BYTES);
+           GC_STR(FROST_PREFIX), NUM_PARAMS, ntrain, NUM_INPUTS, ninputgrads, PARAMS_BYTES, GRADS_BYTES,
+           TRAIN_ARENA_BYTES, INFER_ARENA_BYTES);
 
     check_tables();
 
@@ -582,13 +577,13 @@ int main(int argc, char **argv) {
         check(fabs(loss_infer - loss_fwd) <= 1e-5 * fabs(loss_fwd) + 1e-30,
               "infer loss %.9g differs from forward loss %.9g", loss_infer, loss_fwd);
     loss0 = run_forward_loss();
-    check(memcmp(&loss0, &loss_fwd, sizeof loss0) == 0, "forward alone gives loss %.9g, with backward %.9g",
-          loss0, loss_fwd);
+    check(memcmp(&loss0, &loss_fwd, sizeof loss0) == 0, "forward alone gives loss %.9g, with backward %.9g", loss0,
+          loss_fwd);
 
     /* Second training step over finite garbage: bit-identical results. */
     double loss_again = run_train(ARENA_JUNK, false);
-    check(memcmp(&loss_again, &loss_fwd, sizeof loss_fwd) == 0,
-          "second forward gives loss %.9g, first gave %.9g", loss_again, loss_fwd);
+    check(memcmp(&loss_again, &loss_fwd, sizeof loss_fwd) == 0, "second forward gives loss %.9g, first gave %.9g",
+          loss_again, loss_fwd);
     check(memcmp(grads, grads_first, (size_t)GRADS_BYTES) == 0,
           "second forward+backward gives different gradients (reads of unwritten memory?)");
 
@@ -611,8 +606,7 @@ int main(int argc, char **argv) {
         check(rc == 0, "forward with NULL outputs returned %d", rc);
         rc = LC(_backward)(params, grads, train_arena);
         check(rc == 0, "backward after forward with NULL outputs returned %d", rc);
-        check(memcmp(grads, grads_first, (size_t)GRADS_BYTES) == 0,
-              "gradients differ when forward's outputs are NULL");
+        check(memcmp(grads, grads_first, (size_t)GRADS_BYTES) == 0, "gradients differ when forward's outputs are NULL");
         fill_u32(infer_arena, INFER_ARENA_BYTES, ARENA_NAN);
         rc = LC(_infer)(params, &inputs, &none, infer_arena);
         check(rc == 0, "infer with NULL outputs returned %d", rc);

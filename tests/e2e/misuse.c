@@ -113,8 +113,7 @@ int main(void) {
     for (int k = 0; k < NUM_INPUTS; k++) {
         field[k] = NULL;
         rc = LC(_forward)(params, &in, &out, arena);
-        check(rc == ERR_NULL, "forward with input '%s' NULL returned %d, not ERR_NULL", LC(_input_table)[k].name,
-              rc);
+        check(rc == ERR_NULL, "forward with input '%s' NULL returned %d, not ERR_NULL", LC(_input_table)[k].name, rc);
         field[k] = (unsigned char *)data[k] + 2;
         rc = LC(_forward)(params, &in, &out, arena);
         check(rc == ERR_ALIGN, "forward with input '%s' off its alignment returned %d, not ERR_ALIGN",
@@ -144,8 +143,7 @@ int main(void) {
         check(rc == ERR_ALIGN, "backward with misaligned grads returned %d, not ERR_ALIGN", rc);
     }
     rc = LC(_backward)(params, grads, arena);
-    check(rc == 0, "backward after the refused ones returned %d (a refused call must not consume the forward)",
-          rc);
+    check(rc == 0, "backward after the refused ones returned %d (a refused call must not consume the forward)", rc);
 
     memset(opt, 0xA5, (size_t)OPT_STATE_BYTES);
     LC(_opt_init)(opt);

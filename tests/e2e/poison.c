@@ -152,8 +152,9 @@ static void check_kept_table(void) {
         check(off >= end, "kept range %d at %" PRId64 " is not after the previous one (ends at %" PRId64 ")", k, off,
               end);
         check(off % (int64_t)BLOCK_ALIGN == 0, "kept range %d at %" PRId64 " is not aligned", k, off);
-        check(off + bytes <= TRAIN_ARENA_BYTES, "kept range %d [%" PRId64 ", +%" PRId64 ") leaves the arena (%" PRId64 ")",
-              k, off, bytes, TRAIN_ARENA_BYTES);
+        check(off + bytes <= TRAIN_ARENA_BYTES,
+              "kept range %d [%" PRId64 ", +%" PRId64 ") leaves the arena (%" PRId64 ")", k, off, bytes,
+              TRAIN_ARENA_BYTES);
         total += bytes;
         end = off + bytes;
     }
@@ -181,9 +182,9 @@ int main(void) {
 
     for (int i = 0; i < NUM_PARAMS; i++)
         if (param_table[i].grad_offset >= 0)
-            grad_ranges[ngrad++] = (range){param_table[i].name, param_table[i].grad_offset,
-                                           param_table[i].grad_offset +
-                                               4 * numel(param_table[i].rank, param_table[i].shape)};
+            grad_ranges[ngrad++] =
+                (range){param_table[i].name, param_table[i].grad_offset,
+                        param_table[i].grad_offset + 4 * numel(param_table[i].rank, param_table[i].shape)};
     const void *ptrs[NINPUTS_ALLOC] = {NULL};
     for (int i = 0; i < NUM_INPUTS; i++) {
         int64_t n = numel(input_table[i].rank, input_table[i].shape);
@@ -199,8 +200,8 @@ int main(void) {
         memcpy(input_saved[i], input_data[i], (size_t)input_bytes[i]);
         ptrs[i] = input_data[i];
         if (input_table[i].grad_offset >= 0)
-            grad_ranges[ngrad++] = (range){input_table[i].name, input_table[i].grad_offset,
-                                           input_table[i].grad_offset + input_bytes[i]};
+            grad_ranges[ngrad++] =
+                (range){input_table[i].name, input_table[i].grad_offset, input_table[i].grad_offset + input_bytes[i]};
     }
     memcpy(&inputs, ptrs, sizeof inputs);
     float *outs[NOUTPUTS];

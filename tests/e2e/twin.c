@@ -102,8 +102,7 @@ int main(void) {
     for (int step = 0; step < 2; step++) {
         float a = ref_train_step(pr, gr, sr, &in, &outr, tr, NULL);
         float b = var_train_step(pv, gv, sv, &vin, &outv, tv, NULL);
-        check(memcmp(&a, &b, sizeof a) == 0, "train_step %d: loss %.9g (var), %.9g (ref)", step, (double)b,
-              (double)a);
+        check(memcmp(&a, &b, sizeof a) == 0, "train_step %d: loss %.9g (var), %.9g (ref)", step, (double)b, (double)a);
     }
     check(memcmp(pr, pv, (size_t)REF_PARAMS_BYTES) == 0, "the parameters differ after two train steps");
     check(memcmp(sr, sv, (size_t)REF_OPT_STATE_BYTES) == 0, "the optimizer states differ after two train steps");

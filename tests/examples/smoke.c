@@ -81,7 +81,7 @@ static int64_t numel(int32_t rank, const int64_t *shape) {
     return n;
 }
 
-static int64_t entry_bytes(const LC(_param_info) *p) {
+static int64_t entry_bytes(const LC(_param_info) * p) {
     int esize = p->dtype == FROST_DTYPE_I64 ? 8 : p->dtype == FROST_DTYPE_U8 ? 1 : 4;
     return esize * numel(p->rank, p->shape);
 }

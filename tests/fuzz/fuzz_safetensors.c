@@ -7,16 +7,40 @@
 #include <string.h>
 
 static const frost_param_info table[] = {
-    {.name = "fc.weight", .offset = 0, .grad_offset = -1, .rank = 2, .shape = {2, 3},
-     .dtype = FROST_DTYPE_F32, .persistent = 1},
-    {.name = "fc.bias", .offset = 64, .grad_offset = -1, .rank = 1, .shape = {3},
-     .dtype = FROST_DTYPE_F32, .persistent = 1},
-    {.name = "bn.num_batches_tracked", .offset = 128, .grad_offset = -1, .rank = 0,
-     .dtype = FROST_DTYPE_I64, .persistent = 1},
-    {.name = "ids", .offset = 192, .grad_offset = -1, .rank = 1, .shape = {4},
-     .dtype = FROST_DTYPE_I32, .persistent = 1},
-    {.name = "mask", .offset = 256, .grad_offset = -1, .rank = 1, .shape = {5},
-     .dtype = FROST_DTYPE_U8, .persistent = 1},
+    {.name = "fc.weight",
+     .offset = 0,
+     .grad_offset = -1,
+     .rank = 2,
+     .shape = {2, 3},
+     .dtype = FROST_DTYPE_F32,
+     .persistent = 1},
+    {.name = "fc.bias",
+     .offset = 64,
+     .grad_offset = -1,
+     .rank = 1,
+     .shape = {3},
+     .dtype = FROST_DTYPE_F32,
+     .persistent = 1},
+    {.name = "bn.num_batches_tracked",
+     .offset = 128,
+     .grad_offset = -1,
+     .rank = 0,
+     .dtype = FROST_DTYPE_I64,
+     .persistent = 1},
+    {.name = "ids",
+     .offset = 192,
+     .grad_offset = -1,
+     .rank = 1,
+     .shape = {4},
+     .dtype = FROST_DTYPE_I32,
+     .persistent = 1},
+    {.name = "mask",
+     .offset = 256,
+     .grad_offset = -1,
+     .rank = 1,
+     .shape = {5},
+     .dtype = FROST_DTYPE_U8,
+     .persistent = 1},
 };
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -28,9 +52,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         data++, size--;
     fuzz_file_set(&file, "ckpt", data, size);
     static const char *const skip[] = {"fc.*", NULL};
-    frost_load_options opt = {.skip = (mode & 1) ? skip : NULL,
-                              .allow_missing = (mode >> 1) & 1,
-                              .allow_unexpected = (mode >> 2) & 1};
+    frost_load_options opt = {
+        .skip = (mode & 1) ? skip : NULL, .allow_missing = (mode >> 1) & 1, .allow_unexpected = (mode >> 2) & 1};
     frost_error err;
     memset(params, 0, sizeof params);
     frost_ckpt_load(file.path, params, table, (int)(sizeof table / sizeof *table), &opt, &err);

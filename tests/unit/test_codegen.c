@@ -27,19 +27,17 @@ static float frand(void) /* deterministic, in [-1, 1) */
     rng_state = rng_state * 6364136223846793005ull + 1442695040888963407ull;
     return (float)((rng_state >> 40) & 0xffffff) / 8388608.0f - 1.0f;
 }
-static void fill_rand(float *p, int64_t n)
-{
+static void fill_rand(float *p, int64_t n) {
     for (int64_t i = 0; i < n; i++)
         p[i] = frand();
 }
 
-static void expect_close(const float *got, const float *want, int64_t n, float tol, const char *what)
-{
+static void expect_close(const float *got, const float *want, int64_t n, float tol, const char *what) {
     for (int64_t i = 0; i < n; i++) {
         float d = fabsf(got[i] - want[i]);
         float scale = fabsf(want[i]) > 1.0f ? fabsf(want[i]) : 1.0f;
-        ck_assert_msg(d <= tol * scale, "%s[%lld]: got %.9g, want %.9g", what, (long long)i,
-                      (double)got[i], (double)want[i]);
+        ck_assert_msg(d <= tol * scale, "%s[%lld]: got %.9g, want %.9g", what, (long long)i, (double)got[i],
+                      (double)want[i]);
     }
 }
 
@@ -48,8 +46,7 @@ static void expect_close(const float *got, const float *want, int64_t n, float t
 enum { KM = 5, KK = 7, KN = 3 };
 
 /* y[M,N] = x[M,K] w[N,K]^T + b */
-static void ref_linear(const float *x, const float *w, const float *b, float *y, int M, int K, int N)
-{
+static void ref_linear(const float *x, const float *w, const float *b, float *y, int M, int K, int N) {
     for (int i = 0; i < M; i++)
         for (int j = 0; j < N; j++) {
             double s = b ? b[j] : 0.0;
@@ -59,8 +56,7 @@ static void ref_linear(const float *x, const float *w, const float *b, float *y,
         }
 }
 
-START_TEST(k_copy_fill_acc)
-{
+START_TEST(k_copy_fill_acc) {
     float a[10], b[10], want[10];
     rng_state = 1;
     fill_rand(a, 10);
@@ -82,8 +78,7 @@ START_TEST(k_copy_fill_acc)
 }
 END_TEST
 
-START_TEST(k_init_uniform)
-{
+START_TEST(k_init_uniform) {
     enum { N = 10000 };
     static float p[N], q[N];
     rt_init_uniform(p, N, 42, 3, 0.5f);
@@ -113,8 +108,7 @@ START_TEST(k_init_uniform)
 }
 END_TEST
 
-START_TEST(k_linear)
-{
+START_TEST(k_linear) {
     float x[KM * KK], w[KN * KK], b[KN], y[KM * KN], want[KM * KN];
     rng_state = 2;
     fill_rand(x, KM * KK), fill_rand(w, KN * KK), fill_rand(b, KN);
@@ -135,8 +129,7 @@ START_TEST(k_linear)
 }
 END_TEST
 
-START_TEST(k_linear_bwd)
-{
+START_TEST(k_linear_bwd) {
     float x[KM * KK], w[KN * KK], dy[KM * KN], dx[KM * KK], dw[KN * KK];
     float wdx[KM * KK], wdw[KN * KK];
     rng_state = 3;
@@ -165,8 +158,7 @@ START_TEST(k_linear_bwd)
 }
 END_TEST
 
-START_TEST(k_sum_rows)
-{
+START_TEST(k_sum_rows) {
     float dy[KM * KN], db[KN], want[KN];
     rng_state = 4;
     fill_rand(dy, KM * KN);
@@ -184,8 +176,7 @@ START_TEST(k_sum_rows)
 }
 END_TEST
 
-START_TEST(k_matmul)
-{
+START_TEST(k_matmul) {
     float a[KM * KK], b[KK * KN], c[KM * KN], dc[KM * KN], da[KM * KK], db[KK * KN];
     float want_c[KM * KN], want_da[KM * KK], want_db[KK * KN];
     rng_state = 5;
@@ -223,8 +214,7 @@ START_TEST(k_matmul)
 }
 END_TEST
 
-START_TEST(k_relu)
-{
+START_TEST(k_relu) {
     enum { N = 21 };
     float x[N], y[N], dy[N], dx[N], want[N];
     uint8_t bits[4];
@@ -238,7 +228,7 @@ START_TEST(k_relu)
     rt_sign_mask(y, bits, N);
     for (int i = 0; i < N; i++)
         ck_assert_int_eq((bits[i / 8] >> (i % 8)) & 1, y[i] > 0);
-    ck_assert_int_eq(bits[3], 0xA5); /* exactly ceil(21/8) = 3 bytes written */
+    ck_assert_int_eq(bits[3], 0xA5);         /* exactly ceil(21/8) = 3 bytes written */
     ck_assert_int_eq(bits[2] >> (N % 8), 0); /* padding bits clear */
     for (int acc = 0; acc <= 1; acc++) {
         for (int variant = 0; variant < 2; variant++) {
@@ -255,8 +245,7 @@ START_TEST(k_relu)
 }
 END_TEST
 
-START_TEST(k_add)
-{
+START_TEST(k_add) {
     float a[12], b[4], y[12];
     rng_state = 7;
     fill_rand(a, 12), fill_rand(b, 4);
@@ -271,8 +260,7 @@ START_TEST(k_add)
 }
 END_TEST
 
-START_TEST(k_cross_entropy)
-{
+START_TEST(k_cross_entropy) {
     enum { M = 4, C = 5 };
     float logits[M * C], probs[M * C], want_p[M * C], loss = -1, dl[M * C], want_dl[M * C];
     int32_t labels[M] = {0, 4, 2, 2};
@@ -303,8 +291,7 @@ START_TEST(k_cross_entropy)
         fill_rand(dl, M * C);
         for (int i = 0; i < M; i++)
             for (int j = 0; j < C; j++)
-                want_dl[i * C + j] = (acc ? dl[i * C + j] : 0.0f) +
-                                     (want_p[i * C + j] - (j == labels[i])) * dloss / M;
+                want_dl[i * C + j] = (acc ? dl[i * C + j] : 0.0f) + (want_p[i * C + j] - (j == labels[i])) * dloss / M;
         rt_cross_entropy_bwd(probs, labels, &dloss, dl, M, C, acc);
         expect_close(dl, want_dl, M * C, 1e-6f, "dlogits");
     }
@@ -321,8 +308,7 @@ START_TEST(k_cross_entropy)
 }
 END_TEST
 
-START_TEST(k_mse)
-{
+START_TEST(k_mse) {
     enum { N = 9 };
     float pred[N], target[N], diff[N], dx[N], want[N], loss = -1;
     rng_state = 9;
@@ -365,9 +351,7 @@ typedef struct {
     ir_module m;
 } tmod;
 
-static int tm_val(tmod *t, const char *name, ir_val_kind kind, ir_dtype dt, int rank, int64_t d0,
-                  int64_t d1)
-{
+static int tm_val(tmod *t, const char *name, ir_val_kind kind, ir_dtype dt, int rank, int64_t d0, int64_t d1) {
     int v = t->g.nvals++;
     ir_value *val = &t->vals[v];
     memset(val, 0, sizeof *val);
@@ -377,9 +361,7 @@ static int tm_val(tmod *t, const char *name, ir_val_kind kind, ir_dtype dt, int 
     return v;
 }
 
-static int tm_buf(tmod *t, const char *name, ir_space space, ir_dtype dt, int64_t bytes,
-                  int64_t offset_or_index)
-{
+static int tm_buf(tmod *t, const char *name, ir_space space, ir_dtype dt, int64_t bytes, int64_t offset_or_index) {
     int b = t->m.train.nbufs++;
     ir_buf *buf = &t->bufs[b];
     memset(buf, 0, sizeof *buf);
@@ -393,14 +375,14 @@ static int tm_buf(tmod *t, const char *name, ir_space space, ir_dtype dt, int64_
 }
 
 /* Operands by a format string: b buffer read, w buffer written, i int64, f float, n null. */
-static void tm_step_into(ir_step *st, const char *kernel, const char *fmt, va_list ap)
-{
+static void tm_step_into(ir_step *st, const char *kernel, const char *fmt, va_list ap) {
     memset(st, 0, sizeof *st);
     st->kernel = kernel, st->node = -1;
     for (; *fmt; fmt++) {
         ir_opnd *o = &st->opnd[st->nopnd++];
         switch (*fmt) {
-        case 'b': case 'w': o->kind = OPND_BUF, o->buf = va_arg(ap, int), o->writes = *fmt == 'w'; break;
+        case 'b':
+        case 'w': o->kind = OPND_BUF, o->buf = va_arg(ap, int), o->writes = *fmt == 'w'; break;
         case 'i': o->kind = OPND_INT, o->i = va_arg(ap, int64_t); break;
         case 'f': o->kind = OPND_FLOAT, o->f = va_arg(ap, double); break;
         case 'n': o->kind = OPND_NULL; break;
@@ -408,23 +390,20 @@ static void tm_step_into(ir_step *st, const char *kernel, const char *fmt, va_li
         }
     }
 }
-static void tm_step(tmod *t, const char *kernel, const char *fmt, ...)
-{
+static void tm_step(tmod *t, const char *kernel, const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
     tm_step_into(&t->steps[t->m.train.nsteps++], kernel, fmt, ap);
     va_end(ap);
 }
-static void tm_istep(tmod *t, const char *kernel, const char *fmt, ...)
-{
+static void tm_istep(tmod *t, const char *kernel, const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
     tm_step_into(&t->isteps[t->m.infer.nsteps++], kernel, fmt, ap);
     va_end(ap);
 }
 
-static void tm_begin(tmod *t, const char *model)
-{
+static void tm_begin(tmod *t, const char *model) {
     memset(t, 0, sizeof *t);
     t->g.model = model;
     t->g.vals = t->vals, t->g.capvals = 16;
@@ -436,8 +415,7 @@ static void tm_begin(tmod *t, const char *model)
     t->m.param_offset = t->poff, t->m.grad_offset = t->goff;
 }
 
-static void tm_end(tmod *t)
-{
+static void tm_end(tmod *t) {
     /* The infer program shares the train program's buffers. */
     t->m.infer.bufs = t->bufs, t->m.infer.nbufs = t->m.train.nbufs;
     t->m.infer.steps = t->isteps, t->m.infer.capsteps = 16;
@@ -448,8 +426,7 @@ static void tm_end(tmod *t)
 /* Model "tiny": h = relu(x w^T + b); loss = mse(h, target); outputs loss, h.
  * w trainable, b frozen, x wants a gradient, plus two buffers (ones, zeros). */
 enum { TM = 4, TK = 3, TN = 2, T_SEED = 2 };
-static void build_tiny(tmod *t, const char *model)
-{
+static void build_tiny(tmod *t, const char *model) {
     tm_begin(t, model);
     t->cfg.name = "probe";
     t->m.config = &t->cfg;
@@ -506,10 +483,8 @@ static void build_tiny(tmod *t, const char *model)
     tm_step(t, "rt_fill_f32", "wif", bdl, (int64_t)1, 1.0);
     tm_step(t, "rt_mse_bwd", "bbwiii", bdiff, bdl, bdh, (int64_t)(TM * TN), (int64_t)1, (int64_t)0);
     tm_step(t, "rt_relu_bwd_out", "bbwii", bh, bdh, bdy, (int64_t)(TM * TN), (int64_t)0);
-    tm_step(t, "rt_linear_bwd_w", "bbwiiii", bdy, bxs, bdw, (int64_t)TM, (int64_t)TK, (int64_t)TN,
-            (int64_t)0);
-    tm_step(t, "rt_linear_bwd_x", "bbwiiii", bdy, bw, bdx, (int64_t)TM, (int64_t)TK, (int64_t)TN,
-            (int64_t)0);
+    tm_step(t, "rt_linear_bwd_w", "bbwiiii", bdy, bxs, bdw, (int64_t)TM, (int64_t)TK, (int64_t)TN, (int64_t)0);
+    tm_step(t, "rt_linear_bwd_x", "bbwiiii", bdy, bw, bdx, (int64_t)TM, (int64_t)TK, (int64_t)TN, (int64_t)0);
 
     tm_istep(t, "rt_linear_fwd", "bbbwiii", bx, bw, bb, by, (int64_t)TM, (int64_t)TK, (int64_t)TN);
     tm_istep(t, "rt_relu_fwd", "bwi", by, bh, (int64_t)(TM * TN));
@@ -521,8 +496,7 @@ static void build_tiny(tmod *t, const char *model)
 
 /* Model "clf": loss = cross_entropy(x w^T, label); w trainable, no bias. */
 enum { CM = 3, CK = 4, CC = 5 };
-static void build_clf(tmod *t, const char *model)
-{
+static void build_clf(tmod *t, const char *model) {
     tm_begin(t, model);
     tm_val(t, "x", VAL_INPUT, DT_F32, 2, CM, CK);
     tm_val(t, "label", VAL_INPUT, DT_I32, 1, CM, 0);
@@ -555,10 +529,8 @@ static void build_clf(tmod *t, const char *model)
     tm_step(t, "rt_copy", "wbi", bo, bl, (int64_t)4);
     t->m.train.nfwd = t->m.train.nsteps;
     tm_step(t, "rt_fill_f32", "wif", bdl, (int64_t)1, 1.0);
-    tm_step(t, "rt_cross_entropy_bwd", "bbbwiii", bp, bls, bdl, bdlg, (int64_t)CM, (int64_t)CC,
-            (int64_t)0);
-    tm_step(t, "rt_linear_bwd_w", "bbwiiii", bdlg, bxs, bdw, (int64_t)CM, (int64_t)CK, (int64_t)CC,
-            (int64_t)0);
+    tm_step(t, "rt_cross_entropy_bwd", "bbbwiii", bp, bls, bdl, bdlg, (int64_t)CM, (int64_t)CC, (int64_t)0);
+    tm_step(t, "rt_linear_bwd_w", "bbwiiii", bdlg, bxs, bdw, (int64_t)CM, (int64_t)CK, (int64_t)CC, (int64_t)0);
 
     tm_istep(t, "rt_linear_fwd", "bbnwiii", bx, bw, blg, (int64_t)CM, (int64_t)CK, (int64_t)CC);
     tm_istep(t, "rt_cross_entropy_fwd", "bbnwii", blg, blab, bl, (int64_t)CM, (int64_t)CC);
@@ -570,37 +542,33 @@ static void build_clf(tmod *t, const char *model)
 
 static char tmpdir[64];
 
-static void make_tmpdir(void)
-{
+static void make_tmpdir(void) {
     strcpy(tmpdir, "/tmp/frost_cg_XXXXXX");
     ck_assert_ptr_nonnull(mkdtemp(tmpdir));
 }
 
-static void remove_tmpdir(void)
-{
+static void remove_tmpdir(void) {
     char cmd[128];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
     ck_assert_int_eq(system(cmd), 0);
 }
 
-static bool have_tool(const char *tool)
-{
+static bool have_tool(const char *tool) {
     char cmd[128];
     snprintf(cmd, sizeof cmd, "command -v %s >/dev/null 2>&1", tool);
     return system(cmd) == 0;
 }
 
-#define SKIP_WITHOUT_CC()                                                                \
-    do {                                                                                 \
-        if (!have_tool("cc")) {                                                          \
-            fprintf(stderr, "%s: skipped, no `cc` on PATH\n", __func__);                 \
-            return;                                                                      \
-        }                                                                                \
+#define SKIP_WITHOUT_CC()                                                \
+    do {                                                                 \
+        if (!have_tool("cc")) {                                          \
+            fprintf(stderr, "%s: skipped, no `cc` on PATH\n", __func__); \
+            return;                                                      \
+        }                                                                \
     } while (0)
 
 /* Emit NAME.o and NAME.h into tmpdir. */
-static void emit_with(const tmod *t, const char *name, const cg_options *opts)
-{
+static void emit_with(const tmod *t, const char *name, const cg_options *opts) {
     char path[256];
     cg_options o = *opts;
     char *err = NULL;
@@ -615,14 +583,12 @@ static void emit_with(const tmod *t, const char *name, const cg_options *opts)
     ck_assert_int_eq(fclose(f), 0);
 }
 
-static void emit(const tmod *t, const char *name, const char *prefix)
-{
+static void emit(const tmod *t, const char *name, const char *prefix) {
     cg_options o = {.prefix = prefix, .opt_level = 2};
     emit_with(t, name, &o);
 }
 
-static void write_file(const char *name, const char *text)
-{
+static void write_file(const char *name, const char *text) {
     char path[256];
     snprintf(path, sizeof path, "%s/%s", tmpdir, name);
     FILE *f = fopen(path, "w");
@@ -632,8 +598,7 @@ static void write_file(const char *name, const char *text)
 }
 
 static void run_cmd(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static void run_cmd(const char *fmt, ...)
-{
+static void run_cmd(const char *fmt, ...) {
     char cmd[1024];
     va_list ap;
     va_start(ap, fmt);
@@ -652,8 +617,7 @@ typedef struct {
 static kv_line lines[32];
 static int nlines;
 
-static void run_driver(const char *exe)
-{
+static void run_driver(const char *exe) {
     char cmd[256];
     snprintf(cmd, sizeof cmd, "'%s/%s'", tmpdir, exe);
     FILE *p = popen(cmd, "r");
@@ -673,8 +637,7 @@ static void run_driver(const char *exe)
     ck_assert_int_eq(pclose(p), 0);
 }
 
-static const kv_line *get(const char *key, int n)
-{
+static const kv_line *get(const char *key, int n) {
     for (int i = 0; i < nlines; i++)
         if (!strcmp(lines[i].key, key)) {
             ck_assert_msg(lines[i].n == n, "%s: %d values, want %d", key, lines[i].n, n);
@@ -684,8 +647,7 @@ static const kv_line *get(const char *key, int n)
     return NULL;
 }
 
-static void expect_line(const char *key, const float *want, int n, float tol)
-{
+static void expect_line(const char *key, const float *want, int n, float tol) {
     const kv_line *l = get(key, n);
     float got[64];
     for (int i = 0; i < n; i++)
@@ -696,8 +658,7 @@ static void expect_line(const char *key, const float *want, int n, float tol)
 /* ================================================================ end to end */
 
 /* Inputs as the drivers make them. */
-static void tiny_inputs(float *x, float *target)
-{
+static void tiny_inputs(float *x, float *target) {
     for (int i = 0; i < TM * TK; i++)
         x[i] = (float)(i % 7 - 3) * 0.25f;
     for (int i = 0; i < TM * TN; i++)
@@ -764,8 +725,7 @@ static const char tiny_driver[] =
     "}\n";
 
 /* Reference for the tiny model from the same initialisation. */
-static void tiny_reference(float *w, float *b, float *loss, float *h, float *dw, float *dx)
-{
+static void tiny_reference(float *w, float *b, float *loss, float *h, float *dw, float *dx) {
     float x[TM * TK], target[TM * TN], y[TM * TN], dy[TM * TN];
     tiny_inputs(x, target);
     rt_init_uniform(w, TN * TK, T_SEED, 1, (float)(1.0 / sqrt(TK)));
@@ -802,14 +762,16 @@ static void tiny_reference(float *w, float *b, float *loss, float *h, float *dw,
 /* Every optimisation level, and a CPU chosen explicitly (baseline x86-64 on
  * x86 hosts: the runtime must be retargeted, not keep the host's features). */
 static const cg_options tiny_opts[] = {
-    {.opt_level = 2}, {.opt_level = 0}, {.opt_level = 1}, {.opt_level = 3},
+    {.opt_level = 2},
+    {.opt_level = 0},
+    {.opt_level = 1},
+    {.opt_level = 3},
 #if defined(__x86_64__)
     {.opt_level = 2, .cpu = "x86-64"},
 #endif
 };
 
-START_TEST(e2e_tiny)
-{
+START_TEST(e2e_tiny) {
     SKIP_WITHOUT_CC();
     static tmod t;
     const cg_options *opts = &tiny_opts[_i];
@@ -849,56 +811,53 @@ START_TEST(e2e_tiny)
 
     /* The header is also valid C++. */
     if (have_tool("c++"))
-        run_cmd("cd '%s' && c++ -x c++ -std=c++11 -Wall -Wextra -Werror -fsyntax-only tiny.h",
-                tmpdir);
+        run_cmd("cd '%s' && c++ -x c++ -std=c++11 -Wall -Wextra -Werror -fsyntax-only tiny.h", tmpdir);
     remove_tmpdir();
 }
 END_TEST
 
-static const char two_driver[] =
-    "#include <stdio.h>\n"
-    "#include <stdlib.h>\n"
-    "#include \"a.h\"\n"
-    "#include \"b.h\"\n"
-    "int main(void) {\n"
-    "    void *pa = aligned_alloc(MA_ALIGN, MA_PARAMS_BYTES);\n"
-    "    void *aa = aligned_alloc(MA_ALIGN, MA_TRAIN_ARENA_BYTES);\n"
-    "    void *pb = aligned_alloc(MB_ALIGN, MB_PARAMS_BYTES);\n"
-    "    float *gb = aligned_alloc(MB_ALIGN, MB_GRADS_BYTES);\n"
-    "    void *ab = aligned_alloc(MB_ALIGN, MB_TRAIN_ARENA_BYTES);\n"
-    "    ma_init(pa, 2);\n"
-    "    mb_init(pb, 99);\n"
-    "    float xa[12], ta[8], la = -1;\n"
-    "    for (int i = 0; i < 12; i++) xa[i] = (float)(i % 7 - 3) * 0.25f;\n"
-    "    for (int i = 0; i < 8; i++) ta[i] = (float)(i % 5) * 0.1f;\n"
-    "    ma_inputs ia = { xa, ta };\n"
-    "    ma_outputs oa = { &la, NULL };\n"
-    "    int rca = ma_forward(pa, &ia, &oa, aa);\n"
-    "    float xb[12], lb = -1;\n"
-    "    for (int i = 0; i < 12; i++) xb[i] = (float)((i * 5) % 11 - 5) * 0.2f;\n"
-    "    int32_t lab[3] = { 4, 0, 2 };\n"
-    "    mb_inputs ib = { xb, lab };\n"
-    "    mb_outputs ob = { &lb };\n"
-    "    int rcb = mb_forward(pb, &ib, &ob, ab);\n"
-    "    int rcb2 = mb_backward(pb, gb, ab);\n"
-    "    printf(\"rc %d %d %d\\n\", rca, rcb, rcb2);\n"
-    "    printf(\"la %a\\nlb %a\\n\", (double)la, (double)lb);\n"
-    "    printf(\"wb\");\n"
-    "    for (int i = 0; i < 20; i++) printf(\" %a\", (double)((float *)pb)[i]);\n"
-    "    printf(\"\\ndwb\");\n"
-    "    for (int i = 0; i < 20; i++) printf(\" %a\", (double)gb[i]);\n"
-    "    printf(\"\\n\");\n"
-    "    lab[1] = 5; lb = -1;\n"
-    "    int bad1 = mb_forward(pb, &ib, &ob, ab);\n"
-    "    lab[1] = -1;\n"
-    "    int bad2 = mb_infer(pb, &ib, &ob, ab);\n"
-    "    printf(\"bad %d %d %d %a\\n\", bad1, bad2, MB_ERR_LABEL, (double)lb);\n"
-    "    free(pa); free(aa); free(pb); free(gb); free(ab);\n"
-    "    return 0;\n"
-    "}\n";
+static const char two_driver[] = "#include <stdio.h>\n"
+                                 "#include <stdlib.h>\n"
+                                 "#include \"a.h\"\n"
+                                 "#include \"b.h\"\n"
+                                 "int main(void) {\n"
+                                 "    void *pa = aligned_alloc(MA_ALIGN, MA_PARAMS_BYTES);\n"
+                                 "    void *aa = aligned_alloc(MA_ALIGN, MA_TRAIN_ARENA_BYTES);\n"
+                                 "    void *pb = aligned_alloc(MB_ALIGN, MB_PARAMS_BYTES);\n"
+                                 "    float *gb = aligned_alloc(MB_ALIGN, MB_GRADS_BYTES);\n"
+                                 "    void *ab = aligned_alloc(MB_ALIGN, MB_TRAIN_ARENA_BYTES);\n"
+                                 "    ma_init(pa, 2);\n"
+                                 "    mb_init(pb, 99);\n"
+                                 "    float xa[12], ta[8], la = -1;\n"
+                                 "    for (int i = 0; i < 12; i++) xa[i] = (float)(i % 7 - 3) * 0.25f;\n"
+                                 "    for (int i = 0; i < 8; i++) ta[i] = (float)(i % 5) * 0.1f;\n"
+                                 "    ma_inputs ia = { xa, ta };\n"
+                                 "    ma_outputs oa = { &la, NULL };\n"
+                                 "    int rca = ma_forward(pa, &ia, &oa, aa);\n"
+                                 "    float xb[12], lb = -1;\n"
+                                 "    for (int i = 0; i < 12; i++) xb[i] = (float)((i * 5) % 11 - 5) * 0.2f;\n"
+                                 "    int32_t lab[3] = { 4, 0, 2 };\n"
+                                 "    mb_inputs ib = { xb, lab };\n"
+                                 "    mb_outputs ob = { &lb };\n"
+                                 "    int rcb = mb_forward(pb, &ib, &ob, ab);\n"
+                                 "    int rcb2 = mb_backward(pb, gb, ab);\n"
+                                 "    printf(\"rc %d %d %d\\n\", rca, rcb, rcb2);\n"
+                                 "    printf(\"la %a\\nlb %a\\n\", (double)la, (double)lb);\n"
+                                 "    printf(\"wb\");\n"
+                                 "    for (int i = 0; i < 20; i++) printf(\" %a\", (double)((float *)pb)[i]);\n"
+                                 "    printf(\"\\ndwb\");\n"
+                                 "    for (int i = 0; i < 20; i++) printf(\" %a\", (double)gb[i]);\n"
+                                 "    printf(\"\\n\");\n"
+                                 "    lab[1] = 5; lb = -1;\n"
+                                 "    int bad1 = mb_forward(pb, &ib, &ob, ab);\n"
+                                 "    lab[1] = -1;\n"
+                                 "    int bad2 = mb_infer(pb, &ib, &ob, ab);\n"
+                                 "    printf(\"bad %d %d %d %a\\n\", bad1, bad2, MB_ERR_LABEL, (double)lb);\n"
+                                 "    free(pa); free(aa); free(pb); free(gb); free(ab);\n"
+                                 "    return 0;\n"
+                                 "}\n";
 
-START_TEST(e2e_two_models)
-{
+START_TEST(e2e_two_models) {
     SKIP_WITHOUT_CC();
     static tmod ta, tb;
     build_tiny(&ta, "tiny");
@@ -949,8 +908,7 @@ END_TEST
 
 /* ================================================================ errors */
 
-static char *emit_err(const tmod *t)
-{
+static char *emit_err(const tmod *t) {
     char path[128];
     make_tmpdir();
     snprintf(path, sizeof path, "%s/x.o", tmpdir);
@@ -963,15 +921,14 @@ static char *emit_err(const tmod *t)
     return err;
 }
 
-#define EXPECT_ERR(t, needle)                                                               \
-    do {                                                                                    \
-        char *e_ = emit_err(t);                                                             \
-        ck_assert_msg(strstr(e_, needle), "error '%s' lacks '%s'", e_, needle);             \
-        free(e_);                                                                           \
+#define EXPECT_ERR(t, needle)                                                   \
+    do {                                                                        \
+        char *e_ = emit_err(t);                                                 \
+        ck_assert_msg(strstr(e_, needle), "error '%s' lacks '%s'", e_, needle); \
+        free(e_);                                                               \
     } while (0)
 
-START_TEST(err_kernels)
-{
+START_TEST(err_kernels) {
     static tmod t;
     build_tiny(&t, "tiny");
     t.steps[2].kernel = "rt_nope";
@@ -991,8 +948,7 @@ START_TEST(err_kernels)
 }
 END_TEST
 
-START_TEST(err_buffers)
-{
+START_TEST(err_buffers) {
     static tmod t;
     build_tiny(&t, "tiny");
     t.steps[t.m.train.nfwd + 3].opnd[1].buf = 0; /* backward reading input x */
@@ -1021,8 +977,7 @@ START_TEST(err_buffers)
 }
 END_TEST
 
-START_TEST(err_prefix_and_path)
-{
+START_TEST(err_prefix_and_path) {
     static tmod t;
     build_tiny(&t, "tiny");
     char *err = NULL;
@@ -1051,8 +1006,7 @@ START_TEST(err_prefix_and_path)
 }
 END_TEST
 
-START_TEST(header_text)
-{
+START_TEST(header_text) {
     static tmod t;
     build_tiny(&t, "9-lives.net");
     char *text = NULL;
@@ -1061,7 +1015,9 @@ START_TEST(header_text)
     cg_emit_header(&t.m, NULL, f);
     fclose(f);
     const char *needles[] = {
-        "#ifndef M_9_LIVES_NET_FROST_H", "#include <stdint.h>", "extern \"C\"",
+        "#ifndef M_9_LIVES_NET_FROST_H",
+        "#include <stdint.h>",
+        "extern \"C\"",
         "#define M_9_LIVES_NET_PARAMS_BYTES      256LL",
         "#define M_9_LIVES_NET_TRAIN_ARENA_BYTES 512LL",
         "#define M_9_LIVES_NET_RESIDUAL_BYTES    192LL",
@@ -1073,7 +1029,8 @@ START_TEST(header_text)
         "{ \"fc.bias\", 64LL, -1LL, 1, {2LL}, 0, 0, 0, 1 },",
         "{ \"bn.running_var\", 128LL, -1LL, 1, {2LL}, 0, 0, 1, 1 },",
         "Configuration: probe; 1 of 4 parameter tensors trainable (6 of 13 scalars)",
-        "int m_9_lives_net_forward(void *params, const m_9_lives_net_inputs *in, m_9_lives_net_outputs *out, void *arena);",
+        "int m_9_lives_net_forward(void *params, const m_9_lives_net_inputs *in, m_9_lives_net_outputs *out, void "
+        "*arena);",
         "int m_9_lives_net_backward(const void *params, void *grads, void *arena);",
         "void m_9_lives_net_init(void *params, uint64_t seed);",
         "static const m_9_lives_net_input_info m_9_lives_net_input_table[M_9_LIVES_NET_NUM_INPUTS] = {",
@@ -1087,8 +1044,7 @@ START_TEST(header_text)
 END_TEST
 
 /* No inputs, no parameters: placeholders keep the header valid C and C++. */
-START_TEST(e2e_empty)
-{
+START_TEST(e2e_empty) {
     SKIP_WITHOUT_CC();
     static tmod t;
     tm_begin(&t, "empty");
@@ -1105,23 +1061,22 @@ START_TEST(e2e_empty)
     tm_end(&t);
     make_tmpdir();
     emit(&t, "empty", NULL);
-    write_file("driver.c",
-               "#include <stdio.h>\n#include <stdlib.h>\n#include \"empty.h\"\n"
-               "int main(void) {\n"
-               "    void *arena = aligned_alloc(EMPTY_ALIGN, EMPTY_TRAIN_ARENA_BYTES);\n"
-               "    float l1 = 0, l2 = 0;\n"
-               "    empty_inputs in = { 0 };\n"
-               "    empty_outputs out = { &l1 };\n"
-               "    empty_init(NULL, 1);\n"
-               "    int rc = empty_forward(NULL, &in, &out, arena);\n"
-               "    rc |= empty_backward(NULL, NULL, arena);\n"
-               "    out.loss = &l2;\n"
-               "    rc |= empty_infer(NULL, &in, &out, arena);\n"
-               "    printf(\"r %d %a %a %d %d\\n\", rc, (double)l1, (double)l2, EMPTY_NUM_PARAMS,\n"
-               "           (int)(sizeof empty_params / sizeof *empty_params));\n"
-               "    free(arena);\n"
-               "    return 0;\n"
-               "}\n");
+    write_file("driver.c", "#include <stdio.h>\n#include <stdlib.h>\n#include \"empty.h\"\n"
+                           "int main(void) {\n"
+                           "    void *arena = aligned_alloc(EMPTY_ALIGN, EMPTY_TRAIN_ARENA_BYTES);\n"
+                           "    float l1 = 0, l2 = 0;\n"
+                           "    empty_inputs in = { 0 };\n"
+                           "    empty_outputs out = { &l1 };\n"
+                           "    empty_init(NULL, 1);\n"
+                           "    int rc = empty_forward(NULL, &in, &out, arena);\n"
+                           "    rc |= empty_backward(NULL, NULL, arena);\n"
+                           "    out.loss = &l2;\n"
+                           "    rc |= empty_infer(NULL, &in, &out, arena);\n"
+                           "    printf(\"r %d %a %a %d %d\\n\", rc, (double)l1, (double)l2, EMPTY_NUM_PARAMS,\n"
+                           "           (int)(sizeof empty_params / sizeof *empty_params));\n"
+                           "    free(arena);\n"
+                           "    return 0;\n"
+                           "}\n");
     run_cmd("cd '%s' && cc -std=c11 -Wall -Wextra -Werror -pedantic -I. driver.c empty.o -o driver "
             "-lopenblas -lm",
             tmpdir);
@@ -1129,8 +1084,7 @@ START_TEST(e2e_empty)
     float want[] = {0, 0.5f, 0.25f, 0, 1};
     expect_line("r", want, 5, 0);
     if (have_tool("c++"))
-        run_cmd("cd '%s' && c++ -x c++ -std=c++11 -Wall -Wextra -Werror -fsyntax-only empty.h",
-                tmpdir);
+        run_cmd("cd '%s' && c++ -x c++ -std=c++11 -Wall -Wextra -Werror -fsyntax-only empty.h", tmpdir);
     remove_tmpdir();
 }
 END_TEST
@@ -1138,8 +1092,7 @@ END_TEST
 /* Steps with the same kernel, constants and pointer alignment share one
  * specialisation (cg_call_spec): a deep stack of identical layers compiles
  * its kernels once, and every entry point stays a flat list of calls. */
-START_TEST(specialisations_shared)
-{
+START_TEST(specialisations_shared) {
     if (!have_tool("nm")) {
         fprintf(stderr, "%s: skipped, no `nm` on PATH\n", __func__);
         return;
@@ -1157,8 +1110,8 @@ START_TEST(specialisations_shared)
     t.m.train.arena_bytes = 64 * (LAYERS + 2);
     for (int i = 0; i < LAYERS; i++)
         tm_step(&t, "rt_relu_fwd", "bwi", b[i], b[i + 1], (int64_t)16); /* one specialisation */
-    tm_step(&t, "rt_relu_fwd", "bwi", b[0], b[1], (int64_t)8);      /* another size */
-    tm_step(&t, "rt_relu_fwd", "bwi", b[0], odd, (int64_t)8);       /* another alignment */
+    tm_step(&t, "rt_relu_fwd", "bwi", b[0], b[1], (int64_t)8);          /* another size */
+    tm_step(&t, "rt_relu_fwd", "bwi", b[0], odd, (int64_t)8);           /* another alignment */
     tm_step(&t, "rt_copy", "wbi", bo, b[LAYERS], (int64_t)4);
     t.m.train.nfwd = t.m.train.nsteps;
     tm_istep(&t, "rt_copy", "wbi", bo, b[0], (int64_t)4);
@@ -1183,42 +1136,39 @@ END_TEST
  * buffer (a relu step's size sabotaged after planning) is caught by the
  * guard after that buffer, named with the step, its kernel and node; the
  * unsabotaged program runs clean. */
-static const char oob_model[] =
-    "model oob\n"
-    "input x : f32[4, 6]\n"
-    "input label : i32[4]\n"
-    "fc1 = linear(x, 5)\n"
-    "h1 = relu(fc1)\n"
-    "fc2 = linear(h1, 3)\n"
-    "loss = cross_entropy(fc2, label)\n"
-    "output loss\n";
+static const char oob_model[] = "model oob\n"
+                                "input x : f32[4, 6]\n"
+                                "input label : i32[4]\n"
+                                "fc1 = linear(x, 5)\n"
+                                "h1 = relu(fc1)\n"
+                                "fc2 = linear(h1, 3)\n"
+                                "loss = cross_entropy(fc2, label)\n"
+                                "output loss\n";
 
-static const char oob_driver[] =
-    "#include <stdio.h>\n"
-    "#include <stdlib.h>\n"
-    "#include \"oob.h\"\n"
-    "int main(void) {\n"
-    "    void *params = aligned_alloc(OOB_ALIGN, OOB_PARAMS_BYTES);\n"
-    "    void *arena = aligned_alloc(OOB_ALIGN, OOB_TRAIN_ARENA_BYTES);\n"
-    "    void *iarena = aligned_alloc(OOB_ALIGN, OOB_INFER_ARENA_BYTES);\n"
-    "    oob_init(params, 1);\n"
-    "    float x[24], loss = 0;\n"
-    "    int32_t label[4] = {0, 1, 2, 0};\n"
-    "    for (int i = 0; i < 24; i++) x[i] = (float)(i % 5) * 0.3f - 0.5f;\n"
-    "    oob_inputs in = {x, label};\n"
-    "    oob_outputs out = {&loss};\n"
-    "    int rc = oob_infer(params, &in, &out, iarena);\n"
-    "    const char *m = oob_last_error(iarena);\n"
-    "    printf(\"infer %d %s\\n\", rc, m ? m : \"(none)\");\n"
-    "    rc = oob_forward(params, &in, &out, arena);\n"
-    "    m = oob_last_error(arena);\n"
-    "    printf(\"forward %d %s\\n\", rc, m ? m : \"(none)\");\n"
-    "    printf(\"null %d\\n\", oob_last_error(NULL) == NULL);\n"
-    "    return 0;\n"
-    "}\n";
+static const char oob_driver[] = "#include <stdio.h>\n"
+                                 "#include <stdlib.h>\n"
+                                 "#include \"oob.h\"\n"
+                                 "int main(void) {\n"
+                                 "    void *params = aligned_alloc(OOB_ALIGN, OOB_PARAMS_BYTES);\n"
+                                 "    void *arena = aligned_alloc(OOB_ALIGN, OOB_TRAIN_ARENA_BYTES);\n"
+                                 "    void *iarena = aligned_alloc(OOB_ALIGN, OOB_INFER_ARENA_BYTES);\n"
+                                 "    oob_init(params, 1);\n"
+                                 "    float x[24], loss = 0;\n"
+                                 "    int32_t label[4] = {0, 1, 2, 0};\n"
+                                 "    for (int i = 0; i < 24; i++) x[i] = (float)(i % 5) * 0.3f - 0.5f;\n"
+                                 "    oob_inputs in = {x, label};\n"
+                                 "    oob_outputs out = {&loss};\n"
+                                 "    int rc = oob_infer(params, &in, &out, iarena);\n"
+                                 "    const char *m = oob_last_error(iarena);\n"
+                                 "    printf(\"infer %d %s\\n\", rc, m ? m : \"(none)\");\n"
+                                 "    rc = oob_forward(params, &in, &out, arena);\n"
+                                 "    m = oob_last_error(arena);\n"
+                                 "    printf(\"forward %d %s\\n\", rc, m ? m : \"(none)\");\n"
+                                 "    printf(\"null %d\\n\", oob_last_error(NULL) == NULL);\n"
+                                 "    return 0;\n"
+                                 "}\n";
 
-static void oob_run(bool sabotage, char *text, size_t size)
-{
+static void oob_run(bool sabotage, char *text, size_t size) {
     pool *p = pool_new();
     diag_ctx d;
     diag_init(&d, "oob.frost", oob_model, strlen(oob_model), stderr);
@@ -1260,8 +1210,7 @@ static void oob_run(bool sabotage, char *text, size_t size)
     remove_tmpdir();
 }
 
-START_TEST(checked_out_of_bounds)
-{
+START_TEST(checked_out_of_bounds) {
     SKIP_WITHOUT_CC();
     static char text[4096];
     oob_run(false, text, sizeof text);
@@ -1281,8 +1230,7 @@ START_TEST(checked_out_of_bounds)
 }
 END_TEST
 
-static Suite *codegen_suite(void)
-{
+static Suite *codegen_suite(void) {
     Suite *s = suite_create("codegen");
     TCase *k = tcase_create("kernels");
     tcase_add_test(k, k_copy_fill_acc);
@@ -1311,8 +1259,7 @@ static Suite *codegen_suite(void)
     return s;
 }
 
-int main(void)
-{
+int main(void) {
     SRunner *sr = srunner_create(codegen_suite());
     srunner_run_all(sr, CK_NORMAL);
     int failed = srunner_ntests_failed(sr);

@@ -41,13 +41,13 @@ static const ir_value *val(const ir_graph *g, const char *name) {
     return &g->vals[v];
 }
 
-#define ck_shape(v, ...)                                                       \
-    do {                                                                       \
-        int64_t want_[] = {__VA_ARGS__};                                       \
-        int rank_ = (int)(sizeof want_ / sizeof want_[0]);                     \
-        ck_assert_int_eq((v)->shape.rank, rank_);                              \
-        for (int k_ = 0; k_ < rank_; k_++)                                     \
-            ck_assert_int_eq((v)->shape.dim[k_], want_[k_]);                   \
+#define ck_shape(v, ...)                                     \
+    do {                                                     \
+        int64_t want_[] = {__VA_ARGS__};                     \
+        int rank_ = (int)(sizeof want_ / sizeof want_[0]);   \
+        ck_assert_int_eq((v)->shape.rank, rank_);            \
+        for (int k_ = 0; k_ < rank_; k_++)                   \
+            ck_assert_int_eq((v)->shape.dim[k_], want_[k_]); \
     } while (0)
 
 static const char mlp[] = "model mlp\n"
@@ -238,9 +238,10 @@ static void check_errors(const char *body, const char *expected) {
 }
 
 START_TEST(unknown_op_suggests) {
-    check_errors("fc1 = lineer(x, 16)\nh = relu(fc1)\n", "t.frost:5:7: error: unknown op 'lineer'; did you mean 'linear'?\n"
-                                                       "    5 | fc1 = lineer(x, 16)\n"
-                                                       "      |       ^\n");
+    check_errors("fc1 = lineer(x, 16)\nh = relu(fc1)\n",
+                 "t.frost:5:7: error: unknown op 'lineer'; did you mean 'linear'?\n"
+                 "    5 | fc1 = lineer(x, 16)\n"
+                 "      |       ^\n");
 }
 END_TEST
 
@@ -296,11 +297,11 @@ START_TEST(names_errors) {
                                       "      |       ^\n");
     /* a binding may not take the name of another node's param */
     check_errors("a = linear(x, 2)\na.bias = relu(x)\n", "t.frost:6:1: error: redefinition of 'a.bias'\n"
-                                                          "    6 | a.bias = relu(x)\n"
-                                                          "      | ^\n"
-                                                          "t.frost:5:5: note: previous definition of 'a.bias' is here\n"
-                                                          "    5 | a = linear(x, 2)\n"
-                                                          "      |     ^\n");
+                                                         "    6 | a.bias = relu(x)\n"
+                                                         "      | ^\n"
+                                                         "t.frost:5:5: note: previous definition of 'a.bias' is here\n"
+                                                         "    5 | a = linear(x, 2)\n"
+                                                         "      |     ^\n");
 }
 END_TEST
 
@@ -319,9 +320,10 @@ START_TEST(shape_errors_from_ops) {
                  "part of the first)\n"
                  "    6 | b = add(a, x)\n"
                  "      |     ^\n");
-    check_errors("a = cross_entropy(x, x)\n", "t.frost:5:5: error: cross_entropy: labels must be i32[4], got f32[4, 8]\n"
-                                              "    5 | a = cross_entropy(x, x)\n"
-                                              "      |     ^\n");
+    check_errors("a = cross_entropy(x, x)\n",
+                 "t.frost:5:5: error: cross_entropy: labels must be i32[4], got f32[4, 8]\n"
+                 "    5 | a = cross_entropy(x, x)\n"
+                 "      |     ^\n");
 }
 END_TEST
 
@@ -353,8 +355,8 @@ START_TEST(output_and_config_errors) {
                                                   "    6 | output a\n"
                                                   "      |        ^\n");
     check_errors("output x\n", "t.frost:5:8: error: output 'x' is an input; outputs must be computed by a binding\n"
-                                "    5 | output x\n"
-                                "      |        ^\n");
+                               "    5 | output x\n"
+                               "      |        ^\n");
     check_errors("config a { train * }\ndefault b\n", "t.frost:6:9: error: no config named 'b'\n"
                                                       "    6 | default b\n"
                                                       "      |         ^\n");
@@ -764,8 +766,10 @@ START_TEST(batchnorm_mode) {
                                "fc = linear(x, 2)\nloss = mse_loss(fc, t)\noutput loss\n";
     char src[1024];
     fixture f;
-    snprintf(src, sizeof src, "%sconfig a { train * }\nconfig b { train *; batchnorm eval }\n"
-                              "config c {\n  train fc.*\n  batchnorm train\n}\n", head);
+    snprintf(src, sizeof src,
+             "%sconfig a { train * }\nconfig b { train *; batchnorm eval }\n"
+             "config c {\n  train fc.*\n  batchnorm train\n}\n",
+             head);
     ir_graph *g = load(&f, src);
     ck_assert_msg(g != NULL, "%s", fx_text(&f));
     ck_assert(!g->bn_eval);
@@ -782,8 +786,7 @@ START_TEST(batchnorm_mode) {
     ck_assert(!bn_mode_of(g, "all"));
     fx_close(&f);
     /* the model-wide default, even when it comes after the configs */
-    snprintf(src, sizeof src, "%sconfig a { train * }\nconfig c { train *; batchnorm train }\nbatchnorm eval\n",
-             head);
+    snprintf(src, sizeof src, "%sconfig a { train * }\nconfig c { train *; batchnorm train }\nbatchnorm eval\n", head);
     g = load(&f, src);
     ck_assert_msg(g != NULL, "%s", fx_text(&f));
     ck_assert(g->bn_eval);
@@ -792,7 +795,7 @@ START_TEST(batchnorm_mode) {
     ck_assert(bn_mode_of(g, "a"));
     ck_assert(!bn_mode_of(g, "c"));
     ck_assert(bn_mode_of_sel(g, "c", true)); /* --batchnorm-eval: eval whatever the config says */
-    ck_assert(bn_mode_of(g, "none")); /* built in: the model's mode */
+    ck_assert(bn_mode_of(g, "none"));        /* built in: the model's mode */
     ck_assert(bn_mode_of(g, NULL));
     fx_close(&f);
     check_errors("batchnorm eval\nbatchnorm train\nconfig c { train *; batchnorm eval; batchnorm train }\n",
@@ -845,44 +848,43 @@ END_TEST
 /* ResNet-18 written with a def: every parameter and buffer name, in order, is
  * a key of torchvision's resnet18().state_dict(). Needs the conv ops; skipped
  * (passes) without them. */
-static const char resnet18[] =
-    "model resnet18\n"
-    "const N = 2\n"
-    "input x     : f32[N, 3, 64, 64]\n"
-    "input label : i32[N]\n"
-    "def basic_block(x, planes, stride=1) {\n"
-    "    conv1 = conv2d(x, planes, 3, stride=stride, padding=1, bias=false)\n"
-    "    bn1   = batchnorm2d(conv1)\n"
-    "    relu1 = relu(bn1)\n"
-    "    conv2 = conv2d(relu1, planes, 3, padding=1, bias=false)\n"
-    "    bn2   = batchnorm2d(conv2, eps=1e-5, momentum=0.1)\n"
-    "    if stride != 1 or dim(x, 1) != planes {\n"
-    "        downsample.0 = conv2d(x, planes, 1, stride=stride, bias=false)\n"
-    "        downsample.1 = batchnorm2d(downsample.0)\n"
-    "        identity = downsample.1\n"
-    "    } else {\n"
-    "        identity = x\n"
-    "    }\n"
-    "    sum = add(bn2, identity)\n"
-    "    return relu(sum)\n"
-    "}\n"
-    "conv1    = conv2d(x, 64, 7, stride=2, padding=3, bias=false)\n"
-    "bn1      = batchnorm2d(conv1)\n"
-    "relu     = relu(bn1)\n"
-    "maxpool  = maxpool2d(relu, 3, stride=2, padding=1)\n"
-    "layer1.0 = basic_block(maxpool, 64)\n"
-    "layer1.1 = basic_block(layer1.0, 64)\n"
-    "layer2.0 = basic_block(layer1.1, 128, 2)\n"
-    "layer2.1 = basic_block(layer2.0, 128)\n"
-    "layer3.0 = basic_block(layer2.1, 256, 2)\n"
-    "layer3.1 = basic_block(layer3.0, 256)\n"
-    "layer4.0 = basic_block(layer3.1, 512, 2)\n"
-    "layer4.1 = basic_block(layer4.0, 512)\n"
-    "avgpool  = global_avgpool(layer4.1)\n"
-    "flat     = flatten(avgpool)\n"
-    "fc       = linear(flat, 1000)\n"
-    "loss     = cross_entropy(fc, label)\n"
-    "output loss, fc\n";
+static const char resnet18[] = "model resnet18\n"
+                               "const N = 2\n"
+                               "input x     : f32[N, 3, 64, 64]\n"
+                               "input label : i32[N]\n"
+                               "def basic_block(x, planes, stride=1) {\n"
+                               "    conv1 = conv2d(x, planes, 3, stride=stride, padding=1, bias=false)\n"
+                               "    bn1   = batchnorm2d(conv1)\n"
+                               "    relu1 = relu(bn1)\n"
+                               "    conv2 = conv2d(relu1, planes, 3, padding=1, bias=false)\n"
+                               "    bn2   = batchnorm2d(conv2, eps=1e-5, momentum=0.1)\n"
+                               "    if stride != 1 or dim(x, 1) != planes {\n"
+                               "        downsample.0 = conv2d(x, planes, 1, stride=stride, bias=false)\n"
+                               "        downsample.1 = batchnorm2d(downsample.0)\n"
+                               "        identity = downsample.1\n"
+                               "    } else {\n"
+                               "        identity = x\n"
+                               "    }\n"
+                               "    sum = add(bn2, identity)\n"
+                               "    return relu(sum)\n"
+                               "}\n"
+                               "conv1    = conv2d(x, 64, 7, stride=2, padding=3, bias=false)\n"
+                               "bn1      = batchnorm2d(conv1)\n"
+                               "relu     = relu(bn1)\n"
+                               "maxpool  = maxpool2d(relu, 3, stride=2, padding=1)\n"
+                               "layer1.0 = basic_block(maxpool, 64)\n"
+                               "layer1.1 = basic_block(layer1.0, 64)\n"
+                               "layer2.0 = basic_block(layer1.1, 128, 2)\n"
+                               "layer2.1 = basic_block(layer2.0, 128)\n"
+                               "layer3.0 = basic_block(layer2.1, 256, 2)\n"
+                               "layer3.1 = basic_block(layer3.0, 256)\n"
+                               "layer4.0 = basic_block(layer3.1, 512, 2)\n"
+                               "layer4.1 = basic_block(layer4.0, 512)\n"
+                               "avgpool  = global_avgpool(layer4.1)\n"
+                               "flat     = flatten(avgpool)\n"
+                               "fc       = linear(flat, 1000)\n"
+                               "loss     = cross_entropy(fc, label)\n"
+                               "output loss, fc\n";
 
 START_TEST(resnet18_state_dict_names) {
     if (!op_find("conv2d") || !op_find("batchnorm2d") || !op_find("maxpool2d") || !op_find("global_avgpool"))

@@ -38,13 +38,13 @@ static token *lex(fixture *f, const char *src, int *n) {
     return lex_tokens(f->p, &f->d, n);
 }
 
-#define ck_tok(t, k, txt, l, c)                                                \
-    do {                                                                       \
-        ck_assert_int_eq((t).kind, (k));                                       \
-        ck_assert_int_eq((t).len, (int)strlen(txt));                           \
-        ck_assert(memcmp((t).text, (txt), strlen(txt)) == 0);                  \
-        ck_assert_int_eq((t).loc.line, (l));                                   \
-        ck_assert_int_eq((t).loc.col, (c));                                    \
+#define ck_tok(t, k, txt, l, c)                               \
+    do {                                                      \
+        ck_assert_int_eq((t).kind, (k));                      \
+        ck_assert_int_eq((t).len, (int)strlen(txt));          \
+        ck_assert(memcmp((t).text, (txt), strlen(txt)) == 0); \
+        ck_assert_int_eq((t).loc.line, (l));                  \
+        ck_assert_int_eq((t).loc.col, (c));                   \
     } while (0)
 
 START_TEST(tokens_with_locations) {

@@ -7,22 +7,21 @@
 #include <stdlib.h>
 #include <string.h>
 
-static const char mlp_src[] =
-    "model mlp\n"
-    "const N = 8\n"
-    "input x : f32[N, 20]\n"
-    "input label : i32[N]\n"
-    "fc1 = linear(x, 16)\n"
-    "h1 = relu(fc1)\n"
-    "fc2 = linear(h1, 4)\n"
-    "loss = cross_entropy(fc2, label)\n"
-    "output loss\n"
-    "config all { train * }\n"
-    "config head { train fc2.* }\n"
-    "config input { train none; grad x }\n"
-    "config first { train fc1.* }\n"
-    "config bitfit { train *.bias }\n"
-    "default head\n";
+static const char mlp_src[] = "model mlp\n"
+                              "const N = 8\n"
+                              "input x : f32[N, 20]\n"
+                              "input label : i32[N]\n"
+                              "fc1 = linear(x, 16)\n"
+                              "h1 = relu(fc1)\n"
+                              "fc2 = linear(h1, 4)\n"
+                              "loss = cross_entropy(fc2, label)\n"
+                              "output loss\n"
+                              "config all { train * }\n"
+                              "config head { train fc2.* }\n"
+                              "config input { train none; grad x }\n"
+                              "config first { train fc1.* }\n"
+                              "config bitfit { train *.bias }\n"
+                              "default head\n";
 
 typedef struct {
     pool *p;
@@ -92,8 +91,8 @@ START_TEST(all_trainable_keeps_inputs_of_every_layer) {
     ck_assert_int_eq(count_kernel(t, "rt_sum_rows", true), 2);
     /* fc1's input x is not needed: nothing upstream of fc1 wants a gradient */
     ck_assert_int_eq(count_kernel(t, "rt_linear_bwd_x", true), 1);
-    ck_assert(is_residual(t, "copy x"));   /* for d fc1.weight, copied: backward has no inputs */
-    ck_assert(is_residual(t, "h1"));       /* for d fc2.weight, kept in full ... */
+    ck_assert(is_residual(t, "copy x"));          /* for d fc1.weight, copied: backward has no inputs */
+    ck_assert(is_residual(t, "h1"));              /* for d fc2.weight, kept in full ... */
     ck_assert_int_eq(find_buf(t, "mask h1"), -1); /* ... so relu needs no mask */
     ck_assert_int_eq(count_kernel(t, "rt_relu_bwd_out", true), 1);
     ck_assert(is_residual(t, "aux0 loss")); /* the softmax */
@@ -101,8 +100,8 @@ START_TEST(all_trainable_keeps_inputs_of_every_layer) {
     ck_assert(!is_residual(t, "fc1"));
     ck_assert(!is_residual(t, "fc2"));
     /* grads: every param, aligned */
-    ck_assert_int_eq(b.m->grads_bytes, ir_align_up(16 * 20 * 4) + ir_align_up(16 * 4) + ir_align_up(4 * 16 * 4) +
-                                           ir_align_up(4 * 4));
+    ck_assert_int_eq(b.m->grads_bytes,
+                     ir_align_up(16 * 20 * 4) + ir_align_up(16 * 4) + ir_align_up(4 * 16 * 4) + ir_align_up(4 * 4));
     ck_assert_int_eq(t->residual_bytes, residual_bytes(t));
     ck_assert_int_eq(t->residual_bytes, ir_align_up(8 * 20 * 4) + ir_align_up(8 * 16 * 4) + ir_align_up(8 * 4 * 4) +
                                             ir_align_up(8 * 4) + IR_ARENA_STATE_BYTES);
@@ -253,33 +252,32 @@ static char *slurp(const char *path) {
  * from the op table and its needs hooks (this test prints it): a model with
  * every op, each need named by the op's own names. The table in the docs
  * must be what this prints. */
-static const char all_ops_src[] =
-    "model all_ops\n"
-    "input x : f32[2, 3, 8, 8]\n"
-    "input label : i32[2]\n"
-    "input t : f32[2, 10]\n"
-    "input w : f32[10, 10]\n"
-    "conv = conv2d(x, 4, 3, padding=1)\n"
-    "bn = batchnorm2d(conv)\n"
-    "r = relu(bn)\n"
-    "mp = maxpool2d(r, 2)\n"
-    "ap = avgpool2d(mp, 2)\n"
-    "g = global_avgpool(ap)\n"
-    "f = flatten(g)\n"
-    "rs = reshape(f, [2, 4])\n"
-    "d = dropout(rs, 0.1)\n"
-    "fc = linear(d, 10)\n"
-    "sg = sigmoid(fc)\n"
-    "sum = add(sg, t)\n"
-    "mm = matmul(sum, w)\n"
-    "r2 = relu(mm)\n" /* kept in full for d fc2.weight: no mask */
-    "fc2 = linear(r2, 10)\n"
-    "ce = cross_entropy(fc2, label)\n"
-    "mse = mse_loss(sum, t)\n"
-    "loss = add(ce, mse)\n"
-    "output loss\n"
-    "config x_only { train none; grad x; grad w }\n"
-    "config w_only { train fc2.* }\n";
+static const char all_ops_src[] = "model all_ops\n"
+                                  "input x : f32[2, 3, 8, 8]\n"
+                                  "input label : i32[2]\n"
+                                  "input t : f32[2, 10]\n"
+                                  "input w : f32[10, 10]\n"
+                                  "conv = conv2d(x, 4, 3, padding=1)\n"
+                                  "bn = batchnorm2d(conv)\n"
+                                  "r = relu(bn)\n"
+                                  "mp = maxpool2d(r, 2)\n"
+                                  "ap = avgpool2d(mp, 2)\n"
+                                  "g = global_avgpool(ap)\n"
+                                  "f = flatten(g)\n"
+                                  "rs = reshape(f, [2, 4])\n"
+                                  "d = dropout(rs, 0.1)\n"
+                                  "fc = linear(d, 10)\n"
+                                  "sg = sigmoid(fc)\n"
+                                  "sum = add(sg, t)\n"
+                                  "mm = matmul(sum, w)\n"
+                                  "r2 = relu(mm)\n" /* kept in full for d fc2.weight: no mask */
+                                  "fc2 = linear(r2, 10)\n"
+                                  "ce = cross_entropy(fc2, label)\n"
+                                  "mse = mse_loss(sum, t)\n"
+                                  "loss = add(ce, mse)\n"
+                                  "output loss\n"
+                                  "config x_only { train none; grad x; grad w }\n"
+                                  "config w_only { train fc2.* }\n";
 
 /* Input i of n by the op's own name: its argument's for tensors, the
  * suffix after "<node>." for the params and buffers it owns. */
@@ -305,7 +303,9 @@ static void print_needs(FILE *out, const ir_graph *g, const ir_node *n, uint32_t
         if (needs & NEED_IN(i)) {
             ir_val_kind kind = g->vals[n->in[i]].kind;
             fprintf(out, "%s%s%s", sep, input_name(g, n, i),
-                    kind == VAL_PARAM ? " (a param: kept anyway)" : kind == VAL_BUFFER ? " (a buffer: kept anyway)" : "");
+                    kind == VAL_PARAM    ? " (a param: kept anyway)"
+                    : kind == VAL_BUFFER ? " (a buffer: kept anyway)"
+                                         : "");
             sep = ", ";
         }
     if (needs & NEED_OUT)
@@ -365,8 +365,8 @@ START_TEST(needs_table_matches_docs) {
                   (int)strlen(begin) - 1, begin);
     at += strlen(begin);
     *end = '\0';
-    ck_assert_msg(strcmp(at, table) == 0, "docs/autodiff.md's needs table differs from the op table's; it should be:\n%s",
-                  table);
+    ck_assert_msg(strcmp(at, table) == 0,
+                  "docs/autodiff.md's needs table differs from the op table's; it should be:\n%s", table);
     free(doc);
     free(table);
     release(&b);
@@ -427,9 +427,10 @@ START_TEST(kernel_table_matches_prototypes) {
             char *stop = comma ? comma : end;
             char param[256];
             snprintf(param, sizeof param, "%.*s", (int)(stop - p), p);
-            char letter = strchr(param, '*') ? (strstr(param, "const") ? 'r' : 'w')
-                          : strstr(param, "int64_t") ? 'i'
-                          : strstr(param, "float") || strstr(param, "double") ? 'f' : '?';
+            char letter = strchr(param, '*')                                  ? (strstr(param, "const") ? 'r' : 'w')
+                          : strstr(param, "int64_t")                          ? 'i'
+                          : strstr(param, "float") || strstr(param, "double") ? 'f'
+                                                                              : '?';
             ck_assert_msg(count < (int)strlen(d->operands), "%s has more parameters than its operands \"%s\"", d->name,
                           d->operands);
             char want = d->operands[count];
@@ -438,8 +439,8 @@ START_TEST(kernel_table_matches_prototypes) {
                           param, d->operands[count]);
             p = comma ? comma + 1 : end;
         }
-        ck_assert_msg(count == (int)strlen(d->operands), "%s has %d parameters, its operands \"%s\" %zu", d->name, count,
-                      d->operands, strlen(d->operands));
+        ck_assert_msg(count == (int)strlen(d->operands), "%s has %d parameters, its operands \"%s\" %zu", d->name,
+                      count, d->operands, strlen(d->operands));
     }
     free(header);
 }

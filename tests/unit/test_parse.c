@@ -61,9 +61,9 @@ START_TEST(whole_model) {
     ck_assert_ptr_nonnull(a);
     ck_assert_int_eq(f.d.errors, 0);
     ck_assert_int_eq(a->nstmts, 15);
-    static const ast_stmt_kind kinds[] = {ST_MODEL, ST_CONST, ST_CONST, ST_INPUT, ST_INPUT, ST_INPUT,
-                                          ST_BIND,  ST_BIND,  ST_BIND,  ST_BIND,  ST_OUTPUT, ST_CONFIG,
-                                          ST_CONFIG, ST_CONFIG, ST_DEFAULT};
+    static const ast_stmt_kind kinds[] = {ST_MODEL,  ST_CONST,  ST_CONST,  ST_INPUT,  ST_INPUT,
+                                          ST_INPUT,  ST_BIND,   ST_BIND,   ST_BIND,   ST_BIND,
+                                          ST_OUTPUT, ST_CONFIG, ST_CONFIG, ST_CONFIG, ST_DEFAULT};
     for (int k = 0; k < 15; k++)
         ck_assert_int_eq(a->stmts[k].kind, kinds[k]);
     ck_assert_str_eq(a->stmts[0].name, "mlp");
@@ -189,8 +189,8 @@ END_TEST
 
 START_TEST(missing_paren_stops_at_end_of_line) {
     check_error("fc1 = linear(x, 16\nh1 = relu(fc1)\n", "t.frost:1:19: error: expected ',' or ')', got end of line\n"
-                                                      "    1 | fc1 = linear(x, 16\n"
-                                                      "      |                   ^\n");
+                                                        "    1 | fc1 = linear(x, 16\n"
+                                                        "      |                   ^\n");
 }
 END_TEST
 

@@ -28,8 +28,11 @@
 
 static int add(pool *P, ir_program *prog, const char *name, ir_space sp, int64_t bytes) {
     ir_shape sh = {.rank = 1, .dim = {bytes}};
-    ir_buf_kind kind = sp == SPACE_ARENA ? BUF_ACT : sp == SPACE_INPUT ? BUF_INPUT : sp == SPACE_OUTPUT ? BUF_OUTPUT
-                                                   : sp == SPACE_GRADS ? BUF_PARAM_GRAD : BUF_PARAM;
+    ir_buf_kind kind = sp == SPACE_ARENA    ? BUF_ACT
+                       : sp == SPACE_INPUT  ? BUF_INPUT
+                       : sp == SPACE_OUTPUT ? BUF_OUTPUT
+                       : sp == SPACE_GRADS  ? BUF_PARAM_GRAD
+                                            : BUF_PARAM;
     int b = ir_add_buf(P, prog, name, kind, sp, DT_U8, sh, -1);
     ck_assert_int_eq(prog->bufs[b].bytes, bytes);
     ck_assert_int_eq(prog->bufs[b].alias_of, -1);
@@ -128,11 +131,11 @@ START_TEST(test_alias_group) {
     int w = add(P, &prog, "w", SPACE_ARENA, 64);
     int u = add(P, &prog, "u", SPACE_ARENA, 640);
     int q = add(P, &prog, "q", SPACE_ARENA, 640);
-    add_step(P, &prog, "mk", NULL, W(u));       /* 0 */
-    add_step(P, &prog, "f", R(u), W(y));        /* 1: writes through an alias */
-    add_step(P, &prog, "g", R(y), W(w));        /* 2 */
-    add_step(P, &prog, "h", R(w), W(q));        /* 3 */
-    add_step(P, &prog, "k", R(z, q), NULL);     /* 4: the group ends here */
+    add_step(P, &prog, "mk", NULL, W(u));   /* 0 */
+    add_step(P, &prog, "f", R(u), W(y));    /* 1: writes through an alias */
+    add_step(P, &prog, "g", R(y), W(w));    /* 2 */
+    add_step(P, &prog, "h", R(w), W(q));    /* 3 */
+    add_step(P, &prog, "k", R(z, q), NULL); /* 4: the group ends here */
     prog.nfwd = prog.nsteps;
     plan_all(&prog);
     /* The root is never named itself, yet owns the group's interval [1, 4]. */
@@ -177,12 +180,12 @@ START_TEST(test_residual_and_unused) {
     int dw = add(P, &prog, "d w", SPACE_GRADS, 256);
     int unused = add(P, &prog, "unused", SPACE_ARENA, 1 << 20);
     int zero = add(P, &prog, "zero", SPACE_ARENA, 0);
-    add_step(P, &prog, "f", R(x), W(h));          /* 0 */
-    add_step(P, &prog, "g", R(h), W(y));          /* 1 */
+    add_step(P, &prog, "f", R(x), W(h));             /* 0 */
+    add_step(P, &prog, "g", R(h), W(y));             /* 1 */
     add_step(P, &prog, "loss", R(y), W(loss, zero)); /* 2 */
     prog.nfwd = 3;
-    add_step(P, &prog, "seed", NULL, W(dy));      /* 3 */
-    add_step(P, &prog, "dg", R(dy, h), W(dw));    /* 4 */
+    add_step(P, &prog, "seed", NULL, W(dy));   /* 3 */
+    add_step(P, &prog, "dg", R(dy, h), W(dw)); /* 4 */
     plan_all(&prog);
     ck_assert_int_eq(prog.bufs[h].first, 0);
     ck_assert_int_eq(prog.bufs[h].last, 4);
@@ -313,21 +316,15 @@ START_TEST(test_inplace_refused) {
             add_step(P, &prog, "late", R(a), NULL);
             prog.nfwd = prog.nsteps;
             break;
-        case 1: /* sizes differ */
-            prog.bufs[b].bytes = 2048;
-            break;
-        case 2: /* the donor is the caller's input */
-            prog.bufs[b].inplace_of = x;
-            break;
+        case 1: /* sizes differ */ prog.bufs[b].bytes = 2048; break;
+        case 2: /* the donor is the caller's input */ prog.bufs[b].inplace_of = x; break;
         case 3: /* the handover step also writes the donor */
             prog.steps[1].opnd[prog.steps[1].nopnd++] = (ir_opnd){.kind = OPND_BUF, .buf = a, .writes = true};
             break;
         case 4: /* the handover step reads the taker (accumulates into it) */
             prog.steps[1].opnd[prog.steps[1].nopnd++] = (ir_opnd){.kind = OPND_BUF, .buf = b};
             break;
-        case 5: /* the donor is a residual: backward reads it */
-            add_step(P, &prog, "bwd", R(a), NULL);
-            break;
+        case 5: /* the donor is a residual: backward reads it */ add_step(P, &prog, "bwd", R(a), NULL); break;
         case 6: /* two takers of one donor: only one gets it */
             other = add(P, &prog, "b2", SPACE_ARENA, 1024);
             prog.bufs[other].inplace_of = a;
@@ -624,7 +621,7 @@ static void gen_training(pool *P, ir_program *prog, rng *r, int L, bool train, r
     int *keep_in = calloc((size_t)L + 1, sizeof(int)); /* buffer read by layer i's backward for its input, -1 */
     int *keep_out = calloc((size_t)L + 1, sizeof(int));
     int *saved = calloc((size_t)L + 1, sizeof(int));
-    int *skip = calloc((size_t)L + 1, sizeof(int));   /* act index added by layer i, -1 */
+    int *skip = calloc((size_t)L + 1, sizeof(int)); /* act index added by layer i, -1 */
     int *param = calloc((size_t)L + 1, sizeof(int));
     bool *view = calloc((size_t)L + 1, sizeof(bool));
     int *grad = calloc((size_t)L + 1, sizeof(int));
@@ -1218,9 +1215,9 @@ START_TEST(test_widen) {
     int s3 = add_scratch(P, &prog, "s3", 64);
     add_step(P, &prog, "f", R(x), W(big));
     add_step(P, &prog, "g", R(big), W(a));
-    add_blocked_step(P, &prog, a, c, s1, 3, 1000);      /* step 2: capped at 3 */
-    add_blocked_step(P, &prog, c, d, s2, 100, 100000);  /* step 3: no room for 2 */
-    add_blocked_step(P, &prog, d, e, s3, 1000, 1000);   /* step 4: as many as fit */
+    add_blocked_step(P, &prog, a, c, s1, 3, 1000);     /* step 2: capped at 3 */
+    add_blocked_step(P, &prog, c, d, s2, 100, 100000); /* step 3: no room for 2 */
+    add_blocked_step(P, &prog, d, e, s3, 1000, 1000);  /* step 4: as many as fit */
     prog.nfwd = prog.nsteps;
     plan_all(&prog);
     const int64_t arena = prog.arena_bytes, bound = prog.lower_bound;

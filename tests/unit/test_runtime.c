@@ -29,12 +29,8 @@
 /* ================================================================ helpers */
 
 static uint64_t rng;
-static void seed_rng(uint64_t s)
-{
-    rng = s * 0x9e3779b97f4a7c15ull + 12345;
-}
-static uint64_t rnext(void)
-{
+static void seed_rng(uint64_t s) { rng = s * 0x9e3779b97f4a7c15ull + 12345; }
+static uint64_t rnext(void) {
     rng = rng * 6364136223846793005ull + 1442695040888963407ull;
     return rng >> 16;
 }
@@ -42,8 +38,7 @@ static float frand(void) /* [-1, 1) */
 {
     return (float)((rnext() >> 8) & 0xffffff) / 8388608.0f - 1.0f;
 }
-static void fill_rand(float *p, int64_t n)
-{
+static void fill_rand(float *p, int64_t n) {
     for (int64_t i = 0; i < n; i++)
         p[i] = frand();
 }
@@ -55,99 +50,85 @@ static char ctx[200];
  * start as the sentinel too. */
 enum { GUARD = 16 };
 static const uint32_t SENTINEL_BITS = 0x7fc0deadu;
-static float sentinel(void)
-{
+static float sentinel(void) {
     float f;
     memcpy(&f, &SENTINEL_BITS, sizeof f);
     return f;
 }
-static int is_sentinel(float f)
-{
+static int is_sentinel(float f) {
     uint32_t u;
     memcpy(&u, &f, sizeof u);
     return u == SENTINEL_BITS;
 }
-static float *gnew(int64_t n)
-{
+static float *gnew(int64_t n) {
     float *b = malloc(sizeof(float) * (size_t)(n + 2 * GUARD));
     ck_assert(b);
     for (int64_t i = 0; i < n + 2 * GUARD; i++)
         b[i] = sentinel();
     return b + GUARD;
 }
-static void gpoison(float *p, int64_t n)
-{
+static void gpoison(float *p, int64_t n) {
     for (int64_t i = 0; i < n; i++)
         p[i] = sentinel();
 }
-static void gcheck(const float *p, int64_t n, const char *what)
-{
+static void gcheck(const float *p, int64_t n, const char *what) {
     for (int i = 1; i <= GUARD; i++) {
         ck_assert_msg(is_sentinel(p[-i]), "%s: %s: write %d floats before the buffer", ctx, what, i);
-        ck_assert_msg(is_sentinel(p[n + i - 1]), "%s: %s: write %d floats after the buffer", ctx,
-                      what, i);
+        ck_assert_msg(is_sentinel(p[n + i - 1]), "%s: %s: write %d floats after the buffer", ctx, what, i);
     }
 }
-static void gfree(float *p)
-{
+static void gfree(float *p) {
     if (p)
         free(p - GUARD);
 }
-static float *gdup(const float *src, int64_t n)
-{
+static float *gdup(const float *src, int64_t n) {
     float *p = gnew(n);
     memcpy(p, src, sizeof(float) * (size_t)n);
     return p;
 }
 
-static double *dnew(int64_t n)
-{
+static double *dnew(int64_t n) {
     double *p = calloc((size_t)(n > 0 ? n : 1), sizeof(double));
     ck_assert(p);
     return p;
 }
 
 /* Tolerances, in float epsilons times the magnitude sum |terms| of a result. */
-#define TOL_GEMM (8.0 * FLT_EPSILON)   /* sums of products, up to ~150 terms */
-#define TOL_ELEM (4.0 * FLT_EPSILON)   /* a few roundings per element */
+#define TOL_GEMM (8.0 * FLT_EPSILON) /* sums of products, up to ~150 terms */
+#define TOL_ELEM (4.0 * FLT_EPSILON) /* a few roundings per element */
 
 /* |got - want| <= rtol * mag (mag NULL: |want|); NaN never passes. */
-static void expect_near(const float *got, const double *want, const double *mag, int64_t n,
-                        double rtol, const char *what)
-{
+static void expect_near(const float *got, const double *want, const double *mag, int64_t n, double rtol,
+                        const char *what) {
     for (int64_t i = 0; i < n; i++) {
         double m = mag ? mag[i] : fabs(want[i]);
         double err = fabs((double)got[i] - want[i]);
-        ck_assert_msg(err <= rtol * m, "%s: %s[%lld]: got %.9g, want %.9g (err %.3g, tol %.3g)", ctx,
-                      what, (long long)i, (double)got[i], want[i], err, rtol * m);
+        ck_assert_msg(err <= rtol * m, "%s: %s[%lld]: got %.9g, want %.9g (err %.3g, tol %.3g)", ctx, what,
+                      (long long)i, (double)got[i], want[i], err, rtol * m);
     }
 }
 
 /* want += pre, mag += |pre|: the reference for acc = 1 */
-static void add_prefill(double *want, double *mag, const float *pre, int64_t n)
-{
+static void add_prefill(double *want, double *mag, const float *pre, int64_t n) {
     for (int64_t i = 0; i < n; i++) {
         want[i] += pre[i];
         mag[i] += fabs(pre[i]);
     }
 }
 
-static void expect_same(const float *a, const float *b, int64_t n, const char *what)
-{
+static void expect_same(const float *a, const float *b, int64_t n, const char *what) {
     for (int64_t i = 0; i < n; i++)
-        ck_assert_msg(memcmp(&a[i], &b[i], sizeof(float)) == 0, "%s: %s[%lld]: %.9g vs %.9g", ctx,
-                      what, (long long)i, (double)a[i], (double)b[i]);
+        ck_assert_msg(memcmp(&a[i], &b[i], sizeof(float)) == 0, "%s: %s[%lld]: %.9g vs %.9g", ctx, what, (long long)i,
+                      (double)a[i], (double)b[i]);
 }
 
-static double ddot(const float *a, const float *b, int64_t n)
-{
+static double ddot(const float *a, const float *b, int64_t n) {
     double s = 0.0;
     for (int64_t i = 0; i < n; i++)
         s += (double)a[i] * b[i];
     return s;
 }
-static double dabsdot(const float *a, const float *b, int64_t n)
-{
+static double dabsdot(const float *a, const float *b, int64_t n) {
     double s = 0.0;
     for (int64_t i = 0; i < n; i++)
         s += fabs((double)a[i] * b[i]);
@@ -155,14 +136,12 @@ static double dabsdot(const float *a, const float *b, int64_t n)
 }
 
 /* x +/- h v, rounded to float */
-static void shifted(float *out, const float *x, const float *v, int64_t n, double h)
-{
+static void shifted(float *out, const float *x, const float *v, int64_t n, double h) {
     for (int64_t i = 0; i < n; i++)
         out[i] = (float)((double)x[i] + h * v[i]);
 }
 
-static int out_size(int n, int k, int s, int p, int d)
-{
+static int out_size(int n, int k, int s, int p, int d) {
     int span = n + 2 * p - d * (k - 1) - 1;
     return span < 0 ? 0 : span / s + 1;
 }
@@ -176,33 +155,22 @@ typedef struct {
     int images; /* images per GEMM (rt.h); 0 and 1: one at a time */
 } conv_t;
 
-static int conv_oh(const conv_t *c)
-{
-    return out_size(c->H, c->k, c->s, c->p, c->d);
+static int conv_oh(const conv_t *c) { return out_size(c->H, c->k, c->s, c->p, c->d); }
+static int conv_ow(const conv_t *c) { return out_size(c->W, c->k, c->s, c->p, c->d); }
+static void conv_ctx(const conv_t *c) {
+    snprintf(ctx, sizeof ctx, "conv N%d C%d H%d W%d K%d k%d s%d p%d d%d groups%d images%d", c->N, c->C, c->H, c->W,
+             c->K, c->k, c->s, c->p, c->d, c->g, c->images);
 }
-static int conv_ow(const conv_t *c)
-{
-    return out_size(c->W, c->k, c->s, c->p, c->d);
-}
-static void conv_ctx(const conv_t *c)
-{
-    snprintf(ctx, sizeof ctx, "conv N%d C%d H%d W%d K%d k%d s%d p%d d%d groups%d images%d", c->N,
-             c->C, c->H, c->W, c->K, c->k, c->s, c->p, c->d, c->g, c->images);
-}
-static int64_t conv_scratch(const conv_t *c)
-{
+static int64_t conv_scratch(const conv_t *c) {
     if (c->images > 1)
-        return c->images * rt_conv2d_blocked_scratch_floats(c->C, c->H, c->W, c->K, c->k, c->s,
-                                                             c->p, c->d, c->g);
+        return c->images * rt_conv2d_blocked_scratch_floats(c->C, c->H, c->W, c->K, c->k, c->s, c->p, c->d, c->g);
     return rt_conv2d_scratch_floats(c->C, c->H, c->W, c->k, c->s, c->p, c->d, c->g);
 }
-static float *conv_scratch_new(const conv_t *c)
-{
+static float *conv_scratch_new(const conv_t *c) {
     int64_t n = conv_scratch(c);
     return n ? gnew(n) : NULL;
 }
-static void conv_scratch_check(const conv_t *c, float *scr)
-{
+static void conv_scratch_check(const conv_t *c, float *scr) {
     if (scr) {
         gcheck(scr, conv_scratch(c), "scratch");
         gpoison(scr, conv_scratch(c));
@@ -211,32 +179,29 @@ static void conv_scratch_check(const conv_t *c, float *scr)
 
 /* Visit every (output, input, weight) triple of the convolution:
  * y[n,o,oy,ox] += x[n,ci,iy,ix] * w[o,cw,ky,kx], iy = oy*s - p + ky*d. */
-#define CONV_FOR_EACH(c, BODY)                                                                  \
-    do {                                                                                        \
-        const int OH_ = conv_oh(c), OW_ = conv_ow(c), Cg_ = (c)->C / (c)->g;                    \
-        const int Kg_ = (c)->K / (c)->g;                                                        \
-        for (int n = 0; n < (c)->N; n++)                                                        \
-            for (int o = 0; o < (c)->K; o++)                                                    \
-                for (int oy = 0; oy < OH_; oy++)                                                \
-                    for (int ox = 0; ox < OW_; ox++)                                            \
-                        for (int cw = 0; cw < Cg_; cw++)                                        \
-                            for (int ky = 0; ky < (c)->k; ky++)                                 \
-                                for (int kx = 0; kx < (c)->k; kx++) {                           \
-                                    const int iy = oy * (c)->s - (c)->p + ky * (c)->d;          \
-                                    const int ix = ox * (c)->s - (c)->p + kx * (c)->d;          \
-                                    if (iy < 0 || iy >= (c)->H || ix < 0 || ix >= (c)->W)       \
-                                        continue;                                               \
-                                    const int64_t yi = IDX4(n, o, oy, ox, (c)->K, OH_, OW_);    \
-                                    const int64_t xi =                                          \
-                                        IDX4(n, o / Kg_ * Cg_ + cw, iy, ix, (c)->C, (c)->H, (c)->W); \
-                                    const int64_t wi = IDX4(o, cw, ky, kx, Cg_, (c)->k, (c)->k); \
-                                    BODY;                                                       \
-                                }                                                               \
+#define CONV_FOR_EACH(c, BODY)                                                                                      \
+    do {                                                                                                            \
+        const int OH_ = conv_oh(c), OW_ = conv_ow(c), Cg_ = (c)->C / (c)->g;                                        \
+        const int Kg_ = (c)->K / (c)->g;                                                                            \
+        for (int n = 0; n < (c)->N; n++)                                                                            \
+            for (int o = 0; o < (c)->K; o++)                                                                        \
+                for (int oy = 0; oy < OH_; oy++)                                                                    \
+                    for (int ox = 0; ox < OW_; ox++)                                                                \
+                        for (int cw = 0; cw < Cg_; cw++)                                                            \
+                            for (int ky = 0; ky < (c)->k; ky++)                                                     \
+                                for (int kx = 0; kx < (c)->k; kx++) {                                               \
+                                    const int iy = oy * (c)->s - (c)->p + ky * (c)->d;                              \
+                                    const int ix = ox * (c)->s - (c)->p + kx * (c)->d;                              \
+                                    if (iy < 0 || iy >= (c)->H || ix < 0 || ix >= (c)->W)                           \
+                                        continue;                                                                   \
+                                    const int64_t yi = IDX4(n, o, oy, ox, (c)->K, OH_, OW_);                        \
+                                    const int64_t xi = IDX4(n, o / Kg_ * Cg_ + cw, iy, ix, (c)->C, (c)->H, (c)->W); \
+                                    const int64_t wi = IDX4(o, cw, ky, kx, Cg_, (c)->k, (c)->k);                    \
+                                    BODY;                                                                           \
+                                }                                                                                   \
     } while (0)
 
-static void ref_conv_fwd(const conv_t *c, const float *x, const float *w, const float *b,
-                         double *y, double *mag)
-{
+static void ref_conv_fwd(const conv_t *c, const float *x, const float *w, const float *b, double *y, double *mag) {
     const int64_t ny = (int64_t)c->N * c->K * conv_oh(c) * conv_ow(c), OHW = (int64_t)conv_oh(c) * conv_ow(c);
     for (int64_t i = 0; i < ny; i++) {
         y[i] = b ? b[(i / OHW) % c->K] : 0.0;
@@ -249,9 +214,7 @@ static void ref_conv_fwd(const conv_t *c, const float *x, const float *w, const 
     });
 }
 
-static void ref_conv_bwd_x(const conv_t *c, const float *dy, const float *w, double *dx,
-                           double *mag)
-{
+static void ref_conv_bwd_x(const conv_t *c, const float *dy, const float *w, double *dx, double *mag) {
     const int64_t nx = (int64_t)c->N * c->C * c->H * c->W;
     memset(dx, 0, sizeof(double) * (size_t)nx);
     memset(mag, 0, sizeof(double) * (size_t)nx);
@@ -262,9 +225,7 @@ static void ref_conv_bwd_x(const conv_t *c, const float *dy, const float *w, dou
     });
 }
 
-static void ref_conv_bwd_w(const conv_t *c, const float *dy, const float *x, double *dw,
-                           double *mag)
-{
+static void ref_conv_bwd_w(const conv_t *c, const float *dy, const float *x, double *dw, double *mag) {
     const int64_t nw = (int64_t)c->K * (c->C / c->g) * c->k * c->k;
     memset(dw, 0, sizeof(double) * (size_t)nw);
     memset(mag, 0, sizeof(double) * (size_t)nw);
@@ -277,8 +238,7 @@ static void ref_conv_bwd_w(const conv_t *c, const float *dy, const float *x, dou
 
 /* All conv kernels on one configuration against the references, acc 0 and 1,
  * with and without bias. */
-static void conv_check_images(const conv_t *c)
-{
+static void conv_check_images(const conv_t *c) {
     conv_ctx(c);
     const int OH = conv_oh(c), OW = conv_ow(c), Cg = c->C / c->g;
     const int64_t nx = (int64_t)c->N * c->C * c->H * c->W, nw = (int64_t)c->K * Cg * c->k * c->k;
@@ -307,8 +267,8 @@ static void conv_check_images(const conv_t *c)
 
     for (int bias = 0; bias <= 1; bias++) {
         gpoison(y, ny);
-        rt_conv2d_fwd(x, w, bias ? b : NULL, y, scr, c->N, c->C, c->H, c->W, c->K, c->k, c->s,
-                      c->p, c->d, c->g, c->images);
+        rt_conv2d_fwd(x, w, bias ? b : NULL, y, scr, c->N, c->C, c->H, c->W, c->K, c->k, c->s, c->p, c->d, c->g,
+                      c->images);
         ref_conv_fwd(c, x, w, bias ? b : NULL, want, mag);
         expect_near(y, want, mag, ny, TOL_GEMM, bias ? "fwd y (bias)" : "fwd y");
         gcheck(y, ny, "y");
@@ -321,8 +281,7 @@ static void conv_check_images(const conv_t *c)
             memcpy(dx, pre, sizeof(float) * (size_t)nx);
         else
             gpoison(dx, nx);
-        rt_conv2d_bwd_x(dy, w, dx, scr, c->N, c->C, c->H, c->W, c->K, c->k, c->s, c->p, c->d, c->g,
-                        c->images, acc);
+        rt_conv2d_bwd_x(dy, w, dx, scr, c->N, c->C, c->H, c->W, c->K, c->k, c->s, c->p, c->d, c->g, c->images, acc);
         ref_conv_bwd_x(c, dy, w, want, mag);
         if (acc)
             add_prefill(want, mag, pre, nx);
@@ -338,8 +297,7 @@ static void conv_check_images(const conv_t *c)
             memcpy(dw, pre, sizeof(float) * (size_t)nw);
         else
             gpoison(dw, nw);
-        rt_conv2d_bwd_w(dy, x, dw, scr, c->N, c->C, c->H, c->W, c->K, c->k, c->s, c->p, c->d, c->g,
-                        c->images, acc);
+        rt_conv2d_bwd_w(dy, x, dw, scr, c->N, c->C, c->H, c->W, c->K, c->k, c->s, c->p, c->d, c->g, c->images, acc);
         ref_conv_bwd_w(c, dy, x, want, mag);
         if (acc)
             add_prefill(want, mag, pre, nw);
@@ -362,8 +320,7 @@ static void conv_check_images(const conv_t *c)
 
 /* One image per GEMM, then blocks of 2 and 3 (a short last block when N is
  * odd, a block larger than N when N < 3). */
-static void conv_check(const conv_t *c)
-{
+static void conv_check(const conv_t *c) {
     for (int images = 1; images <= 3; images++) {
         conv_t b = *c;
         b.images = images;
@@ -387,8 +344,7 @@ static const struct {
 };
 static const int conv_hw[][2] = {{7, 5}, {10, 9}, {3, 12}};
 
-START_TEST(conv_grid)
-{
+START_TEST(conv_grid) {
     conv_t c;
     c.k = grid_k[_i / 18];
     c.s = (_i / 6) % 3 + 1;
@@ -407,17 +363,16 @@ START_TEST(conv_grid)
 END_TEST
 
 /* Larger, ResNet-like layers: long GEMM reductions, OpenBLAS's blocked paths. */
-START_TEST(conv_larger)
-{
+START_TEST(conv_larger) {
     static const conv_t cases[] = {
-        {2, 16, 14, 14, 32, 3, 2, 1, 1, 1, 1}, /* 3x3 stride 2 */
-        {2, 16, 14, 14, 16, 3, 1, 1, 1, 1, 1}, /* 3x3 stride 1 */
-        {2, 16, 14, 14, 32, 1, 2, 0, 1, 1, 1}, /* 1x1 stride 2 downsample */
-        {2, 32, 7, 7, 24, 1, 1, 0, 1, 1, 1},   /* 1x1 pointwise */
-        {2, 3, 23, 21, 8, 7, 2, 3, 1, 1, 1},   /* a stem: 7x7 stride 2 pad 3 */
+        {2, 16, 14, 14, 32, 3, 2, 1, 1, 1, 1},  /* 3x3 stride 2 */
+        {2, 16, 14, 14, 16, 3, 1, 1, 1, 1, 1},  /* 3x3 stride 1 */
+        {2, 16, 14, 14, 32, 1, 2, 0, 1, 1, 1},  /* 1x1 stride 2 downsample */
+        {2, 32, 7, 7, 24, 1, 1, 0, 1, 1, 1},    /* 1x1 pointwise */
+        {2, 3, 23, 21, 8, 7, 2, 3, 1, 1, 1},    /* a stem: 7x7 stride 2 pad 3 */
         {2, 16, 15, 13, 16, 3, 1, 1, 1, 16, 1}, /* depthwise 3x3 */
         {2, 16, 15, 13, 16, 5, 2, 2, 1, 16, 1}, /* depthwise 5x5 stride 2 */
-        {2, 16, 12, 12, 16, 3, 1, 2, 2, 4, 1}, /* grouped, dilated */
+        {2, 16, 12, 12, 16, 3, 1, 2, 2, 4, 1},  /* grouped, dilated */
     };
     seed_rng(7);
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++)
@@ -425,25 +380,24 @@ START_TEST(conv_larger)
 }
 END_TEST
 
-START_TEST(conv_scratch_sizes)
-{
+START_TEST(conv_scratch_sizes) {
     /* one image's columns for one group, or 0 */
     ck_assert_int_eq(rt_conv2d_scratch_floats(64, 56, 56, 3, 1, 1, 1, 1), 64 * 9 * 56 * 56);
     ck_assert_int_eq(rt_conv2d_scratch_floats(64, 56, 56, 1, 2, 0, 1, 1), 64 * 28 * 28);
     ck_assert_int_eq(rt_conv2d_scratch_floats(3, 224, 224, 7, 2, 3, 1, 1), 3 * 49 * 112 * 112);
     ck_assert_int_eq(rt_conv2d_scratch_floats(64, 56, 56, 3, 1, 1, 1, 4), 16 * 9 * 56 * 56);
-    ck_assert_int_eq(rt_conv2d_scratch_floats(64, 56, 56, 1, 1, 0, 1, 1), 0); /* pointwise */
-    ck_assert_int_eq(rt_conv2d_scratch_floats(64, 56, 56, 1, 1, 0, 3, 2), 0); /* d is moot */
-    ck_assert_int_eq(rt_conv2d_scratch_floats(64, 56, 56, 3, 2, 1, 1, 64), 0); /* depthwise */
+    ck_assert_int_eq(rt_conv2d_scratch_floats(64, 56, 56, 1, 1, 0, 1, 1), 0);           /* pointwise */
+    ck_assert_int_eq(rt_conv2d_scratch_floats(64, 56, 56, 1, 1, 0, 3, 2), 0);           /* d is moot */
+    ck_assert_int_eq(rt_conv2d_scratch_floats(64, 56, 56, 3, 2, 1, 1, 64), 0);          /* depthwise */
     ck_assert_int_eq(rt_conv2d_scratch_floats(1, 28, 28, 5, 1, 0, 1, 1), 25 * 24 * 24); /* C = 1 */
-    ck_assert_int_eq(rt_conv2d_scratch_floats(4, 2, 9, 3, 1, 0, 1, 1), 0);     /* no output */
+    ck_assert_int_eq(rt_conv2d_scratch_floats(4, 2, 9, 3, 1, 0, 1, 1), 0);              /* no output */
     ck_assert_int_eq(rt_conv2d_scratch_floats(4, 3, 9, 3, 1, 0, 1, 1), 4 * 9 * 1 * 7);
     /* per image in blocks: columns and the output slice of each group, or 0 */
     ck_assert_int_eq(rt_conv2d_blocked_scratch_floats(256, 8, 8, 512, 3, 2, 1, 1, 1), (256 * 9 + 512) * 16);
     ck_assert_int_eq(rt_conv2d_blocked_scratch_floats(64, 56, 56, 128, 1, 1, 0, 1, 1), (64 + 128) * 56 * 56);
     ck_assert_int_eq(rt_conv2d_blocked_scratch_floats(64, 8, 8, 32, 3, 1, 1, 1, 4), (16 * 9 + 8) * 64);
     ck_assert_int_eq(rt_conv2d_blocked_scratch_floats(64, 8, 8, 64, 3, 1, 1, 1, 64), 0); /* depthwise */
-    ck_assert_int_eq(rt_conv2d_blocked_scratch_floats(4, 2, 9, 8, 3, 1, 0, 1, 1), 0);     /* no output */
+    ck_assert_int_eq(rt_conv2d_blocked_scratch_floats(4, 2, 9, 8, 3, 1, 0, 1, 1), 0);    /* no output */
     /* -1 when a size overflows int64, never a wrapped value: 2^24 * 256^2 * 4097^2 is 2^64.0007 */
     ck_assert_int_eq(rt_conv2d_scratch_floats(16777216, 4096, 4096, 256, 1, 128, 1, 1), -1);
     ck_assert_int_eq(rt_conv2d_blocked_scratch_floats(16777216, 4096, 4096, 1, 256, 1, 128, 1, 1), -1);
@@ -455,24 +409,22 @@ END_TEST
 /* Output size of a window op: floor division, 0 when the window never fits
  * (a dilated window past int64 included), -1 when the padded input overflows
  * int64. */
-START_TEST(window_out_sizes)
-{
+START_TEST(window_out_sizes) {
     ck_assert_int_eq(rt_out_size(224, 7, 2, 3, 1), 112);
     ck_assert_int_eq(rt_out_size(5, 3, 2, 0, 2), 1);
     ck_assert_int_eq(rt_out_size(4, 7, 1, 1, 1), 0);
     ck_assert_int_eq(rt_out_size(28, (int64_t)1 << 40, 1, 0, 1), 0);
-    ck_assert_int_eq(rt_out_size(8, 3, 1, 0, INT64_MAX / 2 + 1), 0);                    /* d(k-1) */
+    ck_assert_int_eq(rt_out_size(8, 3, 1, 0, INT64_MAX / 2 + 1), 0); /* d(k-1) */
     ck_assert_int_eq(rt_out_size(8, (int64_t)1 << 32, 1, 0, (int64_t)1 << 32), 0);
-    ck_assert_int_eq(rt_out_size(8, 3, 1, INT64_MAX / 2 + 1, 1), -1);                   /* 2p */
-    ck_assert_int_eq(rt_out_size(INT64_MAX - 1, 3, 1, 1, 1), -1);                        /* n + 2p */
+    ck_assert_int_eq(rt_out_size(8, 3, 1, INT64_MAX / 2 + 1, 1), -1); /* 2p */
+    ck_assert_int_eq(rt_out_size(INT64_MAX - 1, 3, 1, 1, 1), -1);     /* n + 2p */
     ck_assert_int_eq(rt_out_size(1, (int64_t)1 << 32, (int64_t)1 << 62, (int64_t)1 << 31, 1), 1);
 }
 END_TEST
 
 /* No output positions (the window is larger than the padded input): fwd
  * writes nothing, bwd_x/bwd_w with acc = 0 write zeros, with acc = 1 nothing. */
-START_TEST(conv_empty_output)
-{
+START_TEST(conv_empty_output) {
     const conv_t c = {2, 4, 3, 5, 6, 5, 1, 0, 1, 2, 1};
     conv_ctx(&c);
     ck_assert_int_eq(conv_oh(&c), 0);
@@ -502,8 +454,7 @@ END_TEST
 /* Finite differences: L = <dy, conv(x, w, b)>. Conv is linear in each of x, w,
  * b, so the central difference is exact up to float rounding, which the
  * tolerance bounds by the magnitude of the sums involved. */
-static void conv_fd(const conv_t *c)
-{
+static void conv_fd(const conv_t *c) {
     conv_ctx(c);
     const int OH = conv_oh(c), OW = conv_ow(c), Cg = c->C / c->g;
     const int64_t nx = (int64_t)c->N * c->C * c->H * c->W, nw = (int64_t)c->K * Cg * c->k * c->k;
@@ -516,10 +467,8 @@ static void conv_fd(const conv_t *c)
     fill_rand(vx, nx), fill_rand(vw, nw), fill_rand(vb, c->K);
     const double h = 0.25;
 
-    rt_conv2d_bwd_x(dy, w, dx, scr, c->N, c->C, c->H, c->W, c->K, c->k, c->s, c->p, c->d, c->g,
-                    c->images, 0);
-    rt_conv2d_bwd_w(dy, x, dw, scr, c->N, c->C, c->H, c->W, c->K, c->k, c->s, c->p, c->d, c->g,
-                    c->images, 0);
+    rt_conv2d_bwd_x(dy, w, dx, scr, c->N, c->C, c->H, c->W, c->K, c->k, c->s, c->p, c->d, c->g, c->images, 0);
+    rt_conv2d_bwd_w(dy, x, dw, scr, c->N, c->C, c->H, c->W, c->K, c->k, c->s, c->p, c->d, c->g, c->images, 0);
     rt_sum_channels(dy, db, c->N, c->K, (int64_t)OH * OW, 0);
 
     for (int which = 0; which < 3; which++) {
@@ -529,8 +478,7 @@ static void conv_fd(const conv_t *c)
             shifted(xp, x, vx, nx, which == 0 ? hs : 0.0);
             shifted(wp, w, vw, nw, which == 1 ? hs : 0.0);
             shifted(bp, b, vb, c->K, which == 2 ? hs : 0.0);
-            rt_conv2d_fwd(xp, wp, bp, y, scr, c->N, c->C, c->H, c->W, c->K, c->k, c->s, c->p, c->d,
-                          c->g, c->images);
+            rt_conv2d_fwd(xp, wp, bp, y, scr, c->N, c->C, c->H, c->W, c->K, c->k, c->s, c->p, c->d, c->g, c->images);
             L[sgn] = ddot(dy, y, ny);
             mag += dabsdot(dy, y, ny);
         }
@@ -541,21 +489,29 @@ static void conv_fd(const conv_t *c)
         const double an = ddot(grad, v, n);
         /* rounding: of y (and of x +/- h v), amplified by 1/(2h); of the gradient */
         const double tol = 8 * FLT_EPSILON * (mag / (2 * h) + dabsdot(grad, v, n));
-        ck_assert_msg(fabs(fd - an) <= tol, "%s: d%s: finite difference %.9g, <grad, v> %.9g (tol %.3g)",
-                      ctx, which == 0 ? "x" : which == 1 ? "w" : "b", fd, an, tol);
+        ck_assert_msg(fabs(fd - an) <= tol, "%s: d%s: finite difference %.9g, <grad, v> %.9g (tol %.3g)", ctx,
+                      which == 0   ? "x"
+                      : which == 1 ? "w"
+                                   : "b",
+                      fd, an, tol);
     }
     gfree(x), gfree(w), gfree(b), gfree(dy), gfree(y), gfree(vx), gfree(vw), gfree(vb);
     gfree(xp), gfree(wp), gfree(bp), gfree(dx), gfree(dw), gfree(db), gfree(scr);
 }
 
-START_TEST(conv_finite_differences)
-{
+START_TEST(conv_finite_differences) {
     static const conv_t cases[] = {
-        {2, 4, 7, 6, 6, 3, 2, 1, 1, 1, 1}, {2, 4, 7, 6, 6, 3, 1, 2, 2, 2, 1}, {2, 4, 5, 5, 4, 1, 1, 0, 1, 2, 1},
-        {2, 4, 5, 6, 4, 1, 2, 1, 1, 1, 1}, {2, 3, 7, 7, 6, 3, 2, 1, 1, 3, 1}, {3, 2, 6, 5, 2, 2, 1, 1, 2, 2, 1},
+        {2, 4, 7, 6, 6, 3, 2, 1, 1, 1, 1},
+        {2, 4, 7, 6, 6, 3, 1, 2, 2, 2, 1},
+        {2, 4, 5, 5, 4, 1, 1, 0, 1, 2, 1},
+        {2, 4, 5, 6, 4, 1, 2, 1, 1, 1, 1},
+        {2, 3, 7, 7, 6, 3, 2, 1, 1, 3, 1},
+        {3, 2, 6, 5, 2, 2, 1, 1, 2, 2, 1},
         {2, 1, 8, 7, 3, 5, 2, 2, 1, 1, 1},
         /* blocks of images: 2 of 2, then 2 and a short 1 */
-        {2, 4, 7, 6, 6, 3, 2, 1, 1, 1, 2}, {3, 2, 6, 5, 2, 2, 1, 1, 2, 2, 2}, {3, 4, 5, 5, 4, 1, 1, 0, 1, 2, 2},
+        {2, 4, 7, 6, 6, 3, 2, 1, 1, 1, 2},
+        {3, 2, 6, 5, 2, 2, 1, 1, 2, 2, 2},
+        {3, 4, 5, 5, 4, 1, 1, 0, 1, 2, 2},
     };
     seed_rng(11);
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++)
@@ -565,8 +521,7 @@ END_TEST
 
 /* ================================================================ sum_channels */
 
-START_TEST(sum_channels)
-{
+START_TEST(sum_channels) {
     static const int shapes[][3] = {{1, 1, 1}, {3, 5, 1}, {2, 4, 7}, {4, 3, 49}, {2, 2, 1001}};
     seed_rng(3);
     for (size_t t = 0; t < sizeof shapes / sizeof *shapes; t++) {
@@ -607,28 +562,26 @@ typedef struct {
 } bn_t;
 
 static const bn_t bn_cases[] = {
-    {2, 3, 5, 0.0f, 1.0f},    {3, 4, 49, 0.5f, 2.0f},  {1, 2, 1, 0.0f, 1.0f}, /* m = 1 */
-    {4, 5, 13, -3.0f, 0.5f},  {2, 3, 1000, 0.0f, 1.0f},
+    {2, 3, 5, 0.0f, 1.0f},      {3, 4, 49, 0.5f, 2.0f},
+    {1, 2, 1, 0.0f, 1.0f}, /* m = 1 */
+    {4, 5, 13, -3.0f, 0.5f},    {2, 3, 1000, 0.0f, 1.0f},
     {3, 2, 77, 1000.0f, 0.01f}, /* mean >> std: a naive E[x^2]-E[x]^2 in float is all noise */
-    {2, 3, 9, 2.0f, 0.0f},     /* constant channels: var = 0 */
+    {2, 3, 9, 2.0f, 0.0f},      /* constant channels: var = 0 */
 };
 
-static void bn_ctx(const bn_t *b, const char *what)
-{
-    snprintf(ctx, sizeof ctx, "%s N%d C%d HW%d offset %g spread %g", what, b->N, b->C, b->HW,
-             (double)b->offset, (double)b->spread);
+static void bn_ctx(const bn_t *b, const char *what) {
+    snprintf(ctx, sizeof ctx, "%s N%d C%d HW%d offset %g spread %g", what, b->N, b->C, b->HW, (double)b->offset,
+             (double)b->spread);
 }
 
-static void bn_fill_x(const bn_t *b, float *x)
-{
+static void bn_fill_x(const bn_t *b, float *x) {
     const int64_t n = (int64_t)b->N * b->C * b->HW;
     for (int64_t i = 0; i < n; i++)
         x[i] = b->offset + b->spread * frand();
 }
 
 /* channel statistics in double, two passes */
-static void ref_bn_stats(const bn_t *b, const float *x, int c, double *mean, double *var)
-{
+static void ref_bn_stats(const bn_t *b, const float *x, int c, double *mean, double *var) {
     const int64_t m = (int64_t)b->N * b->HW;
     double s = 0.0, v = 0.0;
     for (int n = 0; n < b->N; n++)
@@ -644,8 +597,7 @@ static void ref_bn_stats(const bn_t *b, const float *x, int c, double *mean, dou
     *var = v / (double)m;
 }
 
-START_TEST(bn_train_forward)
-{
+START_TEST(bn_train_forward) {
     const float eps = 1e-5f;
     seed_rng(21);
     for (size_t t = 0; t < sizeof bn_cases / sizeof *bn_cases; t++) {
@@ -719,8 +671,7 @@ START_TEST(bn_train_forward)
 }
 END_TEST
 
-START_TEST(bn_train_backward)
-{
+START_TEST(bn_train_backward) {
     const float eps = 1e-5f;
     seed_rng(22);
     for (size_t t = 0; t < sizeof bn_cases / sizeof *bn_cases; t++) {
@@ -755,8 +706,8 @@ START_TEST(bn_train_backward)
                     const int64_t k = ((int64_t)i * C + c) * HW + j;
                     const double xh = (x[k] - mean) * inv;
                     want[k] = kc * ((double)m * dy[k] - sdy - xh * sdyxh);
-                    mag[k] = fabs(kc) * ((double)m * fabs(dy[k]) + sabs +
-                                         (fabs(xh) + (fabs(x[k]) + fabs(mean)) * inv) * sabsx);
+                    mag[k] = fabs(kc) *
+                             ((double)m * fabs(dy[k]) + sabs + (fabs(xh) + (fabs(x[k]) + fabs(mean)) * inv) * sabsx);
                 }
         }
         for (int acc = 0; acc <= 1; acc++) {
@@ -781,9 +732,8 @@ END_TEST
 
 /* L(x, gamma, beta) = <dy, bn_train_fwd(x)>: central differences with one
  * Richardson step (error O(h^4)) along random directions. */
-static double bn_train_L(const bn_t *b, const float *x, const float *g, const float *be, const float *dy,
-                         float *y, double *mag)
-{
+static double bn_train_L(const bn_t *b, const float *x, const float *g, const float *be, const float *dy, float *y,
+                         double *mag) {
     const int64_t n = (int64_t)b->N * b->C * b->HW;
     float rm[16] = {0}, rv[16] = {0};
     int64_t nb = 0;
@@ -792,10 +742,12 @@ static double bn_train_L(const bn_t *b, const float *x, const float *g, const fl
     return ddot(dy, y, n);
 }
 
-START_TEST(bn_train_finite_differences)
-{
+START_TEST(bn_train_finite_differences) {
     static const bn_t cases[] = {
-        {2, 3, 5, 0.0f, 1.0f}, {3, 2, 7, 0.5f, 2.0f}, {1, 3, 4, -1.0f, 0.3f}, {4, 2, 9, 10.0f, 1.0f},
+        {2, 3, 5, 0.0f, 1.0f},
+        {3, 2, 7, 0.5f, 2.0f},
+        {1, 3, 4, -1.0f, 0.3f},
+        {4, 2, 9, 10.0f, 1.0f},
     };
     seed_rng(23);
     for (size_t t = 0; t < sizeof cases / sizeof *cases; t++) {
@@ -840,8 +792,11 @@ START_TEST(bn_train_finite_differences)
             const double an = ddot(grad, dir, nn);
             /* rounding of L amplified by ~1/h (Richardson: 5/(3h)); truncation O(h^4) */
             const double tol = 8 * FLT_EPSILON * (mag / h + dabsdot(grad, dir, nn)) + 1e-6 * fabs(an);
-            ck_assert_msg(fabs(fd - an) <= tol, "%s: d%s: finite difference %.9g, <grad, v> %.9g (tol %.3g)",
-                          ctx, which == 0 ? "x" : which == 1 ? "gamma" : "beta", fd, an, tol);
+            ck_assert_msg(fabs(fd - an) <= tol, "%s: d%s: finite difference %.9g, <grad, v> %.9g (tol %.3g)", ctx,
+                          which == 0   ? "x"
+                          : which == 1 ? "gamma"
+                                       : "beta",
+                          fd, an, tol);
         }
         gfree(x), gfree(g), gfree(be), gfree(dy), gfree(y), gfree(v), gfree(vg), gfree(vb);
         gfree(xp), gfree(gp), gfree(bp), gfree(stats), gfree(dx), gfree(dg), gfree(db);
@@ -849,8 +804,7 @@ START_TEST(bn_train_finite_differences)
 }
 END_TEST
 
-START_TEST(bn_eval)
-{
+START_TEST(bn_eval) {
     const float eps = 1e-3f;
     seed_rng(24);
     for (size_t t = 0; t < sizeof bn_cases / sizeof *bn_cases; t++) {
@@ -932,8 +886,8 @@ START_TEST(bn_eval)
             for (int64_t i = 0; i < nn; i++)
                 an += (double)grad[i] * (((double)plus[i] - minus[i]) / (2 * h));
             const double tol = 8 * FLT_EPSILON * (lmag / h + dabsdot(grad, dir, nn));
-            ck_assert_msg(fabs(fd - an) <= tol, "%s: d%s: finite difference %.9g, <grad, v> %.9g (tol %.3g)",
-                          ctx, which ? "gamma" : "x", fd, an, tol);
+            ck_assert_msg(fabs(fd - an) <= tol, "%s: d%s: finite difference %.9g, <grad, v> %.9g (tol %.3g)", ctx,
+                          which ? "gamma" : "x", fd, an, tol);
         }
         gfree(v), gfree(vg), gfree(xp), gfree(gp), gfree(xm), gfree(gm);
         gfree(x), gfree(g), gfree(be), gfree(rm), gfree(rv), gfree(y), gfree(y2), gfree(dy);
@@ -949,16 +903,9 @@ typedef struct {
     int NC, H, W, k, s, p;
 } pool_t;
 
-static int pool_oh(const pool_t *q)
-{
-    return out_size(q->H, q->k, q->s, q->p, 1);
-}
-static int pool_ow(const pool_t *q)
-{
-    return out_size(q->W, q->k, q->s, q->p, 1);
-}
-static void pool_ctx(const pool_t *q, const char *what)
-{
+static int pool_oh(const pool_t *q) { return out_size(q->H, q->k, q->s, q->p, 1); }
+static int pool_ow(const pool_t *q) { return out_size(q->W, q->k, q->s, q->p, 1); }
+static void pool_ctx(const pool_t *q, const char *what) {
     snprintf(ctx, sizeof ctx, "%s NC%d H%d W%d k%d s%d p%d", what, q->NC, q->H, q->W, q->k, q->s, q->p);
 }
 
@@ -969,16 +916,14 @@ static uint8_t *bnew(int64_t n) /* bytes, guarded by 0xA5 */
     memset(b, 0xA5, (size_t)(n + 2 * GUARD));
     return b + GUARD;
 }
-static void bcheck(const uint8_t *p, int64_t n, const char *what)
-{
+static void bcheck(const uint8_t *p, int64_t n, const char *what) {
     for (int i = 1; i <= GUARD; i++)
         ck_assert_msg(p[-i] == 0xA5 && p[n + i - 1] == 0xA5, "%s: %s: write outside the buffer", ctx, what);
 }
 
 /* Max over the window: two passes, (1) the maximum over the taps inside the
  * image (NaN if any tap is NaN), (2) the first tap, row-major, equal to it. */
-static void ref_maxpool(const pool_t *q, const float *x, float *y, int *arg)
-{
+static void ref_maxpool(const pool_t *q, const float *x, float *y, int *arg) {
     const int OH = pool_oh(q), OW = pool_ow(q);
     for (int pl = 0; pl < q->NC; pl++)
         for (int oy = 0; oy < OH; oy++)
@@ -1010,8 +955,7 @@ static void ref_maxpool(const pool_t *q, const float *x, float *y, int *arg)
             }
 }
 
-static void pool_grid_cases(int i, pool_t *q)
-{
+static void pool_grid_cases(int i, pool_t *q) {
     /* i -> k in 1..5, s in 1..3, p in 0..k/2 */
     static const int kk[] = {1, 2, 3, 4, 5};
     q->k = kk[i / 9];
@@ -1021,8 +965,7 @@ static void pool_grid_cases(int i, pool_t *q)
 enum { POOL_GRID_N = 5 * 3 * 3 };
 static const int pool_hw[][2] = {{7, 5}, {8, 9}, {1, 6}, {13, 12}};
 
-START_TEST(maxpool_grid)
-{
+START_TEST(maxpool_grid) {
     pool_t q = {3, 0, 0, 0, 0, 0};
     pool_grid_cases(_i, &q);
     if (q.p > q.k / 2) /* PyTorch's limit; otherwise windows can be all padding */
@@ -1055,8 +998,7 @@ START_TEST(maxpool_grid)
             for (int64_t i = 0; i < ny; i++) {
                 ck_assert_msg(memcmp(&y[i], &wy[i], sizeof(float)) == 0 || (isnan(y[i]) && isnan(wy[i])),
                               "%s: y[%lld] = %g, want %g", ctx, (long long)i, (double)y[i], (double)wy[i]);
-                ck_assert_msg(arg[i] == warg[i], "%s: argmax[%lld] = %d, want %d", ctx, (long long)i,
-                              arg[i], warg[i]);
+                ck_assert_msg(arg[i] == warg[i], "%s: argmax[%lld] = %d, want %d", ctx, (long long)i, arg[i], warg[i]);
             }
             rt_maxpool_fwd(x, y2, NULL, q.NC, q.H, q.W, q.k, q.s, q.p);
             for (int64_t i = 0; i < ny; i++)
@@ -1092,8 +1034,7 @@ END_TEST
 /* Max pool is piecewise linear: with distinct inputs on a grid of 1/8 and
  * perturbations below 1/16, every argmax stays put and all values are exact
  * in float, so the central difference equals <dx, v> to double rounding. */
-START_TEST(maxpool_finite_differences)
-{
+START_TEST(maxpool_finite_differences) {
     static const pool_t cases[] = {{2, 9, 7, 3, 2, 1}, {3, 6, 8, 2, 2, 0}, {2, 7, 7, 3, 1, 1}, {1, 11, 10, 5, 3, 2}};
     seed_rng(31);
     for (size_t t = 0; t < sizeof cases / sizeof *cases; t++) {
@@ -1136,15 +1077,13 @@ START_TEST(maxpool_finite_differences)
         }
         /* dx sums up to k*k values of dy in float */
         const double fd = (L[0] - L[1]) / (2 * h), an = ddot(dx, v, nx);
-        ck_assert_msg(fabs(fd - an) <= TOL_ELEM * mag, "%s: finite difference %.12g, <dx, v> %.12g", ctx, fd,
-                      an);
+        ck_assert_msg(fabs(fd - an) <= TOL_ELEM * mag, "%s: finite difference %.12g, <dx, v> %.12g", ctx, fd, an);
         gfree(x), gfree(v), gfree(xp), gfree(y), gfree(ym), gfree(dy), gfree(dx), free(arg - GUARD);
     }
 }
 END_TEST
 
-START_TEST(avgpool_grid)
-{
+START_TEST(avgpool_grid) {
     pool_t q = {3, 0, 0, 0, 0, 0};
     pool_grid_cases(_i, &q);
     if (q.p > q.k / 2)
@@ -1205,8 +1144,7 @@ START_TEST(avgpool_grid)
 }
 END_TEST
 
-START_TEST(global_avgpool)
-{
+START_TEST(global_avgpool) {
     static const int shapes[][2] = {{1, 1}, {3, 7}, {8, 49}, {5, 1000}, {2, 3}};
     seed_rng(41);
     for (size_t t = 0; t < sizeof shapes / sizeof *shapes; t++) {
@@ -1256,22 +1194,19 @@ END_TEST
 /* ================================================================ dropout */
 
 /* The mask as rt.h specifies it. */
-static uint64_t ref_mix64(uint64_t z)
-{
+static uint64_t ref_mix64(uint64_t z) {
     z += 0x9e3779b97f4a7c15ull;
     z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
     z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
     return z ^ (z >> 31);
 }
-static int ref_keep(int64_t seed, int64_t i, float p)
-{
+static int ref_keep(int64_t seed, int64_t i, float p) {
     const uint64_t key = ref_mix64((uint64_t)seed ^ 0x64726f706f75742eull);
     const float u = (float)(ref_mix64(key + (uint64_t)i) >> 40) * (1.0f / 16777216.0f);
     return u >= p;
 }
 
-START_TEST(dropout)
-{
+START_TEST(dropout) {
     static const float ps[] = {0.0f, 0.1f, 0.5f, 0.9f, 1.0f, 1.0f / 3.0f};
     static const int64_t seeds[] = {0, 1, 12345, -1, INT64_MAX};
     enum { N = 1001 };
@@ -1316,8 +1251,8 @@ START_TEST(dropout)
                 for (int64_t i = 0; i < N; i++) {
                     const float g = ref_keep(seed, i, p) ? dy[i] * scale : 0.0f;
                     const float want = acc ? pre[i] + g : g;
-                    ck_assert_msg(memcmp(&dx[i], &want, sizeof want) == 0, "%s: dx[%lld] = %.9g, want %.9g",
-                                  ctx, (long long)i, (double)dx[i], (double)want);
+                    ck_assert_msg(memcmp(&dx[i], &want, sizeof want) == 0, "%s: dx[%lld] = %.9g, want %.9g", ctx,
+                                  (long long)i, (double)dx[i], (double)want);
                 }
             }
             /* finite differences: linear in x for a fixed seed */
@@ -1343,8 +1278,7 @@ END_TEST
 
 /* Statistics of the mask: keep rate, independence of neighbours and of
  * consecutive seeds (the counter advances by one per call). */
-START_TEST(dropout_statistics)
-{
+START_TEST(dropout_statistics) {
     enum { N = 200000 };
     static float x[N], y1[N], y2[N];
     snprintf(ctx, sizeof ctx, "dropout statistics");
@@ -1363,10 +1297,8 @@ START_TEST(dropout_statistics)
     }
     const double q = 1.0 - p, sd1 = sqrt(N * q * (1 - q)), sd2 = sqrt(N * q * q * (1 - q * q));
     ck_assert_msg(fabs(k1 - N * q) < 5 * sd1, "kept %lld of %d, expected %g", (long long)k1, N, N * q);
-    ck_assert_msg(fabs(k11 - N * q * q) < 5 * sd2, "neighbours both kept %lld, expected %g", (long long)k11,
-                  N * q * q);
-    ck_assert_msg(fabs(both - N * q * q) < 5 * sd2, "kept by both seeds %lld, expected %g", (long long)both,
-                  N * q * q);
+    ck_assert_msg(fabs(k11 - N * q * q) < 5 * sd2, "neighbours both kept %lld, expected %g", (long long)k11, N * q * q);
+    ck_assert_msg(fabs(both - N * q * q) < 5 * sd2, "kept by both seeds %lld, expected %g", (long long)both, N * q * q);
 }
 END_TEST
 
@@ -1374,8 +1306,7 @@ END_TEST
 
 /* Forward against a double reference, the saturated ends and NaN; backward
  * from the output, written and accumulated. */
-START_TEST(sigmoid)
-{
+START_TEST(sigmoid) {
     enum { n = 1037 };
     seed_rng(67);
     snprintf(ctx, sizeof ctx, "sigmoid");
@@ -1408,8 +1339,7 @@ END_TEST
 
 /* The element-wise forward kernels that the planner may run in place give the
  * same bits in place as out of place (sizes with vector bodies and tails). */
-START_TEST(in_place)
-{
+START_TEST(in_place) {
     static const int64_t sizes[] = {1, 7, 37, 1000, 1027};
     seed_rng(61);
     for (size_t t = 0; t < sizeof sizes / sizeof *sizes; t++) {
@@ -1461,8 +1391,7 @@ END_TEST
 
 /* ---------------------------------------------------------------- checked mode */
 
-START_TEST(checked_guards_and_finite)
-{
+START_TEST(checked_guards_and_finite) {
     uint8_t g[3 * 64];
     memset(g, 0, sizeof g);
     rt_guard_fill(g + 64, 64);
@@ -1474,7 +1403,7 @@ START_TEST(checked_guards_and_finite)
     ck_assert_uint_eq(word, RT_GUARD_WORD);
     float f;
     memcpy(&f, g + 64, 4);
-    ck_assert(isnan(f)); /* a kernel reading a guard makes a NaN */
+    ck_assert(isnan(f));                  /* a kernel reading a guard makes a NaN */
     for (int at = 0; at < 64; at += 21) { /* every byte counts, one bit is enough */
         g[64 + at] ^= 0x10;
         ck_assert_int_eq(rt_guard_find(g + 64, 64), at);
@@ -1503,8 +1432,7 @@ START_TEST(checked_guards_and_finite)
 }
 END_TEST
 
-static Suite *runtime_suite(void)
-{
+static Suite *runtime_suite(void) {
     Suite *s = suite_create("runtime");
     TCase *c = tcase_create("conv");
     tcase_set_timeout(c, 600);
@@ -1543,8 +1471,7 @@ static Suite *runtime_suite(void)
     return s;
 }
 
-int main(void)
-{
+int main(void) {
     SRunner *sr = srunner_create(runtime_suite());
     srunner_run_all(sr, CK_NORMAL);
     int failed = srunner_ntests_failed(sr);

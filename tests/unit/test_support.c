@@ -33,15 +33,13 @@
 
 static char tmpdir[512];
 
-static void setup(void)
-{
+static void setup(void) {
     const char *t = getenv("TMPDIR");
     snprintf(tmpdir, sizeof tmpdir, "%s/frost-support-XXXXXX", t && *t ? t : "/tmp");
     ck_assert_ptr_nonnull(mkdtemp(tmpdir));
 }
 
-static void teardown(void)
-{
+static void teardown(void) {
     char cmd[600];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
     if (system(cmd) != 0)
@@ -49,8 +47,7 @@ static void teardown(void)
 }
 
 /* A path in the test's directory (a few rotating buffers). */
-static const char *tpath(const char *name)
-{
+static const char *tpath(const char *name) {
     static char buf[8][600];
     static int k;
     k = (k + 1) % 8;
@@ -58,16 +55,14 @@ static const char *tpath(const char *name)
     return buf[k];
 }
 
-static void write_bytes(const char *path, const void *data, size_t n)
-{
+static void write_bytes(const char *path, const void *data, size_t n) {
     FILE *f = fopen(path, "wb");
     ck_assert_ptr_nonnull(f);
     ck_assert_uint_eq(fwrite(data, 1, n, f), n);
     ck_assert_int_eq(fclose(f), 0);
 }
 
-static unsigned char *read_bytes(const char *path, size_t *n)
-{
+static unsigned char *read_bytes(const char *path, size_t *n) {
     FILE *f = fopen(path, "rb");
     ck_assert_ptr_nonnull(f);
     fseek(f, 0, SEEK_END);
@@ -82,8 +77,7 @@ static unsigned char *read_bytes(const char *path, size_t *n)
 }
 
 /* A safetensors file: length, the JSON as given, then `data`. */
-static void write_st(const char *path, const char *json, const void *data, size_t n)
-{
+static void write_st(const char *path, const char *json, const void *data, size_t n) {
     size_t hl = strlen(json);
     unsigned char *b = malloc(8 + hl + n + 1);
     for (int k = 0; k < 8; k++)
@@ -102,8 +96,7 @@ static void write_st(const char *path, const char *json, const void *data, size_
         ck_assert_msg(strstr((e).msg, (text)) != NULL, "message \"%s\" lacks \"%s\"", (e).msg, (text)); \
     } while (0)
 
-static void fill_random(void *p, size_t n, unsigned seed)
-{
+static void fill_random(void *p, size_t n, unsigned seed) {
     unsigned char *b = p;
     uint32_t s = seed * 2654435761u + 1;
     for (size_t i = 0; i < n; i++) {
@@ -112,8 +105,7 @@ static void fill_random(void *p, size_t n, unsigned seed)
     }
 }
 
-static int all_bytes(const void *p, size_t n, unsigned char v)
-{
+static int all_bytes(const void *p, size_t n, unsigned char v) {
     const unsigned char *b = p;
     for (size_t i = 0; i < n; i++)
         if (b[i] != v)
@@ -121,8 +113,7 @@ static int all_bytes(const void *p, size_t n, unsigned char v)
     return 1;
 }
 
-static int count_tmp_files(void)
-{
+static int count_tmp_files(void) {
     DIR *d = opendir(tmpdir);
     ck_assert_ptr_nonnull(d);
     int n = 0;
@@ -152,16 +143,14 @@ static const frost_param_info RT[] = {
 #define RT_BYTES 448
 
 /* Bytes of each entry. */
-static size_t rt_bytes(const frost_param_info *t)
-{
+static size_t rt_bytes(const frost_param_info *t) {
     size_t n = t->dtype == U8 ? 1 : t->dtype == I64 ? 8 : 4;
     for (int d = 0; d < t->rank; d++)
         n *= (size_t)t->shape[d];
     return n;
 }
 
-START_TEST(test_round_trip)
-{
+START_TEST(test_round_trip) {
     _Alignas(64) unsigned char a[RT_BYTES], b[RT_BYTES];
     fill_random(a, sizeof a, 1);
     /* Special floats: -0, a NaN with payload, a denormal, infinity. */
@@ -184,15 +173,18 @@ START_TEST(test_round_trip)
     ck_assert_uint_eq(n, 8 + hl + 141);
     char *h = (char *)f + 8;
     h[hl] = 0;
-    ck_assert_msg(!strncmp(h, "{\"__metadata__\":{\"format\":\"pt\"},\"enc.weight\":{\"dtype\":\"F32\",\"shape\":[3,5],"
-                              "\"data_offsets\":[0,60]},\"enc.bias\":",
+    ck_assert_msg(!strncmp(h,
+                           "{\"__metadata__\":{\"format\":\"pt\"},\"enc.weight\":{\"dtype\":\"F32\",\"shape\":[3,5],"
+                           "\"data_offsets\":[0,60]},\"enc.bias\":",
                            100),
                   "%s", h);
-    ck_assert_ptr_nonnull(strstr(h, "\"bn.num_batches_tracked\":{\"dtype\":\"I64\",\"shape\":[],\"data_offsets\":[80,88]}"));
+    ck_assert_ptr_nonnull(
+        strstr(h, "\"bn.num_batches_tracked\":{\"dtype\":\"I64\",\"shape\":[],\"data_offsets\":[80,88]}"));
     ck_assert_ptr_nonnull(strstr(h, "\"idx\":{\"dtype\":\"I32\",\"shape\":[7],\"data_offsets\":[88,116]}"));
     ck_assert_ptr_nonnull(strstr(h, "\"mask\":{\"dtype\":\"U8\",\"shape\":[3,3],\"data_offsets\":[116,125]}"));
     ck_assert_ptr_nonnull(strstr(h, "\"empty\":{\"dtype\":\"F32\",\"shape\":[0,4],\"data_offsets\":[125,125]}"));
-    ck_assert_ptr_nonnull(strstr(h, "\"head.w\\\"q\\\\\\u0001\":{\"dtype\":\"F32\",\"shape\":[4],\"data_offsets\":[125,141]}"));
+    ck_assert_ptr_nonnull(
+        strstr(h, "\"head.w\\\"q\\\\\\u0001\":{\"dtype\":\"F32\",\"shape\":[4],\"data_offsets\":[125,141]}"));
     ck_assert_ptr_null(strstr(h, "rng"));
     ck_assert_int_eq(memcmp(f + 8 + hl, a, 60), 0); /* little-endian host: the bytes as they are */
     free(f);
@@ -232,8 +224,7 @@ START_TEST(test_round_trip)
 }
 END_TEST
 
-START_TEST(test_save_errors)
-{
+START_TEST(test_save_errors) {
     unsigned char a[RT_BYTES] = {0};
     frost_error e;
     int rc = frost_ckpt_save(tpath("no/such/dir/x.safetensors"), a, RT, RT_N, &e);
@@ -371,14 +362,14 @@ static const bad_case bad_cases[] = {
     {"{\"__metadata__\":{}}", 0, FROST_ERR_MISSING, "2 tensors missing from the file: 'w', 'b'"},
     {"{" T2_W "," T2_B ",\"x\":{\"dtype\":\"U8\",\"shape\":[],\"data_offsets\":[36,37]}}", 37, FROST_ERR_UNEXPECTED,
      "1 tensor in the file not in the model: 'x'"},
-    {"{" T2_W ",\"x\":{\"dtype\":\"U8\",\"shape\":[],\"data_offsets\":[36,37]},\"y\\u00e9\":{\"dtype\":\"U8\",\"shape\":[],"
+    {"{" T2_W
+     ",\"x\":{\"dtype\":\"U8\",\"shape\":[],\"data_offsets\":[36,37]},\"y\\u00e9\":{\"dtype\":\"U8\",\"shape\":[],"
      "\"data_offsets\":[37,38]}}",
      38, FROST_ERR_MISSING,
      "1 tensor missing from the file: 'b'; 2 tensors in the file not in the model: 'x', 'y\xc3\xa9'"},
 };
 
-START_TEST(test_load_errors)
-{
+START_TEST(test_load_errors) {
     unsigned char data[64];
     fill_random(data, sizeof data, 3);
     _Alignas(64) unsigned char params[T2_BYTES];
@@ -402,17 +393,17 @@ START_TEST(test_load_errors)
     ck_assert_int_eq(memcmp(params, data, 24), 0);
     ck_assert_int_eq(memcmp(params + 32, data + 24, 12), 0);
     /* Whitespace, unknown fields, gaps and trailing data are accepted. */
-    write_st(tpath("good.safetensors"),
-             " {\n \"b\" : {\"shape\": [ 3 ], \"data_offsets\": [40, 52], \"x\": {\"y\": [true, false, null, -1.5e3]},"
-             " \"dtype\": \"F32\"},\n \"w\": {\"dtype\": \"F32\", \"shape\": [2, 3], \"data_offsets\": [0, 24]} } \t\r\n",
-             data, 60);
+    write_st(
+        tpath("good.safetensors"),
+        " {\n \"b\" : {\"shape\": [ 3 ], \"data_offsets\": [40, 52], \"x\": {\"y\": [true, false, null, -1.5e3]},"
+        " \"dtype\": \"F32\"},\n \"w\": {\"dtype\": \"F32\", \"shape\": [2, 3], \"data_offsets\": [0, 24]} } \t\r\n",
+        data, 60);
     ck_assert_int_eq(frost_ckpt_load(tpath("good.safetensors"), params, T2, 2, NULL, &e), 0);
     ck_assert_int_eq(memcmp(params + 32, data + 40, 12), 0);
 }
 END_TEST
 
-START_TEST(test_load_file_errors)
-{
+START_TEST(test_load_file_errors) {
     _Alignas(64) unsigned char params[T2_BYTES];
     memset(params, 0x5A, sizeof params);
     frost_error e;
@@ -425,7 +416,8 @@ START_TEST(test_load_file_errors)
 
     write_bytes(tpath("short"), "\x10\0\0\0\0", 5);
     rc = frost_ckpt_load(tpath("short"), params, T2, 2, NULL, &e);
-    EXPECT_ERR(rc, e, FROST_ERR_TRUNCATED, "truncated header: the file has 5 bytes, fewer than the 8 of the header length");
+    EXPECT_ERR(rc, e, FROST_ERR_TRUNCATED,
+               "truncated header: the file has 5 bytes, fewer than the 8 of the header length");
 
     write_bytes(tpath("zero"), "", 0);
     rc = frost_ckpt_load(tpath("zero"), params, T2, 2, NULL, &e);
@@ -470,8 +462,7 @@ START_TEST(test_load_file_errors)
 }
 END_TEST
 
-START_TEST(test_message_truncation)
-{
+START_TEST(test_message_truncation) {
     /* 200 missing tensors: the message names what fits and counts the rest. */
     enum { N = 200 };
     static frost_param_info t[N];
@@ -484,7 +475,8 @@ START_TEST(test_message_truncation)
     write_st(tpath("few.safetensors"), "{}", NULL, 0);
     frost_error e;
     int rc = frost_ckpt_load(tpath("few.safetensors"), params, t, N, NULL, &e);
-    EXPECT_ERR(rc, e, FROST_ERR_MISSING, "200 tensors missing from the file: 'layer0.conv.weight', 'layer1.conv.weight'");
+    EXPECT_ERR(rc, e, FROST_ERR_MISSING,
+               "200 tensors missing from the file: 'layer0.conv.weight', 'layer1.conv.weight'");
     ck_assert_msg(strstr(e.msg, " more)"), "%s", e.msg);
     ck_assert_uint_lt(strlen(e.msg), FROST_ERROR_MSG);
     const char *more = strstr(e.msg, "(and ");
@@ -505,15 +497,12 @@ static const frost_param_info PRE[] = {
     {"fc.bias", 384, 304, 1, {10}, F32, 1, 0, 1},
 };
 static const frost_param_info FT[] = {
-    {"body.weight", 0, -1, 2, {4, 8}, F32, 0, 0, 1},
-    {"body.bias", 128, -1, 1, {4}, F32, 0, 0, 1},
-    {"fc.weight", 192, 0, 2, {3, 4}, F32, 1, 0, 1},
-    {"fc.bias", 256, 48, 1, {3}, F32, 1, 0, 1},
+    {"body.weight", 0, -1, 2, {4, 8}, F32, 0, 0, 1}, {"body.bias", 128, -1, 1, {4}, F32, 0, 0, 1},
+    {"fc.weight", 192, 0, 2, {3, 4}, F32, 1, 0, 1},  {"fc.bias", 256, 48, 1, {3}, F32, 1, 0, 1},
     {"dropout.rng", 320, -1, 1, {2}, I64, 0, 1, 0},
 };
 
-START_TEST(test_skip_and_partial)
-{
+START_TEST(test_skip_and_partial) {
     _Alignas(64) unsigned char pre[448], ft[384];
     fill_random(pre, sizeof pre, 4);
     frost_error e;
@@ -554,7 +543,8 @@ START_TEST(test_skip_and_partial)
     frost_load_options lenient = {.allow_missing = 1};
     memset(ft, 0x33, sizeof ft);
     ck_assert_int_eq(frost_ckpt_load(tpath("body"), ft, FT, 5, &lenient, &e), 0);
-    ck_assert_msg(strstr(e.msg, "loaded 2 tensors") && strstr(e.msg, "missing, left as they were: 'fc.weight', 'fc.bias'"),
+    ck_assert_msg(strstr(e.msg, "loaded 2 tensors") &&
+                      strstr(e.msg, "missing, left as they were: 'fc.weight', 'fc.bias'"),
                   "%s", e.msg);
     ck_assert_int_eq(memcmp(ft, pre, 144), 0);
     ck_assert(all_bytes(ft + 144, sizeof ft - 144, 0x33));
@@ -591,8 +581,7 @@ END_TEST
 
 /* ---------------------------------------------------------------- PyTorch */
 
-START_TEST(test_torch_fixture)
-{
+START_TEST(test_torch_fixture) {
     /* The fixture's tensors in frost's order (not the file's), 64-aligned. */
     frost_param_info t[TORCH_FIXTURE_COUNT];
     int64_t off = 0;
@@ -643,7 +632,8 @@ START_TEST(test_torch_fixture)
     /* The counter as i32: refused, not converted. */
     t[6].dtype = I32;
     int rc = frost_ckpt_load(path, params, t, TORCH_FIXTURE_COUNT, NULL, &e);
-    EXPECT_ERR(rc, e, FROST_ERR_DTYPE, "dtype mismatch: 'bn.num_batches_tracked' is I64 in the file, the model wants I32");
+    EXPECT_ERR(rc, e, FROST_ERR_DTYPE,
+               "dtype mismatch: 'bn.num_batches_tracked' is I64 in the file, the model wants I32");
     t[6].dtype = I64;
 
     /* examples/mlp.frost's head differs (10 classes, 512 hidden): load only bn.* and fc1.bias. */
@@ -660,8 +650,7 @@ END_TEST
 
 /* ---------------------------------------------------------------- generated headers */
 
-static void run(const char *fmt, ...)
-{
+static void run(const char *fmt, ...) {
     char cmd[4096];
     va_list ap;
     va_start(ap, fmt);
@@ -671,41 +660,38 @@ static void run(const char *fmt, ...)
     ck_assert_msg(rc == 0, "command failed (%d): %s", rc, cmd);
 }
 
-static void write_text(const char *path, const char *s)
-{
-    write_bytes(path, s, strlen(s));
-}
+static void write_text(const char *path, const char *s) { write_bytes(path, s, strlen(s)); }
 
-START_TEST(test_generated_header)
-{
+START_TEST(test_generated_header) {
     /* A real model's table through the library, the headers in both orders. */
-    run("'%s' compile '%s/examples/mlp.frost' -o '%s/mlp.o' --header '%s/mlp.h' 2>&1", FROST_EXE,
-        FROST_SOURCE_ROOT, tmpdir, tmpdir);
+    run("'%s' compile '%s/examples/mlp.frost' -o '%s/mlp.o' --header '%s/mlp.h' 2>&1", FROST_EXE, FROST_SOURCE_ROOT,
+        tmpdir, tmpdir);
     write_text(tpath("other.c"), "#include \"mlp.h\"\n#include \"frost_support.h\"\n"
                                  "const frost_param_info *other_table(void) { return &mlp_params[0]; }\n"
                                  "int other_dtype(void) { return mlp_params[0].dtype == FROST_DTYPE_F32; }\n");
-    write_text(tpath("driver.c"),
-               "#include <stdio.h>\n#include <stdlib.h>\n#include <string.h>\n"
-               "#include \"frost_support.h\"\n#include \"mlp.h\"\n"
-               "const frost_param_info *other_table(void);\nint other_dtype(void);\n"
-               "int main(int argc, char **argv) {\n"
-               "    (void)argc;\n"
-               "    frost_error e;\n"
-               "    const mlp_param_info *t = mlp_params;\n"
-               "    const frost_param_info *o = other_table();\n"
-               "    if (strcmp(o->name, t[0].name) || o->offset != t[0].offset || !other_dtype() || !t[0].persistent)\n"
-               "        return 2;\n"
-               "    char *a = aligned_alloc(MLP_ALIGN, MLP_PARAMS_BYTES), *b = aligned_alloc(MLP_ALIGN, MLP_PARAMS_BYTES);\n"
-               "    memset(a, 0, MLP_PARAMS_BYTES);\n"
-               "    memset(b, 0, MLP_PARAMS_BYTES);\n"
-               "    mlp_init(a, 42);\n"
-               "    if (frost_ckpt_save(argv[1], a, mlp_params, MLP_NUM_PARAMS, &e)) { puts(e.msg); return 3; }\n"
-               "    if (frost_ckpt_load(argv[1], b, mlp_params, MLP_NUM_PARAMS, NULL, &e)) { puts(e.msg); return 4; }\n"
-               "    puts(e.msg);\n"
-               "    if (memcmp(a, b, MLP_PARAMS_BYTES)) return 5;\n"
-               "    free(a); free(b);\n"
-               "    return 0;\n"
-               "}\n");
+    write_text(
+        tpath("driver.c"),
+        "#include <stdio.h>\n#include <stdlib.h>\n#include <string.h>\n"
+        "#include \"frost_support.h\"\n#include \"mlp.h\"\n"
+        "const frost_param_info *other_table(void);\nint other_dtype(void);\n"
+        "int main(int argc, char **argv) {\n"
+        "    (void)argc;\n"
+        "    frost_error e;\n"
+        "    const mlp_param_info *t = mlp_params;\n"
+        "    const frost_param_info *o = other_table();\n"
+        "    if (strcmp(o->name, t[0].name) || o->offset != t[0].offset || !other_dtype() || !t[0].persistent)\n"
+        "        return 2;\n"
+        "    char *a = aligned_alloc(MLP_ALIGN, MLP_PARAMS_BYTES), *b = aligned_alloc(MLP_ALIGN, MLP_PARAMS_BYTES);\n"
+        "    memset(a, 0, MLP_PARAMS_BYTES);\n"
+        "    memset(b, 0, MLP_PARAMS_BYTES);\n"
+        "    mlp_init(a, 42);\n"
+        "    if (frost_ckpt_save(argv[1], a, mlp_params, MLP_NUM_PARAMS, &e)) { puts(e.msg); return 3; }\n"
+        "    if (frost_ckpt_load(argv[1], b, mlp_params, MLP_NUM_PARAMS, NULL, &e)) { puts(e.msg); return 4; }\n"
+        "    puts(e.msg);\n"
+        "    if (memcmp(a, b, MLP_PARAMS_BYTES)) return 5;\n"
+        "    free(a); free(b);\n"
+        "    return 0;\n"
+        "}\n");
     /* A library built with sanitizers (b_sanitize) needs their runtimes. */
     const char *lib = FROST_BUILD_ROOT "/support/libfrost_support.a";
     run("cd '%s' && san= && if nm '%s' | grep -q __asan_; then san=\"$san -fsanitize=address\"; fi && "
@@ -733,43 +719,47 @@ START_TEST(test_generated_header)
                                       "loss = cross_entropy(fc, label)\n"
                                       "output loss\n");
     run("cd '%s' && '%s' compile tinybn.frost -o tinybn.o --header tinybn.h 2>&1", tmpdir, FROST_EXE);
-    write_text(tpath("bn.c"),
-               "#include <stdio.h>\n#include <stdlib.h>\n#include <string.h>\n"
-               "#include \"tinybn.h\"\n#include \"frost_support.h\"\n"
-               "static const frost_param_info *find(const char *name) {\n"
-               "    for (int i = 0; i < TINYBN_NUM_PARAMS; i++)\n"
-               "        if (!strcmp(tinybn_params[i].name, name)) return &tinybn_params[i];\n"
-               "    exit(10);\n"
-               "}\n"
-               "int main(void) {\n"
-               "    frost_error e;\n"
-               "    const frost_param_info *nbt = find(\"bn.num_batches_tracked\"), *rng = find(\"drop.rng_state\");\n"
-               "    if (nbt->dtype != FROST_DTYPE_I64 || nbt->rank != 0 || !nbt->persistent || !nbt->is_buffer) return 2;\n"
-               "    if (rng->dtype != FROST_DTYPE_I64 || rng->persistent) return 3;\n"
-               "    char *a = aligned_alloc(TINYBN_ALIGN, TINYBN_PARAMS_BYTES), *b = aligned_alloc(TINYBN_ALIGN, TINYBN_PARAMS_BYTES);\n"
-               "    void *arena = aligned_alloc(TINYBN_ALIGN, TINYBN_TRAIN_ARENA_BYTES);\n"
-               "    memset(a, 0, TINYBN_PARAMS_BYTES);\n"
-               "    tinybn_init(a, 7);\n"
-               "    float x[72]; int32_t label[4] = {0, 1, 2, 3}; float loss;\n"
-               "    for (int i = 0; i < 72; i++) x[i] = (float)(i % 11) / 11.0f;\n"
-               "    tinybn_inputs in = {x, label}; tinybn_outputs out = {&loss};\n"
-               "    for (int k = 0; k < 3; k++) if (tinybn_forward(a, &in, &out, arena)) return 4;\n"
-               "    int64_t n, r = 777;\n"
-               "    memcpy(&n, a + nbt->offset, 8);\n"
-               "    if (n != 3) return 5;\n"
-               "    if (frost_ckpt_save(\"bn.safetensors\", a, tinybn_params, TINYBN_NUM_PARAMS, &e)) { puts(e.msg); return 6; }\n"
-               "    memset(b, 0, TINYBN_PARAMS_BYTES);\n"
-               "    memcpy(b + rng->offset, &r, 8);\n"
-               "    if (frost_ckpt_load(\"bn.safetensors\", b, tinybn_params, TINYBN_NUM_PARAMS, NULL, &e)) { puts(e.msg); return 7; }\n"
-               "    puts(e.msg);\n"
-               "    memcpy(&r, b + rng->offset, 8);\n"
-               "    memcpy(&n, b + nbt->offset, 8);\n"
-               "    if (r != 777 || n != 3) return 8;\n"
-               "    memcpy(b + rng->offset, a + rng->offset, 8);\n"
-               "    if (memcmp(a, b, TINYBN_PARAMS_BYTES)) return 9;\n"
-               "    free(a); free(b); free(arena);\n"
-               "    return 0;\n"
-               "}\n");
+    write_text(
+        tpath("bn.c"),
+        "#include <stdio.h>\n#include <stdlib.h>\n#include <string.h>\n"
+        "#include \"tinybn.h\"\n#include \"frost_support.h\"\n"
+        "static const frost_param_info *find(const char *name) {\n"
+        "    for (int i = 0; i < TINYBN_NUM_PARAMS; i++)\n"
+        "        if (!strcmp(tinybn_params[i].name, name)) return &tinybn_params[i];\n"
+        "    exit(10);\n"
+        "}\n"
+        "int main(void) {\n"
+        "    frost_error e;\n"
+        "    const frost_param_info *nbt = find(\"bn.num_batches_tracked\"), *rng = find(\"drop.rng_state\");\n"
+        "    if (nbt->dtype != FROST_DTYPE_I64 || nbt->rank != 0 || !nbt->persistent || !nbt->is_buffer) return 2;\n"
+        "    if (rng->dtype != FROST_DTYPE_I64 || rng->persistent) return 3;\n"
+        "    char *a = aligned_alloc(TINYBN_ALIGN, TINYBN_PARAMS_BYTES), *b = aligned_alloc(TINYBN_ALIGN, "
+        "TINYBN_PARAMS_BYTES);\n"
+        "    void *arena = aligned_alloc(TINYBN_ALIGN, TINYBN_TRAIN_ARENA_BYTES);\n"
+        "    memset(a, 0, TINYBN_PARAMS_BYTES);\n"
+        "    tinybn_init(a, 7);\n"
+        "    float x[72]; int32_t label[4] = {0, 1, 2, 3}; float loss;\n"
+        "    for (int i = 0; i < 72; i++) x[i] = (float)(i % 11) / 11.0f;\n"
+        "    tinybn_inputs in = {x, label}; tinybn_outputs out = {&loss};\n"
+        "    for (int k = 0; k < 3; k++) if (tinybn_forward(a, &in, &out, arena)) return 4;\n"
+        "    int64_t n, r = 777;\n"
+        "    memcpy(&n, a + nbt->offset, 8);\n"
+        "    if (n != 3) return 5;\n"
+        "    if (frost_ckpt_save(\"bn.safetensors\", a, tinybn_params, TINYBN_NUM_PARAMS, &e)) { puts(e.msg); return "
+        "6; }\n"
+        "    memset(b, 0, TINYBN_PARAMS_BYTES);\n"
+        "    memcpy(b + rng->offset, &r, 8);\n"
+        "    if (frost_ckpt_load(\"bn.safetensors\", b, tinybn_params, TINYBN_NUM_PARAMS, NULL, &e)) { puts(e.msg); "
+        "return 7; }\n"
+        "    puts(e.msg);\n"
+        "    memcpy(&r, b + rng->offset, 8);\n"
+        "    memcpy(&n, b + nbt->offset, 8);\n"
+        "    if (r != 777 || n != 3) return 8;\n"
+        "    memcpy(b + rng->offset, a + rng->offset, 8);\n"
+        "    if (memcmp(a, b, TINYBN_PARAMS_BYTES)) return 9;\n"
+        "    free(a); free(b); free(arena);\n"
+        "    return 0;\n"
+        "}\n");
     run("cd '%s' && san= && if nm '%s' | grep -q __asan_; then san=\"$san -fsanitize=address\"; fi && "
         "if nm '%s' | grep -q __ubsan_; then san=\"$san -fsanitize=undefined\"; fi && "
         "cc -std=c11 -Wall -Wextra -Werror -pedantic $san -I. -I'%s/support' bn.c tinybn.o '%s' "
@@ -795,8 +785,7 @@ END_TEST
 
 /* An IDX file: magic, dims, then `data` (n bytes), plain or gzip. */
 static void write_idx(const char *path, uint32_t magic, const uint32_t *dims, int nd, const void *data, size_t n,
-                      int gz)
-{
+                      int gz) {
     unsigned char h[4 + 4 * 8];
     for (int k = 0; k < 4; k++)
         h[k] = (unsigned char)(magic >> (24 - 8 * k));
@@ -824,8 +813,7 @@ static const uint32_t IM_DIMS[] = {5, 3, 2};
 static const uint32_t LB_DIMS[] = {5};
 static unsigned char im_data[30], lb_data[5] = {3, 0, 7, 1, 3};
 
-static void make_pair(const char *images, const char *labels, int gz)
-{
+static void make_pair(const char *images, const char *labels, int gz) {
     for (int i = 0; i < 30; i++)
         im_data[i] = (unsigned char)(i * 37 % 256);
     im_data[0] = 0;
@@ -834,8 +822,7 @@ static void make_pair(const char *images, const char *labels, int gz)
     write_idx(labels, 0x801, LB_DIMS, 1, lb_data, 5, gz);
 }
 
-START_TEST(test_idx_load)
-{
+START_TEST(test_idx_load) {
     frost_error e;
     for (int gz = 0; gz <= 1; gz++) {
         const char *im = tpath(gz ? "im.gz" : "im"), *lb = tpath(gz ? "lb.gz" : "lb");
@@ -890,20 +877,19 @@ START_TEST(test_idx_load)
 }
 END_TEST
 
-START_TEST(test_idx_errors)
-{
+START_TEST(test_idx_errors) {
     frost_error e;
     frost_idx x;
     unsigned char d[64];
     fill_random(d, sizeof d, 6);
     int rc;
-#define IDX_ERR(path, code, text)                                                   \
-    do {                                                                            \
-        memset(&x, 0x11, sizeof x);                                                 \
-        rc = frost_idx_load(path, &x, &e);                                          \
-        EXPECT_ERR(rc, e, code, text);                                              \
-        ck_assert_ptr_null(x.data);                                                 \
-        ck_assert_int_eq(x.ndims, 0);                                               \
+#define IDX_ERR(path, code, text)          \
+    do {                                   \
+        memset(&x, 0x11, sizeof x);        \
+        rc = frost_idx_load(path, &x, &e); \
+        EXPECT_ERR(rc, e, code, text);     \
+        ck_assert_ptr_null(x.data);        \
+        ck_assert_int_eq(x.ndims, 0);      \
     } while (0)
 
     IDX_ERR(tpath("none.gz"), FROST_ERR_IO, "none.gz': No such file or directory");
@@ -914,7 +900,8 @@ START_TEST(test_idx_errors)
         write_idx(p, 0x12345678, IM_DIMS, 3, d, 30, gz);
         IDX_ERR(p, FROST_ERR_FORMAT, "bad magic number 0x12345678: not an IDX file");
         write_idx(p, 0x00000d03, IM_DIMS, 3, d, 30, gz);
-        IDX_ERR(p, FROST_ERR_FORMAT, "unsupported IDX data type 0x0d (float32); only 0x08 (unsigned byte) is supported");
+        IDX_ERR(p, FROST_ERR_FORMAT,
+                "unsupported IDX data type 0x0d (float32); only 0x08 (unsigned byte) is supported");
         write_idx(p, 0x00000800, IM_DIMS, 0, d, 30, gz);
         IDX_ERR(p, FROST_ERR_FORMAT, "bad magic number 0x00000800: 0 dimensions (1 to 8 supported)");
         write_idx(p, 0x00000809, IM_DIMS, 0, d, 0, gz);
@@ -924,15 +911,17 @@ START_TEST(test_idx_errors)
         write_idx(p, 0x803, IM_DIMS, 3, d, 20, gz);
         IDX_ERR(p, FROST_ERR_TRUNCATED, "truncated: dimensions [5, 3, 2] need 30 bytes of data, the file has 20");
         write_idx(p, 0x803, IM_DIMS, 3, d, 31, gz);
-        IDX_ERR(p, FROST_ERR_FORMAT, gz ? "more data than dimensions [5, 3, 2] need (30 bytes)"
-                                        : "the file has 31 bytes of data, but dimensions [5, 3, 2] need only 30");
+        IDX_ERR(p, FROST_ERR_FORMAT,
+                gz ? "more data than dimensions [5, 3, 2] need (30 bytes)"
+                   : "the file has 31 bytes of data, but dimensions [5, 3, 2] need only 30");
         write_bytes(p, "\0\0", 2);
         IDX_ERR(p, FROST_ERR_TRUNCATED, "truncated: 2 bytes, fewer than the 4 of the magic number");
     }
     /* A header claiming 60000 28x28 images over a few bytes: no huge allocation, just truncated. */
     const uint32_t big[] = {60000, 28, 28};
     write_idx(tpath("big.gz"), 0x803, big, 3, d, 64, 1);
-    IDX_ERR(tpath("big.gz"), FROST_ERR_TRUNCATED, "dimensions [60000, 28, 28] need 47040000 bytes of data, the file has 64");
+    IDX_ERR(tpath("big.gz"), FROST_ERR_TRUNCATED,
+            "dimensions [60000, 28, 28] need 47040000 bytes of data, the file has 64");
     const uint32_t huge[] = {0xffffffffu, 0xffffffffu, 0xffffffffu};
     write_idx(tpath("huge"), 0x803, huge, 3, d, 64, 0);
     IDX_ERR(tpath("huge"), FROST_ERR_FORMAT, "dimensions too large");
@@ -999,16 +988,14 @@ END_TEST
 /* ---------------------------------------------------------------- batches */
 
 /* The shuffle as docs and frost_support.h describe it, written again here. */
-static uint64_t ref_next(uint64_t *s)
-{
+static uint64_t ref_next(uint64_t *s) {
     uint64_t z = (*s += 0x9E3779B97F4A7C15ull);
     z = (z ^ z >> 30) * 0xBF58476D1CE4E5B9ull;
     z = (z ^ z >> 27) * 0x94D049BB133111EBull;
     return z ^ z >> 31;
 }
 
-static void ref_perm(int64_t *perm, int64_t n, uint64_t seed, int64_t epoch)
-{
+static void ref_perm(int64_t *perm, int64_t n, uint64_t seed, int64_t epoch) {
     uint64_t s = seed ^ ((uint64_t)epoch * 0x9E3779B97F4A7C15ull);
     for (int64_t i = 0; i < n; i++)
         perm[i] = i;
@@ -1025,8 +1012,7 @@ static void ref_perm(int64_t *perm, int64_t n, uint64_t seed, int64_t epoch)
 }
 
 /* A data set whose example i has every feature equal to i and label i % 7. */
-static void make_ds(frost_dataset *ds, int64_t n, int64_t f)
-{
+static void make_ds(frost_dataset *ds, int64_t n, int64_t f) {
     memset(ds, 0, sizeof *ds);
     ds->count = n;
     ds->rows = 1;
@@ -1042,8 +1028,7 @@ static void make_ds(frost_dataset *ds, int64_t n, int64_t f)
     }
 }
 
-START_TEST(test_batches)
-{
+START_TEST(test_batches) {
     enum { N = 103, B = 10, F = 3 };
     frost_dataset ds;
     make_ds(&ds, N, F);
@@ -1149,8 +1134,7 @@ END_TEST
 
 /* ---------------------------------------------------------------- Fashion-MNIST */
 
-START_TEST(test_fashion_mnist)
-{
+START_TEST(test_fashion_mnist) {
     const char *dir = FROST_FASHION_MNIST_DIR;
     char probe[512];
     snprintf(probe, sizeof probe, "%s/train-images-idx3-ubyte.gz", dir);
@@ -1192,7 +1176,8 @@ START_TEST(test_fashion_mnist)
                   "mean %f std %f", mean, std);
     frost_dataset_free(&tr);
 
-    ck_assert_msg(frost_dataset_load_mnist(dir, "t10k", FROST_FASHION_MNIST_MEAN, FROST_FASHION_MNIST_STD, &te, &e) == 0,
+    ck_assert_msg(frost_dataset_load_mnist(dir, "t10k", FROST_FASHION_MNIST_MEAN, FROST_FASHION_MNIST_STD, &te, &e) ==
+                      0,
                   "%s", e.msg);
     ck_assert_int_eq(te.count, 10000);
     ck_assert_int_eq(te.labels[0], 9);
@@ -1223,8 +1208,7 @@ START_TEST(test_fashion_mnist)
 }
 END_TEST
 
-START_TEST(test_strerror)
-{
+START_TEST(test_strerror) {
     ck_assert_str_eq(frost_strerror(0), "ok");
     ck_assert_str_eq(frost_strerror(FROST_ERR_SHAPE), "shape mismatch");
     ck_assert_str_eq(frost_strerror(FROST_ERR_MISSING), "missing tensors");
@@ -1234,8 +1218,7 @@ START_TEST(test_strerror)
 }
 END_TEST
 
-int main(void)
-{
+int main(void) {
     Suite *s = suite_create("support");
     TCase *ck = tcase_create("checkpoint");
     tcase_add_checked_fixture(ck, setup, teardown);
