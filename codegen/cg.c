@@ -1322,6 +1322,15 @@ static bool cg_build(cg_ctx *c, const cg_options *o, const char *path) {
         cg_fail(c, "train program: nfwd %d outside [0, %d]", m->train.nfwd, m->train.nsteps);
         goto out;
     }
+    /* --checked: the checks after every step stay calls; inlined, they made
+     * each part's body many times larger and ResNet-18's compile 13 times
+     * slower */
+    static const char *const checks[] = {"rt_guard_fill", "rt_guard_find", "rt_nonfinite_find", "rt_check_report"};
+    for (size_t k = 0; m->checked && k < sizeof checks / sizeof *checks; k++) {
+        LLVMValueRef fn = LLVMGetNamedFunction(c->mod, checks[k]);
+        if (fn)
+            cg_never_inline(c, fn);
+    }
     /* --infer-only: init and infer; the train program was never built */
     if ((!m->infer_only && (!cg_entry(c, E_FORWARD, &m->train, 0, m->train.nfwd) ||
                             !cg_entry(c, E_BACKWARD, &m->train, m->train.nfwd, m->train.nsteps))) ||
