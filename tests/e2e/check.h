@@ -7,7 +7,10 @@
 
 #include <stdarg.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 
 static int npassed, nfailed;
 
@@ -30,6 +33,19 @@ static bool check(bool ok, const char *fmt, ...) {
     vfail(fmt, ap);
     va_end(ap);
     return false;
+}
+
+/* A zeroed block of `bytes` (at least 1) and `spare` more, rounded up to and
+ * aligned to `align`; running out of memory ends the driver as a failure. */
+static inline unsigned char *check_block(int64_t bytes, size_t spare, size_t align) {
+    size_t n = ((bytes > 0 ? (size_t)bytes : 1) + spare + align - 1) / align * align;
+    unsigned char *p = aligned_alloc(align, n);
+    if (!p) {
+        printf("FAIL: out of memory\n%d passed, %d failed\n", npassed, nfailed + 1);
+        exit(1);
+    }
+    memset(p, 0, n);
+    return p;
 }
 
 #endif

@@ -56,16 +56,7 @@ typedef LC(_outputs) outputs_t;
 #define NINPUTS_ALLOC (NUM_INPUTS > 0 ? NUM_INPUTS : 1)
 #define NOUTPUTS (sizeof(outputs_t) / sizeof(float *))
 
-static unsigned char *alloc_block(int64_t bytes) {
-    size_t n = ((bytes > 0 ? (size_t)bytes : 1) + BLOCK_ALIGN - 1) / BLOCK_ALIGN * BLOCK_ALIGN;
-    unsigned char *p = aligned_alloc(BLOCK_ALIGN, n);
-    if (!p) {
-        printf("FAIL: out of memory\n%d passed, %d failed\n", npassed, nfailed + 1);
-        exit(1);
-    }
-    memset(p, 0, n);
-    return p;
-}
+static unsigned char *alloc_block(int64_t bytes) { return check_block(bytes, 0, BLOCK_ALIGN); }
 
 static const char *last(const void *arena) {
     const char *m = LC(_last_error)(arena);

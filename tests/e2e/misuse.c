@@ -47,17 +47,8 @@ typedef LC(_outputs) outputs_t;
 #define NINPUTS_ALLOC (NUM_INPUTS > 0 ? NUM_INPUTS : 1)
 _Static_assert(sizeof(inputs_t) == (size_t)NINPUTS_ALLOC * sizeof(void *), "inputs struct: pointers in table order");
 
-static unsigned char *alloc_block(int64_t bytes) {
-    /* one spare alignment unit, so that block + 4 stays inside the allocation */
-    size_t n = ((bytes > 0 ? (size_t)bytes : 1) + 2 * BLOCK_ALIGN - 1) / BLOCK_ALIGN * BLOCK_ALIGN;
-    unsigned char *p = aligned_alloc(BLOCK_ALIGN, n);
-    if (!p) {
-        printf("FAIL: out of memory\n%d passed, %d failed\n", npassed, nfailed + 1);
-        exit(1);
-    }
-    memset(p, 0, n);
-    return p;
-}
+/* one spare alignment unit, so that block + 4 stays inside the allocation */
+static unsigned char *alloc_block(int64_t bytes) { return check_block(bytes, BLOCK_ALIGN, BLOCK_ALIGN); }
 
 int main(void) {
     unsigned char *params = alloc_block(PARAMS_BYTES), *grads = alloc_block(GRADS_BYTES);
