@@ -228,6 +228,32 @@ static void sigmoid_vjp(lower_ctx *c, const ir_node *n, int input) {
             LC_I(numel_of(lc_graph(c), n->out)), LC_I(acc));
 }
 
+/* ------------------------------------------------------------------ silu
+ * y = x sigmoid(x). Its derivative s (1 + x (1 - s)) is not a function of
+ * the output alone (y is not monotonic), so the VJP keeps the input. */
+
+static bool silu_infer(shape_ctx *sc, ir_node *n, ir_dtype *dt, ir_shape *shape) {
+    if (!require_f32(sc, n, 0, "silu input"))
+        return false;
+    *dt = DT_F32;
+    *shape = sc_in(sc, n, 0)->shape;
+    return true;
+}
+
+static uint32_t silu_needs(lower_ctx *c, const ir_node *n, int input) { return NEED_IN(0); }
+
+static void silu_forward(lower_ctx *c, const ir_node *n) {
+    lc_step(c, n, RTK_silu_fwd, LC_R(lc_in(c, n, 0)), LC_W(lc_out(c, n)), LC_I(numel_of(lc_graph(c), n->out)));
+}
+
+static void silu_vjp(lower_ctx *c, const ir_node *n, int input) {
+    int64_t acc;
+    int dy = lc_grad_out(c, n);
+    int dst = lc_grad_in(c, n, input, &acc);
+    lc_step(c, n, RTK_silu_bwd, LC_R(lc_saved(c, n, NEED_IN(0))), LC_R(dy), LC_W(dst),
+            LC_I(numel_of(lc_graph(c), n->out)), LC_I(acc));
+}
+
 /* ------------------------------------------------------------------ add
  * a + b with equal shapes, or b's shape a suffix of a's (b repeated over a's
  * leading dimensions, like a bias). */
@@ -863,6 +889,15 @@ const op_def op_table[] = {
      .needs = sigmoid_needs,
      .forward = sigmoid_forward,
      .vjp = sigmoid_vjp,
+     .elementwise = true},
+    {.name = "silu",
+     .args = {T("x")},
+     .nargs = 1,
+     .infer = silu_infer,
+     .diff_inputs = 0x1,
+     .needs = silu_needs,
+     .forward = silu_forward,
+     .vjp = silu_vjp,
      .elementwise = true},
     {.name = "add",
      .args = {T("a"), T("b")},

@@ -247,6 +247,39 @@ void rt_sigmoid_bwd(const float *restrict y, const float *restrict dy, float *re
     }
 }
 
+/* ---------------------------------------------------------------- silu */
+
+/* x / (1 + e^-x): for x < -88 e^-x is inf and y is -0, never NaN; for
+ * x = -inf the quotient is -inf / inf, so that end is set apart. */
+static inline float rt_silu1(float x) { return x == -INFINITY ? 0.0f : x / (1.0f + expf(-x)); }
+
+static inline void rt_silu_body(const float *x, float *y, int64_t n) {
+    for (int64_t i = 0; i < n; i++)
+        y[i] = rt_silu1(x[i]);
+}
+
+void rt_silu_fwd(const float *x, float *y, int64_t n) {
+    if (x == y)
+        rt_silu_body(y, y, n);
+    else
+        rt_silu_body(x, y, n);
+}
+
+static inline float rt_silu_grad(float x) {
+    float s = 1.0f / (1.0f + expf(-x));
+    return x == -INFINITY || x == INFINITY ? s : s * (1.0f + x * (1.0f - s));
+}
+
+void rt_silu_bwd(const float *restrict x, const float *restrict dy, float *restrict dx, int64_t n, int64_t acc) {
+    if (acc) {
+        for (int64_t i = 0; i < n; i++)
+            dx[i] += dy[i] * rt_silu_grad(x[i]);
+    } else {
+        for (int64_t i = 0; i < n; i++)
+            dx[i] = dy[i] * rt_silu_grad(x[i]);
+    }
+}
+
 /* ---------------------------------------------------------------- add */
 
 static inline void rt_add_body(const float *a, const float *b, float *y, int64_t outer, int64_t inner) {

@@ -110,6 +110,11 @@ void rt_sigmoid_fwd(const float *x, float *y, int64_t n);
 /* dx (+)= dy * y * (1 - y), from the output */
 void rt_sigmoid_bwd(const float *y, const float *dy, float *dx, int64_t n, int64_t acc);
 
+/* ---- silu: y = x / (1 + e^-x); y may be x */
+void rt_silu_fwd(const float *x, float *y, int64_t n);
+/* dx (+)= dy * s * (1 + x (1 - s)), s = sigmoid(x), from the input */
+void rt_silu_bwd(const float *x, const float *dy, float *dx, int64_t n, int64_t acc);
+
 /* ---- add: y[outer*inner] = a + b, b has `inner` elements repeated `outer`
  * times (outer = 1 when the shapes are equal); y may be a, or b when outer = 1 */
 void rt_add_fwd(const float *a, const float *b, float *y, int64_t outer, int64_t inner);
@@ -299,6 +304,8 @@ void rt_adamw_update(float *p, const float *g, float *m, float *v, const int64_t
     X(relu_bwd_mask, "rrwii")           \
     X(sigmoid_fwd, "rwi")               \
     X(sigmoid_bwd, "rrwii")             \
+    X(silu_fwd, "rwi")                  \
+    X(silu_bwd, "rrwii")                \
     X(add_fwd, "rrwii")                 \
     X(cross_entropy_fwd, "rrwwii")      \
     X(cross_entropy_bwd, "rrrwiii")     \

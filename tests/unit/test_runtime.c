@@ -1335,6 +1335,46 @@ START_TEST(sigmoid) {
 }
 END_TEST
 
+/* ================================================================ silu */
+
+/* Forward and backward against a double reference, the far ends and NaN;
+ * backward written and accumulated. */
+START_TEST(silu) {
+    enum { n = 1037 };
+    seed_rng(71);
+    snprintf(ctx, sizeof ctx, "silu");
+    float *x = gnew(n), *y = gnew(n), *dy = gnew(n), *dx = gnew(n);
+    fill_rand(x, n), fill_rand(dy, n);
+    for (int64_t i = 0; i < n; i++)
+        x[i] *= 12.0f;
+    x[0] = -100.0f, x[1] = 100.0f, x[2] = 0.0f, x[3] = NAN, x[4] = -INFINITY, x[5] = INFINITY;
+    rt_silu_fwd(x, y, n);
+    ck_assert(y[0] == 0.0f && y[1] == 100.0f && y[2] == 0.0f && isnan(y[3]) && y[4] == 0.0f && y[5] == INFINITY);
+    for (int64_t i = 6; i < n; i++) {
+        double xd = x[i], want = xd / (1.0 + exp(-xd));
+        ck_assert_msg(fabs(y[i] - want) <= 4e-7 * fabs(want) + 1e-30, "silu(%g) = %.9g, want %.9g", x[i], y[i], want);
+    }
+    for (int64_t i = 0; i < n; i++)
+        dx[i] = 3.0f;
+    rt_silu_bwd(x, dy, dx, n, 1);
+    for (int64_t i = 6; i < n; i++) {
+        double xd = x[i], s = 1.0 / (1.0 + exp(-xd)), want = 3.0 + dy[i] * s * (1.0 + xd * (1.0 - s));
+        ck_assert_msg(fabs(dx[i] - want) <= 1e-6 * (3.0 + fabs(dy[i])), "silu' at %g: %.9g, want %.9g", x[i], dx[i],
+                      want);
+    }
+    rt_silu_bwd(x, dy, dx, n, 0);
+    for (int64_t i = 6; i < n; i++) {
+        double xd = x[i], s = 1.0 / (1.0 + exp(-xd)), want = dy[i] * s * (1.0 + xd * (1.0 - s));
+        ck_assert_msg(fabs(dx[i] - want) <= 1e-6 * fabs(dy[i]) + 1e-30, "silu' at %g: %.9g, want %.9g", x[i], dx[i],
+                      want);
+    }
+    ck_assert(dx[0] == 0.0f && dx[1] == dy[1] && dx[2] == dy[2] * 0.5f && isnan(dx[3]) && dx[4] == 0.0f &&
+              dx[5] == dy[5]);
+    gcheck(x, n, "x"), gcheck(y, n, "y"), gcheck(dy, n, "dy"), gcheck(dx, n, "dx");
+    gfree(x), gfree(y), gfree(dy), gfree(dx);
+}
+END_TEST
+
 /* ================================================================ in place */
 
 /* The element-wise forward kernels that the planner may run in place give the
@@ -1359,6 +1399,11 @@ START_TEST(in_place) {
         memcpy(z, a, sizeof(float) * (size_t)n);
         rt_sigmoid_fwd(z, z, n);
         expect_same(z, y, n, "sigmoid");
+
+        rt_silu_fwd(a, y, n);
+        memcpy(z, a, sizeof(float) * (size_t)n);
+        rt_silu_fwd(z, z, n);
+        expect_same(z, y, n, "silu");
 
         rt_add_fwd(a, b, y, 1, n); /* y = a + b */
         for (int64_t i = 0; i < n; i++)
@@ -1463,6 +1508,7 @@ static Suite *runtime_suite(void) {
     tcase_add_test(d, dropout);
     tcase_add_test(d, dropout_statistics);
     tcase_add_test(d, sigmoid);
+    tcase_add_test(d, silu);
     tcase_add_test(d, in_place);
     suite_add_tcase(s, d);
     TCase *ck = tcase_create("checked");
