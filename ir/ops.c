@@ -254,6 +254,37 @@ static void silu_vjp(lower_ctx *c, const ir_node *n, int input) {
             LC_I(numel_of(lc_graph(c), n->out)), LC_I(acc));
 }
 
+/* ------------------------------------------------------------------ gelu
+ * y = x Phi(x): erf form (PyTorch's approximate="none") or, with tanh=true,
+ * PyTorch's tanh approximation (approximate="tanh"). The language has no
+ * string arguments, so the choice is the bool `tanh`. Like silu, the VJP
+ * keeps the input (GELU is not monotonic: the output does not give x). */
+
+enum { GELU_TANH }; /* n->attr[] */
+
+static bool gelu_infer(shape_ctx *sc, ir_node *n, ir_dtype *dt, ir_shape *shape) {
+    if (!require_f32(sc, n, 0, "gelu input"))
+        return false;
+    *dt = DT_F32;
+    *shape = sc_in(sc, n, 0)->shape;
+    return true;
+}
+
+static uint32_t gelu_needs(lower_ctx *c, const ir_node *n, int input) { return NEED_IN(0); }
+
+static void gelu_forward(lower_ctx *c, const ir_node *n) {
+    lc_step(c, n, RTK_gelu_fwd, LC_R(lc_in(c, n, 0)), LC_W(lc_out(c, n)), LC_I(numel_of(lc_graph(c), n->out)),
+            LC_I(n->attr[GELU_TANH] != 0));
+}
+
+static void gelu_vjp(lower_ctx *c, const ir_node *n, int input) {
+    int64_t acc;
+    int dy = lc_grad_out(c, n);
+    int dst = lc_grad_in(c, n, input, &acc);
+    lc_step(c, n, RTK_gelu_bwd, LC_R(lc_saved(c, n, NEED_IN(0))), LC_R(dy), LC_W(dst),
+            LC_I(numel_of(lc_graph(c), n->out)), LC_I(acc), LC_I(n->attr[GELU_TANH] != 0));
+}
+
 /* ------------------------------------------------------------------ add
  * a + b with equal shapes, or b's shape a suffix of a's (b repeated over a's
  * leading dimensions, like a bias). */
@@ -898,6 +929,15 @@ const op_def op_table[] = {
      .needs = silu_needs,
      .forward = silu_forward,
      .vjp = silu_vjp,
+     .elementwise = true},
+    {.name = "gelu",
+     .args = {T("x"), B_OPT("tanh", 0)},
+     .nargs = 2,
+     .infer = gelu_infer,
+     .diff_inputs = 0x1,
+     .needs = gelu_needs,
+     .forward = gelu_forward,
+     .vjp = gelu_vjp,
      .elementwise = true},
     {.name = "add",
      .args = {T("a"), T("b")},

@@ -280,6 +280,63 @@ void rt_silu_bwd(const float *restrict x, const float *restrict dy, float *restr
     }
 }
 
+/* ---------------------------------------------------------------- gelu */
+
+#define RT_SQRT1_2 0.70710678118654752440f  /* 1 / sqrt 2 */
+#define RT_SQRT2_PI 0.79788456080286535588f /* sqrt(2 / pi) */
+#define RT_INV_SQRT_2PI 0.39894228040143267794f
+#define RT_GELU_C 0.044715f
+
+/* 1 + erf (or 1 + tanh) is 0 at x = -inf and the product 0 * -inf: that
+ * end is set apart. tanhf saturates to +-1, so x^3 overflowing is harmless. */
+static inline float rt_gelu_erf1(float x) { return x == -INFINITY ? 0.0f : 0.5f * x * (1.0f + erff(x * RT_SQRT1_2)); }
+
+static inline float rt_gelu_tanh1(float x) {
+    if (x == -INFINITY)
+        return 0.0f;
+    return 0.5f * x * (1.0f + tanhf(RT_SQRT2_PI * (x + RT_GELU_C * x * x * x)));
+}
+
+static inline void rt_gelu_body(const float *x, float *y, int64_t n, int64_t tanh) {
+    if (tanh) {
+        for (int64_t i = 0; i < n; i++)
+            y[i] = rt_gelu_tanh1(x[i]);
+    } else {
+        for (int64_t i = 0; i < n; i++)
+            y[i] = rt_gelu_erf1(x[i]);
+    }
+}
+
+void rt_gelu_fwd(const float *x, float *y, int64_t n, int64_t tanh) {
+    if (x == y)
+        rt_gelu_body(y, y, n, tanh);
+    else
+        rt_gelu_body(x, y, n, tanh);
+}
+
+/* Phi(x) + x phi(x); at +-inf the second term is inf * 0, so those ends are
+ * the limits 1 and 0. */
+static inline float rt_gelu_erf_grad(float x) {
+    if (isinf(x))
+        return x > 0 ? 1.0f : 0.0f;
+    return 0.5f * (1.0f + erff(x * RT_SQRT1_2)) + x * RT_INV_SQRT_2PI * expf(-0.5f * x * x);
+}
+
+static inline float rt_gelu_tanh_grad(float x) {
+    if (fabsf(x) > 20.0f) /* t = +-1 exactly in f32 and x^3 may overflow */
+        return x > 0 ? 1.0f : 0.0f;
+    float t = tanhf(RT_SQRT2_PI * (x + RT_GELU_C * x * x * x));
+    return 0.5f * (1.0f + t) + 0.5f * x * (1.0f - t * t) * RT_SQRT2_PI * (1.0f + 3.0f * RT_GELU_C * x * x);
+}
+
+void rt_gelu_bwd(const float *restrict x, const float *restrict dy, float *restrict dx, int64_t n, int64_t acc,
+                 int64_t tanh) {
+    for (int64_t i = 0; i < n; i++) {
+        float g = dy[i] * (tanh ? rt_gelu_tanh_grad(x[i]) : rt_gelu_erf_grad(x[i]));
+        dx[i] = acc ? dx[i] + g : g;
+    }
+}
+
 /* ---------------------------------------------------------------- add */
 
 static inline void rt_add_body(const float *a, const float *b, float *y, int64_t outer, int64_t inner) {

@@ -115,6 +115,12 @@ void rt_silu_fwd(const float *x, float *y, int64_t n);
 /* dx (+)= dy * s * (1 + x (1 - s)), s = sigmoid(x), from the input */
 void rt_silu_bwd(const float *x, const float *dy, float *dx, int64_t n, int64_t acc);
 
+/* ---- gelu: y = x Phi(x); tanh = 0: 0.5 x (1 + erf(x / sqrt 2)), tanh = 1:
+ * PyTorch's approximate="tanh", 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))); y may be x */
+void rt_gelu_fwd(const float *x, float *y, int64_t n, int64_t tanh);
+/* dx (+)= dy * gelu'(x), from the input */
+void rt_gelu_bwd(const float *x, const float *dy, float *dx, int64_t n, int64_t acc, int64_t tanh);
+
 /* ---- add: y[outer*inner] = a + b, b has `inner` elements repeated `outer`
  * times (outer = 1 when the shapes are equal); y may be a, or b when outer = 1 */
 void rt_add_fwd(const float *a, const float *b, float *y, int64_t outer, int64_t inner);
@@ -306,6 +312,8 @@ void rt_adamw_update(float *p, const float *g, float *m, float *v, const int64_t
     X(sigmoid_bwd, "rrwii")             \
     X(silu_fwd, "rwi")                  \
     X(silu_bwd, "rrwii")                \
+    X(gelu_fwd, "rwii")                 \
+    X(gelu_bwd, "rrwiii")               \
     X(add_fwd, "rrwii")                 \
     X(cross_entropy_fwd, "rrwwii")      \
     X(cross_entropy_bwd, "rrrwiii")     \

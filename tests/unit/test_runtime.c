@@ -1375,6 +1375,64 @@ START_TEST(silu) {
 }
 END_TEST
 
+/* ================================================================ gelu */
+
+static double gelu_ref(double x, int tanh_form) {
+    if (tanh_form)
+        return 0.5 * x * (1.0 + tanh(sqrt(2.0 / M_PI) * (x + 0.044715 * x * x * x)));
+    return 0.5 * x * (1.0 + erf(x / sqrt(2.0)));
+}
+
+static double gelu_grad_ref(double x, int tanh_form) {
+    if (tanh_form) {
+        double k = sqrt(2.0 / M_PI), t = tanh(k * (x + 0.044715 * x * x * x));
+        return 0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * k * (1.0 + 3.0 * 0.044715 * x * x);
+    }
+    return 0.5 * (1.0 + erf(x / sqrt(2.0))) + x * exp(-0.5 * x * x) / sqrt(2.0 * M_PI);
+}
+
+/* Both forms, forward and backward against a double reference (absolute
+ * error allowed where 1 + erf cancels in the left tail), the far ends and NaN;
+ * backward written and accumulated. */
+START_TEST(gelu) {
+    enum { n = 1037 };
+    seed_rng(73);
+    float *x = gnew(n), *y = gnew(n), *dy = gnew(n), *dx = gnew(n);
+    fill_rand(x, n), fill_rand(dy, n);
+    for (int64_t i = 0; i < n; i++)
+        x[i] *= 9.0f;
+    x[0] = -100.0f, x[1] = 100.0f, x[2] = 0.0f, x[3] = NAN, x[4] = -INFINITY, x[5] = INFINITY;
+    for (int form = 0; form < 2; form++) {
+        snprintf(ctx, sizeof ctx, "gelu tanh=%d", form);
+        rt_gelu_fwd(x, y, n, form);
+        ck_assert(y[0] == 0.0f && y[1] == 100.0f && y[2] == 0.0f && isnan(y[3]) && y[4] == 0.0f && y[5] == INFINITY);
+        for (int64_t i = 6; i < n; i++) {
+            double want = gelu_ref(x[i], form);
+            ck_assert_msg(fabs(y[i] - want) <= 1e-6 * fabs(want) + 2e-7 * fabs(x[i]), "%s(%g) = %.9g, want %.9g", ctx,
+                          x[i], y[i], want);
+        }
+        for (int64_t i = 0; i < n; i++)
+            dx[i] = 3.0f;
+        rt_gelu_bwd(x, dy, dx, n, 1, form);
+        for (int64_t i = 6; i < n; i++) {
+            double want = 3.0 + dy[i] * gelu_grad_ref(x[i], form);
+            ck_assert_msg(fabs(dx[i] - want) <= 2e-6 * (3.0 + fabs(dy[i]) * (1.0 + fabs(x[i]))),
+                          "%s' at %g: %.9g, want %.9g", ctx, x[i], dx[i], want);
+        }
+        rt_gelu_bwd(x, dy, dx, n, 0, form);
+        for (int64_t i = 6; i < n; i++) {
+            double want = dy[i] * gelu_grad_ref(x[i], form);
+            ck_assert_msg(fabs(dx[i] - want) <= 2e-6 * fabs(dy[i]) * (1.0 + fabs(x[i])), "%s' at %g: %.9g, want %.9g",
+                          ctx, x[i], dx[i], want);
+        }
+        ck_assert(dx[0] == 0.0f && dx[1] == dy[1] && dx[2] == dy[2] * 0.5f && isnan(dx[3]) && dx[4] == 0.0f &&
+                  dx[5] == dy[5]);
+    }
+    gcheck(x, n, "x"), gcheck(y, n, "y"), gcheck(dy, n, "dy"), gcheck(dx, n, "dx");
+    gfree(x), gfree(y), gfree(dy), gfree(dx);
+}
+END_TEST
+
 /* ================================================================ in place */
 
 /* The element-wise forward kernels that the planner may run in place give the
@@ -1404,6 +1462,13 @@ START_TEST(in_place) {
         memcpy(z, a, sizeof(float) * (size_t)n);
         rt_silu_fwd(z, z, n);
         expect_same(z, y, n, "silu");
+
+        for (int form = 0; form < 2; form++) {
+            rt_gelu_fwd(a, y, n, form);
+            memcpy(z, a, sizeof(float) * (size_t)n);
+            rt_gelu_fwd(z, z, n, form);
+            expect_same(z, y, n, "gelu");
+        }
 
         rt_add_fwd(a, b, y, 1, n); /* y = a + b */
         for (int64_t i = 0; i < n; i++)
@@ -1509,6 +1574,7 @@ static Suite *runtime_suite(void) {
     tcase_add_test(d, dropout_statistics);
     tcase_add_test(d, sigmoid);
     tcase_add_test(d, silu);
+    tcase_add_test(d, gelu);
     tcase_add_test(d, in_place);
     suite_add_tcase(s, d);
     TCase *ck = tcase_create("checked");
