@@ -285,6 +285,71 @@ static void gelu_vjp(lower_ctx *c, const ir_node *n, int input) {
             LC_I(numel_of(lc_graph(c), n->out)), LC_I(acc), LC_I(n->attr[GELU_TANH] != 0));
 }
 
+/* ------------------------------------------------------------------ rms_norm
+ * LLaMA's RMSNorm over the last dim: y = x / sqrt(mean(x^2) + eps) * weight.
+ * in: x [..., D], weight [D]. fattr: eps. aux 0: per-row 1/rms, f32[rows],
+ * written by forward only when a surviving VJP reads it. */
+
+enum { RMS_X, RMS_WEIGHT }; /* n->in[] */
+enum { RMS_EPS };           /* n->fattr[] */
+
+static int64_t last_dim(const ir_graph *g, int value) {
+    const ir_shape *s = &g->vals[value].shape;
+    return s->dim[s->rank - 1];
+}
+
+static bool norm_common_infer(shape_ctx *sc, ir_node *n, const char *op, double eps) {
+    char what[32];
+    snprintf(what, sizeof what, "%s input", op);
+    if (!require_f32(sc, n, 0, what) || !require_rank_at_least(sc, n, 0, 1, what))
+        return false;
+    if (!(eps > 0)) {
+        sc_error(sc, n->loc, "%s: eps must be positive, got %g", op, eps);
+        return false;
+    }
+    return true;
+}
+
+static bool rms_norm_infer(shape_ctx *sc, ir_node *n, ir_dtype *dt, ir_shape *shape) {
+    if (!norm_common_infer(sc, n, "rms_norm", n->fattr[RMS_EPS]))
+        return false;
+    ir_shape w = {1, {last_dim(sc_graph(sc), n->in[0])}};
+    sc_param(sc, n, "weight", DT_F32, w, INIT_ONES, 0);
+    *dt = DT_F32;
+    *shape = sc_in(sc, n, 0)->shape;
+    return true;
+}
+
+static uint32_t rms_norm_needs(lower_ctx *c, const ir_node *n, int input) {
+    return input == RMS_X ? NEED_IN(RMS_X) | NEED_IN(RMS_WEIGHT) | NEED_AUX(0) : NEED_IN(RMS_X) | NEED_AUX(0);
+}
+
+static void norm_rows_aux(const ir_graph *g, const ir_node *n, int k, ir_dtype *dt, ir_shape *shape) {
+    int64_t D = last_dim(g, n->in[0]);
+    *dt = DT_F32;
+    *shape = (ir_shape){1, {numel_of(g, n->in[0]) / D}};
+}
+
+static void rms_norm_forward(lower_ctx *c, const ir_node *n) {
+    const ir_graph *g = lc_graph(c);
+    int64_t D = last_dim(g, n->in[0]);
+    lc_step(c, n, RTK_rms_norm_fwd, LC_R(lc_in(c, n, RMS_X)), LC_R(lc_in(c, n, RMS_WEIGHT)), LC_W(lc_out(c, n)),
+            LC_W(lc_aux(c, n, 0)), LC_I(numel_of(g, n->in[0]) / D), LC_I(D), LC_F(n->fattr[RMS_EPS]));
+}
+
+static void rms_norm_vjp(lower_ctx *c, const ir_node *n, int input) {
+    const ir_graph *g = lc_graph(c);
+    int64_t acc, D = last_dim(g, n->in[0]), rows = numel_of(g, n->in[0]) / D;
+    int dy = lc_grad_out(c, n);
+    int dst = lc_grad_in(c, n, input, &acc);
+    int xs = lc_saved(c, n, NEED_IN(RMS_X)), rstd = lc_saved(c, n, NEED_AUX(0));
+    if (input == RMS_X)
+        lc_step(c, n, RTK_rms_norm_bwd_x, LC_R(xs), LC_R(lc_saved(c, n, NEED_IN(RMS_WEIGHT))), LC_R(rstd), LC_R(dy),
+                LC_W(dst), LC_I(rows), LC_I(D), LC_I(acc));
+    else
+        lc_step(c, n, RTK_rms_norm_bwd_w, LC_R(xs), LC_R(rstd), LC_R(dy), LC_W(dst), LC_I(rows), LC_I(D), LC_I(acc));
+}
+
 /* ------------------------------------------------------------------ add
  * a + b with equal shapes, or b's shape a suffix of a's (b repeated over a's
  * leading dimensions, like a bias). */
@@ -1008,6 +1073,17 @@ const op_def op_table[] = {
      .aux_doc = {"per-channel batch mean and 1/std, 2·C floats"},
      .forward = batchnorm2d_forward,
      .vjp = batchnorm2d_vjp},
+    {.name = "rms_norm",
+     .args = {T("x"), F_OPT("eps", 1e-6)},
+     .nargs = 2,
+     .infer = rms_norm_infer,
+     .diff_inputs = 0x3,
+     .needs = rms_norm_needs,
+     .naux = 1,
+     .aux_shape = norm_rows_aux,
+     .aux_doc = {"per-row 1/rms, 1 float per row"},
+     .forward = rms_norm_forward,
+     .vjp = rms_norm_vjp},
     {.name = "maxpool2d",
      .args = {T("x"), I("kernel"), I_OPT("stride", -1), I_OPT("padding", 0)},
      .nargs = 4,

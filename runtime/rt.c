@@ -337,6 +337,55 @@ void rt_gelu_bwd(const float *restrict x, const float *restrict dy, float *restr
     }
 }
 
+/* ---------------------------------------------------------------- rms_norm */
+
+/* The sums over a row are in double, so long rows lose nothing to f32
+ * accumulation. */
+void rt_rms_norm_fwd(const float *restrict x, const float *restrict w, float *restrict y, float *restrict rstd,
+                     int64_t rows, int64_t D, double eps) {
+    for (int64_t r = 0; r < rows; r++) {
+        const float *xr = x + r * D;
+        float *yr = y + r * D;
+        double ss = 0;
+        for (int64_t j = 0; j < D; j++)
+            ss += (double)xr[j] * xr[j];
+        float rs = (float)(1.0 / sqrt(ss / (double)D + eps));
+        if (rstd)
+            rstd[r] = rs;
+        for (int64_t j = 0; j < D; j++)
+            yr[j] = xr[j] * rs * w[j];
+    }
+}
+
+void rt_rms_norm_bwd_x(const float *restrict x, const float *restrict w, const float *restrict rstd,
+                       const float *restrict dy, float *restrict dx, int64_t rows, int64_t D, int64_t acc) {
+    for (int64_t r = 0; r < rows; r++) {
+        const float *xr = x + r * D, *dyr = dy + r * D;
+        float *dxr = dx + r * D;
+        float rs = rstd[r];
+        double dot = 0; /* sum of g * xh */
+        for (int64_t j = 0; j < D; j++)
+            dot += (double)dyr[j] * w[j] * xr[j] * rs;
+        float m = (float)(dot / (double)D);
+        for (int64_t j = 0; j < D; j++) {
+            float v = rs * (dyr[j] * w[j] - xr[j] * rs * m);
+            dxr[j] = acc ? dxr[j] + v : v;
+        }
+    }
+}
+
+void rt_rms_norm_bwd_w(const float *restrict x, const float *restrict rstd, const float *restrict dy,
+                       float *restrict dw, int64_t rows, int64_t D, int64_t acc) {
+    if (!acc)
+        memset(dw, 0, sizeof(float) * (size_t)D);
+    for (int64_t r = 0; r < rows; r++) {
+        const float *xr = x + r * D, *dyr = dy + r * D;
+        float rs = rstd[r];
+        for (int64_t j = 0; j < D; j++)
+            dw[j] += dyr[j] * xr[j] * rs;
+    }
+}
+
 /* ---------------------------------------------------------------- add */
 
 static inline void rt_add_body(const float *a, const float *b, float *y, int64_t outer, int64_t inner) {

@@ -121,6 +121,16 @@ void rt_gelu_fwd(const float *x, float *y, int64_t n, int64_t tanh);
 /* dx (+)= dy * gelu'(x), from the input */
 void rt_gelu_bwd(const float *x, const float *dy, float *dx, int64_t n, int64_t acc, int64_t tanh);
 
+/* ---- rms_norm over rows of D: y = x * r * w, r = 1 / sqrt(mean(x^2) + eps);
+ * rstd[rows] receives r when not NULL. y is not x. */
+void rt_rms_norm_fwd(const float *x, const float *w, float *y, float *rstd, int64_t rows, int64_t D, double eps);
+/* dx (+)= r (g - xh mean(g xh)), g = dy w, xh = x r */
+void rt_rms_norm_bwd_x(const float *x, const float *w, const float *rstd, const float *dy, float *dx, int64_t rows,
+                       int64_t D, int64_t acc);
+/* dw (+)= sum over rows of dy x r */
+void rt_rms_norm_bwd_w(const float *x, const float *rstd, const float *dy, float *dw, int64_t rows, int64_t D,
+                       int64_t acc);
+
 /* ---- add: y[outer*inner] = a + b, b has `inner` elements repeated `outer`
  * times (outer = 1 when the shapes are equal); y may be a, or b when outer = 1 */
 void rt_add_fwd(const float *a, const float *b, float *y, int64_t outer, int64_t inner);
@@ -314,6 +324,9 @@ void rt_adamw_update(float *p, const float *g, float *m, float *v, const int64_t
     X(silu_bwd, "rrwii")                \
     X(gelu_fwd, "rwii")                 \
     X(gelu_bwd, "rrwiii")               \
+    X(rms_norm_fwd, "rrwwiif")          \
+    X(rms_norm_bwd_x, "rrrrwiii")       \
+    X(rms_norm_bwd_w, "rrrwiii")        \
     X(add_fwd, "rrwii")                 \
     X(cross_entropy_fwd, "rrwwii")      \
     X(cross_entropy_bwd, "rrrwiii")     \

@@ -1433,6 +1433,73 @@ START_TEST(gelu) {
 }
 END_TEST
 
+/* ================================================================ rms_norm */
+
+/* Forward (with and without the per-row statistic) and both VJPs, written
+ * and accumulated, against a double reference. */
+START_TEST(rms_norm) {
+    enum { rows = 7, D = 37, n = rows * D };
+    const double eps = 1e-6;
+    seed_rng(79);
+    snprintf(ctx, sizeof ctx, "rms_norm");
+    float *x = gnew(n), *w = gnew(D), *y = gnew(n), *y2 = gnew(n), *rstd = gnew(rows), *dy = gnew(n), *dx = gnew(n),
+          *dw = gnew(D);
+    fill_rand(x, n), fill_rand(w, D), fill_rand(dy, n);
+    for (int64_t j = 0; j < D; j++)
+        x[3 * D + j] *= 1e-3f; /* a row of small values, where eps matters */
+    rt_rms_norm_fwd(x, w, y, rstd, rows, D, eps);
+    rt_rms_norm_fwd(x, w, y2, NULL, rows, D, eps);
+    double dw_ref[D] = {0};
+    for (int64_t r = 0; r < rows; r++) {
+        double ss = 0;
+        for (int64_t j = 0; j < D; j++)
+            ss += (double)x[r * D + j] * x[r * D + j];
+        double rs = 1.0 / sqrt(ss / D + eps);
+        ck_assert_msg(fabs(rstd[r] - rs) <= 1e-6 * rs, "rstd[%lld] = %.9g, want %.9g", (long long)r, rstd[r], rs);
+        for (int64_t j = 0; j < D; j++) {
+            double want = x[r * D + j] * rs * w[j];
+            ck_assert(y[r * D + j] == y2[r * D + j]);
+            ck_assert_msg(fabs(y[r * D + j] - want) <= 1e-6 * (fabs(want) + 1e-3), "y = %.9g, want %.9g", y[r * D + j],
+                          want);
+            dw_ref[j] += (double)dy[r * D + j] * x[r * D + j] * rs;
+        }
+    }
+    for (int64_t i = 0; i < n; i++)
+        dx[i] = 2.0f;
+    rt_rms_norm_bwd_x(x, w, rstd, dy, dx, rows, D, 1);
+    for (int pass = 0; pass < 2; pass++) {
+        for (int64_t r = 0; r < rows; r++) {
+            double ss = 0, dot = 0;
+            for (int64_t j = 0; j < D; j++)
+                ss += (double)x[r * D + j] * x[r * D + j];
+            double rs = 1.0 / sqrt(ss / D + eps);
+            for (int64_t j = 0; j < D; j++)
+                dot += (double)dy[r * D + j] * w[j] * x[r * D + j] * rs;
+            for (int64_t j = 0; j < D; j++) {
+                double want = (pass == 0 ? 2.0 : 0.0) + rs * (dy[r * D + j] * w[j] - x[r * D + j] * rs * dot / D);
+                ck_assert_msg(fabs(dx[r * D + j] - want) <= 2e-5 * (2.0 + rs), "dx (pass %d) = %.9g, want %.9g", pass,
+                              dx[r * D + j], want);
+            }
+        }
+        if (pass == 0)
+            rt_rms_norm_bwd_x(x, w, rstd, dy, dx, rows, D, 0);
+    }
+    for (int64_t j = 0; j < D; j++)
+        dw[j] = 1.5f;
+    rt_rms_norm_bwd_w(x, rstd, dy, dw, rows, D, 1);
+    for (int64_t j = 0; j < D; j++)
+        ck_assert_msg(fabs(dw[j] - (1.5 + dw_ref[j])) <= 1e-5 * (1.5 + fabs(dw_ref[j])), "dw = %.9g, want %.9g", dw[j],
+                      1.5 + dw_ref[j]);
+    rt_rms_norm_bwd_w(x, rstd, dy, dw, rows, D, 0);
+    for (int64_t j = 0; j < D; j++)
+        ck_assert_msg(fabs(dw[j] - dw_ref[j]) <= 1e-5 * (1.0 + fabs(dw_ref[j])), "dw = %.9g, want %.9g", dw[j],
+                      dw_ref[j]);
+    gcheck(x, n, "x"), gcheck(w, D, "w"), gcheck(y, n, "y"), gcheck(y2, n, "y2"), gcheck(rstd, rows, "rstd");
+    gcheck(dy, n, "dy"), gcheck(dx, n, "dx"), gcheck(dw, D, "dw");
+    gfree(x), gfree(w), gfree(y), gfree(y2), gfree(rstd), gfree(dy), gfree(dx), gfree(dw);
+}
+END_TEST
+
 /* ================================================================ in place */
 
 /* The element-wise forward kernels that the planner may run in place give the
@@ -1575,6 +1642,7 @@ static Suite *runtime_suite(void) {
     tcase_add_test(d, sigmoid);
     tcase_add_test(d, silu);
     tcase_add_test(d, gelu);
+    tcase_add_test(d, rms_norm);
     tcase_add_test(d, in_place);
     suite_add_tcase(s, d);
     TCase *ck = tcase_create("checked");
