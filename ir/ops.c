@@ -350,6 +350,70 @@ static void rms_norm_vjp(lower_ctx *c, const ir_node *n, int input) {
         lc_step(c, n, RTK_rms_norm_bwd_w, LC_R(xs), LC_R(rstd), LC_R(dy), LC_W(dst), LC_I(rows), LC_I(D), LC_I(acc));
 }
 
+/* ------------------------------------------------------------------ layer_norm
+ * PyTorch's nn.LayerNorm(D, eps, elementwise_affine=affine) over the last
+ * dim. in: x [..., D], weight [D], bias [D] (both only if affine). fattr:
+ * eps; attr: affine. aux 0: per-row mean and 1/std, f32[rows, 2], written by
+ * forward only when a surviving VJP reads it. */
+
+enum { LN_X, LN_WEIGHT, LN_BIAS }; /* n->in[] */
+enum { LN_EPS };                   /* n->fattr[] */
+enum { LN_AFFINE = 1 };            /* n->attr[]: the second non-tensor argument */
+
+static bool layer_norm_infer(shape_ctx *sc, ir_node *n, ir_dtype *dt, ir_shape *shape) {
+    if (!norm_common_infer(sc, n, "layer_norm", n->fattr[LN_EPS]))
+        return false;
+    if (n->attr[LN_AFFINE]) {
+        ir_shape w = {1, {last_dim(sc_graph(sc), n->in[0])}};
+        sc_param(sc, n, "weight", DT_F32, w, INIT_ONES, 0);
+        sc_param(sc, n, "bias", DT_F32, w, INIT_ZEROS, 0);
+    }
+    *dt = DT_F32;
+    *shape = sc_in(sc, n, 0)->shape;
+    return true;
+}
+
+static uint32_t layer_norm_needs(lower_ctx *c, const ir_node *n, int input) {
+    switch (input) {
+    case LN_X: return NEED_IN(LN_X) | (n->attr[LN_AFFINE] ? NEED_IN(LN_WEIGHT) : 0) | NEED_AUX(0);
+    case LN_WEIGHT: return NEED_IN(LN_X) | NEED_AUX(0);
+    default: return 0;
+    }
+}
+
+static void layer_norm_aux(const ir_graph *g, const ir_node *n, int k, ir_dtype *dt, ir_shape *shape) {
+    int64_t D = last_dim(g, n->in[0]);
+    *dt = DT_F32;
+    *shape = (ir_shape){2, {numel_of(g, n->in[0]) / D, 2}};
+}
+
+static void layer_norm_forward(lower_ctx *c, const ir_node *n) {
+    const ir_graph *g = lc_graph(c);
+    int64_t D = last_dim(g, n->in[0]);
+    bool affine = n->attr[LN_AFFINE] != 0;
+    lc_step(c, n, RTK_layer_norm_fwd, LC_R(lc_in(c, n, LN_X)), LC_R(affine ? lc_in(c, n, LN_WEIGHT) : -1),
+            LC_R(affine ? lc_in(c, n, LN_BIAS) : -1), LC_W(lc_out(c, n)), LC_W(lc_aux(c, n, 0)),
+            LC_I(numel_of(g, n->in[0]) / D), LC_I(D), LC_F(n->fattr[LN_EPS]));
+}
+
+static void layer_norm_vjp(lower_ctx *c, const ir_node *n, int input) {
+    const ir_graph *g = lc_graph(c);
+    int64_t acc, D = last_dim(g, n->in[0]), rows = numel_of(g, n->in[0]) / D;
+    int dy = lc_grad_out(c, n);
+    int dst = lc_grad_in(c, n, input, &acc);
+    if (input == LN_BIAS) {
+        lc_step(c, n, RTK_sum_channels, LC_R(dy), LC_W(dst), LC_I(rows), LC_I(D), LC_I(1), LC_I(acc));
+        return;
+    }
+    int xs = lc_saved(c, n, NEED_IN(LN_X)), stats = lc_saved(c, n, NEED_AUX(0));
+    if (input == LN_X)
+        lc_step(c, n, RTK_layer_norm_bwd_x, LC_R(xs),
+                LC_R(n->attr[LN_AFFINE] ? lc_saved(c, n, NEED_IN(LN_WEIGHT)) : -1), LC_R(stats), LC_R(dy), LC_W(dst),
+                LC_I(rows), LC_I(D), LC_I(acc));
+    else
+        lc_step(c, n, RTK_layer_norm_bwd_w, LC_R(xs), LC_R(stats), LC_R(dy), LC_W(dst), LC_I(rows), LC_I(D), LC_I(acc));
+}
+
 /* ------------------------------------------------------------------ add
  * a + b with equal shapes, or b's shape a suffix of a's (b repeated over a's
  * leading dimensions, like a bias). */
@@ -1084,6 +1148,17 @@ const op_def op_table[] = {
      .aux_doc = {"per-row 1/rms, 1 float per row"},
      .forward = rms_norm_forward,
      .vjp = rms_norm_vjp},
+    {.name = "layer_norm",
+     .args = {T("x"), F_OPT("eps", 1e-5), B_OPT("affine", 1)},
+     .nargs = 3,
+     .infer = layer_norm_infer,
+     .diff_inputs = 0x7,
+     .needs = layer_norm_needs,
+     .naux = 1,
+     .aux_shape = layer_norm_aux,
+     .aux_doc = {"per-row mean and 1/std, 2 floats per row"},
+     .forward = layer_norm_forward,
+     .vjp = layer_norm_vjp},
     {.name = "maxpool2d",
      .args = {T("x"), I("kernel"), I_OPT("stride", -1), I_OPT("padding", 0)},
      .nargs = 4,

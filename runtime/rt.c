@@ -386,6 +386,64 @@ void rt_rms_norm_bwd_w(const float *restrict x, const float *restrict rstd, cons
     }
 }
 
+/* ---------------------------------------------------------------- layer_norm */
+
+/* Two passes over each row (mean, then the centred sum of squares), in
+ * double. */
+void rt_layer_norm_fwd(const float *restrict x, const float *restrict w, const float *restrict b, float *restrict y,
+                       float *restrict stats, int64_t rows, int64_t D, double eps) {
+    for (int64_t r = 0; r < rows; r++) {
+        const float *xr = x + r * D;
+        float *yr = y + r * D;
+        double sum = 0, ss = 0;
+        for (int64_t j = 0; j < D; j++)
+            sum += xr[j];
+        double mean = sum / (double)D;
+        for (int64_t j = 0; j < D; j++)
+            ss += ((double)xr[j] - mean) * ((double)xr[j] - mean);
+        float mu = (float)mean, rs = (float)(1.0 / sqrt(ss / (double)D + eps));
+        if (stats)
+            stats[2 * r] = mu, stats[2 * r + 1] = rs;
+        for (int64_t j = 0; j < D; j++) {
+            float h = (xr[j] - mu) * rs;
+            yr[j] = w ? h * w[j] + b[j] : h;
+        }
+    }
+}
+
+void rt_layer_norm_bwd_x(const float *restrict x, const float *restrict w, const float *restrict stats,
+                         const float *restrict dy, float *restrict dx, int64_t rows, int64_t D, int64_t acc) {
+    for (int64_t r = 0; r < rows; r++) {
+        const float *xr = x + r * D, *dyr = dy + r * D;
+        float *dxr = dx + r * D;
+        float mu = stats[2 * r], rs = stats[2 * r + 1];
+        double sg = 0, sgh = 0; /* sums of g and of g * xh */
+        for (int64_t j = 0; j < D; j++) {
+            double g = w ? (double)dyr[j] * w[j] : dyr[j];
+            sg += g;
+            sgh += g * ((xr[j] - mu) * rs);
+        }
+        float mg = (float)(sg / (double)D), mgh = (float)(sgh / (double)D);
+        for (int64_t j = 0; j < D; j++) {
+            float g = w ? dyr[j] * w[j] : dyr[j];
+            float v = rs * (g - mg - (xr[j] - mu) * rs * mgh);
+            dxr[j] = acc ? dxr[j] + v : v;
+        }
+    }
+}
+
+void rt_layer_norm_bwd_w(const float *restrict x, const float *restrict stats, const float *restrict dy,
+                         float *restrict dw, int64_t rows, int64_t D, int64_t acc) {
+    if (!acc)
+        memset(dw, 0, sizeof(float) * (size_t)D);
+    for (int64_t r = 0; r < rows; r++) {
+        const float *xr = x + r * D, *dyr = dy + r * D;
+        float mu = stats[2 * r], rs = stats[2 * r + 1];
+        for (int64_t j = 0; j < D; j++)
+            dw[j] += dyr[j] * ((xr[j] - mu) * rs);
+    }
+}
+
 /* ---------------------------------------------------------------- add */
 
 static inline void rt_add_body(const float *a, const float *b, float *y, int64_t outer, int64_t inner) {

@@ -131,6 +131,18 @@ void rt_rms_norm_bwd_x(const float *x, const float *w, const float *rstd, const 
 void rt_rms_norm_bwd_w(const float *x, const float *rstd, const float *dy, float *dw, int64_t rows, int64_t D,
                        int64_t acc);
 
+/* ---- layer_norm over rows of D: y = (x - mean) * r * w + b, r = 1 / sqrt(var
+ * + eps), var biased; w and b may be NULL (no affine); stats[rows][2]
+ * receives mean and r when not NULL. y is not x. */
+void rt_layer_norm_fwd(const float *x, const float *w, const float *b, float *y, float *stats, int64_t rows, int64_t D,
+                       double eps);
+/* dx (+)= r (g - mean(g) - xh mean(g xh)), g = dy w (dy if w is NULL), xh = (x - mean) r */
+void rt_layer_norm_bwd_x(const float *x, const float *w, const float *stats, const float *dy, float *dx, int64_t rows,
+                         int64_t D, int64_t acc);
+/* dw (+)= sum over rows of dy xh */
+void rt_layer_norm_bwd_w(const float *x, const float *stats, const float *dy, float *dw, int64_t rows, int64_t D,
+                         int64_t acc);
+
 /* ---- add: y[outer*inner] = a + b, b has `inner` elements repeated `outer`
  * times (outer = 1 when the shapes are equal); y may be a, or b when outer = 1 */
 void rt_add_fwd(const float *a, const float *b, float *y, int64_t outer, int64_t inner);
@@ -327,6 +339,9 @@ void rt_adamw_update(float *p, const float *g, float *m, float *v, const int64_t
     X(rms_norm_fwd, "rrwwiif")          \
     X(rms_norm_bwd_x, "rrrrwiii")       \
     X(rms_norm_bwd_w, "rrrwiii")        \
+    X(layer_norm_fwd, "rrrwwiif")       \
+    X(layer_norm_bwd_x, "rrrrwiii")     \
+    X(layer_norm_bwd_w, "rrrwiii")      \
     X(add_fwd, "rrwii")                 \
     X(cross_entropy_fwd, "rrwwii")      \
     X(cross_entropy_bwd, "rrrwiii")     \

@@ -1500,6 +1500,87 @@ START_TEST(rms_norm) {
 }
 END_TEST
 
+/* ================================================================ layer_norm */
+
+/* Forward (affine and not, with and without the statistics) and both VJPs,
+ * written and accumulated, against a double reference. */
+START_TEST(layer_norm) {
+    enum { rows = 7, D = 37, n = rows * D };
+    const double eps = 1e-5;
+    seed_rng(83);
+    snprintf(ctx, sizeof ctx, "layer_norm");
+    float *x = gnew(n), *w = gnew(D), *b = gnew(D), *y = gnew(n), *y2 = gnew(n), *stats = gnew(2 * rows), *dy = gnew(n),
+          *dx = gnew(n), *dw = gnew(D);
+    fill_rand(x, n), fill_rand(w, D), fill_rand(b, D), fill_rand(dy, n);
+    for (int64_t j = 0; j < D; j++)
+        x[2 * D + j] = 10.0f + 0.1f * x[2 * D + j]; /* a large mean, a small spread */
+    double mean[rows], rs[rows], dw_ref[D] = {0};
+    for (int64_t r = 0; r < rows; r++) {
+        double s1 = 0, s2 = 0;
+        for (int64_t j = 0; j < D; j++)
+            s1 += x[r * D + j];
+        mean[r] = s1 / D;
+        for (int64_t j = 0; j < D; j++)
+            s2 += (x[r * D + j] - mean[r]) * (x[r * D + j] - mean[r]);
+        rs[r] = 1.0 / sqrt(s2 / D + eps);
+    }
+    for (int affine = 0; affine < 2; affine++) {
+        const float *wp = affine ? w : NULL;
+        rt_layer_norm_fwd(x, wp, affine ? b : NULL, y, stats, rows, D, eps);
+        rt_layer_norm_fwd(x, wp, affine ? b : NULL, y2, NULL, rows, D, eps);
+        for (int64_t r = 0; r < rows; r++) {
+            ck_assert_msg(fabs(stats[2 * r] - mean[r]) <= 1e-6 * fabs(mean[r]) + 1e-7, "mean %.9g, want %.9g",
+                          stats[2 * r], mean[r]);
+            ck_assert_msg(fabs(stats[2 * r + 1] - rs[r]) <= 1e-5 * rs[r], "rstd %.9g, want %.9g", stats[2 * r + 1],
+                          rs[r]);
+            for (int64_t j = 0; j < D; j++) {
+                double h = (x[r * D + j] - mean[r]) * rs[r], want = affine ? h * w[j] + b[j] : h;
+                ck_assert(y[r * D + j] == y2[r * D + j]);
+                ck_assert_msg(fabs(y[r * D + j] - want) <= 5e-4 * (1.0 + fabs(want)), "y = %.9g, want %.9g (row %lld)",
+                              y[r * D + j], want, (long long)r);
+            }
+        }
+        for (int pass = 0; pass < 2; pass++) {
+            for (int64_t i = 0; i < n; i++)
+                dx[i] = 2.0f;
+            rt_layer_norm_bwd_x(x, wp, stats, dy, dx, rows, D, pass == 0);
+            for (int64_t r = 0; r < rows; r++) {
+                double sg = 0, sgh = 0;
+                for (int64_t j = 0; j < D; j++) {
+                    double g = affine ? (double)dy[r * D + j] * w[j] : dy[r * D + j];
+                    sg += g, sgh += g * (x[r * D + j] - mean[r]) * rs[r];
+                }
+                for (int64_t j = 0; j < D; j++) {
+                    double g = affine ? (double)dy[r * D + j] * w[j] : dy[r * D + j];
+                    double h = (x[r * D + j] - mean[r]) * rs[r];
+                    double want = (pass == 0 ? 2.0 : 0.0) + rs[r] * (g - sg / D - h * sgh / D);
+                    ck_assert_msg(fabs(dx[r * D + j] - want) <=
+                                      2e-5 * (2.0 + rs[r]) + 4e-7 * fabs(mean[r]) * rs[r] * rs[r],
+                                  "dx (affine %d, pass %d, row %lld) = %.9g, want %.9g", affine, pass, (long long)r,
+                                  dx[r * D + j], want);
+                }
+            }
+        }
+    }
+    for (int64_t r = 0; r < rows; r++)
+        for (int64_t j = 0; j < D; j++)
+            dw_ref[j] += dy[r * D + j] * (x[r * D + j] - mean[r]) * rs[r];
+    for (int64_t j = 0; j < D; j++)
+        dw[j] = 1.5f;
+    rt_layer_norm_bwd_w(x, stats, dy, dw, rows, D, 1);
+    for (int64_t j = 0; j < D; j++)
+        ck_assert_msg(fabs(dw[j] - (1.5 + dw_ref[j])) <= 5e-4 * (1.5 + fabs(dw_ref[j])), "dw = %.9g, want %.9g", dw[j],
+                      1.5 + dw_ref[j]);
+    rt_layer_norm_bwd_w(x, stats, dy, dw, rows, D, 0);
+    for (int64_t j = 0; j < D; j++)
+        ck_assert_msg(fabs(dw[j] - dw_ref[j]) <= 5e-4 * (1.0 + fabs(dw_ref[j])), "dw = %.9g, want %.9g", dw[j],
+                      dw_ref[j]);
+    gcheck(x, n, "x"), gcheck(w, D, "w"), gcheck(b, D, "b"), gcheck(y, n, "y"), gcheck(y2, n, "y2");
+    gcheck(stats, 2 * rows, "stats"), gcheck(dy, n, "dy"), gcheck(dx, n, "dx"), gcheck(dw, D, "dw");
+    gfree(x), gfree(w), gfree(b), gfree(y), gfree(y2), gfree(stats), gfree(dy), gfree(dx), gfree(dw);
+}
+END_TEST
+
 /* ================================================================ in place */
 
 /* The element-wise forward kernels that the planner may run in place give the
@@ -1643,6 +1724,7 @@ static Suite *runtime_suite(void) {
     tcase_add_test(d, silu);
     tcase_add_test(d, gelu);
     tcase_add_test(d, rms_norm);
+    tcase_add_test(d, layer_norm);
     tcase_add_test(d, in_place);
     suite_add_tcase(s, d);
     TCase *ck = tcase_create("checked");
