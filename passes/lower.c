@@ -39,13 +39,14 @@ struct lower_ctx {
     bool *reaches_loss;
     bool *kept_full; /* by storage root: some surviving VJP reads it in full */
     /* per node */
-    bool *live;         /* contributes to an output */
-    uint32_t *vjps;     /* bit i: the VJP w.r.t. input i survives */
-    uint32_t *needs;    /* union of the surviving VJPs' needs */
-    int *aux;           /* [node * IR_MAX_AUX + k] */
-    int *mask;          /* 1-bit sign mask of the output, -1 if none */
-    bool *grad_donated; /* per buffer id of a node's d output: its storage now holds a d input */
-    int ngrad_donated;  /* size of grad_donated */
+    bool *live;            /* contributes to an output */
+    uint32_t *vjps;        /* bit i: the VJP w.r.t. input i survives */
+    uint32_t *needs;       /* union of the surviving VJPs' needs */
+    int *aux;              /* [node * IR_MAX_AUX + k] */
+    int *mask;             /* 1-bit sign mask of the output, -1 if none */
+    bool *grad_donated;    /* per buffer id of a node's d output: its storage now holds a d input */
+    int ngrad_donated;     /* size of grad_donated */
+    rt_kernel last_kernel; /* of the step lc_step appended last, for lc_step_blocks */
 };
 
 const ir_graph *lc_graph(lower_ctx *c) { return c->g; }
@@ -112,6 +113,7 @@ void lc_step_args(lower_ctx *c, const ir_node *n, rt_kernel kernel, const lc_arg
     memset(s, 0, sizeof *s);
     s->blocks_opnd = s->scratch_opnd = -1;
     s->kernel = k->name;
+    c->last_kernel = kernel;
     s->node = n ? node_index(c, n) : -1;
     IR_ASSERT(nargs <= IR_MAX_OPND);
     for (int a = 0; a < nargs; a++) {
@@ -162,11 +164,7 @@ int lc_scratch(lower_ctx *c, const ir_node *n, ir_dtype dt, int64_t numel) {
 void lc_step_blocks(lower_ctx *c, int64_t blocks_max, int64_t blocked_bytes) {
     IR_ASSERT(c->prog->nsteps > 0);
     ir_step *s = &c->prog->steps[c->prog->nsteps - 1];
-    const char *operands = NULL;
-    for (int k = 0; k < RTK_COUNT && !operands; k++)
-        if (strcmp(rt_kernels[k].name, s->kernel) == 0)
-            operands = rt_kernels[k].operands;
-    IR_ASSERT(operands);
+    const char *operands = rt_kernels[c->last_kernel].operands;
     const char *blocks = strchr(operands, 'n'), *scratch = strchr(operands, 's');
     IR_ASSERT(blocks && scratch);
     int blocks_opnd = (int)(blocks - operands), scratch_opnd = (int)(scratch - operands);
