@@ -414,46 +414,139 @@ static void layer_norm_vjp(lower_ctx *c, const ir_node *n, int input) {
         lc_step(c, n, RTK_layer_norm_bwd_w, LC_R(xs), LC_R(stats), LC_R(dy), LC_W(dst), LC_I(rows), LC_I(D), LC_I(acc));
 }
 
-/* ------------------------------------------------------------------ add
- * a + b with equal shapes, or b's shape a suffix of a's (b repeated over a's
- * leading dimensions, like a bias). */
+/* ------------------------------------------------------------------ add, mul
+ * a + b and a * b with numpy's broadcasting: dims aligned from the right,
+ * an operand's dim of size 1 (or missing) repeated to the other's. Three
+ * lowerings, fastest first: equal shapes are element-wise (rt_add_fwd,
+ * rt_mul_fwd with outer = 1); one operand a trailing part of the other's
+ * shape is the row-wise kernel (a bias); anything else is the strided
+ * kernel over (merged) dims. Every one of them may run in place: an input
+ * as large as the output has the output's shape up to leading 1s, so its
+ * element i is output element i. d/d an operand sums d output (times the
+ * other operand, for mul) over the dims it is repeated along. */
 
-static bool add_infer(shape_ctx *sc, ir_node *n, ir_dtype *dt, ir_shape *shape) {
-    if (!require_f32(sc, n, 0, "add operand") || !require_f32(sc, n, 1, "add operand"))
+enum { BC_A, BC_B }; /* n->in[] */
+
+static bool broadcast_infer(shape_ctx *sc, ir_node *n, ir_dtype *dt, ir_shape *shape, const char *op) {
+    char what[32];
+    snprintf(what, sizeof what, "%s operand", op);
+    if (!require_f32(sc, n, BC_A, what) || !require_f32(sc, n, BC_B, what))
         return false;
-    const ir_value *a = sc_in(sc, n, 0), *b = sc_in(sc, n, 1);
-    bool suffix = b->shape.rank <= a->shape.rank;
-    for (int k = 0; suffix && k < b->shape.rank; k++)
-        suffix = b->shape.dim[b->shape.rank - 1 - k] == a->shape.dim[a->shape.rank - 1 - k];
-    if (!suffix) {
-        pool *p = sc_graph(sc)->pool;
-        sc_error(sc, n->loc, "add: shapes %s and %s do not match (the second may only be a trailing part of the first)",
-                 shape_str(p, &a->shape), shape_str(p, &b->shape));
-        return false;
+    const ir_shape *a = &sc_in(sc, n, BC_A)->shape, *b = &sc_in(sc, n, BC_B)->shape;
+    shape->rank = a->rank > b->rank ? a->rank : b->rank;
+    for (int k = 1; k <= shape->rank; k++) {
+        int64_t da = k <= a->rank ? a->dim[a->rank - k] : 1, db = k <= b->rank ? b->dim[b->rank - k] : 1;
+        if (da != db && da != 1 && db != 1) {
+            pool *p = sc_graph(sc)->pool;
+            sc_error(sc, n->loc,
+                     "%s: shapes %s and %s cannot be broadcast together (dims aligned from the right must be equal "
+                     "or 1)",
+                     op, shape_str(p, a), shape_str(p, b));
+            return false;
+        }
+        shape->dim[shape->rank - k] = da > db ? da : db;
     }
     *dt = DT_F32;
-    *shape = a->shape;
     return true;
 }
 
-static void add_forward(lower_ctx *c, const ir_node *n) {
-    const ir_graph *g = lc_graph(c);
-    int64_t inner = numel_of(g, n->in[1]);
-    int b = lc_in(c, n, 1), a = lc_in(c, n, 0); /* buffers in the plan's order (linear_forward) */
-    lc_step(c, n, RTK_add_fwd, LC_R(a), LC_R(b), LC_W(lc_out(c, n)), LC_I(numel_of(g, n->in[0]) / inner), LC_I(inner));
+static bool add_infer(shape_ctx *sc, ir_node *n, ir_dtype *dt, ir_shape *shape) {
+    return broadcast_infer(sc, n, dt, shape, "add");
+}
+static bool mul_infer(shape_ctx *sc, ir_node *n, ir_dtype *dt, ir_shape *shape) {
+    return broadcast_infer(sc, n, dt, shape, "mul");
 }
 
-static void add_vjp(lower_ctx *c, const ir_node *n, int input) {
-    const ir_graph *g = lc_graph(c);
-    int64_t inner = numel_of(g, n->in[1]), outer = numel_of(g, n->in[0]) / inner;
-    if (input == 0 || outer == 1) {
-        lc_grad_pass(c, n, input);
-        return;
+/* The output's dims for the kernels: dims of size 1 dropped, neighbours that
+ * the same operands repeat along merged, right-aligned in IR_MAX_RANK dims
+ * (leading 1s); rep[i]: bit k set when operand i repeats along dim k. */
+typedef struct {
+    int64_t dim[IR_MAX_RANK];
+    int64_t rep[2];
+    int rank; /* dims in use, the last `rank` of dim[] */
+} bcast_dims;
+
+static bcast_dims broadcast_dims(const ir_graph *g, const ir_node *n) {
+    const ir_shape *out = &g->vals[n->out].shape, *in[2] = {&gval(g, n, BC_A)->shape, &gval(g, n, BC_B)->shape};
+    int64_t dim[IR_MAX_RANK];
+    int rep[IR_MAX_RANK][2], r = 0; /* merged dims, innermost first */
+    for (int k = 1; k <= out->rank; k++) {
+        int64_t d = out->dim[out->rank - k];
+        if (d == 1)
+            continue;
+        int ra = k > in[0]->rank || in[0]->dim[in[0]->rank - k] == 1;
+        int rb = k > in[1]->rank || in[1]->dim[in[1]->rank - k] == 1;
+        if (r > 0 && rep[r - 1][0] == ra && rep[r - 1][1] == rb) {
+            dim[r - 1] *= d;
+        } else {
+            dim[r] = d, rep[r][0] = ra, rep[r][1] = rb;
+            r++;
+        }
     }
+    bcast_dims b = {.rank = r};
+    for (int k = 0; k < IR_MAX_RANK; k++) {
+        int m = IR_MAX_RANK - 1 - k; /* dim[m] of b is merged dim k */
+        b.dim[m] = k < r ? dim[k] : 1;
+        for (int i = 0; i < 2; i++)
+            b.rep[i] |= k < r && rep[k][i] ? (int64_t)1 << m : 0;
+    }
+    return b;
+}
+
+/* Operand `rows` is repeated over the outermost dim only (a trailing part of
+ * the other's shape) and the other is not repeated: the row-wise kernel,
+ * with the full operand first. */
+static bool broadcast_row_wise(const bcast_dims *b, int rows) {
+    return b->rank >= 1 && b->rep[rows] == (int64_t)1 << (IR_MAX_RANK - b->rank) && b->rep[1 - rows] == 0;
+}
+
+static void broadcast_forward(lower_ctx *c, const ir_node *n, rt_kernel same, rt_kernel strided) {
+    const ir_graph *g = lc_graph(c);
+    bcast_dims b = broadcast_dims(g, n);
+    int in[2];
+    in[BC_B] = lc_in(c, n, BC_B), in[BC_A] = lc_in(c, n, BC_A); /* buffers in the plan's order (linear_forward) */
+    int y = lc_out(c, n);
+    int64_t count = numel_of(g, n->out);
+    if (b.rep[0] == 0 && b.rep[1] == 0) {
+        lc_step(c, n, same, LC_R(in[BC_A]), LC_R(in[BC_B]), LC_W(y), LC_I(1), LC_I(count));
+    } else if (broadcast_row_wise(&b, BC_B) || broadcast_row_wise(&b, BC_A)) {
+        int rows = broadcast_row_wise(&b, BC_B) ? BC_B : BC_A; /* a + b == b + a, a * b == b * a exactly */
+        int64_t outer = b.dim[IR_MAX_RANK - b.rank];
+        lc_step(c, n, same, LC_R(in[1 - rows]), LC_R(in[rows]), LC_W(y), LC_I(outer), LC_I(count / outer));
+    } else {
+        lc_step(c, n, strided, LC_R(in[BC_A]), LC_R(in[BC_B]), LC_W(y), LC_I(b.dim[0]), LC_I(b.dim[1]), LC_I(b.dim[2]),
+                LC_I(b.dim[3]), LC_I(b.dim[4]), LC_I(b.dim[5]), LC_I(b.rep[0]), LC_I(b.rep[1]));
+    }
+}
+
+/* d input (+)= the sum of dy (* other, -1: none) over the dims input repeats along */
+static void broadcast_reduce(lower_ctx *c, const ir_node *n, int input, int other) {
+    bcast_dims b = broadcast_dims(lc_graph(c), n);
     int64_t acc;
     int dy = lc_grad_out(c, n);
     int dst = lc_grad_in(c, n, input, &acc);
-    lc_step(c, n, RTK_sum_rows, LC_R(dy), LC_W(dst), LC_I(outer), LC_I(inner), LC_I(acc));
+    lc_step(c, n, RTK_bcast_reduce, LC_R(dy), LC_R(other), LC_W(dst), LC_I(b.dim[0]), LC_I(b.dim[1]), LC_I(b.dim[2]),
+            LC_I(b.dim[3]), LC_I(b.dim[4]), LC_I(b.dim[5]), LC_I(b.rep[input]), LC_I(other >= 0 ? b.rep[1 - input] : 0),
+            LC_I(acc));
+}
+
+static void add_forward(lower_ctx *c, const ir_node *n) { broadcast_forward(c, n, RTK_add_fwd, RTK_add_bcast_fwd); }
+
+static void add_vjp(lower_ctx *c, const ir_node *n, int input) {
+    if (broadcast_dims(lc_graph(c), n).rep[input] == 0)
+        lc_grad_pass(c, n, input); /* d input is d output, of the same size */
+    else
+        broadcast_reduce(c, n, input, -1);
+}
+
+static uint32_t mul_needs(lower_ctx *c, const ir_node *n, int input) {
+    return NEED_IN(1 - input); /* d a = dy b, d b = dy a */
+}
+
+static void mul_forward(lower_ctx *c, const ir_node *n) { broadcast_forward(c, n, RTK_mul_fwd, RTK_mul_bcast_fwd); }
+
+static void mul_vjp(lower_ctx *c, const ir_node *n, int input) {
+    broadcast_reduce(c, n, input, lc_saved(c, n, NEED_IN(1 - input)));
 }
 
 /* ------------------------------------------------------------------ flatten, reshape
@@ -1076,6 +1169,15 @@ const op_def op_table[] = {
      .needs = needs_nothing,
      .forward = add_forward,
      .vjp = add_vjp,
+     .elementwise = true},
+    {.name = "mul",
+     .args = {T("a"), T("b")},
+     .nargs = 2,
+     .infer = mul_infer,
+     .diff_inputs = 0x3,
+     .needs = mul_needs,
+     .forward = mul_forward,
+     .vjp = mul_vjp,
      .elementwise = true},
     {.name = "flatten",
      .args = {T("x"), I_OPT("start_dim", 1)},

@@ -444,7 +444,7 @@ void rt_layer_norm_bwd_w(const float *restrict x, const float *restrict stats, c
     }
 }
 
-/* ---------------------------------------------------------------- add */
+/* ---------------------------------------------------------------- add, mul */
 
 static inline void rt_add_body(const float *a, const float *b, float *y, int64_t outer, int64_t inner) {
     for (int64_t o = 0; o < outer; o++)
@@ -459,6 +459,115 @@ void rt_add_fwd(const float *a, const float *b, float *y, int64_t outer, int64_t
         rt_add_body(y, a, y, 1, inner); /* a + b == b + a exactly */
     else
         rt_add_body(a, b, y, outer, inner);
+}
+
+static inline void rt_mul_body(const float *a, const float *b, float *y, int64_t outer, int64_t inner) {
+    for (int64_t o = 0; o < outer; o++)
+        for (int64_t i = 0; i < inner; i++)
+            y[o * inner + i] = a[o * inner + i] * b[i];
+}
+
+void rt_mul_fwd(const float *a, const float *b, float *y, int64_t outer, int64_t inner) {
+    if (y == a && y != b)
+        rt_mul_body(y, b, y, outer, inner);
+    else if (y == b && y != a && outer == 1)
+        rt_mul_body(y, a, y, 1, inner); /* a * b == b * a exactly */
+    else
+        rt_mul_body(a, b, y, outer, inner);
+}
+
+/* ---------------------------------------------------------------- broadcasting */
+
+enum { RT_BCAST_RANK = 6 };
+
+/* defined with the reductions of the CNN kernels below */
+static inline double rt_dsum(const float *restrict x, int64_t n);
+static inline double rt_ddot_strided(const float *restrict a, const float *restrict b, int64_t n, int64_t sb);
+
+/* The strides of an operand of y's dims n[] with size 1 along the dims of rep. */
+static inline void rt_rep_strides(const int64_t *n, int64_t rep, int64_t *st) {
+    int64_t t = 1;
+    for (int k = RT_BCAST_RANK - 1; k >= 0; k--) {
+        st[k] = (rep >> k) & 1 ? 0 : t;
+        t *= (rep >> k) & 1 ? 1 : n[k];
+    }
+}
+
+/* y = a op b over the five outer dims, the innermost as a row; each row reads
+ * a and b at element j before writing y[j], so y may be an operand that is
+ * not repeated (its stride along the row is 1, its row offset y's). */
+static inline void rt_bcast_body(const float *a, const float *b, float *y, const int64_t *n, int64_t a_rep,
+                                 int64_t b_rep, int mul) {
+    int64_t sa[RT_BCAST_RANK], sb[RT_BCAST_RANK];
+    rt_rep_strides(n, a_rep, sa);
+    rt_rep_strides(n, b_rep, sb);
+    const int64_t row = n[5], ra = sa[5], rb = sb[5];
+    int64_t o = 0;
+    for (int64_t i0 = 0; i0 < n[0]; i0++)
+        for (int64_t i1 = 0; i1 < n[1]; i1++)
+            for (int64_t i2 = 0; i2 < n[2]; i2++)
+                for (int64_t i3 = 0; i3 < n[3]; i3++)
+                    for (int64_t i4 = 0; i4 < n[4]; i4++, o += row) {
+                        const float *ar = a + i0 * sa[0] + i1 * sa[1] + i2 * sa[2] + i3 * sa[3] + i4 * sa[4];
+                        const float *br = b + i0 * sb[0] + i1 * sb[1] + i2 * sb[2] + i3 * sb[3] + i4 * sb[4];
+                        float *yr = y + o;
+                        if (mul)
+                            for (int64_t j = 0; j < row; j++)
+                                yr[j] = ar[j * ra] * br[j * rb];
+                        else
+                            for (int64_t j = 0; j < row; j++)
+                                yr[j] = ar[j * ra] + br[j * rb];
+                    }
+}
+
+void rt_add_bcast_fwd(const float *a, const float *b, float *y, int64_t n0, int64_t n1, int64_t n2, int64_t n3,
+                      int64_t n4, int64_t n5, int64_t a_rep, int64_t b_rep) {
+    const int64_t n[RT_BCAST_RANK] = {n0, n1, n2, n3, n4, n5};
+    rt_bcast_body(a, b, y, n, a_rep, b_rep, 0);
+}
+
+void rt_mul_bcast_fwd(const float *a, const float *b, float *y, int64_t n0, int64_t n1, int64_t n2, int64_t n3,
+                      int64_t n4, int64_t n5, int64_t a_rep, int64_t b_rep) {
+    const int64_t n[RT_BCAST_RANK] = {n0, n1, n2, n3, n4, n5};
+    rt_bcast_body(a, b, y, n, a_rep, b_rep, 1);
+}
+
+void rt_bcast_reduce(const float *restrict dy, const float *restrict other, float *restrict dx, int64_t n0, int64_t n1,
+                     int64_t n2, int64_t n3, int64_t n4, int64_t n5, int64_t dx_rep, int64_t other_rep, int64_t acc) {
+    const int64_t n[RT_BCAST_RANK] = {n0, n1, n2, n3, n4, n5};
+    int64_t sd[RT_BCAST_RANK], so[RT_BCAST_RANK];
+    rt_rep_strides(n, dx_rep, sd);
+    rt_rep_strides(n, other_rep, so);
+    /* Where dx repeats, several rows of dy add into one row of dx: start
+     * from zero and add every row. Otherwise each element is written once. */
+    const int adds = acc || dx_rep != 0;
+    if (!acc && dx_rep != 0) {
+        int64_t count = 1;
+        for (int k = 0; k < RT_BCAST_RANK; k++)
+            count *= (dx_rep >> k) & 1 ? 1 : n[k];
+        memset(dx, 0, (size_t)count * sizeof(float));
+    }
+    const int64_t row = n[5], ro = so[5];
+    int64_t o = 0;
+    for (int64_t i0 = 0; i0 < n[0]; i0++)
+        for (int64_t i1 = 0; i1 < n[1]; i1++)
+            for (int64_t i2 = 0; i2 < n[2]; i2++)
+                for (int64_t i3 = 0; i3 < n[3]; i3++)
+                    for (int64_t i4 = 0; i4 < n[4]; i4++, o += row) {
+                        const float *restrict g = dy + o;
+                        float *restrict d = dx + i0 * sd[0] + i1 * sd[1] + i2 * sd[2] + i3 * sd[3] + i4 * sd[4];
+                        const float *restrict f =
+                            other ? other + i0 * so[0] + i1 * so[1] + i2 * so[2] + i3 * so[3] + i4 * so[4] : NULL;
+                        if (sd[5] == 0) { /* the row sums into one element */
+                            d[0] += (float)(f ? rt_ddot_strided(g, f, row, ro) : rt_dsum(g, row));
+                        } else if (adds) {
+                            for (int64_t j = 0; j < row; j++)
+                                d[j] += f ? g[j] * f[j * ro] : g[j];
+                        } else {
+                            for (int64_t j = 0; j < row; j++)
+                                d[j] = f ? g[j] * f[j * ro] : g[j];
+                        }
+                    }
 }
 
 /* ---------------------------------------------------------------- losses */

@@ -16,7 +16,8 @@
  *    RT_ERR_* code the entry point returns); all others return void;
  *  - matrices are row-major; "x [M,K]" means M rows of K floats;
  *  - in place: the planner may give an element-wise forward kernel (rt_relu_fwd,
- *    rt_add_fwd, rt_dropout_fwd, rt_bn_*_fwd) an output that is its input. Those
+ *    rt_add_fwd, rt_mul_fwd, rt_*_bcast_fwd, rt_dropout_fwd, rt_bn_*_fwd) an output
+ *    that is its input. Those
  *    kernels declare no `restrict` and read element i before writing element i;
  *    every other kernel takes distinct, non-overlapping buffers.
  *
@@ -86,7 +87,7 @@ void rt_linear_fwd(const float *x, const float *w, const float *b, float *y, int
 void rt_linear_bwd_x(const float *dy, const float *w, float *dx, int64_t M, int64_t K, int64_t N, int64_t acc);
 /* dw[N,K] (+)= dy[M,N]^T x[M,K] */
 void rt_linear_bwd_w(const float *dy, const float *x, float *dw, int64_t M, int64_t K, int64_t N, int64_t acc);
-/* db[N] (+)= sum over rows of dy[M,N]; also the reduction of a broadcast add */
+/* db[N] (+)= sum over rows of dy[M,N] */
 void rt_sum_rows(const float *dy, float *db, int64_t M, int64_t N, int64_t acc);
 
 /* ---- matmul: c[M,N] = a[M,K] b[K,N] */
@@ -143,9 +144,24 @@ void rt_layer_norm_bwd_x(const float *x, const float *w, const float *stats, con
 void rt_layer_norm_bwd_w(const float *x, const float *stats, const float *dy, float *dw, int64_t rows, int64_t D,
                          int64_t acc);
 
-/* ---- add: y[outer*inner] = a + b, b has `inner` elements repeated `outer`
+/* ---- add, mul: y[outer*inner] = a + b (a * b), b has `inner` elements repeated `outer`
  * times (outer = 1 when the shapes are equal); y may be a, or b when outer = 1 */
 void rt_add_fwd(const float *a, const float *b, float *y, int64_t outer, int64_t inner);
+void rt_mul_fwd(const float *a, const float *b, float *y, int64_t outer, int64_t inner);
+/* ---- broadcasting (numpy's rule). y is row-major [n0, n1, ..., n5]; an
+ * operand has the same dims except those whose bit k (1 << k: dim k, 0 the
+ * outermost) is set in its `rep` mask, where it has size 1 and is repeated:
+ * its strides are those of its own row-major layout with stride 0 along the
+ * repeated dims. y may be a or b when that operand's mask is 0. */
+void rt_add_bcast_fwd(const float *a, const float *b, float *y, int64_t n0, int64_t n1, int64_t n2, int64_t n3,
+                      int64_t n4, int64_t n5, int64_t a_rep, int64_t b_rep);
+void rt_mul_bcast_fwd(const float *a, const float *b, float *y, int64_t n0, int64_t n1, int64_t n2, int64_t n3,
+                      int64_t n4, int64_t n5, int64_t a_rep, int64_t b_rep);
+/* The VJP of both towards one operand: dx (+)= dy * other, summed over the
+ * dims dx repeats along (dx_rep); other (the other operand of a mul) is
+ * repeated along other_rep, NULL for add (a factor 1). dy has y's dims. */
+void rt_bcast_reduce(const float *dy, const float *other, float *dx, int64_t n0, int64_t n1, int64_t n2, int64_t n3,
+                     int64_t n4, int64_t n5, int64_t dx_rep, int64_t other_rep, int64_t acc);
 
 /* ---- losses (mean reduction); loss points at one float */
 /* probs[M,C] = softmax(logits) when probs is not NULL; loss = mean -log p[label] */
@@ -343,6 +359,10 @@ void rt_adamw_update(float *p, const float *g, float *m, float *v, const int64_t
     X(layer_norm_bwd_x, "rrrrwiii")     \
     X(layer_norm_bwd_w, "rrrwiii")      \
     X(add_fwd, "rrwii")                 \
+    X(mul_fwd, "rrwii")                 \
+    X(add_bcast_fwd, "rrwiiiiiiii")     \
+    X(mul_bcast_fwd, "rrwiiiiiiii")     \
+    X(bcast_reduce, "rrwiiiiiiiii")     \
     X(cross_entropy_fwd, "rrwwii")      \
     X(cross_entropy_bwd, "rrrwiii")     \
     X(mse_fwd, "rrwwi")                 \

@@ -1581,6 +1581,115 @@ START_TEST(layer_norm) {
 }
 END_TEST
 
+/* ================================================================ broadcasting */
+
+/* Operand shapes as the language gives them (right-aligned); the test pads
+ * them to six dims and does not merge any, as ops.c would. */
+typedef struct {
+    int rank;
+    int64_t dim[6];
+} bc_shape;
+static const struct {
+    bc_shape a, b;
+} bcast_cases[] = {
+    {{3, {2, 1, 3}}, {2, {4, 3}}}, {{2, {4, 3}}, {3, {2, 1, 3}}}, {{2, {5, 1}}, {2, {1, 6}}},
+    {{1, {1}}, {2, {4, 3}}},       {{2, {4, 3}}, {1, {1}}},       {{2, {4, 3}}, {1, {3}}},
+    {{2, {3, 7}}, {2, {3, 7}}},    {{2, {37, 1}}, {1, {29}}},     {{6, {2, 1, 3, 1, 2, 5}}, {5, {1, 3, 4, 1, 5}}},
+};
+enum { BCAST_N = sizeof bcast_cases / sizeof bcast_cases[0] };
+
+static void bc_pad(const bc_shape *s, int64_t *d) {
+    for (int k = 0; k < 6; k++)
+        d[k] = k >= 6 - s->rank ? s->dim[k - (6 - s->rank)] : 1;
+}
+
+/* offset in an operand of padded dims d of output element (i0..i5) */
+static int64_t bc_offset(const int64_t *d, const int64_t *i) {
+    int64_t o = 0;
+    for (int k = 0; k < 6; k++)
+        o = o * d[k] + (d[k] == 1 ? 0 : i[k]);
+    return o;
+}
+
+/* Forward (add and mul, exact: one rounding of an exact double result),
+ * in place over an operand of the output's size, and the reduction towards
+ * each operand with and without the other factor, written and accumulated. */
+START_TEST(broadcast) {
+    seed_rng(71 + (uint64_t)_i);
+    int64_t A[6], B[6], n[6], a_rep = 0, b_rep = 0, na = 1, nb = 1, ny = 1;
+    bc_pad(&bcast_cases[_i].a, A), bc_pad(&bcast_cases[_i].b, B);
+    for (int k = 0; k < 6; k++) {
+        n[k] = A[k] > B[k] ? A[k] : B[k];
+        a_rep |= A[k] != n[k] ? 1 << k : 0;
+        b_rep |= B[k] != n[k] ? 1 << k : 0;
+        na *= A[k], nb *= B[k], ny *= n[k];
+    }
+    snprintf(ctx, sizeof ctx, "broadcast case %d", _i);
+    float *a = gnew(na), *b = gnew(nb), *y = gnew(ny), *z = gnew(ny), *dy = gnew(ny);
+    fill_rand(a, na), fill_rand(b, nb), fill_rand(dy, ny);
+    int64_t *ia = malloc(sizeof(int64_t) * (size_t)ny), *ib = malloc(sizeof(int64_t) * (size_t)ny);
+    ck_assert(ia && ib);
+    int64_t idx[6] = {0};
+    for (int64_t o = 0; o < ny; o++) {
+        ia[o] = bc_offset(A, idx), ib[o] = bc_offset(B, idx);
+        for (int k = 5; k >= 0 && ++idx[k] == n[k]; k--)
+            idx[k] = 0;
+    }
+    for (int mul = 0; mul < 2; mul++) {
+        void (*fwd)(const float *, const float *, float *, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t,
+                    int64_t, int64_t) = mul ? rt_mul_bcast_fwd : rt_add_bcast_fwd;
+        fwd(a, b, y, n[0], n[1], n[2], n[3], n[4], n[5], a_rep, b_rep);
+        for (int64_t o = 0; o < ny; o++) {
+            double want = mul ? (double)a[ia[o]] * b[ib[o]] : (double)a[ia[o]] + b[ib[o]];
+            ck_assert_msg(y[o] == (float)want, "%s: %s y[%lld] = %.9g, want %.9g", ctx, mul ? "mul" : "add",
+                          (long long)o, (double)y[o], want);
+        }
+        if (a_rep == 0) { /* into a */
+            memcpy(z, a, sizeof(float) * (size_t)ny);
+            fwd(z, b, z, n[0], n[1], n[2], n[3], n[4], n[5], a_rep, b_rep);
+            expect_same(z, y, ny, "in place into a");
+        }
+        if (b_rep == 0) { /* into b */
+            memcpy(z, b, sizeof(float) * (size_t)ny);
+            fwd(a, z, z, n[0], n[1], n[2], n[3], n[4], n[5], a_rep, b_rep);
+            expect_same(z, y, ny, "in place into b");
+        }
+    }
+    for (int side = 0; side < 2; side++) {
+        const int64_t nx = side ? nb : na, rep = side ? b_rep : a_rep, orep = side ? a_rep : b_rep;
+        const int64_t *ix = side ? ib : ia, *io = side ? ia : ib;
+        const float *other = side ? a : b;
+        float *dx = gnew(nx), *pre = gnew(nx);
+        double *want = dnew(nx), *mag = dnew(nx);
+        fill_rand(pre, nx);
+        for (int with_other = 0; with_other < 2; with_other++) {
+            for (int64_t j = 0; j < nx; j++)
+                want[j] = mag[j] = 0.0;
+            for (int64_t o = 0; o < ny; o++) {
+                double t = (double)dy[o] * (with_other ? other[io[o]] : 1.0);
+                want[ix[o]] += t, mag[ix[o]] += fabs(t);
+            }
+            for (int acc = 0; acc < 2; acc++) {
+                snprintf(ctx, sizeof ctx, "broadcast case %d: d %s, %s, acc %d", _i, side ? "b" : "a",
+                         with_other ? "mul" : "add", acc);
+                if (acc) {
+                    memcpy(dx, pre, sizeof(float) * (size_t)nx);
+                    add_prefill(want, mag, pre, nx);
+                } else {
+                    gpoison(dx, nx);
+                }
+                rt_bcast_reduce(dy, with_other ? other : NULL, dx, n[0], n[1], n[2], n[3], n[4], n[5], rep, orep, acc);
+                expect_near(dx, want, mag, nx, TOL_GEMM, "dx");
+                gcheck(dx, nx, "dx");
+            }
+        }
+        gfree(dx), gfree(pre), free(want), free(mag);
+    }
+    gcheck(a, na, "a"), gcheck(b, nb, "b"), gcheck(y, ny, "y"), gcheck(z, ny, "z"), gcheck(dy, ny, "dy");
+    gfree(a), gfree(b), gfree(y), gfree(z), gfree(dy), free(ia), free(ib);
+}
+END_TEST
+
 /* ================================================================ in place */
 
 /* The element-wise forward kernels that the planner may run in place give the
@@ -1631,7 +1740,26 @@ START_TEST(in_place) {
         memcpy(z, a, sizeof(float) * (size_t)n);
         rt_add_fwd(z, z, z, 1, n);
         expect_same(z, y, n, "x + x in place");
+        rt_mul_fwd(a, b, y, 1, n); /* y = a * b */
+        for (int64_t i = 0; i < n; i++)
+            ck_assert(y[i] == a[i] * b[i]);
+        memcpy(z, a, sizeof(float) * (size_t)n);
+        rt_mul_fwd(z, b, z, 1, n);
+        expect_same(z, y, n, "mul into a");
+        memcpy(z, b, sizeof(float) * (size_t)n);
+        rt_mul_fwd(a, z, z, 1, n);
+        expect_same(z, y, n, "mul into b");
+        rt_mul_fwd(a, a, y, 1, n); /* x * x */
+        memcpy(z, a, sizeof(float) * (size_t)n);
+        rt_mul_fwd(z, z, z, 1, n);
+        expect_same(z, y, n, "x * x in place");
         if (n % 7 == 0 && n > 7) { /* broadcast: b has n/7 elements */
+            rt_mul_fwd(a, b, y, 7, n / 7);
+            for (int64_t i = 0; i < n; i++)
+                ck_assert(y[i] == a[i] * b[i % (n / 7)]);
+            memcpy(z, a, sizeof(float) * (size_t)n);
+            rt_mul_fwd(z, b, z, 7, n / 7);
+            expect_same(z, y, n, "broadcast mul into a");
             rt_add_fwd(a, b, y, 7, n / 7);
             for (int64_t i = 0; i < n; i++)
                 ck_assert(y[i] == a[i] + b[i % (n / 7)]);
@@ -1725,6 +1853,7 @@ static Suite *runtime_suite(void) {
     tcase_add_test(d, gelu);
     tcase_add_test(d, rms_norm);
     tcase_add_test(d, layer_norm);
+    tcase_add_loop_test(d, broadcast, 0, BCAST_N);
     tcase_add_test(d, in_place);
     suite_add_tcase(s, d);
     TCase *ck = tcase_create("checked");
