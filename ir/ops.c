@@ -549,6 +549,33 @@ static void mul_vjp(lower_ctx *c, const ir_node *n, int input) {
     broadcast_reduce(c, n, input, lc_saved(c, n, NEED_IN(1 - input)));
 }
 
+/* ------------------------------------------------------------------ scale
+ * y = c x, c a float constant (multiplication by a constant: attention's
+ * 1/sqrt(d), a residual's weight). d x = c dy reads nothing from forward. */
+
+enum { SCALE_C }; /* n->fattr[] */
+
+static bool scale_infer(shape_ctx *sc, ir_node *n, ir_dtype *dt, ir_shape *shape) {
+    if (!require_f32(sc, n, 0, "scale input"))
+        return false;
+    *dt = DT_F32;
+    *shape = sc_in(sc, n, 0)->shape;
+    return true;
+}
+
+static void scale_forward(lower_ctx *c, const ir_node *n) {
+    lc_step(c, n, RTK_scale, LC_R(lc_in(c, n, 0)), LC_W(lc_out(c, n)), LC_I(numel_of(lc_graph(c), n->out)), LC_I(0),
+            LC_F(n->fattr[SCALE_C]));
+}
+
+static void scale_vjp(lower_ctx *c, const ir_node *n, int input) {
+    int64_t acc;
+    int dy = lc_grad_out(c, n);
+    int dst = lc_grad_in(c, n, input, &acc);
+    lc_step(c, n, RTK_scale, LC_R(dy), LC_W(dst), LC_I(numel_of(lc_graph(c), n->out)), LC_I(acc),
+            LC_F(n->fattr[SCALE_C]));
+}
+
 /* ------------------------------------------------------------------ flatten, reshape
  * Pure reinterpretations: the output shares the input's storage and the
  * gradient passes through. */
@@ -1103,6 +1130,8 @@ static void dropout_vjp(lower_ctx *c, const ir_node *n, int input) {
     { name, ARG_BOOL, true, v }
 #define INTS(name) \
     { name, ARG_INTS, false, 0 }
+#define F(name) \
+    { name, ARG_FLOAT, false, 0 }
 #define F_OPT(name, v) \
     { name, ARG_FLOAT, true, v }
 
@@ -1178,6 +1207,15 @@ const op_def op_table[] = {
      .needs = mul_needs,
      .forward = mul_forward,
      .vjp = mul_vjp,
+     .elementwise = true},
+    {.name = "scale",
+     .args = {T("x"), F("c")},
+     .nargs = 2,
+     .infer = scale_infer,
+     .diff_inputs = 0x1,
+     .needs = needs_nothing,
+     .forward = scale_forward,
+     .vjp = scale_vjp,
      .elementwise = true},
     {.name = "flatten",
      .args = {T("x"), I_OPT("start_dim", 1)},

@@ -476,6 +476,25 @@ void rt_mul_fwd(const float *a, const float *b, float *y, int64_t outer, int64_t
         rt_mul_body(a, b, y, outer, inner);
 }
 
+/* ---------------------------------------------------------------- scale */
+
+static inline void rt_scale_body(const float *x, float *y, int64_t n, int64_t acc, float c) {
+    if (acc) {
+        for (int64_t i = 0; i < n; i++)
+            y[i] += c * x[i];
+    } else {
+        for (int64_t i = 0; i < n; i++)
+            y[i] = c * x[i];
+    }
+}
+
+void rt_scale(const float *x, float *y, int64_t n, int64_t acc, float c) {
+    if (x == y)
+        rt_scale_body(y, y, n, acc, c);
+    else
+        rt_scale_body(x, y, n, acc, c);
+}
+
 /* ---------------------------------------------------------------- broadcasting */
 
 enum { RT_BCAST_RANK = 6 };

@@ -16,9 +16,9 @@
  *    RT_ERR_* code the entry point returns); all others return void;
  *  - matrices are row-major; "x [M,K]" means M rows of K floats;
  *  - in place: the planner may give an element-wise forward kernel (rt_relu_fwd,
- *    rt_add_fwd, rt_mul_fwd, rt_*_bcast_fwd, rt_dropout_fwd, rt_bn_*_fwd) an output
- *    that is its input. Those
- *    kernels declare no `restrict` and read element i before writing element i;
+ *    rt_add_fwd, rt_mul_fwd, rt_*_bcast_fwd, rt_scale, rt_dropout_fwd,
+ *    rt_bn_*_fwd, ...) an output that is its input. Those kernels declare no
+ *    `restrict` and read element i before writing element i;
  *    every other kernel takes distinct, non-overlapping buffers.
  *
  * Convolutional networks (the last sections):
@@ -148,6 +148,8 @@ void rt_layer_norm_bwd_w(const float *x, const float *stats, const float *dy, fl
  * times (outer = 1 when the shapes are equal); y may be a, or b when outer = 1 */
 void rt_add_fwd(const float *a, const float *b, float *y, int64_t outer, int64_t inner);
 void rt_mul_fwd(const float *a, const float *b, float *y, int64_t outer, int64_t inner);
+/* ---- scale: y (+)= c x; y may be x. Forward (acc 0) and its VJP (dx (+)= c dy). */
+void rt_scale(const float *x, float *y, int64_t n, int64_t acc, float c);
 /* ---- broadcasting (numpy's rule). y is row-major [n0, n1, ..., n5]; an
  * operand has the same dims except those whose bit k (1 << k: dim k, 0 the
  * outermost) is set in its `rep` mask, where it has size 1 and is repeated:
@@ -363,6 +365,7 @@ void rt_adamw_update(float *p, const float *g, float *m, float *v, const int64_t
     X(add_bcast_fwd, "rrwiiiiiiii")     \
     X(mul_bcast_fwd, "rrwiiiiiiii")     \
     X(bcast_reduce, "rrwiiiiiiiii")     \
+    X(scale, "rwiif")                   \
     X(cross_entropy_fwd, "rrwwii")      \
     X(cross_entropy_bwd, "rrrwiii")     \
     X(mse_fwd, "rrwwi")                 \

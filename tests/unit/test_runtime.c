@@ -1740,6 +1740,17 @@ START_TEST(in_place) {
         memcpy(z, a, sizeof(float) * (size_t)n);
         rt_add_fwd(z, z, z, 1, n);
         expect_same(z, y, n, "x + x in place");
+        rt_scale(a, y, n, 0, -1.75f); /* y = c a */
+        for (int64_t i = 0; i < n; i++)
+            ck_assert(y[i] == -1.75f * a[i]);
+        memcpy(z, a, sizeof(float) * (size_t)n);
+        rt_scale(z, z, n, 0, -1.75f);
+        expect_same(z, y, n, "scale");
+        memcpy(z, b, sizeof(float) * (size_t)n);
+        rt_scale(a, z, n, 1, 0.5f); /* the VJP: accumulated */
+        for (int64_t i = 0; i < n; i++)
+            ck_assert(z[i] == b[i] + 0.5f * a[i]);
+
         rt_mul_fwd(a, b, y, 1, n); /* y = a * b */
         for (int64_t i = 0; i < n; i++)
             ck_assert(y[i] == a[i] * b[i]);
