@@ -414,6 +414,36 @@ static void layer_norm_vjp(lower_ctx *c, const ir_node *n, int input) {
         lc_step(c, n, RTK_layer_norm_bwd_w, LC_R(xs), LC_R(stats), LC_R(dy), LC_W(dst), LC_I(rows), LC_I(D), LC_I(acc));
 }
 
+/* ------------------------------------------------------------------ softmax
+ * softmax over the last dim (the row's max subtracted first). Its VJP
+ * dx = y (dy - sum(dy y)) is a function of the output, so it keeps the
+ * output, never the input. */
+
+static bool softmax_infer(shape_ctx *sc, ir_node *n, ir_dtype *dt, ir_shape *shape) {
+    if (!require_f32(sc, n, 0, "softmax input") || !require_rank_at_least(sc, n, 0, 1, "softmax input"))
+        return false;
+    *dt = DT_F32;
+    *shape = sc_in(sc, n, 0)->shape;
+    return true;
+}
+
+static uint32_t softmax_needs(lower_ctx *c, const ir_node *n, int input) { return NEED_OUT; }
+
+static void softmax_forward(lower_ctx *c, const ir_node *n) {
+    const ir_graph *g = lc_graph(c);
+    int64_t D = last_dim(g, n->in[0]);
+    lc_step(c, n, RTK_softmax_fwd, LC_R(lc_in(c, n, 0)), LC_W(lc_out(c, n)), LC_I(numel_of(g, n->out) / D), LC_I(D));
+}
+
+static void softmax_vjp(lower_ctx *c, const ir_node *n, int input) {
+    const ir_graph *g = lc_graph(c);
+    int64_t acc, D = last_dim(g, n->in[0]);
+    int dy = lc_grad_out(c, n);
+    int dst = lc_grad_in(c, n, input, &acc);
+    lc_step(c, n, RTK_softmax_bwd, LC_R(lc_saved(c, n, NEED_OUT)), LC_R(dy), LC_W(dst), LC_I(numel_of(g, n->out) / D),
+            LC_I(D), LC_I(acc));
+}
+
 /* ------------------------------------------------------------------ add, mul
  * a + b and a * b with numpy's broadcasting: dims aligned from the right,
  * an operand's dim of size 1 (or missing) repeated to the other's. Three
@@ -1299,6 +1329,14 @@ const op_def op_table[] = {
      .aux_doc = {"per-row mean and 1/std, 2 floats per row"},
      .forward = layer_norm_forward,
      .vjp = layer_norm_vjp},
+    {.name = "softmax",
+     .args = {T("x")},
+     .nargs = 1,
+     .infer = softmax_infer,
+     .diff_inputs = 0x1,
+     .needs = softmax_needs,
+     .forward = softmax_forward,
+     .vjp = softmax_vjp},
     {.name = "maxpool2d",
      .args = {T("x"), I("kernel"), I_OPT("stride", -1), I_OPT("padding", 0)},
      .nargs = 4,

@@ -444,6 +444,49 @@ void rt_layer_norm_bwd_w(const float *restrict x, const float *restrict stats, c
     }
 }
 
+/* ---------------------------------------------------------------- softmax */
+
+/* defined with the reductions of the CNN kernels below */
+static inline double rt_dsum(const float *restrict x, int64_t n);
+static inline double rt_ddot_strided(const float *restrict a, const float *restrict b, int64_t n, int64_t sb);
+
+/* The row's max is subtracted first, so no exponent exceeds 0 (no overflow)
+ * and the largest term is 1 (the sum is at least 1, no division by 0). A
+ * -inf input gives 0; a row holding NaN or +inf, or only -inf, is NaN. */
+void rt_softmax_fwd(const float *restrict x, float *restrict y, int64_t rows, int64_t D) {
+    for (int64_t r = 0; r < rows; r++) {
+        const float *restrict xr = x + r * D;
+        float *restrict yr = y + r * D;
+        float mx = -INFINITY;
+        for (int64_t j = 0; j < D; j++)
+            mx = xr[j] > mx || xr[j] != xr[j] ? xr[j] : mx;
+        double sum = 0.0;
+        for (int64_t j = 0; j < D; j++) {
+            yr[j] = expf(xr[j] - mx);
+            sum += (double)yr[j];
+        }
+        const float inv = (float)(1.0 / sum);
+        for (int64_t j = 0; j < D; j++)
+            yr[j] *= inv;
+    }
+}
+
+void rt_softmax_bwd(const float *restrict y, const float *restrict dy, float *restrict dx, int64_t rows, int64_t D,
+                    int64_t acc) {
+    for (int64_t r = 0; r < rows; r++) {
+        const float *restrict yr = y + r * D, *restrict gr = dy + r * D;
+        float *restrict dr = dx + r * D;
+        const float dot = (float)rt_ddot_strided(gr, yr, D, 1);
+        if (acc) {
+            for (int64_t j = 0; j < D; j++)
+                dr[j] += yr[j] * (gr[j] - dot);
+        } else {
+            for (int64_t j = 0; j < D; j++)
+                dr[j] = yr[j] * (gr[j] - dot);
+        }
+    }
+}
+
 /* ---------------------------------------------------------------- add, mul */
 
 static inline void rt_add_body(const float *a, const float *b, float *y, int64_t outer, int64_t inner) {
@@ -498,10 +541,6 @@ void rt_scale(const float *x, float *y, int64_t n, int64_t acc, float c) {
 /* ---------------------------------------------------------------- broadcasting */
 
 enum { RT_BCAST_RANK = 6 };
-
-/* defined with the reductions of the CNN kernels below */
-static inline double rt_dsum(const float *restrict x, int64_t n);
-static inline double rt_ddot_strided(const float *restrict a, const float *restrict b, int64_t n, int64_t sb);
 
 /* The strides of an operand of y's dims n[] with size 1 along the dims of rep. */
 static inline void rt_rep_strides(const int64_t *n, int64_t rep, int64_t *st) {

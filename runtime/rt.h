@@ -144,6 +144,11 @@ void rt_layer_norm_bwd_x(const float *x, const float *w, const float *stats, con
 void rt_layer_norm_bwd_w(const float *x, const float *stats, const float *dy, float *dw, int64_t rows, int64_t D,
                          int64_t acc);
 
+/* ---- softmax over rows of D: y = e^(x - max) / sum e^(x - max); y is not x */
+void rt_softmax_fwd(const float *x, float *y, int64_t rows, int64_t D);
+/* dx (+)= y (dy - sum(dy y)) per row, from the output */
+void rt_softmax_bwd(const float *y, const float *dy, float *dx, int64_t rows, int64_t D, int64_t acc);
+
 /* ---- add, mul: y[outer*inner] = a + b (a * b), b has `inner` elements repeated `outer`
  * times (outer = 1 when the shapes are equal); y may be a, or b when outer = 1 */
 void rt_add_fwd(const float *a, const float *b, float *y, int64_t outer, int64_t inner);
@@ -360,6 +365,8 @@ void rt_adamw_update(float *p, const float *g, float *m, float *v, const int64_t
     X(layer_norm_fwd, "rrrwwiif")       \
     X(layer_norm_bwd_x, "rrrrwiii")     \
     X(layer_norm_bwd_w, "rrrwiii")      \
+    X(softmax_fwd, "rwii")              \
+    X(softmax_bwd, "rrwiii")            \
     X(add_fwd, "rrwii")                 \
     X(mul_fwd, "rrwii")                 \
     X(add_bcast_fwd, "rrwiiiiiiii")     \

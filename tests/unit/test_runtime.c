@@ -1581,6 +1581,63 @@ START_TEST(layer_norm) {
 }
 END_TEST
 
+/* ================================================================ softmax */
+
+/* Forward against a double reference (rows of large logits, where the max
+ * must be subtracted, and -inf, which gives 0); backward from the output,
+ * written and accumulated. */
+START_TEST(softmax) {
+    static const int64_t Ds[] = {1, 5, 64, 1000};
+    seed_rng(73);
+    for (size_t t = 0; t < sizeof Ds / sizeof *Ds; t++) {
+        const int64_t D = Ds[t], rows = 3, n = rows * D;
+        snprintf(ctx, sizeof ctx, "softmax D=%lld", (long long)D);
+        float *x = gnew(n), *y = gnew(n), *dy = gnew(n), *dx = gnew(n), *pre = gnew(n);
+        fill_rand(x, n), fill_rand(dy, n), fill_rand(pre, n);
+        for (int64_t j = 0; j < D; j++)
+            x[D + j] = x[D + j] * 30.0f + 500.0f; /* e^x alone overflows */
+        if (D > 1)
+            x[2 * D + 1] = -INFINITY;
+        rt_softmax_fwd(x, y, rows, D);
+        double *want = dnew(n), *mag = dnew(n);
+        for (int64_t r = 0; r < rows; r++) {
+            double mx = -INFINITY, sum = 0.0;
+            for (int64_t j = 0; j < D; j++)
+                mx = fmax(mx, x[r * D + j]);
+            for (int64_t j = 0; j < D; j++)
+                sum += exp((double)x[r * D + j] - mx);
+            for (int64_t j = 0; j < D; j++)
+                want[r * D + j] = exp((double)x[r * D + j] - mx) / sum, mag[r * D + j] = want[r * D + j];
+        }
+        expect_near(y, want, mag, n, TOL_GEMM, "y");
+        if (D > 1)
+            ck_assert(y[2 * D + 1] == 0.0f);
+        for (int acc = 0; acc < 2; acc++) {
+            for (int64_t r = 0; r < rows; r++) {
+                double dot = 0.0, adot = 0.0;
+                for (int64_t j = 0; j < D; j++)
+                    dot += (double)dy[r * D + j] * y[r * D + j], adot += fabs((double)dy[r * D + j] * y[r * D + j]);
+                for (int64_t j = 0; j < D; j++) {
+                    const int64_t i = r * D + j;
+                    want[i] = y[i] * (dy[i] - dot);
+                    mag[i] = y[i] * (fabs(dy[i]) + adot);
+                }
+            }
+            if (acc) {
+                memcpy(dx, pre, sizeof(float) * (size_t)n);
+                add_prefill(want, mag, pre, n);
+            } else {
+                gpoison(dx, n);
+            }
+            rt_softmax_bwd(y, dy, dx, rows, D, acc);
+            expect_near(dx, want, mag, n, TOL_GEMM, acc ? "dx (acc)" : "dx");
+        }
+        gcheck(x, n, "x"), gcheck(y, n, "y"), gcheck(dy, n, "dy"), gcheck(dx, n, "dx");
+        gfree(x), gfree(y), gfree(dy), gfree(dx), gfree(pre), free(want), free(mag);
+    }
+}
+END_TEST
+
 /* ================================================================ broadcasting */
 
 /* Operand shapes as the language gives them (right-aligned); the test pads
@@ -1864,6 +1921,7 @@ static Suite *runtime_suite(void) {
     tcase_add_test(d, gelu);
     tcase_add_test(d, rms_norm);
     tcase_add_test(d, layer_norm);
+    tcase_add_test(d, softmax);
     tcase_add_loop_test(d, broadcast, 0, BCAST_N);
     tcase_add_test(d, in_place);
     suite_add_tcase(s, d);
