@@ -606,6 +606,164 @@ static void scale_vjp(lower_ctx *c, const ir_node *n, int input) {
             LC_F(n->fattr[SCALE_C]));
 }
 
+/* ------------------------------------------------------------------ transpose, permute
+ * Output dim k is input dim perm[k]: transpose(x, d0, d1) swaps two dims,
+ * permute(x, dims) gives them all (negative dims count from the end; the
+ * shape rules store them normalised in n->attr). Both lower to one strided
+ * copy, rt_permute; the VJP is the copy back by the inverse permutation. A
+ * permutation that keeps the memory order (the identity, or moving dims of
+ * size 1) is a copy too, with its dims merged into one row: a view would
+ * need lower.c to decide per node, not per op (op_def.is_view). */
+
+static bool normalise_dim(shape_ctx *sc, ir_node *n, int k, const char *op) {
+    const ir_shape *x = &sc_in(sc, n, 0)->shape;
+    int64_t d = n->attr[k] < 0 ? n->attr[k] + x->rank : n->attr[k];
+    if (d < 0 || d >= x->rank) {
+        sc_error(sc, n->loc, "%s: dim %lld is out of range for shape %s", op, (long long)n->attr[k],
+                 shape_str(sc_graph(sc)->pool, x));
+        return false;
+    }
+    n->attr[k] = d;
+    return true;
+}
+
+static void permuted_shape(const ir_shape *x, const int64_t *perm, ir_shape *shape) {
+    shape->rank = x->rank;
+    for (int k = 0; k < x->rank; k++)
+        shape->dim[k] = x->dim[perm[k]];
+}
+
+enum { TRANSPOSE_D0, TRANSPOSE_D1 }; /* n->attr[] */
+
+static bool transpose_infer(shape_ctx *sc, ir_node *n, ir_dtype *dt, ir_shape *shape) {
+    if (!require_f32(sc, n, 0, "transpose input") || !normalise_dim(sc, n, TRANSPOSE_D0, "transpose") ||
+        !normalise_dim(sc, n, TRANSPOSE_D1, "transpose"))
+        return false;
+    *dt = DT_F32;
+    *shape = sc_in(sc, n, 0)->shape;
+    shape->dim[n->attr[TRANSPOSE_D0]] = sc_in(sc, n, 0)->shape.dim[n->attr[TRANSPOSE_D1]];
+    shape->dim[n->attr[TRANSPOSE_D1]] = sc_in(sc, n, 0)->shape.dim[n->attr[TRANSPOSE_D0]];
+    return true;
+}
+
+static bool permute_infer(shape_ctx *sc, ir_node *n, ir_dtype *dt, ir_shape *shape) {
+    if (!require_f32(sc, n, 0, "permute input"))
+        return false;
+    const ir_shape *x = &sc_in(sc, n, 0)->shape;
+    if (n->nattr != x->rank) {
+        sc_error(sc, n->loc, "permute needs one dim per dim of its input: shape %s has %d, got %d",
+                 shape_str(sc_graph(sc)->pool, x), x->rank, n->nattr);
+        return false;
+    }
+    bool seen[IR_MAX_RANK] = {false};
+    for (int k = 0; k < n->nattr; k++) {
+        if (!normalise_dim(sc, n, k, "permute"))
+            return false;
+        if (seen[n->attr[k]]) {
+            sc_error(sc, n->loc, "permute: dim %lld of shape %s is given twice", (long long)n->attr[k],
+                     shape_str(sc_graph(sc)->pool, x));
+            return false;
+        }
+        seen[n->attr[k]] = true;
+    }
+    *dt = DT_F32;
+    permuted_shape(x, n->attr, shape);
+    return true;
+}
+
+/* Output dim k of n is input dim perm[k]. */
+static void transpose_perm(const ir_graph *g, const ir_node *n, int64_t *perm) {
+    for (int k = 0; k < gval(g, n, 0)->shape.rank; k++)
+        perm[k] = k;
+    perm[n->attr[TRANSPOSE_D0]] = n->attr[TRANSPOSE_D1];
+    perm[n->attr[TRANSPOSE_D1]] = n->attr[TRANSPOSE_D0];
+}
+
+static void permute_perm(const ir_graph *g, const ir_node *n, int64_t *perm) {
+    for (int k = 0; k < gval(g, n, 0)->shape.rank; k++)
+        perm[k] = n->attr[k];
+}
+
+/* One rt_permute step: dst (+)= the copy of src whose dim k (dims[k]) has
+ * stride stride[k] in src. Dims of size 1 are dropped and neighbours whose
+ * strides chain are merged, right-aligned in IR_MAX_RANK dims. */
+static void permute_step(lower_ctx *c, const ir_node *n, int src, int dst, const int64_t *dims, const int64_t *stride,
+                         int rank, int64_t acc) {
+    int64_t md[IR_MAX_RANK], ms[IR_MAX_RANK]; /* merged, innermost first */
+    int r = 0;
+    for (int k = rank - 1; k >= 0; k--) {
+        if (dims[k] == 1)
+            continue;
+        if (r > 0 && stride[k] == ms[r - 1] * md[r - 1]) {
+            md[r - 1] *= dims[k];
+        } else {
+            md[r] = dims[k], ms[r] = stride[k];
+            r++;
+        }
+    }
+    int64_t d[IR_MAX_RANK], s[IR_MAX_RANK];
+    for (int k = 0; k < IR_MAX_RANK; k++) {
+        d[IR_MAX_RANK - 1 - k] = k < r ? md[k] : 1;
+        s[IR_MAX_RANK - 1 - k] = k < r ? ms[k] : 0;
+    }
+    lc_step(c, n, RTK_permute, LC_R(src), LC_W(dst), LC_I(d[0]), LC_I(d[1]), LC_I(d[2]), LC_I(d[3]), LC_I(d[4]),
+            LC_I(d[5]), LC_I(s[0]), LC_I(s[1]), LC_I(s[2]), LC_I(s[3]), LC_I(s[4]), LC_I(s[5]), LC_I(acc));
+}
+
+static void row_major_strides(const ir_shape *s, int64_t *stride) {
+    int64_t t = 1;
+    for (int k = s->rank - 1; k >= 0; k--) {
+        stride[k] = t;
+        t *= s->dim[k];
+    }
+}
+
+static void permuted_forward(lower_ctx *c, const ir_node *n, const int64_t *perm) {
+    const ir_graph *g = lc_graph(c);
+    const ir_shape *x = &gval(g, n, 0)->shape;
+    int64_t xs[IR_MAX_RANK], stride[IR_MAX_RANK];
+    row_major_strides(x, xs);
+    for (int k = 0; k < x->rank; k++)
+        stride[k] = xs[perm[k]];
+    permute_step(c, n, lc_in(c, n, 0), lc_out(c, n), g->vals[n->out].shape.dim, stride, x->rank, 0);
+}
+
+static void permuted_vjp(lower_ctx *c, const ir_node *n, int input, const int64_t *perm) {
+    const ir_graph *g = lc_graph(c);
+    const ir_shape *x = &gval(g, n, 0)->shape;
+    int64_t ys[IR_MAX_RANK], stride[IR_MAX_RANK], acc;
+    row_major_strides(&g->vals[n->out].shape, ys);
+    for (int k = 0; k < x->rank; k++)
+        stride[perm[k]] = ys[k]; /* input dim perm[k] is dy's dim k */
+    int dy = lc_grad_out(c, n);
+    int dst = lc_grad_in(c, n, input, &acc);
+    permute_step(c, n, dy, dst, x->dim, stride, x->rank, acc);
+}
+
+static void transpose_forward(lower_ctx *c, const ir_node *n) {
+    int64_t perm[IR_MAX_RANK];
+    transpose_perm(lc_graph(c), n, perm);
+    permuted_forward(c, n, perm);
+}
+
+static void transpose_vjp(lower_ctx *c, const ir_node *n, int input) {
+    int64_t perm[IR_MAX_RANK];
+    transpose_perm(lc_graph(c), n, perm);
+    permuted_vjp(c, n, input, perm);
+}
+
+static void permute_forward(lower_ctx *c, const ir_node *n) {
+    int64_t perm[IR_MAX_RANK];
+    permute_perm(lc_graph(c), n, perm);
+    permuted_forward(c, n, perm);
+}
+
+static void permute_vjp(lower_ctx *c, const ir_node *n, int input) {
+    int64_t perm[IR_MAX_RANK];
+    permute_perm(lc_graph(c), n, perm);
+    permuted_vjp(c, n, input, perm);
+}
+
 /* ------------------------------------------------------------------ flatten, reshape
  * Pure reinterpretations: the output shares the input's storage and the
  * gradient passes through. */
@@ -1265,6 +1423,22 @@ const op_def op_table[] = {
      .forward = view_forward,
      .vjp = view_vjp,
      .is_view = true},
+    {.name = "transpose",
+     .args = {T("x"), I("d0"), I("d1")},
+     .nargs = 3,
+     .infer = transpose_infer,
+     .diff_inputs = 0x1,
+     .needs = needs_nothing,
+     .forward = transpose_forward,
+     .vjp = transpose_vjp},
+    {.name = "permute",
+     .args = {T("x"), INTS("dims")},
+     .nargs = 2,
+     .infer = permute_infer,
+     .diff_inputs = 0x1,
+     .needs = needs_nothing,
+     .forward = permute_forward,
+     .vjp = permute_vjp},
     {.name = "cross_entropy",
      .args = {T("logits"), T("labels")},
      .nargs = 2,

@@ -487,6 +487,28 @@ void rt_softmax_bwd(const float *restrict y, const float *restrict dy, float *re
     }
 }
 
+/* ---------------------------------------------------------------- permute */
+
+void rt_permute(const float *restrict x, float *restrict y, int64_t n0, int64_t n1, int64_t n2, int64_t n3, int64_t n4,
+                int64_t n5, int64_t s0, int64_t s1, int64_t s2, int64_t s3, int64_t s4, int64_t s5, int64_t acc) {
+    int64_t o = 0;
+    for (int64_t i0 = 0; i0 < n0; i0++)
+        for (int64_t i1 = 0; i1 < n1; i1++)
+            for (int64_t i2 = 0; i2 < n2; i2++)
+                for (int64_t i3 = 0; i3 < n3; i3++)
+                    for (int64_t i4 = 0; i4 < n4; i4++, o += n5) {
+                        const float *restrict xr = x + i0 * s0 + i1 * s1 + i2 * s2 + i3 * s3 + i4 * s4;
+                        float *restrict yr = y + o;
+                        if (acc) {
+                            for (int64_t j = 0; j < n5; j++)
+                                yr[j] += xr[j * s5];
+                        } else {
+                            for (int64_t j = 0; j < n5; j++)
+                                yr[j] = xr[j * s5];
+                        }
+                    }
+}
+
 /* ---------------------------------------------------------------- add, mul */
 
 static inline void rt_add_body(const float *a, const float *b, float *y, int64_t outer, int64_t inner) {

@@ -149,6 +149,13 @@ void rt_softmax_fwd(const float *x, float *y, int64_t rows, int64_t D);
 /* dx (+)= y (dy - sum(dy y)) per row, from the output */
 void rt_softmax_bwd(const float *y, const float *dy, float *dx, int64_t rows, int64_t D, int64_t acc);
 
+/* ---- transpose, permute: a strided copy. y is row-major [n0, ..., n5] and
+ * its element (i0, ..., i5) is x[i0 s0 + ... + i5 s5]: y (+)= that. Forward
+ * passes the strides of x's dims in y's order, the VJP those of dy's dims in
+ * dx's order (the inverse permutation). y is not x. */
+void rt_permute(const float *x, float *y, int64_t n0, int64_t n1, int64_t n2, int64_t n3, int64_t n4, int64_t n5,
+                int64_t s0, int64_t s1, int64_t s2, int64_t s3, int64_t s4, int64_t s5, int64_t acc);
+
 /* ---- add, mul: y[outer*inner] = a + b (a * b), b has `inner` elements repeated `outer`
  * times (outer = 1 when the shapes are equal); y may be a, or b when outer = 1 */
 void rt_add_fwd(const float *a, const float *b, float *y, int64_t outer, int64_t inner);
@@ -367,6 +374,7 @@ void rt_adamw_update(float *p, const float *g, float *m, float *v, const int64_t
     X(layer_norm_bwd_w, "rrrwiii")      \
     X(softmax_fwd, "rwii")              \
     X(softmax_bwd, "rrwiii")            \
+    X(permute, "rwiiiiiiiiiiiii")       \
     X(add_fwd, "rrwii")                 \
     X(mul_fwd, "rrwii")                 \
     X(add_bcast_fwd, "rrwiiiiiiii")     \

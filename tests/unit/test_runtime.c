@@ -1638,6 +1638,70 @@ START_TEST(softmax) {
 }
 END_TEST
 
+/* ================================================================ permute */
+
+/* Random permutations of random shapes of rank 1 to 6, unmerged (as ops.c
+ * would pass them before merging): y against index arithmetic, exactly; acc
+ * adds; the copy back by the inverse permutation gives x again. */
+START_TEST(permute) {
+    seed_rng(79);
+    for (int t = 0; t < 60; t++) {
+        const int rank = 1 + t % 6;
+        int64_t xd[6], perm[6], inv[6], xs[6], yd[6] = {1, 1, 1, 1, 1, 1}, st[6] = {0}, ys[6], st_inv[6] = {0};
+        int64_t n = 1;
+        for (int k = 0; k < rank; k++) {
+            xd[k] = 1 + (int64_t)(rnext() % 4);
+            n *= xd[k];
+            perm[k] = k;
+        }
+        for (int k = rank - 1; k > 0; k--) { /* Fisher-Yates */
+            int j = (int)(rnext() % (uint64_t)(k + 1));
+            int64_t tmp = perm[k];
+            perm[k] = perm[j], perm[j] = tmp;
+        }
+        for (int k = rank - 1, m = 1; k >= 0; k--)
+            xs[k] = m, m *= (int)xd[k];
+        /* y's dims right-aligned in six: y dim 6 - rank + k is x dim perm[k] */
+        for (int k = 0; k < rank; k++) {
+            yd[6 - rank + k] = xd[perm[k]];
+            st[6 - rank + k] = xs[perm[k]];
+            inv[perm[k]] = k;
+        }
+        for (int k = 5, m = 1; k >= 0; k--)
+            ys[k] = m, m *= (int)yd[k];
+        /* the VJP: dx's dims (x's) with dy's strides, right-aligned likewise */
+        int64_t xd6[6] = {1, 1, 1, 1, 1, 1};
+        for (int k = 0; k < rank; k++) {
+            xd6[6 - rank + k] = xd[k];
+            st_inv[6 - rank + k] = ys[6 - rank + inv[k]];
+        }
+        snprintf(ctx, sizeof ctx, "permute case %d (rank %d)", t, rank);
+        float *x = gnew(n), *y = gnew(n), *back = gnew(n), *pre = gnew(n);
+        fill_rand(x, n), fill_rand(pre, n);
+        rt_permute(x, y, yd[0], yd[1], yd[2], yd[3], yd[4], yd[5], st[0], st[1], st[2], st[3], st[4], st[5], 0);
+        int64_t idx[6] = {0};
+        for (int64_t o = 0; o < n; o++) {
+            int64_t off = 0;
+            for (int k = 0; k < 6; k++)
+                off += idx[k] * st[k];
+            ck_assert_msg(y[o] == x[off], "%s: y[%lld]", ctx, (long long)o);
+            for (int k = 5; k >= 0 && ++idx[k] == yd[k]; k--)
+                idx[k] = 0;
+        }
+        rt_permute(y, back, xd6[0], xd6[1], xd6[2], xd6[3], xd6[4], xd6[5], st_inv[0], st_inv[1], st_inv[2], st_inv[3],
+                   st_inv[4], st_inv[5], 0);
+        expect_same(back, x, n, "x permuted back");
+        memcpy(back, pre, sizeof(float) * (size_t)n);
+        rt_permute(y, back, xd6[0], xd6[1], xd6[2], xd6[3], xd6[4], xd6[5], st_inv[0], st_inv[1], st_inv[2], st_inv[3],
+                   st_inv[4], st_inv[5], 1);
+        for (int64_t i = 0; i < n; i++)
+            ck_assert_msg(back[i] == pre[i] + x[i], "%s: acc [%lld]", ctx, (long long)i);
+        gcheck(x, n, "x"), gcheck(y, n, "y"), gcheck(back, n, "back");
+        gfree(x), gfree(y), gfree(back), gfree(pre);
+    }
+}
+END_TEST
+
 /* ================================================================ broadcasting */
 
 /* Operand shapes as the language gives them (right-aligned); the test pads
@@ -1923,6 +1987,7 @@ static Suite *runtime_suite(void) {
     tcase_add_test(d, layer_norm);
     tcase_add_test(d, softmax);
     tcase_add_loop_test(d, broadcast, 0, BCAST_N);
+    tcase_add_test(d, permute);
     tcase_add_test(d, in_place);
     suite_add_tcase(s, d);
     TCase *ck = tcase_create("checked");
