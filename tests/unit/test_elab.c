@@ -316,8 +316,8 @@ END_TEST
 
 START_TEST(shape_errors_from_ops) {
     check_errors("a = linear(x, 10)\nb = add(a, x)\n",
-                 "t.frost:6:5: error: add: shapes [4, 10] and [4, 8] do not match (the second may only be a trailing "
-                 "part of the first)\n"
+                 "t.frost:6:5: error: add: shapes [4, 10] and [4, 8] cannot be broadcast together (dims aligned "
+                 "from the right must be equal or 1)\n"
                  "    6 | b = add(a, x)\n"
                  "      |     ^\n");
     check_errors("a = cross_entropy(x, x)\n",
@@ -582,8 +582,8 @@ START_TEST(def_body_errors) {
                  "b1 = outer(x)\n"
                  "b2 = outer(x)\n"
                  "c = relu(b1)\n",
-                 "t.frost:7:9: error: add: shapes [4, 5] and [4, 8] do not match (the second may only be a trailing "
-                 "part of the first)\n"
+                 "t.frost:7:9: error: add: shapes [4, 5] and [4, 8] cannot be broadcast together (dims aligned "
+                 "from the right must be equal or 1)\n"
                  "    7 |     q = add(s, t)\n"
                  "      |         ^\n"
                  "t.frost:11:11: note: in call of 'inner' as 'b1.in1'\n"
