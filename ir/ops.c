@@ -57,9 +57,11 @@ static bool require_rank_at_least(shape_ctx *sc, const ir_node *n, int i, int ra
 static uint32_t needs_nothing(lower_ctx *c, const ir_node *n, int input) { return 0; }
 
 /* ------------------------------------------------------------------ linear
- * y = x w^T + b over the last dimension of x. in: x, weight [out, K], bias [out] */
+ * y = x w^T + b over the last dimension of x. in: x, weight [out, K], bias [out].
+ * With in_out, the weight is stored [K, out] and y = x w + b: Hugging Face
+ * GPT-2's Conv1D layout, so that its checkpoints load as they are. */
 
-enum { LINEAR_OUT_FEATURES, LINEAR_BIAS }; /* n->attr[] */
+enum { LINEAR_OUT_FEATURES, LINEAR_BIAS, LINEAR_IN_OUT }; /* n->attr[] */
 
 static bool linear_infer(shape_ctx *sc, ir_node *n, ir_dtype *dt, ir_shape *shape) {
     if (!require_f32(sc, n, 0, "linear input") || !require_rank_at_least(sc, n, 0, 1, "linear input"))
@@ -71,7 +73,8 @@ static bool linear_infer(shape_ctx *sc, ir_node *n, ir_dtype *dt, ir_shape *shap
     }
     const ir_value *x = sc_in(sc, n, 0);
     int64_t in_features = x->shape.dim[x->shape.rank - 1];
-    ir_shape w = {2, {out_features, in_features}};
+    ir_shape w = n->attr[LINEAR_IN_OUT] ? (ir_shape){2, {in_features, out_features}}
+                                        : (ir_shape){2, {out_features, in_features}};
     sc_param(sc, n, "weight", DT_F32, w, INIT_KAIMING_UNIFORM, in_features);
     if (n->attr[LINEAR_BIAS]) {
         ir_shape b = {1, {out_features}};
@@ -86,8 +89,9 @@ static bool linear_infer(shape_ctx *sc, ir_node *n, ir_dtype *dt, ir_shape *shap
 /* M rows of K features into N outputs */
 static void linear_dims(const ir_graph *g, const ir_node *n, int64_t *M, int64_t *K, int64_t *N) {
     const ir_value *w = gval(g, n, 1);
-    *N = w->shape.dim[0];
-    *K = w->shape.dim[1];
+    bool in_out = n->attr[LINEAR_IN_OUT] != 0;
+    *N = w->shape.dim[in_out ? 1 : 0];
+    *K = w->shape.dim[in_out ? 0 : 1];
     *M = numel_of(g, n->in[0]) / *K;
 }
 
@@ -105,7 +109,8 @@ static void linear_forward(lower_ctx *c, const ir_node *n) {
     /* An input's or param's buffer is made at its first use, so the order of
      * these calls is the order of the plan's buffer list: the last input first. */
     int bias = n->nin > 2 ? lc_in(c, n, 2) : -1, w = lc_in(c, n, 1), x = lc_in(c, n, 0);
-    lc_step(c, n, RTK_linear_fwd, LC_R(x), LC_R(w), LC_R(bias), LC_W(lc_out(c, n)), LC_I(M), LC_I(K), LC_I(N));
+    lc_step(c, n, n->attr[LINEAR_IN_OUT] ? RTK_linear_in_out_fwd : RTK_linear_fwd, LC_R(x), LC_R(w), LC_R(bias),
+            LC_W(lc_out(c, n)), LC_I(M), LC_I(K), LC_I(N));
 }
 
 static void linear_vjp(lower_ctx *c, const ir_node *n, int input) {
@@ -113,7 +118,15 @@ static void linear_vjp(lower_ctx *c, const ir_node *n, int input) {
     linear_dims(lc_graph(c), n, &M, &K, &N);
     int dy = lc_grad_out(c, n);
     int dst = lc_grad_in(c, n, input, &acc);
-    if (input == 0)
+    bool in_out = n->attr[LINEAR_IN_OUT] != 0;
+    /* x [M,K] times an [in, out] weight is a matmul: its VJPs are matmul's */
+    if (input == 0 && in_out)
+        lc_step(c, n, RTK_matmul_bwd_a, LC_R(dy), LC_R(lc_saved(c, n, NEED_IN(1))), LC_W(dst), LC_I(M), LC_I(K),
+                LC_I(N), LC_I(acc));
+    else if (input == 1 && in_out)
+        lc_step(c, n, RTK_matmul_bwd_b, LC_R(lc_saved(c, n, NEED_IN(0))), LC_R(dy), LC_W(dst), LC_I(M), LC_I(K),
+                LC_I(N), LC_I(acc));
+    else if (input == 0)
         lc_step(c, n, RTK_linear_bwd_x, LC_R(dy), LC_R(lc_saved(c, n, NEED_IN(1))), LC_W(dst), LC_I(M), LC_I(K),
                 LC_I(N), LC_I(acc));
     else if (input == 1)
@@ -1166,8 +1179,8 @@ static void dropout_vjp(lower_ctx *c, const ir_node *n, int input) {
  * residual needs; aux tensors; forward; VJP. */
 const op_def op_table[] = {
     {.name = "linear",
-     .args = {T("x"), I("out_features"), B_OPT("bias", 1)},
-     .nargs = 3,
+     .args = {T("x"), I("out_features"), B_OPT("bias", 1), B_OPT("in_out", 0)},
+     .nargs = 4,
      .infer = linear_infer,
      .diff_inputs = 0x7,
      .needs = linear_needs,

@@ -165,6 +165,18 @@ void rt_sum_rows(const float *restrict dy, float *restrict db, int64_t M, int64_
             db[j] += dy[i * N + j];
 }
 
+void rt_linear_in_out_fwd(const float *restrict x, const float *restrict w, const float *restrict b, float *restrict y,
+                          int64_t M, int64_t K, int64_t N) {
+    float beta = 0.0f;
+    if (b) {
+        for (int64_t i = 0; i < M; i++)
+            for (int64_t j = 0; j < N; j++)
+                y[i * N + j] = b[j];
+        beta = 1.0f;
+    }
+    rt_gemm(CblasNoTrans, CblasNoTrans, M, N, K, x, K, w, N, beta, y, N);
+}
+
 void rt_matmul_fwd(const float *restrict a, const float *restrict b, float *restrict c, int64_t M, int64_t K,
                    int64_t N) {
     rt_gemm(CblasNoTrans, CblasNoTrans, M, N, K, a, K, b, N, 0.0f, c, N);

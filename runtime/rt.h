@@ -94,6 +94,11 @@ void rt_linear_bwd_w(const float *dy, const float *x, float *dw, int64_t M, int6
 /* db[N] (+)= sum over rows of dy[M,N]; also the reduction of a broadcast add */
 void rt_sum_rows(const float *dy, float *db, int64_t M, int64_t N, int64_t acc);
 
+/* ---- linear with the weight stored [in, out] (Hugging Face GPT-2's Conv1D):
+ * y[M,N] = x[M,K] w[K,N] (+ b[N]); b may be NULL. Its VJPs are
+ * rt_matmul_bwd_a (dx = dy w^T) and rt_matmul_bwd_b (dw = x^T dy). */
+void rt_linear_in_out_fwd(const float *x, const float *w, const float *b, float *y, int64_t M, int64_t K, int64_t N);
+
 /* ---- matmul: c[M,N] = a[M,K] b[K,N] */
 void rt_matmul_fwd(const float *a, const float *b, float *c, int64_t M, int64_t K, int64_t N);
 /* da[M,K] (+)= dc[M,N] b[K,N]^T */
@@ -354,6 +359,7 @@ void rt_adamw_update(float *p, const float *g, float *m, float *v, const int64_t
     X(fill_f32, "wif")                  \
     X(acc_f32, "wrii")                  \
     X(linear_fwd, "rrrwiii")            \
+    X(linear_in_out_fwd, "rrrwiii")     \
     X(linear_bwd_x, "rrwiiii")          \
     X(linear_bwd_w, "rrwiiii")          \
     X(sum_rows, "rwiii")                \

@@ -281,7 +281,8 @@ static const char all_ops_src[] = "model all_ops\n"
                                   "ce = cross_entropy(fc2, label)\n"
                                   "mse = mse_loss(sum, t)\n"
                                   "emb = embedding(ids, 7, 10)\n"
-                                  "lce = linear_cross_entropy(emb, emb.weight, ids)\n" /* the tied head */
+                                  "io = linear(emb, 10, in_out=true)\n"
+                                  "lce = linear_cross_entropy(io, emb.weight, ids)\n" /* the tied head */
                                   "losses = add(ce, mse)\n"
                                   "loss = add(losses, lce)\n"
                                   "output loss\n"

@@ -1718,6 +1718,29 @@ START_TEST(cross_entropy_ignore) {
 }
 END_TEST
 
+/* linear with the weight [in, out]: y = x w + b, with and without bias. */
+START_TEST(linear_in_out) {
+    enum { M = 5, K = 7, N = 3 };
+    seed_rng(93);
+    snprintf(ctx, sizeof ctx, "linear_in_out");
+    float *x = gnew(M * K), *w = gnew(K * N), *b = gnew(N), *y = gnew(M * N);
+    fill_rand(x, M * K), fill_rand(w, K * N), fill_rand(b, N);
+    for (int bias = 0; bias < 2; bias++) {
+        rt_linear_in_out_fwd(x, w, bias ? b : NULL, y, M, K, N);
+        for (int64_t i = 0; i < M; i++)
+            for (int64_t j = 0; j < N; j++) {
+                double want = bias ? b[j] : 0.0;
+                for (int64_t k = 0; k < K; k++)
+                    want += (double)x[i * K + k] * w[k * N + j];
+                ck_assert_msg(fabs(y[i * N + j] - want) < 1e-5, "y[%lld][%lld] = %.9g, want %.9g", (long long)i,
+                              (long long)j, y[i * N + j], want);
+            }
+    }
+    gcheck(x, M * K, "x"), gcheck(w, K * N, "w"), gcheck(b, N, "b"), gcheck(y, M * N, "y");
+    gfree(x), gfree(w), gfree(b), gfree(y);
+}
+END_TEST
+
 /* linear_cross_entropy against cross_entropy of the logits in double:
  * tiles that divide neither N nor V (3 x 5 over 7 x 23), one tile for
  * everything (64 x 1024), ignored rows, every row ignored; lse, loss, dh and
@@ -1949,6 +1972,7 @@ static Suite *runtime_suite(void) {
     tcase_add_test(d, init_normal);
     tcase_add_test(d, embedding);
     tcase_add_test(d, cross_entropy_ignore);
+    tcase_add_test(d, linear_in_out);
     tcase_add_test(d, linear_cross_entropy);
     tcase_add_test(d, in_place);
     suite_add_tcase(s, d);
