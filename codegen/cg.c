@@ -967,6 +967,14 @@ static bool cg_init(cg_ctx *c) {
                           {.kind = A_FLOAT, .f = bound}};
             if (!cg_call_spec(c, what, "rt_init_uniform", a, 5))
                 return false;
+        } else if (val->init == INIT_NORMAL) {
+            cg_arg a[] = {{.kind = A_PTR, .v = p, .aligned = aligned},
+                          {.kind = A_INT, .i = n},
+                          {.kind = A_VALUE, .v = seed},
+                          {.kind = A_VALUE, .v = LLVMConstInt(c->t_i64, (unsigned long long)v, 0)},
+                          {.kind = A_FLOAT, .f = 1.0}};
+            if (!cg_call_spec(c, what, "rt_init_normal", a, 5))
+                return false;
         } else {
             return cg_fail(c, "%s: unknown initialiser %d", what, val->init);
         }

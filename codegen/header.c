@@ -393,8 +393,9 @@ void cg_emit_header(const ir_module *m, const cg_options *o, FILE *out) {
                 "#define %s_ERR_NULL   %d /* the arena, the inputs struct or an input pointer is NULL, or\n"
                 "                             params while %s_PARAMS_BYTES is not 0 (out may be NULL) */\n"
                 "#define %s_ERR_ALIGN  %d /* a block not %s_ALIGN-aligned, or an input not aligned\n"
-                "                             to its element type */\n\n",
-                p, P, P, RT_ERR_LABEL, P, RT_ERR_NULL, P, P, RT_ERR_ALIGN, P);
+                "                             to its element type */\n"
+                "#define %s_ERR_INDEX  %d /* an embedding id outside [0, num) */\n\n",
+                p, P, P, RT_ERR_LABEL, P, RT_ERR_NULL, P, P, RT_ERR_ALIGN, P, P, RT_ERR_INDEX);
     } else {
         fprintf(out, "/* Return codes of %s_forward, %s_backward and %s_infer. */\n", p, p, p);
         fprintf(out,
@@ -407,8 +408,9 @@ void cg_emit_header(const ir_module *m, const cg_options *o, FILE *out) {
                 "                             to its element type */\n"
                 "#define %s_ERR_STATE  %d /* %s_backward without a matching %s_forward on this arena:\n"
                 "                             none yet, it failed, a backward consumed it already,\n"
-                "                             or an infer or another model's forward ran since */\n\n",
-                P, P, RT_ERR_LABEL, P, RT_ERR_NULL, P, P, P, RT_ERR_ALIGN, P, P, RT_ERR_STATE, p, p);
+                "                             or an infer or another model's forward ran since */\n"
+                "#define %s_ERR_INDEX  %d /* an embedding id outside [0, num) */\n\n",
+                P, P, RT_ERR_LABEL, P, RT_ERR_NULL, P, P, P, RT_ERR_ALIGN, P, P, RT_ERR_STATE, p, p, P, RT_ERR_INDEX);
     }
     if (m->checked)
         fprintf(out,

@@ -57,9 +57,11 @@ static bool require_rank_at_least(shape_ctx *sc, const ir_node *n, int i, int ra
 static uint32_t needs_nothing(lower_ctx *c, const ir_node *n, int input) { return 0; }
 
 /* ------------------------------------------------------------------ linear
- * y = x w^T + b over the last dimension of x. in: x, weight [out, K], bias [out] */
+ * y = x w^T + b over the last dimension of x. in: x, weight [out, K], bias [out].
+ * With in_out, the weight is stored [K, out] and y = x w + b: Hugging Face
+ * GPT-2's Conv1D layout, so that its checkpoints load as they are. */
 
-enum { LINEAR_OUT_FEATURES, LINEAR_BIAS }; /* n->attr[] */
+enum { LINEAR_OUT_FEATURES, LINEAR_BIAS, LINEAR_IN_OUT }; /* n->attr[] */
 
 static bool linear_infer(shape_ctx *sc, ir_node *n, ir_dtype *dt, ir_shape *shape) {
     if (!require_f32(sc, n, 0, "linear input") || !require_rank_at_least(sc, n, 0, 1, "linear input"))
@@ -71,7 +73,8 @@ static bool linear_infer(shape_ctx *sc, ir_node *n, ir_dtype *dt, ir_shape *shap
     }
     const ir_value *x = sc_in(sc, n, 0);
     int64_t in_features = x->shape.dim[x->shape.rank - 1];
-    ir_shape w = {2, {out_features, in_features}};
+    ir_shape w = n->attr[LINEAR_IN_OUT] ? (ir_shape){2, {in_features, out_features}}
+                                        : (ir_shape){2, {out_features, in_features}};
     sc_param(sc, n, "weight", DT_F32, w, INIT_KAIMING_UNIFORM, in_features);
     if (n->attr[LINEAR_BIAS]) {
         ir_shape b = {1, {out_features}};
@@ -86,8 +89,9 @@ static bool linear_infer(shape_ctx *sc, ir_node *n, ir_dtype *dt, ir_shape *shap
 /* M rows of K features into N outputs */
 static void linear_dims(const ir_graph *g, const ir_node *n, int64_t *M, int64_t *K, int64_t *N) {
     const ir_value *w = gval(g, n, 1);
-    *N = w->shape.dim[0];
-    *K = w->shape.dim[1];
+    bool in_out = n->attr[LINEAR_IN_OUT] != 0;
+    *N = w->shape.dim[in_out ? 1 : 0];
+    *K = w->shape.dim[in_out ? 0 : 1];
     *M = numel_of(g, n->in[0]) / *K;
 }
 
@@ -105,7 +109,8 @@ static void linear_forward(lower_ctx *c, const ir_node *n) {
     /* An input's or param's buffer is made at its first use, so the order of
      * these calls is the order of the plan's buffer list: the last input first. */
     int bias = n->nin > 2 ? lc_in(c, n, 2) : -1, w = lc_in(c, n, 1), x = lc_in(c, n, 0);
-    lc_step(c, n, RTK_linear_fwd, LC_R(x), LC_R(w), LC_R(bias), LC_W(lc_out(c, n)), LC_I(M), LC_I(K), LC_I(N));
+    lc_step(c, n, n->attr[LINEAR_IN_OUT] ? RTK_linear_in_out_fwd : RTK_linear_fwd, LC_R(x), LC_R(w), LC_R(bias),
+            LC_W(lc_out(c, n)), LC_I(M), LC_I(K), LC_I(N));
 }
 
 static void linear_vjp(lower_ctx *c, const ir_node *n, int input) {
@@ -113,7 +118,15 @@ static void linear_vjp(lower_ctx *c, const ir_node *n, int input) {
     linear_dims(lc_graph(c), n, &M, &K, &N);
     int dy = lc_grad_out(c, n);
     int dst = lc_grad_in(c, n, input, &acc);
-    if (input == 0)
+    bool in_out = n->attr[LINEAR_IN_OUT] != 0;
+    /* x [M,K] times an [in, out] weight is a matmul: its VJPs are matmul's */
+    if (input == 0 && in_out)
+        lc_step(c, n, RTK_matmul_bwd_a, LC_R(dy), LC_R(lc_saved(c, n, NEED_IN(1))), LC_W(dst), LC_I(M), LC_I(K),
+                LC_I(N), LC_I(acc));
+    else if (input == 1 && in_out)
+        lc_step(c, n, RTK_matmul_bwd_b, LC_R(lc_saved(c, n, NEED_IN(0))), LC_R(dy), LC_W(dst), LC_I(M), LC_I(K),
+                LC_I(N), LC_I(acc));
+    else if (input == 0)
         lc_step(c, n, RTK_linear_bwd_x, LC_R(dy), LC_R(lc_saved(c, n, NEED_IN(1))), LC_W(dst), LC_I(M), LC_I(K),
                 LC_I(N), LC_I(acc));
     else if (input == 1)
@@ -833,23 +846,93 @@ static bool reshape_infer(shape_ctx *sc, ir_node *n, ir_dtype *dt, ir_shape *sha
 static void view_forward(lower_ctx *c, const ir_node *n) { lc_alias_out(c, n, 0); }
 static void view_vjp(lower_ctx *c, const ir_node *n, int input) { lc_grad_pass(c, n, input); }
 
+/* ------------------------------------------------------------------ embedding
+ * nn.Embedding(num, dim): y[ids shape..., dim] = weight[ids]. in: ids (i32,
+ * any shape; no gradient), weight [num, dim] (N(0, 1)). d weight is a
+ * scatter-add of dy into the rows of the ids, which it needs. An id outside
+ * [0, num) makes forward and infer return RT_ERR_INDEX. */
+
+enum { EMB_IDS, EMB_WEIGHT }; /* n->in[] */
+enum { EMB_NUM, EMB_DIM };    /* n->attr[] */
+
+static bool embedding_infer(shape_ctx *sc, ir_node *n, ir_dtype *dt, ir_shape *shape) {
+    const ir_value *ids = sc_in(sc, n, EMB_IDS);
+    pool *p = sc_graph(sc)->pool;
+    int64_t num = n->attr[EMB_NUM], dim = n->attr[EMB_DIM];
+    if (ids->dtype != DT_I32) {
+        sc_error(sc, n->loc, "embedding ids '%s' must be i32, not %s", ids->name, dtype_name(ids->dtype));
+        return false;
+    }
+    if (num <= 0 || dim <= 0) {
+        sc_error(sc, n->loc, "embedding: num and dim must be positive, got %lld and %lld", (long long)num,
+                 (long long)dim);
+        return false;
+    }
+    if (ids->shape.rank >= IR_MAX_RANK) {
+        sc_error(sc, n->loc, "embedding: ids %s leave no room for the embedding dimension (rank at most %d)",
+                 shape_str(p, &ids->shape), IR_MAX_RANK - 1);
+        return false;
+    }
+    int64_t weights, out;
+    if (ck_mul(num, dim, &weights) || ck_mul(shape_numel(&ids->shape), dim, &out)) {
+        sc_error(sc, n->loc, "embedding: %lld x %lld is too large", (long long)num, (long long)dim);
+        return false;
+    }
+    sc_param(sc, n, "weight", DT_F32, (ir_shape){2, {num, dim}}, INIT_NORMAL, 0);
+    *dt = DT_F32;
+    *shape = ids->shape;
+    shape->dim[shape->rank++] = dim;
+    return true;
+}
+
+static uint32_t embedding_needs(lower_ctx *c, const ir_node *n, int input) { return NEED_IN(EMB_IDS); }
+
+static void embedding_forward(lower_ctx *c, const ir_node *n) {
+    int w = lc_in(c, n, EMB_WEIGHT), ids = lc_in(c, n, EMB_IDS); /* buffers in the plan's order (linear_forward) */
+    lc_step(c, n, RTK_embedding_fwd, LC_R(ids), LC_R(w), LC_W(lc_out(c, n)),
+            LC_I(numel_of(lc_graph(c), n->in[EMB_IDS])), LC_I(n->attr[EMB_NUM]), LC_I(n->attr[EMB_DIM]));
+}
+
+static void embedding_vjp(lower_ctx *c, const ir_node *n, int input) {
+    int64_t acc;
+    int dy = lc_grad_out(c, n);
+    int dst = lc_grad_in(c, n, input, &acc);
+    lc_step(c, n, RTK_embedding_bwd, LC_R(lc_saved(c, n, NEED_IN(EMB_IDS))), LC_R(dy), LC_W(dst),
+            LC_I(numel_of(lc_graph(c), n->in[EMB_IDS])), LC_I(n->attr[EMB_NUM]), LC_I(n->attr[EMB_DIM]), LC_I(acc));
+}
+
 /* ------------------------------------------------------------------ cross_entropy
- * mean over the batch of -log softmax(logits)[label]. aux 0: the softmax. */
+ * mean over the rows of -log softmax(logits)[label]: logits [..., C], labels
+ * i32 of the leading shape ([N, C] and [N], or [B, T, V] and [B, T]). Rows
+ * whose label is ignore_index count for nothing, in the sum and in the
+ * divisor (PyTorch's reduction='mean'); all of them ignored: loss 0. attr:
+ * ignore_index. aux 0: the softmax. */
+
+enum { CE_IGNORE_INDEX }; /* n->attr[] */
+
+/* The labels of a loss over the last dim of in[0] (logits, or h): i32 of
+ * in[0]'s leading shape. */
+static bool require_row_labels(shape_ctx *sc, ir_node *n, int i, const char *op, const char *what) {
+    const ir_value *x = sc_in(sc, n, 0), *labels = sc_in(sc, n, i);
+    pool *p = sc_graph(sc)->pool;
+    if (x->shape.rank < 2) {
+        sc_error(sc, n->loc, "%s: %s '%s' must be [rows..., %s], got %s", op, i == 1 ? "logits" : "input", x->name,
+                 i == 1 ? "classes" : "features", shape_str(p, &x->shape));
+        return false;
+    }
+    ir_shape rows = x->shape;
+    rows.rank--;
+    if (labels->dtype != DT_I32 || !shape_eq(&labels->shape, &rows)) {
+        sc_error(sc, n->loc, "%s: %s must be i32%s, got %s%s", op, what, shape_str(p, &rows), dtype_name(labels->dtype),
+                 shape_str(p, &labels->shape));
+        return false;
+    }
+    return true;
+}
 
 static bool cross_entropy_infer(shape_ctx *sc, ir_node *n, ir_dtype *dt, ir_shape *shape) {
-    const ir_value *logits = sc_in(sc, n, 0), *labels = sc_in(sc, n, 1);
-    pool *p = sc_graph(sc)->pool;
-    if (!require_f32(sc, n, 0, "cross_entropy logits"))
+    if (!require_f32(sc, n, 0, "cross_entropy logits") || !require_row_labels(sc, n, 1, "cross_entropy", "labels"))
         return false;
-    if (logits->shape.rank != 2) {
-        sc_error(sc, n->loc, "cross_entropy: logits must be [batch, classes], got %s", shape_str(p, &logits->shape));
-        return false;
-    }
-    if (labels->dtype != DT_I32 || labels->shape.rank != 1 || labels->shape.dim[0] != logits->shape.dim[0]) {
-        sc_error(sc, n->loc, "cross_entropy: labels must be i32[%lld], got %s%s", (long long)logits->shape.dim[0],
-                 dtype_name(labels->dtype), shape_str(p, &labels->shape));
-        return false;
-    }
     *dt = DT_F32;
     shape->rank = 0;
     return true;
@@ -863,19 +946,98 @@ static void cross_entropy_aux(const ir_graph *g, const ir_node *n, int k, ir_dty
 }
 
 static void cross_entropy_forward(lower_ctx *c, const ir_node *n) {
-    const ir_shape *s = &gval(lc_graph(c), n, 0)->shape;
+    const ir_graph *g = lc_graph(c);
+    int64_t C = last_dim(g, n->in[0]);
     int labels = lc_in(c, n, 1), logits = lc_in(c, n, 0); /* buffers in the plan's order (linear_forward) */
     lc_step(c, n, RTK_cross_entropy_fwd, LC_R(logits), LC_R(labels), LC_W(lc_aux(c, n, 0)), LC_W(lc_out(c, n)),
-            LC_I(s->dim[0]), LC_I(s->dim[1]));
+            LC_I(numel_of(g, n->in[0]) / C), LC_I(C), LC_I(n->attr[CE_IGNORE_INDEX]));
 }
 
 static void cross_entropy_vjp(lower_ctx *c, const ir_node *n, int input) {
-    const ir_shape *s = &gval(lc_graph(c), n, 0)->shape;
-    int64_t acc;
+    const ir_graph *g = lc_graph(c);
+    int64_t acc, C = last_dim(g, n->in[0]);
     int dloss = lc_grad_out(c, n);
     int dst = lc_grad_in(c, n, input, &acc);
     lc_step(c, n, RTK_cross_entropy_bwd, LC_R(lc_saved(c, n, NEED_AUX(0))), LC_R(lc_saved(c, n, NEED_IN(1))),
-            LC_R(dloss), LC_W(dst), LC_I(s->dim[0]), LC_I(s->dim[1]), LC_I(acc));
+            LC_R(dloss), LC_W(dst), LC_I(numel_of(g, n->in[0]) / C), LC_I(C), LC_I(n->attr[CE_IGNORE_INDEX]),
+            LC_I(acc));
+}
+
+/* ------------------------------------------------------------------ linear_cross_entropy
+ * The language-model head and its loss in one op: cross_entropy(h w^T,
+ * labels, ignore_index) for h [..., d], w [V, d] a tensor argument (usually
+ * another node's param: the tied embedding), labels i32 of h's leading
+ * shape. The [N, V] logits are never materialised: forward computes them a
+ * tile of LCE_ROWS x LCE_COLS at a time into scratch with an online
+ * log-sum-exp per row and keeps only that (aux 0, f32[N]); each VJP
+ * recomputes the tiles from h, w and the log-sum-exp. The tile, 64 rows x
+ * 1024 vocabulary entries, is 256 KiB of scratch whatever N and V (GPT-2's
+ * [1024, 50257] logits would be 196 MiB). */
+
+enum { LCE_H, LCE_WEIGHT, LCE_LABELS };  /* n->in[] */
+enum { LCE_IGNORE_INDEX };               /* n->attr[] */
+enum { LCE_ROWS = 64, LCE_COLS = 1024 }; /* the tile */
+
+static bool linear_cross_entropy_infer(shape_ctx *sc, ir_node *n, ir_dtype *dt, ir_shape *shape) {
+    if (!require_f32(sc, n, LCE_H, "linear_cross_entropy input") ||
+        !require_f32(sc, n, LCE_WEIGHT, "linear_cross_entropy weight") ||
+        !require_row_labels(sc, n, LCE_LABELS, "linear_cross_entropy", "labels"))
+        return false;
+    const ir_value *h = sc_in(sc, n, LCE_H), *w = sc_in(sc, n, LCE_WEIGHT);
+    int64_t d = h->shape.dim[h->shape.rank - 1];
+    if (w->shape.rank != 2 || w->shape.dim[1] != d) {
+        pool *p = sc_graph(sc)->pool;
+        sc_error(sc, n->loc, "linear_cross_entropy: weight '%s' must be [vocabulary, %lld], got %s", w->name,
+                 (long long)d, shape_str(p, &w->shape));
+        return false;
+    }
+    *dt = DT_F32;
+    shape->rank = 0;
+    return true;
+}
+
+/* Either VJP recomputes the logits from h and w and needs the labels and the
+ * per-row log-sum-exp to form softmax - onehot. */
+static uint32_t linear_cross_entropy_needs(lower_ctx *c, const ir_node *n, int input) {
+    return NEED_IN(LCE_H) | NEED_IN(LCE_WEIGHT) | NEED_IN(LCE_LABELS) | NEED_AUX(0);
+}
+
+static void lce_dims(const ir_graph *g, const ir_node *n, int64_t *N, int64_t *d, int64_t *V) {
+    *d = last_dim(g, n->in[LCE_H]);
+    *N = numel_of(g, n->in[LCE_H]) / *d;
+    *V = gval(g, n, LCE_WEIGHT)->shape.dim[0];
+}
+
+static void linear_cross_entropy_aux(const ir_graph *g, const ir_node *n, int k, ir_dtype *dt, ir_shape *shape) {
+    int64_t N, d, V;
+    lce_dims(g, n, &N, &d, &V);
+    *dt = DT_F32;
+    *shape = (ir_shape){1, {N}};
+}
+
+static int lce_scratch(lower_ctx *c, const ir_node *n, int64_t N, int64_t V) {
+    return lc_scratch(c, n, DT_F32, rt_linear_ce_scratch_floats(N, V, LCE_ROWS, LCE_COLS));
+}
+
+static void linear_cross_entropy_forward(lower_ctx *c, const ir_node *n) {
+    int64_t N, d, V;
+    lce_dims(lc_graph(c), n, &N, &d, &V);
+    /* buffers in the plan's order (linear_forward) */
+    int labels = lc_in(c, n, LCE_LABELS), w = lc_in(c, n, LCE_WEIGHT), h = lc_in(c, n, LCE_H);
+    lc_step(c, n, RTK_linear_ce_fwd, LC_R(h), LC_R(w), LC_R(labels), LC_W(lc_aux(c, n, 0)), LC_W(lc_out(c, n)),
+            LC_S(lce_scratch(c, n, N, V)), LC_I(N), LC_I(d), LC_I(V), LC_I(n->attr[LCE_IGNORE_INDEX]), LC_I(LCE_ROWS),
+            LC_I(LCE_COLS));
+}
+
+static void linear_cross_entropy_vjp(lower_ctx *c, const ir_node *n, int input) {
+    int64_t N, d, V, acc;
+    lce_dims(lc_graph(c), n, &N, &d, &V);
+    int dloss = lc_grad_out(c, n);
+    int dst = lc_grad_in(c, n, input, &acc);
+    lc_step(c, n, RTK_linear_ce_bwd, LC_R(lc_saved(c, n, NEED_IN(LCE_H))), LC_R(lc_saved(c, n, NEED_IN(LCE_WEIGHT))),
+            LC_R(lc_saved(c, n, NEED_IN(LCE_LABELS))), LC_R(lc_saved(c, n, NEED_AUX(0))), LC_R(dloss), LC_W(dst),
+            LC_S(lce_scratch(c, n, N, V)), LC_I(N), LC_I(d), LC_I(V), LC_I(n->attr[LCE_IGNORE_INDEX]), LC_I(LCE_ROWS),
+            LC_I(LCE_COLS), LC_I(input == LCE_WEIGHT), LC_I(acc));
 }
 
 /* ------------------------------------------------------------------ mse_loss
@@ -1327,8 +1489,8 @@ static void dropout_vjp(lower_ctx *c, const ir_node *n, int input) {
  * residual needs; aux tensors; forward; VJP. */
 const op_def op_table[] = {
     {.name = "linear",
-     .args = {T("x"), I("out_features"), B_OPT("bias", 1)},
-     .nargs = 3,
+     .args = {T("x"), I("out_features"), B_OPT("bias", 1), B_OPT("in_out", 0)},
+     .nargs = 4,
      .infer = linear_infer,
      .diff_inputs = 0x7,
      .needs = linear_needs,
@@ -1439,9 +1601,17 @@ const op_def op_table[] = {
      .needs = needs_nothing,
      .forward = permute_forward,
      .vjp = permute_vjp},
+    {.name = "embedding",
+     .args = {T("ids"), I("num"), I("dim")},
+     .nargs = 3,
+     .infer = embedding_infer,
+     .diff_inputs = 0x2,
+     .needs = embedding_needs,
+     .forward = embedding_forward,
+     .vjp = embedding_vjp},
     {.name = "cross_entropy",
-     .args = {T("logits"), T("labels")},
-     .nargs = 2,
+     .args = {T("logits"), T("labels"), I_OPT("ignore_index", -100)},
+     .nargs = 3,
      .infer = cross_entropy_infer,
      .diff_inputs = 0x1,
      .needs = cross_entropy_needs,
@@ -1450,6 +1620,17 @@ const op_def op_table[] = {
      .aux_doc = {"softmax of the logits"},
      .forward = cross_entropy_forward,
      .vjp = cross_entropy_vjp},
+    {.name = "linear_cross_entropy",
+     .args = {T("h"), T("weight"), T("labels"), I_OPT("ignore_index", -100)},
+     .nargs = 4,
+     .infer = linear_cross_entropy_infer,
+     .diff_inputs = 0x3,
+     .needs = linear_cross_entropy_needs,
+     .naux = 1,
+     .aux_shape = linear_cross_entropy_aux,
+     .aux_doc = {"per-row log-sum-exp of the logits, 1 float per row"},
+     .forward = linear_cross_entropy_forward,
+     .vjp = linear_cross_entropy_vjp},
     {.name = "mse_loss",
      .args = {T("pred"), T("target")},
      .nargs = 2,

@@ -105,6 +105,18 @@ void rt_init_uniform(float *restrict p, int64_t n, uint64_t seed, int64_t stream
     }
 }
 
+/* One 64-bit draw per element: its top 24 bits give u1 in (0, 1) (half a
+ * step off 0, so the log is finite), its low 24 bits u2 in [0, 1). */
+void rt_init_normal(float *restrict p, int64_t n, uint64_t seed, int64_t stream, float std) {
+    uint64_t key = rt_mix64(seed ^ rt_mix64((uint64_t)stream));
+    for (int64_t i = 0; i < n; i++) {
+        uint64_t r = rt_mix64(key + (uint64_t)i);
+        float u1 = ((float)(r >> 40) + 0.5f) * (1.0f / 16777216.0f);
+        float u2 = (float)(r & 0xFFFFFFu) * (1.0f / 16777216.0f);
+        p[i] = std * sqrtf(-2.0f * logf(u1)) * cosf(6.283185307179586f * u2);
+    }
+}
+
 /* ---------------------------------------------------------------- GEMM */
 
 /* C[m,n] = op(A) op(B) + beta C, row-major. Degenerate sizes are handled here
@@ -151,6 +163,18 @@ void rt_sum_rows(const float *restrict dy, float *restrict db, int64_t M, int64_
     for (int64_t i = 0; i < M; i++)
         for (int64_t j = 0; j < N; j++)
             db[j] += dy[i * N + j];
+}
+
+void rt_linear_in_out_fwd(const float *restrict x, const float *restrict w, const float *restrict b, float *restrict y,
+                          int64_t M, int64_t K, int64_t N) {
+    float beta = 0.0f;
+    if (b) {
+        for (int64_t i = 0; i < M; i++)
+            for (int64_t j = 0; j < N; j++)
+                y[i * N + j] = b[j];
+        beta = 1.0f;
+    }
+    rt_gemm(CblasNoTrans, CblasNoTrans, M, N, K, x, K, w, N, beta, y, N);
 }
 
 void rt_matmul_fwd(const float *restrict a, const float *restrict b, float *restrict c, int64_t M, int64_t K,
@@ -650,14 +674,54 @@ void rt_bcast_reduce(const float *restrict dy, const float *restrict other, floa
                     }
 }
 
+/* ---------------------------------------------------------------- embedding */
+
+int32_t rt_embedding_fwd(const int32_t *restrict ids, const float *restrict w, float *restrict y, int64_t n,
+                         int64_t num, int64_t dim) {
+    /* Ids are checked first so that a bad batch writes nothing and no row
+     * outside w is ever read. */
+    for (int64_t i = 0; i < n; i++)
+        if (ids[i] < 0 || ids[i] >= num)
+            return RT_ERR_INDEX;
+    for (int64_t i = 0; i < n; i++)
+        memcpy(y + i * dim, w + (int64_t)ids[i] * dim, (size_t)dim * sizeof(float));
+    return RT_OK;
+}
+
+void rt_embedding_bwd(const int32_t *restrict ids, const float *restrict dy, float *restrict dw, int64_t n, int64_t num,
+                      int64_t dim, int64_t acc) {
+    if (!acc)
+        memset(dw, 0, (size_t)(num * dim) * sizeof(float));
+    for (int64_t i = 0; i < n; i++) {
+        float *row = dw + (int64_t)ids[i] * dim;
+        const float *g = dy + i * dim;
+        for (int64_t j = 0; j < dim; j++)
+            row[j] += g[j];
+    }
+}
+
 /* ---------------------------------------------------------------- losses */
 
-int32_t rt_cross_entropy_fwd(const float *restrict logits, const int32_t *restrict labels, float *restrict probs,
-                             float *restrict loss, int64_t M, int64_t C) {
-    /* Labels are checked first so that a bad batch writes nothing. */
-    for (int64_t i = 0; i < M; i++)
+/* The rows a mean-reduced cross-entropy averages over: those whose label is
+ * not `ignore`; -1 when another label is outside [0, C). */
+static int64_t rt_ce_count(const int32_t *labels, int64_t M, int64_t C, int64_t ignore) {
+    int64_t count = 0;
+    for (int64_t i = 0; i < M; i++) {
+        if (labels[i] == ignore)
+            continue;
         if (labels[i] < 0 || labels[i] >= C)
-            return RT_ERR_LABEL;
+            return -1;
+        count++;
+    }
+    return count;
+}
+
+int32_t rt_cross_entropy_fwd(const float *restrict logits, const int32_t *restrict labels, float *restrict probs,
+                             float *restrict loss, int64_t M, int64_t C, int64_t ignore) {
+    /* Labels are checked first so that a bad batch writes nothing. */
+    int64_t count = rt_ce_count(labels, M, C, ignore);
+    if (count < 0)
+        return RT_ERR_LABEL;
     double total = 0.0;
     for (int64_t i = 0; i < M; i++) {
         const float *row = logits + i * C;
@@ -667,31 +731,124 @@ int32_t rt_cross_entropy_fwd(const float *restrict logits, const int32_t *restri
         float sum = 0.0f;
         for (int64_t j = 0; j < C; j++)
             sum += expf(row[j] - mx);
-        total += (double)(mx + logf(sum) - row[labels[i]]);
+        if (labels[i] != ignore)
+            total += (double)(mx + logf(sum) - row[labels[i]]);
         if (probs) {
             float inv = 1.0f / sum;
             for (int64_t j = 0; j < C; j++)
                 probs[i * C + j] = expf(row[j] - mx) * inv;
         }
     }
-    *loss = M > 0 ? (float)(total / (double)M) : 0.0f;
+    /* every row ignored: 0 (PyTorch gives 0/0 = NaN), so that a batch of
+     * padding alone leaves training unharmed */
+    *loss = count > 0 ? (float)(total / (double)count) : 0.0f;
     return RT_OK;
 }
 
 void rt_cross_entropy_bwd(const float *restrict probs, const int32_t *restrict labels, const float *restrict dloss,
-                          float *restrict dlogits, int64_t M, int64_t C, int64_t acc) {
-    float s = M > 0 ? *dloss / (float)M : 0.0f;
+                          float *restrict dlogits, int64_t M, int64_t C, int64_t ignore, int64_t acc) {
+    int64_t count = rt_ce_count(labels, M, C, ignore);
+    float s = count > 0 ? *dloss / (float)count : 0.0f;
     for (int64_t i = 0; i < M; i++) {
         const float *p = probs + i * C;
         float *d = dlogits + i * C;
+        float si = labels[i] == ignore ? 0.0f : s;
         if (acc) {
             for (int64_t j = 0; j < C; j++)
-                d[j] += p[j] * s;
+                d[j] += p[j] * si;
         } else {
             for (int64_t j = 0; j < C; j++)
-                d[j] = p[j] * s;
+                d[j] = p[j] * si;
         }
-        d[labels[i]] -= s;
+        if (labels[i] != ignore)
+            d[labels[i]] -= s;
+    }
+}
+
+/* linear_cross_entropy: rows of h are taken `rows` at a time (R of them, the
+ * last chunk shorter), the vocabulary `cols` entries at a time (Vc); the
+ * tile t[R, Vc] = h[r0.., :] w[v0.., :]^T lives in scratch, followed by three
+ * floats per row of the chunk: running max, running sum of exp(t - max) and
+ * the logit of the label. */
+int32_t rt_linear_ce_fwd(const float *restrict h, const float *restrict w, const int32_t *restrict labels,
+                         float *restrict lse, float *restrict loss, float *restrict scratch, int64_t N, int64_t d,
+                         int64_t V, int64_t ignore, int64_t rows, int64_t cols) {
+    int64_t count = rt_ce_count(labels, N, V, ignore);
+    if (count < 0)
+        return RT_ERR_LABEL;
+    int64_t rc = N < rows ? N : rows, vc = V < cols ? V : cols;
+    float *tile = scratch, *mx = scratch + rc * vc, *sum = mx + rc, *picked = sum + rc;
+    double total = 0.0;
+    for (int64_t r0 = 0; r0 < N; r0 += rc) {
+        int64_t R = N - r0 < rc ? N - r0 : rc;
+        for (int64_t i = 0; i < R; i++)
+            mx[i] = -INFINITY, sum[i] = 0.0f, picked[i] = 0.0f;
+        for (int64_t v0 = 0; v0 < V; v0 += vc) {
+            int64_t C = V - v0 < vc ? V - v0 : vc;
+            rt_gemm(CblasNoTrans, CblasTrans, R, C, d, h + r0 * d, d, w + v0 * d, d, 0.0f, tile, C);
+            for (int64_t i = 0; i < R; i++) {
+                const float *t = tile + i * C;
+                float m = t[0];
+                for (int64_t j = 1; j < C; j++)
+                    m = t[j] > m ? t[j] : m;
+                if (m > mx[i]) { /* rescale what was summed against the old max */
+                    sum[i] *= expf(mx[i] - m);
+                    mx[i] = m;
+                }
+                float s = 0.0f;
+                for (int64_t j = 0; j < C; j++)
+                    s += expf(t[j] - mx[i]);
+                sum[i] += s;
+                int64_t label = labels[r0 + i];
+                if (label >= v0 && label < v0 + C)
+                    picked[i] = t[label - v0];
+            }
+        }
+        for (int64_t i = 0; i < R; i++) {
+            float l = mx[i] + logf(sum[i]);
+            if (lse)
+                lse[r0 + i] = l;
+            if (labels[r0 + i] != ignore)
+                total += (double)(l - picked[i]);
+        }
+    }
+    *loss = count > 0 ? (float)(total / (double)count) : 0.0f; /* as rt_cross_entropy_fwd */
+    return RT_OK;
+}
+
+void rt_linear_ce_bwd(const float *restrict h, const float *restrict w, const int32_t *restrict labels,
+                      const float *restrict lse, const float *restrict dloss, float *restrict dst,
+                      float *restrict scratch, int64_t N, int64_t d, int64_t V, int64_t ignore, int64_t rows,
+                      int64_t cols, int64_t wrt, int64_t acc) {
+    int64_t count = rt_ce_count(labels, N, V, ignore);
+    float s = count > 0 ? *dloss / (float)count : 0.0f;
+    if (!acc)
+        memset(dst, 0, (size_t)((wrt ? V : N) * d) * sizeof(float));
+    int64_t rc = N < rows ? N : rows, vc = V < cols ? V : cols;
+    float *g = scratch;
+    for (int64_t r0 = 0; r0 < N; r0 += rc) {
+        int64_t R = N - r0 < rc ? N - r0 : rc;
+        for (int64_t v0 = 0; v0 < V; v0 += vc) {
+            int64_t C = V - v0 < vc ? V - v0 : vc;
+            rt_gemm(CblasNoTrans, CblasTrans, R, C, d, h + r0 * d, d, w + v0 * d, d, 0.0f, g, C);
+            for (int64_t i = 0; i < R; i++) {
+                float *t = g + i * C;
+                int64_t label = labels[r0 + i];
+                if (label == ignore) {
+                    memset(t, 0, (size_t)C * sizeof(float));
+                    continue;
+                }
+                float l = lse[r0 + i];
+                for (int64_t j = 0; j < C; j++)
+                    t[j] = expf(t[j] - l) * s;
+                if (label >= v0 && label < v0 + C)
+                    t[label - v0] -= s;
+            }
+            if (wrt == 0) /* dh[R, d] += g[R, C] w[C, d] */
+                rt_gemm(CblasNoTrans, CblasNoTrans, R, d, C, g, C, w + v0 * d, d, 1.0f, dst + r0 * d, d);
+            else /* dw[C, d] += g[R, C]^T h[R, d] */
+                rt_gemm(CblasTrans, CblasNoTrans, C, d, R, g, C, h + r0 * d, d, 1.0f, dst + v0 * d, d);
+        }
     }
 }
 

@@ -53,6 +53,8 @@ enum {
     /* Only objects compiled with --checked return these (the checks below): */
     RT_ERR_GUARD = 5,     /* a guard byte around a buffer or at the end of a block changed */
     RT_ERR_NONFINITE = 6, /* a step wrote a NaN or an infinity into one of its f32 outputs */
+    /* A kernel's again, numbered after the others: */
+    RT_ERR_INDEX = 7, /* an embedding id outside [0, num) */
 };
 
 /* ---- checked mode (frost compile --checked; docs/abi.md). Guards are runs
@@ -80,6 +82,9 @@ void rt_acc_f32(float *dst, const float *src, int64_t n, int64_t acc);
 /* ---- initialisation (counter-based RNG: same seed, same params, any order) */
 /* p[i] ~ U(-bound, bound), stream distinguishes tensors of one model. */
 void rt_init_uniform(float *p, int64_t n, uint64_t seed, int64_t stream, float bound);
+/* p[i] ~ N(0, std^2) (nn.Embedding's init), by Box-Muller from one 64-bit
+ * draw of the same counter-based stream as rt_init_uniform. */
+void rt_init_normal(float *p, int64_t n, uint64_t seed, int64_t stream, float std);
 
 /* ---- linear: y[M,N] = x[M,K] w[N,K]^T (+ b[N]); b may be NULL */
 void rt_linear_fwd(const float *x, const float *w, const float *b, float *y, int64_t M, int64_t K, int64_t N);
@@ -89,6 +94,11 @@ void rt_linear_bwd_x(const float *dy, const float *w, float *dx, int64_t M, int6
 void rt_linear_bwd_w(const float *dy, const float *x, float *dw, int64_t M, int64_t K, int64_t N, int64_t acc);
 /* db[N] (+)= sum over rows of dy[M,N] */
 void rt_sum_rows(const float *dy, float *db, int64_t M, int64_t N, int64_t acc);
+
+/* ---- linear with the weight stored [in, out] (Hugging Face GPT-2's Conv1D):
+ * y[M,N] = x[M,K] w[K,N] (+ b[N]); b may be NULL. Its VJPs are
+ * rt_matmul_bwd_a (dx = dy w^T) and rt_matmul_bwd_b (dw = x^T dy). */
+void rt_linear_in_out_fwd(const float *x, const float *w, const float *b, float *y, int64_t M, int64_t K, int64_t N);
 
 /* ---- matmul: c[M,N] = a[M,K] b[K,N] */
 void rt_matmul_fwd(const float *a, const float *b, float *c, int64_t M, int64_t K, int64_t N);
@@ -177,13 +187,42 @@ void rt_mul_bcast_fwd(const float *a, const float *b, float *y, int64_t n0, int6
 void rt_bcast_reduce(const float *dy, const float *other, float *dx, int64_t n0, int64_t n1, int64_t n2, int64_t n3,
                      int64_t n4, int64_t n5, int64_t dx_rep, int64_t other_rep, int64_t acc);
 
+/* ---- embedding: y[n, dim] = w[ids[i]] for n ids; RT_ERR_INDEX (nothing
+ * written) when an id is outside [0, num) */
+int32_t rt_embedding_fwd(const int32_t *ids, const float *w, float *y, int64_t n, int64_t num, int64_t dim);
+/* dw[num, dim] (+)= scatter-add of dy[n, dim] to rows ids[i] (ids checked by forward) */
+void rt_embedding_bwd(const int32_t *ids, const float *dy, float *dw, int64_t n, int64_t num, int64_t dim, int64_t acc);
+
 /* ---- losses (mean reduction); loss points at one float */
-/* probs[M,C] = softmax(logits) when probs is not NULL; loss = mean -log p[label] */
+/* probs[M,C] = softmax(logits) when probs is not NULL; loss = mean over the
+ * rows whose label is not `ignore` of -log p[label] (0 when every row is
+ * ignored); RT_ERR_LABEL (nothing written) for another label outside [0, C) */
 int32_t rt_cross_entropy_fwd(const float *logits, const int32_t *labels, float *probs, float *loss, int64_t M,
-                             int64_t C);
-/* dlogits (+)= (probs - onehot(labels)) * dloss / M */
+                             int64_t C, int64_t ignore);
+/* dlogits (+)= (probs - onehot(labels)) * dloss / count, count the rows not
+ * ignored; an ignored row gets 0 */
 void rt_cross_entropy_bwd(const float *probs, const int32_t *labels, const float *dloss, float *dlogits, int64_t M,
-                          int64_t C, int64_t acc);
+                          int64_t C, int64_t ignore, int64_t acc);
+/* ---- linear_cross_entropy: cross_entropy(h[N,d] w[V,d]^T, labels) without
+ * the [N,V] logits: tiles of rows x cols (a chunk of `rows` rows times a
+ * chunk of `cols` vocabulary entries) are computed into scratch, one at a
+ * time, with an online log-sum-exp per row. Scratch holds
+ * rt_linear_ce_scratch_floats(...) floats. */
+static inline int64_t rt_linear_ce_scratch_floats(int64_t N, int64_t V, int64_t rows, int64_t cols) {
+    int64_t r = N < rows ? N : rows, v = V < cols ? V : cols, n;
+    if (ck_add(v, 3, &n) || ck_mul(r, n, &n)) /* the tile and 3 floats per row: running max, sum, label logit */
+        return -1;
+    return n;
+}
+/* lse[N] = log-sum-exp of each row's logits when lse is not NULL; loss as
+ * rt_cross_entropy_fwd; RT_ERR_LABEL (nothing written) likewise */
+int32_t rt_linear_ce_fwd(const float *h, const float *w, const int32_t *labels, float *lse, float *loss, float *scratch,
+                         int64_t N, int64_t d, int64_t V, int64_t ignore, int64_t rows, int64_t cols);
+/* g = (softmax - onehot(labels)) * dloss / count from the logits recomputed
+ * tile by tile and lse; wrt = 0: dh[N,d] (+)= g w, wrt = 1: dw[V,d] (+)= g^T h */
+void rt_linear_ce_bwd(const float *h, const float *w, const int32_t *labels, const float *lse, const float *dloss,
+                      float *dst, float *scratch, int64_t N, int64_t d, int64_t V, int64_t ignore, int64_t rows,
+                      int64_t cols, int64_t wrt, int64_t acc);
 /* diff = pred - target when diff is not NULL; loss = mean diff^2 */
 void rt_mse_fwd(const float *pred, const float *target, float *diff, float *loss, int64_t n);
 /* dx (+)= sign * 2 * diff * dloss / n   (sign = +1 for pred, -1 for target) */
@@ -350,6 +389,7 @@ void rt_adamw_update(float *p, const float *g, float *m, float *v, const int64_t
     X(fill_f32, "wif")                  \
     X(acc_f32, "wrii")                  \
     X(linear_fwd, "rrrwiii")            \
+    X(linear_in_out_fwd, "rrrwiii")     \
     X(linear_bwd_x, "rrwiiii")          \
     X(linear_bwd_w, "rrwiiii")          \
     X(sum_rows, "rwiii")                \
@@ -381,8 +421,12 @@ void rt_adamw_update(float *p, const float *g, float *m, float *v, const int64_t
     X(mul_bcast_fwd, "rrwiiiiiiii")     \
     X(bcast_reduce, "rrwiiiiiiiii")     \
     X(scale, "rwiif")                   \
-    X(cross_entropy_fwd, "rrwwii")      \
-    X(cross_entropy_bwd, "rrrwiii")     \
+    X(embedding_fwd, "rrwiii")          \
+    X(embedding_bwd, "rrwiiii")         \
+    X(cross_entropy_fwd, "rrwwiii")     \
+    X(cross_entropy_bwd, "rrrwiiii")    \
+    X(linear_ce_fwd, "rrrwwsiiiiii")    \
+    X(linear_ce_bwd, "rrrrrwsiiiiiiii") \
     X(mse_fwd, "rrwwi")                 \
     X(mse_bwd, "rrwiii")                \
     X(conv2d_fwd, "rrrwsiiiiiiiiiin")   \

@@ -136,7 +136,7 @@ dumped() {
     grep -Eq "$pattern" "$tmp/stderr" ||
         { failed=$((failed + 1)); echo "FAIL -d $letters: no line matching '$pattern' on stderr"; }
 }
-dumped g "$model" "> graph after configuration:" '^  node 0: %4 = linear\(%0, %2, %3\) attr\[512, 1\]  # fc1$'
+dumped g "$model" "> graph after configuration:" '^  node 0: %4 = linear\(%0, %2, %3\) attr\[512, 1, 0\]  # fc1$'
 [ "$(grep -c '^> ' "$tmp/stderr")" -eq 1 ] ||
     { failed=$((failed + 1)); echo "FAIL -d g dumps more than the graph"; }
 dumped l "$model" "> train program after lowering:" \

@@ -279,11 +279,11 @@ START_TEST(k_cross_entropy) {
         want_loss += mx + log(s) - logits[i * C + labels[i]];
     }
     want_loss /= M;
-    ck_assert_int_eq(rt_cross_entropy_fwd(logits, labels, probs, &loss, M, C), RT_OK);
+    ck_assert_int_eq(rt_cross_entropy_fwd(logits, labels, probs, &loss, M, C, -100), RT_OK);
     ck_assert_msg(fabs(loss - want_loss) < 1e-5, "loss %g want %g", (double)loss, want_loss);
     expect_close(probs, want_p, M * C, 1e-6f, "probs");
     loss = -1;
-    ck_assert_int_eq(rt_cross_entropy_fwd(logits, labels, NULL, &loss, M, C), RT_OK);
+    ck_assert_int_eq(rt_cross_entropy_fwd(logits, labels, NULL, &loss, M, C, -100), RT_OK);
     ck_assert_msg(fabs(loss - want_loss) < 1e-5, "loss without probs");
 
     float dloss = 0.5f;
@@ -292,7 +292,7 @@ START_TEST(k_cross_entropy) {
         for (int i = 0; i < M; i++)
             for (int j = 0; j < C; j++)
                 want_dl[i * C + j] = (acc ? dl[i * C + j] : 0.0f) + (want_p[i * C + j] - (j == labels[i])) * dloss / M;
-        rt_cross_entropy_bwd(probs, labels, &dloss, dl, M, C, acc);
+        rt_cross_entropy_bwd(probs, labels, &dloss, dl, M, C, -100, acc);
         expect_close(dl, want_dl, M * C, 1e-6f, "dlogits");
     }
 
@@ -301,7 +301,7 @@ START_TEST(k_cross_entropy) {
     for (int t = 0; t < 2; t++) {
         loss = 123.0f;
         memset(probs, 0, sizeof probs);
-        ck_assert_int_eq(rt_cross_entropy_fwd(logits, bad[t], probs, &loss, M, C), RT_ERR_LABEL);
+        ck_assert_int_eq(rt_cross_entropy_fwd(logits, bad[t], probs, &loss, M, C, -100), RT_ERR_LABEL);
         ck_assert(loss == 123.0f);
         ck_assert(probs[0] == 0.0f);
     }
@@ -525,15 +525,16 @@ static void build_clf(tmod *t, const char *model) {
     tm_step(t, "rt_copy", "wbi", bxs, bx, (int64_t)(CM * CK * 4));
     tm_step(t, "rt_copy", "wbi", bls, blab, (int64_t)(CM * 4));
     tm_step(t, "rt_linear_fwd", "bbnwiii", bx, bw, blg, (int64_t)CM, (int64_t)CK, (int64_t)CC);
-    tm_step(t, "rt_cross_entropy_fwd", "bbwwii", blg, blab, bp, bl, (int64_t)CM, (int64_t)CC);
+    tm_step(t, "rt_cross_entropy_fwd", "bbwwiii", blg, blab, bp, bl, (int64_t)CM, (int64_t)CC, (int64_t)-100);
     tm_step(t, "rt_copy", "wbi", bo, bl, (int64_t)4);
     t->m.train.nfwd = t->m.train.nsteps;
     tm_step(t, "rt_fill_f32", "wif", bdl, (int64_t)1, 1.0);
-    tm_step(t, "rt_cross_entropy_bwd", "bbbwiii", bp, bls, bdl, bdlg, (int64_t)CM, (int64_t)CC, (int64_t)0);
+    tm_step(t, "rt_cross_entropy_bwd", "bbbwiiii", bp, bls, bdl, bdlg, (int64_t)CM, (int64_t)CC, (int64_t)-100,
+            (int64_t)0);
     tm_step(t, "rt_linear_bwd_w", "bbwiiii", bdlg, bxs, bdw, (int64_t)CM, (int64_t)CK, (int64_t)CC, (int64_t)0);
 
     tm_istep(t, "rt_linear_fwd", "bbnwiii", bx, bw, blg, (int64_t)CM, (int64_t)CK, (int64_t)CC);
-    tm_istep(t, "rt_cross_entropy_fwd", "bbnwii", blg, blab, bl, (int64_t)CM, (int64_t)CC);
+    tm_istep(t, "rt_cross_entropy_fwd", "bbnwiii", blg, blab, bl, (int64_t)CM, (int64_t)CC, (int64_t)-100);
     tm_istep(t, "rt_copy", "wbi", bo, bl, (int64_t)4);
     tm_end(t);
 }
@@ -886,9 +887,9 @@ START_TEST(e2e_two_models) {
     for (int i = 0; i < CM * CK; i++)
         xb[i] = (float)((i * 5) % 11 - 5) * 0.2f;
     ref_linear(xb, wb, NULL, logits, CM, CK, CC);
-    ck_assert_int_eq(rt_cross_entropy_fwd(logits, lab, probs, &lb, CM, CC), 0);
+    ck_assert_int_eq(rt_cross_entropy_fwd(logits, lab, probs, &lb, CM, CC, -100), 0);
     float one = 1.0f;
-    rt_cross_entropy_bwd(probs, lab, &one, dl, CM, CC, 0);
+    rt_cross_entropy_bwd(probs, lab, &one, dl, CM, CC, -100, 0);
     for (int j = 0; j < CC; j++)
         for (int k = 0; k < CK; k++) {
             double s = 0;

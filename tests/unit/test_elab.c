@@ -105,7 +105,7 @@ START_TEST(mlp_graph) {
     ck_assert_int_eq(n0->in[0], ir_find_value(g, "x"));
     ck_assert_int_eq(n0->in[1], ir_find_value(g, "fc1.weight"));
     ck_assert_int_eq(n0->in[2], ir_find_value(g, "fc1.bias"));
-    ck_assert_int_eq(n0->nattr, 2);
+    ck_assert_int_eq(n0->nattr, 3);
     ck_assert_int_eq(n0->attr[0], 512);
     ck_assert_int_eq(n0->attr[1], 1); /* bias defaults to true */
     ck_assert_int_eq(n0->out, ir_find_value(g, "fc1"));
@@ -250,7 +250,7 @@ START_TEST(argument_matching_errors) {
                                      "    5 | a = relu(x, 2)\n"
                                      "      |             ^\n");
     check_errors("a = linear(x)\n", "t.frost:5:5: error: missing argument 'out_features' of linear(x, out_features, "
-                                    "bias=true)\n"
+                                    "bias=true, in_out=false)\n"
                                     "    5 | a = linear(x)\n"
                                     "      |     ^\n");
     check_errors("a = linear(x, 3, bias=true, bias=false)\n",
@@ -1098,7 +1098,7 @@ START_TEST(buffers_and_dumps) {
     fclose(out);
     ck_assert_ptr_nonnull(strstr(text, "model mlp\n"));
     ck_assert_ptr_nonnull(strstr(text, "  %2 input  label : i32[128]\n"));
-    ck_assert_ptr_nonnull(strstr(text, "  node 0: %5 = linear(%0, %3, %4) attr[512, 1]  # fc1\n"));
+    ck_assert_ptr_nonnull(strstr(text, "  node 0: %5 = linear(%0, %3, %4) attr[512, 1, 0]  # fc1\n"));
     ck_assert_ptr_nonnull(strstr(text, "  outputs: loss fc2\n"));
     ck_assert_ptr_nonnull(strstr(text, "  config head (default) { train fc2.*; }\n"));
     ck_assert_ptr_nonnull(strstr(text, "  config input { train none; grad x; }\n"));

@@ -1811,6 +1811,250 @@ START_TEST(broadcast) {
 }
 END_TEST
 
+/* ================================================================ embedding, LM losses */
+
+/* N(0, 1) from the seed: deterministic, finite, the moments of a standard
+ * normal over many draws, and another stream gives other values. */
+START_TEST(init_normal) {
+    enum { n = 200000 };
+    snprintf(ctx, sizeof ctx, "init_normal");
+    float *a = gnew(n), *b = gnew(n);
+    rt_init_normal(a, n, 42, 3, 1.0f);
+    rt_init_normal(b, n, 42, 3, 1.0f);
+    ck_assert(memcmp(a, b, sizeof(float) * n) == 0);
+    double s1 = 0, s2 = 0, s4 = 0;
+    for (int64_t i = 0; i < n; i++) {
+        ck_assert_msg(isfinite(a[i]), "a[%lld] = %g", (long long)i, a[i]);
+        s1 += a[i], s2 += (double)a[i] * a[i], s4 += (double)a[i] * a[i] * a[i] * a[i];
+    }
+    ck_assert_msg(fabs(s1 / n) < 0.01, "mean %g", s1 / n);
+    ck_assert_msg(fabs(s2 / n - 1.0) < 0.02, "variance %g", s2 / n);
+    ck_assert_msg(fabs(s4 / n - 3.0) < 0.1, "fourth moment %g", s4 / n); /* normal, not uniform (1.8) */
+    rt_init_normal(b, n, 42, 4, 2.0f);
+    int same = 0;
+    for (int64_t i = 0; i < n; i++)
+        same += a[i] * 2.0f == b[i];
+    ck_assert_int_lt(same, 10);
+    gcheck(a, n, "a"), gcheck(b, n, "b");
+    gfree(a), gfree(b);
+}
+END_TEST
+
+/* Forward gathers rows; out-of-range ids write nothing and return
+ * RT_ERR_INDEX; backward scatter-adds repeated ids, written and accumulated. */
+START_TEST(embedding) {
+    enum { n = 9, num = 5, dim = 7 };
+    seed_rng(91);
+    snprintf(ctx, sizeof ctx, "embedding");
+    int32_t ids[n] = {3, 0, 4, 3, 1, 3, 0, 2, 4};
+    float *w = gnew(num * dim), *y = gnew(n * dim), *dy = gnew(n * dim), *dw = gnew(num * dim);
+    fill_rand(w, num * dim), fill_rand(dy, n * dim);
+    ck_assert_int_eq(rt_embedding_fwd(ids, w, y, n, num, dim), RT_OK);
+    for (int64_t i = 0; i < n; i++)
+        for (int64_t j = 0; j < dim; j++)
+            ck_assert(y[i * dim + j] == w[ids[i] * dim + j]);
+    for (int bad = 0; bad < 2; bad++) {
+        int32_t wrong[n];
+        memcpy(wrong, ids, sizeof ids);
+        wrong[n - 1] = bad ? num : -1;
+        gpoison(y, n * dim);
+        ck_assert_int_eq(rt_embedding_fwd(wrong, w, y, n, num, dim), RT_ERR_INDEX);
+        for (int64_t i = 0; i < n * dim; i++)
+            ck_assert_msg(is_sentinel(y[i]), "y[%lld] written for a bad id", (long long)i);
+    }
+    for (int acc = 0; acc < 2; acc++) {
+        double want[num * dim];
+        for (int64_t i = 0; i < num * dim; i++)
+            dw[i] = 0.25f, want[i] = acc ? 0.25 : 0.0;
+        for (int64_t i = 0; i < n; i++)
+            for (int64_t j = 0; j < dim; j++)
+                want[ids[i] * dim + j] += dy[i * dim + j];
+        rt_embedding_bwd(ids, dy, dw, n, num, dim, acc);
+        for (int64_t i = 0; i < num * dim; i++)
+            ck_assert_msg(fabs(dw[i] - want[i]) < 1e-6, "dw[%lld] = %.9g, want %.9g (acc %d)", (long long)i, dw[i],
+                          want[i], acc);
+    }
+    gcheck(w, num * dim, "w"), gcheck(y, n * dim, "y"), gcheck(dy, n * dim, "dy"), gcheck(dw, num * dim, "dw");
+    gfree(w), gfree(y), gfree(dy), gfree(dw);
+}
+END_TEST
+
+/* The double reference of a mean cross-entropy with ignore_index over
+ * logits[M, C]: the loss, and d logits for dloss = 1. */
+static double ref_ce(const double *logits, const int32_t *labels, int64_t M, int64_t C, int64_t ignore, double *dl,
+                     double *lse) {
+    int64_t count = 0;
+    for (int64_t i = 0; i < M; i++)
+        count += labels[i] != ignore;
+    double total = 0;
+    for (int64_t i = 0; i < M; i++) {
+        const double *row = logits + i * C;
+        double mx = row[0], s = 0;
+        for (int64_t j = 1; j < C; j++)
+            mx = row[j] > mx ? row[j] : mx;
+        for (int64_t j = 0; j < C; j++)
+            s += exp(row[j] - mx);
+        double l = mx + log(s);
+        if (lse)
+            lse[i] = l;
+        bool kept = labels[i] != ignore;
+        if (kept)
+            total += l - row[labels[i]];
+        for (int64_t j = 0; j < C; j++)
+            dl[i * C + j] = kept ? (exp(row[j] - l) - (j == labels[i])) / (double)count : 0.0;
+    }
+    return count ? total / (double)count : 0.0;
+}
+
+/* cross_entropy with ignored rows: the mean over the others, their
+ * gradient, ignored rows' gradient 0; every row ignored: loss 0, gradient 0;
+ * another label out of range: RT_ERR_LABEL, nothing written. */
+START_TEST(cross_entropy_ignore) {
+    enum { M = 6, C = 5 };
+    seed_rng(92);
+    snprintf(ctx, sizeof ctx, "cross_entropy_ignore");
+    float *logits = gnew(M * C), *probs = gnew(M * C), *dl = gnew(M * C), loss, dloss = 0.75f;
+    double ref[M * C], dref[M * C];
+    fill_rand(logits, M * C);
+    for (int64_t i = 0; i < M * C; i++)
+        ref[i] = logits[i];
+    const int32_t cases[3][M] = {{2, -100, 4, 0, -100, 1}, {3, 3, 0, 3, 1, 4}, {-100, -100, -100, -100, -100, -100}};
+    const int64_t ignore[3] = {-100, 3, -100};
+    for (int t = 0; t < 3; t++) {
+        double want = ref_ce(ref, cases[t], M, C, ignore[t], dref, NULL);
+        ck_assert_int_eq(rt_cross_entropy_fwd(logits, cases[t], probs, &loss, M, C, ignore[t]), RT_OK);
+        ck_assert_msg(fabs(loss - want) < 1e-5, "case %d: loss %.9g, want %.9g", t, loss, want);
+        if (t == 2)
+            ck_assert(loss == 0.0f);
+        for (int acc = 0; acc < 2; acc++) {
+            for (int64_t i = 0; i < M * C; i++)
+                dl[i] = 0.5f;
+            rt_cross_entropy_bwd(probs, cases[t], &dloss, dl, M, C, ignore[t], acc);
+            for (int64_t i = 0; i < M * C; i++)
+                ck_assert_msg(fabs(dl[i] - ((acc ? 0.5 : 0.0) + dloss * dref[i])) < 1e-6,
+                              "case %d: dlogits[%lld] = %.9g, want %.9g", t, (long long)i, dl[i],
+                              (acc ? 0.5 : 0.0) + dloss * dref[i]);
+        }
+    }
+    const int32_t bad[2][M] = {{2, -100, 5, 0, 1, 1}, {2, -1, 4, 0, 1, 1}};
+    for (int t = 0; t < 2; t++) {
+        loss = 123.0f;
+        gpoison(probs, M * C);
+        ck_assert_int_eq(rt_cross_entropy_fwd(logits, bad[t], probs, &loss, M, C, -100), RT_ERR_LABEL);
+        ck_assert(loss == 123.0f && is_sentinel(probs[0]));
+    }
+    gcheck(logits, M * C, "logits"), gcheck(probs, M * C, "probs"), gcheck(dl, M * C, "dl");
+    gfree(logits), gfree(probs), gfree(dl);
+}
+END_TEST
+
+/* linear with the weight [in, out]: y = x w + b, with and without bias. */
+START_TEST(linear_in_out) {
+    enum { M = 5, K = 7, N = 3 };
+    seed_rng(93);
+    snprintf(ctx, sizeof ctx, "linear_in_out");
+    float *x = gnew(M * K), *w = gnew(K * N), *b = gnew(N), *y = gnew(M * N);
+    fill_rand(x, M * K), fill_rand(w, K * N), fill_rand(b, N);
+    for (int bias = 0; bias < 2; bias++) {
+        rt_linear_in_out_fwd(x, w, bias ? b : NULL, y, M, K, N);
+        for (int64_t i = 0; i < M; i++)
+            for (int64_t j = 0; j < N; j++) {
+                double want = bias ? b[j] : 0.0;
+                for (int64_t k = 0; k < K; k++)
+                    want += (double)x[i * K + k] * w[k * N + j];
+                ck_assert_msg(fabs(y[i * N + j] - want) < 1e-5, "y[%lld][%lld] = %.9g, want %.9g", (long long)i,
+                              (long long)j, y[i * N + j], want);
+            }
+    }
+    gcheck(x, M * K, "x"), gcheck(w, K * N, "w"), gcheck(b, N, "b"), gcheck(y, M * N, "y");
+    gfree(x), gfree(w), gfree(b), gfree(y);
+}
+END_TEST
+
+/* linear_cross_entropy against cross_entropy of the logits in double:
+ * tiles that divide neither N nor V (3 x 5 over 7 x 23), one tile for
+ * everything (64 x 1024), ignored rows, every row ignored; lse, loss, dh and
+ * dw written and accumulated; a bad label writes nothing. */
+START_TEST(linear_cross_entropy) {
+    enum { N = 7, d = 6, V = 23 };
+    seed_rng(94);
+    snprintf(ctx, sizeof ctx, "linear_cross_entropy");
+    float *h = gnew(N * d), *w = gnew(V * d), *lse = gnew(N), *dh = gnew(N * d), *dw = gnew(V * d);
+    fill_rand(h, N * d), fill_rand(w, V * d);
+    for (int64_t i = 0; i < d; i++)
+        h[2 * d + i] *= 30.0f; /* a row of large logits: the online max must rescale */
+    double logits[N * V], dref[N * V], lref[N];
+    for (int64_t i = 0; i < N; i++)
+        for (int64_t v = 0; v < V; v++) {
+            double s = 0;
+            for (int64_t k = 0; k < d; k++)
+                s += (double)h[i * d + k] * w[v * d + k];
+            logits[i * V + v] = s;
+        }
+    const int32_t cases[3][N] = {
+        {22, 0, 7, 13, 4, 20, 9}, {22, -100, 7, 5, -100, 0, 21}, {-100, -100, -100, -100, -100, -100, -100}};
+    const int64_t tiles[2][2] = {{3, 5}, {64, 1024}};
+    for (int t = 0; t < 3; t++)
+        for (int tile = 0; tile < 2; tile++) {
+            int64_t rows = tiles[tile][0], cols = tiles[tile][1];
+            int64_t sf = rt_linear_ce_scratch_floats(N, V, rows, cols);
+            ck_assert_int_eq(sf, tile ? N * (V + 3) : 3 * (5 + 3));
+            float *scratch = gnew(sf), loss, dloss = 1.5f;
+            snprintf(ctx, sizeof ctx, "linear_cross_entropy case %d, tile %lldx%lld", t, (long long)rows,
+                     (long long)cols);
+            double want = ref_ce(logits, cases[t], N, V, -100, dref, lref);
+            ck_assert_int_eq(rt_linear_ce_fwd(h, w, cases[t], lse, &loss, scratch, N, d, V, -100, rows, cols), RT_OK);
+            ck_assert_msg(fabs(loss - want) <= 1e-5 * (1 + fabs(want)), "%s: loss %.9g, want %.9g", ctx, loss, want);
+            for (int64_t i = 0; i < N; i++)
+                ck_assert_msg(fabs(lse[i] - lref[i]) <= 1e-5 * (1 + fabs(lref[i])), "%s: lse[%lld] %.9g, want %.9g",
+                              ctx, (long long)i, lse[i], lref[i]);
+            float loss2 = -1.0f;
+            ck_assert_int_eq(rt_linear_ce_fwd(h, w, cases[t], NULL, &loss2, scratch, N, d, V, -100, rows, cols), RT_OK);
+            ck_assert(loss2 == loss);
+            for (int acc = 0; acc < 2; acc++) {
+                for (int64_t i = 0; i < N * d; i++)
+                    dh[i] = 0.5f;
+                for (int64_t i = 0; i < V * d; i++)
+                    dw[i] = 0.5f;
+                rt_linear_ce_bwd(h, w, cases[t], lse, &dloss, dh, scratch, N, d, V, -100, rows, cols, 0, acc);
+                rt_linear_ce_bwd(h, w, cases[t], lse, &dloss, dw, scratch, N, d, V, -100, rows, cols, 1, acc);
+                for (int64_t i = 0; i < N; i++)
+                    for (int64_t k = 0; k < d; k++) {
+                        double g = acc ? 0.5 : 0.0;
+                        for (int64_t v = 0; v < V; v++)
+                            g += dloss * dref[i * V + v] * w[v * d + k];
+                        ck_assert_msg(fabs(dh[i * d + k] - g) <= 2e-5 * (1 + fabs(g)),
+                                      "%s: dh[%lld][%lld] %.9g, want %.9g (acc %d)", ctx, (long long)i, (long long)k,
+                                      dh[i * d + k], g, acc);
+                    }
+                for (int64_t v = 0; v < V; v++)
+                    for (int64_t k = 0; k < d; k++) {
+                        double g = acc ? 0.5 : 0.0;
+                        for (int64_t i = 0; i < N; i++)
+                            g += dloss * dref[i * V + v] * h[i * d + k];
+                        ck_assert_msg(fabs(dw[v * d + k] - g) <= 2e-5 * (1 + fabs(g)),
+                                      "%s: dw[%lld][%lld] %.9g, want %.9g (acc %d)", ctx, (long long)v, (long long)k,
+                                      dw[v * d + k], g, acc);
+                    }
+            }
+            gcheck(scratch, sf, "scratch");
+            gfree(scratch);
+        }
+    /* bad labels: V itself, and -1 while ignore_index is -100 */
+    const int32_t bad[2][N] = {{22, 0, 7, V, 4, 20, 9}, {22, 0, -1, 13, 4, 20, 9}};
+    for (int t = 0; t < 2; t++) {
+        float *scratch = gnew(3 * 8), loss = 123.0f;
+        gpoison(lse, N);
+        ck_assert_int_eq(rt_linear_ce_fwd(h, w, bad[t], lse, &loss, scratch, N, d, V, -100, 3, 5), RT_ERR_LABEL);
+        ck_assert(loss == 123.0f && is_sentinel(lse[0]) && is_sentinel(scratch[0]));
+        gfree(scratch);
+    }
+    gcheck(h, N * d, "h"), gcheck(w, V * d, "w"), gcheck(lse, N, "lse"), gcheck(dh, N * d, "dh"),
+        gcheck(dw, V * d, "dw");
+    gfree(h), gfree(w), gfree(lse), gfree(dh), gfree(dw);
+}
+END_TEST
+
 /* ================================================================ in place */
 
 /* The element-wise forward kernels that the planner may run in place give the
@@ -1988,6 +2232,11 @@ static Suite *runtime_suite(void) {
     tcase_add_test(d, softmax);
     tcase_add_loop_test(d, broadcast, 0, BCAST_N);
     tcase_add_test(d, permute);
+    tcase_add_test(d, init_normal);
+    tcase_add_test(d, embedding);
+    tcase_add_test(d, cross_entropy_ignore);
+    tcase_add_test(d, linear_in_out);
+    tcase_add_test(d, linear_cross_entropy);
     tcase_add_test(d, in_place);
     suite_add_tcase(s, d);
     TCase *ck = tcase_create("checked");
