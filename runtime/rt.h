@@ -143,6 +143,26 @@ void rt_layer_norm_bwd_x(const float *x, const float *w, const float *stats, con
 void rt_layer_norm_bwd_w(const float *x, const float *stats, const float *dy, float *dw, int64_t rows, int64_t D,
                          int64_t acc);
 
+/* ---- attention (PyTorch's scaled_dot_product_attention): q [B,H,T,hd], k
+ * and v [B,Hkv,S,hd], query head h reads key/value head h / (H/Hkv); o
+ * [B,H,T,hd] = softmax(scale q k^T, key j > query i masked when causal) v.
+ * Forward is an online softmax over tiles of `tile` keys (FlashAttention-2):
+ * scores holds one tile of scores, so nothing T x S is ever stored; lse
+ * [B,H,T] receives each row's log-sum-exp when not NULL. */
+#define RT_ATTENTION_TILE 16 /* keys per tile of rt_attention_fwd: its scratch is this many floats */
+void rt_attention_fwd(const float *q, const float *k, const float *v, float *o, float *lse, float *scores, int64_t B,
+                      int64_t H, int64_t Hkv, int64_t T, int64_t S, int64_t hd, int64_t causal, int64_t tile,
+                      double scale);
+/* One pass recomputing each probability from q, k and lse: dv (+)= P^T do;
+ * with D = rowsum(do * o), ds = P (do v^T - D), dq (+)= scale ds k and dk (+)=
+ * scale ds^T q (GQA: summed over a kv head's query heads). A NULL dq, dk or dv
+ * is not computed; v and o are read only for dq or dk. dq, dk and dv may be
+ * one buffer (an input used twice): each with acc 0 is zeroed first, then
+ * every contribution adds. */
+void rt_attention_bwd(const float *q, const float *k, const float *v, const float *o, const float *lse,
+                      const float *dout, float *dq, float *dk, float *dv, int64_t B, int64_t H, int64_t Hkv, int64_t T,
+                      int64_t S, int64_t hd, int64_t causal, int64_t acc_q, int64_t acc_k, int64_t acc_v, double scale);
+
 /* ---- add: y[outer*inner] = a + b, b has `inner` elements repeated `outer`
  * times (outer = 1 when the shapes are equal); y may be a, or b when outer = 1 */
 void rt_add_fwd(const float *a, const float *b, float *y, int64_t outer, int64_t inner);
@@ -315,55 +335,57 @@ void rt_adamw_update(float *p, const float *g, float *m, float *v, const int64_t
  * float. A buffer operand may be absent (NULL) where the kernel allows it.
  * The test `lower` checks each letter against the prototype above (const
  * pointer for r) and that lowering every op calls every kernel here. */
-#define RT_STEP_KERNELS(X)              \
-    X(copy, "wri")                      \
-    X(fill_f32, "wif")                  \
-    X(acc_f32, "wrii")                  \
-    X(linear_fwd, "rrrwiii")            \
-    X(linear_bwd_x, "rrwiiii")          \
-    X(linear_bwd_w, "rrwiiii")          \
-    X(sum_rows, "rwiii")                \
-    X(matmul_fwd, "rrwiii")             \
-    X(matmul_bwd_a, "rrwiiii")          \
-    X(matmul_bwd_b, "rrwiiii")          \
-    X(relu_fwd, "rwi")                  \
-    X(sign_mask, "rwi")                 \
-    X(relu_bwd_out, "rrwii")            \
-    X(relu_bwd_mask, "rrwii")           \
-    X(sigmoid_fwd, "rwi")               \
-    X(sigmoid_bwd, "rrwii")             \
-    X(silu_fwd, "rwi")                  \
-    X(silu_bwd, "rrwii")                \
-    X(gelu_fwd, "rwii")                 \
-    X(gelu_bwd, "rrwiii")               \
-    X(rms_norm_fwd, "rrwwiif")          \
-    X(rms_norm_bwd_x, "rrrrwiii")       \
-    X(rms_norm_bwd_w, "rrrwiii")        \
-    X(layer_norm_fwd, "rrrwwiif")       \
-    X(layer_norm_bwd_x, "rrrrwiii")     \
-    X(layer_norm_bwd_w, "rrrwiii")      \
-    X(add_fwd, "rrwii")                 \
-    X(cross_entropy_fwd, "rrwwii")      \
-    X(cross_entropy_bwd, "rrrwiii")     \
-    X(mse_fwd, "rrwwi")                 \
-    X(mse_bwd, "rrwiii")                \
-    X(conv2d_fwd, "rrrwsiiiiiiiiiin")   \
-    X(conv2d_bwd_x, "rrwsiiiiiiiiiini") \
-    X(conv2d_bwd_w, "rrwsiiiiiiiiiini") \
-    X(sum_channels, "rwiiii")           \
-    X(bn_train_fwd, "rrrwwwwwiiiff")    \
-    X(bn_train_bwd_x, "rrrrwiiii")      \
-    X(bn_train_bwd_gamma, "rrrwiiii")   \
-    X(bn_eval_fwd, "rrrrrwiiif")        \
-    X(bn_eval_bwd_x, "rrrwiiiif")       \
-    X(bn_eval_bwd_gamma, "rrrrwiiiif")  \
-    X(maxpool_fwd, "rwwiiiiii")         \
-    X(maxpool_bwd, "rrwiiiiiii")        \
-    X(avgpool_fwd, "rwiiiiii")          \
-    X(avgpool_bwd, "rwiiiiiii")         \
-    X(global_avgpool_fwd, "rwii")       \
-    X(global_avgpool_bwd, "rwiii")      \
-    X(dropout_fwd, "rwwwif")            \
+#define RT_STEP_KERNELS(X)                   \
+    X(copy, "wri")                           \
+    X(fill_f32, "wif")                       \
+    X(acc_f32, "wrii")                       \
+    X(linear_fwd, "rrrwiii")                 \
+    X(linear_bwd_x, "rrwiiii")               \
+    X(linear_bwd_w, "rrwiiii")               \
+    X(sum_rows, "rwiii")                     \
+    X(matmul_fwd, "rrwiii")                  \
+    X(matmul_bwd_a, "rrwiiii")               \
+    X(matmul_bwd_b, "rrwiiii")               \
+    X(relu_fwd, "rwi")                       \
+    X(sign_mask, "rwi")                      \
+    X(relu_bwd_out, "rrwii")                 \
+    X(relu_bwd_mask, "rrwii")                \
+    X(sigmoid_fwd, "rwi")                    \
+    X(sigmoid_bwd, "rrwii")                  \
+    X(silu_fwd, "rwi")                       \
+    X(silu_bwd, "rrwii")                     \
+    X(gelu_fwd, "rwii")                      \
+    X(gelu_bwd, "rrwiii")                    \
+    X(rms_norm_fwd, "rrwwiif")               \
+    X(rms_norm_bwd_x, "rrrrwiii")            \
+    X(rms_norm_bwd_w, "rrrwiii")             \
+    X(layer_norm_fwd, "rrrwwiif")            \
+    X(layer_norm_bwd_x, "rrrrwiii")          \
+    X(layer_norm_bwd_w, "rrrwiii")           \
+    X(attention_fwd, "rrrwwsiiiiiiiif")      \
+    X(attention_bwd, "rrrrrrwwwiiiiiiiiiif") \
+    X(add_fwd, "rrwii")                      \
+    X(cross_entropy_fwd, "rrwwii")           \
+    X(cross_entropy_bwd, "rrrwiii")          \
+    X(mse_fwd, "rrwwi")                      \
+    X(mse_bwd, "rrwiii")                     \
+    X(conv2d_fwd, "rrrwsiiiiiiiiiin")        \
+    X(conv2d_bwd_x, "rrwsiiiiiiiiiini")      \
+    X(conv2d_bwd_w, "rrwsiiiiiiiiiini")      \
+    X(sum_channels, "rwiiii")                \
+    X(bn_train_fwd, "rrrwwwwwiiiff")         \
+    X(bn_train_bwd_x, "rrrrwiiii")           \
+    X(bn_train_bwd_gamma, "rrrwiiii")        \
+    X(bn_eval_fwd, "rrrrrwiiif")             \
+    X(bn_eval_bwd_x, "rrrwiiiif")            \
+    X(bn_eval_bwd_gamma, "rrrrwiiiif")       \
+    X(maxpool_fwd, "rwwiiiiii")              \
+    X(maxpool_bwd, "rrwiiiiiii")             \
+    X(avgpool_fwd, "rwiiiiii")               \
+    X(avgpool_bwd, "rwiiiiiii")              \
+    X(global_avgpool_fwd, "rwii")            \
+    X(global_avgpool_bwd, "rwiii")           \
+    X(dropout_fwd, "rwwwif")                 \
     X(dropout_bwd, "rrwiif")
 
 /* RTK_linear_fwd names rt_linear_fwd. */
