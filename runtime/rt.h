@@ -18,7 +18,8 @@
  *  - in place: the planner may give an element-wise forward kernel (rt_relu_fwd,
  *    rt_add_fwd, rt_dropout_fwd, rt_bn_*_fwd) an output that is its input. Those
  *    kernels declare no `restrict` and read element i before writing element i;
- *    every other kernel takes distinct, non-overlapping buffers.
+ *    every other kernel takes distinct, non-overlapping buffers (but for
+ *    rt_attention_bwd's gradients, which may be one: see there).
  *
  * Convolutional networks (the last sections):
  *  - activations are NCHW f32: x[N,C,H,W] is N images of C planes of H rows of
