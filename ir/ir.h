@@ -369,6 +369,9 @@ int lc_grad_in(lower_ctx *c, const ir_node *n, int i, int64_t *acc);
 /* backward: d input i = d output, reinterpreted (reshape) or passed through (add);
  * shares storage when that is safe, otherwise copies/accumulates */
 void lc_grad_pass(lower_ctx *c, const ir_node *n, int i);
+/* backward: the inputs of n whose VJPs survive (bit i = input i), for an op
+ * whose one backward step computes several input gradients (attention) */
+uint32_t lc_vjps(lower_ctx *c, const ir_node *n);
 /* Append one call of a kernel of rt.h's RT_STEP_KERNELS, its operands made
  * with the LC_* constructors below, one per letter of the kernel's operand
  * string, in order:

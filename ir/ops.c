@@ -27,6 +27,7 @@
 #include "ck.h"
 #include "rt.h" /* rt_out_size, rt_conv2d_*scratch_floats: sizes shared with the kernels */
 
+#include <math.h>
 #include <string.h>
 
 static const ir_value *gval(const ir_graph *g, const ir_node *n, int i) { return &g->vals[n->in[i]]; }
@@ -425,6 +426,124 @@ static void layer_norm_vjp(lower_ctx *c, const ir_node *n, int input) {
                 LC_I(rows), LC_I(D), LC_I(acc));
     else
         lc_step(c, n, RTK_layer_norm_bwd_w, LC_R(xs), LC_R(stats), LC_R(dy), LC_W(dst), LC_I(rows), LC_I(D), LC_I(acc));
+}
+
+/* ------------------------------------------------------------------ attention
+ * PyTorch's F.scaled_dot_product_attention(q, k, v, is_causal=causal,
+ * scale=scale) with grouped-query heads. in: q [B, H, T, hd], k and v [B,
+ * Hkv, S, hd], H a multiple of Hkv. attr: causal; fattr: scale (0: 1/sqrt(hd)).
+ * aux 0: per-row log-sum-exp f32[B, H, T], the only thing besides the
+ * operands that backward reads: the [B, H, T, S] probabilities are never
+ * stored (forward is an online softmax over key tiles, backward recomputes
+ * them from q, k and the log-sum-exp). */
+
+enum { ATTN_Q, ATTN_K, ATTN_V }; /* n->in[] */
+enum { ATTN_CAUSAL };            /* n->attr[] */
+enum { ATTN_SCALE = 1 };         /* n->fattr[]: the second non-tensor argument */
+
+typedef struct {
+    int64_t B, H, Hkv, T, S, hd;
+} attn_dims;
+
+static attn_dims attention_dims(const ir_graph *g, const ir_node *n) {
+    const ir_shape *q = &gval(g, n, ATTN_Q)->shape, *k = &gval(g, n, ATTN_K)->shape;
+    return (attn_dims){q->dim[0], q->dim[1], k->dim[1], q->dim[2], k->dim[2], q->dim[3]};
+}
+
+static double attention_scale(const ir_graph *g, const ir_node *n) {
+    double scale = n->fattr[ATTN_SCALE];
+    return scale == 0 ? 1.0 / sqrt((double)attention_dims(g, n).hd) : scale;
+}
+
+static bool attention_infer(shape_ctx *sc, ir_node *n, ir_dtype *dt, ir_shape *shape) {
+    static const char *names[] = {"q", "k", "v"};
+    pool *p = sc_graph(sc)->pool;
+    for (int i = 0; i < 3; i++) {
+        char what[32];
+        snprintf(what, sizeof what, "attention %s", names[i]);
+        if (!require_f32(sc, n, i, what))
+            return false;
+        const ir_value *x = sc_in(sc, n, i);
+        if (x->shape.rank != 4) {
+            sc_error(sc, n->loc, "attention: %s '%s' must be [batch, heads, seq, head_dim], but has shape %s", names[i],
+                     x->name, shape_str(p, &x->shape));
+            return false;
+        }
+    }
+    const ir_shape *q = &sc_in(sc, n, ATTN_Q)->shape, *k = &sc_in(sc, n, ATTN_K)->shape,
+                   *v = &sc_in(sc, n, ATTN_V)->shape;
+    if (!shape_eq(k, v)) {
+        sc_error(sc, n->loc, "attention: k %s and v %s must have the same shape", shape_str(p, k), shape_str(p, v));
+        return false;
+    }
+    if (q->dim[0] != k->dim[0] || q->dim[3] != k->dim[3]) {
+        sc_error(sc, n->loc, "attention: q %s and k %s must have the same batch and head_dim", shape_str(p, q),
+                 shape_str(p, k));
+        return false;
+    }
+    if (q->dim[1] % k->dim[1]) {
+        sc_error(sc, n->loc, "attention: q's %lld heads are not a multiple of k and v's %lld", (long long)q->dim[1],
+                 (long long)k->dim[1]);
+        return false;
+    }
+    if (n->attr[ATTN_CAUSAL] && q->dim[2] != k->dim[2]) {
+        sc_error(sc, n->loc, "attention: causal needs as many keys as queries, got %lld queries and %lld keys",
+                 (long long)q->dim[2], (long long)k->dim[2]);
+        return false;
+    }
+    if (!(n->fattr[ATTN_SCALE] >= 0)) {
+        sc_error(sc, n->loc, "attention: scale must be >= 0 (0: 1/sqrt(head_dim)), got %g", n->fattr[ATTN_SCALE]);
+        return false;
+    }
+    *dt = DT_F32;
+    *shape = *q;
+    return true;
+}
+
+static uint32_t attention_needs(lower_ctx *c, const ir_node *n, int input) {
+    uint32_t probs = NEED_IN(ATTN_Q) | NEED_IN(ATTN_K) | NEED_AUX(0); /* P recomputed */
+    if (input == ATTN_V)
+        return probs;                          /* dv = P^T do */
+    return probs | NEED_IN(ATTN_V) | NEED_OUT; /* dP = do v^T, D = rowsum(do * o) */
+}
+
+static void attention_aux(const ir_graph *g, const ir_node *n, int k, ir_dtype *dt, ir_shape *shape) {
+    attn_dims d = attention_dims(g, n);
+    *dt = DT_F32;
+    *shape = (ir_shape){3, {d.B, d.H, d.T}};
+}
+
+static void attention_forward(lower_ctx *c, const ir_node *n) {
+    const ir_graph *g = lc_graph(c);
+    attn_dims d = attention_dims(g, n);
+    int v = lc_in(c, n, ATTN_V), k = lc_in(c, n, ATTN_K), q = lc_in(c, n, ATTN_Q);
+    int64_t tile = d.S < RT_ATTENTION_TILE ? d.S : RT_ATTENTION_TILE;
+    lc_step(c, n, RTK_attention_fwd, LC_R(q), LC_R(k), LC_R(v), LC_W(lc_out(c, n)), LC_W(lc_aux(c, n, 0)),
+            LC_S(lc_scratch(c, n, DT_F32, tile)), LC_I(d.B), LC_I(d.H), LC_I(d.Hkv), LC_I(d.T), LC_I(d.S), LC_I(d.hd),
+            LC_I(n->attr[ATTN_CAUSAL] != 0), LC_I(tile), LC_F(attention_scale(g, n)));
+}
+
+/* One step computes every surviving gradient (they share the recomputed
+ * probabilities): it is emitted by the hook of the first surviving input, and
+ * the hooks of the others add nothing. */
+static void attention_vjp(lower_ctx *c, const ir_node *n, int input) {
+    uint32_t wanted = lc_vjps(c, n);
+    if (input != __builtin_ctz(wanted))
+        return;
+    const ir_graph *g = lc_graph(c);
+    attn_dims d = attention_dims(g, n);
+    int dst[3] = {-1, -1, -1};
+    int64_t acc[3] = {0, 0, 0};
+    for (int i = ATTN_Q; i <= ATTN_V; i++)
+        if (wanted & (1u << i))
+            dst[i] = lc_grad_in(c, n, i, &acc[i]);
+    bool ds = wanted & ((1u << ATTN_Q) | (1u << ATTN_K)); /* reads v and the output */
+    lc_step(c, n, RTK_attention_bwd, LC_R(lc_saved(c, n, NEED_IN(ATTN_Q))), LC_R(lc_saved(c, n, NEED_IN(ATTN_K))),
+            LC_R(ds ? lc_saved(c, n, NEED_IN(ATTN_V)) : -1), LC_R(ds ? lc_saved(c, n, NEED_OUT) : -1),
+            LC_R(lc_saved(c, n, NEED_AUX(0))), LC_R(lc_grad_out(c, n)), LC_W(dst[ATTN_Q]), LC_W(dst[ATTN_K]),
+            LC_W(dst[ATTN_V]), LC_I(d.B), LC_I(d.H), LC_I(d.Hkv), LC_I(d.T), LC_I(d.S), LC_I(d.hd),
+            LC_I(n->attr[ATTN_CAUSAL] != 0), LC_I(acc[ATTN_Q]), LC_I(acc[ATTN_K]), LC_I(acc[ATTN_V]),
+            LC_F(attention_scale(g, n)));
 }
 
 /* ------------------------------------------------------------------ softmax
@@ -1692,6 +1811,17 @@ const op_def op_table[] = {
      .needs = softmax_needs,
      .forward = softmax_forward,
      .vjp = softmax_vjp},
+    {.name = "attention",
+     .args = {T("q"), T("k"), T("v"), B_OPT("causal", 1), F_OPT("scale", 0.0)},
+     .nargs = 5,
+     .infer = attention_infer,
+     .diff_inputs = 0x7,
+     .needs = attention_needs,
+     .naux = 1,
+     .aux_shape = attention_aux,
+     .aux_doc = {"per-row log-sum-exp of the scores, 1 float per query row"},
+     .forward = attention_forward,
+     .vjp = attention_vjp},
     {.name = "maxpool2d",
      .args = {T("x"), I("kernel"), I_OPT("stride", -1), I_OPT("padding", 0)},
      .nargs = 4,

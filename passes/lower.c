@@ -248,6 +248,8 @@ int lc_grad_in(lower_ctx *c, const ir_node *n, int i, int64_t *acc) {
     return c->grad[v] = b;
 }
 
+uint32_t lc_vjps(lower_ctx *c, const ir_node *n) { return c->vjps[n - c->g->nodes]; }
+
 /* The output's gradient may become the input's gradient in place when (a) the
  * input has no gradient yet and lives in the arena, (b) no other input of this
  * node has taken that storage, and (c) the input is not also another operand of

@@ -468,6 +468,106 @@ void rt_layer_norm_bwd_w(const float *restrict x, const float *restrict stats, c
     }
 }
 
+/* ---------------------------------------------------------------- attention */
+
+static inline double rt_dot(const float *a, const float *b, int64_t n) {
+    double sum = 0;
+    for (int64_t d = 0; d < n; d++)
+        sum += (double)a[d] * b[d];
+    return sum;
+}
+
+/* One query row at a time: its output row is the running accumulator,
+ * rescaled whenever a tile raises the running maximum m; l is the running
+ * sum of exp(score - m). */
+void rt_attention_fwd(const float *restrict q, const float *restrict k, const float *restrict v, float *restrict o,
+                      float *restrict lse, float *restrict scores, int64_t B, int64_t H, int64_t Hkv, int64_t T,
+                      int64_t S, int64_t hd, int64_t causal, int64_t tile, double scale) {
+    int64_t group = H / Hkv;
+    for (int64_t b = 0; b < B; b++)
+        for (int64_t h = 0; h < H; h++) {
+            int64_t row0 = (b * H + h) * T, kv0 = (b * Hkv + h / group) * S;
+            const float *kh = k + kv0 * hd, *vh = v + kv0 * hd;
+            for (int64_t i = 0; i < T; i++) {
+                const float *qi = q + (row0 + i) * hd;
+                float *oi = o + (row0 + i) * hd;
+                int64_t keys = causal ? i + 1 : S; /* top-left aligned: key j <= query i */
+                double m = -INFINITY, l = 0;
+                memset(oi, 0, sizeof(float) * (size_t)hd);
+                for (int64_t j0 = 0; j0 < keys; j0 += tile) {
+                    int64_t count = keys - j0 < tile ? keys - j0 : tile;
+                    double tile_max = -INFINITY;
+                    for (int64_t t = 0; t < count; t++) {
+                        scores[t] = (float)(scale * rt_dot(qi, kh + (j0 + t) * hd, hd));
+                        tile_max = scores[t] > tile_max ? scores[t] : tile_max;
+                    }
+                    double m_new = tile_max > m ? tile_max : m;
+                    float rescale = (float)exp(m - m_new); /* 0 for the first tile */
+                    l *= rescale;
+                    for (int64_t d = 0; d < hd; d++)
+                        oi[d] *= rescale;
+                    for (int64_t t = 0; t < count; t++) {
+                        float p = (float)exp(scores[t] - m_new);
+                        const float *vj = vh + (j0 + t) * hd;
+                        l += p;
+                        for (int64_t d = 0; d < hd; d++)
+                            oi[d] += p * vj[d];
+                    }
+                    m = m_new;
+                }
+                float inv = (float)(1.0 / l);
+                for (int64_t d = 0; d < hd; d++)
+                    oi[d] *= inv;
+                if (lse)
+                    lse[row0 + i] = (float)(m + log(l));
+            }
+        }
+}
+
+/* No restrict on the gradients: they may be one buffer (see rt.h). Each
+ * probability is recomputed where it is used, so backward needs no scratch. */
+void rt_attention_bwd(const float *restrict q, const float *restrict k, const float *restrict v,
+                      const float *restrict o, const float *restrict lse, const float *restrict dout, float *dq,
+                      float *dk, float *dv, int64_t B, int64_t H, int64_t Hkv, int64_t T, int64_t S, int64_t hd,
+                      int64_t causal, int64_t acc_q, int64_t acc_k, int64_t acc_v, double scale) {
+    size_t q_bytes = sizeof(float) * (size_t)(B * H * T * hd), kv_bytes = sizeof(float) * (size_t)(B * Hkv * S * hd);
+    if (dq && !acc_q)
+        memset(dq, 0, q_bytes);
+    if (dk && !acc_k)
+        memset(dk, 0, kv_bytes);
+    if (dv && !acc_v)
+        memset(dv, 0, kv_bytes);
+    int ds_wanted = dq || dk;
+    int64_t group = H / Hkv;
+    float fscale = (float)scale;
+    for (int64_t b = 0; b < B; b++)
+        for (int64_t h = 0; h < H; h++) {
+            int64_t row0 = (b * H + h) * T, kv0 = (b * Hkv + h / group) * S;
+            for (int64_t i = 0; i < T; i++) {
+                int64_t row = row0 + i;
+                const float *qi = q + row * hd, *doi = dout + row * hd;
+                double D = ds_wanted ? rt_dot(doi, o + row * hd, hd) : 0;
+                int64_t keys = causal ? i + 1 : S;
+                for (int64_t j = 0; j < keys; j++) {
+                    int64_t kv = (kv0 + j) * hd;
+                    float p = (float)exp(scale * rt_dot(qi, k + kv, hd) - lse[row]);
+                    if (dv)
+                        for (int64_t d = 0; d < hd; d++)
+                            dv[kv + d] += p * doi[d];
+                    if (!ds_wanted)
+                        continue;
+                    float ds = fscale * (float)(p * (rt_dot(doi, v + kv, hd) - D));
+                    if (dq)
+                        for (int64_t d = 0; d < hd; d++)
+                            dq[row * hd + d] += ds * k[kv + d];
+                    if (dk)
+                        for (int64_t d = 0; d < hd; d++)
+                            dk[kv + d] += ds * qi[d];
+                }
+            }
+        }
+}
+
 /* ---------------------------------------------------------------- softmax */
 
 /* defined with the reductions of the CNN kernels below */

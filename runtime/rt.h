@@ -18,8 +18,9 @@
  *  - in place: the planner may give an element-wise forward kernel (rt_relu_fwd,
  *    rt_add_fwd, rt_mul_fwd, rt_*_bcast_fwd, rt_scale, rt_dropout_fwd,
  *    rt_bn_*_fwd, ...) an output that is its input. Those kernels declare no
- *    `restrict` and read element i before writing element i;
- *    every other kernel takes distinct, non-overlapping buffers.
+ *    `restrict` and read element i before writing element i; every other
+ *    kernel takes distinct, non-overlapping buffers (but for
+ *    rt_attention_bwd's gradients, which may be one: see there).
  *
  * Convolutional networks (the last sections):
  *  - activations are NCHW f32: x[N,C,H,W] is N images of C planes of H rows of
@@ -153,6 +154,26 @@ void rt_layer_norm_bwd_x(const float *x, const float *w, const float *stats, con
 /* dw (+)= sum over rows of dy xh */
 void rt_layer_norm_bwd_w(const float *x, const float *stats, const float *dy, float *dw, int64_t rows, int64_t D,
                          int64_t acc);
+
+/* ---- attention (PyTorch's scaled_dot_product_attention): q [B,H,T,hd], k
+ * and v [B,Hkv,S,hd], query head h reads key/value head h / (H/Hkv); o
+ * [B,H,T,hd] = softmax(scale q k^T, key j > query i masked when causal) v.
+ * Forward is an online softmax over tiles of `tile` keys (FlashAttention-2):
+ * scores holds one tile of scores, so nothing T x S is ever stored; lse
+ * [B,H,T] receives each row's log-sum-exp when not NULL. */
+#define RT_ATTENTION_TILE 16 /* keys per tile of rt_attention_fwd: its scratch is this many floats */
+void rt_attention_fwd(const float *q, const float *k, const float *v, float *o, float *lse, float *scores, int64_t B,
+                      int64_t H, int64_t Hkv, int64_t T, int64_t S, int64_t hd, int64_t causal, int64_t tile,
+                      double scale);
+/* One pass recomputing each probability from q, k and lse: dv (+)= P^T do;
+ * with D = rowsum(do * o), ds = P (do v^T - D), dq (+)= scale ds k and dk (+)=
+ * scale ds^T q (GQA: summed over a kv head's query heads). A NULL dq, dk or dv
+ * is not computed; v and o are read only for dq or dk. dq, dk and dv may be
+ * one buffer (an input used twice): each with acc 0 is zeroed first, then
+ * every contribution adds. */
+void rt_attention_bwd(const float *q, const float *k, const float *v, const float *o, const float *lse,
+                      const float *dout, float *dq, float *dk, float *dv, int64_t B, int64_t H, int64_t Hkv, int64_t T,
+                      int64_t S, int64_t hd, int64_t causal, int64_t acc_q, int64_t acc_k, int64_t acc_v, double scale);
 
 /* ---- softmax over rows of D: y = e^(x - max) / sum e^(x - max); y is not x */
 void rt_softmax_fwd(const float *x, float *y, int64_t rows, int64_t D);
@@ -446,6 +467,8 @@ void rt_adamw_update(float *p, const float *g, float *m, float *v, const int64_t
     X(global_avgpool_fwd, "rwii")       \
     X(global_avgpool_bwd, "rwiii")      \
     X(dropout_fwd, "rwwwif")            \
+    X(attention_fwd, "rrrwwsiiiiiiiif")      \
+    X(attention_bwd, "rrrrrrwwwiiiiiiiiiif") \
     X(dropout_bwd, "rrwiif")
 
 /* RTK_linear_fwd names rt_linear_fwd. */

@@ -260,7 +260,8 @@ static const char all_ops_src[] = "model all_ops\n"
                                   "input col : f32[2, 1] grad\n"
                                   "input row : f32[1, 10]\n"
                                   "input ids : i32[2, 3]\n"
-                                  "conv = conv2d(x, 4, 3, padding=1)\n"
+                                  "at = attention(x, x, x)\n" /* x as [B, H, T, hd]; one gradient from three uses */
+                                  "conv = conv2d(at, 4, 3, padding=1)\n"
                                   "bn = batchnorm2d(conv)\n"
                                   "r = relu(bn)\n"
                                   "mp = maxpool2d(r, 2)\n"
@@ -499,6 +500,44 @@ START_TEST(lowering_every_op_calls_every_kernel) {
 }
 END_TEST
 
+/* Attention keeps the per-row log-sum-exp, never the [B, H, T, T]
+ * probabilities, and its forward works on one tile of scores: the train
+ * program's residual bytes and its arena grow linearly in T. Doubling T
+ * from 64 to 128 to 256 must add no more than twice as much the second time
+ * (a T^2 term, 2 heads x T^2 floats, would add four times as much). */
+START_TEST(attention_memory_is_linear_in_sequence_length) {
+    int64_t residual[3], arena[3];
+    for (int t = 0; t < 3; t++) {
+        char src[1024];
+        snprintf(src, sizeof src,
+                 "model attn_len\n"
+                 "input x : f32[1, 2, %d, 16]\n"
+                 "input target : f32[1, 2, %d, 16]\n"
+                 "q = linear(x, 16)\n"
+                 "k = linear(x, 16)\n"
+                 "v = linear(x, 16)\n"
+                 "a = attention(q, k, v)\n"
+                 "o = linear(a, 16)\n"
+                 "loss = mse_loss(o, target)\n"
+                 "output loss\n",
+                 64 << t, 64 << t);
+        built b = build(src, "all");
+        ck_assert_msg(b.m, "%s", b.msgs);
+        ck_assert_int_eq(count_kernel(&b.m->train, "rt_attention_bwd", true), 1); /* one step for dq, dk, dv */
+        residual[t] = b.m->train.residual_bytes;
+        arena[t] = b.m->train.arena_bytes;
+        release(&b);
+    }
+    int64_t slack = 4 * IR_ALIGN;
+    ck_assert_int_gt(residual[1], residual[0]);
+    ck_assert_int_le(residual[2] - residual[1], 2 * (residual[1] - residual[0]) + slack);
+    ck_assert_int_gt(arena[1], arena[0]);
+    ck_assert_int_le(arena[2] - arena[1], 2 * (arena[1] - arena[0]) + slack);
+    /* and at T = 256 the whole arena is below what the [1, 2, 256, 256] probabilities alone would take */
+    ck_assert_int_lt(arena[2], 2 * 256 * 256 * 4);
+}
+END_TEST
+
 int main(void) {
     Suite *s = suite_create("lower");
     TCase *tc = tcase_create("core");
@@ -515,6 +554,7 @@ int main(void) {
     tcase_add_test(tc, every_op_is_documented_and_gradient_checked);
     tcase_add_test(tc, kernel_table_matches_prototypes);
     tcase_add_test(tc, lowering_every_op_calls_every_kernel);
+    tcase_add_test(tc, attention_memory_is_linear_in_sequence_length);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);

@@ -1500,6 +1500,123 @@ START_TEST(rms_norm) {
 }
 END_TEST
 
+/* ================================================================ attention */
+
+/* Forward and backward against a naive double-precision reference that
+ * forms the whole probability matrix: causal and not, grouped-query heads,
+ * sequence lengths not a multiple of the tile, a single query. Backward
+ * written, accumulated, and for each gradient alone (the others NULL, and v
+ * and o NULL when only dv is wanted: it must not read them). */
+static const struct {
+    int64_t B, H, Hkv, T, S, hd, causal, tile;
+    double scale;
+} attn_cases[] = {
+    {1, 2, 2, 7, 7, 5, 1, 3, 0.0},    {2, 4, 2, 5, 11, 4, 0, 4, 0.0}, {1, 3, 1, 1, 1, 8, 1, 16, 0.0},
+    {1, 4, 1, 20, 20, 3, 1, 16, 0.3}, {2, 2, 1, 1, 9, 6, 0, 4, 1.5},  {1, 6, 3, 33, 33, 4, 0, 16, 0.0},
+};
+enum { ATTN_CASES = sizeof attn_cases / sizeof attn_cases[0] };
+
+static void attn_expect(const float *got, const double *want, int64_t n, const char *what) {
+    for (int64_t i = 0; i < n; i++)
+        ck_assert_msg(fabs(got[i] - want[i]) <= 1e-4 * (1.0 + fabs(want[i])), "%s: %s[%lld]: got %.9g, want %.9g", ctx,
+                      what, (long long)i, (double)got[i], want[i]);
+}
+
+START_TEST(attention) {
+    int64_t B = attn_cases[_i].B, H = attn_cases[_i].H, Hkv = attn_cases[_i].Hkv, T = attn_cases[_i].T,
+            S = attn_cases[_i].S, hd = attn_cases[_i].hd, causal = attn_cases[_i].causal, tile = attn_cases[_i].tile;
+    double scale = attn_cases[_i].scale ? attn_cases[_i].scale : 1.0 / sqrt((double)hd);
+    snprintf(ctx, sizeof ctx, "attention B %lld H %lld Hkv %lld T %lld S %lld hd %lld causal %lld tile %lld",
+             (long long)B, (long long)H, (long long)Hkv, (long long)T, (long long)S, (long long)hd, (long long)causal,
+             (long long)tile);
+    seed_rng(97 + (uint64_t)_i);
+    int64_t nq = B * H * T * hd, nkv = B * Hkv * S * hd, rows = B * H * T;
+    float *q = gnew(nq), *k = gnew(nkv), *v = gnew(nkv), *o = gnew(nq), *lse = gnew(rows), *scores = gnew(tile),
+          *dout = gnew(nq), *dq = gnew(nq), *dk = gnew(nkv), *dv = gnew(nkv);
+    fill_rand(q, nq), fill_rand(k, nkv), fill_rand(v, nkv), fill_rand(dout, nq);
+    for (int64_t i = 0; i < nq; i++)
+        q[i] *= 3.0f; /* peaked rows: the running maximum matters */
+    double *o_ref = dnew(nq), *lse_ref = dnew(rows), *dq_ref = dnew(nq), *dk_ref = dnew(nkv), *dv_ref = dnew(nkv),
+           *p = dnew(S), *dp = dnew(S);
+    int64_t group = H / Hkv;
+    for (int64_t b = 0; b < B; b++)
+        for (int64_t h = 0; h < H; h++)
+            for (int64_t i = 0; i < T; i++) {
+                int64_t row = (b * H + h) * T + i, kv0 = (b * Hkv + h / group) * S;
+                const float *qi = q + row * hd, *doi = dout + row * hd;
+                int64_t keys = causal ? i + 1 : S;
+                double m = -INFINITY, l = 0;
+                for (int64_t j = 0; j < keys; j++) {
+                    p[j] = scale * ddot(qi, k + (kv0 + j) * hd, hd);
+                    m = p[j] > m ? p[j] : m;
+                }
+                for (int64_t j = 0; j < keys; j++)
+                    l += exp(p[j] - m);
+                lse_ref[row] = m + log(l);
+                for (int64_t j = 0; j < keys; j++) {
+                    p[j] = exp(p[j] - lse_ref[row]);
+                    for (int64_t d = 0; d < hd; d++)
+                        o_ref[row * hd + d] += p[j] * v[(kv0 + j) * hd + d];
+                }
+                double D = 0;
+                for (int64_t d = 0; d < hd; d++)
+                    D += doi[d] * o_ref[row * hd + d];
+                for (int64_t j = 0; j < keys; j++) {
+                    dp[j] = ddot(doi, v + (kv0 + j) * hd, hd);
+                    double ds = p[j] * (dp[j] - D);
+                    for (int64_t d = 0; d < hd; d++) {
+                        dv_ref[(kv0 + j) * hd + d] += p[j] * doi[d];
+                        dq_ref[row * hd + d] += scale * ds * k[(kv0 + j) * hd + d];
+                        dk_ref[(kv0 + j) * hd + d] += scale * ds * qi[d];
+                    }
+                }
+            }
+    rt_attention_fwd(q, k, v, o, lse, scores, B, H, Hkv, T, S, hd, causal, tile, scale);
+    attn_expect(o, o_ref, nq, "o");
+    attn_expect(lse, lse_ref, rows, "lse");
+    float *o2 = gnew(nq);
+    rt_attention_fwd(q, k, v, o2, NULL, scores, B, H, Hkv, T, S, hd, causal, tile, scale);
+    expect_same(o, o2, nq, "o without lse");
+    for (int pass = 0; pass < 5; pass++) {
+        /* 0: all written; 1: all accumulated onto 0.5; 2, 3, 4: dv, dq, dk alone */
+        bool want_q = pass < 2 || pass == 3, want_k = pass < 2 || pass == 4, want_v = pass < 3;
+        float pre = pass == 1 ? 0.5f : 0.0f;
+        for (int64_t i = 0; i < nq; i++)
+            dq[i] = pass == 1 ? pre : sentinel();
+        for (int64_t i = 0; i < nkv; i++)
+            dk[i] = dv[i] = pass == 1 ? pre : sentinel();
+        bool ds = want_q || want_k;
+        rt_attention_bwd(q, k, ds ? v : NULL, ds ? o : NULL, lse, dout, want_q ? dq : NULL, want_k ? dk : NULL,
+                         want_v ? dv : NULL, B, H, Hkv, T, S, hd, causal, pass == 1, pass == 1, pass == 1, scale);
+        double *shifted = dnew(nq > nkv ? nq : nkv);
+        const struct {
+            bool wanted;
+            const float *got;
+            const double *ref;
+            int64_t n;
+            const char *name;
+        } grads[] = {{want_q, dq, dq_ref, nq, "dq"}, {want_k, dk, dk_ref, nkv, "dk"}, {want_v, dv, dv_ref, nkv, "dv"}};
+        for (int g = 0; g < 3; g++) {
+            if (!grads[g].wanted) {
+                for (int64_t i = 0; i < grads[g].n; i++)
+                    ck_assert_msg(is_sentinel(grads[g].got[i]), "%s: %s written though NULL", ctx, grads[g].name);
+                continue;
+            }
+            for (int64_t i = 0; i < grads[g].n; i++)
+                shifted[i] = grads[g].ref[i] + pre;
+            attn_expect(grads[g].got, shifted, grads[g].n, grads[g].name);
+        }
+        free(shifted);
+    }
+    gcheck(q, nq, "q"), gcheck(k, nkv, "k"), gcheck(v, nkv, "v"), gcheck(o, nq, "o"), gcheck(o2, nq, "o2");
+    gcheck(lse, rows, "lse"), gcheck(scores, tile, "scores"), gcheck(dout, nq, "dout"), gcheck(dq, nq, "dq");
+    gcheck(dk, nkv, "dk"), gcheck(dv, nkv, "dv");
+    gfree(q), gfree(k), gfree(v), gfree(o), gfree(o2), gfree(lse), gfree(scores), gfree(dout), gfree(dq), gfree(dk),
+        gfree(dv);
+    free(o_ref), free(lse_ref), free(dq_ref), free(dk_ref), free(dv_ref), free(p), free(dp);
+}
+END_TEST
+
 /* ================================================================ layer_norm */
 
 /* Forward (affine and not, with and without the statistics) and both VJPs,
@@ -2237,6 +2354,7 @@ static Suite *runtime_suite(void) {
     tcase_add_test(d, cross_entropy_ignore);
     tcase_add_test(d, linear_in_out);
     tcase_add_test(d, linear_cross_entropy);
+    tcase_add_loop_test(d, attention, 0, ATTN_CASES);
     tcase_add_test(d, in_place);
     suite_add_tcase(s, d);
     TCase *ck = tcase_create("checked");
