@@ -257,6 +257,7 @@ static const char all_ops_src[] = "model all_ops\n"
                                   "input label : i32[2]\n"
                                   "input t : f32[2, 10]\n"
                                   "input w : f32[10, 10]\n"
+                                  "input q : f32[2, 3, 5, 4]\n"
                                   "conv = conv2d(x, 4, 3, padding=1)\n"
                                   "bn = batchnorm2d(conv)\n"
                                   "r = relu(bn)\n"
@@ -278,10 +279,13 @@ static const char all_ops_src[] = "model all_ops\n"
                                   "r2 = relu(mm)\n" /* kept in full for d fc2.weight: no mask */
                                   "fc2 = linear(r2, 10)\n"
                                   "ce = cross_entropy(fc2, label)\n"
-                                  "mse = mse_loss(sum, t)\n"
+                                  "ro = rope(q, theta=100.0)\n"
+                                  "rf = reshape(ro, [2, 60])\n"
+                                  "rl = linear(rf, 10)\n"
+                                  "mse = mse_loss(sum, rl)\n"
                                   "loss = add(ce, mse)\n"
                                   "output loss\n"
-                                  "config x_only { train none; grad x; grad w }\n"
+                                  "config x_only { train none; grad x; grad w; grad q }\n"
                                   "config w_only { train fc2.* }\n";
 
 /* Input i of n by the op's own name: its argument's for tensors, the
