@@ -428,6 +428,61 @@ static void layer_norm_vjp(lower_ctx *c, const ir_node *n, int input) {
         lc_step(c, n, RTK_layer_norm_bwd_w, LC_R(xs), LC_R(stats), LC_R(dy), LC_W(dst), LC_I(rows), LC_I(D), LC_I(acc));
 }
 
+/* ------------------------------------------------------------------ rope
+ * Rotary position embedding, the LLaMA / Hugging Face convention
+ * (rotate_half): in x [B, H, T, hd], hd even, element i of a head pairs with
+ * element i + hd/2 and both turn by the angle t * theta^(-2i/hd) of position
+ * t in 0..T-1. fattr: theta. A rotation's VJP is the inverse rotation of dy,
+ * so it keeps nothing. Not element-wise in op_def's sense (element i reads
+ * element i + hd/2), so the planner never runs it in place. */
+
+enum { ROPE_THETA }; /* n->fattr[] */
+
+static bool rope_infer(shape_ctx *sc, ir_node *n, ir_dtype *dt, ir_shape *shape) {
+    if (!require_f32(sc, n, 0, "rope input"))
+        return false;
+    const ir_value *x = sc_in(sc, n, 0);
+    if (x->shape.rank != 4) {
+        sc_error(sc, n->loc, "rope input '%s' must be [batch, heads, seq, head_dim], but has shape %s", x->name,
+                 shape_str(sc_graph(sc)->pool, &x->shape));
+        return false;
+    }
+    if (x->shape.dim[3] % 2 != 0) {
+        sc_error(sc, n->loc, "rope: head_dim (the last dim of '%s') must be even, got %lld", x->name,
+                 (long long)x->shape.dim[3]);
+        return false;
+    }
+    if (!(n->fattr[ROPE_THETA] > 0)) {
+        sc_error(sc, n->loc, "rope: theta must be positive, got %g", n->fattr[ROPE_THETA]);
+        return false;
+    }
+    *dt = DT_F32;
+    *shape = x->shape;
+    return true;
+}
+
+/* The kernels see x as B*H heads of T positions of hd floats. */
+static void rope_step(lower_ctx *c, const ir_node *n, rt_kernel kernel, int src, int dst, int64_t acc) {
+    const ir_shape *s = &gval(lc_graph(c), n, 0)->shape;
+    if (kernel == RTK_rope_fwd)
+        lc_step(c, n, kernel, LC_R(src), LC_W(dst), LC_I(s->dim[0] * s->dim[1]), LC_I(s->dim[2]), LC_I(s->dim[3]),
+                LC_F(n->fattr[ROPE_THETA]));
+    else
+        lc_step(c, n, kernel, LC_R(src), LC_W(dst), LC_I(s->dim[0] * s->dim[1]), LC_I(s->dim[2]), LC_I(s->dim[3]),
+                LC_I(acc), LC_F(n->fattr[ROPE_THETA]));
+}
+
+static void rope_forward(lower_ctx *c, const ir_node *n) {
+    rope_step(c, n, RTK_rope_fwd, lc_in(c, n, 0), lc_out(c, n), 0);
+}
+
+static void rope_vjp(lower_ctx *c, const ir_node *n, int input) {
+    int64_t acc;
+    int dy = lc_grad_out(c, n);
+    int dst = lc_grad_in(c, n, input, &acc);
+    rope_step(c, n, RTK_rope_bwd, dy, dst, acc);
+}
+
 /* ------------------------------------------------------------------ attention
  * PyTorch's F.scaled_dot_product_attention(q, k, v, is_causal=causal,
  * scale=scale) with grouped-query heads. in: q [B, H, T, hd], k and v [B,
@@ -1822,6 +1877,14 @@ const op_def op_table[] = {
      .aux_doc = {"per-row log-sum-exp of the scores, 1 float per query row"},
      .forward = attention_forward,
      .vjp = attention_vjp},
+    {.name = "rope",
+     .args = {T("x"), F_OPT("theta", 10000.0)},
+     .nargs = 2,
+     .infer = rope_infer,
+     .diff_inputs = 0x1,
+     .needs = needs_nothing,
+     .forward = rope_forward,
+     .vjp = rope_vjp},
     {.name = "maxpool2d",
      .args = {T("x"), I("kernel"), I_OPT("stride", -1), I_OPT("padding", 0)},
      .nargs = 4,

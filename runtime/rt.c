@@ -468,6 +468,61 @@ void rt_layer_norm_bwd_w(const float *restrict x, const float *restrict stats, c
     }
 }
 
+/* ---------------------------------------------------------------- rope */
+
+/* The angles as Hugging Face's LlamaRotaryEmbedding makes them, every step in
+ * f32: inv_freq = 1 / theta^(2i/hd), the angle t * inv_freq rounded to f32,
+ * and its cosine and sine rounded to f32 (here computed in double from that
+ * f32 angle, so within half an ulp of the exact cosine of the same angle,
+ * where PyTorch's f32 cos is within about one). The rounding of the angle is
+ * kept on purpose: for large t it moves the angle by up to t * 2^-24 rad,
+ * and a checkpoint was trained with it. */
+enum { RT_ROPE_CHUNK = 64 }; /* pairs whose cos/sin are made once per position for every head */
+
+static void rt_rope_angles(int64_t t, int64_t i0, int64_t count, int64_t hd, double theta, float *cs, float *sn) {
+    for (int64_t j = 0; j < count; j++) {
+        float e = (float)(2 * (i0 + j)) / (float)hd;
+        float inv_freq = 1.0f / powf((float)theta, e);
+        float a = (float)t * inv_freq;
+        cs[j] = (float)cos((double)a);
+        sn[j] = (float)sin((double)a);
+    }
+}
+
+/* dst (+)= the rotation of src by sign * angle: sign 1 forward, -1 its inverse (the VJP). */
+static void rt_rope_apply(const float *restrict src, float *restrict dst, int64_t heads, int64_t T, int64_t hd,
+                          double theta, float sign, int64_t acc) {
+    int64_t half = hd / 2;
+    float cs[RT_ROPE_CHUNK], sn[RT_ROPE_CHUNK];
+    for (int64_t t = 0; t < T; t++)
+        for (int64_t i0 = 0; i0 < half; i0 += RT_ROPE_CHUNK) {
+            int64_t count = half - i0 < RT_ROPE_CHUNK ? half - i0 : RT_ROPE_CHUNK;
+            rt_rope_angles(t, i0, count, hd, theta, cs, sn);
+            for (int64_t h = 0; h < heads; h++) {
+                const float *x = src + (h * T + t) * hd + i0;
+                float *y = dst + (h * T + t) * hd + i0;
+                for (int64_t j = 0; j < count; j++) {
+                    float lo = x[j], hi = x[j + half], s = sign * sn[j];
+                    /* HF's x * cos + rotate_half(x) * sin, rotate_half(x) = (-hi, lo) */
+                    float ylo = lo * cs[j] + (-hi) * s, yhi = hi * cs[j] + lo * s;
+                    if (acc)
+                        y[j] += ylo, y[j + half] += yhi;
+                    else
+                        y[j] = ylo, y[j + half] = yhi;
+                }
+            }
+        }
+}
+
+void rt_rope_fwd(const float *restrict x, float *restrict y, int64_t heads, int64_t T, int64_t hd, double theta) {
+    rt_rope_apply(x, y, heads, T, hd, theta, 1.0f, 0);
+}
+
+void rt_rope_bwd(const float *restrict dy, float *restrict dx, int64_t heads, int64_t T, int64_t hd, int64_t acc,
+                 double theta) {
+    rt_rope_apply(dy, dx, heads, T, hd, theta, -1.0f, acc);
+}
+
 /* ---------------------------------------------------------------- attention */
 
 static inline double rt_dot(const float *a, const float *b, int64_t n) {

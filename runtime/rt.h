@@ -155,6 +155,15 @@ void rt_layer_norm_bwd_x(const float *x, const float *w, const float *stats, con
 void rt_layer_norm_bwd_w(const float *x, const float *stats, const float *dy, float *dw, int64_t rows, int64_t D,
                          int64_t acc);
 
+/* ---- rope: rotary embedding, Hugging Face's rotate_half convention, over x
+ * [heads, T, hd] (heads = B*H, hd even, half = hd/2): for position t and pair
+ * i < half, with a = t * theta^(-2i/hd) computed as Hugging Face does in f32
+ * (rt.c), y[i] = x[i] cos a - x[i+half] sin a, y[i+half] = x[i+half] cos a +
+ * x[i] sin a. y is not x. */
+void rt_rope_fwd(const float *x, float *y, int64_t heads, int64_t T, int64_t hd, double theta);
+/* dx (+)= the inverse rotation of dy (the rotation is orthogonal) */
+void rt_rope_bwd(const float *dy, float *dx, int64_t heads, int64_t T, int64_t hd, int64_t acc, double theta);
+
 /* ---- attention (PyTorch's scaled_dot_product_attention): q [B,H,T,hd], k
  * and v [B,Hkv,S,hd], query head h reads key/value head h / (H/Hkv); o
  * [B,H,T,hd] = softmax(scale q k^T, key j > query i masked when causal) v.
@@ -433,6 +442,8 @@ void rt_adamw_update(float *p, const float *g, float *m, float *v, const int64_t
     X(layer_norm_fwd, "rrrwwiif")       \
     X(layer_norm_bwd_x, "rrrrwiii")     \
     X(layer_norm_bwd_w, "rrrwiii")      \
+    X(rope_fwd, "rwiiif")               \
+    X(rope_bwd, "rwiiiif")              \
     X(softmax_fwd, "rwii")              \
     X(softmax_bwd, "rrwiii")            \
     X(permute, "rwiiiiiiiiiiiii")       \

@@ -260,6 +260,7 @@ static const char all_ops_src[] = "model all_ops\n"
                                   "input col : f32[2, 1] grad\n"
                                   "input row : f32[1, 10]\n"
                                   "input ids : i32[2, 3]\n"
+                                  "input q : f32[2, 3, 5, 4]\n"
                                   "at = attention(x, x, x)\n" /* x as [B, H, T, hd]; one gradient from three uses */
                                   "conv = conv2d(at, 4, 3, padding=1)\n"
                                   "bn = batchnorm2d(conv)\n"
@@ -289,14 +290,17 @@ static const char all_ops_src[] = "model all_ops\n"
                                   "r2 = relu(mm)\n" /* kept in full for d fc2.weight: no mask */
                                   "fc2 = linear(r2, 10)\n"
                                   "ce = cross_entropy(fc2, label)\n"
-                                  "mse = mse_loss(sum, t)\n"
+                                  "ro = rope(q, theta=100.0)\n"
+                                  "rf = reshape(ro, [2, 60])\n"
+                                  "rl = linear(rf, 10)\n"
+                                  "mse = mse_loss(sum, rl)\n"
                                   "emb = embedding(ids, 7, 10)\n"
                                   "io = linear(emb, 10, in_out=true)\n"
                                   "lce = linear_cross_entropy(io, emb.weight, ids)\n" /* the tied head */
                                   "losses = add(ce, mse)\n"
                                   "loss = add(losses, lce)\n"
                                   "output loss\n"
-                                  "config x_only { train none; grad x; grad w }\n"
+                                  "config x_only { train none; grad x; grad w; grad q }\n"
                                   "config w_only { train fc2.* }\n";
 
 /* Input i of n by the op's own name: its argument's for tensors, the

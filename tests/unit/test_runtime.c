@@ -2172,6 +2172,48 @@ START_TEST(linear_cross_entropy) {
 }
 END_TEST
 
+/* ================================================================ rope */
+
+/* Forward and the VJP, written and accumulated, against the formula in
+ * double with exact angles; head_dim 140 has more pairs than one chunk of
+ * angles (RT_ROPE_CHUNK). */
+START_TEST(rope) {
+    static const int64_t dims[][3] = {{3, 9, 10}, {2, 5, 140}, {1, 1, 2}};
+    static const double thetas[] = {10000.0, 500000.0, 10.0};
+    seed_rng(89);
+    for (int k = 0; k < 3; k++) {
+        int64_t heads = dims[k][0], T = dims[k][1], hd = dims[k][2], half = hd / 2, n = heads * T * hd;
+        double theta = thetas[k];
+        snprintf(ctx, sizeof ctx, "rope heads %lld T %lld hd %lld", (long long)heads, (long long)T, (long long)hd);
+        float *x = gnew(n), *y = gnew(n), *dy = gnew(n), *dx = gnew(n);
+        fill_rand(x, n), fill_rand(dy, n);
+        rt_rope_fwd(x, y, heads, T, hd, theta);
+        for (int pass = 0; pass < 2; pass++) {
+            for (int64_t e = 0; e < n; e++)
+                dx[e] = 0.5f;
+            rt_rope_bwd(dy, dx, heads, T, hd, pass, theta);
+            for (int64_t h = 0; h < heads; h++)
+                for (int64_t t = 0; t < T; t++)
+                    for (int64_t i = 0; i < half; i++) {
+                        int64_t lo = (h * T + t) * hd + i, hi = lo + half;
+                        double a = (double)t * pow(theta, -2.0 * (double)i / (double)hd), c = cos(a), s = sin(a);
+                        double ylo = x[lo] * c - x[hi] * s, yhi = x[hi] * c + x[lo] * s;
+                        double dlo = dy[lo] * c + dy[hi] * s + (pass ? 0.5 : 0.0);
+                        double dhi = dy[hi] * c - dy[lo] * s + (pass ? 0.5 : 0.0);
+                        ck_assert_msg(fabs(y[lo] - ylo) <= 2e-6 && fabs(y[hi] - yhi) <= 2e-6,
+                                      "%s: y at t %lld i %lld = (%.9g, %.9g), want (%.9g, %.9g)", ctx, (long long)t,
+                                      (long long)i, y[lo], y[hi], ylo, yhi);
+                        ck_assert_msg(fabs(dx[lo] - dlo) <= 2e-6 && fabs(dx[hi] - dhi) <= 2e-6,
+                                      "%s: dx (acc %d) at t %lld i %lld = (%.9g, %.9g), want (%.9g, %.9g)", ctx, pass,
+                                      (long long)t, (long long)i, dx[lo], dx[hi], dlo, dhi);
+                    }
+        }
+        gcheck(x, n, "x"), gcheck(y, n, "y"), gcheck(dy, n, "dy"), gcheck(dx, n, "dx");
+        gfree(x), gfree(y), gfree(dy), gfree(dx);
+    }
+}
+END_TEST
+
 /* ================================================================ in place */
 
 /* The element-wise forward kernels that the planner may run in place give the
@@ -2355,6 +2397,7 @@ static Suite *runtime_suite(void) {
     tcase_add_test(d, linear_in_out);
     tcase_add_test(d, linear_cross_entropy);
     tcase_add_loop_test(d, attention, 0, ATTN_CASES);
+    tcase_add_test(d, rope);
     tcase_add_test(d, in_place);
     suite_add_tcase(s, d);
     TCase *ck = tcase_create("checked");
