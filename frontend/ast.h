@@ -54,6 +54,7 @@ typedef enum {
     EX_OR,   /* lhs or rhs */
     EX_NOT,  /* not lhs */
     EX_DIM,  /* dim(lhs, rhs): lhs an EX_NAME (a tensor), rhs the index */
+    EX_CALL, /* name(args...): an op or def called inside an argument; its value is a tensor */
 } ast_expr_kind;
 
 /* EX_CMP's op: the operator's first character, or one of these for the
@@ -63,14 +64,15 @@ enum { CMP_EQ = '=', CMP_NE = '!', CMP_LT = '<', CMP_LE = 'l', CMP_GT = '>', CMP
 typedef struct ast_expr ast_expr;
 struct ast_expr {
     ast_expr_kind kind;
-    src_loc loc; /* binary: the operator; dim: the word dim */
+    src_loc loc; /* binary: the operator; dim: the word dim; call: the callee's name */
     int64_t ival;
     double rval;
-    const char *name;
+    const char *name; /* name; call: the callee */
     char op;
     ast_expr *lhs, *rhs;
     ast_expr **items;
     int nitems;
+    struct ast_stmt *call; /* call: an ST_BIND without a name (op, op_loc, args) */
 };
 
 typedef struct {
@@ -91,6 +93,7 @@ typedef enum {
     ST_CONST,     /* const NAME = value */
     ST_INPUT,     /* input NAME : dtype[dims] [grad] */
     ST_BIND,      /* NAME = op(args), or NAME = def(args) */
+    ST_MULTI,     /* NAME, NAME, ... = chunk(args) or split(args): names (name: the first), op, args */
     ST_OUTPUT,    /* output NAME, ... */
     ST_CONFIG,    /* config NAME { items } */
     ST_DEFAULT,   /* default NAME */

@@ -178,7 +178,10 @@ static void scan_assignments(const ast_stmt *stmts, int n, const char *name, src
             continue;
         }
         bool assigns = st->kind == ST_CONST || st->kind == ST_INPUT || st->kind == ST_BIND || st->kind == ST_ALIAS;
-        if (!assigns || strcmp(st->name, name) != 0)
+        bool named = assigns && strcmp(st->name, name) == 0;
+        for (int i = 0; st->kind == ST_MULTI && i < st->nnames; i++)
+            named |= strcmp(st->names[i], name) == 0;
+        if (!named)
             continue;
         const ast_stmt **slot = loc_cmp(st->loc, from) >= 0 ? after : before;
         if (!*slot)
@@ -579,33 +582,43 @@ static bool node_args(elab_ctx *e, const ast_stmt *st, const op_def *op, ir_node
 
 /* Apply op to st's arguments; the output value is named `full`. Its id, or
  * -1 after an error. */
+static int add_node(elab_ctx *e, ir_node *node, const char *full, src_loc name_loc);
+
 static int apply_op(elab_ctx *e, const ast_stmt *st, const op_def *op, const char *full, src_loc name_loc) {
-    ir_graph *g = e->g;
     ir_node n = {0};
     n.op = (int)(op - op_table);
     n.name = full;
     n.loc = st->op_loc;
     n.call = e->fr->prefix;
     n.out = -1;
+    int errors = e->errors;
+    if (!node_args(e, st, op, &n) || e->errors > errors)
+        return -1;
+    return add_node(e, &n, full, name_loc);
+}
+
+/* Run n's shape rule (its inputs and attributes set) and add it to the
+ * graph, its output named `full`: the output's id, or -1 after an error. */
+static int add_node(elab_ctx *e, ir_node *node, const char *full, src_loc name_loc) {
+    ir_graph *g = e->g;
+    ir_node n = *node;
+    const op_def *op = &op_table[n.op];
     ir_dtype dt = DT_F32;
     ir_shape shape = {0};
     int errors = e->errors;
     if (g->nnodes >= MAX_NODES) {
-        err(e, st->op_loc, "the model is too large: more than %d nodes (ops applied, calls of defs included)",
-            MAX_NODES);
+        err(e, n.loc, "the model is too large: more than %d nodes (ops applied, calls of defs included)", MAX_NODES);
         e->halt = true;
         return -1;
     }
-    if (!node_args(e, st, op, &n) || e->errors > errors)
-        return -1;
     shape_ctx sc = {e};
     bool inferred = op->infer(&sc, &n, &dt, &shape);
     if (!inferred && e->errors == errors) /* a shape rule must say why */
-        err(e, st->op_loc, "%s: the shape check of '%s' failed", op->name, full);
+        err(e, n.loc, "%s: the shape check of '%s' failed", op->name, full);
     if (!inferred || e->errors > errors)
         return -1;
     if (shape_bytes(&shape, dt) < 0) {
-        err(e, st->op_loc, "'%s' would be too large: %s%s does not fit in 2^63 bytes", full, dtype_name(dt),
+        err(e, n.loc, "'%s' would be too large: %s%s does not fit in 2^63 bytes", full, dtype_name(dt),
             shape_str(e->pool, &shape));
         return -1;
     }
@@ -675,6 +688,10 @@ static void poison_block(elab_ctx *e, const ast_block *b) {
             poison_block(e, st->else_body);
         } else if ((st->kind == ST_BIND || st->kind == ST_ALIAS) && !find_local(e, e->fr, st->name)) {
             elab_add_sym(e, st->name, true, tensor_val(-1), st->name_loc);
+        } else if (st->kind == ST_MULTI) {
+            for (int i = 0; i < st->nnames; i++)
+                if (!find_local(e, e->fr, st->names[i]))
+                    elab_add_sym(e, st->names[i], true, tensor_val(-1), st->name_locs[i]);
         }
     }
 }
@@ -753,8 +770,30 @@ static int elab_call(elab_ctx *e, const ast_stmt *st, int di, const char *full) 
     return e->errors > errors ? -1 : result;
 }
 
-/* Apply st's callee, an op or a def, naming the result `full`. */
+static int apply_callee(elab_ctx *e, const ast_stmt *st, const char *full, src_loc name_loc);
+
+/* Apply st's callee, an op or a def, naming the result `full`; calls nested
+ * in its arguments are named after it. */
 static int apply(elab_ctx *e, const ast_stmt *st, const char *full, src_loc name_loc) {
+    const char *outer = e->binding;
+    e->binding = full;
+    int v = apply_callee(e, st, full, name_loc);
+    e->binding = outer;
+    return v;
+}
+
+bool elab_nested_call(elab_ctx *e, const ast_expr *x, const char *what, int64_t *out) {
+    (void)what;
+    const char *base = e->binding ? pool_printf(e->pool, "%s.%s", e->binding, x->name) : x->name;
+    const char *full = base;
+    for (int k = 2; ir_find_value(e->g, full) >= 0; k++)
+        full = pool_printf(e->pool, "%s_%d", base, k);
+    int v = apply(e, x->call, full, x->loc);
+    *out = v;
+    return v >= 0;
+}
+
+static int apply_callee(elab_ctx *e, const ast_stmt *st, const char *full, src_loc name_loc) {
     int di = find_def(e, st->op);
     if (di >= 0)
         return elab_call(e, st, di, full);
@@ -780,6 +819,111 @@ static void elab_bind(elab_ctx *e, const ast_stmt *st) {
         return;
     int v = apply(e, st, full_name(e, st->name), st->name_loc);
     elab_add_sym(e, st->name, v < 0, tensor_val(v), st->name_loc);
+}
+
+/* q, k, v = chunk(x, 3, dim=-1) and a, b = split(x, [s0, s1]): one slice
+ * node per name (ops.c's slice), of `dim` (split: the last dim) into equal
+ * parts or into the given sizes. Signatures for the argument matcher, like
+ * ops': */
+static const op_def chunk_signature = {
+    .name = "chunk",
+    .args = {{"x", ARG_TENSOR, false, 0}, {"chunks", ARG_INT, false, 0}, {"dim", ARG_INT, true, -1}},
+    .nargs = 3};
+static const op_def split_signature = {
+    .name = "split", .args = {{"x", ARG_TENSOR, false, 0}, {"sizes", ARG_INTS, false, 0}}, .nargs = 2};
+
+/* The values of st's names into v[] (-1 each after an error). */
+static void multi_pieces(elab_ctx *e, const ast_stmt *st, const op_def *sig, int *v) {
+    ir_node args = {0};
+    args.name = st->names[0];
+    args.loc = st->op_loc;
+    int errors = e->errors;
+    if (!node_args(e, st, sig, &args) || e->errors > errors)
+        return;
+    const ir_value *x = &e->g->vals[args.in[0]];
+    int rank = x->shape.rank, n = st->nnames;
+    bool chunk = sig == &chunk_signature;
+    int64_t dim = chunk ? args.attr[1] : -1;
+    if (dim < 0)
+        dim += rank;
+    if (dim < 0 || dim >= rank) {
+        err(e, st->op_loc, "%s: dim %lld is out of range for '%s' of shape %s", sig->name,
+            (long long)(chunk ? args.attr[1] : -1), x->name, shape_str(e->pool, &x->shape));
+        return;
+    }
+    int64_t size = x->shape.dim[dim], sizes[IR_MAX_ATTR];
+    int parts = chunk ? (int)(args.attr[0] < 0 || args.attr[0] > IR_MAX_ATTR ? -1 : args.attr[0]) : args.nattr;
+    if (parts != n) {
+        err(e, st->op_loc, "%s gives %lld results here, but %d names are given", sig->name,
+            (long long)(chunk ? args.attr[0] : args.nattr), n);
+        return;
+    }
+    int64_t total = 0;
+    for (int k = 0; k < n; k++) {
+        sizes[k] = chunk ? size / n : args.attr[k];
+        if (sizes[k] <= 0) {
+            err(e, st->op_loc, "split: size %d is %lld; sizes must be positive", k, (long long)sizes[k]);
+            return;
+        }
+        total += sizes[k];
+    }
+    if (total != size) {
+        if (chunk)
+            err(e, st->op_loc, "chunk: dim %lld of '%s' %s (size %lld) does not divide into %d equal parts",
+                (long long)dim, x->name, shape_str(e->pool, &x->shape), (long long)size, n);
+        else
+            err(e, st->op_loc, "split: the sizes add up to %lld, but the last dim of '%s' %s is %lld", (long long)total,
+                x->name, shape_str(e->pool, &x->shape), (long long)size);
+        return;
+    }
+    int64_t start = 0;
+    for (int k = 0; k < n; k++) {
+        ir_node piece = {0};
+        piece.op = (int)(op_find("slice") - op_table);
+        piece.name = full_name(e, st->names[k]);
+        piece.loc = st->op_loc;
+        piece.call = e->fr->prefix;
+        piece.out = -1;
+        piece.in[0] = args.in[0];
+        piece.nin = 1;
+        piece.attr[0] = dim, piece.attr[1] = start, piece.attr[2] = start + sizes[k];
+        piece.nattr = 3;
+        v[k] = add_node(e, &piece, piece.name, st->name_locs[k]);
+        start += sizes[k];
+    }
+}
+
+static void elab_multi(elab_ctx *e, const ast_stmt *st) {
+    int n = st->nnames;
+    bool *fresh = pool_alloc(e->pool, sizeof *fresh * (size_t)n);
+    int *v = pool_alloc(e->pool, sizeof *v * (size_t)n);
+    bool all_fresh = true;
+    for (int k = 0; k < n; k++) {
+        v[k] = -1;
+        fresh[k] = true;
+        for (int i = 0; i < k && fresh[k]; i++)
+            if (strcmp(st->names[i], st->names[k]) == 0) {
+                err(e, st->name_locs[k], "'%s' is named twice in this statement", st->names[k]);
+                fresh[k] = false;
+            }
+        fresh[k] = fresh[k] && elab_check_new_name(e, st->names[k], st->name_locs[k]);
+        all_fresh &= fresh[k];
+    }
+    const op_def *sig = strcmp(st->op, "chunk") == 0   ? &chunk_signature
+                        : strcmp(st->op, "split") == 0 ? &split_signature
+                                                       : NULL;
+    if (!sig)
+        err(e, st->op_loc, "'%s' gives one result; only chunk and split give several (NAME, NAME, ... = chunk(x, n))",
+            st->op);
+    else if (all_fresh) {
+        const char *outer = e->binding;
+        e->binding = full_name(e, st->names[0]); /* calls nested in the arguments are named after the first */
+        multi_pieces(e, st, sig, v);
+        e->binding = outer;
+    }
+    for (int k = 0; k < n; k++)
+        if (fresh[k])
+            elab_add_sym(e, st->names[k], v[k] < 0, tensor_val(v[k]), st->name_locs[k]);
 }
 
 /* h = other: h names what other names (a tensor or a compile-time value) */
@@ -837,6 +981,7 @@ static void elab_stmts(elab_ctx *e, const ast_stmt *stmts, int n) {
         const ast_block *b = NULL;
         switch (st->kind) {
         case ST_BIND: elab_bind(e, st); break;
+        case ST_MULTI: elab_multi(e, st); break;
         case ST_ALIAS: elab_alias(e, st); break;
         case ST_IF: b = elab_if(e, st); break;
         default: IR_ASSERT(!"statement not allowed in a block");
@@ -850,6 +995,24 @@ static void elab_stmts(elab_ctx *e, const ast_stmt *stmts, int n) {
 
 /* ---------------------------------------------------------------- defs */
 
+/* The calls in x (nested calls in arguments, which may nest again). The
+ * parser bounds expressions' depth (MAX_EXPR_DEPTH), so this recursion is
+ * bounded too. */
+static void collect_expr_calls(const ast_expr *x, const ast_stmt ***calls, int *n, int *cap, pool *p) {
+    if (!x)
+        return;
+    if (x->kind == EX_CALL) {
+        *VEC_PUSH(p, *calls, *n, *cap) = x->call;
+        for (int a = 0; a < x->call->nargs; a++)
+            collect_expr_calls(x->call->args[a].value, calls, n, cap, p);
+        return;
+    }
+    collect_expr_calls(x->lhs, calls, n, cap, p);
+    collect_expr_calls(x->rhs, calls, n, cap, p);
+    for (int k = 0; k < x->nitems; k++)
+        collect_expr_calls(x->items[k], calls, n, cap, p);
+}
+
 static void collect_calls(const ast_block *b, const ast_stmt ***calls, int *n, int *cap, pool *p) {
     for (int k = 0; b && k < b->nstmts; k++) {
         const ast_stmt *st = &b->stmts[k];
@@ -859,6 +1022,8 @@ static void collect_calls(const ast_block *b, const ast_stmt ***calls, int *n, i
             collect_calls(st->else_body, calls, n, cap, p);
         } else if (st->op) {
             *VEC_PUSH(p, *calls, *n, *cap) = st;
+            for (int a = 0; a < st->nargs; a++)
+                collect_expr_calls(st->args[a].value, calls, n, cap, p);
         }
     }
 }
@@ -1028,6 +1193,7 @@ static void elab_file(elab_ctx *e, const frost_define *defs, int ndefs) {
         case ST_CONST: elab_const(e, st, defs, ndefs); break;
         case ST_INPUT: elab_input(e, st); break;
         case ST_BIND:
+        case ST_MULTI:
         case ST_ALIAS:
         case ST_IF: elab_stmts(e, st, 1); break;
         case ST_OUTPUT: elab_output(e, st); break;

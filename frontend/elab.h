@@ -81,10 +81,11 @@ struct elab_ctx {
     sym scratch;        /* lookup result that is not a symbol of the scope */
     sym *syms;          /* the symbols of every frame, innermost last: a call's go when it ends */
     int nsyms, capsyms;
-    int64_t expanded; /* tokens of the defs called so far (MAX_EXPANSION) */
-    bool halt;        /* a size limit was passed: stop elaborating */
-    bool loss_named;  /* the first name of `output` has been seen: later ones are not the loss */
-    open_block *open; /* elab_stmts' blocks, of every scope (innermost last) */
+    int64_t expanded;    /* tokens of the defs called so far (MAX_EXPANSION) */
+    bool halt;           /* a size limit was passed: stop elaborating */
+    bool loss_named;     /* the first name of `output` has been seen: later ones are not the loss */
+    const char *binding; /* graph name of the value being made: calls nested in its arguments are named after it */
+    open_block *open;    /* elab_stmts' blocks, of every scope (innermost last) */
     int nopen, capopen;
 };
 
@@ -131,6 +132,11 @@ void elab_add_sym(elab_ctx *e, const char *name, bool poison, cval v, src_loc lo
 bool elab_check_new_name(elab_ctx *e, const char *local, src_loc at);               /* false: a clash, reported */
 sym *elab_resolve(elab_ctx *e, const char *name);                                   /* quiet; NULL: nothing */
 sym *elab_lookup(elab_ctx *e, const char *name, src_loc at);                        /* NULL: reported, or poisoned */
+/* A call inside an argument (EX_CALL), elaborated where it stands: its value
+ * is named after the binding being made, "<binding>.<callee>" ("h.linear"
+ * for h = relu(linear(x, 16))), with "_2", "_3"... when that name is taken.
+ * *out: its value id; false after reporting. */
+bool elab_nested_call(elab_ctx *e, const ast_expr *x, const char *what, int64_t *out);
 
 /* ---------------------------------------------------------------- eval.c */
 

@@ -20,6 +20,7 @@ static const char *expr_kind_text(const ast_expr *x) {
     case EX_AND:
     case EX_OR:
     case EX_NOT: return "a condition";
+    case EX_CALL: return "a call (a tensor)";
     default: return "an integer";
     }
 }
@@ -57,6 +58,7 @@ static cv_kind expr_type(elab_ctx *e, const ast_expr *x) {
     case EX_OR:
     case EX_NOT: return CV_BOOL;
     case EX_LIST: return CV_LIST;
+    case EX_CALL: return CV_TENSOR;
     case EX_NEG: return expr_type(e, x->lhs);
     case EX_BIN: return expr_type(e, x->lhs) == CV_REAL || expr_type(e, x->rhs) == CV_REAL ? CV_REAL : CV_INT;
     case EX_NAME: {
@@ -82,7 +84,8 @@ bool eval_int(elab_ctx *e, const ast_expr *x, const char *what, int64_t *out) {
     case EX_CMP:
     case EX_AND:
     case EX_OR:
-    case EX_NOT: err(e, x->loc, "%s must be an integer, got %s", what, expr_kind_text(x)); return false;
+    case EX_NOT:
+    case EX_CALL: err(e, x->loc, "%s must be an integer, got %s", what, expr_kind_text(x)); return false;
     case EX_DIM: return eval_dim(e, x, out);
     case EX_NAME: {
         sym *s = elab_lookup(e, x->name, x->loc);
@@ -168,7 +171,8 @@ bool eval_real(elab_ctx *e, const ast_expr *x, const char *what, double *out) {
     case EX_CMP:
     case EX_AND:
     case EX_OR:
-    case EX_NOT: err(e, x->loc, "%s must be a number, got %s", what, expr_kind_text(x)); return false;
+    case EX_NOT:
+    case EX_CALL: err(e, x->loc, "%s must be a number, got %s", what, expr_kind_text(x)); return false;
     case EX_NAME: {
         sym *s = elab_lookup(e, x->name, x->loc);
         if (!s)
@@ -251,6 +255,10 @@ static bool eval_list(elab_ctx *e, const ast_expr *x, const char *what, cval *ou
 
 /* Any value: a tensor (by name) or a compile-time value. */
 bool eval_value(elab_ctx *e, const ast_expr *x, const char *what, cval *out) {
+    if (x->kind == EX_CALL) {
+        *out = (cval){.kind = CV_TENSOR, .i = -1};
+        return elab_nested_call(e, x, what, &out->i);
+    }
     if (x->kind == EX_NAME) {
         sym *s = elab_lookup(e, x->name, x->loc);
         if (s)
@@ -375,6 +383,12 @@ bool eval_cond(elab_ctx *e, const ast_expr *x, const char *what, bool *out) {
 /* ---------------------------------------------------------------- tensors */
 
 bool eval_tensor(elab_ctx *e, const ast_expr *x, const char *what, int *out) {
+    if (x->kind == EX_CALL) {
+        int64_t v = -1;
+        bool ok = elab_nested_call(e, x, what, &v);
+        *out = (int)v;
+        return ok;
+    }
     if (x->kind != EX_NAME) {
         err(e, x->loc, "%s must be a tensor name, got %s", what,
             x->kind == EX_NEG || x->kind == EX_BIN ? "an expression" : expr_kind_text(x));
@@ -402,6 +416,8 @@ const char *eval_define_of(elab_ctx *e, const ast_expr *x) {
         sym *s = elab_resolve(e, x->name);
         return s && !s->poison && s->v.kind == CV_INT ? s->from_define : NULL;
     }
+    if (x->kind == EX_CALL)
+        return NULL;
     const char *from = x->kind == EX_DIM ? NULL : eval_define_of(e, x->lhs);
     if (!from)
         from = eval_define_of(e, x->rhs);

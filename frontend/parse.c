@@ -219,6 +219,23 @@ static ast_expr *dim_call(parser *ps, const token *t) {
     return e;
 }
 
+static void call_args(parser *ps, ast_arg **args, int *nargs);
+
+/* callee(args) inside an argument: the current token is the '(' */
+static ast_expr *nested_call(parser *ps, const token *t) {
+    ast_expr *e = new_expr(ps, EX_CALL, t->loc);
+    e->name = tok_str(ps, t);
+    nest(ps, t);
+    ast_stmt *call = pool_alloc(ps->pool, sizeof *call);
+    call->kind = ST_BIND;
+    call->loc = call->op_loc = t->loc;
+    call->op = e->name;
+    call_args(ps, &call->args, &call->nargs);
+    e->call = call;
+    ps->expr_depth--;
+    return e;
+}
+
 static ast_expr *primary(parser *ps) {
     token *t = ps->tok;
     if (t->kind == TK_INT) {
@@ -246,7 +263,7 @@ static ast_expr *primary(parser *ps) {
         if (is_punct(ps->tok, '(')) {
             if (lex_equal(t, "dim"))
                 return dim_call(ps, t);
-            fail_at(ps, t->loc, "nested calls are not supported; bind the inner call to a name");
+            return nested_call(ps, t);
         }
         return name_expr(ps, t);
     }
@@ -377,12 +394,13 @@ static ast_expr *expr(parser *ps) { return logical(ps, conjunction, "or", EX_OR)
 
 /* ---------------------------------------------------------------- statements */
 
-static void call_args(parser *ps, ast_stmt *st) {
+/* (args) of a call, into *args / *nargs; the current token is the '(' */
+static void call_args(parser *ps, ast_arg **args, int *nargs) {
     skip_punct(ps, '(');
     skip_continuation(ps);
     int cap = 0;
     while (!is_punct(ps->tok, ')')) {
-        ast_arg *a = VEC_PUSH(ps->pool, st->args, st->nargs, cap);
+        ast_arg *a = VEC_PUSH(ps->pool, *args, *nargs, cap);
         a->loc = ps->tok->loc;
         if (ps->tok->kind == TK_IDENT && is_punct(ps->tok + 1, '=')) {
             a->name = tok_str(ps, ps->tok);
@@ -480,10 +498,36 @@ static void config_body(parser *ps, ast_stmt *st) {
     ps->in_config = false;
 }
 
-/* NAME = callee(args), or NAME = NAME */
+/* NAME = callee(args), NAME = NAME, or NAME, NAME, ... = callee(args) (a
+ * call with several results: chunk, split) */
 static void assignment(parser *ps, ast_stmt *st) {
     st->kind = ST_BIND;
     st->name = def_name(ps, "a name", true, &st->name_loc);
+    if (is_punct(ps->tok, ',')) {
+        int cap = 0, lcap = 0, nlocs = 0;
+        *VEC_PUSH(ps->pool, st->names, st->nnames, cap) = st->name;
+        *VEC_PUSH(ps->pool, st->name_locs, nlocs, lcap) = st->name_loc;
+        while (is_punct(ps->tok, ',')) {
+            ps->tok++;
+            src_loc loc;
+            const char *name = def_name(ps, "a name", true, &loc);
+            *VEC_PUSH(ps->pool, st->names, st->nnames, cap) = name;
+            *VEC_PUSH(ps->pool, st->name_locs, nlocs, lcap) = loc;
+        }
+        if (!is_punct(ps->tok, '='))
+            expected(ps, "'=' after the names (NAME, NAME, ... = chunk(...))");
+        ps->tok++;
+        token *op = ps->tok;
+        if (op->kind != TK_IDENT || lex_is_keyword(op->text, op->len) || !is_punct(op + 1, '('))
+            expected(ps, "a call of chunk or split (NAME, NAME, ... = chunk(x, n))");
+        st->kind = ST_MULTI;
+        st->op = tok_str(ps, op);
+        st->op_loc = op->loc;
+        ps->tok++;
+        call_args(ps, &st->args, &st->nargs);
+        end_of_stmt(ps, "the call");
+        return;
+    }
     if (!is_punct(ps->tok, '='))
         expected(ps, "'=' after the name (a binding is NAME = op(...))");
     ps->tok++;
@@ -502,7 +546,7 @@ static void assignment(parser *ps, ast_stmt *st) {
     }
     st->op = tok_str(ps, op);
     st->op_loc = op->loc;
-    call_args(ps, st);
+    call_args(ps, &st->args, &st->nargs);
     end_of_stmt(ps, "the call");
 }
 
@@ -614,7 +658,7 @@ static void return_stmt(parser *ps, ast_stmt *st) {
     if (is_punct(ps->tok, '(')) {
         st->op = tok_str(ps, t);
         st->op_loc = t->loc;
-        call_args(ps, st);
+        call_args(ps, &st->args, &st->nargs);
         end_of_stmt(ps, "the call");
     } else {
         st->value = name_expr(ps, t);
@@ -778,7 +822,7 @@ static void stmt(parser *ps, ast_stmt *st) {
         st->op_loc = ps->tok->loc;
         ps->tok++;
         if (is_punct(ps->tok, '(')) {
-            call_args(ps, st);
+            call_args(ps, &st->args, &st->nargs);
             end_of_stmt(ps, "the optimizer's hyper-parameters");
         } else if (!at_stmt_end(ps)) {
             fail_at(ps, ps->tok->loc,

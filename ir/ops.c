@@ -1020,6 +1020,70 @@ static bool reshape_infer(shape_ctx *sc, ir_node *n, ir_dtype *dt, ir_shape *sha
 static void view_forward(lower_ctx *c, const ir_node *n) { lc_alias_out(c, n, 0); }
 static void view_vjp(lower_ctx *c, const ir_node *n, int input) { lc_grad_pass(c, n, input); }
 
+/* ------------------------------------------------------------------ slice
+ * x[..., start:end, ...] along one dim: a copy (the IR's views have no
+ * offset). What `q, k, v = chunk(qkv, 3)` and `split` elaborate to, one slice
+ * per result. Its VJP writes d y into the slice of d x (zeros around it when
+ * it is the first contribution) and needs nothing. attr: dim, start, end. */
+
+enum { SLICE_DIM, SLICE_START, SLICE_END }; /* n->attr[] */
+
+static bool slice_infer(shape_ctx *sc, ir_node *n, ir_dtype *dt, ir_shape *shape) {
+    if (!require_f32(sc, n, 0, "slice input") || !require_rank_at_least(sc, n, 0, 1, "slice input"))
+        return false;
+    const ir_value *x = sc_in(sc, n, 0);
+    pool *p = sc_graph(sc)->pool;
+    int64_t dim = n->attr[SLICE_DIM];
+    if (dim < 0)
+        dim += x->shape.rank;
+    if (dim < 0 || dim >= x->shape.rank) {
+        sc_error(sc, n->loc, "slice: dim %lld is out of range for shape %s", (long long)n->attr[SLICE_DIM],
+                 shape_str(p, &x->shape));
+        return false;
+    }
+    int64_t start = n->attr[SLICE_START], end = n->attr[SLICE_END], size = x->shape.dim[dim];
+    if (!(0 <= start && start < end && end <= size)) {
+        sc_error(sc, n->loc, "slice: [%lld, %lld) is not a non-empty range of dim %lld of %s (size %lld)",
+                 (long long)start, (long long)end, (long long)dim, shape_str(p, &x->shape), (long long)size);
+        return false;
+    }
+    n->attr[SLICE_DIM] = dim; /* the lowering sees it from the front */
+    *dt = DT_F32;
+    *shape = x->shape;
+    shape->dim[dim] = end - start;
+    return true;
+}
+
+/* x as [outer, D, inner] around the sliced dim D */
+static void slice_dims(const ir_graph *g, const ir_node *n, int64_t *outer, int64_t *D, int64_t *inner) {
+    const ir_shape *s = &gval(g, n, 0)->shape;
+    int dim = (int)n->attr[SLICE_DIM];
+    *outer = *inner = 1;
+    for (int k = 0; k < s->rank; k++) {
+        if (k < dim)
+            *outer *= s->dim[k];
+        else if (k > dim)
+            *inner *= s->dim[k];
+    }
+    *D = s->dim[dim];
+}
+
+static void slice_forward(lower_ctx *c, const ir_node *n) {
+    int64_t outer, D, inner;
+    slice_dims(lc_graph(c), n, &outer, &D, &inner);
+    lc_step(c, n, RTK_slice_fwd, LC_R(lc_in(c, n, 0)), LC_W(lc_out(c, n)), LC_I(outer), LC_I(D), LC_I(inner),
+            LC_I(n->attr[SLICE_START]), LC_I(n->attr[SLICE_END] - n->attr[SLICE_START]), LC_I(0));
+}
+
+static void slice_vjp(lower_ctx *c, const ir_node *n, int input) {
+    int64_t outer, D, inner, acc;
+    slice_dims(lc_graph(c), n, &outer, &D, &inner);
+    int dy = lc_grad_out(c, n);
+    int dst = lc_grad_in(c, n, input, &acc);
+    lc_step(c, n, RTK_slice_bwd, LC_R(dy), LC_W(dst), LC_I(outer), LC_I(D), LC_I(inner), LC_I(n->attr[SLICE_START]),
+            LC_I(n->attr[SLICE_END] - n->attr[SLICE_START]), LC_I(acc));
+}
+
 /* ------------------------------------------------------------------ embedding
  * nn.Embedding(num, dim): y[ids shape..., dim] = weight[ids]. in: ids (i32,
  * any shape; no gradient), weight [num, dim] (N(0, 1)). d weight is a
@@ -1775,6 +1839,14 @@ const op_def op_table[] = {
      .needs = needs_nothing,
      .forward = permute_forward,
      .vjp = permute_vjp},
+    {.name = "slice",
+     .args = {T("x"), I("dim"), I("start"), I("end")},
+     .nargs = 4,
+     .infer = slice_infer,
+     .diff_inputs = 0x1,
+     .needs = needs_nothing,
+     .forward = slice_forward,
+     .vjp = slice_vjp},
     {.name = "embedding",
      .args = {T("ids"), I("num"), I("dim")},
      .nargs = 3,

@@ -688,6 +688,39 @@ void rt_permute(const float *restrict x, float *restrict y, int64_t n0, int64_t 
                     }
 }
 
+/* ---------------------------------------------------------------- slice */
+
+void rt_slice_fwd(const float *restrict x, float *restrict y, int64_t outer, int64_t D, int64_t inner, int64_t start,
+                  int64_t len, int64_t acc) {
+    int64_t run = len * inner; /* the slice of one outer index is contiguous */
+    for (int64_t o = 0; o < outer; o++) {
+        const float *src = x + (o * D + start) * inner;
+        float *dst = y + o * run;
+        if (acc)
+            for (int64_t i = 0; i < run; i++)
+                dst[i] += src[i];
+        else
+            memcpy(dst, src, sizeof(float) * (size_t)run);
+    }
+}
+
+void rt_slice_bwd(const float *restrict dy, float *restrict dx, int64_t outer, int64_t D, int64_t inner, int64_t start,
+                  int64_t len, int64_t acc) {
+    int64_t run = len * inner;
+    for (int64_t o = 0; o < outer; o++) {
+        float *row = dx + o * D * inner, *dst = row + start * inner;
+        const float *src = dy + o * run;
+        if (acc) {
+            for (int64_t i = 0; i < run; i++)
+                dst[i] += src[i];
+        } else {
+            memset(row, 0, sizeof(float) * (size_t)(start * inner));
+            memcpy(dst, src, sizeof(float) * (size_t)run);
+            memset(dst + run, 0, sizeof(float) * (size_t)((D - start - len) * inner));
+        }
+    }
+}
+
 /* ---------------------------------------------------------------- add, mul */
 
 static inline void rt_add_body(const float *a, const float *b, float *y, int64_t outer, int64_t inner) {

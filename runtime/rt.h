@@ -196,6 +196,14 @@ void rt_softmax_bwd(const float *y, const float *dy, float *dx, int64_t rows, in
 void rt_permute(const float *x, float *y, int64_t n0, int64_t n1, int64_t n2, int64_t n3, int64_t n4, int64_t n5,
                 int64_t s0, int64_t s1, int64_t s2, int64_t s3, int64_t s4, int64_t s5, int64_t acc);
 
+/* ---- slice: x is [outer, D, inner]; y [outer, len, inner] (+)= x[:, start:start+len, :].
+ * rt_slice_bwd: dx[:, start:start+len, :] (+)= dy; with acc 0 the rest of dx
+ * becomes 0. y is not x. */
+void rt_slice_fwd(const float *x, float *y, int64_t outer, int64_t D, int64_t inner, int64_t start, int64_t len,
+                  int64_t acc);
+void rt_slice_bwd(const float *dy, float *dx, int64_t outer, int64_t D, int64_t inner, int64_t start, int64_t len,
+                  int64_t acc);
+
 /* ---- add, mul: y[outer*inner] = a + b (a * b), b has `inner` elements repeated `outer`
  * times (outer = 1 when the shapes are equal); y may be a, or b when outer = 1 */
 void rt_add_fwd(const float *a, const float *b, float *y, int64_t outer, int64_t inner);
@@ -414,70 +422,72 @@ void rt_adamw_update(float *p, const float *g, float *m, float *v, const int64_t
  * float. A buffer operand may be absent (NULL) where the kernel allows it.
  * The test `lower` checks each letter against the prototype above (const
  * pointer for r) and that lowering every op calls every kernel here. */
-#define RT_STEP_KERNELS(X)              \
-    X(copy, "wri")                      \
-    X(fill_f32, "wif")                  \
-    X(acc_f32, "wrii")                  \
-    X(linear_fwd, "rrrwiii")            \
-    X(linear_in_out_fwd, "rrrwiii")     \
-    X(linear_bwd_x, "rrwiiii")          \
-    X(linear_bwd_w, "rrwiiii")          \
-    X(sum_rows, "rwiii")                \
-    X(matmul_fwd, "rrwiii")             \
-    X(matmul_bwd_a, "rrwiiii")          \
-    X(matmul_bwd_b, "rrwiiii")          \
-    X(relu_fwd, "rwi")                  \
-    X(sign_mask, "rwi")                 \
-    X(relu_bwd_out, "rrwii")            \
-    X(relu_bwd_mask, "rrwii")           \
-    X(sigmoid_fwd, "rwi")               \
-    X(sigmoid_bwd, "rrwii")             \
-    X(silu_fwd, "rwi")                  \
-    X(silu_bwd, "rrwii")                \
-    X(gelu_fwd, "rwii")                 \
-    X(gelu_bwd, "rrwiii")               \
-    X(rms_norm_fwd, "rrwwiif")          \
-    X(rms_norm_bwd_x, "rrrrwiii")       \
-    X(rms_norm_bwd_w, "rrrwiii")        \
-    X(layer_norm_fwd, "rrrwwiif")       \
-    X(layer_norm_bwd_x, "rrrrwiii")     \
-    X(layer_norm_bwd_w, "rrrwiii")      \
-    X(rope_fwd, "rwiiif")               \
-    X(rope_bwd, "rwiiiif")              \
-    X(softmax_fwd, "rwii")              \
-    X(softmax_bwd, "rrwiii")            \
-    X(permute, "rwiiiiiiiiiiiii")       \
-    X(add_fwd, "rrwii")                 \
-    X(mul_fwd, "rrwii")                 \
-    X(add_bcast_fwd, "rrwiiiiiiii")     \
-    X(mul_bcast_fwd, "rrwiiiiiiii")     \
-    X(bcast_reduce, "rrwiiiiiiiii")     \
-    X(scale, "rwiif")                   \
-    X(embedding_fwd, "rrwiii")          \
-    X(embedding_bwd, "rrwiiii")         \
-    X(cross_entropy_fwd, "rrwwiii")     \
-    X(cross_entropy_bwd, "rrrwiiii")    \
-    X(linear_ce_fwd, "rrrwwsiiiiii")    \
-    X(linear_ce_bwd, "rrrrrwsiiiiiiii") \
-    X(mse_fwd, "rrwwi")                 \
-    X(mse_bwd, "rrwiii")                \
-    X(conv2d_fwd, "rrrwsiiiiiiiiiin")   \
-    X(conv2d_bwd_x, "rrwsiiiiiiiiiini") \
-    X(conv2d_bwd_w, "rrwsiiiiiiiiiini") \
-    X(sum_channels, "rwiiii")           \
-    X(bn_train_fwd, "rrrwwwwwiiiff")    \
-    X(bn_train_bwd_x, "rrrrwiiii")      \
-    X(bn_train_bwd_gamma, "rrrwiiii")   \
-    X(bn_eval_fwd, "rrrrrwiiif")        \
-    X(bn_eval_bwd_x, "rrrwiiiif")       \
-    X(bn_eval_bwd_gamma, "rrrrwiiiif")  \
-    X(maxpool_fwd, "rwwiiiiii")         \
-    X(maxpool_bwd, "rrwiiiiiii")        \
-    X(avgpool_fwd, "rwiiiiii")          \
-    X(avgpool_bwd, "rwiiiiiii")         \
-    X(global_avgpool_fwd, "rwii")       \
-    X(global_avgpool_bwd, "rwiii")      \
-    X(dropout_fwd, "rwwwif")            \
+#define RT_STEP_KERNELS(X)                   \
+    X(copy, "wri")                           \
+    X(fill_f32, "wif")                       \
+    X(acc_f32, "wrii")                       \
+    X(linear_fwd, "rrrwiii")                 \
+    X(linear_in_out_fwd, "rrrwiii")          \
+    X(linear_bwd_x, "rrwiiii")               \
+    X(linear_bwd_w, "rrwiiii")               \
+    X(sum_rows, "rwiii")                     \
+    X(matmul_fwd, "rrwiii")                  \
+    X(matmul_bwd_a, "rrwiiii")               \
+    X(matmul_bwd_b, "rrwiiii")               \
+    X(relu_fwd, "rwi")                       \
+    X(sign_mask, "rwi")                      \
+    X(relu_bwd_out, "rrwii")                 \
+    X(relu_bwd_mask, "rrwii")                \
+    X(sigmoid_fwd, "rwi")                    \
+    X(sigmoid_bwd, "rrwii")                  \
+    X(silu_fwd, "rwi")                       \
+    X(silu_bwd, "rrwii")                     \
+    X(gelu_fwd, "rwii")                      \
+    X(gelu_bwd, "rrwiii")                    \
+    X(rms_norm_fwd, "rrwwiif")               \
+    X(rms_norm_bwd_x, "rrrrwiii")            \
+    X(rms_norm_bwd_w, "rrrwiii")             \
+    X(layer_norm_fwd, "rrrwwiif")            \
+    X(layer_norm_bwd_x, "rrrrwiii")          \
+    X(layer_norm_bwd_w, "rrrwiii")           \
+    X(rope_fwd, "rwiiif")                    \
+    X(rope_bwd, "rwiiiif")                   \
+    X(softmax_fwd, "rwii")                   \
+    X(softmax_bwd, "rrwiii")                 \
+    X(permute, "rwiiiiiiiiiiiii")            \
+    X(slice_fwd, "rwiiiiii")                 \
+    X(slice_bwd, "rwiiiiii")                 \
+    X(add_fwd, "rrwii")                      \
+    X(mul_fwd, "rrwii")                      \
+    X(add_bcast_fwd, "rrwiiiiiiii")          \
+    X(mul_bcast_fwd, "rrwiiiiiiii")          \
+    X(bcast_reduce, "rrwiiiiiiiii")          \
+    X(scale, "rwiif")                        \
+    X(embedding_fwd, "rrwiii")               \
+    X(embedding_bwd, "rrwiiii")              \
+    X(cross_entropy_fwd, "rrwwiii")          \
+    X(cross_entropy_bwd, "rrrwiiii")         \
+    X(linear_ce_fwd, "rrrwwsiiiiii")         \
+    X(linear_ce_bwd, "rrrrrwsiiiiiiii")      \
+    X(mse_fwd, "rrwwi")                      \
+    X(mse_bwd, "rrwiii")                     \
+    X(conv2d_fwd, "rrrwsiiiiiiiiiin")        \
+    X(conv2d_bwd_x, "rrwsiiiiiiiiiini")      \
+    X(conv2d_bwd_w, "rrwsiiiiiiiiiini")      \
+    X(sum_channels, "rwiiii")                \
+    X(bn_train_fwd, "rrrwwwwwiiiff")         \
+    X(bn_train_bwd_x, "rrrrwiiii")           \
+    X(bn_train_bwd_gamma, "rrrwiiii")        \
+    X(bn_eval_fwd, "rrrrrwiiif")             \
+    X(bn_eval_bwd_x, "rrrwiiiif")            \
+    X(bn_eval_bwd_gamma, "rrrrwiiiif")       \
+    X(maxpool_fwd, "rwwiiiiii")              \
+    X(maxpool_bwd, "rrwiiiiiii")             \
+    X(avgpool_fwd, "rwiiiiii")               \
+    X(avgpool_bwd, "rwiiiiiii")              \
+    X(global_avgpool_fwd, "rwii")            \
+    X(global_avgpool_bwd, "rwiii")           \
+    X(dropout_fwd, "rwwwif")                 \
     X(attention_fwd, "rrrwwsiiiiiiiif")      \
     X(attention_bwd, "rrrrrrwwwiiiiiiiiiif") \
     X(dropout_bwd, "rrwiif")

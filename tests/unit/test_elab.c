@@ -143,6 +143,64 @@ START_TEST(mlp_graph) {
 }
 END_TEST
 
+/* Calls nest: an inner call's value is named after the binding it is an
+ * argument of, "<binding>.<callee>", "_2" when taken; inside a def under
+ * the call's name; its params follow. */
+START_TEST(nested_calls) {
+    fixture f;
+    ir_graph *g = load(&f, "model m\n"
+                           "input x : f32[4, 8]\n"
+                           "input label : i32[4]\n"
+                           "def mlp(x, d) {\n"
+                           "    return linear(gelu(linear(x, d), tanh=true), 8)\n"
+                           "}\n"
+                           "h = relu(linear(x, 16))\n"
+                           "b = add(mlp(h, 32), scale(linear(h, 8), 0.5))\n"
+                           "c = add(relu(b), relu(b))\n"
+                           "loss = cross_entropy(linear(c, 3, bias=false), label)\n"
+                           "output loss\n");
+    ck_assert_ptr_nonnull(g);
+    ck_shape(val(g, "h.linear.weight"), 16, 8);
+    ck_shape(val(g, "h.linear"), 4, 16);
+    ck_shape(val(g, "b.mlp.gelu.linear.weight"), 32, 16);
+    ck_shape(val(g, "b.mlp.gelu"), 4, 32);
+    ck_shape(val(g, "b.mlp.weight"), 8, 32);
+    ck_shape(val(g, "b.scale.linear.bias"), 8);
+    ck_shape(val(g, "c.relu"), 4, 8);
+    ck_shape(val(g, "c.relu_2"), 4, 8);
+    ck_shape(val(g, "loss.linear.weight"), 3, 8);
+    ck_assert_int_eq(ir_find_value(g, "loss.linear.bias"), -1);
+    /* arguments in order, inner calls first: a topological order */
+    const ir_node *add = &g->nodes[val(g, "b")->node];
+    ck_assert_int_eq(add->in[0], ir_find_value(g, "b.mlp"));
+    ck_assert_int_eq(add->in[1], ir_find_value(g, "b.scale"));
+    ck_assert_str_eq(g->nodes[val(g, "b.mlp.gelu")->node].call, "b.mlp");
+    for (int k = 0; k < g->nnodes; k++)
+        for (int i = 0; i < g->nodes[k].nin; i++) {
+            const ir_value *in = &g->vals[g->nodes[k].in[i]];
+            ck_assert(in->kind != VAL_ACT || in->node < k);
+        }
+    ck_assert_str_eq(fx_text(&f), "");
+    fx_close(&f);
+}
+END_TEST
+
+/* A def that calls itself through a nested call is recursive too. */
+START_TEST(nested_call_recursion) {
+    fixture f;
+    ir_graph *g = load(&f, "model m\n"
+                           "input x : f32[4, 8]\n"
+                           "def f(x) {\n"
+                           "    return relu(f(x))\n"
+                           "}\n"
+                           "h = f(x)\n"
+                           "output h\n");
+    ck_assert_ptr_null(g);
+    ck_assert_msg(strstr(fx_text(&f), "t.frost:4:17: error: recursive call of 'f' (f -> f)"), "got: %s", fx_text(&f));
+    fx_close(&f);
+}
+END_TEST
+
 START_TEST(define_overrides_const) {
     fixture f;
     frost_define defs[] = {{"N", 256}};
@@ -1111,6 +1169,8 @@ int main(void) {
     Suite *s = suite_create("elab");
     TCase *tc = tcase_create("elab");
     tcase_add_test(tc, mlp_graph);
+    tcase_add_test(tc, nested_calls);
+    tcase_add_test(tc, nested_call_recursion);
     tcase_add_test(tc, define_overrides_const);
     tcase_add_test(tc, define_of_unknown_const);
     tcase_add_test(tc, define_named_in_dimension_error);

@@ -179,11 +179,36 @@ static void check_error(const char *src, const char *expected) {
     fx_close(&f);
 }
 
+/* A call in an argument is an EX_CALL holding the call as a nameless
+ * binding: callee, location and arguments, which may nest again. */
 START_TEST(nested_call) {
-    check_error("h = relu(linear(x, 16))\n", "t.frost:1:10: error: nested calls are not supported; bind the inner "
-                                             "call to a name\n"
-                                             "    1 | h = relu(linear(x, 16))\n"
-                                             "      |          ^\n");
+    fixture f;
+    ast_file *a = parse(&f, "h = relu(linear(scale(x, 0.5), 16, bias=false))\n");
+    ck_assert_ptr_nonnull(a);
+    ck_assert_int_eq(f.d.errors, 0);
+    const ast_stmt *st = &a->stmts[0];
+    ck_assert_int_eq(st->kind, ST_BIND);
+    ck_assert_str_eq(st->op, "relu");
+    ck_assert_int_eq(st->nargs, 1);
+    const ast_expr *lin = st->args[0].value;
+    ck_assert_int_eq(lin->kind, EX_CALL);
+    ck_assert_str_eq(lin->name, "linear");
+    ck_assert_int_eq(lin->loc.col, 10);
+    ck_assert_int_eq(lin->call->kind, ST_BIND);
+    ck_assert_ptr_null(lin->call->name);
+    ck_assert_str_eq(lin->call->op, "linear");
+    ck_assert_int_eq(lin->call->nargs, 3);
+    ck_assert_str_eq(lin->call->args[2].name, "bias");
+    const ast_expr *sc = lin->call->args[0].value;
+    ck_assert_int_eq(sc->kind, EX_CALL);
+    ck_assert_str_eq(sc->call->op, "scale");
+    ck_assert_int_eq(sc->call->nargs, 2);
+    ck_assert_str_eq(fx_text(&f), "");
+    fx_close(&f);
+    /* an unclosed inner call is a syntax error at the end of the line */
+    check_error("h = relu(linear(x, 16)\n", "t.frost:1:23: error: expected ',' or ')', got end of line\n"
+                                            "    1 | h = relu(linear(x, 16)\n"
+                                            "      |                       ^\n");
 }
 END_TEST
 

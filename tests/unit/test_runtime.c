@@ -1760,6 +1760,52 @@ END_TEST
 /* Random permutations of random shapes of rank 1 to 6, unmerged (as ops.c
  * would pass them before merging): y against index arithmetic, exactly; acc
  * adds; the copy back by the inverse permutation gives x again. */
+/* slice of the middle dim of [outer, D, inner]: forward written and
+ * accumulated, backward written (zeros around the slice) and accumulated
+ * (nothing outside it touched). */
+START_TEST(slice) {
+    static const int64_t cases[][5] = {{3, 7, 2, 2, 4}, {1, 5, 1, 0, 5}, {4, 9, 3, 8, 1}, {2, 6, 5, 0, 1}};
+    seed_rng(83);
+    for (size_t t = 0; t < sizeof cases / sizeof *cases; t++) {
+        const int64_t outer = cases[t][0], D = cases[t][1], inner = cases[t][2], start = cases[t][3], len = cases[t][4];
+        const int64_t nx = outer * D * inner, ny = outer * len * inner;
+        snprintf(ctx, sizeof ctx, "slice [%lld, %lld, %lld] %lld+%lld", (long long)outer, (long long)D,
+                 (long long)inner, (long long)start, (long long)len);
+        float *x = gnew(nx), *y = gnew(ny), *dy = gnew(ny), *dx = gnew(nx), *pre = gnew(nx);
+        fill_rand(x, nx), fill_rand(dy, ny), fill_rand(pre, nx);
+        gpoison(y, ny);
+        rt_slice_fwd(x, y, outer, D, inner, start, len, 0);
+        for (int64_t o = 0; o < outer; o++)
+            for (int64_t j = 0; j < len; j++)
+                for (int64_t i = 0; i < inner; i++)
+                    ck_assert(y[(o * len + j) * inner + i] == x[(o * D + start + j) * inner + i]);
+        memcpy(dx, y, sizeof(float) * (size_t)ny); /* dx as scratch: y + x slice again */
+        rt_slice_fwd(x, y, outer, D, inner, start, len, 1);
+        for (int64_t k = 0; k < ny; k++)
+            ck_assert(y[k] == dx[k] + dx[k]);
+        gpoison(dx, nx);
+        rt_slice_bwd(dy, dx, outer, D, inner, start, len, 0);
+        for (int64_t o = 0; o < outer; o++)
+            for (int64_t j = 0; j < D; j++)
+                for (int64_t i = 0; i < inner; i++) {
+                    float want = j >= start && j < start + len ? dy[(o * len + j - start) * inner + i] : 0.0f;
+                    ck_assert(dx[(o * D + j) * inner + i] == want);
+                }
+        memcpy(dx, pre, sizeof(float) * (size_t)nx);
+        rt_slice_bwd(dy, dx, outer, D, inner, start, len, 1);
+        for (int64_t o = 0; o < outer; o++)
+            for (int64_t j = 0; j < D; j++)
+                for (int64_t i = 0; i < inner; i++) {
+                    int64_t at = (o * D + j) * inner + i;
+                    float want = pre[at] + (j >= start && j < start + len ? dy[(o * len + j - start) * inner + i] : 0);
+                    ck_assert(dx[at] == want);
+                }
+        gcheck(x, nx, "x"), gcheck(y, ny, "y"), gcheck(dy, ny, "dy"), gcheck(dx, nx, "dx"), gcheck(pre, nx, "pre");
+        gfree(x), gfree(y), gfree(dy), gfree(dx), gfree(pre);
+    }
+}
+END_TEST
+
 START_TEST(permute) {
     seed_rng(79);
     for (int t = 0; t < 60; t++) {
@@ -2391,6 +2437,7 @@ static Suite *runtime_suite(void) {
     tcase_add_test(d, softmax);
     tcase_add_loop_test(d, broadcast, 0, BCAST_N);
     tcase_add_test(d, permute);
+    tcase_add_test(d, slice);
     tcase_add_test(d, init_normal);
     tcase_add_test(d, embedding);
     tcase_add_test(d, cross_entropy_ignore);
