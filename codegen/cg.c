@@ -972,7 +972,7 @@ static bool cg_init(cg_ctx *c) {
                           {.kind = A_INT, .i = n},
                           {.kind = A_VALUE, .v = seed},
                           {.kind = A_VALUE, .v = LLVMConstInt(c->t_i64, (unsigned long long)v, 0)},
-                          {.kind = A_FLOAT, .f = 1.0}};
+                          {.kind = A_FLOAT, .f = val->init_std > 0 ? val->init_std : 1.0}};
             if (!cg_call_spec(c, what, "rt_init_normal", a, 5))
                 return false;
         } else {

@@ -665,6 +665,11 @@ int sc_param(shape_ctx *sc, ir_node *n, const char *suffix, ir_dtype dt, ir_shap
     return add_owned(sc->e, n, suffix, VAL_PARAM, dt, shape, init, fan_in);
 }
 
+void sc_param_std(shape_ctx *sc, int v, double std) {
+    IR_ASSERT(v >= 0 && v < sc->e->g->nvals && sc->e->g->vals[v].init == INIT_NORMAL);
+    sc->e->g->vals[v].init_std = std;
+}
+
 int sc_buffer(shape_ctx *sc, ir_node *n, const char *suffix, ir_dtype dt, ir_shape shape, int init, bool persistent) {
     int v = add_owned(sc->e, n, suffix, VAL_BUFFER, dt, shape, init, 0);
     sc->e->g->vals[v].nonpersistent = !persistent;

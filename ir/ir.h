@@ -141,8 +141,9 @@ typedef struct {
     int node; /* producing node for VAL_ACT, else -1 */
     src_loc loc;
     /* params: how ir_init() should fill it (see rt_init_* in runtime/rt.h) */
-    int init;       /* INIT_* */
-    int64_t fan_in; /* for Kaiming/uniform bounds */
+    int init;        /* INIT_* */
+    int64_t fan_in;  /* for Kaiming/uniform bounds */
+    double init_std; /* INIT_NORMAL: the standard deviation (sc_param_std); 0 means 1 */
     /* Set by the freeze configuration (passes/config.c): */
     bool trainable;  /* VAL_PARAM: receives a gradient */
     bool wants_grad; /* VAL_INPUT: the caller asked for d loss / d input */
@@ -280,6 +281,9 @@ const ir_value *sc_in(shape_ctx *sc, const ir_node *n, int i); /* input i of n *
 /* A trainable param "<node name>.<suffix>" owned by n, appended to n->in;
  * its value id. fan_in: for the kaiming/bias init bounds (-1: too large). */
 int sc_param(shape_ctx *sc, ir_node *n, const char *suffix, ir_dtype dt, ir_shape shape, int init, int64_t fan_in);
+/* The standard deviation of an INIT_NORMAL param made by sc_param (value
+ * id v): N(0, std^2) instead of N(0, 1). */
+void sc_param_std(shape_ctx *sc, int v, double std);
 /* Likewise a buffer: state the op keeps but nothing trains (running
  * statistics, counters). Persistent buffers are part of the state_dict and
  * of checkpoints; the others (an RNG counter) are not. */

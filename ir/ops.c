@@ -1090,8 +1090,8 @@ static void slice_vjp(lower_ctx *c, const ir_node *n, int input) {
  * scatter-add of dy into the rows of the ids, which it needs. An id outside
  * [0, num) makes forward and infer return RT_ERR_INDEX. */
 
-enum { EMB_IDS, EMB_WEIGHT }; /* n->in[] */
-enum { EMB_NUM, EMB_DIM };    /* n->attr[] */
+enum { EMB_IDS, EMB_WEIGHT };       /* n->in[] */
+enum { EMB_NUM, EMB_DIM, EMB_STD }; /* n->attr[] (num, dim), n->fattr[EMB_STD] */
 
 static bool embedding_infer(shape_ctx *sc, ir_node *n, ir_dtype *dt, ir_shape *shape) {
     const ir_value *ids = sc_in(sc, n, EMB_IDS);
@@ -1116,7 +1116,12 @@ static bool embedding_infer(shape_ctx *sc, ir_node *n, ir_dtype *dt, ir_shape *s
         sc_error(sc, n->loc, "embedding: %lld x %lld is too large", (long long)num, (long long)dim);
         return false;
     }
-    sc_param(sc, n, "weight", DT_F32, (ir_shape){2, {num, dim}}, INIT_NORMAL, 0);
+    double std = n->fattr[EMB_STD];
+    if (!(std > 0) || !isfinite(std)) {
+        sc_error(sc, n->loc, "embedding: std must be positive, got %g", std);
+        return false;
+    }
+    sc_param_std(sc, sc_param(sc, n, "weight", DT_F32, (ir_shape){2, {num, dim}}, INIT_NORMAL, 0), std);
     *dt = DT_F32;
     *shape = ids->shape;
     shape->dim[shape->rank++] = dim;
@@ -1848,8 +1853,8 @@ const op_def op_table[] = {
      .forward = slice_forward,
      .vjp = slice_vjp},
     {.name = "embedding",
-     .args = {T("ids"), I("num"), I("dim")},
-     .nargs = 3,
+     .args = {T("ids"), I("num"), I("dim"), F_OPT("std", 1.0)},
+     .nargs = 4,
      .infer = embedding_infer,
      .diff_inputs = 0x2,
      .needs = embedding_needs,

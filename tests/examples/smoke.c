@@ -23,7 +23,8 @@
  * (definition order); a batch norm is a layer with a running_mean buffer.
  *   all                  every parameter trains
  *   input, input_bn_eval no parameter trains; the f32 inputs get gradients
- *   norm                 exactly the batch norms' weights and biases
+ *   norm                 exactly the norms' weights and biases: batch norms, and the
+ *                        layer norms named as transformers name them (ln_1, ln_f, *norm*)
  *   head                 exactly the last layer
  *   bitfit               exactly the parameters named *.bias
  *   surgical_first/last  exactly the first/last quarter (rounded up) of the layers
@@ -145,6 +146,25 @@ static bool is_batchnorm(int i) {
     return false;
 }
 
+/* Is the layer of parameter i a layer norm by its name: its last segment
+ * starts with "ln" (GPT-2's ln_1, ln_f) or has "norm" in it (LLaMA's
+ * input_layernorm, model.norm)? */
+static bool is_named_norm(int i) {
+    const char *name = param_table[i].name;
+    size_t n = layer_len(name);
+    const char *seg = name;
+    for (size_t k = 0; k < n; k++)
+        if (name[k] == '.')
+            seg = name + k + 1;
+    size_t len = (size_t)(name + n - seg);
+    if (len >= 2 && strncmp(seg, "ln", 2) == 0)
+        return true;
+    for (size_t k = 0; k + 4 <= len; k++)
+        if (strncmp(seg + k, "norm", 4) == 0)
+            return true;
+    return false;
+}
+
 static bool ends_with(const char *s, const char *suffix) {
     size_t n = strlen(s), m = strlen(suffix);
     return n >= m && strcmp(s + n - m, suffix) == 0;
@@ -175,7 +195,7 @@ static void check_config(const char *config) {
         else if (strcmp(config, "input") == 0 || strcmp(config, "input_bn_eval") == 0)
             want = false;
         else if (strcmp(config, "norm") == 0)
-            want = is_batchnorm(i);
+            want = is_batchnorm(i) || is_named_norm(i);
         else if (strcmp(config, "head") == 0)
             want = layer[i] == nlayers - 1;
         else if (strcmp(config, "bitfit") == 0)
