@@ -787,8 +787,7 @@ static int apply(elab_ctx *e, const ast_stmt *st, const char *full, src_loc name
     return v;
 }
 
-bool elab_nested_call(elab_ctx *e, const ast_expr *x, const char *what, int64_t *out) {
-    (void)what;
+bool elab_nested_call(elab_ctx *e, const ast_expr *x, int64_t *out) {
     const char *base = e->binding ? pool_printf(e->pool, "%s.%s", e->binding, x->name) : x->name;
     const char *full = base;
     for (int k = 2; ir_find_value(e->g, full) >= 0; k++)
@@ -882,9 +881,10 @@ static void multi_pieces(elab_ctx *e, const ast_stmt *st, const op_def *sig, int
         return;
     }
     int64_t start = 0;
+    const int slice_op = (int)(op_find("slice") - op_table);
     for (int k = 0; k < n; k++) {
         ir_node piece = {0};
-        piece.op = (int)(op_find("slice") - op_table);
+        piece.op = slice_op;
         piece.name = full_name(e, st->names[k]);
         piece.loc = st->op_loc;
         piece.call = e->fr->prefix;

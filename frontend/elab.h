@@ -136,7 +136,7 @@ sym *elab_lookup(elab_ctx *e, const char *name, src_loc at);                    
  * is named after the binding being made, "<binding>.<callee>" ("h.linear"
  * for h = relu(linear(x, 16))), with "_2", "_3"... when that name is taken.
  * *out: its value id; false after reporting. */
-bool elab_nested_call(elab_ctx *e, const ast_expr *x, const char *what, int64_t *out);
+bool elab_nested_call(elab_ctx *e, const ast_expr *x, int64_t *out);
 
 /* ---------------------------------------------------------------- eval.c */
 

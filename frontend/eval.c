@@ -257,7 +257,7 @@ static bool eval_list(elab_ctx *e, const ast_expr *x, const char *what, cval *ou
 bool eval_value(elab_ctx *e, const ast_expr *x, const char *what, cval *out) {
     if (x->kind == EX_CALL) {
         *out = (cval){.kind = CV_TENSOR, .i = -1};
-        return elab_nested_call(e, x, what, &out->i);
+        return elab_nested_call(e, x, &out->i);
     }
     if (x->kind == EX_NAME) {
         sym *s = elab_lookup(e, x->name, x->loc);
@@ -385,7 +385,7 @@ bool eval_cond(elab_ctx *e, const ast_expr *x, const char *what, bool *out) {
 bool eval_tensor(elab_ctx *e, const ast_expr *x, const char *what, int *out) {
     if (x->kind == EX_CALL) {
         int64_t v = -1;
-        bool ok = elab_nested_call(e, x, what, &v);
+        bool ok = elab_nested_call(e, x, &v);
         *out = (int)v;
         return ok;
     }

@@ -41,6 +41,16 @@ static const ir_value *val(const ir_graph *g, const char *name) {
     return &g->vals[v];
 }
 
+/* Every node's activation inputs come from earlier nodes: the node list is
+ * a topological order. */
+static void ck_topological(const ir_graph *g) {
+    for (int k = 0; k < g->nnodes; k++)
+        for (int i = 0; i < g->nodes[k].nin; i++) {
+            const ir_value *in = &g->vals[g->nodes[k].in[i]];
+            ck_assert(in->kind != VAL_ACT || in->node < k);
+        }
+}
+
 #define ck_shape(v, ...)                                     \
     do {                                                     \
         int64_t want_[] = {__VA_ARGS__};                     \
@@ -175,11 +185,7 @@ START_TEST(nested_calls) {
     ck_assert_int_eq(add->in[0], ir_find_value(g, "b.mlp"));
     ck_assert_int_eq(add->in[1], ir_find_value(g, "b.scale"));
     ck_assert_str_eq(g->nodes[val(g, "b.mlp.gelu")->node].call, "b.mlp");
-    for (int k = 0; k < g->nnodes; k++)
-        for (int i = 0; i < g->nodes[k].nin; i++) {
-            const ir_value *in = &g->vals[g->nodes[k].in[i]];
-            ck_assert(in->kind != VAL_ACT || in->node < k);
-        }
+    ck_topological(g);
     ck_assert_str_eq(fx_text(&f), "");
     fx_close(&f);
 }
@@ -530,11 +536,7 @@ START_TEST(def_names) {
     /* node names are the full names; node order is a topological order */
     int v = ir_find_value(g, "layer2.0.downsample.1");
     ck_assert_str_eq(g->nodes[g->vals[v].node].name, "layer2.0.downsample.1");
-    for (int k = 0; k < g->nnodes; k++)
-        for (int i = 0; i < g->nodes[k].nin; i++) {
-            const ir_value *in = &g->vals[g->nodes[k].in[i]];
-            ck_assert(in->kind != VAL_ACT || in->node < k);
-        }
+    ck_topological(g);
     /* every value name is unique */
     for (int a = 0; a < g->nvals; a++)
         for (int b = a + 1; b < g->nvals; b++)
