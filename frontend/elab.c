@@ -856,10 +856,14 @@ static void multi_pieces(elab_ctx *e, const ast_stmt *st, const op_def *sig, int
         return;
     }
     int64_t size = x->shape.dim[dim], sizes[IR_MAX_ATTR];
-    int parts = chunk ? (int)(args.attr[0] < 0 || args.attr[0] > IR_MAX_ATTR ? -1 : args.attr[0]) : args.nattr;
+    if (n > IR_MAX_ATTR) {
+        err(e, st->name_locs[IR_MAX_ATTR], "%s gives at most %d results, but %d names are given", sig->name,
+            IR_MAX_ATTR, n);
+        return;
+    }
+    int64_t parts = chunk ? args.attr[0] : args.nattr;
     if (parts != n) {
-        err(e, st->op_loc, "%s gives %lld results here, but %d names are given", sig->name,
-            (long long)(chunk ? args.attr[0] : args.nattr), n);
+        err(e, st->op_loc, "%s gives %lld results here, but %d names are given", sig->name, (long long)parts, n);
         return;
     }
     int64_t total = 0;
