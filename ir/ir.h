@@ -152,7 +152,8 @@ typedef struct {
     bool nonpersistent;
 } ir_value;
 
-enum { INIT_ZEROS, INIT_ONES, INIT_KAIMING_UNIFORM, INIT_BIAS_UNIFORM, INIT_NORMAL /* N(0, 1): nn.Embedding */ };
+/* INIT_NORMAL: N(0, init_std^2); nn.Embedding's N(0, 1) by default */
+enum { INIT_ZEROS, INIT_ONES, INIT_KAIMING_UNIFORM, INIT_BIAS_UNIFORM, INIT_NORMAL };
 
 /* The optimizer compiled into the object (P_update, P_train_step). Its
  * hyper-parameters here are the defaults baked into the header; callers may
