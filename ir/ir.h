@@ -350,6 +350,11 @@ typedef struct op_def {
     /* Outside training (the infer program) the op is the identity (dropout):
      * its output there is a view of input 0. */
     bool identity_in_infer;
+    /* Forward is cheap (linear in the output's size), deterministic and has no
+     * side effects, and reads nothing but its inputs: when a later VJP keeps
+     * the output in full while this op's inputs are kept anyway, backward runs
+     * forward again instead of keeping the output (lower.c, recompute). */
+    bool recomputable;
 } op_def;
 
 extern const op_def op_table[];

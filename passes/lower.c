@@ -13,7 +13,11 @@
  *     (a caller's input is copied into the arena: backward has no inputs);
  *   - "only the sign of the output" becomes a 1-bit mask, unless the output's
  *     storage is kept in full anyway, in which case the mask would be waste;
- *   - auxiliary tensors (softmax, differences) are produced only when read.
+ *   - auxiliary tensors (softmax, differences) are produced only when read;
+ *   - an output kept in full that a cheap op (op_def.recomputable: norms,
+ *     element-wise ops, transposes) computes from inputs kept anyway is not
+ *     kept: backward runs that op's forward again just before its first
+ *     reader, so the input and the output are never both residuals.
  * Frozen params therefore cost no gradient buffer, no weight-gradient kernel
  * and do not keep their layer's input alive.
  */
@@ -38,6 +42,8 @@ struct lower_ctx {
     bool *needs_grad;
     bool *reaches_loss;
     bool *kept_full; /* by storage root: some surviving VJP reads it in full */
+    bool *recompute; /* by storage root: read in full in backward, but made again there */
+    int *remade;     /* buffer holding the value made again in backward, -1 until made */
     /* per node */
     bool *live;            /* contributes to an output */
     uint32_t *vjps;        /* bit i: the VJP w.r.t. input i survives */
@@ -47,6 +53,7 @@ struct lower_ctx {
     bool *grad_donated;    /* per buffer id of a node's d output: its storage now holds a d input */
     int ngrad_donated;     /* size of grad_donated */
     rt_kernel last_kernel; /* of the step lc_step appended last, for lc_step_blocks */
+    bool recomputing;      /* backward is emitting a forward again: its inputs are saved values */
 };
 
 const ir_graph *lc_graph(lower_ctx *c) { return c->g; }
@@ -144,14 +151,20 @@ void lc_step_args(lower_ctx *c, const ir_node *n, rt_kernel kernel, const lc_arg
 
 /* ------------------------------------------------------------ forward hooks */
 
-int lc_in(lower_ctx *c, const ir_node *n, int i) { return value_buf(c, n->in[i]); }
+static int saved_value(lower_ctx *c, int v);
+
+int lc_in(lower_ctx *c, const ir_node *n, int i) {
+    return c->recomputing ? saved_value(c, n->in[i]) : value_buf(c, n->in[i]);
+}
 
 int lc_out(lower_ctx *c, const ir_node *n) {
     IR_ASSERT(c->buf[n->out] >= 0);
     return c->buf[n->out];
 }
 
-int lc_aux(lower_ctx *c, const ir_node *n, int k) { return c->aux[node_index(c, n) * IR_MAX_AUX + k]; }
+int lc_aux(lower_ctx *c, const ir_node *n, int k) {
+    return c->recomputing ? -1 : c->aux[node_index(c, n) * IR_MAX_AUX + k];
+}
 
 int lc_scratch(lower_ctx *c, const ir_node *n, ir_dtype dt, int64_t numel) {
     if (numel <= 0)
@@ -191,12 +204,42 @@ void lc_alias_out(lower_ctx *c, const ir_node *n, int i) {
 
 /* ----------------------------------------------------------- backward hooks */
 
+/* Value v made again in backward (c->recompute of its root): the first
+ * request emits its node's forward into a new buffer, which lives from there
+ * to its last reader; a view of such a value is an alias of its input's remade
+ * buffer. Inputs of the node are saved values themselves (kept, or remade in
+ * turn: chains are made again from the inside out). */
+static int remade_value(lower_ctx *c, int v) {
+    if (c->remade[v] >= 0)
+        return c->remade[v];
+    const ir_value *val = &c->g->vals[v];
+    const ir_node *n = &c->g->nodes[val->node];
+    int b;
+    if (c->root[v] != v) { /* a view: reinterpret what its input became */
+        int src = remade_value(c, n->in[0]);
+        b = new_buf(c, pool_printf(c->p, "remade %s", val->name), BUF_SAVED, SPACE_ARENA, val->dtype, val->shape, v);
+        c->prog->bufs[b].alias_of = src;
+    } else {
+        b = new_buf(c, pool_printf(c->p, "remade %s", val->name), BUF_SAVED, SPACE_ARENA, val->dtype, val->shape, v);
+        int forward_buf = c->buf[v];
+        bool outer = c->recomputing;
+        c->buf[v] = b;
+        c->recomputing = true;
+        op_of(c->g, n)->forward(c, n);
+        c->recomputing = outer;
+        c->buf[v] = forward_buf;
+    }
+    return c->remade[v] = b;
+}
+
 static int saved_value(lower_ctx *c, int v) {
     int r = c->root[v];
     if (c->g->vals[r].kind == VAL_INPUT) {
         IR_ASSERT(c->saved_copy[r] >= 0);
         return c->saved_copy[r];
     }
+    if (c->recompute[r])
+        return remade_value(c, v);
     return value_buf(c, v);
 }
 
@@ -277,6 +320,34 @@ void lc_grad_pass(lower_ctx *c, const ir_node *n, int i) {
 
 /* ------------------------------------------------------------ analysis */
 
+/* An output kept in full for later VJPs (a trainable linear's input) that a
+ * recomputable op makes from inputs kept anyway (its own VJP's needs: a norm's
+ * x, gelu's x) is made again in backward rather than kept: without this both
+ * the input and the output of the op would be residuals. Inputs may be made
+ * again themselves (checked in definition order), params are always there.
+ * The op's own VJP must not read its output (softmax, sigmoid and relu's sign
+ * keep the output rather than the input). */
+static void choose_recompute(lower_ctx *c) {
+    const ir_graph *g = c->g;
+    for (int ni = 0; ni < g->nnodes; ni++) {
+        const ir_node *n = &g->nodes[ni];
+        const op_def *op = op_of(g, n);
+        int r = n->out;
+        if (!c->live[ni] || !op->recomputable || op->is_view || c->root[r] != r || !c->kept_full[r] ||
+            (c->needs[ni] & (NEED_OUT | NEED_OUT_SIGN)))
+            continue;
+        bool inputs_there = true;
+        for (int i = 0; i < n->nin; i++) {
+            int in = c->root[n->in[i]];
+            inputs_there &= g->vals[in].kind == VAL_PARAM || c->kept_full[in] || c->recompute[in];
+        }
+        if (inputs_there) {
+            c->recompute[r] = true;
+            c->kept_full[r] = false;
+        }
+    }
+}
+
 static void analyse(lower_ctx *c) {
     const ir_graph *g = c->g;
     for (int o = 0; o < g->noutputs; o++)
@@ -333,6 +404,7 @@ static void analyse(lower_ctx *c) {
         if (c->needs[ni] & NEED_OUT)
             c->kept_full[c->root[n->out]] = true;
     }
+    choose_recompute(c);
 }
 
 /* ------------------------------------------------------------ emission */
@@ -435,13 +507,15 @@ static void lower_program(ir_module *m, ir_program *prog, bool train) {
     c.needs_grad = pool_alloc(p, sizeof(bool) * (size_t)nv);
     c.reaches_loss = pool_alloc(p, sizeof(bool) * (size_t)nv);
     c.kept_full = pool_alloc(p, sizeof(bool) * (size_t)nv);
+    c.recompute = pool_alloc(p, sizeof(bool) * (size_t)nv);
+    c.remade = pool_alloc(p, sizeof(int) * (size_t)nv);
     c.live = pool_alloc(p, sizeof(bool) * (size_t)nn + 1);
     c.vjps = pool_alloc(p, sizeof(uint32_t) * (size_t)nn + 1);
     c.needs = pool_alloc(p, sizeof(uint32_t) * (size_t)nn + 1);
     c.aux = pool_alloc(p, sizeof(int) * (size_t)nn * IR_MAX_AUX + 1);
     c.mask = pool_alloc(p, sizeof(int) * (size_t)nn + 1);
     for (int v = 0; v < nv; v++)
-        c.buf[v] = c.saved_copy[v] = c.grad[v] = -1;
+        c.buf[v] = c.saved_copy[v] = c.grad[v] = c.remade[v] = -1;
     for (int k = 0; k < nn * IR_MAX_AUX; k++)
         c.aux[k] = -1;
     for (int k = 0; k < nn; k++)

@@ -543,6 +543,63 @@ START_TEST(attention_memory_is_linear_in_sequence_length) {
 }
 END_TEST
 
+/* A pre-LN MLP block: the norm's output and the GELU's output are the inputs
+ * of trainable linears, while the norm's own VJP keeps x and the GELU's keeps
+ * fc. Only one of each pair is a residual: backward makes n and g again, from
+ * x and fc, right before the weight gradients that read them (the GELU's
+ * output through a reshape, a view of what is made again). */
+static const char block_src[] = "model block\n"
+                                "input x : f32[6, 8]\n"
+                                "input target : f32[6, 8]\n"
+                                "n = layer_norm(x)\n"
+                                "fc = linear(n, 16)\n"
+                                "g = gelu(fc, tanh=true)\n"
+                                "out = linear(reshape(g, [6, 16]), 8)\n"
+                                "loss = mse_loss(out, target)\n"
+                                "output loss\n"
+                                "config linears { train fc.* out.* }\n"
+                                "config norm { train n.*; grad x }\n";
+
+START_TEST(outputs_made_from_kept_inputs_are_made_again) {
+    built b = build(block_src, "all");
+    ck_assert_msg(b.m, "%s", b.msgs);
+    const ir_program *t = &b.m->train;
+    ck_assert(is_residual(t, "copy x")); /* layer_norm's d x and d weight */
+    ck_assert(is_residual(t, "fc"));     /* gelu's d x */
+    ck_assert(!is_residual(t, "n"));
+    ck_assert(!is_residual(t, "g"));
+    ck_assert(!is_residual(t, "remade n") && find_buf(t, "remade n") >= 0);
+    ck_assert(!is_residual(t, "remade g") && find_buf(t, "remade g") >= 0);
+    ck_assert_int_eq(count_kernel(t, "rt_layer_norm_fwd", true), 1);
+    ck_assert_int_eq(count_kernel(t, "rt_gelu_tanh_fwd", true) + count_kernel(t, "rt_gelu_fwd", true), 1);
+    int64_t rows = 6;
+    ck_assert_int_eq(t->residual_bytes, ir_align_up(rows * 8 * 4) + ir_align_up(rows * 2 * 4) +
+                                            ir_align_up(rows * 16 * 4) + ir_align_up(rows * 8 * 4) +
+                                            IR_ARENA_STATE_BYTES); /* x, its statistics, fc, pred - target */
+    release(&b);
+
+    /* With the norm frozen and x wanting no gradient, x is not kept, so n is:
+     * nothing is made again from inputs that are gone. */
+    b = build(block_src, "linears");
+    ck_assert_msg(b.m, "%s", b.msgs);
+    t = &b.m->train;
+    ck_assert(is_residual(t, "n"));
+    ck_assert_int_eq(find_buf(t, "copy x"), -1);
+    ck_assert_int_eq(find_buf(t, "remade n"), -1);
+    ck_assert_int_ge(find_buf(t, "remade g"), 0);
+    release(&b);
+
+    /* Nothing reads n or g in full when only the norm trains: no recompute. */
+    b = build(block_src, "norm");
+    ck_assert_msg(b.m, "%s", b.msgs);
+    t = &b.m->train;
+    ck_assert_int_eq(find_buf(t, "remade n"), -1);
+    ck_assert_int_eq(find_buf(t, "remade g"), -1);
+    ck_assert_int_eq(count_kernel(t, "rt_layer_norm_fwd", true), 0);
+    release(&b);
+}
+END_TEST
+
 int main(void) {
     Suite *s = suite_create("lower");
     TCase *tc = tcase_create("core");
@@ -560,6 +617,7 @@ int main(void) {
     tcase_add_test(tc, kernel_table_matches_prototypes);
     tcase_add_test(tc, lowering_every_op_calls_every_kernel);
     tcase_add_test(tc, attention_memory_is_linear_in_sequence_length);
+    tcase_add_test(tc, outputs_made_from_kept_inputs_are_made_again);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
