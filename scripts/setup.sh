@@ -16,6 +16,8 @@
 #               distribution's llvm-dev, 14 on Debian 12): installs
 #               llvm-N-dev and clang-N and points meson at their llvm-config
 #               (scripts/test-llvm.sh uses it)
+#   FROST_TORCH=1 also install Debian's python3-torch (PyTorch 1.13), which only
+#               the side-by-side scripts under bench/ use; never the build or tests
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -35,6 +37,9 @@ is_installed() {
     dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'ok installed'
 }
 
+if [ "${FROST_TORCH:-0}" = 1 ]; then
+    packages+=(python3-torch)
+fi
 if [ -n "${FROST_LLVM:-}" ]; then
     packages+=("llvm-$FROST_LLVM-dev" "clang-$FROST_LLVM")
 fi
