@@ -484,7 +484,7 @@ typedef struct {
     bool writes; /* OPND_BUF: the kernel writes this buffer (reads it too if accumulating) */
 } ir_opnd;
 
-#define IR_MAX_OPND 20
+#define IR_MAX_OPND 24
 typedef struct {
     const char *kernel; /* runtime function name, e.g. "rt_relu_fwd" */
     ir_opnd opnd[IR_MAX_OPND];

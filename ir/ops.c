@@ -568,14 +568,20 @@ static void attention_aux(const ir_graph *g, const ir_node *n, int k, ir_dtype *
     *shape = (ir_shape){3, {d.B, d.H, d.T}};
 }
 
+/* Queries and keys per block: no more than the longer of the two needs. */
+static int64_t attention_tile(attn_dims d) {
+    int64_t longest = d.T > d.S ? d.T : d.S;
+    return longest < RT_ATTENTION_TILE ? longest : RT_ATTENTION_TILE;
+}
+
 static void attention_forward(lower_ctx *c, const ir_node *n) {
     const ir_graph *g = lc_graph(c);
     attn_dims d = attention_dims(g, n);
     int v = lc_in(c, n, ATTN_V), k = lc_in(c, n, ATTN_K), q = lc_in(c, n, ATTN_Q);
-    int64_t tile = d.S < RT_ATTENTION_TILE ? d.S : RT_ATTENTION_TILE;
+    int64_t tile = attention_tile(d);
     lc_step(c, n, RTK_attention_fwd, LC_R(q), LC_R(k), LC_R(v), LC_W(lc_out(c, n)), LC_W(lc_aux(c, n, 0)),
-            LC_S(lc_scratch(c, n, DT_F32, tile)), LC_I(d.B), LC_I(d.H), LC_I(d.Hkv), LC_I(d.T), LC_I(d.S), LC_I(d.hd),
-            LC_I(n->attr[ATTN_CAUSAL] != 0), LC_I(tile), LC_F(attention_scale(g, n)));
+            LC_S(lc_scratch(c, n, DT_F32, RT_ATTENTION_FWD_SCRATCH(tile))), LC_I(d.B), LC_I(d.H), LC_I(d.Hkv),
+            LC_I(d.T), LC_I(d.S), LC_I(d.hd), LC_I(n->attr[ATTN_CAUSAL] != 0), LC_I(tile), LC_F(attention_scale(g, n)));
 }
 
 /* One step computes every surviving gradient (they share the recomputed
@@ -596,8 +602,9 @@ static void attention_vjp(lower_ctx *c, const ir_node *n, int input) {
     lc_step(c, n, RTK_attention_bwd, LC_R(lc_saved(c, n, NEED_IN(ATTN_Q))), LC_R(lc_saved(c, n, NEED_IN(ATTN_K))),
             LC_R(ds ? lc_saved(c, n, NEED_IN(ATTN_V)) : -1), LC_R(ds ? lc_saved(c, n, NEED_OUT) : -1),
             LC_R(lc_saved(c, n, NEED_AUX(0))), LC_R(lc_grad_out(c, n)), LC_W(dst[ATTN_Q]), LC_W(dst[ATTN_K]),
-            LC_W(dst[ATTN_V]), LC_I(d.B), LC_I(d.H), LC_I(d.Hkv), LC_I(d.T), LC_I(d.S), LC_I(d.hd),
-            LC_I(n->attr[ATTN_CAUSAL] != 0), LC_I(acc[ATTN_Q]), LC_I(acc[ATTN_K]), LC_I(acc[ATTN_V]),
+            LC_W(dst[ATTN_V]), LC_S(lc_scratch(c, n, DT_F32, RT_ATTENTION_BWD_SCRATCH(attention_tile(d)))), LC_I(d.B),
+            LC_I(d.H), LC_I(d.Hkv), LC_I(d.T), LC_I(d.S), LC_I(d.hd), LC_I(n->attr[ATTN_CAUSAL] != 0),
+            LC_I(acc[ATTN_Q]), LC_I(acc[ATTN_K]), LC_I(acc[ATTN_V]), LC_I(attention_tile(d)),
             LC_F(attention_scale(g, n)));
 }
 

@@ -532,59 +532,86 @@ static inline double rt_dot(const float *a, const float *b, int64_t n) {
     return sum;
 }
 
-/* One query row at a time: its output row is the running accumulator,
- * rescaled whenever a tile raises the running maximum m; l is the running
- * sum of exp(score - m). */
+/* Scores of one block: s[r][t] = scale q_{i0+r} . k_{j0+t} for r < rows,
+ * t < keys (row stride tile), masked keys (j > i when causal) -inf. */
+static void rt_attention_scores(const float *restrict qb, const float *restrict kb, float *restrict s, int64_t rows,
+                                int64_t keys, int64_t hd, int64_t tile, int64_t i0, int64_t j0, int64_t causal,
+                                float scale) {
+    rt_gemm(CblasNoTrans, CblasTrans, rows, keys, hd, qb, hd, kb, hd, 0.0f, s, tile);
+    for (int64_t r = 0; r < rows; r++) {
+        float *restrict sr = s + r * tile;
+        int64_t visible = causal ? i0 + r - j0 + 1 : keys; /* keys j0 .. i0+r */
+        if (visible > keys)
+            visible = keys;
+        for (int64_t t = 0; t < keys; t++)
+            sr[t] = t < visible ? sr[t] * scale : -INFINITY;
+    }
+}
+
+/* One block of `tile` query rows at a time: its output rows accumulate P V
+ * over the key blocks, rescaled whenever a block raises a row's running
+ * maximum m; l is the running sum of exp(score - m). */
 void rt_attention_fwd(const float *restrict q, const float *restrict k, const float *restrict v, float *restrict o,
-                      float *restrict lse, float *restrict scores, int64_t B, int64_t H, int64_t Hkv, int64_t T,
+                      float *restrict lse, float *restrict scratch, int64_t B, int64_t H, int64_t Hkv, int64_t T,
                       int64_t S, int64_t hd, int64_t causal, int64_t tile, double scale) {
     int64_t group = H / Hkv;
+    float *restrict s = scratch, *restrict m = scratch + tile * tile, *restrict l = m + tile;
     for (int64_t b = 0; b < B; b++)
         for (int64_t h = 0; h < H; h++) {
             int64_t row0 = (b * H + h) * T, kv0 = (b * Hkv + h / group) * S;
             const float *kh = k + kv0 * hd, *vh = v + kv0 * hd;
-            for (int64_t i = 0; i < T; i++) {
-                const float *qi = q + (row0 + i) * hd;
-                float *oi = o + (row0 + i) * hd;
-                int64_t keys = causal ? i + 1 : S; /* top-left aligned: key j <= query i */
-                double m = -INFINITY, l = 0;
-                memset(oi, 0, sizeof(float) * (size_t)hd);
-                for (int64_t j0 = 0; j0 < keys; j0 += tile) {
-                    int64_t count = keys - j0 < tile ? keys - j0 : tile;
-                    double tile_max = -INFINITY;
-                    for (int64_t t = 0; t < count; t++) {
-                        scores[t] = (float)(scale * rt_dot(qi, kh + (j0 + t) * hd, hd));
-                        tile_max = scores[t] > tile_max ? scores[t] : tile_max;
+            for (int64_t i0 = 0; i0 < T; i0 += tile) {
+                int64_t rows = T - i0 < tile ? T - i0 : tile;
+                const float *qb = q + (row0 + i0) * hd;
+                float *ob = o + (row0 + i0) * hd;
+                int64_t keys_end = causal ? i0 + rows : S; /* top-left aligned: key j <= query i */
+                memset(ob, 0, sizeof(float) * (size_t)(rows * hd));
+                for (int64_t r = 0; r < rows; r++)
+                    m[r] = -INFINITY, l[r] = 0.0f;
+                for (int64_t j0 = 0; j0 < keys_end; j0 += tile) {
+                    int64_t keys = keys_end - j0 < tile ? keys_end - j0 : tile;
+                    rt_attention_scores(qb, kh + j0 * hd, s, rows, keys, hd, tile, i0, j0, causal, (float)scale);
+                    for (int64_t r = 0; r < rows; r++) {
+                        float *restrict sr = s + r * tile;
+                        float block_max = -INFINITY;
+                        for (int64_t t = 0; t < keys; t++)
+                            block_max = sr[t] > block_max ? sr[t] : block_max;
+                        /* key j0 <= i0 <= every row's query: each row sees a key in the first block */
+                        float m_new = block_max > m[r] ? block_max : m[r];
+                        float rescale = expf(m[r] - m_new); /* 0 for the first block */
+                        float sum = 0.0f;
+                        for (int64_t t = 0; t < keys; t++) {
+                            sr[t] = expf(sr[t] - m_new);
+                            sum += sr[t];
+                        }
+                        l[r] = l[r] * rescale + sum;
+                        m[r] = m_new;
+                        if (rescale != 1.0f)
+                            for (int64_t d = 0; d < hd; d++)
+                                ob[r * hd + d] *= rescale;
                     }
-                    double m_new = tile_max > m ? tile_max : m;
-                    float rescale = (float)exp(m - m_new); /* 0 for the first tile */
-                    l *= rescale;
-                    for (int64_t d = 0; d < hd; d++)
-                        oi[d] *= rescale;
-                    for (int64_t t = 0; t < count; t++) {
-                        float p = (float)exp(scores[t] - m_new);
-                        const float *vj = vh + (j0 + t) * hd;
-                        l += p;
-                        for (int64_t d = 0; d < hd; d++)
-                            oi[d] += p * vj[d];
-                    }
-                    m = m_new;
+                    rt_gemm(CblasNoTrans, CblasNoTrans, rows, hd, keys, s, tile, vh + j0 * hd, hd, 1.0f, ob, hd);
                 }
-                float inv = (float)(1.0 / l);
-                for (int64_t d = 0; d < hd; d++)
-                    oi[d] *= inv;
-                if (lse)
-                    lse[row0 + i] = (float)(m + log(l));
+                for (int64_t r = 0; r < rows; r++) {
+                    float inv = 1.0f / l[r];
+                    for (int64_t d = 0; d < hd; d++)
+                        ob[r * hd + d] *= inv;
+                    if (lse)
+                        lse[row0 + i0 + r] = m[r] + logf(l[r]);
+                }
             }
         }
 }
 
-/* No restrict on the gradients: they may be one buffer (see rt.h). Each
- * probability is recomputed where it is used, so backward needs no scratch. */
+/* No restrict on the gradients: they may be one buffer (see rt.h). For each
+ * key block, the query blocks that see it: P from the scores and lse, then
+ * dv += P^T do, dP = do v^T, dS = scale P (dP - D), dq += dS k, dk += dS^T q,
+ * each a GEMM adding into the gradient. */
 void rt_attention_bwd(const float *restrict q, const float *restrict k, const float *restrict v,
                       const float *restrict o, const float *restrict lse, const float *restrict dout, float *dq,
-                      float *dk, float *dv, int64_t B, int64_t H, int64_t Hkv, int64_t T, int64_t S, int64_t hd,
-                      int64_t causal, int64_t acc_q, int64_t acc_k, int64_t acc_v, double scale) {
+                      float *dk, float *dv, float *restrict scratch, int64_t B, int64_t H, int64_t Hkv, int64_t T,
+                      int64_t S, int64_t hd, int64_t causal, int64_t acc_q, int64_t acc_k, int64_t acc_v, int64_t tile,
+                      double scale) {
     size_t q_bytes = sizeof(float) * (size_t)(B * H * T * hd), kv_bytes = sizeof(float) * (size_t)(B * Hkv * S * hd);
     if (dq && !acc_q)
         memset(dq, 0, q_bytes);
@@ -595,29 +622,36 @@ void rt_attention_bwd(const float *restrict q, const float *restrict k, const fl
     int ds_wanted = dq || dk;
     int64_t group = H / Hkv;
     float fscale = (float)scale;
+    float *restrict p = scratch, *restrict dp = scratch + tile * tile, *restrict D = dp + tile * tile;
     for (int64_t b = 0; b < B; b++)
         for (int64_t h = 0; h < H; h++) {
             int64_t row0 = (b * H + h) * T, kv0 = (b * Hkv + h / group) * S;
-            for (int64_t i = 0; i < T; i++) {
-                int64_t row = row0 + i;
-                const float *qi = q + row * hd, *doi = dout + row * hd;
-                double D = ds_wanted ? rt_dot(doi, o + row * hd, hd) : 0;
-                int64_t keys = causal ? i + 1 : S;
-                for (int64_t j = 0; j < keys; j++) {
-                    int64_t kv = (kv0 + j) * hd;
-                    float p = (float)exp(scale * rt_dot(qi, k + kv, hd) - lse[row]);
+            for (int64_t j0 = 0; j0 < S; j0 += tile) {
+                int64_t keys = S - j0 < tile ? S - j0 : tile;
+                int64_t kv = (kv0 + j0) * hd;
+                /* causal: query blocks wholly before key j0 see none of this block */
+                for (int64_t i0 = causal ? j0 / tile * tile : 0; i0 < T; i0 += tile) {
+                    int64_t rows = T - i0 < tile ? T - i0 : tile, row = row0 + i0;
+                    const float *qb = q + row * hd, *dob = dout + row * hd;
+                    rt_attention_scores(qb, k + kv, p, rows, keys, hd, tile, i0, j0, causal, fscale);
+                    for (int64_t r = 0; r < rows; r++)
+                        for (int64_t t = 0; t < keys; t++)
+                            p[r * tile + t] = expf(p[r * tile + t] - lse[row + r]); /* masked: exp(-inf) = 0 */
                     if (dv)
-                        for (int64_t d = 0; d < hd; d++)
-                            dv[kv + d] += p * doi[d];
+                        rt_gemm(CblasTrans, CblasNoTrans, keys, hd, rows, p, tile, dob, hd, 1.0f, dv + kv, hd);
                     if (!ds_wanted)
                         continue;
-                    float ds = fscale * (float)(p * (rt_dot(doi, v + kv, hd) - D));
+                    for (int64_t r = 0; r < rows; r++)
+                        D[r] = (float)rt_dot(dob + r * hd, o + (row + r) * hd, hd);
+                    rt_gemm(CblasNoTrans, CblasTrans, rows, keys, hd, dob, hd, v + kv, hd, 0.0f, dp, tile);
+                    for (int64_t r = 0; r < rows; r++)
+                        for (int64_t t = 0; t < keys; t++)
+                            dp[r * tile + t] = fscale * p[r * tile + t] * (dp[r * tile + t] - D[r]);
                     if (dq)
-                        for (int64_t d = 0; d < hd; d++)
-                            dq[row * hd + d] += ds * k[kv + d];
+                        rt_gemm(CblasNoTrans, CblasNoTrans, rows, hd, keys, dp, tile, k + kv, hd, 1.0f, dq + row * hd,
+                                hd);
                     if (dk)
-                        for (int64_t d = 0; d < hd; d++)
-                            dk[kv + d] += ds * qi[d];
+                        rt_gemm(CblasTrans, CblasNoTrans, keys, hd, rows, dp, tile, qb, hd, 1.0f, dk + kv, hd);
                 }
             }
         }

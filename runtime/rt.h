@@ -167,22 +167,28 @@ void rt_rope_bwd(const float *dy, float *dx, int64_t heads, int64_t T, int64_t h
 /* ---- attention (PyTorch's scaled_dot_product_attention): q [B,H,T,hd], k
  * and v [B,Hkv,S,hd], query head h reads key/value head h / (H/Hkv); o
  * [B,H,T,hd] = softmax(scale q k^T, key j > query i masked when causal) v.
- * Forward is an online softmax over tiles of `tile` keys (FlashAttention-2):
- * scores holds one tile of scores, so nothing T x S is ever stored; lse
- * [B,H,T] receives each row's log-sum-exp when not NULL. */
-#define RT_ATTENTION_TILE 16 /* keys per tile of rt_attention_fwd: its scratch is this many floats */
-void rt_attention_fwd(const float *q, const float *k, const float *v, float *o, float *lse, float *scores, int64_t B,
+ * Both directions work on blocks of `tile` queries x `tile` keys, each block's
+ * scores one GEMM (FlashAttention-2): nothing T x S is ever stored. Forward is
+ * an online softmax over key blocks; lse [B,H,T] receives each row's
+ * log-sum-exp when not NULL. scratch holds RT_ATTENTION_FWD_SCRATCH(tile)
+ * floats. */
+#define RT_ATTENTION_TILE 64 /* queries and keys per block */
+#define RT_ATTENTION_FWD_SCRATCH(tile) ((tile) * (tile) + 2 * (tile))
+#define RT_ATTENTION_BWD_SCRATCH(tile) (2 * (tile) * (tile) + (tile))
+void rt_attention_fwd(const float *q, const float *k, const float *v, float *o, float *lse, float *scratch, int64_t B,
                       int64_t H, int64_t Hkv, int64_t T, int64_t S, int64_t hd, int64_t causal, int64_t tile,
                       double scale);
-/* One pass recomputing each probability from q, k and lse: dv (+)= P^T do;
- * with D = rowsum(do * o), ds = P (do v^T - D), dq (+)= scale ds k and dk (+)=
- * scale ds^T q (GQA: summed over a kv head's query heads). A NULL dq, dk or dv
- * is not computed; v and o are read only for dq or dk. dq, dk and dv may be
- * one buffer (an input used twice): each with acc 0 is zeroed first, then
- * every contribution adds. */
+/* Block by block, recomputing the probabilities P from q, k and lse: dv (+)=
+ * P^T do; with D = rowsum(do * o), ds = P (do v^T - D), dq (+)= scale ds k and
+ * dk (+)= scale ds^T q (GQA: summed over a kv head's query heads). A NULL dq,
+ * dk or dv is not computed; v and o are read only for dq or dk. dq, dk and dv
+ * may be one buffer (an input used twice): each with acc 0 is zeroed first,
+ * then every contribution adds. scratch holds RT_ATTENTION_BWD_SCRATCH(tile)
+ * floats. */
 void rt_attention_bwd(const float *q, const float *k, const float *v, const float *o, const float *lse,
-                      const float *dout, float *dq, float *dk, float *dv, int64_t B, int64_t H, int64_t Hkv, int64_t T,
-                      int64_t S, int64_t hd, int64_t causal, int64_t acc_q, int64_t acc_k, int64_t acc_v, double scale);
+                      const float *dout, float *dq, float *dk, float *dv, float *scratch, int64_t B, int64_t H,
+                      int64_t Hkv, int64_t T, int64_t S, int64_t hd, int64_t causal, int64_t acc_q, int64_t acc_k,
+                      int64_t acc_v, int64_t tile, double scale);
 
 /* ---- softmax over rows of D: y = e^(x - max) / sum e^(x - max); y is not x */
 void rt_softmax_fwd(const float *x, float *y, int64_t rows, int64_t D);
@@ -422,74 +428,74 @@ void rt_adamw_update(float *p, const float *g, float *m, float *v, const int64_t
  * float. A buffer operand may be absent (NULL) where the kernel allows it.
  * The test `lower` checks each letter against the prototype above (const
  * pointer for r) and that lowering every op calls every kernel here. */
-#define RT_STEP_KERNELS(X)                   \
-    X(copy, "wri")                           \
-    X(fill_f32, "wif")                       \
-    X(acc_f32, "wrii")                       \
-    X(linear_fwd, "rrrwiii")                 \
-    X(linear_in_out_fwd, "rrrwiii")          \
-    X(linear_bwd_x, "rrwiiii")               \
-    X(linear_bwd_w, "rrwiiii")               \
-    X(sum_rows, "rwiii")                     \
-    X(matmul_fwd, "rrwiii")                  \
-    X(matmul_bwd_a, "rrwiiii")               \
-    X(matmul_bwd_b, "rrwiiii")               \
-    X(relu_fwd, "rwi")                       \
-    X(sign_mask, "rwi")                      \
-    X(relu_bwd_out, "rrwii")                 \
-    X(relu_bwd_mask, "rrwii")                \
-    X(sigmoid_fwd, "rwi")                    \
-    X(sigmoid_bwd, "rrwii")                  \
-    X(silu_fwd, "rwi")                       \
-    X(silu_bwd, "rrwii")                     \
-    X(gelu_fwd, "rwii")                      \
-    X(gelu_bwd, "rrwiii")                    \
-    X(rms_norm_fwd, "rrwwiif")               \
-    X(rms_norm_bwd_x, "rrrrwiii")            \
-    X(rms_norm_bwd_w, "rrrwiii")             \
-    X(layer_norm_fwd, "rrrwwiif")            \
-    X(layer_norm_bwd_x, "rrrrwiii")          \
-    X(layer_norm_bwd_w, "rrrwiii")           \
-    X(rope_fwd, "rwiiif")                    \
-    X(rope_bwd, "rwiiiif")                   \
-    X(softmax_fwd, "rwii")                   \
-    X(softmax_bwd, "rrwiii")                 \
-    X(permute, "rwiiiiiiiiiiiii")            \
-    X(slice_fwd, "rwiiiiii")                 \
-    X(slice_bwd, "rwiiiiii")                 \
-    X(add_fwd, "rrwii")                      \
-    X(mul_fwd, "rrwii")                      \
-    X(add_bcast_fwd, "rrwiiiiiiii")          \
-    X(mul_bcast_fwd, "rrwiiiiiiii")          \
-    X(bcast_reduce, "rrwiiiiiiiii")          \
-    X(scale, "rwiif")                        \
-    X(embedding_fwd, "rrwiii")               \
-    X(embedding_bwd, "rrwiiii")              \
-    X(cross_entropy_fwd, "rrwwiii")          \
-    X(cross_entropy_bwd, "rrrwiiii")         \
-    X(linear_ce_fwd, "rrrwwsiiiiii")         \
-    X(linear_ce_bwd, "rrrrrwsiiiiiiii")      \
-    X(mse_fwd, "rrwwi")                      \
-    X(mse_bwd, "rrwiii")                     \
-    X(conv2d_fwd, "rrrwsiiiiiiiiiin")        \
-    X(conv2d_bwd_x, "rrwsiiiiiiiiiini")      \
-    X(conv2d_bwd_w, "rrwsiiiiiiiiiini")      \
-    X(sum_channels, "rwiiii")                \
-    X(bn_train_fwd, "rrrwwwwwiiiff")         \
-    X(bn_train_bwd_x, "rrrrwiiii")           \
-    X(bn_train_bwd_gamma, "rrrwiiii")        \
-    X(bn_eval_fwd, "rrrrrwiiif")             \
-    X(bn_eval_bwd_x, "rrrwiiiif")            \
-    X(bn_eval_bwd_gamma, "rrrrwiiiif")       \
-    X(maxpool_fwd, "rwwiiiiii")              \
-    X(maxpool_bwd, "rrwiiiiiii")             \
-    X(avgpool_fwd, "rwiiiiii")               \
-    X(avgpool_bwd, "rwiiiiiii")              \
-    X(global_avgpool_fwd, "rwii")            \
-    X(global_avgpool_bwd, "rwiii")           \
-    X(dropout_fwd, "rwwwif")                 \
-    X(attention_fwd, "rrrwwsiiiiiiiif")      \
-    X(attention_bwd, "rrrrrrwwwiiiiiiiiiif") \
+#define RT_STEP_KERNELS(X)                     \
+    X(copy, "wri")                             \
+    X(fill_f32, "wif")                         \
+    X(acc_f32, "wrii")                         \
+    X(linear_fwd, "rrrwiii")                   \
+    X(linear_in_out_fwd, "rrrwiii")            \
+    X(linear_bwd_x, "rrwiiii")                 \
+    X(linear_bwd_w, "rrwiiii")                 \
+    X(sum_rows, "rwiii")                       \
+    X(matmul_fwd, "rrwiii")                    \
+    X(matmul_bwd_a, "rrwiiii")                 \
+    X(matmul_bwd_b, "rrwiiii")                 \
+    X(relu_fwd, "rwi")                         \
+    X(sign_mask, "rwi")                        \
+    X(relu_bwd_out, "rrwii")                   \
+    X(relu_bwd_mask, "rrwii")                  \
+    X(sigmoid_fwd, "rwi")                      \
+    X(sigmoid_bwd, "rrwii")                    \
+    X(silu_fwd, "rwi")                         \
+    X(silu_bwd, "rrwii")                       \
+    X(gelu_fwd, "rwii")                        \
+    X(gelu_bwd, "rrwiii")                      \
+    X(rms_norm_fwd, "rrwwiif")                 \
+    X(rms_norm_bwd_x, "rrrrwiii")              \
+    X(rms_norm_bwd_w, "rrrwiii")               \
+    X(layer_norm_fwd, "rrrwwiif")              \
+    X(layer_norm_bwd_x, "rrrrwiii")            \
+    X(layer_norm_bwd_w, "rrrwiii")             \
+    X(rope_fwd, "rwiiif")                      \
+    X(rope_bwd, "rwiiiif")                     \
+    X(softmax_fwd, "rwii")                     \
+    X(softmax_bwd, "rrwiii")                   \
+    X(permute, "rwiiiiiiiiiiiii")              \
+    X(slice_fwd, "rwiiiiii")                   \
+    X(slice_bwd, "rwiiiiii")                   \
+    X(add_fwd, "rrwii")                        \
+    X(mul_fwd, "rrwii")                        \
+    X(add_bcast_fwd, "rrwiiiiiiii")            \
+    X(mul_bcast_fwd, "rrwiiiiiiii")            \
+    X(bcast_reduce, "rrwiiiiiiiii")            \
+    X(scale, "rwiif")                          \
+    X(embedding_fwd, "rrwiii")                 \
+    X(embedding_bwd, "rrwiiii")                \
+    X(cross_entropy_fwd, "rrwwiii")            \
+    X(cross_entropy_bwd, "rrrwiiii")           \
+    X(linear_ce_fwd, "rrrwwsiiiiii")           \
+    X(linear_ce_bwd, "rrrrrwsiiiiiiii")        \
+    X(mse_fwd, "rrwwi")                        \
+    X(mse_bwd, "rrwiii")                       \
+    X(conv2d_fwd, "rrrwsiiiiiiiiiin")          \
+    X(conv2d_bwd_x, "rrwsiiiiiiiiiini")        \
+    X(conv2d_bwd_w, "rrwsiiiiiiiiiini")        \
+    X(sum_channels, "rwiiii")                  \
+    X(bn_train_fwd, "rrrwwwwwiiiff")           \
+    X(bn_train_bwd_x, "rrrrwiiii")             \
+    X(bn_train_bwd_gamma, "rrrwiiii")          \
+    X(bn_eval_fwd, "rrrrrwiiif")               \
+    X(bn_eval_bwd_x, "rrrwiiiif")              \
+    X(bn_eval_bwd_gamma, "rrrrwiiiif")         \
+    X(maxpool_fwd, "rwwiiiiii")                \
+    X(maxpool_bwd, "rrwiiiiiii")               \
+    X(avgpool_fwd, "rwiiiiii")                 \
+    X(avgpool_bwd, "rwiiiiiii")                \
+    X(global_avgpool_fwd, "rwii")              \
+    X(global_avgpool_bwd, "rwiii")             \
+    X(dropout_fwd, "rwwwif")                   \
+    X(attention_fwd, "rrrwwsiiiiiiiif")        \
+    X(attention_bwd, "rrrrrrwwwsiiiiiiiiiiif") \
     X(dropout_bwd, "rrwiif")
 
 /* RTK_linear_fwd names rt_linear_fwd. */

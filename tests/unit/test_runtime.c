@@ -1511,8 +1511,14 @@ static const struct {
     int64_t B, H, Hkv, T, S, hd, causal, tile;
     double scale;
 } attn_cases[] = {
-    {1, 2, 2, 7, 7, 5, 1, 3, 0.0},    {2, 4, 2, 5, 11, 4, 0, 4, 0.0}, {1, 3, 1, 1, 1, 8, 1, 16, 0.0},
-    {1, 4, 1, 20, 20, 3, 1, 16, 0.3}, {2, 2, 1, 1, 9, 6, 0, 4, 1.5},  {1, 6, 3, 33, 33, 4, 0, 16, 0.0},
+    {1, 2, 2, 7, 7, 5, 1, 3, 0.0},
+    {2, 4, 2, 5, 11, 4, 0, 4, 0.0},
+    {1, 3, 1, 1, 1, 8, 1, 16, 0.0},
+    {1, 4, 1, 20, 20, 3, 1, 16, 0.3},
+    {2, 2, 1, 1, 9, 6, 0, 4, 1.5},
+    {1, 6, 3, 33, 33, 4, 0, 16, 0.0},
+    {1, 2, 1, 70, 70, 8, 1, RT_ATTENTION_TILE, 0.0}, /* the tile frost uses, a partial second block */
+    {1, 2, 2, 3, 70, 8, 0, RT_ATTENTION_TILE, 0.0},
 };
 enum { ATTN_CASES = sizeof attn_cases / sizeof attn_cases[0] };
 
@@ -1531,7 +1537,8 @@ START_TEST(attention) {
              (long long)tile);
     seed_rng(97 + (uint64_t)_i);
     int64_t nq = B * H * T * hd, nkv = B * Hkv * S * hd, rows = B * H * T;
-    float *q = gnew(nq), *k = gnew(nkv), *v = gnew(nkv), *o = gnew(nq), *lse = gnew(rows), *scores = gnew(tile),
+    float *q = gnew(nq), *k = gnew(nkv), *v = gnew(nkv), *o = gnew(nq), *lse = gnew(rows),
+          *scores = gnew(RT_ATTENTION_FWD_SCRATCH(tile)), *bwd_scratch = gnew(RT_ATTENTION_BWD_SCRATCH(tile)),
           *dout = gnew(nq), *dq = gnew(nq), *dk = gnew(nkv), *dv = gnew(nkv);
     fill_rand(q, nq), fill_rand(k, nkv), fill_rand(v, nkv), fill_rand(dout, nq);
     for (int64_t i = 0; i < nq; i++)
@@ -1587,7 +1594,8 @@ START_TEST(attention) {
             dk[i] = dv[i] = pass == 1 ? pre : sentinel();
         bool ds = want_q || want_k;
         rt_attention_bwd(q, k, ds ? v : NULL, ds ? o : NULL, lse, dout, want_q ? dq : NULL, want_k ? dk : NULL,
-                         want_v ? dv : NULL, B, H, Hkv, T, S, hd, causal, pass == 1, pass == 1, pass == 1, scale);
+                         want_v ? dv : NULL, bwd_scratch, B, H, Hkv, T, S, hd, causal, pass == 1, pass == 1, pass == 1,
+                         tile, scale);
         double *shifted = dnew(nq > nkv ? nq : nkv);
         const struct {
             bool wanted;
@@ -1609,10 +1617,11 @@ START_TEST(attention) {
         free(shifted);
     }
     gcheck(q, nq, "q"), gcheck(k, nkv, "k"), gcheck(v, nkv, "v"), gcheck(o, nq, "o"), gcheck(o2, nq, "o2");
-    gcheck(lse, rows, "lse"), gcheck(scores, tile, "scores"), gcheck(dout, nq, "dout"), gcheck(dq, nq, "dq");
-    gcheck(dk, nkv, "dk"), gcheck(dv, nkv, "dv");
-    gfree(q), gfree(k), gfree(v), gfree(o), gfree(o2), gfree(lse), gfree(scores), gfree(dout), gfree(dq), gfree(dk),
-        gfree(dv);
+    gcheck(lse, rows, "lse"), gcheck(scores, RT_ATTENTION_FWD_SCRATCH(tile), "scores"), gcheck(dout, nq, "dout"),
+        gcheck(dq, nq, "dq");
+    gcheck(dk, nkv, "dk"), gcheck(dv, nkv, "dv"), gcheck(bwd_scratch, RT_ATTENTION_BWD_SCRATCH(tile), "bwd scratch");
+    gfree(q), gfree(k), gfree(v), gfree(o), gfree(o2), gfree(lse), gfree(scores), gfree(bwd_scratch), gfree(dout),
+        gfree(dq), gfree(dk), gfree(dv);
     free(o_ref), free(lse_ref), free(dq_ref), free(dk_ref), free(dv_ref), free(p), free(dp);
 }
 END_TEST
