@@ -298,8 +298,14 @@ static const char all_ops_src[] = "model all_ops\n"
                                   "emb = embedding(ids, 7, 10)\n"
                                   "io = linear(emb, 10, in_out=true)\n"
                                   "lce = linear_cross_entropy(io, emb.weight, ids)\n" /* the tied head */
+                                  "qt = transpose(q, -1, -2)\n"
+                                  "bm = matmul(q, qt)\n" /* batched: rt_batched_matmul_* */
+                                  "bf = reshape(bm, [2, 75])\n"
+                                  "bl = linear(bf, 10)\n"
+                                  "bmse = mse_loss(bl, t)\n"
                                   "losses = add(ce, mse)\n"
-                                  "loss = add(losses, lce)\n"
+                                  "lossb = add(losses, bmse)\n"
+                                  "loss = add(lossb, lce)\n"
                                   "output loss\n"
                                   "config x_only { train none; grad x; grad w; grad q }\n"
                                   "config w_only { train fc2.* }\n";
