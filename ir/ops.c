@@ -150,12 +150,20 @@ enum { MM_A, MM_B };                      /* n->in[] */
 enum { MM_BATCH_DIMS = IR_MAX_RANK - 2 }; /* rt_batched_matmul_*'s n0..n3 */
 
 static bool matmul_infer(shape_ctx *sc, ir_node *n, ir_dtype *dt, ir_shape *shape) {
-    if (!require_f32(sc, n, MM_A, "matmul operand") || !require_f32(sc, n, MM_B, "matmul operand") ||
-        !require_rank_at_least(sc, n, MM_A, 2, "matmul operand") ||
-        !require_rank_at_least(sc, n, MM_B, 2, "matmul operand"))
+    if (!require_f32(sc, n, MM_A, "matmul operand") || !require_f32(sc, n, MM_B, "matmul operand"))
         return false;
-    const ir_shape *a = &sc_in(sc, n, MM_A)->shape, *b = &sc_in(sc, n, MM_B)->shape;
     pool *p = sc_graph(sc)->pool;
+    for (int i = MM_A; i <= MM_B; i++) { /* torch.matmul's vector cases are not frost's */
+        const ir_value *v = sc_in(sc, n, i);
+        if (v->shape.rank < 2) {
+            sc_error(sc, n->loc,
+                     "matmul operand '%s' must be a matrix or a batch of matrices (rank >= 2), but has shape %s; "
+                     "reshape a vector to [1, K] or [K, 1]",
+                     v->name, shape_str(p, &v->shape));
+            return false;
+        }
+    }
+    const ir_shape *a = &sc_in(sc, n, MM_A)->shape, *b = &sc_in(sc, n, MM_B)->shape;
     if (a->dim[a->rank - 1] != b->dim[b->rank - 2]) {
         sc_error(sc, n->loc, "matmul: inner dimensions differ: %s x %s", shape_str(p, a), shape_str(p, b));
         return false;
