@@ -198,7 +198,7 @@ typedef struct {
     int batch_dims; /* 0: one GEMM, the rank-2 kernels */
 } matmul_dims;
 
-static matmul_dims matmul_plan(const ir_graph *g, const ir_node *n) {
+static matmul_dims matmul_dims_of(const ir_graph *g, const ir_node *n) {
     const ir_shape *c = &g->vals[n->out].shape, *in[2] = {&gval(g, n, MM_A)->shape, &gval(g, n, MM_B)->shape};
     matmul_dims d = {.M = c->dim[c->rank - 2], .K = in[MM_A]->dim[in[MM_A]->rank - 1], .N = c->dim[c->rank - 1]};
     int64_t dim[MM_BATCH_DIMS];
@@ -216,9 +216,10 @@ static matmul_dims matmul_plan(const ir_graph *g, const ir_node *n) {
             r++;
         }
     }
-    /* The innermost batch dim repeating b alone: a's matrices there are
-     * consecutive, and so are c's, over one matrix of b, so they are more
-     * rows of one GEMM. */
+    /* Along the innermost (merged) batch dim, if only a varies there, a's
+     * matrices follow each other and so do c's, all against one matrix of
+     * b: they are more rows of one GEMM. Further out such a dim cannot fold:
+     * the matrices of the dims inside it lie between its rows of c. */
     if (r > 0 && rep[0][MM_B] && !rep[0][MM_A]) {
         d.M *= dim[0];
         for (int k = 1; k < r; k++) {
@@ -242,7 +243,7 @@ static uint32_t matmul_needs(lower_ctx *c, const ir_node *n, int input) {
 }
 
 static void matmul_forward(lower_ctx *c, const ir_node *n) {
-    matmul_dims d = matmul_plan(lc_graph(c), n);
+    matmul_dims d = matmul_dims_of(lc_graph(c), n);
     int b = lc_in(c, n, MM_B), a = lc_in(c, n, MM_A); /* buffers in the plan's order (linear_forward) */
     if (d.batch_dims == 0)
         lc_step(c, n, RTK_matmul_fwd, LC_R(a), LC_R(b), LC_W(lc_out(c, n)), LC_I(d.M), LC_I(d.K), LC_I(d.N));
@@ -252,7 +253,7 @@ static void matmul_forward(lower_ctx *c, const ir_node *n) {
 }
 
 static void matmul_vjp(lower_ctx *c, const ir_node *n, int input) {
-    matmul_dims d = matmul_plan(lc_graph(c), n);
+    matmul_dims d = matmul_dims_of(lc_graph(c), n);
     int64_t acc;
     int dc = lc_grad_out(c, n);
     int dst = lc_grad_in(c, n, input, &acc);
