@@ -138,54 +138,138 @@ static void linear_vjp(lower_ctx *c, const ir_node *n, int input) {
 }
 
 /* ------------------------------------------------------------------ matmul
- * c[M,N] = a[M,K] b[K,N], both operands tensors (no params). */
+ * c[..., M, N] = a[..., M, K] b[..., K, N], both operands tensors (no params)
+ * of rank >= 2: the last two dims are the matrices, the leading (batch) dims
+ * broadcast with numpy's rule (aligned from the right, equal or 1 or missing)
+ * into c's, as torch.matmul's. Two matrices are one GEMM, as is a batched a
+ * against one b: its batch dims are more rows of a. Anything else is a
+ * batched GEMM over at most four merged batch dims, each operand repeated
+ * along those it lacks; d/d an operand sums over the batches that repeat it. */
+
+enum { MM_A, MM_B };                      /* n->in[] */
+enum { MM_BATCH_DIMS = IR_MAX_RANK - 2 }; /* rt_batched_matmul_*'s n0..n3 */
 
 static bool matmul_infer(shape_ctx *sc, ir_node *n, ir_dtype *dt, ir_shape *shape) {
-    if (!require_f32(sc, n, 0, "matmul operand") || !require_f32(sc, n, 1, "matmul operand"))
+    if (!require_f32(sc, n, MM_A, "matmul operand") || !require_f32(sc, n, MM_B, "matmul operand"))
         return false;
-    const ir_value *a = sc_in(sc, n, 0), *b = sc_in(sc, n, 1);
     pool *p = sc_graph(sc)->pool;
-    if (a->shape.rank != 2 || b->shape.rank != 2) {
-        sc_error(sc, n->loc, "matmul needs two matrices, got %s and %s", shape_str(p, &a->shape),
-                 shape_str(p, &b->shape));
+    for (int i = MM_A; i <= MM_B; i++) { /* torch.matmul's vector cases are not frost's */
+        const ir_value *v = sc_in(sc, n, i);
+        if (v->shape.rank < 2) {
+            sc_error(sc, n->loc,
+                     "matmul operand '%s' must be a matrix or a batch of matrices (rank >= 2), but has shape %s; "
+                     "reshape a vector to [1, K] or [K, 1]",
+                     v->name, shape_str(p, &v->shape));
+            return false;
+        }
+    }
+    const ir_shape *a = &sc_in(sc, n, MM_A)->shape, *b = &sc_in(sc, n, MM_B)->shape;
+    if (a->dim[a->rank - 1] != b->dim[b->rank - 2]) {
+        sc_error(sc, n->loc, "matmul: inner dimensions differ: %s x %s", shape_str(p, a), shape_str(p, b));
         return false;
     }
-    if (a->shape.dim[1] != b->shape.dim[0]) {
-        sc_error(sc, n->loc, "matmul: inner dimensions differ: %s x %s", shape_str(p, &a->shape),
-                 shape_str(p, &b->shape));
-        return false;
+    shape->rank = a->rank > b->rank ? a->rank : b->rank;
+    for (int k = 3; k <= shape->rank; k++) { /* the batch dims, from the right */
+        int64_t da = k <= a->rank ? a->dim[a->rank - k] : 1, db = k <= b->rank ? b->dim[b->rank - k] : 1;
+        if (da != db && da != 1 && db != 1) {
+            sc_error(sc, n->loc,
+                     "matmul: batch dimensions of %s and %s cannot be broadcast together (the dims before the last "
+                     "two, aligned from the right, must be equal or 1)",
+                     shape_str(p, a), shape_str(p, b));
+            return false;
+        }
+        shape->dim[shape->rank - k] = da > db ? da : db;
     }
+    shape->dim[shape->rank - 2] = a->dim[a->rank - 2];
+    shape->dim[shape->rank - 1] = b->dim[b->rank - 1];
     *dt = DT_F32;
-    *shape = (ir_shape){2, {a->shape.dim[0], b->shape.dim[1]}};
     return true;
 }
 
-static void matmul_dims(const ir_graph *g, const ir_node *n, int64_t *M, int64_t *K, int64_t *N) {
-    *M = gval(g, n, 0)->shape.dim[0];
-    *K = gval(g, n, 0)->shape.dim[1];
-    *N = gval(g, n, 1)->shape.dim[1];
+/* What the kernels see: the matrix sizes (M with a's trailing batch dims
+ * that b lacks folded in) and, when batches remain, their dims with size-1
+ * dims dropped and neighbours repeated by the same operand merged,
+ * right-aligned in MM_BATCH_DIMS dims (leading 1s); rep[i] has bit k set
+ * when operand i repeats along dim k (rt.h's broadcasting masks). */
+typedef struct {
+    int64_t M, K, N;
+    int64_t dim[MM_BATCH_DIMS];
+    int64_t rep[2];
+    int batch_dims; /* 0: one GEMM, the rank-2 kernels */
+} matmul_dims;
+
+static matmul_dims matmul_dims_of(const ir_graph *g, const ir_node *n) {
+    const ir_shape *c = &g->vals[n->out].shape, *in[2] = {&gval(g, n, MM_A)->shape, &gval(g, n, MM_B)->shape};
+    matmul_dims d = {.M = c->dim[c->rank - 2], .K = in[MM_A]->dim[in[MM_A]->rank - 1], .N = c->dim[c->rank - 1]};
+    int64_t dim[MM_BATCH_DIMS];
+    int rep[MM_BATCH_DIMS][2], r = 0; /* merged dims, innermost first */
+    for (int k = 3; k <= c->rank; k++) {
+        int64_t size = c->dim[c->rank - k];
+        if (size == 1)
+            continue;
+        int ra = k > in[MM_A]->rank || in[MM_A]->dim[in[MM_A]->rank - k] == 1;
+        int rb = k > in[MM_B]->rank || in[MM_B]->dim[in[MM_B]->rank - k] == 1;
+        if (r > 0 && rep[r - 1][MM_A] == ra && rep[r - 1][MM_B] == rb) {
+            dim[r - 1] *= size;
+        } else {
+            dim[r] = size, rep[r][MM_A] = ra, rep[r][MM_B] = rb;
+            r++;
+        }
+    }
+    /* Along the innermost (merged) batch dim, if only a varies there, a's
+     * matrices follow each other and so do c's, all against one matrix of
+     * b: they are more rows of one GEMM. Further out such a dim cannot fold:
+     * the matrices of the dims inside it lie between its rows of c. */
+    if (r > 0 && rep[0][MM_B] && !rep[0][MM_A]) {
+        d.M *= dim[0];
+        for (int k = 1; k < r; k++) {
+            dim[k - 1] = dim[k];
+            rep[k - 1][MM_A] = rep[k][MM_A], rep[k - 1][MM_B] = rep[k][MM_B];
+        }
+        r--;
+    }
+    d.batch_dims = r;
+    for (int k = 0; k < MM_BATCH_DIMS; k++) {
+        int m = MM_BATCH_DIMS - 1 - k; /* dim[m] of d is merged dim k */
+        d.dim[m] = k < r ? dim[k] : 1;
+        for (int i = 0; i < 2; i++)
+            d.rep[i] |= k < r && rep[k][i] ? (int64_t)1 << m : 0;
+    }
+    return d;
 }
 
-static uint32_t matmul_needs(lower_ctx *c, const ir_node *n, int input) { return input == 0 ? NEED_IN(1) : NEED_IN(0); }
+static uint32_t matmul_needs(lower_ctx *c, const ir_node *n, int input) {
+    return input == MM_A ? NEED_IN(MM_B) : NEED_IN(MM_A); /* d a = d c b^T, d b = a^T d c */
+}
 
 static void matmul_forward(lower_ctx *c, const ir_node *n) {
-    int64_t M, K, N;
-    matmul_dims(lc_graph(c), n, &M, &K, &N);
-    int b = lc_in(c, n, 1), a = lc_in(c, n, 0); /* buffers in the plan's order (linear_forward) */
-    lc_step(c, n, RTK_matmul_fwd, LC_R(a), LC_R(b), LC_W(lc_out(c, n)), LC_I(M), LC_I(K), LC_I(N));
+    matmul_dims d = matmul_dims_of(lc_graph(c), n);
+    int b = lc_in(c, n, MM_B), a = lc_in(c, n, MM_A); /* buffers in the plan's order (linear_forward) */
+    if (d.batch_dims == 0)
+        lc_step(c, n, RTK_matmul_fwd, LC_R(a), LC_R(b), LC_W(lc_out(c, n)), LC_I(d.M), LC_I(d.K), LC_I(d.N));
+    else
+        lc_step(c, n, RTK_batched_matmul_fwd, LC_R(a), LC_R(b), LC_W(lc_out(c, n)), LC_I(d.dim[0]), LC_I(d.dim[1]),
+                LC_I(d.dim[2]), LC_I(d.dim[3]), LC_I(d.rep[MM_A]), LC_I(d.rep[MM_B]), LC_I(d.M), LC_I(d.K), LC_I(d.N));
 }
 
 static void matmul_vjp(lower_ctx *c, const ir_node *n, int input) {
-    int64_t M, K, N, acc;
-    matmul_dims(lc_graph(c), n, &M, &K, &N);
+    matmul_dims d = matmul_dims_of(lc_graph(c), n);
+    int64_t acc;
     int dc = lc_grad_out(c, n);
     int dst = lc_grad_in(c, n, input, &acc);
-    if (input == 0)
-        lc_step(c, n, RTK_matmul_bwd_a, LC_R(dc), LC_R(lc_saved(c, n, NEED_IN(1))), LC_W(dst), LC_I(M), LC_I(K),
-                LC_I(N), LC_I(acc));
+    int other = lc_saved(c, n, NEED_IN(input == MM_A ? MM_B : MM_A));
+    if (d.batch_dims == 0 && input == MM_A)
+        lc_step(c, n, RTK_matmul_bwd_a, LC_R(dc), LC_R(other), LC_W(dst), LC_I(d.M), LC_I(d.K), LC_I(d.N), LC_I(acc));
+    else if (d.batch_dims == 0)
+        lc_step(c, n, RTK_matmul_bwd_b, LC_R(other), LC_R(dc), LC_W(dst), LC_I(d.M), LC_I(d.K), LC_I(d.N), LC_I(acc));
+    else if (input == MM_A)
+        lc_step(c, n, RTK_batched_matmul_bwd_a, LC_R(dc), LC_R(other), LC_W(dst), LC_I(d.dim[0]), LC_I(d.dim[1]),
+                LC_I(d.dim[2]), LC_I(d.dim[3]), LC_I(d.rep[MM_A]), LC_I(d.rep[MM_B]), LC_I(d.M), LC_I(d.K), LC_I(d.N),
+                LC_I(acc));
     else
-        lc_step(c, n, RTK_matmul_bwd_b, LC_R(lc_saved(c, n, NEED_IN(0))), LC_R(dc), LC_W(dst), LC_I(M), LC_I(K),
-                LC_I(N), LC_I(acc));
+        lc_step(c, n, RTK_batched_matmul_bwd_b, LC_R(other), LC_R(dc), LC_W(dst), LC_I(d.dim[0]), LC_I(d.dim[1]),
+                LC_I(d.dim[2]), LC_I(d.dim[3]), LC_I(d.rep[MM_A]), LC_I(d.rep[MM_B]), LC_I(d.M), LC_I(d.K), LC_I(d.N),
+                LC_I(acc));
 }
 
 /* ------------------------------------------------------------------ relu */

@@ -192,6 +192,95 @@ void rt_matmul_bwd_b(const float *restrict a, const float *restrict dc, float *r
     rt_gemm(CblasTrans, CblasNoTrans, K, N, M, a, K, dc, N, acc ? 1.0f : 0.0f, db, N);
 }
 
+/* ---------------------------------------------------------------- batched matmul */
+
+enum { RT_BATCH_DIMS = 4 };
+
+/* The batches of a batched matmul: their dims, and each operand's strides
+ * between its matrices (0 along the dims it repeats). */
+typedef struct {
+    int64_t n[RT_BATCH_DIMS], sa[RT_BATCH_DIMS], sb[RT_BATCH_DIMS];
+    int64_t count;
+} rt_batches;
+
+/* Row-major strides of an operand of `matrix` floats per batch, repeated
+ * along the dims of rep. */
+static void rt_batch_strides(const int64_t *n, int64_t rep, int64_t matrix, int64_t *stride) {
+    for (int k = RT_BATCH_DIMS - 1; k >= 0; k--) {
+        int repeated = (rep >> k) & 1;
+        stride[k] = repeated ? 0 : matrix;
+        matrix *= repeated ? 1 : n[k];
+    }
+}
+
+static rt_batches rt_batches_of(int64_t n0, int64_t n1, int64_t n2, int64_t n3, int64_t a_rep, int64_t b_rep, int64_t M,
+                                int64_t K, int64_t N) {
+    rt_batches t = {.n = {n0, n1, n2, n3}, .count = n0 * n1 * n2 * n3};
+    rt_batch_strides(t.n, a_rep, M * K, t.sa);
+    rt_batch_strides(t.n, b_rep, K * N, t.sb);
+    return t;
+}
+
+/* Batch number `at` (row-major over n[]) as its indices. */
+static void rt_batch_index(const rt_batches *t, int64_t at, int64_t *i) {
+    for (int k = RT_BATCH_DIMS - 1; k >= 0; k--) {
+        i[k] = at % t->n[k];
+        at /= t->n[k];
+    }
+}
+
+static int64_t rt_batch_offset(const int64_t *i, const int64_t *stride) {
+    return i[0] * stride[0] + i[1] * stride[1] + i[2] * stride[2] + i[3] * stride[3];
+}
+
+/* Whether batch i comes after the first, in row-major order, of the batches
+ * that share one matrix of an operand repeated along the dims of rep (they
+ * differ only along those dims): then its gradient adds to what that first
+ * batch wrote, with no zeroing pass and no scratch. */
+static int rt_batch_repeats(const int64_t *i, int64_t rep) {
+    for (int k = 0; k < RT_BATCH_DIMS; k++)
+        if ((rep >> k) & 1 && i[k] > 0)
+            return 1;
+    return 0;
+}
+
+void rt_batched_matmul_fwd(const float *restrict a, const float *restrict b, float *restrict c, int64_t n0, int64_t n1,
+                           int64_t n2, int64_t n3, int64_t a_rep, int64_t b_rep, int64_t M, int64_t K, int64_t N) {
+    const rt_batches t = rt_batches_of(n0, n1, n2, n3, a_rep, b_rep, M, K, N);
+    for (int64_t at = 0; at < t.count; at++) {
+        int64_t i[RT_BATCH_DIMS];
+        rt_batch_index(&t, at, i);
+        rt_gemm(CblasNoTrans, CblasNoTrans, M, N, K, a + rt_batch_offset(i, t.sa), K, b + rt_batch_offset(i, t.sb), N,
+                0.0f, c + at * M * N, N);
+    }
+}
+
+void rt_batched_matmul_bwd_a(const float *restrict dc, const float *restrict b, float *restrict da, int64_t n0,
+                             int64_t n1, int64_t n2, int64_t n3, int64_t a_rep, int64_t b_rep, int64_t M, int64_t K,
+                             int64_t N, int64_t acc) {
+    const rt_batches t = rt_batches_of(n0, n1, n2, n3, a_rep, b_rep, M, K, N);
+    for (int64_t at = 0; at < t.count; at++) {
+        int64_t i[RT_BATCH_DIMS];
+        rt_batch_index(&t, at, i);
+        float beta = acc || rt_batch_repeats(i, a_rep) ? 1.0f : 0.0f;
+        rt_gemm(CblasNoTrans, CblasTrans, M, K, N, dc + at * M * N, N, b + rt_batch_offset(i, t.sb), N, beta,
+                da + rt_batch_offset(i, t.sa), K);
+    }
+}
+
+void rt_batched_matmul_bwd_b(const float *restrict a, const float *restrict dc, float *restrict db, int64_t n0,
+                             int64_t n1, int64_t n2, int64_t n3, int64_t a_rep, int64_t b_rep, int64_t M, int64_t K,
+                             int64_t N, int64_t acc) {
+    const rt_batches t = rt_batches_of(n0, n1, n2, n3, a_rep, b_rep, M, K, N);
+    for (int64_t at = 0; at < t.count; at++) {
+        int64_t i[RT_BATCH_DIMS];
+        rt_batch_index(&t, at, i);
+        float beta = acc || rt_batch_repeats(i, b_rep) ? 1.0f : 0.0f;
+        rt_gemm(CblasTrans, CblasNoTrans, K, N, M, a + rt_batch_offset(i, t.sa), K, dc + at * M * N, N, beta,
+                db + rt_batch_offset(i, t.sb), N);
+    }
+}
+
 /* ---------------------------------------------------------------- relu */
 
 static inline void rt_relu_body(const float *x, float *y, int64_t n) {

@@ -108,6 +108,22 @@ void rt_matmul_bwd_a(const float *dc, const float *b, float *da, int64_t M, int6
 /* db[K,N] (+)= a[M,K]^T dc[M,N] */
 void rt_matmul_bwd_b(const float *a, const float *dc, float *db, int64_t M, int64_t K, int64_t N, int64_t acc);
 
+/* ---- batched matmul: c[n0, n1, n2, n3, M, N] holds one product [M,K] [K,N]
+ * per batch. a is [n0, n1, n2, n3, M, K] but for the dims whose bit k (1 << k:
+ * dim k, 0 the outermost) is set in a_rep, where it has size 1 and its one
+ * matrix is repeated (broadcast) along the dim; b is [n0, ..., n3, K, N] with
+ * b_rep likewise. Both are row-major in their own dims. */
+void rt_batched_matmul_fwd(const float *a, const float *b, float *c, int64_t n0, int64_t n1, int64_t n2, int64_t n3,
+                           int64_t a_rep, int64_t b_rep, int64_t M, int64_t K, int64_t N);
+/* da (+)= dc b^T per batch; the batches along the dims a repeats add into one
+ * matrix of da */
+void rt_batched_matmul_bwd_a(const float *dc, const float *b, float *da, int64_t n0, int64_t n1, int64_t n2, int64_t n3,
+                             int64_t a_rep, int64_t b_rep, int64_t M, int64_t K, int64_t N, int64_t acc);
+/* db (+)= a^T dc per batch; the batches along the dims b repeats add into one
+ * matrix of db */
+void rt_batched_matmul_bwd_b(const float *a, const float *dc, float *db, int64_t n0, int64_t n1, int64_t n2, int64_t n3,
+                             int64_t a_rep, int64_t b_rep, int64_t M, int64_t K, int64_t N, int64_t acc);
+
 /* ---- relu; y may be x */
 void rt_relu_fwd(const float *x, float *y, int64_t n);
 /* bits[i/8] bit (i%8) = y[i] > 0; ceil(n/8) bytes written */
@@ -440,6 +456,9 @@ void rt_adamw_update(float *p, const float *g, float *m, float *v, const int64_t
     X(matmul_fwd, "rrwiii")                    \
     X(matmul_bwd_a, "rrwiiii")                 \
     X(matmul_bwd_b, "rrwiiii")                 \
+    X(batched_matmul_fwd, "rrwiiiiiiiii")      \
+    X(batched_matmul_bwd_a, "rrwiiiiiiiiii")   \
+    X(batched_matmul_bwd_b, "rrwiiiiiiiiii")   \
     X(relu_fwd, "rwi")                         \
     X(sign_mask, "rwi")                        \
     X(relu_bwd_out, "rrwii")                   \

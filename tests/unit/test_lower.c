@@ -298,8 +298,14 @@ static const char all_ops_src[] = "model all_ops\n"
                                   "emb = embedding(ids, 7, 10)\n"
                                   "io = linear(emb, 10, in_out=true)\n"
                                   "lce = linear_cross_entropy(io, emb.weight, ids)\n" /* the tied head */
+                                  "qt = transpose(q, -1, -2)\n"
+                                  "bm = matmul(q, qt)\n" /* batched: rt_batched_matmul_* */
+                                  "bf = reshape(bm, [2, 75])\n"
+                                  "bl = linear(bf, 10)\n"
+                                  "bmse = mse_loss(bl, t)\n"
                                   "losses = add(ce, mse)\n"
-                                  "loss = add(losses, lce)\n"
+                                  "lossb = add(losses, bmse)\n"
+                                  "loss = add(lossb, lce)\n"
                                   "output loss\n"
                                   "config x_only { train none; grad x; grad w; grad q }\n"
                                   "config w_only { train fc2.* }\n";
@@ -505,6 +511,59 @@ START_TEST(lowering_every_op_calls_every_kernel) {
 }
 END_TEST
 
+/* matmul's lowering: two matrices, and a batched a against one b (its
+ * batch dims more rows of a, also past batch dims of size 1), are one GEMM of
+ * the rank-2 kernels; anything else is the batched kernel over merged batch
+ * dims with the masks of the operand each repeats. The forward step's int
+ * operands, and both gradients by the same kind of kernel. */
+START_TEST(matmul_lowers_to_one_gemm_where_it_can) {
+    static const struct {
+        const char *a, *b, *c, *kernel;
+        int64_t ints[9];
+    } cases[] = {
+        {"3, 4", "4, 5", "3, 5", "matmul", {3, 4, 5}},
+        {"2, 3, 3, 4", "4, 5", "2, 3, 3, 5", "matmul", {18, 4, 5}},
+        {"2, 1, 3, 4", "1, 4, 5", "2, 1, 3, 5", "matmul", {6, 4, 5}},
+        {"3, 4", "2, 4, 5", "2, 3, 5", "batched_matmul", {1, 1, 1, 2, 8, 0, 3, 4, 5}},
+        {"2, 1, 3, 4", "5, 4, 6", "2, 5, 3, 6", "batched_matmul", {1, 1, 2, 5, 8, 4, 3, 4, 6}},
+        {"6, 2, 3, 4", "6, 2, 4, 5", "6, 2, 3, 5", "batched_matmul", {1, 1, 1, 12, 0, 0, 3, 4, 5}},
+        {"2, 3, 1, 3, 4", "3, 7, 4, 5", "2, 3, 7, 3, 5", "batched_matmul", {1, 2, 3, 7, 8, 2, 3, 4, 5}},
+        {"2, 3, 1, 3, 4", "1, 1, 7, 4, 5", "2, 3, 7, 3, 5", "batched_matmul", {1, 1, 6, 7, 8, 4, 3, 4, 5}},
+    };
+    for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
+        char src[512], fwd[64], bwd_a[64], bwd_b[64];
+        snprintf(src, sizeof src,
+                 "model mm\ninput a : f32[%s] grad\ninput b : f32[%s] grad\ninput t : f32[%s]\n"
+                 "c = matmul(a, b)\nl = mse_loss(c, t)\noutput l\n",
+                 cases[k].a, cases[k].b, cases[k].c);
+        snprintf(fwd, sizeof fwd, "rt_%s_fwd", cases[k].kernel);
+        snprintf(bwd_a, sizeof bwd_a, "rt_%s_bwd_a", cases[k].kernel);
+        snprintf(bwd_b, sizeof bwd_b, "rt_%s_bwd_b", cases[k].kernel);
+        built b = build(src, NULL);
+        ck_assert_msg(b.m, "%s", b.msgs);
+        const ir_program *t = &b.m->train;
+        ck_assert_msg(count_kernel(t, fwd, false) == 1, "[%s] x [%s]: no %s", cases[k].a, cases[k].b, fwd);
+        ck_assert_msg(count_kernel(t, bwd_a, true) == 1 && count_kernel(t, bwd_b, true) == 1, "[%s] x [%s]: no %s, %s",
+                      cases[k].a, cases[k].b, bwd_a, bwd_b);
+        for (int s = 0; s < t->nfwd; s++) {
+            if (strcmp(t->steps[s].kernel, fwd) != 0)
+                continue;
+            int n = 0;
+            for (int o = 0; o < t->steps[s].nopnd; o++)
+                if (t->steps[s].opnd[o].kind == OPND_INT) {
+                    ck_assert_int_lt(n, 9);
+                    ck_assert_msg(t->steps[s].opnd[o].i == cases[k].ints[n],
+                                  "[%s] x [%s]: int operand %d is %lld, not %lld", cases[k].a, cases[k].b, n,
+                                  (long long)t->steps[s].opnd[o].i, (long long)cases[k].ints[n]);
+                    n++;
+                }
+            ck_assert_int_eq(n, strcmp(cases[k].kernel, "matmul") == 0 ? 3 : 9);
+        }
+        release(&b);
+    }
+}
+END_TEST
+
 /* Attention keeps the per-row log-sum-exp, never the [B, H, T, T]
  * probabilities, and its forward works on one tile of scores: the train
  * program's residual bytes and its arena grow linearly in T. Doubling T
@@ -616,6 +675,7 @@ int main(void) {
     tcase_add_test(tc, every_op_is_documented_and_gradient_checked);
     tcase_add_test(tc, kernel_table_matches_prototypes);
     tcase_add_test(tc, lowering_every_op_calls_every_kernel);
+    tcase_add_test(tc, matmul_lowers_to_one_gemm_where_it_can);
     tcase_add_test(tc, attention_memory_is_linear_in_sequence_length);
     tcase_add_test(tc, outputs_made_from_kept_inputs_are_made_again);
     suite_add_tcase(s, tc);

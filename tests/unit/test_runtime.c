@@ -1983,6 +1983,93 @@ START_TEST(broadcast) {
 }
 END_TEST
 
+/* ================================================================ batched matmul */
+
+/* Batch shapes of a and b as the language gives them (right-aligned, the
+ * [M,K] and [K,N] matrices after them); the test pads them to four dims and
+ * merges none, as ops.c would. */
+static const struct {
+    bc_shape a, b;
+    int64_t M, K, N;
+} bmm_cases[] = {
+    {{1, {3}}, {1, {3}}, 7, 17, 1},                  /* the same batch on both sides */
+    {{3, {2, 1, 3}}, {2, {4, 1}}, 7, 1, 17},         /* each repeated along some dims, K = 1 */
+    {{0, {0}}, {1, {5}}, 17, 7, 7},                  /* a rank-2 a over b's batch */
+    {{2, {5, 2}}, {0, {0}}, 1, 17, 7},               /* a batched a against a rank-2 b, M = 1 */
+    {{4, {1, 3, 1, 2}}, {4, {2, 1, 4, 1}}, 7, 7, 7}, /* alternating repeats over four dims */
+    {{1, {3}}, {1, {1}}, 1, 1, 1},                   /* a 1-sized batch dim of b, 1 x 1 matrices */
+    {{1, {1}}, {2, {1, 1}}, 7, 17, 17},              /* only 1-sized batch dims */
+    {{2, {2, 1}}, {3, {3, 2, 4}}, 17, 1, 1},         /* b's batch longer and larger */
+};
+enum { BMM_N = sizeof bmm_cases / sizeof bmm_cases[0] };
+
+static void bmm_pad(const bc_shape *s, int64_t *d) {
+    for (int k = 0; k < 4; k++)
+        d[k] = k >= 4 - s->rank ? s->dim[k - (4 - s->rank)] : 1;
+}
+
+/* Forward, and each gradient written and accumulated, against loops over
+ * the definition in double. dc and the accumulated-into gradients hold
+ * random values; written ones start as NaN, so a kernel reading one fails. */
+START_TEST(batched_matmul) {
+    seed_rng(301 + (uint64_t)_i);
+    const int64_t M = bmm_cases[_i].M, K = bmm_cases[_i].K, N = bmm_cases[_i].N;
+    int64_t A[4], B[4], n[4], sa[4], sb[4], a_rep = 0, b_rep = 0, batches = 1;
+    bmm_pad(&bmm_cases[_i].a, A), bmm_pad(&bmm_cases[_i].b, B);
+    int64_t ta = M * K, tb = K * N; /* row-major strides of a and b, 0 where one repeats */
+    for (int k = 3; k >= 0; k--) {
+        n[k] = A[k] > B[k] ? A[k] : B[k];
+        a_rep |= A[k] != n[k] ? 1 << k : 0, b_rep |= B[k] != n[k] ? 1 << k : 0;
+        sa[k] = A[k] == 1 ? 0 : ta, sb[k] = B[k] == 1 ? 0 : tb;
+        ta *= A[k], tb *= B[k], batches *= n[k];
+    }
+    const int64_t na = ta, nb = tb, nc = batches * M * N;
+    snprintf(ctx, sizeof ctx, "batched_matmul case %d", _i);
+    float *a = gnew(na), *b = gnew(nb), *c = gnew(nc), *dc = gnew(nc);
+    fill_rand(a, na), fill_rand(b, nb), fill_rand(dc, nc);
+    double *c_want = dnew(nc), *c_mag = dnew(nc), *da_want = dnew(na), *da_mag = dnew(na), *db_want = dnew(nb),
+           *db_mag = dnew(nb);
+    for (int64_t t = 0; t < batches; t++) {
+        int64_t i[4], rest = t;
+        for (int k = 3; k >= 0; k--)
+            i[k] = rest % n[k], rest /= n[k];
+        const int64_t oa = i[0] * sa[0] + i[1] * sa[1] + i[2] * sa[2] + i[3] * sa[3];
+        const int64_t ob = i[0] * sb[0] + i[1] * sb[1] + i[2] * sb[2] + i[3] * sb[3], oc = t * M * N;
+        for (int64_t r = 0; r < M; r++)
+            for (int64_t q = 0; q < N; q++)
+                for (int64_t k = 0; k < K; k++) {
+                    double ab = (double)a[oa + r * K + k] * b[ob + k * N + q];
+                    double ga = (double)dc[oc + r * N + q] * b[ob + k * N + q];
+                    double gb = (double)a[oa + r * K + k] * dc[oc + r * N + q];
+                    c_want[oc + r * N + q] += ab, c_mag[oc + r * N + q] += fabs(ab);
+                    da_want[oa + r * K + k] += ga, da_mag[oa + r * K + k] += fabs(ga);
+                    db_want[ob + k * N + q] += gb, db_mag[ob + k * N + q] += fabs(gb);
+                }
+    }
+    rt_batched_matmul_fwd(a, b, c, n[0], n[1], n[2], n[3], a_rep, b_rep, M, K, N);
+    expect_near(c, c_want, c_mag, nc, TOL_GEMM, "c");
+    float *da = gnew(na), *db = gnew(nb), *pre_a = gnew(na), *pre_b = gnew(nb);
+    fill_rand(pre_a, na), fill_rand(pre_b, nb);
+    for (int acc = 0; acc < 2; acc++) {
+        snprintf(ctx, sizeof ctx, "batched_matmul case %d, acc %d", _i, acc);
+        if (acc) {
+            memcpy(da, pre_a, sizeof(float) * (size_t)na), memcpy(db, pre_b, sizeof(float) * (size_t)nb);
+            add_prefill(da_want, da_mag, pre_a, na), add_prefill(db_want, db_mag, pre_b, nb);
+        } else {
+            gpoison(da, na), gpoison(db, nb);
+        }
+        rt_batched_matmul_bwd_a(dc, b, da, n[0], n[1], n[2], n[3], a_rep, b_rep, M, K, N, acc);
+        rt_batched_matmul_bwd_b(a, dc, db, n[0], n[1], n[2], n[3], a_rep, b_rep, M, K, N, acc);
+        expect_near(da, da_want, da_mag, na, TOL_GEMM, "da");
+        expect_near(db, db_want, db_mag, nb, TOL_GEMM, "db");
+        gcheck(da, na, "da"), gcheck(db, nb, "db");
+    }
+    gcheck(a, na, "a"), gcheck(b, nb, "b"), gcheck(c, nc, "c"), gcheck(dc, nc, "dc");
+    gfree(a), gfree(b), gfree(c), gfree(dc), gfree(da), gfree(db), gfree(pre_a), gfree(pre_b);
+    free(c_want), free(c_mag), free(da_want), free(da_mag), free(db_want), free(db_mag);
+}
+END_TEST
+
 /* ================================================================ embedding, LM losses */
 
 /* N(0, 1) from the seed: deterministic, finite, the moments of a standard
@@ -2445,6 +2532,7 @@ static Suite *runtime_suite(void) {
     tcase_add_test(d, layer_norm);
     tcase_add_test(d, softmax);
     tcase_add_loop_test(d, broadcast, 0, BCAST_N);
+    tcase_add_loop_test(d, batched_matmul, 0, BMM_N);
     tcase_add_test(d, permute);
     tcase_add_test(d, slice);
     tcase_add_test(d, init_normal);
