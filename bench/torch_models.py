@@ -115,3 +115,103 @@ MODELS = {
     "resnet18_cifar": (lambda: ResNet18(10, cifar=True), (3, 32, 32), 10),
     "resnet18": (lambda: ResNet18(1000), (3, 224, 224), 1000),
 }
+
+
+# ---------------------------------------------------------------- GPT-2
+# examples/gpt2.frost's twin with transformers' GPT2LMHeadModel module names,
+# so that state_dict() has the checkpoint's names and layouts. Sizes are
+# arguments (the defaults are GPT-2 small); nothing here uses transformers.
+
+
+class GPT2Conv1D(nn.Module):
+    """transformers' Conv1D: weight [in, out], y = x W + b."""
+
+    def __init__(self, nin, nout):
+        super().__init__()
+        self.weight = nn.Parameter(torch.empty(nin, nout).normal_(std=0.02))
+        self.bias = nn.Parameter(torch.zeros(nout))
+
+    def forward(self, x):
+        return torch.addmm(self.bias, x.reshape(-1, x.shape[-1]), self.weight).reshape(*x.shape[:-1], -1)
+
+
+class GPT2Attention(nn.Module):
+    def __init__(self, d, heads):
+        super().__init__()
+        self.heads = heads
+        self.c_attn = GPT2Conv1D(d, 3 * d)
+        self.c_proj = GPT2Conv1D(d, d)
+
+    def forward(self, x):
+        n, t, d = x.shape
+        q, k, v = self.c_attn(x).split(d, dim=2)
+        q, k, v = (z.reshape(n, t, self.heads, d // self.heads).transpose(1, 2) for z in (q, k, v))
+        scores = q @ k.transpose(-1, -2) * (d // self.heads) ** -0.5
+        causal = torch.ones(t, t, dtype=torch.bool, device=x.device).tril()
+        scores = scores.masked_fill(~causal, float("-inf"))
+        ctx = torch.softmax(scores, dim=-1) @ v  # no dropout
+        return self.c_proj(ctx.transpose(1, 2).reshape(n, t, d))
+
+
+class GPT2MLP(nn.Module):
+    def __init__(self, d):
+        super().__init__()
+        self.c_fc = GPT2Conv1D(d, 4 * d)
+        self.c_proj = GPT2Conv1D(4 * d, d)
+
+    def forward(self, x):
+        return self.c_proj(F.gelu(self.c_fc(x), approximate="tanh"))
+
+
+class GPT2Block(nn.Module):
+    def __init__(self, d, heads, eps=1e-5):
+        super().__init__()
+        self.ln_1 = nn.LayerNorm(d, eps=eps)
+        self.attn = GPT2Attention(d, heads)
+        self.ln_2 = nn.LayerNorm(d, eps=eps)
+        self.mlp = GPT2MLP(d)
+
+    def forward(self, x):
+        x = x + self.attn(self.ln_1(x))
+        return x + self.mlp(self.ln_2(x))
+
+
+class GPT2Model(nn.Module):
+    """transformers' GPT2Model: the names of a checkpoint without the LM head."""
+
+    def __init__(self, vocab, positions, d, heads, layers):
+        super().__init__()
+        self.wte = nn.Embedding(vocab, d)
+        self.wpe = nn.Embedding(positions, d)
+        nn.init.normal_(self.wte.weight, std=0.02)
+        nn.init.normal_(self.wpe.weight, std=0.02)
+        self.h = nn.ModuleList(GPT2Block(d, heads) for _ in range(layers))
+        self.ln_f = nn.LayerNorm(d, eps=1e-5)
+
+    def forward(self, ids, pos):
+        x = self.wte(ids) + self.wpe(pos)
+        for block in self.h:
+            x = block(x)
+        return self.ln_f(x)
+
+
+class GPT2LMHead(nn.Module):
+    """transformers' GPT2LMHeadModel: `transformer` and `lm_head`, whose weight
+    is transformer.wte.weight (tied: one parameter, two state_dict names).
+    forward returns the mean cross-entropy of the logits against labels
+    (-100 ignored). As in examples/gpt2.frost, labels are already the next
+    tokens: nothing is shifted here (transformers shifts inside)."""
+
+    def __init__(self, vocab=50257, positions=1024, d=768, heads=12, layers=12):
+        super().__init__()
+        self.transformer = GPT2Model(vocab, positions, d, heads, layers)
+        self.lm_head = nn.Linear(d, vocab, bias=False)
+        self.lm_head.weight = self.transformer.wte.weight
+
+    def forward(self, ids, pos, labels):
+        logits = self.lm_head(self.transformer(ids, pos))
+        return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1), ignore_index=-100)
+
+
+# Token ids, not images: the shape entry is (T,) and the classes the vocabulary.
+MODELS["gpt2"] = (GPT2LMHead, (256,), 50257)

@@ -87,20 +87,35 @@ static void swap_bytes(void *buf, size_t bytes, int esize) {
 
 /* ---------------------------------------------------------------- helpers */
 
-/* '*' matches any run of characters, '?' one character. Linear backtracking:
- * no recursion. */
-static int glob_match(const char *pat, const char *s) {
-    const char *star = NULL, *resume = NULL;
-    while (*s) {
+/* '*' matches any run of characters, '?' one character, against the string
+ * `a` followed by `b` (two pieces, so that a load prefix and a file name are
+ * matched without joining them). Linear backtracking: no recursion. */
+static int glob_match2(const char *pat, const char *a, const char *b) {
+    const char *star = NULL, *resume = NULL, *s = a;
+    int in_b = 0, resume_in_b = 0;
+    for (;;) {
+        if (!*s && !in_b) { /* the end of a: go on in b */
+            s = b;
+            in_b = 1;
+            continue;
+        }
+        if (!*s)
+            break;
         if (*pat == '*') {
             star = pat++;
             resume = s;
+            resume_in_b = in_b;
         } else if (*pat && (*pat == '?' || *pat == *s)) {
             pat++;
             s++;
         } else if (star) {
             pat = star + 1;
             s = ++resume;
+            in_b = resume_in_b;
+            if (!*s && !in_b) { /* resumed at the end of a: resume in b from now on */
+                s = resume = b;
+                in_b = resume_in_b = 1;
+            }
         } else {
             return 0;
         }
@@ -110,11 +125,45 @@ static int glob_match(const char *pat, const char *s) {
     return !*pat;
 }
 
+static int glob_match(const char *pat, const char *s) { return glob_match2(pat, s, ""); }
+
 static int skipped(const frost_load_options *opt, const char *name) {
     if (!opt || !opt->skip)
         return 0;
     for (const char *const *p = opt->skip; *p; p++)
         if (glob_match(*p, name))
+            return 1;
+    return 0;
+}
+
+static const char *load_prefix(const frost_load_options *opt) {
+    return opt && opt->prefix && *opt->prefix ? opt->prefix : NULL;
+}
+
+/* The name a table entry has in the file: without opt->prefix when it starts
+ * with it (and has more after it), else its own. */
+static const char *file_name_of(const frost_load_options *opt, const char *name) {
+    const char *pre = load_prefix(opt);
+    size_t k = pre ? strlen(pre) : 0;
+    return k && !strncmp(name, pre, k) && name[k] ? name + k : name;
+}
+
+/* A table entry is skipped when a pattern matches its name or its file name. */
+static int entry_skipped(const frost_load_options *opt, const char *name) {
+    const char *fname = file_name_of(opt, name);
+    return skipped(opt, name) || (fname != name && skipped(opt, fname));
+}
+
+/* A file tensor is skipped when a pattern matches its name or, with a prefix,
+ * the prefix followed by its name (the table's form of it). */
+static int file_skipped(const frost_load_options *opt, const char *fname) {
+    if (skipped(opt, fname))
+        return 1;
+    const char *pre = load_prefix(opt);
+    if (!pre || !opt->skip)
+        return 0;
+    for (const char *const *p = opt->skip; *p; p++)
+        if (glob_match2(*p, pre, fname))
             return 1;
     return 0;
 }
@@ -658,11 +707,38 @@ static st_tensor *st_find(st_list *l, const char *name) {
     return l->n > 0 ? bsearch(&key, l->t, (size_t)l->n, sizeof *l->t, cmp_tensor_name) : NULL;
 }
 
-static const frost_param_info *table_find(const frost_param_info *table, int n, const char *name) {
+/* The table entry that file tensor `fname` belongs to (through opt->prefix). */
+static const frost_param_info *table_find(const frost_param_info *table, int n, const frost_load_options *opt,
+                                          const char *fname) {
     for (int i = 0; i < n; i++)
-        if (table[i].name && !strcmp(table[i].name, name))
+        if (table[i].name && !strcmp(file_name_of(opt, table[i].name), fname))
             return &table[i];
     return NULL;
+}
+
+/* With a prefix, an entry "P" + x and an entry x would both load file tensor x. */
+static int check_prefix_collisions(const char *qpath, const frost_param_info *table, int n,
+                                   const frost_load_options *opt, frost_error *err) {
+    const char *pre = load_prefix(opt);
+    if (!pre)
+        return 0;
+    for (int i = 0; i < n; i++) {
+        const char *fname = table[i].persistent ? file_name_of(opt, table[i].name) : NULL;
+        if (!fname || fname == table[i].name)
+            continue;
+        for (int j = 0; j < n; j++)
+            if (table[j].persistent && !strcmp(table[j].name, fname)) {
+                char a[ST_NAME_MAX + 8], b[ST_NAME_MAX + 8], pq[ST_NAME_MAX + 8];
+                fs_quote(a, sizeof a, table[i].name, ST_NAME_MAX / 2);
+                fs_quote(b, sizeof b, table[j].name, ST_NAME_MAX / 2);
+                fs_quote(pq, sizeof pq, pre, ST_NAME_MAX / 2);
+                return fs_fail(err, FROST_ERR_ARG,
+                               "'%s': with the prefix '%s', table entries '%s' and '%s' would both load the file's "
+                               "'%s'",
+                               qpath, pq, a, b, b);
+            }
+    }
+    return 0;
 }
 
 static int read_exact(FILE *f, void *buf, size_t n) { return fread(buf, 1, n, f) == n ? 0 : -1; }
@@ -726,11 +802,11 @@ static int ckpt_load(FILE *f, const char *qpath, void *params, const frost_param
         const frost_param_info *t = &table[i];
         if (!t->persistent)
             continue;
-        if (skipped(opt, t->name)) {
+        if (entry_skipped(opt, t->name)) {
             nskip_table++;
             continue;
         }
-        st_tensor *ft = st_find(l, t->name);
+        st_tensor *ft = st_find(l, file_name_of(opt, t->name));
         if (ft) {
             ft->used = 1;
             nload++;
@@ -740,9 +816,9 @@ static int ckpt_load(FILE *f, const char *qpath, void *params, const frost_param
     }
     for (int i = 0; i < l->n; i++) {
         st_tensor *ft = &l->t[i];
-        if (ft->used || skipped(opt, ft->name))
+        if (ft->used || file_skipped(opt, ft->name))
             continue;
-        const frost_param_info *t = table_find(table, n, ft->name);
+        const frost_param_info *t = table_find(table, n, opt, ft->name);
         if (t && !t->persistent)
             continue; /* state deliberately not checkpointed: left alone */
         nunexpected++;
@@ -753,16 +829,24 @@ static int ckpt_load(FILE *f, const char *qpath, void *params, const frost_param
         fs_msg_init(&m);
         fs_msg_add(&m, "'%s': ", qpath);
         if (bad_missing) {
-            fs_msg_add(&m, "%d tensor%s missing from the file:", nmissing, nmissing == 1 ? "" : "s");
+            fs_msg_add(&m, "%d tensor%s missing from the file", nmissing, nmissing == 1 ? "" : "s");
+            if (load_prefix(opt)) {
+                fs_quote(q, sizeof q, load_prefix(opt), ST_NAME_MAX);
+                fs_msg_add(&m, " (looked up without the prefix '%s')", q);
+            }
+            fs_msg_add(&m, ":");
+            if (bad_unexpected) /* leave the list of unexpected tensors room to show some names */
+                m.limit = sizeof m.s * 3 / 5;
             int k = 0;
             for (int i = 0; i < n; i++) {
                 const frost_param_info *t = &table[i];
-                if (!t->persistent || skipped(opt, t->name) || st_find(l, t->name))
+                if (!t->persistent || entry_skipped(opt, t->name) || st_find(l, file_name_of(opt, t->name)))
                     continue;
-                fs_quote(q, sizeof q, t->name, ST_NAME_MAX);
+                fs_quote(q, sizeof q, file_name_of(opt, t->name), ST_NAME_MAX);
                 fs_msg_item(&m, "%s '%s'", k++ ? "," : "", q);
             }
             fs_msg_end(&m);
+            m.limit = sizeof m.s;
         }
         if (bad_unexpected) {
             fs_msg_add(&m, "%s%d tensor%s in the file not in the model:", bad_missing ? "; " : "", nunexpected,
@@ -771,7 +855,8 @@ static int ckpt_load(FILE *f, const char *qpath, void *params, const frost_param
             for (int i = 0; i < l->n; i++) {
                 st_tensor *ft = &l->t[i];
                 const frost_param_info *t;
-                if (ft->used || skipped(opt, ft->name) || ((t = table_find(table, n, ft->name)) && !t->persistent))
+                if (ft->used || file_skipped(opt, ft->name) ||
+                    ((t = table_find(table, n, opt, ft->name)) && !t->persistent))
                     continue;
                 fs_quote(q, sizeof q, ft->name, ST_NAME_MAX);
                 fs_msg_item(&m, "%s '%s'", k++ ? "," : "", q);
@@ -787,7 +872,7 @@ static int ckpt_load(FILE *f, const char *qpath, void *params, const frost_param
         for (int i = 0; i < n; i++) {
             const frost_param_info *t = &table[i];
             st_tensor *ft;
-            if (!t->persistent || skipped(opt, t->name) || !(ft = st_find(l, t->name)))
+            if (!t->persistent || entry_skipped(opt, t->name) || !(ft = st_find(l, file_name_of(opt, t->name))))
                 continue;
             int bad = pass == 0
                           ? ft->dtype < 0 || st_dtypes[ft->dtype].frost != t->dtype
@@ -817,7 +902,7 @@ static int ckpt_load(FILE *f, const char *qpath, void *params, const frost_param
     for (int i = 0; i < n; i++) {
         const frost_param_info *t = &table[i];
         st_tensor *ft;
-        if (!t->persistent || skipped(opt, t->name) || !(ft = st_find(l, t->name)))
+        if (!t->persistent || entry_skipped(opt, t->name) || !(ft = st_find(l, file_name_of(opt, t->name))))
             continue;
         size_t bytes = (size_t)(ft->end - ft->begin);
         if (!bytes)
@@ -835,6 +920,10 @@ static int ckpt_load(FILE *f, const char *qpath, void *params, const frost_param
     /* Summary. */
     fs_msg_init(&m);
     fs_msg_add(&m, "loaded %d tensor%s from '%s'", nload, nload == 1 ? "" : "s", qpath);
+    if (load_prefix(opt)) {
+        fs_quote(q, sizeof q, load_prefix(opt), ST_NAME_MAX);
+        fs_msg_add(&m, " (names without the prefix '%s')", q);
+    }
     if (nskip_table)
         fs_msg_add(&m, "; %d skipped", nskip_table);
     if (nmissing) {
@@ -842,7 +931,7 @@ static int ckpt_load(FILE *f, const char *qpath, void *params, const frost_param
         int k = 0;
         for (int i = 0; i < n; i++) {
             const frost_param_info *t = &table[i];
-            if (!t->persistent || skipped(opt, t->name) || st_find(l, t->name))
+            if (!t->persistent || entry_skipped(opt, t->name) || st_find(l, file_name_of(opt, t->name)))
                 continue;
             fs_quote(q, sizeof q, t->name, ST_NAME_MAX);
             fs_msg_item(&m, "%s '%s'", k++ ? "," : "", q);
@@ -866,6 +955,8 @@ int frost_ckpt_load(const char *path, void *params, const frost_param_info *tabl
     if (rc)
         return rc;
     free(refs);
+    if ((rc = check_prefix_collisions(qpath, table, n, opt, err)))
+        return rc;
     FILE *f = fopen(path, "rb");
     if (!f)
         return fs_fail(err, FROST_ERR_IO, "cannot open '%s': %s", qpath, strerror(errno));

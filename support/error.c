@@ -50,6 +50,7 @@ void fs_msg_init(fs_msg *m) {
     m->s[0] = 0;
     m->len = 0;
     m->more = 0;
+    m->limit = sizeof m->s;
 }
 
 void fs_msg_add(fs_msg *m, const char *fmt, ...) {
@@ -74,7 +75,8 @@ void fs_msg_item(fs_msg *m, const char *fmt, ...) {
     va_end(ap);
     if (k < 0)
         return;
-    if (m->more || m->len + (size_t)k + FS_MSG_RESERVE >= sizeof m->s) {
+    size_t limit = m->limit < sizeof m->s ? m->limit : sizeof m->s;
+    if (m->more || m->len + (size_t)k + FS_MSG_RESERVE >= limit) {
         m->more++;
         return;
     }

@@ -102,6 +102,13 @@ typedef struct {
      * the file, and every file tensor in the table. */
     int allow_missing;    /* table entries absent from the file keep their values */
     int allow_unexpected; /* file tensors absent from the table are ignored */
+    /* NULL or "": names match as they are. Otherwise the file's names lack
+     * this prefix of the table's: a table entry whose name starts with it
+     * (e.g. "transformer.", table "transformer.wte.weight") is looked up in
+     * the file without it ("wte.weight"); other entries under their full
+     * names. Two entries that would look up one file name are an error
+     * (FROST_ERR_ARG). Skip patterns match either form of a name. */
+    const char *prefix;
 } frost_load_options;
 
 /* Read the tensors of `path` into `params` at their table offsets, matching

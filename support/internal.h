@@ -24,6 +24,7 @@ typedef struct {
     char s[FROST_ERROR_MSG];
     size_t len;
     int more;
+    size_t limit; /* items stop before this length (sizeof s after fs_msg_init): room for a second list */
 } fs_msg;
 void fs_msg_init(fs_msg *m);
 void fs_msg_add(fs_msg *m, const char *fmt, ...) FS_PRINTF(2, 3);  /* always (truncated if needed) */

@@ -1,6 +1,7 @@
 /* fuzz_safetensors.c: libFuzzer harness for frost_ckpt_load: the safetensors
  * header (length, JSON, dtypes, shapes, offsets) and the data read, against
- * a small fixed parameter table. The first byte picks the load options. */
+ * a small fixed parameter table. The first byte picks the load options
+ * (skip, allow_missing, allow_unexpected, prefix: bits 0 to 3). */
 #include "fuzz_common.h"
 #include "frost_support.h"
 
@@ -52,8 +53,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         data++, size--;
     fuzz_file_set(&file, "ckpt", data, size);
     static const char *const skip[] = {"fc.*", NULL};
-    frost_load_options opt = {
-        .skip = (mode & 1) ? skip : NULL, .allow_missing = (mode >> 1) & 1, .allow_unexpected = (mode >> 2) & 1};
+    frost_load_options opt = {.skip = (mode & 1) ? skip : NULL,
+                              .allow_missing = (mode >> 1) & 1,
+                              .allow_unexpected = (mode >> 2) & 1,
+                              .prefix = (mode >> 3) & 1 ? "fc." : NULL};
     frost_error err;
     memset(params, 0, sizeof params);
     frost_ckpt_load(file.path, params, table, (int)(sizeof table / sizeof *table), &opt, &err);

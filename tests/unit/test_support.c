@@ -484,6 +484,23 @@ START_TEST(test_message_truncation) {
     for (const char *p = e.msg; (p = strstr(p, "conv.weight'")); p++)
         listed++;
     ck_assert_int_eq(listed + atoi(more + 5), N);
+
+    /* Missing and unexpected tensors, both many (a file of other names, as
+     * with a wrong load prefix): each list names some and counts the rest. */
+    static frost_param_info other[N];
+    static char other_names[N][32];
+    for (int i = 0; i < N; i++) {
+        snprintf(other_names[i], sizeof other_names[i], "block%d.proj.weight", i);
+        other[i] = (frost_param_info){other_names[i], 4 * i, -1, 1, {1}, F32, 1, 0, 1};
+    }
+    ck_assert_int_eq(frost_ckpt_save(tpath("other.safetensors"), params, other, N, &e), 0);
+    rc = frost_ckpt_load(tpath("other.safetensors"), params, t, N, NULL, &e);
+    EXPECT_ERR(rc, e, FROST_ERR_MISSING, "200 tensors missing from the file: 'layer0.conv.weight'");
+    const char *second = strstr(e.msg, "; 200 tensors in the file not in the model: 'block");
+    ck_assert_msg(second != NULL, "%s", e.msg);
+    ck_assert_msg(strstr(e.msg, " more); 200 tensors in the file") != NULL, "%s", e.msg);
+    ck_assert_msg(strlen(e.msg) > 6 && !strcmp(e.msg + strlen(e.msg) - 6, " more)"), "%s", e.msg);
+    ck_assert_uint_lt(strlen(e.msg), FROST_ERROR_MSG);
 }
 END_TEST
 
@@ -576,6 +593,145 @@ START_TEST(test_skip_and_partial) {
     ck_assert(all_bytes(ft2 + 320, 16, 0x44));
     ck_assert_int_eq(frost_ckpt_save(tpath("norng"), ft, FT, 5, &e), 0);
     ck_assert_msg(strstr(e.msg, "saved 4 tensors"), "%s", e.msg);
+}
+END_TEST
+
+/* ---------------------------------------------------------------- name prefix */
+
+/* A model whose names carry a module prefix, as Hugging Face's
+ * GPT2LMHeadModel ("transformer.wte.weight"), and an entry outside it. The
+ * same tensors under the file names of GPT2Model ("wte.weight"). */
+static const frost_param_info HF[] = {
+    {"transformer.wte.weight", 0, -1, 2, {4, 3}, F32, 1, 0, 1},
+    {"transformer.h.0.attn.c_attn.weight", 64, -1, 2, {3, 2}, F32, 1, 0, 1},
+    {"transformer.ln_f.bias", 128, -1, 1, {3}, F32, 1, 0, 1},
+    {"score.weight", 192, -1, 2, {2, 3}, F32, 1, 0, 1},
+};
+static const frost_param_info HF_BARE[] = {
+    {"wte.weight", 0, -1, 2, {4, 3}, F32, 1, 0, 1},
+    {"h.0.attn.c_attn.weight", 64, -1, 2, {3, 2}, F32, 1, 0, 1},
+    {"ln_f.bias", 128, -1, 1, {3}, F32, 1, 0, 1},
+    {"score.weight", 192, -1, 2, {2, 3}, F32, 1, 0, 1},
+    /* non-parameter buffers of older checkpoints */
+    {"h.0.attn.bias", 256, -1, 4, {1, 1, 2, 2}, U8, 0, 1, 1},
+    {"h.0.attn.masked_bias", 320, -1, 0, {0}, F32, 0, 1, 1},
+};
+
+/* The bytes of HF's four entries in a params block. */
+static int same_hf(const unsigned char *a, const unsigned char *b) {
+    return !memcmp(a, b, 48) && !memcmp(a + 64, b + 64, 24) && !memcmp(a + 128, b + 128, 12) &&
+           !memcmp(a + 192, b + 192, 24);
+}
+
+START_TEST(test_prefix) {
+    _Alignas(64) unsigned char src[384], dst[384];
+    fill_random(src, sizeof src, 7);
+    frost_error e;
+    const char *full = tpath("full.safetensors"), *bare = tpath("bare.safetensors"), *old = tpath("old.safetensors");
+    ck_assert_int_eq(frost_ckpt_save(full, src, HF, 4, &e), 0);
+    ck_assert_int_eq(frost_ckpt_save(bare, src, HF_BARE, 4, &e), 0);
+    ck_assert_int_eq(frost_ckpt_save(old, src, HF_BARE, 6, &e), 0);
+
+    /* Names as they are; "" is no prefix. */
+    frost_load_options o = {.prefix = ""};
+    memset(dst, 0x33, sizeof dst);
+    ck_assert_msg(frost_ckpt_load(full, dst, HF, 4, &o, &e) == 0, "%s", e.msg);
+    ck_assert(same_hf(dst, src));
+    ck_assert_ptr_null(strstr(e.msg, "prefix"));
+
+    /* The file lacks the prefix: entries under it load without it, the
+     * others (score.weight) under their own names. */
+    o.prefix = "transformer.";
+    memset(dst, 0x33, sizeof dst);
+    ck_assert_msg(frost_ckpt_load(bare, dst, HF, 4, &o, &e) == 0, "%s", e.msg);
+    ck_assert(same_hf(dst, src));
+    ck_assert_msg(strstr(e.msg, "loaded 4 tensors from '") &&
+                      strstr(e.msg, "' (names without the prefix 'transformer.')"),
+                  "%s", e.msg);
+
+    /* Without the prefix option that file does not fit. */
+    memset(dst, 0x33, sizeof dst);
+    int rc = frost_ckpt_load(bare, dst, HF, 4, NULL, &e);
+    EXPECT_ERR(rc, e, FROST_ERR_MISSING,
+               "3 tensors missing from the file: 'transformer.wte.weight', 'transformer.h.0.attn.c_attn.weight', "
+               "'transformer.ln_f.bias'; 3 tensors in the file not in the model: 'h.0.attn.c_attn.weight', "
+               "'ln_f.bias', 'wte.weight'");
+    ck_assert(all_bytes(dst, sizeof dst, 0x33));
+
+    /* A prefix the file's names do have, or a wrong one: an error naming the
+     * names looked for, and params untouched. */
+    rc = frost_ckpt_load(full, dst, HF, 4, &o, &e);
+    EXPECT_ERR(rc, e, FROST_ERR_MISSING,
+               "3 tensors missing from the file (looked up without the prefix 'transformer.'): 'wte.weight', "
+               "'h.0.attn.c_attn.weight', 'ln_f.bias'; 3 tensors in the file not in the model: "
+               "'transformer.h.0.attn.c_attn.weight', 'transformer.ln_f.bias', 'transformer.wte.weight'");
+    ck_assert(all_bytes(dst, sizeof dst, 0x33));
+    o.prefix = "model.";
+    rc = frost_ckpt_load(bare, dst, HF, 4, &o, &e);
+    EXPECT_ERR(rc, e, FROST_ERR_MISSING,
+               "3 tensors missing from the file (looked up without the prefix 'model.'): 'transformer.wte.weight', "
+               "'transformer.h.0.attn.c_attn.weight', 'transformer.ln_f.bias'");
+    ck_assert(all_bytes(dst, sizeof dst, 0x33));
+    o.prefix = "transformer"; /* no dot: ".wte.weight" */
+    rc = frost_ckpt_load(bare, dst, HF, 4, &o, &e);
+    EXPECT_ERR(rc, e, FROST_ERR_MISSING, "(looked up without the prefix 'transformer'): '.wte.weight'");
+
+    /* Skip patterns with a prefix: buffers the model does not have, matched
+     * in the file's form or the table's. */
+    o.prefix = "transformer.";
+    rc = frost_ckpt_load(old, dst, HF, 4, &o, &e);
+    EXPECT_ERR(rc, e, FROST_ERR_UNEXPECTED,
+               "2 tensors in the file not in the model: 'h.0.attn.bias', 'h.0.attn.masked_bias'");
+    const char *skip_buffers[] = {"*.attn.bias", "transformer.h.?.attn.masked_bias", NULL};
+    o.skip = skip_buffers;
+    memset(dst, 0x33, sizeof dst);
+    ck_assert_msg(frost_ckpt_load(old, dst, HF, 4, &o, &e) == 0, "%s", e.msg);
+    ck_assert(same_hf(dst, src));
+    ck_assert_msg(strstr(e.msg, "loaded 4 tensors") && !strstr(e.msg, "skipped"), "%s", e.msg);
+    /* ... and table entries, by either name; a '*' may span the prefix's end. */
+    const char *skip_entries[] = {"wte.*", "transformer.ln_f.bias", "*.attn.*", NULL};
+    o.skip = skip_entries;
+    memset(dst, 0x33, sizeof dst);
+    ck_assert_msg(frost_ckpt_load(old, dst, HF, 4, &o, &e) == 0, "%s", e.msg);
+    ck_assert_msg(strstr(e.msg, "loaded 1 tensor from '") && strstr(e.msg, "; 3 skipped"), "%s", e.msg);
+    ck_assert(all_bytes(dst, 192, 0x33));
+    ck_assert_int_eq(memcmp(dst + 192, src + 192, 24), 0);
+    const char *skip_span[] = {"transf*wte.weight", "*.attn.*", NULL};
+    o.skip = skip_span;
+    memset(dst, 0x33, sizeof dst);
+    ck_assert_msg(frost_ckpt_load(old, dst, HF, 4, &o, &e) == 0, "%s", e.msg);
+    ck_assert_msg(strstr(e.msg, "loaded 2 tensors") && strstr(e.msg, "; 2 skipped"), "%s", e.msg);
+    ck_assert(all_bytes(dst, 48, 0x33));
+
+    /* A buffer in a dtype frost does not have (transformers' bool causal
+     * mask), skipped: it is never read. */
+    static const frost_param_info lnf[] = {{"transformer.ln_f.bias", 0, -1, 1, {3}, F32, 1, 0, 1}};
+    float bias[3] = {1.5f, -2.0f, 0.25f};
+    unsigned char data[16];
+    memcpy(data, bias, 12);
+    memset(data + 12, 1, 4);
+    write_st(tpath("bool.safetensors"),
+             "{\"ln_f.bias\":{\"dtype\":\"F32\",\"shape\":[3],\"data_offsets\":[0,12]},"
+             "\"h.0.attn.bias\":{\"dtype\":\"BOOL\",\"shape\":[1,1,2,2],\"data_offsets\":[12,16]}}",
+             data, sizeof data);
+    o.skip = skip_buffers;
+    memset(dst, 0, sizeof dst);
+    ck_assert_msg(frost_ckpt_load(tpath("bool.safetensors"), dst, lnf, 1, &o, &e) == 0, "%s", e.msg);
+    ck_assert_int_eq(memcmp(dst, bias, 12), 0);
+
+    /* Two entries that would load one file tensor. */
+    static const frost_param_info twice[] = {
+        {"transformer.ln_f.bias", 0, -1, 1, {3}, F32, 1, 0, 1},
+        {"ln_f.bias", 64, -1, 1, {3}, F32, 1, 0, 1},
+    };
+    o = (frost_load_options){.prefix = "transformer."};
+    rc = frost_ckpt_load(bare, dst, twice, 2, &o, &e);
+    EXPECT_ERR(rc, e, FROST_ERR_ARG,
+               "with the prefix 'transformer.', table entries 'transformer.ln_f.bias' and 'ln_f.bias' would both "
+               "load the file's 'ln_f.bias'");
+    o.prefix = NULL; /* no prefix, no clash: strictness as usual */
+    o.allow_unexpected = 1;
+    ck_assert_msg(frost_ckpt_load(bare, dst, twice + 1, 1, &o, &e) == 0, "%s", e.msg);
 }
 END_TEST
 
@@ -1228,6 +1384,7 @@ int main(void) {
     tcase_add_test(ck, test_load_file_errors);
     tcase_add_test(ck, test_message_truncation);
     tcase_add_test(ck, test_skip_and_partial);
+    tcase_add_test(ck, test_prefix);
     tcase_add_test(ck, test_torch_fixture);
     tcase_add_test(ck, test_strerror);
     suite_add_tcase(s, ck);
