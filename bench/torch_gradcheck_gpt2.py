@@ -110,7 +110,15 @@ def main():
     ap.add_argument("--work", default=None, help="directory for the builds (default: a temporary one)")
     ap.add_argument("--tol", type=float, default=1e-4)
     ap.add_argument("--float32", action="store_true", help="run the PyTorch twin in float32, not float64")
+    ap.add_argument("-D", dest="sizes", action="append", default=[], metavar="NAME=VALUE",
+                    help="change one of the fixture's sizes (N, T, V, P, D, H), e.g. -D T=80 -D P=96: "
+                    "sequences longer than attention's 64-query blocks")
     args = ap.parse_args()
+    for item in args.sizes:
+        name, _, value = item.partition("=")
+        if name not in fixture.SIZES or not value.isdigit():
+            ap.error("-D %s: expected one of %s = a positive integer" % (item, ", ".join(fixture.SIZES)))
+        fixture.SIZES[name] = int(value)
     work = args.work or tempfile.mkdtemp(prefix="frost-gradcheck-gpt2-")
     os.makedirs(work, exist_ok=True)
 
