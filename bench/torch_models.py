@@ -202,6 +202,8 @@ class GPT2LMHead(nn.Module):
     (-100 ignored). As in examples/gpt2.frost, labels are already the next
     tokens: nothing is shifted here (transformers shifts inside)."""
 
+    token_model = True  # takes (ids, pos, labels) and returns the loss: see example_batch
+
     def __init__(self, vocab=50257, positions=1024, d=768, heads=12, layers=12):
         super().__init__()
         self.transformer = GPT2Model(vocab, positions, d, heads, layers)
@@ -215,3 +217,20 @@ class GPT2LMHead(nn.Module):
 
 # Token ids, not images: the shape entry is (T,) and the classes the vocabulary.
 MODELS["gpt2"] = (GPT2LMHead, (256,), 50257)
+
+
+def example_batch(model, shape, classes, batch, seq=None):
+    """Inputs of one step and the function computing its loss from them. Image
+    models take x [batch, *shape] and labels [batch] (cross-entropy of their
+    logits); token models (token_model) take ids, pos and labels [batch, seq]
+    (seq: shape[0] unless given) and return the loss themselves."""
+    if getattr(model, "token_model", False):
+        t = seq or shape[0]
+        ids = torch.randint(0, classes, (batch, t))
+        pos = torch.arange(t)
+        labels = torch.randint(0, classes, (batch, t))
+        return (ids, pos, labels), lambda m, inputs: m(*inputs)
+    x = torch.rand(batch, *shape) * 2 - 1
+    y = torch.arange(batch) % classes
+    return (x, y), lambda m, inputs: F.cross_entropy(m(inputs[0]), inputs[1])
+

@@ -30,7 +30,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from torch_models import MODELS  # noqa: E402
+from torch_models import MODELS, example_batch  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -45,7 +45,7 @@ def storage_key(t):
     return st.data_ptr(), st.nbytes()
 
 
-def torch_residual_bytes(model, x, label):
+def torch_residual_bytes(model, inputs, loss_of):
     exclude = {p.data_ptr() for p in model.parameters()}
     exclude |= {b.data_ptr() for b in model.buffers()}
     seen = {}
@@ -57,7 +57,7 @@ def torch_residual_bytes(model, x, label):
         return t
 
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        loss = F.cross_entropy(model(x), label)
+        loss = loss_of(model, inputs)
     if loss.requires_grad:
         loss.backward()
     return sum(seen.values())
@@ -87,7 +87,8 @@ def main():
             bufs = plan["train"]["buffers"]
             trainable = {b["name"][2:] for b in bufs if b["kind"] == "param-grad"}
             grad_inputs = {b["name"][2:] for b in bufs if b["kind"] == "input-grad"}
-            batch = next(b for b in bufs if b["kind"] == "input" and b["name"] == "x")["shape"][0]
+            first = next(b for b in bufs if b["kind"] == "input")  # x, or ids [N, T]
+            batch = first["shape"][0]
             model = make()
             for pname, p in model.named_parameters():
                 p.requires_grad_(pname in trainable)
@@ -96,9 +97,10 @@ def main():
                 for m in model.modules():
                     if isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)):
                         m.eval()
-            x = torch.randn(batch, *shape, requires_grad="x" in grad_inputs)
-            label = torch.randint(0, classes, (batch,))
-            theirs = torch_residual_bytes(model, x, label)
+            inputs, loss_of = example_batch(model, shape, classes, batch, seq=first["shape"][-1])
+            if "x" in grad_inputs:
+                inputs[0].requires_grad_(True)
+            theirs = torch_residual_bytes(model, inputs, loss_of)
             ours = plan["train"]["residual_bytes"]
             ratio = "%.3f" % (ours / theirs) if theirs else "-"
             print("| %s | %s | %s | %s |" % (cfg, mib(ours), mib(theirs), ratio))

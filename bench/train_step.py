@@ -11,10 +11,9 @@ import sys
 import time
 
 import torch
-import torch.nn.functional as F
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from torch_models import MODELS  # noqa: E402
+from torch_models import MODELS, example_batch  # noqa: E402
 
 
 def main():
@@ -24,13 +23,12 @@ def main():
     torch.manual_seed(0)
     make, shape, classes = MODELS[name]
     model = make()
-    x = torch.rand(batch, *shape) * 2 - 1
-    y = torch.arange(batch) % classes
+    inputs, loss_of = example_batch(model, shape, classes, batch)
 
     def step():
         model.train()
         model.zero_grad(set_to_none=True)
-        loss = F.cross_entropy(model(x), y)
+        loss = loss_of(model, inputs)
         loss.backward()
 
     for _ in range(2):
@@ -47,7 +45,7 @@ def main():
         start = time.perf_counter()
         while time.perf_counter() - start < budget / 2 or len(itimes) < 3:
             t = time.perf_counter()
-            F.cross_entropy(model(x), y)
+            loss_of(model, inputs)
             itimes.append(time.perf_counter() - t)
     print("%.3f %.3f %d" % (1e3 * statistics.median(times), 1e3 * statistics.median(itimes), len(times)))
 
