@@ -336,6 +336,8 @@ static const char *signature(elab_ctx *e, const op_def *op) {
             break;
         if (a->kind == ARG_INTS)
             n += (size_t)snprintf(buf + n, sizeof buf - n, "...");
+        else if (a->kind == ARG_TENSORS)
+            n += (size_t)snprintf(buf + n, sizeof buf - n, "=[...]");
         else if (a->has_default && a->kind == ARG_BOOL)
             n += (size_t)snprintf(buf + n, sizeof buf - n, "=%s", a->default_value ? "true" : "false");
         else if (a->has_default)
@@ -561,6 +563,28 @@ static bool node_args(elab_ctx *e, const ast_stmt *st, const op_def *op, ir_node
                 ok &= eval_real(e, a->value, what, &n->fattr[na]);
             na++;
             break;
+        case ARG_TENSORS: {
+            IR_ASSERT(nt == 0); /* the op's only tensor argument */
+            const ast_expr *list = a->value;
+            if (list->kind != EX_LIST || list->nitems == 0) {
+                err(e, list->loc, "%s must be a list of one or more tensors [a, b, ...]%s", what,
+                    list->kind == EX_LIST ? ", not an empty list" : "");
+                ok = false;
+                break;
+            }
+            if (list->nitems > IR_MAX_IN) {
+                err(e, list->items[IR_MAX_IN]->loc, "%s takes at most %d tensors, got %d", what, IR_MAX_IN,
+                    list->nitems);
+                ok = false;
+                break;
+            }
+            for (int i = 0; i < list->nitems; i++) {
+                int v = -1;
+                ok &= eval_tensor(e, list->items[i], what, &v);
+                n->in[nt++] = v;
+            }
+            break;
+        }
         case ARG_INTS:
             for (int i = 0; i < ints.n; i++) {
                 if (na + i >= IR_MAX_ATTR) {
