@@ -108,12 +108,83 @@ class ResNet18(nn.Module):
         return self.fc(x)
 
 
+class VitAttention(nn.Module):
+    def __init__(self, dim, heads):
+        super().__init__()
+        self.heads = heads
+        self.qkv = nn.Linear(dim, 3 * dim)
+        self.proj = nn.Linear(dim, dim)
+
+    def forward(self, x):
+        B, T, C = x.shape
+        # timm's layout of the 3 C outputs: q, k, v, each heads x head_dim
+        q, k, v = self.qkv(x).reshape(B, T, 3, self.heads, C // self.heads).permute(2, 0, 3, 1, 4)
+        attn = torch.softmax(q @ k.transpose(-2, -1) * (C // self.heads) ** -0.5, dim=-1)
+        return self.proj((attn @ v).transpose(1, 2).reshape(B, T, C))
+
+
+class VitMlp(nn.Module):
+    def __init__(self, dim, hidden):
+        super().__init__()
+        self.fc1 = nn.Linear(dim, hidden)
+        self.fc2 = nn.Linear(hidden, dim)
+
+    def forward(self, x):
+        return self.fc2(F.gelu(self.fc1(x)))
+
+
+class VitBlock(nn.Module):
+    def __init__(self, dim, heads):
+        super().__init__()
+        self.norm1 = nn.LayerNorm(dim, eps=1e-6)
+        self.attn = VitAttention(dim, heads)
+        self.norm2 = nn.LayerNorm(dim, eps=1e-6)
+        self.mlp = VitMlp(dim, 4 * dim)
+
+    def forward(self, x):
+        x = x + self.attn(self.norm1(x))
+        return x + self.mlp(self.norm2(x))
+
+
+class VitPatchEmbed(nn.Module):
+    def __init__(self, patch, dim):
+        super().__init__()
+        self.proj = nn.Conv2d(3, dim, patch, patch)
+
+    def forward(self, x):
+        return self.proj(x).flatten(2).transpose(1, 2)
+
+
+class ViTTiny(nn.Module):
+    """timm's vit_tiny_patch16_224 (examples/vit.frost) without timm: its
+    state_dict keys, shapes and order (cls_token, pos_embed, patch_embed.proj,
+    blocks.<i>.{norm1, attn.qkv, attn.proj, norm2, mlp.fc1, mlp.fc2}, norm,
+    head), no dropout, the class token pooled."""
+
+    def __init__(self, num_classes=1000, img=224, patch=16, dim=192, depth=12, heads=3):
+        super().__init__()
+        self.patch_embed = VitPatchEmbed(patch, dim)
+        self.cls_token = nn.Parameter(torch.zeros(1, 1, dim))
+        self.pos_embed = nn.Parameter(torch.randn(1, (img // patch) ** 2 + 1, dim) * 0.02)
+        nn.init.normal_(self.cls_token, std=1e-6)
+        self.blocks = nn.Sequential(*[VitBlock(dim, heads) for _ in range(depth)])
+        self.norm = nn.LayerNorm(dim, eps=1e-6)
+        self.head = nn.Linear(dim, num_classes)
+
+    def forward(self, x):
+        x = self.patch_embed(x)
+        x = torch.cat([self.cls_token.expand(x.shape[0], -1, -1), x], dim=1) + self.pos_embed
+        x = self.norm(self.blocks(x))
+        return self.head(x[:, 0])
+
+
 MODELS = {
     "mlp": (MLP, (784,), 10),
     "lenet": (LeNet, (1, 28, 28), 10),
     "cnn_bn": (CnnBn, (1, 28, 28), 10),
     "resnet18_cifar": (lambda: ResNet18(10, cifar=True), (3, 32, 32), 10),
     "resnet18": (lambda: ResNet18(1000), (3, 224, 224), 1000),
+    "vit": (ViTTiny, (3, 224, 224), 1000),
 }
 
 

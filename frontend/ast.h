@@ -92,6 +92,7 @@ typedef enum {
     ST_MODEL,     /* model NAME */
     ST_CONST,     /* const NAME = value */
     ST_INPUT,     /* input NAME : dtype[dims] [grad] */
+    ST_PARAM,     /* param NAME : dtype[dims] [init=WORD[(value)]]: op, op_loc the init, value its std */
     ST_BIND,      /* NAME = op(args), or NAME = def(args) */
     ST_MULTI,     /* NAME, NAME, ... = chunk(args) or split(args): names (name: the first), op, args */
     ST_OUTPUT,    /* output NAME, ... */
@@ -140,7 +141,7 @@ struct ast_stmt {
     ast_expr **dims;
     int ndims;
     bool grad;      /* input ... grad */
-    const char *op; /* binding, return of a call: the op or def called; optimizer: its name */
+    const char *op; /* binding, return of a call: the op or def called; optimizer: its name; param: init */
     src_loc op_loc;
     ast_arg *args;
     int nargs;

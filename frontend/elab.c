@@ -24,6 +24,7 @@
  */
 #include "elab.h"
 
+#include <math.h>
 #include <string.h>
 
 /* What a shape rule in ops.c sees of elaboration (ir.h, the sc_* functions). */
@@ -177,7 +178,8 @@ static void scan_assignments(const ast_stmt *stmts, int n, const char *name, src
                 scan_assignments(st->else_body->stmts, st->else_body->nstmts, name, from, before, after);
             continue;
         }
-        bool assigns = st->kind == ST_CONST || st->kind == ST_INPUT || st->kind == ST_BIND || st->kind == ST_ALIAS;
+        bool assigns = st->kind == ST_CONST || st->kind == ST_INPUT || st->kind == ST_PARAM || st->kind == ST_BIND ||
+                       st->kind == ST_ALIAS;
         bool named = assigns && strcmp(st->name, name) == 0;
         for (int i = 0; st->kind == ST_MULTI && i < st->nnames; i++)
             named |= strcmp(st->names[i], name) == 0;
@@ -269,29 +271,32 @@ sym *elab_lookup(elab_ctx *e, const char *name, src_loc at) {
 
 /* ---------------------------------------------------------------- inputs */
 
-static void elab_input(elab_ctx *e, const ast_stmt *st) {
-    if (!elab_check_new_name(e, st->name, st->name_loc))
-        return;
-    bool ok = true;
-    ir_dtype dt = DT_F32;
+/* The dtype and shape of an input's or a param's declaration (`kind`
+ * names it in messages: "input", "parameter"); false after reporting. */
+static bool decl_type(elab_ctx *e, const ast_stmt *st, const char *kind, ir_dtype *dt, ir_shape *shape) {
+    bool ok = true, param = st->kind == ST_PARAM;
+    *dt = DT_F32;
     if (strcmp(st->dtype, "f32") == 0) {
-        dt = DT_F32;
-    } else if (strcmp(st->dtype, "i32") == 0) {
-        dt = DT_I32;
+        *dt = DT_F32;
+    } else if (strcmp(st->dtype, "i32") == 0 && !param) {
+        *dt = DT_I32;
+    } else if (param) {
+        err(e, st->dtype_loc, "parameter '%s' must be f32, not '%s'", st->name, st->dtype);
+        ok = false;
     } else {
         const char *known[] = {"f32", "i32"};
         err(e, st->dtype_loc, "unknown dtype '%s' (expected f32 or i32)%s", st->dtype, suggest(e, st->dtype, known, 2));
         ok = false;
     }
-    ir_shape shape = {0};
+    *shape = (ir_shape){0};
     if (st->ndims > IR_MAX_RANK) {
-        err(e, st->dims[IR_MAX_RANK]->loc, "input '%s' has %d dimensions; at most %d are supported", st->name,
+        err(e, st->dims[IR_MAX_RANK]->loc, "%s '%s' has %d dimensions; at most %d are supported", kind, st->name,
             st->ndims, IR_MAX_RANK);
         ok = false;
     }
     for (int k = 0; k < st->ndims && k < IR_MAX_RANK; k++) {
         int64_t v;
-        const char *what = pool_printf(e->pool, "dimension %d of input '%s'", k, st->name);
+        const char *what = pool_printf(e->pool, "dimension %d of %s '%s'", k, kind, st->name);
         if (!eval_int(e, st->dims[k], what, &v)) {
             ok = false;
             continue;
@@ -303,13 +308,22 @@ static void elab_input(elab_ctx *e, const ast_stmt *st) {
             ok = false;
             continue;
         }
-        shape.dim[shape.rank++] = v;
-        if (ok && shape_bytes(&shape, dt) < 0) {
-            err(e, st->dims[k]->loc, "input '%s' is too large: %s%s%s does not fit in 2^63 bytes%s", st->name,
-                dtype_name(dt), shape_str(e->pool, &shape), k + 1 < st->ndims ? " (and more)" : "", from);
+        shape->dim[shape->rank++] = v;
+        if (ok && shape_bytes(shape, *dt) < 0) {
+            err(e, st->dims[k]->loc, "%s '%s' is too large: %s%s%s does not fit in 2^63 bytes%s", kind, st->name,
+                dtype_name(*dt), shape_str(e->pool, shape), k + 1 < st->ndims ? " (and more)" : "", from);
             ok = false;
         }
     }
+    return ok;
+}
+
+static void elab_input(elab_ctx *e, const ast_stmt *st) {
+    if (!elab_check_new_name(e, st->name, st->name_loc))
+        return;
+    ir_dtype dt;
+    ir_shape shape;
+    bool ok = decl_type(e, st, "input", &dt, &shape);
     if (ok && st->grad && dt != DT_F32) {
         err(e, st->name_loc, "input '%s' is %s: only f32 inputs have gradients ('grad')", st->name, dtype_name(dt));
         ok = false;
@@ -320,6 +334,49 @@ static void elab_input(elab_ctx *e, const ast_stmt *st) {
     }
     int v = ir_add_value(e->g, st->name, VAL_INPUT, dt, shape, st->name_loc);
     e->g->vals[v].wants_grad = st->grad;
+    elab_add_sym(e, st->name, false, tensor_val(v), st->name_loc);
+}
+
+/* param NAME : f32[dims] init=zeros | ones | normal(std): a parameter no op
+ * owns (ViT's cls_token, pos_embed), named as written; zeros without init. */
+static void elab_param(elab_ctx *e, const ast_stmt *st) {
+    if (!elab_check_new_name(e, st->name, st->name_loc))
+        return;
+    ir_dtype dt;
+    ir_shape shape;
+    bool ok = decl_type(e, st, "parameter", &dt, &shape);
+    int init = INIT_ZEROS;
+    double std = 0;
+    const char *inits[] = {"zeros", "ones", "normal"};
+    if (!st->op || strcmp(st->op, "zeros") == 0 || strcmp(st->op, "ones") == 0) {
+        init = st->op && strcmp(st->op, "ones") == 0 ? INIT_ONES : INIT_ZEROS;
+        if (st->value) {
+            err(e, st->value->loc, "init=%s takes no argument (only normal(std) does)", st->op);
+            ok = false;
+        }
+    } else if (strcmp(st->op, "normal") == 0) {
+        init = INIT_NORMAL;
+        if (!st->value) {
+            err(e, st->op_loc, "init=normal needs its standard deviation: normal(std)");
+            ok = false;
+        } else if (!eval_real(e, st->value, "the standard deviation of init=normal", &std)) {
+            ok = false;
+        } else if (!(std > 0) || !isfinite(std)) {
+            err(e, st->value->loc, "the standard deviation of init=normal must be positive, got %g", std);
+            ok = false;
+        }
+    } else {
+        err(e, st->op_loc, "unknown init '%s' (expected zeros, ones or normal(std))%s", st->op,
+            suggest(e, st->op, inits, 3));
+        ok = false;
+    }
+    if (!ok) {
+        elab_add_sym(e, st->name, true, tensor_val(-1), st->name_loc);
+        return;
+    }
+    int v = ir_add_value(e->g, st->name, VAL_PARAM, dt, shape, st->name_loc);
+    e->g->vals[v].init = init;
+    e->g->vals[v].init_std = std;
     elab_add_sym(e, st->name, false, tensor_val(v), st->name_loc);
 }
 
@@ -336,6 +393,8 @@ static const char *signature(elab_ctx *e, const op_def *op) {
             break;
         if (a->kind == ARG_INTS)
             n += (size_t)snprintf(buf + n, sizeof buf - n, "...");
+        else if (a->kind == ARG_TENSORS)
+            n += (size_t)snprintf(buf + n, sizeof buf - n, "=[...]");
         else if (a->has_default && a->kind == ARG_BOOL)
             n += (size_t)snprintf(buf + n, sizeof buf - n, "=%s", a->default_value ? "true" : "false");
         else if (a->has_default)
@@ -561,6 +620,28 @@ static bool node_args(elab_ctx *e, const ast_stmt *st, const op_def *op, ir_node
                 ok &= eval_real(e, a->value, what, &n->fattr[na]);
             na++;
             break;
+        case ARG_TENSORS: {
+            IR_ASSERT(nt == 0); /* the op's only tensor argument */
+            const ast_expr *list = a->value;
+            if (list->kind != EX_LIST || list->nitems == 0) {
+                err(e, list->loc, "%s must be a list of one or more tensors [a, b, ...]%s", what,
+                    list->kind == EX_LIST ? ", not an empty list" : "");
+                ok = false;
+                break;
+            }
+            if (list->nitems > IR_MAX_IN) {
+                err(e, list->items[IR_MAX_IN]->loc, "%s takes at most %d tensors, got %d", what, IR_MAX_IN,
+                    list->nitems);
+                ok = false;
+                break;
+            }
+            for (int i = 0; i < list->nitems; i++) {
+                int v = -1;
+                ok &= eval_tensor(e, list->items[i], what, &v);
+                n->in[nt++] = v;
+            }
+            break;
+        }
         case ARG_INTS:
             for (int i = 0; i < ints.n; i++) {
                 if (na + i >= IR_MAX_ATTR) {
@@ -1201,6 +1282,7 @@ static void elab_file(elab_ctx *e, const frost_define *defs, int ndefs) {
             break;
         case ST_CONST: elab_const(e, st, defs, ndefs); break;
         case ST_INPUT: elab_input(e, st); break;
+        case ST_PARAM: elab_param(e, st); break;
         case ST_BIND:
         case ST_MULTI:
         case ST_ALIAS:

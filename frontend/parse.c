@@ -9,6 +9,7 @@
  *   stmt      = "model" NAME
  *             | "const" NAME "=" expr
  *             | "input" NAME ":" DTYPE [ "[" expr { "," expr } "]" ] [ "grad" ]
+ *             | "param" NAME ":" DTYPE [ "[" expr { "," expr } "]" ] [ "init" "=" NAME [ "(" expr ")" ] ]
  *             | assign
  *             | "output" NAME { "," NAME }
  *             | "config" NAME "{" { cfgsep } [ cfgitem { cfgsep { cfgsep } cfgitem } ] { cfgsep } "}"
@@ -42,9 +43,10 @@
  *
  * Keywords: model const input output config default train freeze grad none
  * true false def if else return and or not. A config or default name may be
- * any word (`config input { ... }`). `batchnorm`, `eval`, `optimizer` and
- * `dim` are words with a meaning only where the grammar above uses them
- * (`batchnorm` and `optimizer` start a statement only when no '=' follows).
+ * any word (`config input { ... }`). `batchnorm`, `eval`, `optimizer`,
+ * `param`, `init` and `dim` are words with a meaning only where the grammar
+ * above uses them (`batchnorm`, `optimizer` and `param` start a statement
+ * only when no '=' follows).
  *
  * `return` may only end a def's body (not inside an `if` of it), and a def's
  * body must end with one; `else` may stand on the line after the `}`; a
@@ -687,6 +689,8 @@ static void block_stmt(parser *ps, ast_stmt *st, stmt_ctx ctx) {
         fail_at(ps, t->loc, "'def' is only allowed at the top level");
     } else if (is_word(t, "optimizer") && !is_punct(t + 1, '=')) {
         fail_at(ps, t->loc, "'optimizer' is only allowed at the top level");
+    } else if (is_word(t, "param") && !is_punct(t + 1, '=')) {
+        fail_at(ps, t->loc, "'param' is only allowed at the top level, outside 'if' and 'def'");
     } else if (is_name(t)) {
         assignment(ps, st);
     } else {
@@ -735,6 +739,32 @@ static void def_stmt(parser *ps, ast_stmt *st) {
         fail_at(ps, b->close_loc, "def '%s' must end with 'return NAME' (or 'return op(...)')", st->name);
 }
 
+/* ":" DTYPE [ "[" expr { "," expr } "]" ] of an input or a param */
+static void tensor_type(parser *ps, ast_stmt *st, const char *dtypes) {
+    skip_punct(ps, ':');
+    if (ps->tok->kind != TK_IDENT)
+        expected(ps, dtypes);
+    st->dtype = tok_str(ps, ps->tok);
+    st->dtype_loc = ps->tok->loc;
+    ps->tok++;
+    if (is_punct(ps->tok, '[')) {
+        ps->tok++;
+        skip_continuation(ps);
+        int cap = 0;
+        for (;;) {
+            *VEC_PUSH(ps->pool, st->dims, st->ndims, cap) = expr(ps);
+            skip_newlines_before_closer(ps, ']');
+            if (!is_punct(ps->tok, ','))
+                break;
+            ps->tok++;
+            skip_continuation(ps);
+        }
+        if (!is_punct(ps->tok, ']'))
+            expected(ps, "',' or ']'");
+        ps->tok++;
+    }
+}
+
 static void stmt(parser *ps, ast_stmt *st) {
     token *t = ps->tok;
     st->loc = t->loc;
@@ -754,28 +784,7 @@ static void stmt(parser *ps, ast_stmt *st) {
         st->kind = ST_INPUT;
         ps->tok++;
         st->name = def_name(ps, "an input name", false, &st->name_loc);
-        skip_punct(ps, ':');
-        if (ps->tok->kind != TK_IDENT)
-            expected(ps, "a dtype (f32 or i32)");
-        st->dtype = tok_str(ps, ps->tok);
-        st->dtype_loc = ps->tok->loc;
-        ps->tok++;
-        if (is_punct(ps->tok, '[')) {
-            ps->tok++;
-            skip_continuation(ps);
-            int cap = 0;
-            for (;;) {
-                *VEC_PUSH(ps->pool, st->dims, st->ndims, cap) = expr(ps);
-                skip_newlines_before_closer(ps, ']');
-                if (!is_punct(ps->tok, ','))
-                    break;
-                ps->tok++;
-                skip_continuation(ps);
-            }
-            if (!is_punct(ps->tok, ']'))
-                expected(ps, "',' or ']'");
-            ps->tok++;
-        }
+        tensor_type(ps, st, "a dtype (f32 or i32)");
         if (is_word(ps->tok, "grad")) {
             st->grad = true;
             ps->tok++;
@@ -830,6 +839,26 @@ static void stmt(parser *ps, ast_stmt *st) {
                     "'optimizer %s', got %s",
                     st->op, describe(ps->pool, ps->tok));
         }
+    } else if (is_word(t, "param") && !is_punct(t + 1, '=')) {
+        /* param cls_token : f32[1, 1, 192] init=normal(0.02) */
+        st->kind = ST_PARAM;
+        ps->tok++;
+        st->name = def_name(ps, "a parameter name", true, &st->name_loc);
+        tensor_type(ps, st, "a dtype (f32)");
+        if (is_word(ps->tok, "init") && is_punct(ps->tok + 1, '=')) {
+            ps->tok += 2;
+            if (ps->tok->kind != TK_IDENT)
+                expected(ps, "an init (zeros, ones or normal(std))");
+            st->op = tok_str(ps, ps->tok);
+            st->op_loc = ps->tok->loc;
+            ps->tok++;
+            if (is_punct(ps->tok, '(')) {
+                ps->tok++;
+                st->value = expr(ps);
+                skip_punct(ps, ')');
+            }
+        }
+        end_of_stmt(ps, "the parameter's type and init");
     } else if (is_word(t, "def")) {
         def_stmt(ps, st);
         end_of_stmt(ps, "'}'");
@@ -843,7 +872,7 @@ static void stmt(parser *ps, ast_stmt *st) {
     } else if (is_name(t)) {
         assignment(ps, st);
     } else {
-        expected(ps, "a statement (model, const, input, NAME = op(...), output, config, default, def or if)");
+        expected(ps, "a statement (model, const, input, param, NAME = op(...), output, config, default, def or if)");
     }
 }
 

@@ -307,7 +307,9 @@ void sc_error(shape_ctx *sc, src_loc at, const char *fmt, ...) __attribute__((fo
 
 typedef struct lower_ctx lower_ctx; /* passes/lower.c */
 
-typedef enum { ARG_TENSOR, ARG_INT, ARG_FLOAT, ARG_BOOL, ARG_INTS } op_arg_kind;
+/* ARG_TENSORS: a list of 1 to IR_MAX_IN tensors, [a, b, ...] (concat), the
+ * op's only tensor argument: they are n->in[0..k) */
+typedef enum { ARG_TENSOR, ARG_INT, ARG_FLOAT, ARG_BOOL, ARG_INTS, ARG_TENSORS } op_arg_kind;
 typedef struct {
     const char *name;
     op_arg_kind kind;

@@ -1175,6 +1175,172 @@ static void slice_vjp(lower_ctx *c, const ir_node *n, int input) {
             LC_I(n->attr[SLICE_END] - n->attr[SLICE_START]), LC_I(acc));
 }
 
+/* ------------------------------------------------------------------ concat
+ * torch.cat(xs, dim): the tensors of the list side by side along one dim,
+ * equal elsewhere. At most IR_MAX_IN of them (the elaborator says so); one
+ * step writes the whole output. The VJP towards x_k is the slice of dy where
+ * x_k sits (rt_slice_fwd, a strided copy) and needs nothing. attr: dim. */
+
+enum { CONCAT_DIM }; /* n->attr[] */
+
+static bool concat_infer(shape_ctx *sc, ir_node *n, ir_dtype *dt, ir_shape *shape) {
+    pool *p = sc_graph(sc)->pool;
+    for (int i = 0; i < n->nin; i++)
+        if (!require_f32(sc, n, i, "concat input"))
+            return false;
+    if (!require_rank_at_least(sc, n, 0, 1, "concat input"))
+        return false;
+    const ir_shape *first = &sc_in(sc, n, 0)->shape;
+    int64_t dim = n->attr[CONCAT_DIM] < 0 ? n->attr[CONCAT_DIM] + first->rank : n->attr[CONCAT_DIM];
+    if (dim < 0 || dim >= first->rank) {
+        sc_error(sc, n->loc, "concat: dim %lld is out of range for shape %s", (long long)n->attr[CONCAT_DIM],
+                 shape_str(p, first));
+        return false;
+    }
+    *shape = *first;
+    for (int i = 1; i < n->nin; i++) {
+        const ir_value *x = sc_in(sc, n, i);
+        bool fits = x->shape.rank == first->rank;
+        for (int k = 0; fits && k < first->rank; k++)
+            fits = k == dim || x->shape.dim[k] == first->dim[k];
+        if (!fits) {
+            sc_error(sc, n->loc, "concat: '%s' %s does not fit '%s' %s: shapes must be equal except along dim %lld",
+                     x->name, shape_str(p, &x->shape), sc_in(sc, n, 0)->name, shape_str(p, first), (long long)dim);
+            return false;
+        }
+        if (ck_add(shape->dim[dim], x->shape.dim[dim], &shape->dim[dim])) {
+            sc_error(sc, n->loc, "concat: dim %lld of the result is too large", (long long)dim);
+            return false;
+        }
+    }
+    n->attr[CONCAT_DIM] = dim; /* the lowering sees it from the front */
+    *dt = DT_F32;
+    return true;
+}
+
+/* the output as [outer, D, inner] around the concatenated dim D; *start: where
+ * input `input` begins along it, *len its size there */
+static void concat_dims(const ir_graph *g, const ir_node *n, int input, int64_t *outer, int64_t *D, int64_t *inner,
+                        int64_t *start, int64_t *len) {
+    const ir_shape *s = &g->vals[n->out].shape;
+    int dim = (int)n->attr[CONCAT_DIM];
+    *outer = *inner = 1;
+    for (int k = 0; k < s->rank; k++) {
+        if (k < dim)
+            *outer *= s->dim[k];
+        else if (k > dim)
+            *inner *= s->dim[k];
+    }
+    *D = s->dim[dim];
+    *start = 0;
+    for (int i = 0; i < input; i++)
+        *start += gval(g, n, i)->shape.dim[dim];
+    *len = gval(g, n, input)->shape.dim[dim];
+}
+
+static void concat_forward(lower_ctx *c, const ir_node *n) {
+    const ir_graph *g = lc_graph(c);
+    int64_t outer, D, inner, start, d[IR_MAX_IN] = {0};
+    int x[IR_MAX_IN];
+    for (int i = IR_MAX_IN - 1; i >= 0; i--) /* buffers in the plan's order (linear_forward) */
+        x[i] = i < n->nin ? lc_in(c, n, i) : -1;
+    for (int i = 0; i < n->nin; i++)
+        concat_dims(g, n, i, &outer, &D, &inner, &start, &d[i]);
+    _Static_assert(IR_MAX_IN == 8, "rt_concat_fwd takes 8 inputs");
+    lc_step(c, n, RTK_concat_fwd, LC_R(x[0]), LC_R(x[1]), LC_R(x[2]), LC_R(x[3]), LC_R(x[4]), LC_R(x[5]), LC_R(x[6]),
+            LC_R(x[7]), LC_W(lc_out(c, n)), LC_I(outer), LC_I(inner), LC_I(d[0]), LC_I(d[1]), LC_I(d[2]), LC_I(d[3]),
+            LC_I(d[4]), LC_I(d[5]), LC_I(d[6]), LC_I(d[7]));
+}
+
+static void concat_vjp(lower_ctx *c, const ir_node *n, int input) {
+    int64_t outer, D, inner, start, len, acc;
+    concat_dims(lc_graph(c), n, input, &outer, &D, &inner, &start, &len);
+    int dy = lc_grad_out(c, n);
+    int dst = lc_grad_in(c, n, input, &acc);
+    lc_step(c, n, RTK_slice_fwd, LC_R(dy), LC_W(dst), LC_I(outer), LC_I(D), LC_I(inner), LC_I(start), LC_I(len),
+            LC_I(acc));
+}
+
+/* ------------------------------------------------------------------ expand
+ * torch's Tensor.expand(shape): dims of size 1 repeated to the size given,
+ * -1 keeping a dim, new dims in front (never -1); ViT's class token
+ * [1, 1, D] to [N, 1, D]. A copy: rt_permute with stride 0 along the
+ * repeated dims. Its VJP sums dy over them (rt_bcast_reduce, as add's
+ * broadcasting does) and needs nothing. attr: the output's dims, -1s
+ * resolved by the shape rule. */
+
+static bool expand_infer(shape_ctx *sc, ir_node *n, ir_dtype *dt, ir_shape *shape) {
+    if (!require_f32(sc, n, 0, "expand input"))
+        return false;
+    const ir_shape *x = &sc_in(sc, n, 0)->shape;
+    pool *p = sc_graph(sc)->pool;
+    int rank = n->nattr;
+    if (rank < x->rank || rank > IR_MAX_RANK) {
+        sc_error(sc, n->loc, "expand: %d dims given for %s; give between its rank %d and %d", rank, shape_str(p, x),
+                 x->rank, IR_MAX_RANK);
+        return false;
+    }
+    shape->rank = rank;
+    for (int k = 0; k < rank; k++) {
+        int j = k - (rank - x->rank); /* x's dim aligned with it from the right, < 0: a new dim */
+        int64_t want = n->attr[k], have = j >= 0 ? x->dim[j] : 1;
+        if (want == -1 && j < 0) {
+            sc_error(sc, n->loc, "expand: dim %d is -1, but it is a new dim in front of %s (give its size)", k,
+                     shape_str(p, x));
+            return false;
+        }
+        if (want == -1)
+            want = have;
+        if (want <= 0) {
+            sc_error(sc, n->loc, "expand: dim %d is %lld; sizes must be positive (-1 keeps a dim)", k, (long long)want);
+            return false;
+        }
+        if (want != have && have != 1) {
+            sc_error(sc, n->loc,
+                     "expand: cannot expand %s to size %lld in dim %d: only dims of size 1 repeat (-1 keeps a dim)",
+                     shape_str(p, x), (long long)n->attr[k], k);
+            return false;
+        }
+        n->attr[k] = shape->dim[k] = want;
+    }
+    *dt = DT_F32;
+    return true;
+}
+
+/* Does output dim k of n repeat its input (a new dim, or size 1 grown)? */
+static bool expand_repeats(const ir_graph *g, const ir_node *n, int k) {
+    const ir_shape *x = &gval(g, n, 0)->shape, *y = &g->vals[n->out].shape;
+    int j = k - (y->rank - x->rank);
+    return (j < 0 || x->dim[j] == 1) && y->dim[k] != 1;
+}
+
+static void expand_forward(lower_ctx *c, const ir_node *n) {
+    const ir_graph *g = lc_graph(c);
+    const ir_shape *x = &gval(g, n, 0)->shape, *y = &g->vals[n->out].shape;
+    int64_t xs[IR_MAX_RANK], stride[IR_MAX_RANK];
+    row_major_strides(x, xs);
+    for (int k = 0; k < y->rank; k++) {
+        int j = k - (y->rank - x->rank);
+        stride[k] = expand_repeats(g, n, k) || j < 0 ? 0 : xs[j];
+    }
+    permute_step(c, n, lc_in(c, n, 0), lc_out(c, n), y->dim, stride, y->rank, 0);
+}
+
+static void expand_vjp(lower_ctx *c, const ir_node *n, int input) {
+    const ir_graph *g = lc_graph(c);
+    const ir_shape *y = &g->vals[n->out].shape;
+    int64_t dim[IR_MAX_RANK], rep = 0, acc; /* y's dims right-aligned in IR_MAX_RANK, as rt_bcast_reduce takes them */
+    for (int m = 0; m < IR_MAX_RANK; m++) {
+        int k = m - (IR_MAX_RANK - y->rank);
+        dim[m] = k >= 0 ? y->dim[k] : 1;
+        rep |= k >= 0 && expand_repeats(g, n, k) ? (int64_t)1 << m : 0;
+    }
+    int dy = lc_grad_out(c, n);
+    int dst = lc_grad_in(c, n, input, &acc);
+    lc_step(c, n, RTK_bcast_reduce, LC_R(dy), LC_R(-1), LC_W(dst), LC_I(dim[0]), LC_I(dim[1]), LC_I(dim[2]),
+            LC_I(dim[3]), LC_I(dim[4]), LC_I(dim[5]), LC_I(rep), LC_I(0), LC_I(acc));
+}
+
 /* ------------------------------------------------------------------ embedding
  * nn.Embedding(num, dim): y[ids shape..., dim] = weight[ids]. in: ids (i32,
  * any shape; no gradient), weight [num, dim] (N(0, 1)). d weight is a
@@ -1814,6 +1980,8 @@ static void dropout_vjp(lower_ctx *c, const ir_node *n, int input) {
     { name, ARG_BOOL, true, v }
 #define INTS(name) \
     { name, ARG_INTS, false, 0 }
+#define TENSORS(name) \
+    { name, ARG_TENSORS, false, 0 }
 #define F(name) \
     { name, ARG_FLOAT, false, 0 }
 #define F_OPT(name, v) \
@@ -1950,6 +2118,24 @@ const op_def op_table[] = {
      .needs = needs_nothing,
      .forward = slice_forward,
      .vjp = slice_vjp,
+     .recomputable = true},
+    {.name = "concat",
+     .args = {TENSORS("xs"), I_OPT("dim", 0)},
+     .nargs = 2,
+     .infer = concat_infer,
+     .diff_inputs = (1u << IR_MAX_IN) - 1,
+     .needs = needs_nothing,
+     .forward = concat_forward,
+     .vjp = concat_vjp,
+     .recomputable = true},
+    {.name = "expand",
+     .args = {T("x"), INTS("shape")},
+     .nargs = 2,
+     .infer = expand_infer,
+     .diff_inputs = 0x1,
+     .needs = needs_nothing,
+     .forward = expand_forward,
+     .vjp = expand_vjp,
      .recomputable = true},
     {.name = "embedding",
      .args = {T("ids"), I("num"), I("dim"), F_OPT("std", 1.0)},

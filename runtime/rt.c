@@ -844,6 +844,24 @@ void rt_slice_bwd(const float *restrict dy, float *restrict dx, int64_t outer, i
     }
 }
 
+/* ---------------------------------------------------------------- concat */
+
+void rt_concat_fwd(const float *x0, const float *x1, const float *x2, const float *x3, const float *x4, const float *x5,
+                   const float *x6, const float *x7, float *restrict y, int64_t outer, int64_t inner, int64_t d0,
+                   int64_t d1, int64_t d2, int64_t d3, int64_t d4, int64_t d5, int64_t d6, int64_t d7) {
+    const float *x[8] = {x0, x1, x2, x3, x4, x5, x6, x7};
+    const int64_t d[8] = {d0, d1, d2, d3, d4, d5, d6, d7};
+    /* per outer index, each part's run of d_k * inner floats is contiguous in x_k and in y */
+    for (int64_t o = 0; o < outer; o++)
+        for (int k = 0; k < 8; k++) {
+            int64_t run = d[k] * inner;
+            if (run > 0) {
+                memcpy(y, x[k] + o * run, sizeof(float) * (size_t)run);
+                y += run;
+            }
+        }
+}
+
 /* ---------------------------------------------------------------- add, mul */
 
 static inline void rt_add_body(const float *a, const float *b, float *y, int64_t outer, int64_t inner) {

@@ -225,6 +225,13 @@ void rt_slice_fwd(const float *x, float *y, int64_t outer, int64_t D, int64_t in
                   int64_t acc);
 void rt_slice_bwd(const float *dy, float *dx, int64_t outer, int64_t D, int64_t inner, int64_t start, int64_t len,
                   int64_t acc);
+/* ---- concat of up to 8 tensors along one dim: x_k is [outer, d_k, inner] and
+ * y [outer, d_0 + ... + d_7, inner] their parts side by side; an absent x_k
+ * is NULL with d_k = 0. y is written once, whole, and is none of the x_k. Its
+ * VJP towards x_k is rt_slice_fwd of dy. */
+void rt_concat_fwd(const float *x0, const float *x1, const float *x2, const float *x3, const float *x4, const float *x5,
+                   const float *x6, const float *x7, float *y, int64_t outer, int64_t inner, int64_t d0, int64_t d1,
+                   int64_t d2, int64_t d3, int64_t d4, int64_t d5, int64_t d6, int64_t d7);
 
 /* ---- add, mul: y[outer*inner] = a + b (a * b), b has `inner` elements repeated `outer`
  * times (outer = 1 when the shapes are equal); y may be a, or b when outer = 1 */
@@ -482,6 +489,7 @@ void rt_adamw_update(float *p, const float *g, float *m, float *v, const int64_t
     X(permute, "rwiiiiiiiiiiiii")              \
     X(slice_fwd, "rwiiiiii")                   \
     X(slice_bwd, "rwiiiiii")                   \
+    X(concat_fwd, "rrrrrrrrwiiiiiiiiii")       \
     X(add_fwd, "rrwii")                        \
     X(mul_fwd, "rrwii")                        \
     X(add_bcast_fwd, "rrwiiiiiiii")            \

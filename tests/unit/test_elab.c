@@ -191,6 +191,39 @@ START_TEST(nested_calls) {
 }
 END_TEST
 
+/* concat's list: its tensors are the node's inputs in order, nested calls
+ * among them named after the binding; a param statement's value is a
+ * VAL_PARAM of no node with the init it names, usable by name. */
+START_TEST(concat_list_and_param) {
+    fixture f;
+    ir_graph *g = load(&f, "model m\n"
+                           "input x : f32[2, 3, 4]\n"
+                           "param cls : f32[1, 1, 4] init=normal(0.25)\n"
+                           "param emb.pos : f32[1, 4, 4]\n"
+                           "param one : f32[4] init=ones\n"
+                           "t = concat([expand(cls, [2, -1, -1]), x], dim=-2)\n"
+                           "u = add(t, emb.pos)\n");
+    ck_assert_ptr_nonnull(g);
+    const ir_node *cat = &g->nodes[val(g, "t")->node];
+    ck_assert_int_eq(cat->nin, 2);
+    ck_assert_int_eq(cat->in[0], ir_find_value(g, "t.expand"));
+    ck_assert_int_eq(cat->in[1], ir_find_value(g, "x"));
+    ck_assert_int_eq(cat->attr[0], 1); /* dim -2, from the front */
+    ck_shape(val(g, "t"), 2, 4, 4);
+    const ir_value *cls = val(g, "cls"), *pos = val(g, "emb.pos"), *one = val(g, "one");
+    ck_assert_int_eq(cls->kind, VAL_PARAM);
+    ck_assert_int_eq(cls->node, -1);
+    ck_assert_int_eq(cls->init, INIT_NORMAL);
+    ck_assert_double_eq(cls->init_std, 0.25);
+    ck_assert_int_eq(pos->init, INIT_ZEROS);
+    ck_assert_int_eq(one->init, INIT_ONES);
+    ck_assert_int_eq(g->nodes[val(g, "u")->node].in[1], ir_find_value(g, "emb.pos"));
+    ck_topological(g);
+    ck_assert_str_eq(fx_text(&f), "");
+    fx_close(&f);
+}
+END_TEST
+
 /* A def that calls itself through a nested call is recursive too. */
 START_TEST(nested_call_recursion) {
     fixture f;
@@ -1172,6 +1205,7 @@ int main(void) {
     TCase *tc = tcase_create("elab");
     tcase_add_test(tc, mlp_graph);
     tcase_add_test(tc, nested_calls);
+    tcase_add_test(tc, concat_list_and_param);
     tcase_add_test(tc, nested_call_recursion);
     tcase_add_test(tc, define_overrides_const);
     tcase_add_test(tc, define_of_unknown_const);

@@ -279,7 +279,9 @@ static const char all_ops_src[] = "model all_ops\n"
                                   "rn = rms_norm(gt)\n"
                                   "ln = layer_norm(rn)\n"
                                   "sl = slice(ln, -1, 0, 10)\n"
-                                  "tr = transpose(sl, 0, -1)\n"
+                                  "ce2 = concat([sl, t], dim=0)\n"
+                                  "tr = transpose(slice(ce2, 0, 0, 2), 0, -1)\n"
+                                  "ex = expand(row, [2, 3, 10])\n"
                                   "pm = permute(tr, [1, 0])\n"
                                   "sm = softmax(pm)\n"
                                   "mu = mul(sm, t)\n"
@@ -294,7 +296,7 @@ static const char all_ops_src[] = "model all_ops\n"
                                   "ro = rope(q, theta=100.0)\n"
                                   "rf = reshape(ro, [2, 60])\n"
                                   "rl = linear(rf, 10)\n"
-                                  "mse = mse_loss(sum, rl)\n"
+                                  "mse = mse_loss(add(sum, reshape(slice(ex, 1, 0, 1), [2, 10])), rl)\n"
                                   "emb = embedding(ids, 7, 10)\n"
                                   "io = linear(emb, 10, in_out=true)\n"
                                   "lce = linear_cross_entropy(io, emb.weight, ids)\n" /* the tied head */
@@ -315,6 +317,8 @@ static const char all_ops_src[] = "model all_ops\n"
 static const char *input_name(const ir_graph *g, const ir_node *n, int i) {
     const op_def *op = &op_table[n->op];
     int tensors = 0;
+    if (op->args[0].kind == ARG_TENSORS) /* one row for the whole list (needs_table) */
+        return pool_printf(g->pool, "each of %s", op->args[0].name);
     for (int a = 0; a < op->nargs; a++)
         if (op->args[a].kind == ARG_TENSOR && tensors++ == i)
             return op->args[a].name;
@@ -370,8 +374,8 @@ static char *needs_table(const ir_graph *g) {
         for (int mode = 0; mode < (differ ? 2 : 1); mode++) {
             bool first = true;
             for (int i = 0; i < n->nin; i++) {
-                if (!(op_table[o].diff_inputs >> i & 1))
-                    continue;
+                if (!(op_table[o].diff_inputs >> i & 1) || (op_table[o].args[0].kind == ARG_TENSORS && i > 0))
+                    continue; /* a list of tensors (concat): one row, its first's */
                 const char *mode_name = !differ ? "" : mode ? " (`batchnorm eval`)" : " (batch statistics)";
                 fprintf(out, "| %s%s%s%s | d %s | ", first ? "`" : "", first ? op_table[o].name : "", first ? "`" : "",
                         first ? mode_name : "", input_name(g, n, i));

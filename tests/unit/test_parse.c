@@ -171,6 +171,31 @@ START_TEST(lists_reals_and_dotted_names) {
 }
 END_TEST
 
+/* `param NAME : f32[dims] init=...` is a statement; `param` followed by
+ * '=' is a binding's name, as batchnorm and optimizer are. */
+START_TEST(param_statement) {
+    fixture f;
+    ast_file *a = parse(&f, "param cls_token : f32[1, 1, D] init=normal(0.02)\n"
+                            "param emb.pos : f32[4]\n"
+                            "param = relu(x)\n");
+    ck_assert_ptr_nonnull(a);
+    ck_assert_int_eq(a->nstmts, 3);
+    const ast_stmt *p = &a->stmts[0];
+    ck_assert_int_eq(p->kind, ST_PARAM);
+    ck_assert_str_eq(p->name, "cls_token");
+    ck_assert_str_eq(p->dtype, "f32");
+    ck_assert_int_eq(p->ndims, 3);
+    ck_assert_str_eq(p->op, "normal");
+    ck_assert_int_eq(p->value->kind, EX_REAL);
+    ck_assert_int_eq(a->stmts[1].kind, ST_PARAM);
+    ck_assert_str_eq(a->stmts[1].name, "emb.pos");
+    ck_assert_ptr_null(a->stmts[1].op); /* zeros */
+    ck_assert_int_eq(a->stmts[2].kind, ST_BIND);
+    ck_assert_str_eq(a->stmts[2].name, "param");
+    fx_close(&f);
+}
+END_TEST
+
 /* One syntax error: the whole message, source line and caret included. */
 static void check_error(const char *src, const char *expected) {
     fixture f;
@@ -571,6 +596,7 @@ int main(void) {
     tcase_add_test(tc, whole_model);
     tcase_add_test(tc, expression_precedence);
     tcase_add_test(tc, lists_reals_and_dotted_names);
+    tcase_add_test(tc, param_statement);
     tcase_add_test(tc, nested_call);
     tcase_add_test(tc, missing_paren_stops_at_end_of_line);
     tcase_add_test(tc, missing_equals);

@@ -1815,6 +1815,86 @@ START_TEST(slice) {
 }
 END_TEST
 
+/* concat of up to 8 parts along the middle dim of [outer, d_k, inner],
+ * absent parts (NULL, d_k = 0) between present ones: y against index
+ * arithmetic, every float written; rt_slice_fwd of y, its VJP, gives each
+ * part back. */
+START_TEST(concat) {
+    static const int64_t cases[][10] = {
+        /* outer, inner, d_0..d_7 */
+        {3, 2, 1, 4, 0, 0, 0, 0, 0, 0},
+        {1, 5, 2, 0, 3, 1, 0, 0, 0, 0},
+        {4, 1, 1, 1, 1, 1, 1, 1, 1, 1},
+        {2, 3, 0, 6, 0, 2, 0, 0, 0, 5},
+    };
+    seed_rng(89);
+    for (size_t t = 0; t < sizeof cases / sizeof *cases; t++) {
+        const int64_t outer = cases[t][0], inner = cases[t][1], *d = &cases[t][2];
+        int64_t D = 0;
+        for (int k = 0; k < 8; k++)
+            D += d[k];
+        snprintf(ctx, sizeof ctx, "concat case %zu", t);
+        float *x[8], *y = gnew(outer * D * inner);
+        for (int k = 0; k < 8; k++) {
+            x[k] = d[k] ? gnew(outer * d[k] * inner) : NULL;
+            if (x[k])
+                fill_rand(x[k], outer * d[k] * inner);
+        }
+        gpoison(y, outer * D * inner);
+        rt_concat_fwd(x[0], x[1], x[2], x[3], x[4], x[5], x[6], x[7], y, outer, inner, d[0], d[1], d[2], d[3], d[4],
+                      d[5], d[6], d[7]);
+        int64_t start = 0;
+        for (int k = 0; k < 8; k++) {
+            for (int64_t o = 0; o < outer; o++)
+                for (int64_t j = 0; j < d[k]; j++)
+                    for (int64_t i = 0; i < inner; i++)
+                        ck_assert(y[(o * D + start + j) * inner + i] == x[k][(o * d[k] + j) * inner + i]);
+            if (d[k]) {
+                float *back = gnew(outer * d[k] * inner);
+                gpoison(back, outer * d[k] * inner);
+                rt_slice_fwd(y, back, outer, D, inner, start, d[k], 0);
+                for (int64_t e = 0; e < outer * d[k] * inner; e++)
+                    ck_assert(back[e] == x[k][e]);
+                gcheck(back, outer * d[k] * inner, "back");
+                gfree(back);
+            }
+            start += d[k];
+        }
+        gcheck(y, outer * D * inner, "y");
+        gfree(y);
+        for (int k = 0; k < 8; k++)
+            if (x[k]) {
+                gcheck(x[k], outer * d[k] * inner, "x");
+                gfree(x[k]);
+            }
+    }
+}
+END_TEST
+
+/* expand's forward is rt_permute with stride 0 along the broadcast dims:
+ * y[a, b, c] = x[a, 0, c], written and accumulated. */
+START_TEST(permute_broadcasts_with_stride_zero) {
+    seed_rng(97);
+    const int64_t A = 3, B = 4, C = 5;
+    float *x = gnew(A * C), *y = gnew(A * B * C), *pre = gnew(A * B * C);
+    fill_rand(x, A * C), fill_rand(pre, A * B * C);
+    gpoison(y, A * B * C);
+    rt_permute(x, y, 1, 1, 1, A, B, C, 0, 0, 0, C, 0, 1, 0);
+    for (int64_t a = 0; a < A; a++)
+        for (int64_t b = 0; b < B; b++)
+            for (int64_t c = 0; c < C; c++)
+                ck_assert(y[(a * B + b) * C + c] == x[a * C + c]);
+    memcpy(y, pre, sizeof(float) * (size_t)(A * B * C));
+    rt_permute(x, y, 1, 1, 1, A, B, C, 0, 0, 0, C, 0, 1, 1);
+    for (int64_t a = 0; a < A; a++)
+        for (int64_t b = 0; b < B; b++)
+            for (int64_t c = 0; c < C; c++)
+                ck_assert(y[(a * B + b) * C + c] == pre[(a * B + b) * C + c] + x[a * C + c]);
+    gcheck(x, A * C, "x"), gcheck(y, A * B * C, "y"), gcheck(pre, A * B * C, "pre");
+    gfree(x), gfree(y), gfree(pre);
+}
+END_TEST
+
 START_TEST(permute) {
     seed_rng(79);
     for (int t = 0; t < 60; t++) {
@@ -2535,6 +2615,8 @@ static Suite *runtime_suite(void) {
     tcase_add_loop_test(d, batched_matmul, 0, BMM_N);
     tcase_add_test(d, permute);
     tcase_add_test(d, slice);
+    tcase_add_test(d, concat);
+    tcase_add_test(d, permute_broadcasts_with_stride_zero);
     tcase_add_test(d, init_normal);
     tcase_add_test(d, embedding);
     tcase_add_test(d, cross_entropy_ignore);
