@@ -30,7 +30,7 @@ def main():
     args = ap.parse_args()
     path = os.path.join(ROOT, "examples", "gpt2.frost")
     print("examples/gpt2.frost, configuration %s, batch 4 (frost plan -D T=...)\n" % args.config)
-    print("| T | train arena | residuals | attention residuals | attention scratch | "
+    print("| T | train arena | residuals | attention residuals | attention scratch (sum over steps) | "
           "one [4, 12, T, T] f32 matrix per block (12) |")
     print("|---:|---:|---:|---:|---:|---:|")
     for t in args.lengths:
@@ -44,7 +44,7 @@ def main():
         probs = 12 * 4 * 12 * t * t * 4
         mib = lambda n: "%.2f MiB" % (n / 2**20)
         print("| %d | %s | %s | %s | %s | %s |" % (t, mib(train["arena_bytes"]), mib(train["residual_bytes"]),
-                                                   mib(att_res), "%d B" % att_scratch, mib(probs)))
+                                                   mib(att_res), "%.1f KiB" % (att_scratch / 1024), mib(probs)))
 
 
 if __name__ == "__main__":
