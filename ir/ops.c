@@ -87,10 +87,10 @@ static bool linear_infer(shape_ctx *sc, ir_node *n, ir_dtype *dt, ir_shape *shap
     return true;
 }
 
-/* M rows of K features into N outputs */
-static void linear_dims(const ir_graph *g, const ir_node *n, int64_t *M, int64_t *K, int64_t *N) {
+/* M rows of K features into N outputs; the weight is input 1 (linear and
+ * lora_linear), stored [K, N] when in_out */
+static void linear_dims(const ir_graph *g, const ir_node *n, bool in_out, int64_t *M, int64_t *K, int64_t *N) {
     const ir_value *w = gval(g, n, 1);
-    bool in_out = n->attr[LINEAR_IN_OUT] != 0;
     *N = w->shape.dim[in_out ? 1 : 0];
     *K = w->shape.dim[in_out ? 0 : 1];
     *M = numel_of(g, n->in[0]) / *K;
@@ -104,22 +104,29 @@ static uint32_t linear_needs(lower_ctx *c, const ir_node *n, int input) {
     }
 }
 
-static void linear_forward(lower_ctx *c, const ir_node *n) {
+/* y = x w^T + b (x w + b when in_out) with x, w, b inputs 0, 1, 2 (b only if
+ * has_bias): linear, and the base layer of lora_linear. */
+static void linear_base_forward(lower_ctx *c, const ir_node *n, bool has_bias, bool in_out) {
     int64_t M, K, N;
-    linear_dims(lc_graph(c), n, &M, &K, &N);
+    linear_dims(lc_graph(c), n, in_out, &M, &K, &N);
     /* An input's or param's buffer is made at its first use, so the order of
      * these calls is the order of the plan's buffer list: the last input first. */
-    int bias = n->nin > 2 ? lc_in(c, n, 2) : -1, w = lc_in(c, n, 1), x = lc_in(c, n, 0);
-    lc_step(c, n, n->attr[LINEAR_IN_OUT] ? RTK_linear_in_out_fwd : RTK_linear_fwd, LC_R(x), LC_R(w), LC_R(bias),
-            LC_W(lc_out(c, n)), LC_I(M), LC_I(K), LC_I(N));
+    int bias = has_bias ? lc_in(c, n, 2) : -1, w = lc_in(c, n, 1), x = lc_in(c, n, 0);
+    lc_step(c, n, in_out ? RTK_linear_in_out_fwd : RTK_linear_fwd, LC_R(x), LC_R(w), LC_R(bias), LC_W(lc_out(c, n)),
+            LC_I(M), LC_I(K), LC_I(N));
 }
 
-static void linear_vjp(lower_ctx *c, const ir_node *n, int input) {
+static void linear_forward(lower_ctx *c, const ir_node *n) {
+    linear_base_forward(c, n, n->nin > 2, n->attr[LINEAR_IN_OUT] != 0);
+}
+
+/* d input 0 (x), 1 (w) or 2 (b) of linear_base_forward's y: the first
+ * contribution to it (acc from lc_grad_in) */
+static void linear_base_vjp(lower_ctx *c, const ir_node *n, int input, bool in_out) {
     int64_t M, K, N, acc;
-    linear_dims(lc_graph(c), n, &M, &K, &N);
+    linear_dims(lc_graph(c), n, in_out, &M, &K, &N);
     int dy = lc_grad_out(c, n);
     int dst = lc_grad_in(c, n, input, &acc);
-    bool in_out = n->attr[LINEAR_IN_OUT] != 0;
     /* x [M,K] times an [in, out] weight is a matmul: its VJPs are matmul's */
     if (input == 0 && in_out)
         lc_step(c, n, RTK_matmul_bwd_a, LC_R(dy), LC_R(lc_saved(c, n, NEED_IN(1))), LC_W(dst), LC_I(M), LC_I(K),
@@ -135,6 +142,176 @@ static void linear_vjp(lower_ctx *c, const ir_node *n, int input) {
                 LC_I(N), LC_I(acc));
     else
         lc_step(c, n, RTK_sum_rows, LC_R(dy), LC_W(dst), LC_I(M), LC_I(N), LC_I(acc));
+}
+
+static void linear_vjp(lower_ctx *c, const ir_node *n, int input) {
+    linear_base_vjp(c, n, input, n->attr[LINEAR_IN_OUT] != 0);
+}
+
+static int64_t last_dim(const ir_graph *g, int value); /* with rms_norm */
+
+/* ------------------------------------------------------------------ lora_linear
+ * A linear layer with a low-rank adapter (LoRA, as PEFT's lora.Linear):
+ * y = x w^T + b + s B(A(dropout(x))), s = alpha / r (alpha / sqrt(r) with
+ * rslora). in: x, weight ([out, K], or [K, out] with in_out), bias [out] (if
+ * bias), lora_A.weight [r, K] (Kaiming-uniform, as a linear weight), lora_B.weight
+ * [out, r] (zeros: a fresh adapter changes nothing), and with dropout a
+ * non-persistent i64 buffer lora_dropout.rng_state. Dropout applies in
+ * training only; its mask is regenerated from the seed (aux 1) like dropout's.
+ * aux 0: u = s A(dropout(x)), [rows, r], kept for d B.
+ *
+ * In row form, with d = dropout(x): u = s d A^T, y = base + u B^T; then
+ * g = s dy B, d A = g^T d, d B = dy^T u, d x = base's + dropout'(g A). */
+
+enum { LORA_OUT, LORA_R, LORA_ALPHA, LORA_DROPOUT, LORA_BIAS, LORA_IN_OUT, LORA_RSLORA }; /* attr[] / fattr[] */
+enum { LORA_X, LORA_WEIGHT }; /* n->in[]: then bias (if any), A, B, rng_state (with dropout) */
+enum { LORA_AUX_U, LORA_AUX_SEED };
+
+static int lora_a(const ir_node *n) { return n->attr[LORA_BIAS] ? 3 : 2; }
+static int lora_b(const ir_node *n) { return lora_a(n) + 1; }
+static int lora_rng(const ir_node *n) { return lora_a(n) + 2; }
+static bool lora_drops(const ir_node *n) { return n->fattr[LORA_DROPOUT] > 0; }
+
+static double lora_scale(const ir_node *n) {
+    double r = (double)n->attr[LORA_R];
+    return n->fattr[LORA_ALPHA] / (n->attr[LORA_RSLORA] ? sqrt(r) : r);
+}
+
+static bool lora_linear_infer(shape_ctx *sc, ir_node *n, ir_dtype *dt, ir_shape *shape) {
+    if (!require_f32(sc, n, 0, "lora_linear input") || !require_rank_at_least(sc, n, 0, 1, "lora_linear input"))
+        return false;
+    int64_t out = n->attr[LORA_OUT], r = n->attr[LORA_R];
+    double p = n->fattr[LORA_DROPOUT];
+    if (out <= 0) {
+        sc_error(sc, n->loc, "lora_linear: out_features must be positive, got %lld", (long long)out);
+        return false;
+    }
+    if (r <= 0) {
+        sc_error(sc, n->loc, "lora_linear: r (the adapter's rank) must be positive, got %lld", (long long)r);
+        return false;
+    }
+    if (!(p >= 0 && p < 1)) {
+        sc_error(sc, n->loc, "lora_linear: dropout must be in [0, 1), got %g", p);
+        return false;
+    }
+    if (!isfinite(n->fattr[LORA_ALPHA])) {
+        sc_error(sc, n->loc, "lora_linear: alpha must be finite, got %g", n->fattr[LORA_ALPHA]);
+        return false;
+    }
+    const ir_value *x = sc_in(sc, n, 0);
+    int64_t in = x->shape.dim[x->shape.rank - 1];
+    ir_shape w = n->attr[LORA_IN_OUT] ? (ir_shape){2, {in, out}} : (ir_shape){2, {out, in}};
+    sc_param(sc, n, "weight", DT_F32, w, INIT_KAIMING_UNIFORM, in);
+    if (n->attr[LORA_BIAS])
+        sc_param(sc, n, "bias", DT_F32, (ir_shape){1, {out}}, INIT_BIAS_UNIFORM, in);
+    sc_param(sc, n, "lora_A.weight", DT_F32, (ir_shape){2, {r, in}}, INIT_KAIMING_UNIFORM, in);
+    sc_param(sc, n, "lora_B.weight", DT_F32, (ir_shape){2, {out, r}}, INIT_ZEROS, 0);
+    if (p > 0)
+        sc_buffer(sc, n, "lora_dropout.rng_state", DT_I64, (ir_shape){0, {0}}, INIT_ZEROS, false);
+    *dt = DT_F32;
+    *shape = x->shape;
+    shape->dim[shape->rank - 1] = out;
+    return true;
+}
+
+static uint32_t lora_linear_needs(lower_ctx *c, const ir_node *n, int input) {
+    uint32_t seed = lora_drops(n) ? NEED_AUX(LORA_AUX_SEED) : 0;
+    if (input == LORA_X)
+        return NEED_IN(LORA_WEIGHT) | NEED_IN(lora_a(n)) | NEED_IN(lora_b(n)) | seed;
+    if (input == LORA_WEIGHT)
+        return NEED_IN(LORA_X);
+    if (input == lora_a(n))
+        return NEED_IN(LORA_X) | NEED_IN(lora_b(n)) | seed;
+    if (input == lora_b(n))
+        return NEED_AUX(LORA_AUX_U);
+    return 0; /* bias */
+}
+
+static void lora_linear_aux(const ir_graph *g, const ir_node *n, int k, ir_dtype *dt, ir_shape *shape) {
+    if (k == LORA_AUX_SEED) {
+        *dt = DT_I64;
+        *shape = (ir_shape){1, {1}};
+        return;
+    }
+    *dt = DT_F32;
+    *shape = (ir_shape){2, {numel_of(g, n->in[LORA_X]) / last_dim(g, n->in[LORA_X]), n->attr[LORA_R]}};
+}
+
+typedef struct {
+    int64_t rows, in, out, r;
+} lora_dims;
+
+static lora_dims lora_dims_of(const ir_graph *g, const ir_node *n) {
+    int64_t in = last_dim(g, n->in[LORA_X]);
+    return (lora_dims){numel_of(g, n->in[LORA_X]) / in, in, n->attr[LORA_OUT], n->attr[LORA_R]};
+}
+
+static void lora_linear_forward(lower_ctx *c, const ir_node *n) {
+    lora_dims d = lora_dims_of(lc_graph(c), n);
+    linear_base_forward(c, n, n->attr[LORA_BIAS] != 0, n->attr[LORA_IN_OUT] != 0);
+    int x = lc_in(c, n, LORA_X), dropped = x;
+    float p = (float)n->fattr[LORA_DROPOUT];
+    if (lora_drops(n) && lc_training(c)) {
+        dropped = lc_scratch(c, n, DT_F32, d.rows * d.in);
+        lc_step(c, n, RTK_dropout_fwd, LC_R(x), LC_W(dropped), LC_W(lc_in(c, n, lora_rng(n))),
+                LC_W(lc_aux(c, n, LORA_AUX_SEED)), LC_I(d.rows * d.in), LC_F(p));
+    }
+    int ax = lc_scratch(c, n, DT_F32, d.rows * d.r), u = lc_aux(c, n, LORA_AUX_U);
+    if (u < 0)
+        u = lc_scratch(c, n, DT_F32, d.rows * d.r);
+    lc_step(c, n, RTK_linear_fwd, LC_R(dropped), LC_R(lc_in(c, n, lora_a(n))), LC_R(-1), LC_W(ax), LC_I(d.rows),
+            LC_I(d.in), LC_I(d.r));
+    lc_step(c, n, RTK_scale, LC_R(ax), LC_W(u), LC_I(d.rows * d.r), LC_I(0), LC_F(lora_scale(n)));
+    /* y [rows, out] += u [rows, r] B^T, B [out, r] */
+    lc_step(c, n, RTK_matmul_bwd_a, LC_R(u), LC_R(lc_in(c, n, lora_b(n))), LC_W(lc_out(c, n)), LC_I(d.rows),
+            LC_I(d.out), LC_I(d.r), LC_I(1));
+}
+
+/* g = s dy B [rows, r] into scratch, for d A and d x */
+static int lora_g(lower_ctx *c, const ir_node *n, lora_dims d) {
+    int dyB = lc_scratch(c, n, DT_F32, d.rows * d.r), g = lc_scratch(c, n, DT_F32, d.rows * d.r);
+    lc_step(c, n, RTK_linear_bwd_x, LC_R(lc_grad_out(c, n)), LC_R(lc_saved(c, n, NEED_IN(lora_b(n)))), LC_W(dyB),
+            LC_I(d.rows), LC_I(d.r), LC_I(d.out), LC_I(0));
+    lc_step(c, n, RTK_scale, LC_R(dyB), LC_W(g), LC_I(d.rows * d.r), LC_I(0), LC_F(lora_scale(n)));
+    return g;
+}
+
+static void lora_linear_vjp(lower_ctx *c, const ir_node *n, int input) {
+    const ir_graph *g = lc_graph(c);
+    lora_dims d = lora_dims_of(g, n);
+    float p = (float)n->fattr[LORA_DROPOUT];
+    int64_t acc;
+    if (input == LORA_X || input == LORA_WEIGHT || (n->attr[LORA_BIAS] && input == 2)) {
+        linear_base_vjp(c, n, input, n->attr[LORA_IN_OUT] != 0);
+        if (input != LORA_X)
+            return;
+        /* the adapter's share of d x: dropout'(g A), added to the base's */
+        int gs = lora_g(c, n, d), dst = lc_grad_in(c, n, LORA_X, &acc), a = lc_saved(c, n, NEED_IN(lora_a(n)));
+        IR_ASSERT(acc == 1);
+        if (!lora_drops(n)) {
+            lc_step(c, n, RTK_linear_bwd_x, LC_R(gs), LC_R(a), LC_W(dst), LC_I(d.rows), LC_I(d.in), LC_I(d.r), LC_I(1));
+            return;
+        }
+        int gA = lc_scratch(c, n, DT_F32, d.rows * d.in);
+        lc_step(c, n, RTK_linear_bwd_x, LC_R(gs), LC_R(a), LC_W(gA), LC_I(d.rows), LC_I(d.in), LC_I(d.r), LC_I(0));
+        lc_step(c, n, RTK_dropout_bwd, LC_R(lc_saved(c, n, NEED_AUX(LORA_AUX_SEED))), LC_R(gA), LC_W(dst),
+                LC_I(d.rows * d.in), LC_I(1), LC_F(p));
+        return;
+    }
+    int dst = lc_grad_in(c, n, input, &acc);
+    if (input == lora_b(n)) { /* d B [out, r] (+)= dy^T u */
+        lc_step(c, n, RTK_linear_bwd_w, LC_R(lc_grad_out(c, n)), LC_R(lc_saved(c, n, NEED_AUX(LORA_AUX_U))), LC_W(dst),
+                LC_I(d.rows), LC_I(d.r), LC_I(d.out), LC_I(acc));
+        return;
+    }
+    /* d A [r, in] (+)= g^T dropout(x), the dropped input made again from the seed */
+    int gs = lora_g(c, n, d), x = lc_saved(c, n, NEED_IN(LORA_X)), dropped = x;
+    if (lora_drops(n)) {
+        dropped = lc_scratch(c, n, DT_F32, d.rows * d.in);
+        lc_step(c, n, RTK_dropout_bwd, LC_R(lc_saved(c, n, NEED_AUX(LORA_AUX_SEED))), LC_R(x), LC_W(dropped),
+                LC_I(d.rows * d.in), LC_I(0), LC_F(p));
+    }
+    lc_step(c, n, RTK_linear_bwd_w, LC_R(gs), LC_R(dropped), LC_W(dst), LC_I(d.rows), LC_I(d.in), LC_I(d.r), LC_I(acc));
 }
 
 /* ------------------------------------------------------------------ matmul
@@ -1998,6 +2175,18 @@ const op_def op_table[] = {
      .needs = linear_needs,
      .forward = linear_forward,
      .vjp = linear_vjp},
+    {.name = "lora_linear",
+     .args = {T("x"), I("out_features"), I_OPT("r", 8), F_OPT("alpha", 16), F_OPT("dropout", 0), B_OPT("bias", 1),
+              B_OPT("in_out", 0), B_OPT("rslora", 0)},
+     .nargs = 8,
+     .infer = lora_linear_infer,
+     .diff_inputs = 0x1f, /* x, weight, bias, A, B (without a bias the rng buffer is bit 4: buffers never train) */
+     .needs = lora_linear_needs,
+     .naux = 2,
+     .aux_doc = {"u = s A(dropout(x)), r floats per row", "the seed of the adapter's dropout mask, 8 bytes"},
+     .aux_shape = lora_linear_aux,
+     .forward = lora_linear_forward,
+     .vjp = lora_linear_vjp},
     {.name = "matmul",
      .args = {T("a"), T("b")},
      .nargs = 2,

@@ -538,6 +538,19 @@ int main(int argc, char **argv) {
             bad += !isfinite(v[k]);
         check(bad == 0, "init left %" PRId64 " non-finite values in %s", bad, p->name);
     }
+    /* A fresh LoRA adapter's B is zero (it leaves the layer unchanged), which
+     * would make d A and the adapter's share of d x zero whatever the code
+     * computes: give each B random values, as training would. */
+    for (int i = 0; i < NUM_PARAMS; i++) {
+        const LC(_param_info) *p = &param_table[i];
+        const char *tail = strstr(p->name, "lora_B.weight");
+        if (p->dtype != 0 || !tail || tail[strlen("lora_B.weight")] != '\0')
+            continue;
+        float *v = (float *)(params + p->offset);
+        for (int64_t k = 0; k < numel(p->rank, p->shape); k++)
+            v[k] = (float)(rng_uniform() - 0.5);
+        memcpy(params_before + p->offset, v, (size_t)param_bytes(p));
+    }
 
     for (int i = 0; i < NUM_INPUTS; i++) {
         const LC(_input_info) *in = &input_table[i];
