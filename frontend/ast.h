@@ -81,11 +81,12 @@ typedef struct {
     ast_expr *value;
 } ast_arg;
 
-typedef enum { CFG_TRAIN, CFG_FREEZE, CFG_GRAD, CFG_BATCHNORM } ast_cfg_kind;
+typedef enum { CFG_TRAIN, CFG_FREEZE, CFG_GRAD, CFG_BATCHNORM, CFG_LORA } ast_cfg_kind;
 typedef struct {
     ast_cfg_kind kind;
     const char *word; /* glob pattern, "none", an input name, or "eval"/"train" (batchnorm) */
     src_loc loc;
+    ir_lora lora; /* CFG_LORA: the adapter's options (word is the layers' pattern) */
 } ast_cfg_item;
 
 typedef enum {

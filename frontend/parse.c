@@ -37,6 +37,7 @@
  *             | "(" expr ")" | "[" [ expr { "," expr } [ "," ] ] "]"
  *   cfgitem   = ("train" | "freeze") PATTERN { PATTERN } | "grad" NAME { NAME }
  *             | "batchnorm" ( "eval" | "train" )
+ *             | "lora" PATTERN { "r" "=" INT | "alpha" "=" NUMBER | "dropout" "=" NUMBER | "rslora" }
  *   cfgsep    = ";" | NL
  *   NAME      = [A-Za-z_][A-Za-z0-9_]* { "." [A-Za-z0-9_]+ }, not a keyword
  *   PATTERN   = adjacent tokens of NAME, INT and * ? [ ] . ! ^ - glued together
@@ -59,6 +60,7 @@
  */
 #include "ast.h"
 
+#include <math.h>
 #include <setjmp.h>
 #include <string.h>
 
@@ -446,6 +448,58 @@ static bool bn_mode(parser *ps, src_loc *loc) {
     return t->text[0] == 'e';
 }
 
+static bool at_item_end(const parser *ps) {
+    return ps->tok->kind == TK_NEWLINE || is_punct(ps->tok, ';') || is_punct(ps->tok, '}') || ps->tok->kind == TK_EOF;
+}
+
+/* after `lora`: PATTERN { r=INT | alpha=NUMBER | dropout=NUMBER | rslora },
+ * each option at most once; the defaults are PEFT's (r 8, alpha 16 as
+ * frost's examples use, dropout 0). */
+static void lora_item(parser *ps, ast_cfg_item *it) {
+    it->kind = CFG_LORA;
+    if (at_item_end(ps))
+        fail_at(ps, ps->tok->loc, "expected a pattern of linear layers after 'lora'");
+    it->word = pattern(ps, &it->loc);
+    it->lora = (ir_lora){.pattern = it->word, .loc = it->loc, .r = 8, .alpha = 16, .dropout = 0};
+    bool seen[4] = {false};
+    static const char *const options[] = {"r", "alpha", "dropout", "rslora"};
+    while (!at_item_end(ps)) {
+        token *t = ps->tok;
+        int o = 0;
+        while (o < 4 && !(t->kind == TK_IDENT && lex_equal(t, options[o])))
+            o++;
+        if (o == 4)
+            fail_at(ps, t->loc, "expected a lora option (r=, alpha=, dropout=, rslora) or the end of the item, got %s",
+                    describe(ps->pool, t));
+        if (seen[o])
+            fail_at(ps, t->loc, "lora option '%s' is given twice", options[o]);
+        seen[o] = true;
+        ps->tok++;
+        if (o == 3) {
+            it->lora.rslora = true;
+            continue;
+        }
+        if (!is_punct(ps->tok, '='))
+            fail_at(ps, ps->tok->loc, "expected '=' after lora option '%s', got %s", options[o],
+                    describe(ps->pool, ps->tok));
+        ps->tok++;
+        token *v = ps->tok;
+        if (o == 0) {
+            if (v->kind != TK_INT || v->ival <= 0 || v->ival > (1 << 20))
+                fail_at(ps, v->loc, "lora r must be an integer from 1 to %d, got %s", 1 << 20, describe(ps->pool, v));
+            it->lora.r = v->ival;
+        } else {
+            double x = v->kind == TK_INT ? (double)v->ival : v->kind == TK_REAL ? v->rval : NAN;
+            if (o == 1 && !isfinite(x))
+                fail_at(ps, v->loc, "lora alpha must be a finite number, got %s", describe(ps->pool, v));
+            if (o == 2 && !(x >= 0 && x < 1))
+                fail_at(ps, v->loc, "lora dropout must be a number in [0, 1), got %s", describe(ps->pool, v));
+            *(o == 1 ? &it->lora.alpha : &it->lora.dropout) = x;
+        }
+        ps->tok++;
+    }
+}
+
 static void config_body(parser *ps, ast_stmt *st) {
     skip_punct(ps, '{');
     ps->in_config = true;
@@ -465,6 +519,11 @@ static void config_body(parser *ps, ast_stmt *st) {
                         describe(ps->pool, ps->tok));
             continue;
         }
+        if (is_word(ps->tok, "lora")) {
+            ps->tok++;
+            lora_item(ps, VEC_PUSH(ps->pool, st->items, st->nitems, cap));
+            continue;
+        }
         ast_cfg_kind kind;
         if (is_word(ps->tok, "train"))
             kind = CFG_TRAIN;
@@ -475,7 +534,7 @@ static void config_body(parser *ps, ast_stmt *st) {
         else if (ps->tok->kind == TK_EOF)
             fail_at(ps, st->loc, "config '%s' is not closed with '}'", st->name);
         else
-            expected(ps, "'train', 'freeze', 'grad', 'batchnorm' or '}'");
+            expected(ps, "'train', 'freeze', 'grad', 'batchnorm', 'lora' or '}'");
         const char *kw = kind == CFG_TRAIN ? "train" : kind == CFG_FREEZE ? "freeze" : "grad";
         ps->tok++;
         int count = 0;

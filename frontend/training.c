@@ -58,11 +58,13 @@ void elab_config(elab_ctx *e, const ast_stmt *st) {
         return;
     }
     ir_config c = {.name = st->name, .loc = st->name_loc};
-    int ntrain = 0, nfreeze = 0, ngrad = 0;
+    int ntrain = 0, nfreeze = 0, ngrad = 0, nlora = 0;
     for (int k = 0; k < st->nitems; k++) {
         ast_cfg_kind kind = st->items[k].kind;
         ntrain += kind == CFG_TRAIN, nfreeze += kind == CFG_FREEZE, ngrad += kind == CFG_GRAD;
+        nlora += kind == CFG_LORA;
     }
+    c.lora = pool_alloc(e->pool, sizeof *c.lora * (size_t)(nlora + 1));
     c.train = pool_alloc(e->pool, sizeof *c.train * (size_t)(ntrain + 1));
     c.train_loc = pool_alloc(e->pool, sizeof *c.train_loc * (size_t)(ntrain + 1));
     c.freeze = pool_alloc(e->pool, sizeof *c.freeze * (size_t)(nfreeze + 1));
@@ -89,6 +91,7 @@ void elab_config(elab_ctx *e, const ast_stmt *st) {
             c.grad_loc[c.ngrad] = it->loc;
             c.grad[c.ngrad++] = it->word;
             break;
+        case CFG_LORA: c.lora[c.nlora++] = it->lora; break;
         case CFG_BATCHNORM:
             if (c.bn_eval_loc.line > 0) {
                 err(e, it->loc, "config '%s' sets 'batchnorm' twice", st->name);

@@ -77,6 +77,12 @@ ir_graph *ir_graph_fork(pool *p, const ir_graph *g) {
     f->vals = pool_alloc(p, sizeof *f->vals * (size_t)(g->nvals + 1));
     memcpy(f->vals, g->vals, sizeof *f->vals * (size_t)g->nvals);
     f->capvals = g->nvals;
+    /* nodes and the name table too: a configuration's lora items rewrite
+     * nodes and add values (config.c) */
+    f->nodes = pool_alloc(p, sizeof *f->nodes * (size_t)(g->nnodes + 1));
+    memcpy(f->nodes, g->nodes, sizeof *f->nodes * (size_t)g->nnodes);
+    f->capnodes = g->nnodes;
+    f->val_ids = map_copy(p, &g->val_ids);
     return f;
 }
 

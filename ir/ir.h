@@ -55,6 +55,7 @@ int map_findn(const str_map *m, const char *s, size_t len); /* key s[0..len) */
 /* Add key -> value (value >= 0); false, leaving the map as it was, when the
  * key is present already (the first value stays). */
 bool map_put(pool *p, str_map *m, const char *key, int value);
+str_map map_copy(pool *p, const str_map *m); /* an independent copy in p (keys shared) */
 
 /* ---------------------------------------------------------------- diag.c */
 
@@ -226,6 +227,16 @@ typedef struct {
     const char *call;
 } ir_node;
 
+/* `lora PATTERN r=8 alpha=16 dropout=0 rslora` in a configuration: the linear
+ * layers whose names match become lora_linear layers (config.c). */
+typedef struct {
+    const char *pattern;
+    src_loc loc;
+    int64_t r;
+    double alpha, dropout;
+    bool rslora;
+} ir_lora;
+
 typedef struct {
     const char *name;
     src_loc loc;
@@ -240,6 +251,8 @@ typedef struct {
     src_loc *grad_loc;
     bool bn_eval;        /* `batchnorm eval`: batch norm on running statistics when training too */
     src_loc bn_eval_loc; /* the config's `batchnorm` item; line 0: inherited from the model's default */
+    ir_lora *lora;       /* adapters, in the order given */
+    int nlora;
 } ir_config;
 
 typedef struct {
@@ -264,9 +277,10 @@ typedef struct {
 
 ir_graph *ir_graph_new(pool *p);
 /* A graph for one more run of the passes on what the frontend built once
- * (frost compare): in pool p, with values of its own (pass_config marks
- * them); nodes, outputs, configs and names are shared with g, which must
- * outlive it, and must not grow. */
+ * (frost compare): in pool p, with values, nodes and the name table of its
+ * own (pass_config marks values trainable, and a configuration's lora items
+ * rewrite nodes and add values); outputs and configs are shared with g, which
+ * must outlive it. */
 ir_graph *ir_graph_fork(pool *p, const ir_graph *g);
 int ir_add_value(ir_graph *g, const char *name, ir_val_kind kind, ir_dtype dt, ir_shape shape, src_loc loc);
 int ir_find_value(const ir_graph *g, const char *name); /* -1 if absent */

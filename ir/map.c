@@ -47,6 +47,15 @@ int map_findn(const str_map *m, const char *s, size_t n) {
 
 int map_find(const str_map *m, const char *key) { return map_findn(m, key, strlen(key)); }
 
+str_map map_copy(pool *p, const str_map *m) {
+    str_map c = *m;
+    if (m->slots) {
+        c.slots = pool_alloc(p, sizeof *c.slots * (size_t)m->cap);
+        memcpy(c.slots, m->slots, sizeof *c.slots * (size_t)m->cap);
+    }
+    return c;
+}
+
 bool map_put(pool *p, str_map *m, const char *key, int value) {
     size_t n = strlen(key);
     uint64_t h = hash_bytes(key, n);

@@ -79,16 +79,127 @@ static void set_trainable(ir_graph *g, const char *pattern, bool trainable) {
 
 static src_loc loc_at(const src_loc *locs, int k, src_loc fallback) { return locs ? locs[k] : fallback; }
 
-static bool check_patterns(const ir_graph *g, const ir_config *c, diag_ctx *d) {
+/* ------------------------------------------------------------ lora items */
+
+/* index of the op of that name in op_table */
+static int op_index(const char *name) {
+    const op_def *op = op_find(name);
+    IR_ASSERT(op);
+    return (int)(op - op_table);
+}
+
+/* The lora item of c (if any) whose pattern names linear node n; -1 if none. */
+static int lora_of(const ir_config *c, const ir_node *n) {
+    if (n->op != op_index("linear"))
+        return -1;
+    for (int k = 0; k < c->nlora; k++)
+        if (glob_match(c->lora[k].pattern, n->name))
+            return k;
+    return -1;
+}
+
+/* A train or freeze pattern of c may name the adapters c's lora items add. */
+static bool matches_lora_param(const ir_graph *g, const ir_config *c, const char *pattern) {
+    for (int ni = 0; ni < g->nnodes; ni++)
+        if (lora_of(c, &g->nodes[ni]) >= 0) {
+            const char *layer = g->nodes[ni].name;
+            char a[512], b[512];
+            snprintf(a, sizeof a, "%s.lora_A.weight", layer);
+            snprintf(b, sizeof b, "%s.lora_B.weight", layer);
+            if (glob_match(pattern, a) || glob_match(pattern, b))
+                return true;
+        }
+    return false;
+}
+
+static bool check_lora(const ir_graph *g, const ir_config *c, diag_ctx *d) {
+    int linear = op_index("linear");
     bool ok = true;
+    for (int k = 0; k < c->nlora && !d->stopped; k++) {
+        int hits = 0;
+        for (int ni = 0; ni < g->nnodes; ni++) {
+            const ir_node *n = &g->nodes[ni];
+            if (n->op != linear || !glob_match(c->lora[k].pattern, n->name))
+                continue;
+            hits++;
+            for (int s = 0; s < 2; s++) {
+                const char *name = pool_printf(g->pool, "%s.lora_%c.weight", n->name, s ? 'B' : 'A');
+                if (ir_find_value(g, name) >= 0) {
+                    diag_error(d, c->lora[k].loc, "'lora %s' in config '%s' would add '%s', a name the model uses",
+                               c->lora[k].pattern, c->name, name);
+                    ok = false;
+                }
+            }
+            int first = lora_of(c, n);
+            if (first != k) {
+                diag_error(d, c->lora[k].loc, "layer '%s' in config '%s' gets a second adapter from 'lora %s'", n->name,
+                           c->name, c->lora[k].pattern);
+                diag_note(d, c->lora[first].loc, "its first adapter comes from 'lora %s'", c->lora[first].pattern);
+                ok = false;
+            }
+        }
+        if (hits == 0) {
+            diag_error(d, c->lora[k].loc, "pattern '%s' of 'lora' in config '%s' matches no linear layer",
+                       c->lora[k].pattern, c->name);
+            ok = false;
+        }
+    }
+    return ok;
+}
+
+/* Each linear layer a lora item of c names becomes a lora_linear one: the
+ * same node (so every value keeps its id and the graph its order) with the
+ * adapter's params lora_A.weight [r, in] (drawn like a linear weight) and
+ * lora_B.weight [out, r] (zeros), and with dropout an RNG buffer, as
+ * lora_linear's shape rule makes them (ops.c). */
+static void apply_lora(ir_graph *g, const ir_config *c) {
+    int lora_op = op_index("lora_linear");
+    for (int ni = 0; ni < g->nnodes; ni++) {
+        ir_node *n = &g->nodes[ni];
+        int k = lora_of(c, n);
+        if (k < 0)
+            continue;
+        const ir_lora *l = &c->lora[k];
+        const ir_value *x = &g->vals[n->in[0]];
+        int64_t in = x->shape.dim[x->shape.rank - 1], out = n->attr[0];
+        bool bias = n->attr[1] != 0, in_out = n->attr[2] != 0;
+        memset(n->attr, 0, sizeof n->attr);
+        memset(n->fattr, 0, sizeof n->fattr);
+        n->op = lora_op;
+        n->attr[0] = out, n->attr[1] = l->r, n->fattr[2] = l->alpha, n->fattr[3] = l->dropout;
+        n->attr[4] = bias, n->attr[5] = in_out, n->attr[6] = l->rslora;
+        n->nattr = 7;
+        struct {
+            const char *suffix;
+            ir_val_kind kind;
+            ir_dtype dt;
+            ir_shape shape;
+            int init;
+        } owned[] = {{"lora_A.weight", VAL_PARAM, DT_F32, {2, {l->r, in}}, INIT_KAIMING_UNIFORM},
+                     {"lora_B.weight", VAL_PARAM, DT_F32, {2, {out, l->r}}, INIT_ZEROS},
+                     {"lora_dropout.rng_state", VAL_BUFFER, DT_I64, {0, {0}}, INIT_ZEROS}};
+        for (int o = 0; o < (l->dropout > 0 ? 3 : 2); o++) {
+            IR_ASSERT(n->nin < IR_MAX_IN);
+            int v = ir_add_value(g, pool_printf(g->pool, "%s.%s", n->name, owned[o].suffix), owned[o].kind, owned[o].dt,
+                                 owned[o].shape, l->loc);
+            g->vals[v].init = owned[o].init;
+            g->vals[v].fan_in = owned[o].init == INIT_KAIMING_UNIFORM ? in : 0;
+            g->vals[v].nonpersistent = owned[o].kind == VAL_BUFFER;
+            n->in[n->nin++] = v;
+        }
+    }
+}
+
+static bool check_patterns(const ir_graph *g, const ir_config *c, diag_ctx *d) {
+    bool ok = check_lora(g, c, d);
     for (int k = 0; k < c->ntrain && !d->stopped; k++)
-        if (!matches_some_param(g, c->train[k])) {
+        if (!matches_some_param(g, c->train[k]) && !matches_lora_param(g, c, c->train[k])) {
             diag_error(d, loc_at(c->train_loc, k, c->loc), "pattern '%s' in config '%s' matches no parameter",
                        c->train[k], c->name);
             ok = false;
         }
     for (int k = 0; k < c->nfreeze && !d->stopped; k++)
-        if (!matches_some_param(g, c->freeze[k])) {
+        if (!matches_some_param(g, c->freeze[k]) && !matches_lora_param(g, c, c->freeze[k])) {
             diag_error(d, loc_at(c->freeze_loc, k, c->loc), "pattern '%s' in config '%s' matches no parameter",
                        c->freeze[k], c->name);
             ok = false;
@@ -183,9 +294,12 @@ bool pass_config(ir_module *m, const frost_select *sel, diag_ctx *d) {
         base_all = sel->ntrain == 0;
     }
 
+    int nbase = g->nvals;
+    if (chosen)
+        apply_lora(g, chosen);
     for (int v = 0; v < g->nvals; v++)
         if (g->vals[v].kind == VAL_PARAM)
-            g->vals[v].trainable = base_all;
+            g->vals[v].trainable = base_all || v >= nbase; /* the adapters train unless frozen below */
     if (chosen) {
         for (int k = 0; k < chosen->ntrain; k++)
             set_trainable(g, chosen->train[k], true);

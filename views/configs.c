@@ -93,12 +93,33 @@ static char *cell_printf(const char *fmt, ...) {
     return s;
 }
 
-enum { CF_NAME, CF_FROM, CF_TRAIN, CF_FREEZE, CF_PARAMS, CF_GRAD, CF_BN, NCOLS };
+enum { CF_NAME, CF_FROM, CF_TRAIN, CF_FREEZE, CF_LORA, CF_PARAMS, CF_GRAD, CF_BN, NCOLS };
+
+/* "fc* r=2 alpha=4 dropout=0.1 rslora; head r=8 alpha=16", malloc'd; "-" when none */
+static char *lora_cell(const ir_config *c) {
+    char *cell = cell_printf("-");
+    for (int k = 0; c && k < c->nlora; k++) {
+        const ir_lora *l = &c->lora[k];
+        char *next = cell_printf("%s%s%s r=%" PRId64 " alpha=%g dropout=%g%s", k ? cell : "", k ? "; " : "", l->pattern,
+                                 l->r, l->alpha, l->dropout, l->rslora ? " rslora" : "");
+        free(cell);
+        cell = next;
+    }
+    return cell;
+}
+
+static bool any_lora(const ir_module *const *mods, int n) {
+    for (int k = 0; k < n; k++)
+        if (mods[k]->config && mods[k]->config->nlora)
+            return true;
+    return false;
+}
 
 static void configs_text(const char *model, const ir_module *const *mods, const char *const *names, int n, int dflt,
                          FILE *out) {
-    static const char *const heads[NCOLS] = {"config",           "from", "train",     "freeze",
+    static const char *const heads[NCOLS] = {"config",           "from", "train",     "freeze", "lora",
                                              "trainable params", "grad", "batch norm"};
+    bool lora = any_lora(mods, n); /* the lora column only where some configuration has adapters */
     char **cells = calloc((size_t)n * NCOLS, sizeof *cells);
     IR_ASSERT(cells);
     size_t width[NCOLS];
@@ -117,6 +138,7 @@ static void configs_text(const char *model, const ir_module *const *mods, const 
         row[CF_FROM] = m->config ? cell_printf("line %d", m->config->loc.line) : cell_printf("built in");
         row[CF_TRAIN] = join(train, ntrain, " ", "none");
         row[CF_FREEZE] = join(freeze, nfreeze, " ", "-");
+        row[CF_LORA] = lora_cell(m->config);
         row[CF_PARAMS] = cell_printf("%d of %d (%" PRId64 " of %" PRId64 " scalars)", pc.trainable, pc.tensors,
                                      pc.trainable_scalars, pc.scalars);
         row[CF_GRAD] = join(grads, ngrad, ", ", "-");
@@ -130,6 +152,8 @@ static void configs_text(const char *model, const ir_module *const *mods, const 
     for (int k = -1; k < n; k++) {
         fputs(k >= 0 && k == dflt ? "* " : "  ", out);
         for (int c = 0; c < NCOLS; c++) {
+            if (c == CF_LORA && !lora)
+                continue;
             const char *cell = k < 0 ? heads[c] : cells[(size_t)k * NCOLS + (size_t)c];
             if (c + 1 == NCOLS)
                 fprintf(out, "%s\n", cell);
@@ -181,6 +205,15 @@ static void configs_json(const char *model, const ir_module *const *mods, const 
         json_strings(out, train, ntrain);
         fputs(", \"freeze\": ", out);
         json_strings(out, freeze, nfreeze);
+        fputs(", \"lora\": [", out);
+        for (int l = 0; m->config && l < m->config->nlora; l++) {
+            const ir_lora *a = &m->config->lora[l];
+            fputs(l ? ", {\"pattern\": " : "{\"pattern\": ", out);
+            view_json_string(out, a->pattern);
+            fprintf(out, ", \"r\": %" PRId64 ", \"alpha\": %.17g, \"dropout\": %.17g, \"rslora\": %s}", a->r, a->alpha,
+                    a->dropout, a->rslora ? "true" : "false");
+        }
+        fputs("]", out);
         fputs(", \"grad\": ", out);
         json_strings(out, grads, ngrad);
         fprintf(out, ", \"batchnorm\": %s", !bn ? "null" : m->bn_eval ? "\"eval\"" : "\"train\"");

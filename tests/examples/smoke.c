@@ -28,6 +28,7 @@
  *   head                 exactly the last layer
  *   bitfit               exactly the parameters named *.bias
  *   surgical_first/last  exactly the first/last quarter (rounded up) of the layers
+ *   lora_*               exactly the LoRA adapters (lora_A and lora_B weights)
  * Last line "N passed, M failed"; exit status 1 on any failure.
  */
 #include <inttypes.h>
@@ -200,6 +201,8 @@ static void check_config(const char *config) {
             want = layer[i] == nlayers - 1;
         else if (strcmp(config, "bitfit") == 0)
             want = ends_with(p->name, ".bias");
+        else if (strncmp(config, "lora_", 5) == 0)
+            want = ends_with(p->name, ".lora_A.weight") || ends_with(p->name, ".lora_B.weight");
         else if (strcmp(config, "surgical_first") == 0)
             want = layer[i] < quarter;
         else if (strcmp(config, "surgical_last") == 0)

@@ -173,6 +173,30 @@ END_TEST
 
 /* `param NAME : f32[dims] init=...` is a statement; `param` followed by
  * '=' is a binding's name, as batchnorm and optimizer are. */
+/* `lora PATTERN options`: the defaults (r 8, alpha 16, dropout 0), each
+ * option in any order, and lora items among other items. */
+START_TEST(lora_items) {
+    fixture f;
+    const ast_file *a = parse(&f, "config c { lora *.attn.c_attn; lora fc? rslora dropout=0.05 alpha=32 r=4\n"
+                                  "           train *.bias }\n");
+    ck_assert_ptr_nonnull(a);
+    const ast_stmt *c = &a->stmts[0];
+    ck_assert_int_eq(c->nitems, 3);
+    const ast_cfg_item *d = &c->items[0], *o = &c->items[1];
+    ck_assert_int_eq(d->kind, CFG_LORA);
+    ck_assert_str_eq(d->lora.pattern, "*.attn.c_attn");
+    ck_assert_int_eq(d->lora.r, 8);
+    ck_assert(d->lora.alpha == 16 && d->lora.dropout == 0 && !d->lora.rslora);
+    ck_assert_int_eq(o->kind, CFG_LORA);
+    ck_assert_str_eq(o->word, "fc?");
+    ck_assert_int_eq(o->loc.col, 37);
+    ck_assert_int_eq(o->lora.r, 4);
+    ck_assert(o->lora.alpha == 32 && o->lora.dropout == 0.05 && o->lora.rslora);
+    ck_assert_int_eq(c->items[2].kind, CFG_TRAIN);
+    fx_close(&f);
+}
+END_TEST
+
 START_TEST(param_statement) {
     fixture f;
     ast_file *a = parse(&f, "param cls_token : f32[1, 1, D] init=normal(0.02)\n"
@@ -495,8 +519,8 @@ START_TEST(config_errors) {
     check_error("config c { train }\n", "t.frost:1:18: error: expected a pattern after 'train'\n"
                                         "    1 | config c { train }\n"
                                         "      |                  ^\n");
-    check_error("config c { trian * }\n", "t.frost:1:12: error: expected 'train', 'freeze', 'grad', 'batchnorm' or "
-                                          "'}', got 'trian'\n"
+    check_error("config c { trian * }\n", "t.frost:1:12: error: expected 'train', 'freeze', 'grad', 'batchnorm', "
+                                          "'lora' or '}', got 'trian'\n"
                                           "    1 | config c { trian * }\n"
                                           "      |            ^\n");
 }
@@ -511,7 +535,7 @@ START_TEST(recovers_per_statement) {
     const char *t = fx_text(&f);
     ck_assert_ptr_nonnull(strstr(t, "t.frost:2:5: error: expected an op name, got '='\n"));
     ck_assert_ptr_nonnull(
-        strstr(t, "t.frost:4:3: error: expected 'train', 'freeze', 'grad', 'batchnorm' or '}', got 'trian'\n"));
+        strstr(t, "t.frost:4:3: error: expected 'train', 'freeze', 'grad', 'batchnorm', 'lora' or '}', got 'trian'\n"));
     ck_assert_ptr_nonnull(strstr(t, "t.frost:8:10: error: expected ',' or ')', got end of line\n"));
     fx_close(&f);
 }
@@ -597,6 +621,7 @@ int main(void) {
     tcase_add_test(tc, expression_precedence);
     tcase_add_test(tc, lists_reals_and_dotted_names);
     tcase_add_test(tc, param_statement);
+    tcase_add_test(tc, lora_items);
     tcase_add_test(tc, nested_call);
     tcase_add_test(tc, missing_paren_stops_at_end_of_line);
     tcase_add_test(tc, missing_equals);
