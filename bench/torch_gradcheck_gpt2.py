@@ -15,6 +15,9 @@ lists (with the fixture's -D sizes), this script
      weights with requires_grad set on exactly the configuration's
      trainable tensors, in float64 (the exact values frost's float32 code
      approximates; --float32 runs the twin in float32 instead);
+     (for a LoRA configuration, the file also holds random lora_A and lora_B
+     tensors for the layers it adapts, and the twin gets the same adapters in
+     plain torch: y = base(x) + s (x A^T) B^T, s = alpha / r);
   4. compares the loss and, tensor by tensor, the gradients:
      max|g_frost - g_torch| / max(max|g_torch|, 1e-30), and checks that both
      sides have the same set of gradients.
@@ -27,14 +30,18 @@ gradient error and its tensor, pass/fail at --tol) and exits 1 if any row
 fails. Needs Debian's python3-torch; not a default test (docs/models.md).
 """
 import argparse
+import fnmatch
 import json
+import math
 import os
 import struct
 import subprocess
 import sys
 import tempfile
+import types
 
 import torch
+import torch.nn as nn
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "tests", "fixtures"))
@@ -86,9 +93,49 @@ def frost_side(args, config, weights, inputs, work):
     return loss, load_safetensors(grads)
 
 
-def torch_side(state, trainable, ids, pos, labels, dtype):
+def lora_tensors(config, state, seed=7):
+    """For a configuration with lora items: random lora_A [r, in] and lora_B
+    [out, r] for every layer it adapts (the trainable names say which), so
+    that the adapters' gradients are not zero as a fresh B would make them."""
+    gen = torch.Generator().manual_seed(seed)
+    adapters = {}
+    for name in config["trainable"]:
+        if not name.endswith(".lora_A.weight"):
+            continue
+        layer = name[: -len(".lora_A.weight")]
+        w = state[layer + ".weight"]  # Conv1D: [in, out]
+        item = next(l for l in config["lora"] if fnmatch.fnmatchcase(layer, l["pattern"]))
+        r = item["r"]
+        # A as PEFT draws it (bound 1/sqrt(in)); B of the size a few steps of training give
+        bound = 1 / math.sqrt(w.shape[0])
+        adapters[layer + ".lora_A.weight"] = (torch.rand(r, w.shape[0], generator=gen) * 2 - 1) * bound
+        adapters[layer + ".lora_B.weight"] = (torch.rand(w.shape[1], r, generator=gen) * 2 - 1) * 0.02
+        adapters[layer + "._scale"] = item["alpha"] / (math.sqrt(r) if item["rslora"] else r)
+    return adapters
+
+
+def add_lora(model, adapters, dtype):
+    """PEFT's lora.Linear in plain torch on the twin's Conv1D layers:
+    y = base(x) + s (x A^T) B^T (dropout 0), A and B named as PEFT names them."""
+    for key, scale in adapters.items():
+        if not key.endswith("._scale"):
+            continue
+        layer = key[: -len("._scale")]
+        mod = model.get_submodule(layer)
+        a, b = adapters[layer + ".lora_A.weight"], adapters[layer + ".lora_B.weight"]
+        mod.lora_A = nn.Linear(a.shape[1], a.shape[0], bias=False).to(dtype)
+        mod.lora_B = nn.Linear(b.shape[1], b.shape[0], bias=False).to(dtype)
+        mod.lora_scale = scale
+        base = type(mod).forward
+        mod.forward = types.MethodType(lambda self, x, base=base: base(self, x) + self.lora_scale * self.lora_B(
+            self.lora_A(x)), mod)
+
+
+def torch_side(state, trainable, ids, pos, labels, dtype, adapters):
     s = fixture.SIZES
     model = GPT2LMHead(vocab=s["V"], positions=s["P"], d=s["D"], heads=s["H"], layers=fixture.LAYERS).to(dtype)
+    add_lora(model, adapters, dtype)
+    state = dict(state, **{k: v for k, v in adapters.items() if not k.endswith("._scale")})
     model.load_state_dict({k: v.to(dtype) for k, v in state.items()})
     for name, p in model.named_parameters():
         p.requires_grad_(name in trainable)
@@ -142,8 +189,14 @@ def main():
     failures = 0
     for c in configs:
         name, trainable = c["name"], set(c["trainable"])
-        f_loss, f_grads = frost_side(args, name, weights, inputs, work)
-        t_loss, t_grads = torch_side(state, trainable, ids, pos, labels, dtype)
+        adapters = lora_tensors(c, state)
+        config_weights = weights
+        if adapters:  # the base weights and this configuration's adapters
+            config_weights = os.path.join(work, "weights_%s.safetensors" % name)
+            save_safetensors(config_weights, dict(state, **{k: v for k, v in adapters.items()
+                                                            if not k.endswith("._scale")}), {"format": "pt"})
+        f_loss, f_grads = frost_side(args, name, config_weights, inputs, work)
+        t_loss, t_grads = torch_side(state, trainable, ids, pos, labels, dtype, adapters)
         loss_err = abs(f_loss - t_loss) / abs(t_loss)
         problems = []
         if set(f_grads) != set(t_grads) or set(f_grads) != trainable:
