@@ -30,25 +30,21 @@ gradient error and its tensor, pass/fail at --tol) and exits 1 if any row
 fails. Needs Debian's python3-torch; not a default test (docs/models.md).
 """
 import argparse
-import fnmatch
 import json
-import math
 import os
 import struct
 import subprocess
 import sys
 import tempfile
-import types
 
 import torch
-import torch.nn as nn
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "tests", "fixtures"))
 sys.path.insert(0, os.path.join(ROOT, "bench"))
 import make_gpt2_safetensors as fixture  # noqa: E402
 from make_torch_safetensors import save_safetensors  # noqa: E402
-from torch_models import GPT2LMHead  # noqa: E402
+from torch_models import GPT2LMHead, add_lora, lora_tensors  # noqa: E402
 
 MODEL = os.path.join(ROOT, "examples", "gpt2.frost")
 ST_DTYPES = {"F32": ("<f", 4, torch.float32), "I32": ("<i", 4, torch.int32), "I64": ("<q", 8, torch.int64)}
@@ -91,44 +87,6 @@ def frost_side(args, config, weights, inputs, work):
                          capture_output=True, text=True).stdout
     loss = float(next(line for line in out.splitlines() if line.startswith("loss "))[5:])
     return loss, load_safetensors(grads)
-
-
-def lora_tensors(config, state, seed=7):
-    """For a configuration with lora items: random lora_A [r, in] and lora_B
-    [out, r] for every layer it adapts (the trainable names say which), so
-    that the adapters' gradients are not zero as a fresh B would make them."""
-    gen = torch.Generator().manual_seed(seed)
-    adapters = {}
-    for name in config["trainable"]:
-        if not name.endswith(".lora_A.weight"):
-            continue
-        layer = name[: -len(".lora_A.weight")]
-        w = state[layer + ".weight"]  # Conv1D: [in, out]
-        item = next(l for l in config["lora"] if fnmatch.fnmatchcase(layer, l["pattern"]))
-        r = item["r"]
-        # A as PEFT draws it (bound 1/sqrt(in)); B of the size a few steps of training give
-        bound = 1 / math.sqrt(w.shape[0])
-        adapters[layer + ".lora_A.weight"] = (torch.rand(r, w.shape[0], generator=gen) * 2 - 1) * bound
-        adapters[layer + ".lora_B.weight"] = (torch.rand(w.shape[1], r, generator=gen) * 2 - 1) * 0.02
-        adapters[layer + "._scale"] = item["alpha"] / (math.sqrt(r) if item["rslora"] else r)
-    return adapters
-
-
-def add_lora(model, adapters, dtype):
-    """PEFT's lora.Linear in plain torch on the twin's Conv1D layers:
-    y = base(x) + s (x A^T) B^T (dropout 0), A and B named as PEFT names them."""
-    for key, scale in adapters.items():
-        if not key.endswith("._scale"):
-            continue
-        layer = key[: -len("._scale")]
-        mod = model.get_submodule(layer)
-        a, b = adapters[layer + ".lora_A.weight"], adapters[layer + ".lora_B.weight"]
-        mod.lora_A = nn.Linear(a.shape[1], a.shape[0], bias=False).to(dtype)
-        mod.lora_B = nn.Linear(b.shape[1], b.shape[0], bias=False).to(dtype)
-        mod.lora_scale = scale
-        base = type(mod).forward
-        mod.forward = types.MethodType(lambda self, x, base=base: base(self, x) + self.lora_scale * self.lora_B(
-            self.lora_A(x)), mod)
 
 
 def torch_side(state, trainable, ids, pos, labels, dtype, adapters):
@@ -189,7 +147,7 @@ def main():
     failures = 0
     for c in configs:
         name, trainable = c["name"], set(c["trainable"])
-        adapters = lora_tensors(c, state)
+        adapters = lora_tensors(c, model)
         config_weights = weights
         if adapters:  # the base weights and this configuration's adapters
             config_weights = os.path.join(work, "weights_%s.safetensors" % name)

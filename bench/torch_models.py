@@ -4,6 +4,10 @@ and cross-checks only: same architectures, same parameter names and shapes.
 Used by bench/train_step.py and bench/torch_residuals.py; needs Debian's
 python3-torch (torchvision is not required: ResNet-18 is written out here
 with torchvision's module names)."""
+import fnmatch
+import math
+import types
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -304,4 +308,51 @@ def example_batch(model, shape, classes, batch, seq=None):
     x = torch.rand(batch, *shape) * 2 - 1
     y = torch.arange(batch) % classes
     return (x, y), lambda m, inputs: F.cross_entropy(m(inputs[0]), inputs[1])
+
+
+# ---------------------------------------------------------------- LoRA
+# PEFT's lora.Linear in plain torch (no PEFT needed), for the LoRA
+# configurations of examples/*.frost: `config` is an entry of
+# `frost configs FILE --format json` (its trainable names say which layers
+# are adapted, its lora items with which r, alpha and rslora).
+
+
+def lora_tensors(config, model, seed=7, b_bound=0.02):
+    """Random lora_A [r, in] (uniform within PEFT's bound 1/sqrt(in)) and
+    lora_B [out, r] (uniform within b_bound; 0 gives PEFT's fresh, zero B)
+    for every layer of the twin `model` that the configuration adapts, and
+    each layer's scale under "<layer>._scale"."""
+    gen = torch.Generator().manual_seed(seed)
+    adapters = {}
+    for name in config["trainable"]:
+        if not name.endswith(".lora_A.weight"):
+            continue
+        layer = name[: -len(".lora_A.weight")]
+        item = next(l for l in config["lora"] if fnmatch.fnmatchcase(layer, l["pattern"]))
+        r, mod = item["r"], model.get_submodule(layer)
+        nin, nout = mod.weight.shape if isinstance(mod, GPT2Conv1D) else reversed(mod.weight.shape)
+        adapters[layer + ".lora_A.weight"] = (torch.rand(r, nin, generator=gen) * 2 - 1) / math.sqrt(nin)
+        adapters[layer + ".lora_B.weight"] = (torch.rand(nout, r, generator=gen) * 2 - 1) * b_bound
+        adapters[layer + "._scale"] = item["alpha"] / (math.sqrt(r) if item["rslora"] else r)
+    return adapters
+
+
+def add_lora(model, adapters, dtype=torch.float32):
+    """Give each adapted layer of the twin submodules lora_A, lora_B (so that
+    state_dict has PEFT's names) and y = base(x) + s (x A^T) B^T."""
+    for key, scale in adapters.items():
+        if not key.endswith("._scale"):
+            continue
+        layer = key[: -len("._scale")]
+        mod = model.get_submodule(layer)
+        a, b = adapters[layer + ".lora_A.weight"], adapters[layer + ".lora_B.weight"]
+        mod.lora_A = nn.Linear(a.shape[1], a.shape[0], bias=False).to(dtype)
+        mod.lora_B = nn.Linear(b.shape[1], b.shape[0], bias=False).to(dtype)
+        with torch.no_grad():
+            mod.lora_A.weight.copy_(a)
+            mod.lora_B.weight.copy_(b)
+        mod.lora_scale = scale
+        base = type(mod).forward
+        mod.forward = types.MethodType(
+            lambda self, x, base=base: base(self, x) + self.lora_scale * self.lora_B(self.lora_A(x)), mod)
 

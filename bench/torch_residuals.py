@@ -30,7 +30,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from torch_models import MODELS, example_batch  # noqa: E402
+from torch_models import MODELS, add_lora, example_batch, lora_tensors  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -79,6 +79,7 @@ def main():
         path = os.path.join(ROOT, "examples", name + ".frost")
         make, shape, classes = MODELS[name]
         configs = [c["config"] for c in frost_json(args.frost, "compare", path)["configs"]]
+        listing = {c["name"]: c for c in frost_json(args.frost, "configs", path)["configs"]}
         print("### %s\n" % name)
         print("| config | frost residual | PyTorch residual | frost / PyTorch |")
         print("|---|---:|---:|---:|")
@@ -90,6 +91,8 @@ def main():
             first = next(b for b in bufs if b["kind"] == "input")  # x, or ids [N, T]
             batch = first["shape"][0]
             model = make()
+            if listing[cfg]["lora"]:  # the same adapters on the twin (their values do not matter here)
+                add_lora(model, lora_tensors(listing[cfg], model, b_bound=0.0))
             for pname, p in model.named_parameters():
                 p.requires_grad_(pname in trainable)
             model.train()
