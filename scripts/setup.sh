@@ -29,8 +29,9 @@ die() { printf 'setup: error: %s\n' "$*" >&2; exit 1; }
 # librsvg2-bin (rsvg-convert) and libxml2-utils (xmllint): tests/views/run.sh
 # renders the SVG views to PNG and checks they are well-formed XML.
 # clang-format: scripts/format.sh --check, the last step of scripts/test.sh.
+# fortunes: the text of the text demo (examples/textgen/) and its test.
 packages=(meson ninja-build pkg-config clang llvm-dev libopenblas-dev libgraphviz-dev
-          graphviz check zlib1g-dev dataset-fashion-mnist gcc libclang-rt-dev
+          graphviz check zlib1g-dev dataset-fashion-mnist fortunes gcc libclang-rt-dev
           librsvg2-bin libxml2-utils clang-format)
 
 is_installed() {

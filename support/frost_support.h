@@ -9,7 +9,9 @@
  *     and optional skipping of some tensors (fine-tuning with a new head);
  *   - data: a reader of IDX files (MNIST, Fashion-MNIST; plain or gzip), a
  *     conversion to float images and int32 labels, and a deterministic
- *     shuffled batch iterator.
+ *     shuffled batch iterator;
+ *   - text: plain files read into one byte buffer, and deterministic random
+ *     windows of it as a byte-level language model's ids and labels.
  *
  * Every function that can fail returns 0 on success and a negative
  * FROST_ERR_* code otherwise, and fills the caller's frost_error (which may be
@@ -218,6 +220,39 @@ int64_t frost_batcher_next(frost_batcher *b, float *x, int32_t *labels);
 /* Jump to the start of an epoch (e.g. when resuming training). */
 void frost_batcher_seek(frost_batcher *b, int64_t epoch);
 void frost_batcher_free(frost_batcher *b);
+
+/* ---------------------------------------------------------------- text
+ *
+ * Byte-level language modelling: every byte is a token (vocabulary 256), so
+ * text needs no tokenizer, only reading. */
+
+typedef struct {
+    int64_t size;  /* bytes */
+    uint8_t *data; /* malloc'ed, size bytes and a 0 after them; frost_text_free releases it */
+} frost_text;
+
+/* Read the files paths[0..n) whole, in that order, into one buffer: each
+ * file's bytes directly follow the previous file's, nothing added between
+ * them (an empty file adds nothing). Files are read as they are (no gzip, no
+ * conversion). Errors: FROST_ERR_IO naming the first file that cannot be
+ * opened or read ("cannot open 'DIR/x': No such file or directory", "'DIR':
+ * not a regular file"), FROST_ERR_ARG for n < 1 or a NULL path,
+ * FROST_ERR_NOMEM. On error *out is zeroed. */
+int frost_text_load(const char *const *paths, int n, frost_text *out, frost_error *err);
+void frost_text_free(frost_text *t);
+
+/* One training batch of `batch` random windows of len + 1 consecutive bytes
+ * of text[0..size): row b starts at s_b, uniform in [0, size - len), and gets
+ * ids[b * len + t] = text[s_b + t] and labels[b * len + t] = text[s_b + t + 1]
+ * (the next byte) for t in [0, len). The starts depend only on (seed, step):
+ *
+ *   state = seed ^ (step * 0x9E3779B97F4A7C15)
+ *   s_b = below(size - len) for b = 0, 1, ..., batch-1
+ *
+ * with the SplitMix64 next() and below() of the batches above. Needs
+ * size > len, batch >= 1 and len >= 1 (FROST_ERR_ARG otherwise). */
+int frost_text_windows(const uint8_t *text, int64_t size, int64_t batch, int64_t len, uint64_t seed, int64_t step,
+                       int32_t *ids, int32_t *labels, frost_error *err);
 
 #ifdef __cplusplus
 }

@@ -8,7 +8,8 @@
  * saves and loads a real model's params. IDX: small files written here,
  * plain and gzip, well-formed and broken; Debian's Fashion-MNIST when it is
  * installed. Batches: determinism, the documented shuffle, both policies for
- * the last partial batch.
+ * the last partial batch. Text: files read into one buffer, missing ones
+ * named; windows of ids and next-byte labels at the documented starts.
  */
 #include "frost_support.h"
 
@@ -1364,6 +1365,142 @@ START_TEST(test_fashion_mnist) {
 }
 END_TEST
 
+/* ---------------------------------------------------------------- text */
+
+/* Files concatenated in order, nothing between them; an empty file adds
+ * nothing; bytes kept as they are (NUL, 0xFF, CR); a 0 after the data. */
+START_TEST(test_text_load) {
+    write_bytes(tpath("a.txt"), "first\n%\n", 8);
+    write_bytes(tpath("empty"), "", 0);
+    const unsigned char odd[] = {'x', 0, 0xFF, '\r', '\n'};
+    write_bytes(tpath("b"), odd, sizeof odd);
+    const char *paths[] = {tpath("a.txt"), tpath("empty"), tpath("b")};
+    frost_text t;
+    frost_error e;
+    ck_assert_int_eq(frost_text_load(paths, 3, &t, &e), 0);
+    ck_assert_int_eq(e.code, 0);
+    ck_assert_msg(strstr(e.msg, "3 files") && strstr(e.msg, "13 bytes"), "%s", e.msg);
+    ck_assert_int_eq(t.size, 13);
+    ck_assert_int_eq(memcmp(t.data, "first\n%\n", 8), 0);
+    ck_assert_int_eq(memcmp(t.data + 8, odd, sizeof odd), 0);
+    ck_assert_int_eq(t.data[13], 0);
+    frost_text_free(&t);
+    ck_assert_ptr_null(t.data);
+    ck_assert_int_eq(t.size, 0);
+    frost_text_free(&t); /* twice is harmless */
+
+    /* A file longer than one growth step, alone. */
+    enum { BIG = 200000 };
+    unsigned char *big = malloc(BIG);
+    fill_random(big, BIG, 3);
+    write_bytes(tpath("big"), big, BIG);
+    const char *one[] = {tpath("big")};
+    ck_assert_int_eq(frost_text_load(one, 1, &t, &e), 0);
+    ck_assert_int_eq(t.size, BIG);
+    ck_assert_int_eq(memcmp(t.data, big, BIG), 0);
+    ck_assert_msg(strstr(e.msg, "200000 bytes"), "%s", e.msg);
+    frost_text_free(&t);
+    free(big);
+
+    /* Only empty files: an empty text, still a valid buffer. */
+    const char *none[] = {tpath("empty")};
+    ck_assert_int_eq(frost_text_load(none, 1, &t, &e), 0);
+    ck_assert_int_eq(t.size, 0);
+    ck_assert_ptr_nonnull(t.data);
+    ck_assert_int_eq(t.data[0], 0);
+    frost_text_free(&t);
+
+    /* A missing file is named, even after good ones, and *out is zeroed. */
+    const char *missing[] = {tpath("a.txt"), tpath("no-such-file")};
+    t.size = 99;
+    int rc = frost_text_load(missing, 2, &t, &e);
+    EXPECT_ERR(rc, e, FROST_ERR_IO, "cannot open '");
+    ck_assert_msg(strstr(e.msg, "/no-such-file': No such file or directory"), "%s", e.msg);
+    ck_assert_int_eq(t.size, 0);
+    ck_assert_ptr_null(t.data);
+    /* A directory is not a text file. */
+    const char *dir[] = {tmpdir};
+    rc = frost_text_load(dir, 1, &t, &e);
+    EXPECT_ERR(rc, e, FROST_ERR_IO, "': not a regular file");
+    /* Arguments. */
+    rc = frost_text_load(paths, 0, &t, &e);
+    EXPECT_ERR(rc, e, FROST_ERR_ARG, "no files (n = 0)");
+    rc = frost_text_load(NULL, 1, &t, &e);
+    EXPECT_ERR(rc, e, FROST_ERR_ARG, "no files");
+    const char *with_null[] = {tpath("a.txt"), NULL};
+    rc = frost_text_load(with_null, 2, &t, &e);
+    EXPECT_ERR(rc, e, FROST_ERR_ARG, "path 1 is NULL");
+    rc = frost_text_load(paths, 1, NULL, &e);
+    EXPECT_ERR(rc, e, FROST_ERR_ARG, "out is NULL");
+    ck_assert_int_eq(frost_text_load(missing, 2, &t, NULL), FROST_ERR_IO); /* err may be NULL */
+}
+END_TEST
+
+/* Windows: the documented starts (an independent SplitMix64 and rejection),
+ * labels one byte after ids, deterministic in (seed, step), every start
+ * reachable and none past size - len - 1. */
+START_TEST(test_text_windows) {
+    enum { SIZE = 50, B = 7, LEN = 5 };
+    uint8_t text[SIZE];
+    for (int i = 0; i < SIZE; i++)
+        text[i] = (uint8_t)(3 * i + 1); /* byte i tells its position */
+    int32_t ids[B * LEN], labels[B * LEN], ids2[B * LEN], labels2[B * LEN];
+    frost_error e;
+    int hit[SIZE] = {0};
+    for (int64_t step = 0; step < 200; step++) {
+        ck_assert_int_eq(frost_text_windows(text, SIZE, B, LEN, 11, step, ids, labels, &e), 0);
+        uint64_t s = 11 ^ ((uint64_t)step * 0x9E3779B97F4A7C15ull);
+        for (int b = 0; b < B; b++) {
+            uint64_t bound = SIZE - LEN, x, limit = UINT64_MAX - (UINT64_MAX % bound + 1) % bound;
+            do
+                x = ref_next(&s);
+            while (x > limit);
+            int64_t start = (int64_t)(x % bound);
+            hit[start]++;
+            for (int t = 0; t < LEN; t++) {
+                ck_assert_int_eq(ids[b * LEN + t], text[start + t]);
+                ck_assert_int_eq(labels[b * LEN + t], text[start + t + 1]);
+            }
+        }
+    }
+    for (int i = 0; i < SIZE; i++)
+        ck_assert_msg(i < SIZE - LEN ? hit[i] > 0 : hit[i] == 0, "start %d drawn %d times", i, hit[i]);
+
+    /* The same (seed, step) again gives the same batch, whatever came before;
+     * another step or seed another one. */
+    ck_assert_int_eq(frost_text_windows(text, SIZE, B, LEN, 11, 3, ids, labels, &e), 0);
+    ck_assert_int_eq(frost_text_windows(text, SIZE, B, LEN, 11, 9, ids2, labels2, &e), 0);
+    ck_assert_int_ne(memcmp(ids, ids2, sizeof ids), 0);
+    ck_assert_int_eq(frost_text_windows(text, SIZE, B, LEN, 11, 3, ids2, labels2, &e), 0);
+    ck_assert_int_eq(memcmp(ids, ids2, sizeof ids), 0);
+    ck_assert_int_eq(memcmp(labels, labels2, sizeof labels), 0);
+    ck_assert_int_eq(frost_text_windows(text, SIZE, B, LEN, 12, 3, ids2, labels2, &e), 0);
+    ck_assert_int_ne(memcmp(ids, ids2, sizeof ids), 0);
+
+    /* Bytes above 127 stay non-negative ids. */
+    uint8_t high[3] = {0xFF, 0x80, 0xC3};
+    ck_assert_int_eq(frost_text_windows(high, 3, 1, 2, 0, 0, ids, labels, &e), 0);
+    ck_assert_int_eq(ids[0], 0xFF);
+    ck_assert_int_eq(ids[1], 0x80);
+    ck_assert_int_eq(labels[1], 0xC3);
+
+    /* The shortest text: len + 1 bytes, one possible window. */
+    ck_assert_int_eq(frost_text_windows(text, LEN + 1, B, LEN, 5, 1, ids, labels, &e), 0);
+    for (int b = 0; b < B; b++)
+        ck_assert_int_eq(labels[b * LEN + LEN - 1], text[LEN]);
+    int rc = frost_text_windows(text, LEN, B, LEN, 5, 1, ids, labels, &e);
+    EXPECT_ERR(rc, e, FROST_ERR_ARG, "a text of 5 bytes is too short for windows of 5 + 1 bytes");
+    rc = frost_text_windows(text, SIZE, 0, LEN, 5, 1, ids, labels, &e);
+    EXPECT_ERR(rc, e, FROST_ERR_ARG, "batch 0 and length 5 must be at least 1");
+    rc = frost_text_windows(text, SIZE, B, 0, 5, 1, ids, labels, &e);
+    EXPECT_ERR(rc, e, FROST_ERR_ARG, "must be at least 1");
+    rc = frost_text_windows(NULL, SIZE, B, LEN, 5, 1, ids, labels, &e);
+    EXPECT_ERR(rc, e, FROST_ERR_ARG, "is NULL");
+    rc = frost_text_windows(text, SIZE, B, LEN, 5, 1, ids, NULL, &e);
+    EXPECT_ERR(rc, e, FROST_ERR_ARG, "is NULL");
+}
+END_TEST
+
 START_TEST(test_strerror) {
     ck_assert_str_eq(frost_strerror(0), "ok");
     ck_assert_str_eq(frost_strerror(FROST_ERR_SHAPE), "shape mismatch");
@@ -1400,6 +1537,8 @@ int main(void) {
     tcase_add_test(data, test_idx_errors);
     tcase_add_test(data, test_batches);
     tcase_add_test(data, test_fashion_mnist);
+    tcase_add_test(data, test_text_load);
+    tcase_add_test(data, test_text_windows);
     suite_add_tcase(s, data);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
