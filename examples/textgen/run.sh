@@ -32,6 +32,8 @@ configs=(
     "norm|layer norms"
     "bitfit|biases"
     "head|ln_f (the head is the tied wte)"
+    "lora_attn|LoRA r 8 on attn.c_attn"
+    "lora_all|LoRA r 8 on every block linear"
 )
 
 header=$OUT/textgen_models.h.tmp

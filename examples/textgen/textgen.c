@@ -724,7 +724,12 @@ int main(int argc, char **argv) {
                (long long)trainable_scalars(m), (long long)o.finetune_steps, o.finetune_lr, ckpt);
         run_state r = run_new(m);
         m->init(r.params, o.seed);
-        if (frost_ckpt_load(ckpt, r.params, m->table, m->nparams, NULL, &err))
+        /* The pre-trained checkpoint has no LoRA adapters: those of a LoRA
+         * configuration keep P_init's values (A random, B zero, so the model
+         * starts as the checkpoint), everything else must be in the file. */
+        static const char *const adapters[] = {"*.lora_A.weight", "*.lora_B.weight", NULL};
+        frost_load_options lopt = {.skip = adapters};
+        if (frost_ckpt_load(ckpt, r.params, m->table, m->nparams, &lopt, &err))
             die("%s", err.msg);
         results[k].m = m;
         results[k].val_before = validation_loss(&r, ft_val);
