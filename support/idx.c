@@ -356,34 +356,15 @@ void frost_dataset_free(frost_dataset *ds) {
 
 /* ---------------------------------------------------------------- batches */
 
-#define GOLDEN 0x9E3779B97F4A7C15ull
-
-static uint64_t splitmix64(uint64_t *state) {
-    uint64_t z = (*state += GOLDEN);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-}
-
-/* Uniform in [0, bound) by rejection: no modulo bias. */
-static uint64_t below(uint64_t *state, uint64_t bound) {
-    uint64_t rem = (0 - bound) % bound; /* 2^64 mod bound */
-    for (;;) {
-        uint64_t x = splitmix64(state);
-        if (rem == 0 || x < 0 - rem)
-            return x % bound;
-    }
-}
-
 static void batcher_order(frost_batcher *b) {
     int64_t n = b->ds->count;
     for (int64_t i = 0; i < n; i++)
         b->perm[i] = i;
     if (b->flags & FROST_BATCH_SEQUENTIAL)
         return;
-    uint64_t state = b->seed ^ ((uint64_t)b->epoch * GOLDEN);
+    uint64_t state = b->seed ^ ((uint64_t)b->epoch * FS_GOLDEN);
     for (int64_t i = n - 1; i >= 1; i--) {
-        int64_t j = (int64_t)below(&state, (uint64_t)i + 1);
+        int64_t j = (int64_t)fs_below(&state, (uint64_t)i + 1);
         int64_t t = b->perm[i];
         b->perm[i] = b->perm[j];
         b->perm[j] = t;

@@ -35,4 +35,24 @@ const char *fs_msg_end(fs_msg *m);
  * cut at `max` characters with "...". */
 void fs_quote(char *buf, size_t size, const char *s, size_t max);
 
+/* The generator of the documented batch and window orders (frost_support.h):
+ * SplitMix64, and a uniform draw in [0, bound) by rejection (no modulo bias). */
+#define FS_GOLDEN 0x9E3779B97F4A7C15ull
+
+static inline uint64_t fs_splitmix64(uint64_t *state) {
+    uint64_t z = (*state += FS_GOLDEN);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+
+static inline uint64_t fs_below(uint64_t *state, uint64_t bound) {
+    uint64_t rem = (0 - bound) % bound; /* 2^64 mod bound */
+    for (;;) {
+        uint64_t x = fs_splitmix64(state);
+        if (rem == 0 || x < 0 - rem)
+            return x % bound;
+    }
+}
+
 #endif

@@ -105,24 +105,6 @@ void frost_text_free(frost_text *t) {
 
 /* SplitMix64 and rejection sampling, as the batcher's shuffle (idx.c) and
  * documented in frost_support.h. */
-#define GOLDEN 0x9E3779B97F4A7C15ull
-
-static uint64_t splitmix64(uint64_t *state) {
-    uint64_t z = (*state += GOLDEN);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-}
-
-static uint64_t below(uint64_t *state, uint64_t bound) {
-    uint64_t rem = (0 - bound) % bound; /* 2^64 mod bound */
-    for (;;) {
-        uint64_t x = splitmix64(state);
-        if (rem == 0 || x < 0 - rem)
-            return x % bound;
-    }
-}
-
 int frost_text_windows(const uint8_t *text, int64_t size, int64_t batch, int64_t len, uint64_t seed, int64_t step,
                        int32_t *ids, int32_t *labels, frost_error *err) {
     if (!text || !ids || !labels)
@@ -134,9 +116,9 @@ int frost_text_windows(const uint8_t *text, int64_t size, int64_t batch, int64_t
         return fs_fail(err, FROST_ERR_ARG,
                        "frost_text_windows: a text of %lld bytes is too short for windows of %lld + 1 bytes",
                        (long long)size, (long long)len);
-    uint64_t state = seed ^ ((uint64_t)step * GOLDEN);
+    uint64_t state = seed ^ ((uint64_t)step * FS_GOLDEN);
     for (int64_t b = 0; b < batch; b++) {
-        int64_t start = (int64_t)below(&state, (uint64_t)(size - len));
+        int64_t start = (int64_t)fs_below(&state, (uint64_t)(size - len));
         const uint8_t *w = text + start;
         for (int64_t t = 0; t < len; t++) {
             ids[b * len + t] = w[t];
