@@ -1,8 +1,15 @@
 /* error.c: frost_error and message helpers. */
+#if !defined(_GNU_SOURCE) && !defined(_POSIX_C_SOURCE)
+#define _POSIX_C_SOURCE 200809L /* O_CLOEXEC */
+#endif
 #include "internal.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 const char *frost_strerror(int code) {
     switch (code) {
@@ -114,4 +121,20 @@ void fs_quote(char *buf, size_t size, const char *s, size_t max) {
         }
     }
     buf[n] = 0;
+}
+
+int fs_open_regular(const char *path, const char *qpath, struct stat *st, frost_error *err) {
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return fs_fail(err, FROST_ERR_IO, "cannot open '%s': %s", qpath, strerror(errno));
+    if (fstat(fd, st) != 0) {
+        int e = errno;
+        close(fd);
+        return fs_fail(err, FROST_ERR_IO, "'%s': cannot stat: %s", qpath, strerror(e));
+    }
+    if (!S_ISREG(st->st_mode)) {
+        close(fd);
+        return fs_fail(err, FROST_ERR_IO, "'%s': not a regular file", qpath);
+    }
+    return fd;
 }

@@ -198,19 +198,10 @@ int frost_idx_load(const char *path, frost_idx *out, frost_error *err) {
         return fs_fail(err, FROST_ERR_ARG, "frost_idx_load: no path");
     char qpath[256];
     fs_quote(qpath, sizeof qpath, path, 200);
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return fs_fail(err, FROST_ERR_IO, "cannot open '%s': %s", qpath, strerror(errno));
     struct stat st;
-    if (fstat(fd, &st) != 0) {
-        int e = errno;
-        close(fd);
-        return fs_fail(err, FROST_ERR_IO, "'%s': cannot stat: %s", qpath, strerror(e));
-    }
-    if (!S_ISREG(st.st_mode)) {
-        close(fd);
-        return fs_fail(err, FROST_ERR_IO, "'%s': not a regular file", qpath);
-    }
+    int fd = fs_open_regular(path, qpath, &st, err);
+    if (fd < 0)
+        return fd;
     unsigned char sig[2] = {0, 0};
     ssize_t k = pread(fd, sig, 2, 0);
     int compressed = k == 2 && sig[0] == 0x1f && sig[1] == 0x8b;

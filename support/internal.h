@@ -35,6 +35,12 @@ const char *fs_msg_end(fs_msg *m);
  * cut at `max` characters with "...". */
 void fs_quote(char *buf, size_t size, const char *s, size_t max);
 
+/* Open `path` (quoted as qpath in messages) for reading and fstat it into *st:
+ * the descriptor, or a negative FROST_ERR_IO with err filled in when it cannot
+ * be opened or stat'ed or is not a regular file. */
+struct stat;
+int fs_open_regular(const char *path, const char *qpath, struct stat *st, frost_error *err);
+
 /* The generator of the documented batch and window orders (frost_support.h):
  * SplitMix64, and a uniform draw in [0, bound) by rejection (no modulo bias). */
 #define FS_GOLDEN 0x9E3779B97F4A7C15ull

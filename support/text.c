@@ -18,19 +18,10 @@
 static int text_append(const char *path, uint8_t **buf, int64_t *size, int64_t *cap, frost_error *err) {
     char qpath[256];
     fs_quote(qpath, sizeof qpath, path, 200);
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return fs_fail(err, FROST_ERR_IO, "cannot open '%s': %s", qpath, strerror(errno));
     struct stat st;
-    if (fstat(fd, &st) != 0) {
-        int e = errno;
-        close(fd);
-        return fs_fail(err, FROST_ERR_IO, "'%s': cannot stat: %s", qpath, strerror(e));
-    }
-    if (!S_ISREG(st.st_mode)) {
-        close(fd);
-        return fs_fail(err, FROST_ERR_IO, "'%s': not a regular file", qpath);
-    }
+    int fd = fs_open_regular(path, qpath, &st, err);
+    if (fd < 0)
+        return fd;
     /* The size fstat gives is a hint only (the file may change while it is
      * read): read until end of file, growing the buffer when it is full. */
     int64_t want = *size + (int64_t)st.st_size + 1;
