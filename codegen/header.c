@@ -97,6 +97,61 @@ static int64_t hd_block(const ir_module *m, int64_t bytes) {
     return m->checked ? ir_checked_block(bytes) : ir_align_up(bytes);
 }
 
+static int hd_count_adapters(const ir_graph *g) {
+    int count = 0;
+    ir_adapter a;
+    for (int ni = 0; ni < g->nnodes; ni++)
+        count += ir_lora_adapter(&g->nodes[ni], &a);
+    return count;
+}
+
+/* The index of value v in P_params[], which lists params and buffers in value order. */
+static int hd_param_index(const ir_graph *g, int v) {
+    int index = 0;
+    for (int u = 0; u < v; u++)
+        index += g->vals[u].kind == VAL_PARAM || g->vals[u].kind == VAL_BUFFER;
+    return index;
+}
+
+/* Adapter table: each LoRA layer's tensors (as P_params[] indices) and how
+ * W += scale B A is laid out, for frost_lora_merge (support/frost_support.h)
+ * and any code that merges or inspects adapters without knowing the model. */
+static void hd_adapters(const ir_graph *g, const char *p, FILE *out) {
+    fprintf(out,
+            "/* LoRA adapters (configuration items `lora`), in graph order. weight, lora_A,\n"
+            " * lora_B: indices into %s_params[]; the layer computes W x + b + scale B(A(dropout(x)))\n"
+            " * with A [r, in], B [out, r], and W [out, in], or [in, out] when in_out (GPT-2's\n"
+            " * Conv1D). scale is alpha / r, or alpha / sqrt(r) with rslora. The type is the\n"
+            " * same for every frost model. */\n"
+            "#ifndef FROST_ADAPTER_INFO_DEFINED\n"
+            "#define FROST_ADAPTER_INFO_DEFINED\n"
+            "typedef struct frost_adapter_info {\n"
+            "    const char *layer;\n"
+            "    int32_t weight, lora_A, lora_B;\n"
+            "    int32_t r;\n"
+            "    double alpha, scale, dropout;\n"
+            "    int32_t in_out, rslora;\n"
+            "} frost_adapter_info;\n"
+            "#endif\n\n",
+            p);
+    int count = hd_count_adapters(g);
+    fprintf(out, "#if defined(__GNUC__)\n__attribute__((unused))\n#endif\n");
+    fprintf(out, "static const frost_adapter_info %s_adapters[%s] = {\n", p, count ? "" : "1");
+    if (!count)
+        fprintf(out, "    { \"\", -1, -1, -1, 0, 0, 0, 0, 0, 0 } /* placeholder: the model has no adapters */\n");
+    ir_adapter a;
+    for (int ni = 0; ni < g->nnodes; ni++) {
+        if (!ir_lora_adapter(&g->nodes[ni], &a))
+            continue;
+        fprintf(out, "    { ");
+        hd_cstring(out, g->nodes[ni].name);
+        fprintf(out, ", %d, %d, %d, %lld, %.17g, %.17g, %.17g, %d, %d },\n", hd_param_index(g, a.weight),
+                hd_param_index(g, a.lora_a), hd_param_index(g, a.lora_b), (long long)a.r, a.alpha, a.scale, a.dropout,
+                a.in_out, a.rslora);
+    }
+    fprintf(out, "};\n\n");
+}
+
 /* The optimizer compiled in: its state size, default hyper-parameters and
  * the update / train_step entry points. frost_hparams is shared by every
  * model's header (guarded), so a driver can hold one for several models. */
@@ -383,6 +438,8 @@ void cg_emit_header(const ir_module *m, const cg_options *o, FILE *out) {
     fprintf(out, "#define %s_NUM_PARAMS        %d   /* entries of %s_params[] */\n", P, nparams, p);
     if (!m->infer_only)
         fprintf(out, "#define %s_NUM_TRAINABLE     %d\n", P, ntrain);
+    fprintf(out, "#define %s_NUM_ADAPTERS      %d   /* entries of %s_adapters[]: LoRA layers */\n", P,
+            hd_count_adapters(g), p);
     fprintf(out, "#define %s_NUM_INPUTS        %d\n", P, ninputs);
     fprintf(out, "#define %s_NUM_OUTPUTS       %d\n\n", P, g->noutputs);
     if (m->infer_only) {
@@ -528,6 +585,8 @@ void cg_emit_header(const ir_module *m, const cg_options *o, FILE *out) {
         fprintf(out, "}, %d, %d, %d, %d },\n", (int)val->dtype, tr, val->kind == VAL_BUFFER, !val->nonpersistent);
     }
     fprintf(out, "};\n\n");
+
+    hd_adapters(g, p, out);
 
     /* Input table: what a generic driver (tests/e2e/gradcheck.c) needs to feed
      * the inputs struct without knowing the model. */

@@ -373,6 +373,18 @@ typedef struct op_def {
     bool recomputable;
 } op_def;
 
+/* A lora_linear node's adapter, for the generated header's adapter table
+ * (codegen/header.c): value ids of the base weight and of lora_A/lora_B, and
+ * how the update W += scale B A is laid out. */
+typedef struct {
+    int weight, lora_a, lora_b; /* value ids */
+    int64_t r;
+    double alpha, scale, dropout;
+    bool in_out, rslora; /* weight stored [in, out]; scale alpha / sqrt(r) */
+} ir_adapter;
+/* True (and *a filled) when n is an adapted linear layer (ops.c, lora_linear). */
+bool ir_lora_adapter(const ir_node *n, ir_adapter *a);
+
 extern const op_def op_table[];
 extern const int op_count;
 const op_def *op_find(const char *name); /* NULL if unknown */

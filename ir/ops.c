@@ -177,6 +177,21 @@ static double lora_scale(const ir_node *n) {
     return n->fattr[LORA_ALPHA] / (n->attr[LORA_RSLORA] ? sqrt(r) : r);
 }
 
+bool ir_lora_adapter(const ir_node *n, ir_adapter *a) {
+    if (strcmp(op_table[n->op].name, "lora_linear") != 0)
+        return false;
+    *a = (ir_adapter){.weight = n->in[LORA_WEIGHT],
+                      .lora_a = n->in[lora_a(n)],
+                      .lora_b = n->in[lora_b(n)],
+                      .r = n->attr[LORA_R],
+                      .alpha = n->fattr[LORA_ALPHA],
+                      .scale = lora_scale(n),
+                      .dropout = n->fattr[LORA_DROPOUT],
+                      .in_out = n->attr[LORA_IN_OUT] != 0,
+                      .rslora = n->attr[LORA_RSLORA] != 0};
+    return true;
+}
+
 static bool lora_linear_infer(shape_ctx *sc, ir_node *n, ir_dtype *dt, ir_shape *shape) {
     if (!require_f32(sc, n, 0, "lora_linear input") || !require_rank_at_least(sc, n, 0, 1, "lora_linear input"))
         return false;

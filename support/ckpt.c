@@ -125,16 +125,17 @@ static int glob_match2(const char *pat, const char *a, const char *b) {
     return !*pat;
 }
 
-static int glob_match(const char *pat, const char *s) { return glob_match2(pat, s, ""); }
+const char *const frost_lora_patterns[] = {"*.lora_A.weight", "*.lora_B.weight", NULL};
 
-static int skipped(const frost_load_options *opt, const char *name) {
-    if (!opt || !opt->skip)
-        return 0;
-    for (const char *const *p = opt->skip; *p; p++)
-        if (glob_match(*p, name))
+/* Whether a pattern of the NULL-terminated list matches `a` followed by `b`. */
+static int any_match2(const char *const *pats, const char *a, const char *b) {
+    for (const char *const *p = pats; p && *p; p++)
+        if (glob_match2(*p, a, b))
             return 1;
     return 0;
 }
+
+static int is_adapter_name(const char *name) { return any_match2(frost_lora_patterns, name, ""); }
 
 static const char *load_prefix(const frost_load_options *opt) {
     return opt && opt->prefix && *opt->prefix ? opt->prefix : NULL;
@@ -148,24 +149,27 @@ static const char *file_name_of(const frost_load_options *opt, const char *name)
     return k && !strncmp(name, pre, k) && name[k] ? name + k : name;
 }
 
-/* A table entry is skipped when a pattern matches its name or its file name. */
-static int entry_skipped(const frost_load_options *opt, const char *name) {
-    const char *fname = file_name_of(opt, name);
-    return skipped(opt, name) || (fname != name && skipped(opt, fname));
+/* Whether the patterns match name or fname (two forms of one name: a table
+ * entry's, and with a prefix the file's, given as pre + fname when name is NULL). */
+static int matches_either(const char *const *pats, const char *name, const char *pre, const char *fname) {
+    return any_match2(pats, fname, "") || (name ? any_match2(pats, name, "") : pre && any_match2(pats, pre, fname));
 }
 
-/* A file tensor is skipped when a pattern matches its name or, with a prefix,
- * the prefix followed by its name (the table's form of it). */
-static int file_skipped(const frost_load_options *opt, const char *fname) {
-    if (skipped(opt, fname))
-        return 1;
-    const char *pre = load_prefix(opt);
-    if (!pre || !opt->skip)
+/* A table entry is skipped when a skip pattern matches its name or its file
+ * name, or `only` patterns match neither. */
+static int entry_skipped(const frost_load_options *opt, const char *name) {
+    if (!opt)
         return 0;
-    for (const char *const *p = opt->skip; *p; p++)
-        if (glob_match2(*p, pre, fname))
-            return 1;
-    return 0;
+    const char *fname = file_name_of(opt, name);
+    return matches_either(opt->skip, name, NULL, fname) || (opt->only && !matches_either(opt->only, name, NULL, fname));
+}
+
+/* A file tensor likewise, its table form being the prefix followed by its name. */
+static int file_skipped(const frost_load_options *opt, const char *fname) {
+    if (!opt)
+        return 0;
+    const char *pre = load_prefix(opt);
+    return matches_either(opt->skip, NULL, pre, fname) || (opt->only && !matches_either(opt->only, NULL, pre, fname));
 }
 
 static void shape_str(char *buf, size_t size, int rank, const int64_t *dims) {
@@ -281,22 +285,24 @@ static void sb_put(sbuf *b, const char *s, size_t n) {
 
 static void sb_str(sbuf *b, const char *s) { sb_put(b, s, strlen(s)); }
 
-static void sb_json_string(sbuf *b, const char *s) {
+/* A JSON string of the characters of a followed by those of b. */
+static void sb_json_prefixed(sbuf *b, const char *a, const char *s) {
     sb_put(b, "\"", 1);
-    for (; *s; s++) {
-        unsigned char c = (unsigned char)*s;
-        char esc[8];
-        if (c == '"' || c == '\\') {
-            esc[0] = '\\';
-            esc[1] = (char)c;
-            sb_put(b, esc, 2);
-        } else if (c < 0x20 || c == 0x7f) {
-            snprintf(esc, sizeof esc, "\\u%04x", c);
-            sb_put(b, esc, 6);
-        } else {
-            sb_put(b, s, 1);
+    for (int part = 0; part < 2; part++, a = s)
+        for (const char *c = a; *c; c++) {
+            unsigned char u = (unsigned char)*c;
+            char esc[8];
+            if (u == '"' || u == '\\') {
+                esc[0] = '\\';
+                esc[1] = (char)u;
+                sb_put(b, esc, 2);
+            } else if (u < 0x20 || u == 0x7f) {
+                snprintf(esc, sizeof esc, "\\u%04x", u);
+                sb_put(b, esc, 6);
+            } else {
+                sb_put(b, c, 1);
+            }
         }
-    }
     sb_put(b, "\"", 1);
 }
 
@@ -317,7 +323,21 @@ static int write_all(FILE *f, const void *data, size_t n, int esize) {
     return 0;
 }
 
+/* Whether save options select table entry t. */
+static int save_selected(const frost_save_options *opt, const frost_param_info *t) {
+    if (!t->persistent)
+        return 0;
+    if (!opt)
+        return 1;
+    return !any_match2(opt->skip, t->name, "") && (!opt->only || any_match2(opt->only, t->name, ""));
+}
+
 int frost_ckpt_save(const char *path, const void *params, const frost_param_info *table, int n, frost_error *err) {
+    return frost_ckpt_save_ex(path, params, table, n, NULL, err);
+}
+
+int frost_ckpt_save_ex(const char *path, const void *params, const frost_param_info *table, int n,
+                       const frost_save_options *opt, frost_error *err) {
     if (!path || !*path)
         return fs_fail(err, FROST_ERR_ARG, "frost_ckpt_save: no path");
     char qpath[256];
@@ -328,6 +348,12 @@ int frost_ckpt_save(const char *path, const void *params, const frost_param_info
     if (rc)
         return rc;
     free(refs);
+    const char *prefix = opt && opt->prefix ? opt->prefix : "";
+    nrefs = 0;
+    for (int i = 0; i < n; i++)
+        nrefs += save_selected(opt, &table[i]);
+    if (!nrefs && opt && (opt->only || opt->skip))
+        return fs_fail(err, FROST_ERR_ARG, "'%s': no table entry is selected: nothing to save", qpath);
 
     /* Header, tensors in table order, data packed back to back. */
     sbuf h = {0};
@@ -335,7 +361,7 @@ int frost_ckpt_save(const char *path, const void *params, const frost_param_info
     int64_t at = 0;
     for (int i = 0; i < n; i++) {
         const frost_param_info *t = &table[i];
-        if (!t->persistent)
+        if (!save_selected(opt, t))
             continue;
         const st_dtype *d = &st_dtypes[st_dtype_of_frost(t->dtype)];
         int64_t bytes = tensor_bytes(t->rank, t->shape, d->bytes);
@@ -345,7 +371,7 @@ int frost_ckpt_save(const char *path, const void *params, const frost_param_info
         }
         char num[64];
         sb_str(&h, ",");
-        sb_json_string(&h, t->name);
+        sb_json_prefixed(&h, prefix, t->name);
         sb_str(&h, ":{\"dtype\":\"");
         sb_str(&h, d->name);
         sb_str(&h, "\",\"shape\":[");
@@ -404,7 +430,7 @@ int frost_ckpt_save(const char *path, const void *params, const frost_param_info
     int bad = fwrite(len8, 1, 8, f) != 8 || fwrite(h.s, 1, h.len, f) != h.len;
     for (int i = 0; i < n && !bad; i++) {
         const frost_param_info *t = &table[i];
-        if (!t->persistent)
+        if (!save_selected(opt, t))
             continue;
         const st_dtype *d = &st_dtypes[st_dtype_of_frost(t->dtype)];
         int64_t bytes = tensor_bytes(t->rank, t->shape, d->bytes);
@@ -782,14 +808,31 @@ static int ckpt_load(FILE *f, const char *qpath, void *params, const frost_param
     free(hdr);
     if (rc)
         return rc;
+    const char *fpre = opt && opt->file_prefix && *opt->file_prefix ? opt->file_prefix : NULL;
+    for (int i = 0; fpre && i < l->n; i++) { /* matched without the file's own prefix */
+        size_t k = strlen(fpre);
+        if (!strncmp(l->t[i].name, fpre, k) && l->t[i].name[k])
+            memmove(l->t[i].name, l->t[i].name + k, strlen(l->t[i].name + k) + 1);
+    }
     if (l->n > 1)
         qsort(l->t, (size_t)l->n, sizeof *l->t, cmp_tensor_name);
     for (int i = 1; i < l->n; i++)
         if (!strcmp(l->t[i - 1].name, l->t[i].name)) {
-            char q[ST_NAME_MAX + 8];
+            char q[ST_NAME_MAX + 8], pq[ST_NAME_MAX + 8];
             fs_quote(q, sizeof q, l->t[i].name, ST_NAME_MAX);
+            if (fpre) {
+                fs_quote(pq, sizeof pq, fpre, ST_NAME_MAX);
+                return fs_fail(err, FROST_ERR_FORMAT,
+                               "'%s': tensor '%s' appears twice in the header (with the prefix '%s' and without)",
+                               qpath, q, pq);
+            }
             return fs_fail(err, FROST_ERR_FORMAT, "'%s': tensor '%s' appears twice in the header", qpath, q);
         }
+    /* A file without adapter tensors is a base checkpoint: the table's adapters
+     * may be absent. Not so when `only` patterns say what to load. */
+    int base_ckpt = !(opt && opt->only);
+    for (int i = 0; i < l->n && base_ckpt; i++)
+        base_ckpt = !is_adapter_name(l->t[i].name);
     int64_t data_start = 8 + (int64_t)hlen;
     if ((rc = st_check_offsets(l, fsize - data_start, qpath, err)))
         return rc;
@@ -797,7 +840,7 @@ static int ckpt_load(FILE *f, const char *qpath, void *params, const frost_param
     /* Names. */
     fs_msg m;
     char q[ST_NAME_MAX + 8];
-    int nmissing = 0, nunexpected = 0, nskip_table = 0, nload = 0;
+    int nmissing = 0, nunexpected = 0, nskip_table = 0, nload = 0, nabsent_adapters = 0;
     for (int i = 0; i < n; i++) {
         const frost_param_info *t = &table[i];
         if (!t->persistent)
@@ -810,6 +853,8 @@ static int ckpt_load(FILE *f, const char *qpath, void *params, const frost_param
         if (ft) {
             ft->used = 1;
             nload++;
+        } else if (base_ckpt && is_adapter_name(t->name)) {
+            nabsent_adapters++;
         } else {
             nmissing++;
         }
@@ -840,7 +885,8 @@ static int ckpt_load(FILE *f, const char *qpath, void *params, const frost_param
             int k = 0;
             for (int i = 0; i < n; i++) {
                 const frost_param_info *t = &table[i];
-                if (!t->persistent || entry_skipped(opt, t->name) || st_find(l, file_name_of(opt, t->name)))
+                if (!t->persistent || entry_skipped(opt, t->name) || st_find(l, file_name_of(opt, t->name)) ||
+                    (base_ckpt && is_adapter_name(t->name)))
                     continue;
                 fs_quote(q, sizeof q, file_name_of(opt, t->name), ST_NAME_MAX);
                 fs_msg_item(&m, "%s '%s'", k++ ? "," : "", q);
@@ -924,6 +970,10 @@ static int ckpt_load(FILE *f, const char *qpath, void *params, const frost_param
         fs_quote(q, sizeof q, load_prefix(opt), ST_NAME_MAX);
         fs_msg_add(&m, " (names without the prefix '%s')", q);
     }
+    if (fpre) {
+        fs_quote(q, sizeof q, fpre, ST_NAME_MAX);
+        fs_msg_add(&m, " (the file's prefix '%s' removed)", q);
+    }
     if (nskip_table)
         fs_msg_add(&m, "; %d skipped", nskip_table);
     if (nmissing) {
@@ -931,13 +981,17 @@ static int ckpt_load(FILE *f, const char *qpath, void *params, const frost_param
         int k = 0;
         for (int i = 0; i < n; i++) {
             const frost_param_info *t = &table[i];
-            if (!t->persistent || entry_skipped(opt, t->name) || st_find(l, file_name_of(opt, t->name)))
+            if (!t->persistent || entry_skipped(opt, t->name) || st_find(l, file_name_of(opt, t->name)) ||
+                (base_ckpt && is_adapter_name(t->name)))
                 continue;
             fs_quote(q, sizeof q, t->name, ST_NAME_MAX);
             fs_msg_item(&m, "%s '%s'", k++ ? "," : "", q);
         }
         fs_msg_end(&m);
     }
+    if (nabsent_adapters)
+        fs_msg_add(&m, "; %d adapter tensor%s absent (a base checkpoint), left as they were", nabsent_adapters,
+                   nabsent_adapters == 1 ? "" : "s");
     if (nunexpected)
         fs_msg_add(&m, "; %d unexpected ignored", nunexpected);
     return fs_ok(err, "%s", m.s);

@@ -55,6 +55,22 @@ typedef struct frost_param_info {
 } frost_param_info;
 #endif
 
+/* The entry type of every generated header's P_adapters[] (P_NUM_ADAPTERS
+ * entries): one per LoRA layer. weight, lora_A, lora_B are indices into the
+ * same model's P_params[]; the layer computes W x + b + scale B(A(dropout(x)))
+ * with A [r, in], B [out, r] and W [out, in], or [in, out] when in_out.
+ * Guarded like frost_param_info. */
+#ifndef FROST_ADAPTER_INFO_DEFINED
+#define FROST_ADAPTER_INFO_DEFINED
+typedef struct frost_adapter_info {
+    const char *layer;
+    int32_t weight, lora_A, lora_B;
+    int32_t r;
+    double alpha, scale, dropout;
+    int32_t in_out, rslora;
+} frost_adapter_info;
+#endif
+
 /* ---------------------------------------------------------------- errors */
 
 /* Return codes (0 is success). */
@@ -95,6 +111,23 @@ const char *frost_strerror(int code);
 int frost_ckpt_save(const char *path, const void *params, const frost_param_info *table, int n, frost_error *err);
 
 typedef struct {
+    /* NULL-terminated glob patterns, or NULL: when given, only the entries
+     * whose name matches one are saved (e.g. frost_lora_patterns). */
+    const char *const *only;
+    /* NULL-terminated glob patterns, or NULL: entries whose name matches one
+     * are not saved. */
+    const char *const *skip;
+    /* NULL or "": names as in the table. Otherwise written before every
+     * name (FROST_PEFT_PREFIX: PEFT's "base_model.model."). */
+    const char *prefix;
+} frost_save_options;
+
+/* frost_ckpt_save with options (opt may be NULL: the same as frost_ckpt_save).
+ * Saving nothing (no entry selected) is an error, FROST_ERR_ARG. */
+int frost_ckpt_save_ex(const char *path, const void *params, const frost_param_info *table, int n,
+                       const frost_save_options *opt, frost_error *err);
+
+typedef struct {
     /* NULL-terminated list of glob patterns ('*' any run of characters, '?'
      * one character; e.g. "fc.*", "layer4.?.conv1.weight"). Table entries
      * and file tensors whose name matches one are neither loaded nor
@@ -111,16 +144,70 @@ typedef struct {
      * names. Two entries that would look up one file name are an error
      * (FROST_ERR_ARG). Skip patterns match either form of a name. */
     const char *prefix;
+    /* NULL or "": file names as they are. Otherwise the file's names may carry
+     * this prefix, which the table's lack (PEFT's "base_model.model."): it is
+     * removed from every file name that starts with it before matching. A file
+     * with both "P" + x and x is an error (FROST_ERR_FORMAT). */
+    const char *file_prefix;
+    /* NULL-terminated glob patterns, or NULL: when given, only table entries
+     * and file tensors whose name matches one are loaded or required; the
+     * others are left alone (frost_lora_patterns: the adapters alone). */
+    const char *const *only;
 } frost_load_options;
 
 /* Read the tensors of `path` into `params` at their table offsets, matching
- * by name. opt may be NULL (strict, nothing skipped). The whole file is
+ * by name. opt may be NULL (strict, nothing skipped). A file that has no
+ * LoRA adapter tensors at all (no name matching frost_lora_patterns) is a base
+ * model's checkpoint: the table's adapter tensors it lacks are not an error
+ * but keep their values (a fresh adapter, B zero, leaves the base model's
+ * function) and err->msg counts them as absent. A file with some adapter
+ * tensors must have all of the table's, and so must any file loaded with
+ * `only` patterns. The whole file is
  * validated and every name, dtype and shape checked before any byte of params
  * is written: on error params is unchanged (except after a read error in the
  * middle of the copy, FROST_ERR_IO). On success err->msg summarises what was
  * loaded and what was skipped or missing. */
 int frost_ckpt_load(const char *path, void *params, const frost_param_info *table, int n, const frost_load_options *opt,
                     frost_error *err);
+
+/* ---------------------------------------------------------------- LoRA adapters
+ *
+ * A LoRA object (a model compiled with a configuration that has `lora` items)
+ * has, for each adapted layer L, the params L.lora_A.weight and L.lora_B.weight,
+ * PEFT's names. Its header's P_adapters[] says how each is applied. */
+
+/* {"*.lora_A.weight", "*.lora_B.weight", NULL}: the adapter tensors. */
+extern const char *const frost_lora_patterns[];
+/* The prefix PEFT's adapter_model.safetensors puts before the model's names. */
+#define FROST_PEFT_PREFIX "base_model.model."
+
+/* Save the adapter tensors of table[0..n) alone, named as PEFT's
+ * adapter_model.safetensors names them ("base_model.model." + the table's
+ * name). FROST_ERR_ARG if the table has no adapter tensors. */
+int frost_lora_save(const char *path, const void *params, const frost_param_info *table, int n, frost_error *err);
+
+/* Load an adapter file (PEFT's names, or frost's without the prefix) into the
+ * adapter tensors of table[0..n); every other entry is left alone. Strict:
+ * every adapter of the table must be in the file (FROST_ERR_MISSING names
+ * those that are not: a layer the file has no adapter for), every file tensor
+ * must be an adapter of the table (FROST_ERR_UNEXPECTED), and shapes must
+ * agree (FROST_ERR_SHAPE names the tensor: a different rank r). */
+int frost_lora_load(const char *path, void *params, const frost_param_info *table, int n, frost_error *err);
+
+/* Merge the adapters into the base weights of another object: fill every
+ * persistent entry of dst (a model compiled without the `lora` items, e.g.
+ * its `all` or `none` configuration) from the src entry of the same name and
+ * shape, the adapted weights as W + scale B A (B A transposed when in_out),
+ * so that dst computes what src does with no adapter cost. src is the LoRA
+ * object's params, src_table its P_params, adapters its P_adapters. Strict:
+ * every persistent dst entry must be in src (FROST_ERR_MISSING), every
+ * persistent src entry other than the adapters in dst (FROST_ERR_UNEXPECTED),
+ * with the same dtype and shape, and every adapter's tensors f32 with the
+ * shapes its r and layout say (FROST_ERR_SHAPE); all is checked before dst
+ * is written. dst and src must not overlap. Sums are formed in double. */
+int frost_lora_merge(void *dst, const frost_param_info *dst_table, int dst_n, const void *src,
+                     const frost_param_info *src_table, int src_n, const frost_adapter_info *adapters, int nadapters,
+                     frost_error *err);
 
 /* ---------------------------------------------------------------- IDX files
  *

@@ -805,6 +805,202 @@ START_TEST(test_torch_fixture) {
 }
 END_TEST
 
+/* ---------------------------------------------------------------- LoRA adapters */
+
+/* A LoRA object with two adapted layers: a ([3, 4] weight, bias) and b, a
+ * GPT-2-style in_out weight [in 3, out 5] with rsLoRA; a dropout RNG buffer. */
+static const frost_param_info LT[] = {
+    {"a.weight", 0, -1, 2, {3, 4}, F32, 0, 0, 1},           {"a.bias", 64, -1, 1, {3}, F32, 0, 0, 1},
+    {"a.lora_A.weight", 128, 0, 2, {2, 4}, F32, 1, 0, 1},   {"a.lora_B.weight", 192, 64, 2, {3, 2}, F32, 1, 0, 1},
+    {"b.weight", 256, -1, 2, {3, 5}, F32, 0, 0, 1},         {"b.lora_A.weight", 320, 128, 2, {2, 3}, F32, 1, 0, 1},
+    {"b.lora_B.weight", 384, 192, 2, {5, 2}, F32, 1, 0, 1}, {"b.lora_dropout.rng_state", 448, -1, 0, {0}, I64, 0, 1, 0},
+};
+static const frost_adapter_info LT_ADAPTERS[] = {
+    {"a", 0, 2, 3, 2, 4.0, 2.0, 0.0, 0, 0},
+    {"b", 4, 5, 6, 2, 2.0, 1.4142135623730951, 0.1, 1, 1},
+};
+/* The same model without adapters. */
+static const frost_param_info BT[] = {
+    {"a.weight", 0, 0, 2, {3, 4}, F32, 1, 0, 1},
+    {"a.bias", 64, 64, 1, {3}, F32, 1, 0, 1},
+    {"b.weight", 128, 128, 2, {3, 5}, F32, 1, 0, 1},
+};
+/* Layer a adapted alone; layer a at rank 1. */
+static const frost_param_info LT_A[] = {
+    {"a.weight", 0, -1, 2, {3, 4}, F32, 0, 0, 1},         {"a.bias", 64, -1, 1, {3}, F32, 0, 0, 1},
+    {"a.lora_A.weight", 128, 0, 2, {2, 4}, F32, 1, 0, 1}, {"a.lora_B.weight", 192, 64, 2, {3, 2}, F32, 1, 0, 1},
+    {"b.weight", 256, -1, 2, {3, 5}, F32, 0, 0, 1},
+};
+static const frost_param_info LT_R1[] = {
+    {"a.weight", 0, -1, 2, {3, 4}, F32, 0, 0, 1},           {"a.bias", 64, -1, 1, {3}, F32, 0, 0, 1},
+    {"a.lora_A.weight", 128, 0, 2, {1, 4}, F32, 1, 0, 1},   {"a.lora_B.weight", 192, 64, 2, {3, 1}, F32, 1, 0, 1},
+    {"b.weight", 256, -1, 2, {3, 5}, F32, 0, 0, 1},         {"b.lora_A.weight", 320, 128, 2, {2, 3}, F32, 1, 0, 1},
+    {"b.lora_B.weight", 384, 192, 2, {5, 2}, F32, 1, 0, 1},
+};
+
+/* The adapter bytes of two LT blocks agree. */
+static int same_adapters(const unsigned char *x, const unsigned char *y) {
+    return !memcmp(x + 128, y + 128, 32) && !memcmp(x + 192, y + 192, 24) && !memcmp(x + 320, y + 320, 24) &&
+           !memcmp(x + 384, y + 384, 40);
+}
+
+static void fill_floats(void *p, size_t bytes, unsigned seed) {
+    float *f = p;
+    srand(seed);
+    for (size_t i = 0; i < bytes / 4; i++)
+        f[i] = (float)rand() / (float)RAND_MAX - 0.5f;
+}
+
+START_TEST(test_lora_files) {
+    _Alignas(64) unsigned char lo[512], back[512], base[192];
+    fill_floats(lo, sizeof lo, 11);
+    frost_error e;
+
+    /* Saved alone, under PEFT's names; loaded back with or without the prefix. */
+    char path[600]; /* kept: tpath's buffers rotate */
+    snprintf(path, sizeof path, "%s", tpath("adapter_model.safetensors"));
+    ck_assert_msg(frost_lora_save(path, lo, LT, 8, &e) == 0, "%s", e.msg);
+    ck_assert_msg(strstr(e.msg, "saved 4 tensors"), "%s", e.msg);
+    size_t n;
+    char *file = (char *)read_bytes(path, &n);
+    ck_assert_ptr_nonnull(strstr(file + 8, "\"base_model.model.a.lora_A.weight\":{\"dtype\":\"F32\",\"shape\":[2,4]"));
+    ck_assert_ptr_nonnull(strstr(file + 8, "\"base_model.model.b.lora_B.weight\":{\"dtype\":\"F32\",\"shape\":[5,2]"));
+    ck_assert_ptr_null(strstr(file + 8, "a.weight"));
+    ck_assert_ptr_null(strstr(file + 8, "rng_state"));
+    free(file);
+    memset(back, 0x5a, sizeof back);
+    ck_assert_msg(frost_lora_load(path, back, LT, 8, &e) == 0, "%s", e.msg);
+    ck_assert_msg(strstr(e.msg, "loaded 4 tensors") && strstr(e.msg, "the file's prefix 'base_model.model.' removed"),
+                  "%s", e.msg);
+    ck_assert(same_adapters(back, lo));
+    ck_assert(all_bytes(back, 128, 0x5a)); /* the base is left alone */
+    ck_assert(all_bytes(back + 256, 64, 0x5a));
+    const char *only[] = {"*.lora_?.weight", NULL};
+    frost_save_options bare = {.only = only};
+    ck_assert_msg(frost_ckpt_save_ex(tpath("bare"), lo, LT, 8, &bare, &e) == 0, "%s", e.msg);
+    memset(back, 0x5a, sizeof back);
+    ck_assert_msg(frost_lora_load(tpath("bare"), back, LT, 8, &e) == 0, "%s", e.msg);
+    ck_assert(same_adapters(back, lo));
+
+    /* A base checkpoint into the LoRA object: the base loads, the adapters are absent, not an error. */
+    fill_floats(base, sizeof base, 12);
+    ck_assert_msg(frost_ckpt_save(tpath("base"), base, BT, 3, &e) == 0, "%s", e.msg);
+    memcpy(back, lo, sizeof back);
+    ck_assert_msg(frost_ckpt_load(tpath("base"), back, LT, 8, NULL, &e) == 0, "%s", e.msg);
+    ck_assert_msg(strstr(e.msg, "loaded 3 tensors") &&
+                      strstr(e.msg, "4 adapter tensors absent (a base checkpoint), left as they were"),
+                  "%s", e.msg);
+    ck_assert(!memcmp(back, base, 48) && !memcmp(back + 64, base + 64, 12));
+    ck_assert_int_eq(memcmp(back + 256, base + 128, 60), 0);
+    ck_assert(same_adapters(back, lo));
+    /* ... but an adapter file must have them all, and the adapter loader wants adapters. */
+    int rc = frost_lora_load(tpath("base"), back, LT, 8, &e);
+    EXPECT_ERR(rc, e, FROST_ERR_MISSING, "4 tensors missing from the file: 'a.lora_A.weight', 'a.lora_B.weight'");
+    rc = frost_lora_save(tpath("none"), base, BT, 3, &e);
+    EXPECT_ERR(rc, e, FROST_ERR_ARG, "the table has no adapter tensors");
+    ck_assert_int_eq(access(tpath("none"), F_OK), -1);
+
+    /* A layer without its adapter in the file, a file adapter for a layer the model lacks, another rank. */
+    ck_assert_msg(frost_lora_save(tpath("only_a"), lo, LT_A, 5, &e) == 0, "%s", e.msg);
+    rc = frost_lora_load(tpath("only_a"), back, LT, 8, &e);
+    EXPECT_ERR(rc, e, FROST_ERR_MISSING, "2 tensors missing from the file: 'b.lora_A.weight', 'b.lora_B.weight'");
+    rc = frost_ckpt_load(tpath("only_a"), back, LT, 8, NULL, &e); /* some adapters: not a base checkpoint */
+    EXPECT_ERR(rc, e, FROST_ERR_MISSING, "'b.lora_A.weight'");
+    rc = frost_lora_load(path, back, LT_A, 5, &e);
+    EXPECT_ERR(rc, e, FROST_ERR_UNEXPECTED,
+               "2 tensors in the file not in the model: 'b.lora_A.weight', 'b.lora_B.weight'");
+    memcpy(back, lo, sizeof back);
+    rc = frost_lora_load(path, back, LT_R1, 7, &e);
+    EXPECT_ERR(rc, e, FROST_ERR_SHAPE,
+               "shape mismatch: 'a.lora_A.weight' is [2, 4] in the file, the model wants [1, 4]; 'a.lora_B.weight' is "
+               "[3, 2] in the file, the model wants [3, 1]");
+    ck_assert_int_eq(memcmp(back, lo, sizeof back), 0);
+
+    /* One tensor under both names. */
+    float two[2] = {1, 2};
+    write_st(tpath("twice"),
+             "{\"base_model.model.a.lora_A.weight\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]},"
+             "\"a.lora_A.weight\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[4,8]}}",
+             two, sizeof two);
+    rc = frost_lora_load(tpath("twice"), back, LT, 8, &e);
+    EXPECT_ERR(
+        rc, e, FROST_ERR_FORMAT,
+        "tensor 'a.lora_A.weight' appears twice in the header (with the prefix 'base_model.model.' and without)");
+
+    /* Selecting nothing to save is an error; skip and only combine. */
+    const char *nothing[] = {"x.*", NULL};
+    frost_save_options none = {.only = nothing};
+    rc = frost_ckpt_save_ex(tpath("empty"), lo, LT, 8, &none, &e);
+    EXPECT_ERR(rc, e, FROST_ERR_ARG, "no table entry is selected: nothing to save");
+    const char *skip_b[] = {"b.*", NULL};
+    frost_save_options some = {.only = only, .skip = skip_b, .prefix = "m."};
+    ck_assert_msg(frost_ckpt_save_ex(tpath("some"), lo, LT, 8, &some, &e) == 0, "%s", e.msg);
+    ck_assert_msg(strstr(e.msg, "saved 2 tensors"), "%s", e.msg);
+    file = (char *)read_bytes(tpath("some"), &n);
+    ck_assert_ptr_nonnull(strstr(file + 8, "\"m.a.lora_B.weight\""));
+    free(file);
+}
+END_TEST
+
+START_TEST(test_lora_merge) {
+    _Alignas(64) unsigned char lo[512], merged[192];
+    fill_floats(lo, sizeof lo, 21);
+    frost_error e;
+    memset(merged, 0x77, sizeof merged);
+    ck_assert_msg(frost_lora_merge(merged, BT, 3, lo, LT, 8, LT_ADAPTERS, 2, &e) == 0, "%s", e.msg);
+    ck_assert_msg(strstr(e.msg, "merged 2 adapters into a copy of 3 tensors"), "%s", e.msg);
+    const float *w = (const float *)lo, *a = (const float *)(lo + 128), *b = (const float *)(lo + 192);
+    const float *m = (const float *)merged;
+    for (int o = 0; o < 3; o++)
+        for (int i = 0; i < 4; i++) {
+            double want = w[o * 4 + i] + 2.0 * (b[o * 2] * (double)a[i] + b[o * 2 + 1] * (double)a[4 + i]);
+            ck_assert_msg(fabs(m[o * 4 + i] - want) < 1e-6, "a.weight[%d][%d] = %g, want %g", o, i, m[o * 4 + i], want);
+        }
+    ck_assert_int_eq(memcmp(merged + 64, lo + 64, 12), 0);
+    /* b: W [in 3, out 5] += scale (B [5, 2] A [2, 3])^T */
+    w = (const float *)(lo + 256), a = (const float *)(lo + 320), b = (const float *)(lo + 384);
+    m = (const float *)(merged + 128);
+    for (int i = 0; i < 3; i++)
+        for (int o = 0; o < 5; o++) {
+            double want =
+                w[i * 5 + o] + 1.4142135623730951 * (b[o * 2] * (double)a[i] + b[o * 2 + 1] * (double)a[3 + i]);
+            ck_assert_msg(fabs(m[i * 5 + o] - want) < 1e-6, "b.weight[%d][%d] = %g, want %g", i, o, m[i * 5 + o], want);
+        }
+
+    /* Mismatches, each named; dst untouched. */
+    memset(merged, 0x77, sizeof merged);
+    frost_adapter_info bad[2];
+    memcpy(bad, LT_ADAPTERS, sizeof bad);
+    bad[0].r = 3;
+    int rc = frost_lora_merge(merged, BT, 3, lo, LT, 8, bad, 2, &e);
+    EXPECT_ERR(rc, e, FROST_ERR_SHAPE, "'a.lora_A.weight' is [2, 4]; adapter 'a' (r = 3, weight [3, 4]) wants [3, 4]");
+    memcpy(bad, LT_ADAPTERS, sizeof bad);
+    bad[1].in_out = 0;
+    rc = frost_lora_merge(merged, BT, 3, lo, LT, 8, bad, 2, &e);
+    EXPECT_ERR(rc, e, FROST_ERR_SHAPE, "'b.lora_A.weight' is [2, 3]; adapter 'b' (r = 2, weight [3, 5]) wants [2, 5]");
+    bad[1].lora_B = 9;
+    rc = frost_lora_merge(merged, BT, 3, lo, LT, 8, bad, 2, &e);
+    EXPECT_ERR(rc, e, FROST_ERR_ARG, "adapter 1 ('b') names table entry 9, outside the table");
+    rc = frost_lora_merge(merged, LT_A, 5, lo, LT, 8, LT_ADAPTERS, 2, &e);
+    EXPECT_ERR(rc, e, FROST_ERR_UNEXPECTED, "the destination has the adapter tensor 'a.lora_A.weight'");
+    rc = frost_lora_merge(merged, BT, 3, lo, LT, 8, LT_ADAPTERS, 1, &e); /* b's adapter not merged: its tensors stray */
+    EXPECT_ERR(rc, e, FROST_ERR_UNEXPECTED,
+               "tensors of the source not in the destination: 'b.lora_A.weight', 'b.lora_B.weight'");
+    frost_param_info wider[4];
+    memcpy(wider, BT, sizeof BT);
+    wider[3] = (frost_param_info){"c.weight", 160, -1, 1, {4}, F32, 0, 0, 1};
+    rc = frost_lora_merge(merged, wider, 4, lo, LT, 8, LT_ADAPTERS, 2, &e);
+    EXPECT_ERR(rc, e, FROST_ERR_MISSING, "tensors of the destination missing from the source: 'c.weight'");
+    wider[2].shape[1] = 4;
+    rc = frost_lora_merge(merged, wider, 3, lo, LT, 8, LT_ADAPTERS, 2, &e);
+    EXPECT_ERR(rc, e, FROST_ERR_SHAPE,
+               "'b.weight' is [3, 5] (dtype 0) in the source, [3, 4] (dtype 0) in the destination");
+    ck_assert(all_bytes(merged, sizeof merged, 0x77));
+    rc = frost_lora_merge(lo + 64, BT, 3, lo, LT, 8, LT_ADAPTERS, 2, &e);
+    EXPECT_ERR(rc, e, FROST_ERR_ARG, "the destination and source blocks overlap");
+}
+END_TEST
+
 /* ---------------------------------------------------------------- generated headers */
 
 static void run(const char *fmt, ...) {
@@ -1523,6 +1719,8 @@ int main(void) {
     tcase_add_test(ck, test_skip_and_partial);
     tcase_add_test(ck, test_prefix);
     tcase_add_test(ck, test_torch_fixture);
+    tcase_add_test(ck, test_lora_files);
+    tcase_add_test(ck, test_lora_merge);
     tcase_add_test(ck, test_strerror);
     suite_add_tcase(s, ck);
     TCase *gen = tcase_create("generated");
