@@ -50,6 +50,8 @@ typedef struct {
     int64_t params_bytes, grads_bytes, opt_bytes, train_arena_bytes, infer_arena_bytes;
     const frost_param_info *table;
     int nparams;
+    const frost_adapter_info *adapters; /* LoRA layers (none outside lora_* configurations) */
+    int nadapters;
     void (*init)(void *params, uint64_t seed);
     float (*train_step)(void *params, void *grads, void *opt, void *arena, const int32_t *ids, const int32_t *pos,
                         const int32_t *labels, const frost_hparams *hp);
@@ -94,6 +96,8 @@ typedef struct {
                        .infer_arena_bytes = P##_INFER_ARENA_BYTES,                                                    \
                        .table = p##_params,                                                                           \
                        .nparams = P##_NUM_PARAMS,                                                                     \
+                       .adapters = p##_adapters,                                                                      \
+                       .nadapters = P##_NUM_ADAPTERS,                                                                 \
                        .init = p##_init,                                                                              \
                        .train_step = p##_step_,                                                                       \
                        .infer = p##_infer_,                                                                           \
@@ -581,6 +585,7 @@ static float scheduled_lr(float lr, int64_t step, int64_t total) {
 typedef struct {
     const model *m;
     double loss, val_before, val_after, seconds;
+    double val_merged; /* LoRA: the adapters merged into the `all` object's weights; NAN otherwise */
 } result;
 
 /* `steps` AdamW steps on random windows of `text`; returns the mean loss of
@@ -614,6 +619,29 @@ static double train(run_state *r, span text, int64_t steps, float lr, uint64_t s
         fputs("\r\033[K", stdout);
     *seconds = now() - t0;
     return steps ? tail_sum / (double)tail : NAN;
+}
+
+/* A LoRA run's end: save its adapters alone as PEFT names them, then merge
+ * them into the base weights of the `all` object (W + scale B A), which has no
+ * adapters, and validate that: the same model at no adapter cost. Returns its
+ * validation loss. */
+static double save_and_merge(run_state *r, const model *base, const options *o, span val) {
+    const model *m = r->m;
+    frost_error err;
+    char path[4096];
+    snprintf(path, sizeof path, "%s/%s_adapter_model.safetensors", o->out, m->name);
+    if (frost_lora_save(path, r->params, m->table, m->nparams, &err))
+        die("%s", err.msg);
+    printf("  %-10s %s\n", "", err.msg);
+    run_state merged = run_new(base);
+    if (frost_lora_merge(merged.params, base->table, base->nparams, r->params, m->table, m->nparams, m->adapters,
+                         m->nadapters, &err))
+        die("%s", err.msg);
+    double loss = validation_loss(&merged, val);
+    printf("  %-10s adapters merged into the weights of the '%s' object (%s): validation %.4f nats/byte\n", "",
+           base->name, err.msg, loss);
+    run_free(&merged);
+    return loss;
 }
 
 static void report(const model *m, int64_t steps, double loss, double val, double seconds) {
@@ -726,18 +754,22 @@ int main(int argc, char **argv) {
         m->init(r.params, o.seed);
         /* The pre-trained checkpoint has no LoRA adapters: those of a LoRA
          * configuration keep P_init's values (A random, B zero, so the model
-         * starts as the checkpoint), everything else must be in the file. */
-        static const char *const adapters[] = {"*.lora_A.weight", "*.lora_B.weight", NULL};
-        frost_load_options lopt = {.skip = adapters};
-        if (frost_ckpt_load(ckpt, r.params, m->table, m->nparams, &lopt, &err))
+         * starts as the checkpoint; the loader reports them absent),
+         * everything else must be in the file. */
+        if (frost_ckpt_load(ckpt, r.params, m->table, m->nparams, NULL, &err))
             die("%s", err.msg);
+        if (m->nadapters)
+            printf("  %s\n", err.msg);
         results[k].m = m;
+        results[k].val_merged = NAN;
         results[k].val_before = validation_loss(&r, ft_val);
         results[k].loss = train(&r, ft_train, o.finetune_steps, o.finetune_lr, o.seed + 1, live, &results[k].seconds);
         results[k].val_after = validation_loss(&r, ft_val);
         report(m, o.finetune_steps, results[k].loss, results[k].val_after, results[k].seconds);
         printf("  %-10s validation before %.4f, after %.4f nats/byte\n", "", results[k].val_before,
                results[k].val_after);
+        if (m->nadapters)
+            results[k].val_merged = save_and_merge(&r, pre_model, &o, ft_val);
         sample_text(&r, &o, o.seed + 1 + (uint64_t)k, "after fine-tuning");
         run_free(&r);
         putchar('\n');
@@ -751,16 +783,22 @@ int main(int argc, char **argv) {
     printf("fine-tuning on '%s' (%lld steps); validation loss in nats per byte on its last %lld bytes\n\n", o.hold_out,
            (long long)o.finetune_steps, (long long)ft_val.size);
     printf("| configuration | trains | trainable params | grads | optimizer | train arena | grads+opt+arena vs all "
-           "| val before | val after | time |\n");
-    printf("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+           "| val before | val after | merged | time |\n");
+    printf("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
     for (int k = 0; k < NMODELS; k++) {
         const model *m = results[k].m;
         int64_t total = m->grads_bytes + m->opt_bytes + m->train_arena_bytes;
-        printf("| %s | %s | %lld | %s | %s | %s | %.2fx | %.4f | %.4f | %s |\n", m->name, m->trains,
+        char merged[32] = "-";
+        if (!isnan(results[k].val_merged))
+            snprintf(merged, sizeof merged, "%.4f", results[k].val_merged);
+        printf("| %s | %s | %lld | %s | %s | %s | %.2fx | %.4f | %.4f | %s | %s |\n", m->name, m->trains,
                (long long)trainable_scalars(m), mib(m->grads_bytes), mib(m->opt_bytes), mib(m->train_arena_bytes),
-               (double)total / (double)full_total, results[k].val_before, results[k].val_after,
+               (double)total / (double)full_total, results[k].val_before, results[k].val_after, merged,
                duration(results[k].seconds));
     }
+    printf("\nmerged: a LoRA run's validation loss with its adapters merged into the base weights (W + scale B A)\n"
+           "and run by the '%s' object, which has no adapters\n",
+           pre_model->name);
     printf("\nparams: %s in every configuration (batch %lld x %lld bytes)\n", mib(pre_model->params_bytes),
            (long long)pre_model->batch, (long long)len);
     free(results);

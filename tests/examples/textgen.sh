@@ -39,9 +39,17 @@ if [ $rc -ne 0 ]; then
 else
     grep -q '^| configuration | trains | trainable params |' "$work/run.out" || fail "run: no final table"
     for c in $configs; do
-        # | name | trains | params | grads | opt | arena | ratio | before | after | time |
-        grep -Eq "^\| $c \| .* \| [0-9]+\.[0-9]{4} \| [0-9]+\.[0-9]{4} \| [0-9.ms]+ \|$" "$work/run.out" ||
-            fail "run: no table row for '$c' with validation losses"
+        # | name | trains | params | grads | opt | arena | ratio | before | after | merged | time |
+        grep -Eq "^\| $c \| .* \| [0-9]+\.[0-9]{4} \| [0-9]+\.[0-9]{4} \| ([0-9]+\.[0-9]{4}|-) \| [0-9.ms]+ \|$" \
+            "$work/run.out" || fail "run: no table row for '$c' with validation losses"
+        case $c in
+        lora_*) # adapters saved, and merged into the base weights they validate as adapted (4 decimals)
+            [ -s "$work/${c}_adapter_model.safetensors" ] || fail "run: no adapter file for '$c'"
+            awk -F' [|] ' -v c="$c" '$1 == "| " c && $9 != $10 { bad = 1 } $1 == "| " c { seen = 1 }
+                END { exit !(seen && !bad) }' "$work/run.out" ||
+                fail "run: '$c' merged into the base weights does not validate as adapted"
+            ;;
+        esac
     done
     [ -s "$work/gpt_small_pretrained.safetensors" ] || fail "run: no checkpoint"
     grep -q "pre-trained, before fine-tuning" "$work/run.out" || fail "run: no sample"
