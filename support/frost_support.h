@@ -7,6 +7,8 @@
  *     PyTorch's included, by name through the model's parameter table
  *     (P_params[] of the generated header), with name, dtype and shape checks
  *     and optional skipping of some tensors (fine-tuning with a new head);
+ *   - LoRA adapters: saved and loaded alone under PEFT's names, and merged
+ *     into the weights of a model compiled without them;
  *   - data: a reader of IDX files (MNIST, Fashion-MNIST; plain or gzip), a
  *     conversion to float images and int32 labels, and a deterministic
  *     shuffled batch iterator;
