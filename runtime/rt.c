@@ -5,7 +5,7 @@
  * the sizes become constants and the functions are internalised. Hence the
  * rules of rt.h: no globals, no allocation, no I/O (but for checked mode's
  * one report on stderr); only memcpy/memset and
- * math.h (expf, logf, sqrt, ceilf) and cblas_sgemm from outside. Loops are
+ * math.h (logf, erff, sqrt, floorf, ceilf) and cblas_sgemm from outside. Loops are
  * written plainly over restrict pointers so the vectoriser can take them once
  * the target CPU is known.
  *
@@ -21,6 +21,49 @@
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
+
+/* ---------------------------------------------------------------- exp
+ *
+ * e^x without a call, so that the loops of softmax, attention, the losses,
+ * sigmoid, SiLU and GELU vectorise (libm's expf is a scalar call LLVM cannot
+ * widen). x = n ln 2 + r with |r| <= ln 2 / 2 (ln 2 in two parts, so that
+ * n ln 2 is exact), e^r by a degree-6 polynomial (Taylor's, its coefficients
+ * adjusted for least error on that interval), times 2^n as two powers of two
+ * built in the exponent bits (each a normal float, so 2^n may be subnormal or
+ * 2^128 on the way). Within 2 ulp of expf where the result is normal
+ * (tests/unit/test_runtime.c checks it over the whole range); e^-inf = 0
+ * exactly, as masked scores need; inf above ln(FLT_MAX), NaN stays NaN.
+ * Branch-free: every case is a select. */
+static inline float rt_pow2i(int32_t n) { /* 2^n for -126 <= n <= 127 */
+    uint32_t bits = (uint32_t)(n + 127) << 23;
+    float f;
+    memcpy(&f, &bits, 4);
+    return f;
+}
+
+static inline float rt_exp(float x) {
+    const float log2e = 1.44269504088896341f, ln2_hi = 0.693359375f, ln2_lo = -2.12194440e-4f;
+    float xc = x < -104.0f ? -104.0f : x > 88.75f ? 88.75f : x; /* NaN passes, and is set apart at the end */
+    float n = floorf(xc * log2e + 0.5f);
+    float r = xc - n * ln2_hi - n * ln2_lo;
+    float p = 1.9875691500e-4f;
+    p = p * r + 1.3981999507e-3f;
+    p = p * r + 8.3334519073e-3f;
+    p = p * r + 4.1665795894e-2f;
+    p = p * r + 1.6666665459e-1f;
+    p = p * r + 5.0000001201e-1f;
+    float er = p * r * r + r + 1.0f;
+    int32_t ni = (int32_t)(xc == xc ? n : 0.0f), half = ni / 2;
+    float y = er * rt_pow2i(half) * rt_pow2i(ni - half);
+    y = x < -104.0f ? 0.0f : y;
+    y = x > 88.72283905f ? INFINITY : y;
+    return x != x ? x : y;
+}
+
+void rt_exp_fwd(const float *restrict x, float *restrict y, int64_t n) {
+    for (int64_t i = 0; i < n; i++)
+        y[i] = rt_exp(x[i]);
+}
 
 /* ---------------------------------------------------------------- checked mode */
 
@@ -340,7 +383,7 @@ void rt_relu_bwd_mask(const uint8_t *restrict bits, const float *restrict dy, fl
  * overflows to inf for x < -88 and the quotient is then 0, never NaN. */
 static inline void rt_sigmoid_body(const float *x, float *y, int64_t n) {
     for (int64_t i = 0; i < n; i++)
-        y[i] = 1.0f / (1.0f + expf(-x[i]));
+        y[i] = 1.0f / (1.0f + rt_exp(-x[i]));
 }
 
 void rt_sigmoid_fwd(const float *x, float *y, int64_t n) {
@@ -364,7 +407,7 @@ void rt_sigmoid_bwd(const float *restrict y, const float *restrict dy, float *re
 
 /* x / (1 + e^-x): for x < -88 e^-x is inf and y is -0, never NaN; for
  * x = -inf the quotient is -inf / inf, so that end is set apart. */
-static inline float rt_silu1(float x) { return x == -INFINITY ? 0.0f : x / (1.0f + expf(-x)); }
+static inline float rt_silu1(float x) { return x == -INFINITY ? 0.0f : x / (1.0f + rt_exp(-x)); }
 
 static inline void rt_silu_body(const float *x, float *y, int64_t n) {
     for (int64_t i = 0; i < n; i++)
@@ -379,7 +422,7 @@ void rt_silu_fwd(const float *x, float *y, int64_t n) {
 }
 
 static inline float rt_silu_grad(float x) {
-    float s = 1.0f / (1.0f + expf(-x));
+    float s = 1.0f / (1.0f + rt_exp(-x));
     return x == -INFINITY || x == INFINITY ? s : s * (1.0f + x * (1.0f - s));
 }
 
@@ -401,13 +444,17 @@ void rt_silu_bwd(const float *restrict x, const float *restrict dy, float *restr
 #define RT_GELU_C 0.044715f
 
 /* 1 + erf (or 1 + tanh) is 0 at x = -inf and the product 0 * -inf: that
- * end is set apart. tanhf saturates to +-1, so x^3 overflowing is harmless. */
+ * end is set apart. The tanh form is computed as x sigmoid(2u), since
+ * 1 + tanh(u) = 2 sigmoid(2u), u = sqrt(2/pi) (x + 0.044715 x^3): no tanhf
+ * call (the loop vectorises with rt_exp) and no cancellation in 1 + tanh for
+ * negative x. e^-2u overflows to inf for very negative x (x^3 too), and the
+ * quotient is then -0, never NaN. */
 static inline float rt_gelu_erf1(float x) { return x == -INFINITY ? 0.0f : 0.5f * x * (1.0f + erff(x * RT_SQRT1_2)); }
 
 static inline float rt_gelu_tanh1(float x) {
     if (x == -INFINITY)
         return 0.0f;
-    return 0.5f * x * (1.0f + tanhf(RT_SQRT2_PI * (x + RT_GELU_C * x * x * x)));
+    return x / (1.0f + rt_exp(-2.0f * RT_SQRT2_PI * (x + RT_GELU_C * x * x * x)));
 }
 
 static inline void rt_gelu_body(const float *x, float *y, int64_t n, int64_t tanh) {
@@ -432,14 +479,15 @@ void rt_gelu_fwd(const float *x, float *y, int64_t n, int64_t tanh) {
 static inline float rt_gelu_erf_grad(float x) {
     if (isinf(x))
         return x > 0 ? 1.0f : 0.0f;
-    return 0.5f * (1.0f + erff(x * RT_SQRT1_2)) + x * RT_INV_SQRT_2PI * expf(-0.5f * x * x);
+    return 0.5f * (1.0f + erff(x * RT_SQRT1_2)) + x * RT_INV_SQRT_2PI * rt_exp(-0.5f * x * x);
 }
 
 static inline float rt_gelu_tanh_grad(float x) {
     if (fabsf(x) > 20.0f) /* t = +-1 exactly in f32 and x^3 may overflow */
         return x > 0 ? 1.0f : 0.0f;
-    float t = tanhf(RT_SQRT2_PI * (x + RT_GELU_C * x * x * x));
-    return 0.5f * (1.0f + t) + 0.5f * x * (1.0f - t * t) * RT_SQRT2_PI * (1.0f + 3.0f * RT_GELU_C * x * x);
+    /* with s = sigmoid(2u): 0.5 (1 + tanh u) = s and 1 - tanh^2 u = 4 s (1 - s) */
+    float s = 1.0f / (1.0f + rt_exp(-2.0f * RT_SQRT2_PI * (x + RT_GELU_C * x * x * x)));
+    return s + 2.0f * x * s * (1.0f - s) * RT_SQRT2_PI * (1.0f + 3.0f * RT_GELU_C * x * x);
 }
 
 void rt_gelu_bwd(const float *restrict x, const float *restrict dy, float *restrict dx, int64_t n, int64_t acc,
@@ -667,10 +715,10 @@ void rt_attention_fwd(const float *restrict q, const float *restrict k, const fl
                             block_max = sr[t] > block_max ? sr[t] : block_max;
                         /* key j0 <= i0 <= every row's query: each row sees a key in the first block */
                         float m_new = block_max > m[r] ? block_max : m[r];
-                        float rescale = expf(m[r] - m_new); /* 0 for the first block */
+                        float rescale = rt_exp(m[r] - m_new); /* 0 for the first block */
                         float sum = 0.0f;
                         for (int64_t t = 0; t < keys; t++) {
-                            sr[t] = expf(sr[t] - m_new);
+                            sr[t] = rt_exp(sr[t] - m_new);
                             sum += sr[t];
                         }
                         l[r] = l[r] * rescale + sum;
@@ -725,7 +773,7 @@ void rt_attention_bwd(const float *restrict q, const float *restrict k, const fl
                     rt_attention_scores(qb, k + kv, p, rows, keys, hd, tile, i0, j0, causal, fscale);
                     for (int64_t r = 0; r < rows; r++)
                         for (int64_t t = 0; t < keys; t++)
-                            p[r * tile + t] = expf(p[r * tile + t] - lse[row + r]); /* masked: exp(-inf) = 0 */
+                            p[r * tile + t] = rt_exp(p[r * tile + t] - lse[row + r]); /* masked: exp(-inf) = 0 */
                     if (dv)
                         rt_gemm(CblasTrans, CblasNoTrans, keys, hd, rows, p, tile, dob, hd, 1.0f, dv + kv, hd);
                     if (!ds_wanted)
@@ -764,7 +812,7 @@ void rt_softmax_fwd(const float *restrict x, float *restrict y, int64_t rows, in
             mx = xr[j] > mx || xr[j] != xr[j] ? xr[j] : mx;
         double sum = 0.0;
         for (int64_t j = 0; j < D; j++) {
-            yr[j] = expf(xr[j] - mx);
+            yr[j] = rt_exp(xr[j] - mx);
             sum += (double)yr[j];
         }
         const float inv = (float)(1.0 / sum);
@@ -1059,13 +1107,13 @@ int32_t rt_cross_entropy_fwd(const float *restrict logits, const int32_t *restri
             mx = row[j] > mx ? row[j] : mx;
         float sum = 0.0f;
         for (int64_t j = 0; j < C; j++)
-            sum += expf(row[j] - mx);
+            sum += rt_exp(row[j] - mx);
         if (labels[i] != ignore)
             total += (double)(mx + logf(sum) - row[labels[i]]);
         if (probs) {
             float inv = 1.0f / sum;
             for (int64_t j = 0; j < C; j++)
-                probs[i * C + j] = expf(row[j] - mx) * inv;
+                probs[i * C + j] = rt_exp(row[j] - mx) * inv;
         }
     }
     /* every row ignored: 0 (PyTorch gives 0/0 = NaN), so that a batch of
@@ -1121,12 +1169,12 @@ int32_t rt_linear_ce_fwd(const float *restrict h, const float *restrict w, const
                 for (int64_t j = 1; j < C; j++)
                     m = t[j] > m ? t[j] : m;
                 if (m > mx[i]) { /* rescale what was summed against the old max */
-                    sum[i] *= expf(mx[i] - m);
+                    sum[i] *= rt_exp(mx[i] - m);
                     mx[i] = m;
                 }
                 float s = 0.0f;
                 for (int64_t j = 0; j < C; j++)
-                    s += expf(t[j] - mx[i]);
+                    s += rt_exp(t[j] - mx[i]);
                 sum[i] += s;
                 int64_t label = labels[r0 + i];
                 if (label >= v0 && label < v0 + C)
@@ -1169,7 +1217,7 @@ void rt_linear_ce_bwd(const float *restrict h, const float *restrict w, const in
                 }
                 float l = lse[r0 + i];
                 for (int64_t j = 0; j < C; j++)
-                    t[j] = expf(t[j] - l) * s;
+                    t[j] = rt_exp(t[j] - l) * s;
                 if (label >= v0 && label < v0 + C)
                     t[label - v0] -= s;
             }

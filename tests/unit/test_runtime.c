@@ -1302,6 +1302,44 @@ START_TEST(dropout_statistics) {
 }
 END_TEST
 
+/* ================================================================ exp */
+
+/* The runtime's exp against libm's on a dense sweep of every finite float
+ * with a normal result (every 4099th bit pattern: 2 ulp), and its ends. */
+START_TEST(exp_sweep) {
+    enum { n = 4096 };
+    float x[n], y[n];
+    double worst = 0;
+    float worst_x = 0;
+    int64_t count = 0;
+    for (uint64_t b = 0; b <= 0xFFFFFFFFull;) {
+        int k = 0;
+        for (; k < n && b <= 0xFFFFFFFFull; b += 4099) {
+            uint32_t bits = (uint32_t)b;
+            float v;
+            memcpy(&v, &bits, 4);
+            if (isfinite(v) && v > -87.33f && v < 88.72f)
+                x[k++] = v;
+        }
+        rt_exp_fwd(x, y, k);
+        for (int i = 0; i < k; i++) {
+            float e = expf(x[i]);
+            double ulp = fabs((double)y[i] - (double)e) / (double)(nextafterf(e, INFINITY) - e);
+            if (ulp > worst)
+                worst = ulp, worst_x = x[i];
+        }
+        count += k;
+    }
+    ck_assert_msg(worst <= 2.0, "exp(%.9g): %.2f ulp from expf", worst_x, worst);
+    ck_assert(count > 500000);
+    float ends[] = {-INFINITY, INFINITY, NAN, -104.5f, -1e30f, 88.73f, 1e30f, 0.0f, -0.0f, -100.0f};
+    rt_exp_fwd(ends, y, 10);
+    ck_assert(y[0] == 0.0f && y[1] == INFINITY && isnan(y[2]) && y[3] == 0.0f && y[4] == 0.0f);
+    ck_assert(y[5] == INFINITY && y[6] == INFINITY && y[7] == 1.0f && y[8] == 1.0f);
+    ck_assert_msg(fabs(y[9] - expf(-100.0f)) <= 2e-45, "exp(-100) = %g (subnormal)", y[9]); /* 3.8e-44 */
+}
+END_TEST
+
 /* ================================================================ sigmoid */
 
 /* Forward against a double reference, the saturated ends and NaN; backward
@@ -2605,6 +2643,7 @@ static Suite *runtime_suite(void) {
     tcase_set_timeout(d, 600);
     tcase_add_test(d, dropout);
     tcase_add_test(d, dropout_statistics);
+    tcase_add_test(d, exp_sweep);
     tcase_add_test(d, sigmoid);
     tcase_add_test(d, silu);
     tcase_add_test(d, gelu);
