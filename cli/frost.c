@@ -95,10 +95,11 @@ static const struct cli_option {
     {"--freeze", "PATTERN", C_SELECT, "freeze the params matching PATTERN; repeatable, applied after --train"},
     {"--grad", "INPUT", C_SELECT, "also compute d loss / d INPUT; repeatable"},
     {"--batchnorm-eval", NULL, C_SELECT, "batch norm uses its running statistics in training too"},
-    {"--optimizer", "NAME", C_COMPILE | C_COMPARE,
-     "optimizer compiled into P_update / P_train_step: sgd or adamw\n"
-     "(default: the model's `optimizer` statement, else sgd)"},
-    {"--opt", "KEY=VALUE", C_COMPILE | C_COMPARE,
+    {"--optimizer", "NAME", C_COMPILE | C_PLAN | C_COMPARE,
+     "optimizer compiled into P_update / P_train_step, whose state plan and\n"
+     "compare count: sgd or adamw (default: the model's `optimizer` statement,\n"
+     "else sgd)"},
+    {"--opt", "KEY=VALUE", C_COMPILE | C_PLAN | C_COMPARE,
      "its default hyper-parameters (lr, momentum, dampening, nesterov,\n"
      "weight_decay; adamw: lr, beta1, beta2, eps, weight_decay); repeatable"},
     {"--name", "PREFIX", C_COMPILE, "prefix of the generated symbols and macros (default: the model name)"},

@@ -760,8 +760,9 @@ typedef struct {
     int64_t total_params;     /* elements */
     int64_t params_bytes, grads_bytes, residual_bytes, opt_state_bytes;
     int64_t train_arena, infer_arena, lower_bound;
-    bool has_batchnorm; /* the model has batch norm, */
-    bool bn_eval;       /*   on running statistics in the train program too */
+    bool has_batchnorm;    /* the model has batch norm, */
+    bool bn_eval;          /*   on running statistics in the train program too */
+    const char *optimizer; /* opt_name() of the optimizer opt_state_bytes is the state of */
 } compare_row;
 void compare_row_of(const ir_module *m, const char *config, compare_row *row);
 /* rows[0] is the reference the ratios are taken against when named "all";

@@ -1,8 +1,9 @@
 /* compare.c: `frost compare`: one row per freeze configuration, so the memory
  * a fine-tuning recipe needs can be read off before any hardware is bought.
  *
- * "total" is what training holds at its peak: params + grads + train arena
- * (optimizer state is not counted). The ratios are against the row named
+ * "total" is what training holds at its peak: params + grads + optimizer
+ * state + train arena, the four blocks a training caller allocates
+ * (docs/abi.md). The ratios are against the row named
  * `all`, full training, or the first row when there is none (the headers say
  * which). */
 #include "ir.h"
@@ -18,7 +19,9 @@ static const compare_row *reference_row(const compare_row *rows, int nrows) {
     return &rows[0];
 }
 
-static int64_t total_of(const compare_row *r) { return r->params_bytes + r->grads_bytes + r->train_arena; }
+static int64_t total_of(const compare_row *r) {
+    return r->params_bytes + r->grads_bytes + r->opt_state_bytes + r->train_arena;
+}
 
 static double ratio(int64_t a, int64_t b) { return b > 0 ? (double)a / (double)b : 0.0; }
 
@@ -31,6 +34,7 @@ enum {
     CC_BN,
     CC_TRAINABLE,
     CC_GRADS,
+    CC_OPT,
     CC_RESIDUALS,
     CC_TRAIN,
     CC_INFER,
@@ -75,8 +79,9 @@ static void compare_table(const char *model, int nrows, const compare_row *ref, 
     IR_ASSERT(arena_ref && total_ref);
     sprintf(arena_ref, "arena vs %s", ref->config);
     sprintf(total_ref, "total vs %s", ref->config);
-    const char *heads[NCOLS] = {"config",      "batch norm",  "trainable params", "grads", "residuals", "train arena",
-                                "infer arena", "lower bound", "arena/bound",      "total", arena_ref,   total_ref};
+    const char *heads[NCOLS] = {"config",    "batch norm",  "trainable params", "grads",       "optimizer",
+                                "residuals", "train arena", "infer arena",      "lower bound", "arena/bound",
+                                "total",     arena_ref,     total_ref};
     int width[NCOLS];
     for (int c = 0; c < NCOLS; c++) {
         width[c] = (int)strlen(heads[c]);
@@ -108,10 +113,11 @@ static void compare_table(const char *model, int nrows, const compare_row *ref, 
         }
     }
     fprintf(out,
-            "\ntotal = params + grads + train arena (params: %s in every row); arena/bound = train arena / lower\n"
-            "bound; batch norm: on batch statistics (train) or running ones (eval) in the train program, or -\n"
-            "when there is none; the last two columns are relative to configuration '%s'.\n",
-            view_bytes(pb, ref->params_bytes), ref->config);
+            "\ntotal = params + grads + optimizer + train arena (params: %s in every row; optimizer: %s state);\n"
+            "arena/bound = train arena / lower bound; batch norm: on batch statistics (train) or running ones\n"
+            "(eval) in the train program, or - when there is none; the last two columns are relative to\n"
+            "configuration '%s'.\n",
+            view_bytes(pb, ref->params_bytes), ref->optimizer, ref->config);
     free(arena_ref);
     free(total_ref);
 }
@@ -129,7 +135,8 @@ void view_compare(const char *model, const compare_row *rows, int nrows, view_fo
         view_json_string(out, model);
         fprintf(out, ", \"reference\": ");
         view_json_string(out, ref->config);
-        fprintf(out, ", \"params_bytes\": %" PRId64 ", \"configs\": [", ref->params_bytes);
+        fprintf(out, ", \"params_bytes\": %" PRId64 ", \"optimizer\": \"%s\", \"configs\": [", ref->params_bytes,
+                ref->optimizer);
         for (int k = 0; k < nrows; k++) {
             const compare_row *r = &rows[k];
             fprintf(out, "%s\n  {\"config\": ", k ? "," : "");
@@ -165,8 +172,9 @@ void view_compare(const char *model, const compare_row *rows, int nrows, view_fo
         names[k] = config_cell(r->config, fmt);
         snprintf(CELL(k, CC_BN), 48, "%s", bn_mode(r));
         snprintf(CELL(k, CC_TRAINABLE), 48, "%" PRId64, r->trainable_params);
-        int64_t bytes[] = {r->grads_bytes, r->residual_bytes, r->train_arena, r->infer_arena, r->lower_bound};
-        for (int c = 0; c < 5; c++) {
+        int64_t bytes[] = {r->grads_bytes, r->opt_state_bytes, r->residual_bytes,
+                           r->train_arena, r->infer_arena,     r->lower_bound};
+        for (int c = 0; c < 6; c++) {
             if (raw)
                 snprintf(CELL(k, CC_GRADS + c), 48, "%" PRId64, bytes[c]);
             else
@@ -181,7 +189,8 @@ void view_compare(const char *model, const compare_row *rows, int nrows, view_fo
         snprintf(CELL(k, CC_TOTAL_REF), 48, "%.3f", ratio(total_of(r), total_of(ref)));
     }
     if (fmt == FMT_CSV) {
-        fprintf(out, "config,batchnorm,trainable_params,grads_bytes,residual_bytes,train_arena_bytes,infer_arena_bytes,"
+        fprintf(out, "config,batchnorm,trainable_params,grads_bytes,opt_state_bytes,residual_bytes,train_arena_bytes,"
+                     "infer_arena_bytes,"
                      "lower_bound_bytes,arena_over_bound,total_bytes,arena_vs_reference,total_vs_reference\n");
         for (int k = 0; k < nrows; k++)
             for (int c = 0; c < NCOLS; c++)

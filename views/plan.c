@@ -428,7 +428,8 @@ void view_plan(const ir_module *m, view_format fmt, const view_options *o, FILE 
     }
     const ir_graph *g = m->graph;
     const char *config = view_config_name(m);
-    int64_t total = m->params_bytes + m->grads_bytes + m->train.arena_bytes;
+    /* What training holds: the three blocks the caller allocates and the train arena. */
+    int64_t total = m->params_bytes + m->grads_bytes + m->opt_state_bytes + m->train.arena_bytes;
     if (fmt == FMT_JSON) {
         fprintf(out, "{\"model\": ");
         view_json_string(out, g->model);
@@ -437,8 +438,10 @@ void view_plan(const ir_module *m, view_format fmt, const view_options *o, FILE 
         fprintf(out, ", \"batchnorm_eval\": %s", m->bn_eval ? "true" : "false");
         fprintf(out,
                 ",\n  \"trainable_params\": %" PRId64 ", \"total_params\": %" PRId64 ", \"params_bytes\": %" PRId64
-                ", \"grads_bytes\": %" PRId64 ", \"training_total_bytes\": %" PRId64 ",\n  \"train\": ",
-                count_elems(g, true), count_elems(g, false), m->params_bytes, m->grads_bytes, total);
+                ", \"grads_bytes\": %" PRId64 ",\n  \"optimizer\": \"%s\", \"opt_state_bytes\": %" PRId64
+                ", \"training_total_bytes\": %" PRId64 ",\n  \"train\": ",
+                count_elems(g, true), count_elems(g, false), m->params_bytes, m->grads_bytes, opt_name(m->opt.kind),
+                m->opt_state_bytes, total);
         plan_json_program(g, &m->train, o->steps, out);
         fprintf(out, ",\n  \"infer\": ");
         plan_json_program(g, &m->infer, o->steps, out);
@@ -467,6 +470,9 @@ void view_plan(const ir_module *m, view_format fmt, const view_options *o, FILE 
     } rows[] = {
         {"params", m->params_bytes, "parameters and buffers"},
         {"grads", m->grads_bytes, "trainable parameter and input gradients"},
+        {"optimizer", m->opt_state_bytes,
+         pool_printf(g->pool, "%s state: the step count, then %s per trainable parameter", opt_name(m->opt.kind),
+                     m->opt.kind == OPT_ADAMW ? "two moments" : "a momentum buffer")},
         {"residuals", m->train.residual_bytes, "part of the train arena kept from forward for backward"},
         {"train arena", m->train.arena_bytes, "forward + backward"},
         {"  lower bound", m->train.lower_bound,
@@ -474,7 +480,7 @@ void view_plan(const ir_module *m, view_format fmt, const view_options *o, FILE 
         {"infer arena", m->infer.arena_bytes, "inference only"},
         {"  lower bound", m->infer.lower_bound,
          pool_printf(g->pool, "ratio %.4f", ratio(m->infer.arena_bytes, m->infer.lower_bound))},
-        {"training total", total, "params + grads + train arena"},
+        {"training total", total, "params + grads + optimizer + train arena"},
     };
     int wb = 5;
     for (size_t k = 0; k < sizeof rows / sizeof rows[0]; k++) {
@@ -508,6 +514,7 @@ void compare_row_of(const ir_module *m, const char *config, compare_row *row) {
     row->infer_arena = m->infer.arena_bytes;
     row->lower_bound = m->train.lower_bound;
     row->opt_state_bytes = m->opt_state_bytes;
+    row->optimizer = opt_name(m->opt.kind);
     row->bn_eval = m->bn_eval;
     const op_def *bn = op_find("batchnorm2d");
     for (int n = 0; n < m->graph->nnodes; n++)

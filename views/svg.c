@@ -240,7 +240,7 @@ static int64_t seg_bytes(const compare_row *r, int k) {
 }
 
 void view_compare_svg(const char *model, const compare_row *rows, int nrows, FILE *out) {
-    /* optimizer state beyond its step counter (SGD without momentum has none) */
+    /* optimizer state beyond its step counter (none when no row trains a parameter) */
     bool opt = false;
     size_t longest = 0;
     int64_t max = 1;
@@ -255,7 +255,7 @@ void view_compare_svg(const char *model, const compare_row *rows, int nrows, FIL
     for (int k = 0; k < nrows; k++) {
         total[k] = 0;
         for (int s = 0; s < SEG_COUNT; s++)
-            total[k] += s == SEG_OPT && !opt ? 0 : seg_bytes(&rows[k], s);
+            total[k] += seg_bytes(&rows[k], s); /* frost compare's total, the step counter included */
         if (total[k] > max)
             max = total[k];
     }
@@ -270,8 +270,8 @@ void view_compare_svg(const char *model, const compare_row *rows, int nrows, FIL
     snprintf(title, sizeof title, "%s: memory per freeze configuration", model);
     svg_text(out, 20, 24, "start", "font-size=\"15\" font-weight=\"bold\"", title);
     svg_text(out, 20, 44, "start", "fill=\"#555\"",
-             opt ? "bar: params + grads + optimizer state + train arena (the residuals in red)"
-                 : "bar: params + grads + train arena (the residuals in red), as frost compare's total");
+             opt ? "bar: params + grads + optimizer state + train arena (residuals in red): frost compare's total"
+                 : "bar: params + grads + train arena (residuals in red); the total adds the optimizer's step count");
     double lx = 20;
     for (int s = 0; s < SEG_COUNT; s++) {
         if (s == SEG_OPT && !opt)

@@ -62,7 +62,7 @@ expect 2 "frost: --format is an option of frost plan, compare, dot and configs, 
     compile "$model" --format json -o x.o
 expect 2 "frost: --from is an option of frost dot, not frost compare" compare "$model" --from fc1
 expect 2 "frost: -O2 is an option of frost compile, not frost dot" dot "$model" -O2
-expect 2 "frost: --optimizer is an option of frost compile and compare, not frost plan" plan "$model" --optimizer sgd
+expect 2 "frost: --optimizer is an option of frost compile, plan and compare, not frost dot" dot "$model" --optimizer sgd
 expect 2 "frost: unknown option '--nosuch'" plan "$model" --nosuch
 expect 2 "frost: --infer-only is an option of frost compile, not frost plan" plan "$model" --infer-only
 expect 2 "frost: --infer-only is an option of frost compile, not frost compare" compare "$model" --infer-only
@@ -106,7 +106,7 @@ help_lists() {
     done
 }
 help_lists compile -o --header -D --config --train --freeze --grad --batchnorm-eval --optimizer --opt --name -O0 --mcpu --triple --infer-only --checked -d -h
-help_lists plan -o -D --config --train --freeze --grad --batchnorm-eval --format --steps -h
+help_lists plan -o -D --config --train --freeze --grad --batchnorm-eval --optimizer --opt --format --steps -h
 help_lists compare -o -D --config --train --freeze --grad --batchnorm-eval --optimizer --opt --format -h
 help_lists dot -o -D --config --train --freeze --grad --batchnorm-eval --format --only --from --to --collapse --expand -h
 help_lists configs -o -D --format -h

@@ -67,6 +67,7 @@ extras=(
     "examples/mlp.frost|compare-train.txt|compare --config head --config all --train fc1.*"
     "examples/mlp.frost|compare-grad.csv|compare --config head --grad x --batchnorm-eval --format csv"
     "examples/mlp.frost|plan-train.txt|plan --train fc1.* --grad x"
+    "tests/e2e/models/mlp_small.frost|plan-adamw.json|plan --optimizer adamw --format json"
     "examples/mlp.frost|train.dot|dot --config input --train fc2.*"
     "examples/mlp.frost|configs.txt|configs"
     "examples/resnet18.frost|configs.txt|configs"
