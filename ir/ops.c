@@ -1721,15 +1721,22 @@ static void linear_cross_entropy_forward(lower_ctx *c, const ir_node *n) {
             LC_I(LCE_COLS));
 }
 
+/* One backward step for both gradients (the first surviving VJP emits it):
+ * the logits' tiles are recomputed once, not once per gradient. */
 static void linear_cross_entropy_vjp(lower_ctx *c, const ir_node *n, int input) {
-    int64_t N, d, V, acc;
+    uint32_t wanted = lc_vjps(c, n);
+    if (input != __builtin_ctz(wanted))
+        return;
+    int64_t N, d, V, acc[2] = {0, 0};
     lce_dims(lc_graph(c), n, &N, &d, &V);
-    int dloss = lc_grad_out(c, n);
-    int dst = lc_grad_in(c, n, input, &acc);
+    int dst[2] = {-1, -1};
+    for (int i = LCE_H; i <= LCE_WEIGHT; i++)
+        if (wanted & (1u << i))
+            dst[i] = lc_grad_in(c, n, i, &acc[i]);
     lc_step(c, n, RTK_linear_ce_bwd, LC_R(lc_saved(c, n, NEED_IN(LCE_H))), LC_R(lc_saved(c, n, NEED_IN(LCE_WEIGHT))),
-            LC_R(lc_saved(c, n, NEED_IN(LCE_LABELS))), LC_R(lc_saved(c, n, NEED_AUX(0))), LC_R(dloss), LC_W(dst),
-            LC_S(lce_scratch(c, n, N, V)), LC_I(N), LC_I(d), LC_I(V), LC_I(n->attr[LCE_IGNORE_INDEX]), LC_I(LCE_ROWS),
-            LC_I(LCE_COLS), LC_I(input == LCE_WEIGHT), LC_I(acc));
+            LC_R(lc_saved(c, n, NEED_IN(LCE_LABELS))), LC_R(lc_saved(c, n, NEED_AUX(0))), LC_R(lc_grad_out(c, n)),
+            LC_W(dst[LCE_H]), LC_W(dst[LCE_WEIGHT]), LC_S(lce_scratch(c, n, N, V)), LC_I(N), LC_I(d), LC_I(V),
+            LC_I(n->attr[LCE_IGNORE_INDEX]), LC_I(LCE_ROWS), LC_I(LCE_COLS), LC_I(acc[LCE_H]), LC_I(acc[LCE_WEIGHT]));
 }
 
 /* ------------------------------------------------------------------ mse_loss

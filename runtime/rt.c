@@ -1194,13 +1194,15 @@ int32_t rt_linear_ce_fwd(const float *restrict h, const float *restrict w, const
 }
 
 void rt_linear_ce_bwd(const float *restrict h, const float *restrict w, const int32_t *restrict labels,
-                      const float *restrict lse, const float *restrict dloss, float *restrict dst,
+                      const float *restrict lse, const float *restrict dloss, float *restrict dh, float *restrict dw,
                       float *restrict scratch, int64_t N, int64_t d, int64_t V, int64_t ignore, int64_t rows,
-                      int64_t cols, int64_t wrt, int64_t acc) {
+                      int64_t cols, int64_t acc_h, int64_t acc_w) {
     int64_t count = rt_ce_count(labels, N, V, ignore);
     float s = count > 0 ? *dloss / (float)count : 0.0f;
-    if (!acc)
-        memset(dst, 0, (size_t)((wrt ? V : N) * d) * sizeof(float));
+    if (dh && !acc_h)
+        memset(dh, 0, (size_t)(N * d) * sizeof(float));
+    if (dw && !acc_w)
+        memset(dw, 0, (size_t)(V * d) * sizeof(float));
     int64_t rc = N < rows ? N : rows, vc = V < cols ? V : cols;
     float *g = scratch;
     for (int64_t r0 = 0; r0 < N; r0 += rc) {
@@ -1221,10 +1223,11 @@ void rt_linear_ce_bwd(const float *restrict h, const float *restrict w, const in
                 if (label >= v0 && label < v0 + C)
                     t[label - v0] -= s;
             }
-            if (wrt == 0) /* dh[R, d] += g[R, C] w[C, d] */
-                rt_gemm(CblasNoTrans, CblasNoTrans, R, d, C, g, C, w + v0 * d, d, 1.0f, dst + r0 * d, d);
-            else /* dw[C, d] += g[R, C]^T h[R, d] */
-                rt_gemm(CblasTrans, CblasNoTrans, C, d, R, g, C, h + r0 * d, d, 1.0f, dst + v0 * d, d);
+            /* one recomputed tile serves both gradients */
+            if (dh) /* dh[R, d] += g[R, C] w[C, d] */
+                rt_gemm(CblasNoTrans, CblasNoTrans, R, d, C, g, C, w + v0 * d, d, 1.0f, dh + r0 * d, d);
+            if (dw) /* dw[C, d] += g[R, C]^T h[R, d] */
+                rt_gemm(CblasTrans, CblasNoTrans, C, d, R, g, C, h + r0 * d, d, 1.0f, dw + v0 * d, d);
         }
     }
 }

@@ -289,10 +289,11 @@ static inline int64_t rt_linear_ce_scratch_floats(int64_t N, int64_t V, int64_t 
 int32_t rt_linear_ce_fwd(const float *h, const float *w, const int32_t *labels, float *lse, float *loss, float *scratch,
                          int64_t N, int64_t d, int64_t V, int64_t ignore, int64_t rows, int64_t cols);
 /* g = (softmax - onehot(labels)) * dloss / count from the logits recomputed
- * tile by tile and lse; wrt = 0: dh[N,d] (+)= g w, wrt = 1: dw[V,d] (+)= g^T h */
+ * tile by tile and lse; dh[N,d] (+)= g w and dw[V,d] (+)= g^T h, each unless
+ * NULL (acc_h, acc_w: add to what is there), from one recomputation */
 void rt_linear_ce_bwd(const float *h, const float *w, const int32_t *labels, const float *lse, const float *dloss,
-                      float *dst, float *scratch, int64_t N, int64_t d, int64_t V, int64_t ignore, int64_t rows,
-                      int64_t cols, int64_t wrt, int64_t acc);
+                      float *dh, float *dw, float *scratch, int64_t N, int64_t d, int64_t V, int64_t ignore,
+                      int64_t rows, int64_t cols, int64_t acc_h, int64_t acc_w);
 /* diff = pred - target when diff is not NULL; loss = mean diff^2 */
 void rt_mse_fwd(const float *pred, const float *target, float *diff, float *loss, int64_t n);
 /* dx (+)= sign * 2 * diff * dloss / n   (sign = +1 for pred, -1 for target) */
@@ -504,7 +505,7 @@ void rt_adamw_update(float *p, const float *g, float *m, float *v, const int64_t
     X(cross_entropy_fwd, "rrwwiii")            \
     X(cross_entropy_bwd, "rrrwiiii")           \
     X(linear_ce_fwd, "rrrwwsiiiiii")           \
-    X(linear_ce_bwd, "rrrrrwsiiiiiiii")        \
+    X(linear_ce_bwd, "rrrrrwwsiiiiiiii")       \
     X(mse_fwd, "rrwwi")                        \
     X(mse_bwd, "rrwiii")                       \
     X(conv2d_fwd, "rrrwsiiiiiiiiiin")          \
