@@ -5,7 +5,7 @@
  * the sizes become constants and the functions are internalised. Hence the
  * rules of rt.h: no globals, no allocation, no I/O (but for checked mode's
  * one report on stderr); only memcpy/memset and
- * math.h (logf, erff, sqrt, floorf, ceilf) and cblas_sgemm from outside. Loops are
+ * math.h (logf, sqrt, floorf, ceilf) and cblas_sgemm from outside. Loops are
  * written plainly over restrict pointers so the vectoriser can take them once
  * the target CPU is known.
  *
@@ -21,6 +21,18 @@
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
+
+/* Without
+ * -ffast-math the vectoriser keeps float/double sums (and max/min
+ * selections) in order, i.e. scalar; RT_REDUCE lets it reassociate the one
+ * loop that follows (clang only: the bitcode is clang's; the native test
+ * library may stay scalar). The result then depends on the vector width of
+ * the target CPU, never on the run. Long reductions accumulate in double. */
+#if defined(__clang__)
+#define RT_REDUCE _Pragma("clang loop vectorize(enable) interleave(enable)")
+#else
+#define RT_REDUCE
+#endif
 
 /* ---------------------------------------------------------------- exp
  *
@@ -443,13 +455,37 @@ void rt_silu_bwd(const float *restrict x, const float *restrict dy, float *restr
 #define RT_INV_SQRT_2PI 0.39894228040143267794f
 #define RT_GELU_C 0.044715f
 
+/* 1 + erf(x) without a call (libm's erff is scalar, and GELU's exact form
+ * spends most of its time in it): erfc(|x|) = t e^(-x^2 + P(t)), t = 1 / (1 +
+ * |x| / 2), P a degree-9 polynomial fitted by Chebyshev economisation (the
+ * classic erfcc approximation, relative error below 1.2e-7 for every x in
+ * exact arithmetic; in f32 the rounding of x^2 adds up to 1.6e-6 for
+ * x in [-4, 0), where the result is below 2e-8), and 1 + erf(x) =
+ * erfc(-x): erfc(|x|) for x < 0, where it is small and must stay accurate
+ * relative to itself, 2 - erfc(x) for x >= 0. NaN gives NaN. */
+static inline float rt_one_plus_erf(float x) {
+    float z = fabsf(x), t = 1.0f / (1.0f + 0.5f * z);
+    float p = 0.17087277f;
+    p = p * t - 0.82215223f;
+    p = p * t + 1.48851587f;
+    p = p * t - 1.13520398f;
+    p = p * t + 0.27886807f;
+    p = p * t - 0.18628806f;
+    p = p * t + 0.09678418f;
+    p = p * t + 0.37409196f;
+    p = p * t + 1.00002368f;
+    p = p * t - 1.26551223f;
+    float erfc_z = t * rt_exp(-z * z + p);
+    return x < 0.0f ? erfc_z : 2.0f - erfc_z;
+}
+
 /* 1 + erf (or 1 + tanh) is 0 at x = -inf and the product 0 * -inf: that
  * end is set apart. The tanh form is computed as x sigmoid(2u), since
  * 1 + tanh(u) = 2 sigmoid(2u), u = sqrt(2/pi) (x + 0.044715 x^3): no tanhf
  * call (the loop vectorises with rt_exp) and no cancellation in 1 + tanh for
  * negative x. e^-2u overflows to inf for very negative x (x^3 too), and the
  * quotient is then -0, never NaN. */
-static inline float rt_gelu_erf1(float x) { return x == -INFINITY ? 0.0f : 0.5f * x * (1.0f + erff(x * RT_SQRT1_2)); }
+static inline float rt_gelu_erf1(float x) { return x == -INFINITY ? 0.0f : 0.5f * x * rt_one_plus_erf(x * RT_SQRT1_2); }
 
 static inline float rt_gelu_tanh1(float x) {
     if (x == -INFINITY)
@@ -479,7 +515,7 @@ void rt_gelu_fwd(const float *x, float *y, int64_t n, int64_t tanh) {
 static inline float rt_gelu_erf_grad(float x) {
     if (isinf(x))
         return x > 0 ? 1.0f : 0.0f;
-    return 0.5f * (1.0f + erff(x * RT_SQRT1_2)) + x * RT_INV_SQRT_2PI * rt_exp(-0.5f * x * x);
+    return 0.5f * rt_one_plus_erf(x * RT_SQRT1_2) + x * RT_INV_SQRT_2PI * rt_exp(-0.5f * x * x);
 }
 
 static inline float rt_gelu_tanh_grad(float x) {
@@ -711,12 +747,14 @@ void rt_attention_fwd(const float *restrict q, const float *restrict k, const fl
                     for (int64_t r = 0; r < rows; r++) {
                         float *restrict sr = s + r * tile;
                         float block_max = -INFINITY;
+                        RT_REDUCE
                         for (int64_t t = 0; t < keys; t++)
                             block_max = sr[t] > block_max ? sr[t] : block_max;
                         /* key j0 <= i0 <= every row's query: each row sees a key in the first block */
                         float m_new = block_max > m[r] ? block_max : m[r];
                         float rescale = rt_exp(m[r] - m_new); /* 0 for the first block */
                         float sum = 0.0f;
+                        RT_REDUCE
                         for (int64_t t = 0; t < keys; t++) {
                             sr[t] = rt_exp(sr[t] - m_new);
                             sum += sr[t];
@@ -811,6 +849,7 @@ void rt_softmax_fwd(const float *restrict x, float *restrict y, int64_t rows, in
         for (int64_t j = 0; j < D; j++)
             mx = xr[j] > mx || xr[j] != xr[j] ? xr[j] : mx;
         double sum = 0.0;
+        RT_REDUCE
         for (int64_t j = 0; j < D; j++) {
             yr[j] = rt_exp(xr[j] - mx);
             sum += (double)yr[j];
@@ -1106,6 +1145,7 @@ int32_t rt_cross_entropy_fwd(const float *restrict logits, const int32_t *restri
         for (int64_t j = 1; j < C; j++)
             mx = row[j] > mx ? row[j] : mx;
         float sum = 0.0f;
+        RT_REDUCE
         for (int64_t j = 0; j < C; j++)
             sum += rt_exp(row[j] - mx);
         if (labels[i] != ignore)
@@ -1166,6 +1206,7 @@ int32_t rt_linear_ce_fwd(const float *restrict h, const float *restrict w, const
             for (int64_t i = 0; i < R; i++) {
                 const float *t = tile + i * C;
                 float m = t[0];
+                RT_REDUCE
                 for (int64_t j = 1; j < C; j++)
                     m = t[j] > m ? t[j] : m;
                 if (m > mx[i]) { /* rescale what was summed against the old max */
@@ -1173,6 +1214,7 @@ int32_t rt_linear_ce_fwd(const float *restrict h, const float *restrict w, const
                     mx[i] = m;
                 }
                 float s = 0.0f;
+                RT_REDUCE
                 for (int64_t j = 0; j < C; j++)
                     s += rt_exp(t[j] - mx[i]);
                 sum[i] += s;
@@ -1310,16 +1352,6 @@ static inline void rt_tap_range(int64_t off, int64_t s, int64_t lim, int64_t n_o
     *lo = l;
     *hi = h;
 }
-
-/* Reductions accumulate in double (long sums stay accurate). Without
- * -ffast-math the vectoriser keeps float/double sums in order, i.e. scalar;
- * RT_REDUCE lets it reassociate the one loop that follows (clang only: the
- * bitcode is clang's; the native test library may stay scalar). */
-#if defined(__clang__)
-#define RT_REDUCE _Pragma("clang loop vectorize(enable) interleave(enable)")
-#else
-#define RT_REDUCE
-#endif
 
 static inline double rt_dsum(const float *restrict x, int64_t n) {
     double t = 0.0;
