@@ -384,6 +384,12 @@ typedef struct {
 } ir_adapter;
 /* True (and *a filled) when n is an adapted linear layer (ops.c, lora_linear). */
 bool ir_lora_adapter(const ir_node *n, ir_adapter *a);
+/* Turn linear node n into a lora_linear one with l's adapter: the same node
+ * (every value keeps its id, the graph its order) with the params
+ * <name>.lora_A.weight [r, in] (drawn like a linear weight) and
+ * <name>.lora_B.weight [out, r] (zeros), and with dropout a non-persistent
+ * RNG buffer, as lora_linear's shape rule makes them (config.c's lora items). */
+void ir_lora_adapt(ir_graph *g, ir_node *n, const ir_lora *l);
 
 extern const op_def op_table[];
 extern const int op_count;

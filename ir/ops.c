@@ -192,6 +192,38 @@ bool ir_lora_adapter(const ir_node *n, ir_adapter *a) {
     return true;
 }
 
+void ir_lora_adapt(ir_graph *g, ir_node *n, const ir_lora *l) {
+    IR_ASSERT(!strcmp(op_table[n->op].name, "linear"));
+    const ir_value *x = &g->vals[n->in[0]];
+    int64_t in = x->shape.dim[x->shape.rank - 1], out = n->attr[LINEAR_OUT_FEATURES];
+    bool bias = n->attr[LINEAR_BIAS] != 0, in_out = n->attr[LINEAR_IN_OUT] != 0;
+    memset(n->attr, 0, sizeof n->attr);
+    memset(n->fattr, 0, sizeof n->fattr);
+    n->op = (int)(op_find("lora_linear") - op_table);
+    n->attr[LORA_OUT] = out, n->attr[LORA_R] = l->r, n->fattr[LORA_ALPHA] = l->alpha;
+    n->fattr[LORA_DROPOUT] = l->dropout, n->attr[LORA_BIAS] = bias, n->attr[LORA_IN_OUT] = in_out;
+    n->attr[LORA_RSLORA] = l->rslora;
+    n->nattr = LORA_RSLORA + 1;
+    struct {
+        const char *suffix;
+        ir_val_kind kind;
+        ir_dtype dt;
+        ir_shape shape;
+        int init;
+    } owned[] = {{"lora_A.weight", VAL_PARAM, DT_F32, {2, {l->r, in}}, INIT_KAIMING_UNIFORM},
+                 {"lora_B.weight", VAL_PARAM, DT_F32, {2, {out, l->r}}, INIT_ZEROS},
+                 {"lora_dropout.rng_state", VAL_BUFFER, DT_I64, {0, {0}}, INIT_ZEROS}};
+    for (int o = 0; o < (l->dropout > 0 ? 3 : 2); o++) {
+        IR_ASSERT(n->nin < IR_MAX_IN);
+        int v = ir_add_value(g, pool_printf(g->pool, "%s.%s", n->name, owned[o].suffix), owned[o].kind, owned[o].dt,
+                             owned[o].shape, l->loc);
+        g->vals[v].init = owned[o].init;
+        g->vals[v].fan_in = owned[o].init == INIT_KAIMING_UNIFORM ? in : 0;
+        g->vals[v].nonpersistent = owned[o].kind == VAL_BUFFER;
+        n->in[n->nin++] = v;
+    }
+}
+
 static bool lora_linear_infer(shape_ctx *sc, ir_node *n, ir_dtype *dt, ir_shape *shape) {
     if (!require_f32(sc, n, 0, "lora_linear input") || !require_rank_at_least(sc, n, 0, 1, "lora_linear input"))
         return false;

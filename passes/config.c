@@ -147,46 +147,13 @@ static bool check_lora(const ir_graph *g, const ir_config *c, diag_ctx *d) {
     return ok;
 }
 
-/* Each linear layer a lora item of c names becomes a lora_linear one: the
- * same node (so every value keeps its id and the graph its order) with the
- * adapter's params lora_A.weight [r, in] (drawn like a linear weight) and
- * lora_B.weight [out, r] (zeros), and with dropout an RNG buffer, as
- * lora_linear's shape rule makes them (ops.c). */
+/* Each linear layer a lora item of c names becomes a lora_linear one
+ * (ir_lora_adapt, in the lora_linear section of ops.c). */
 static void apply_lora(ir_graph *g, const ir_config *c) {
-    int lora_op = op_index("lora_linear");
     for (int ni = 0; ni < g->nnodes; ni++) {
-        ir_node *n = &g->nodes[ni];
-        int k = lora_of(c, n);
-        if (k < 0)
-            continue;
-        const ir_lora *l = &c->lora[k];
-        const ir_value *x = &g->vals[n->in[0]];
-        int64_t in = x->shape.dim[x->shape.rank - 1], out = n->attr[0];
-        bool bias = n->attr[1] != 0, in_out = n->attr[2] != 0;
-        memset(n->attr, 0, sizeof n->attr);
-        memset(n->fattr, 0, sizeof n->fattr);
-        n->op = lora_op;
-        n->attr[0] = out, n->attr[1] = l->r, n->fattr[2] = l->alpha, n->fattr[3] = l->dropout;
-        n->attr[4] = bias, n->attr[5] = in_out, n->attr[6] = l->rslora;
-        n->nattr = 7;
-        struct {
-            const char *suffix;
-            ir_val_kind kind;
-            ir_dtype dt;
-            ir_shape shape;
-            int init;
-        } owned[] = {{"lora_A.weight", VAL_PARAM, DT_F32, {2, {l->r, in}}, INIT_KAIMING_UNIFORM},
-                     {"lora_B.weight", VAL_PARAM, DT_F32, {2, {out, l->r}}, INIT_ZEROS},
-                     {"lora_dropout.rng_state", VAL_BUFFER, DT_I64, {0, {0}}, INIT_ZEROS}};
-        for (int o = 0; o < (l->dropout > 0 ? 3 : 2); o++) {
-            IR_ASSERT(n->nin < IR_MAX_IN);
-            int v = ir_add_value(g, pool_printf(g->pool, "%s.%s", n->name, owned[o].suffix), owned[o].kind, owned[o].dt,
-                                 owned[o].shape, l->loc);
-            g->vals[v].init = owned[o].init;
-            g->vals[v].fan_in = owned[o].init == INIT_KAIMING_UNIFORM ? in : 0;
-            g->vals[v].nonpersistent = owned[o].kind == VAL_BUFFER;
-            n->in[n->nin++] = v;
-        }
+        int k = lora_of(c, &g->nodes[ni]);
+        if (k >= 0)
+            ir_lora_adapt(g, &g->nodes[ni], &c->lora[k]);
     }
 }
 
