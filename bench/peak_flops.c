@@ -32,44 +32,29 @@ static double now(void) {
 typedef float v16 __attribute__((vector_size(64)));
 typedef float v8 __attribute__((vector_size(32)));
 
-/* One block of FMAs; returns the flops done. */
-__attribute__((target("avx512f"), noinline)) static double block512(float *sink) {
-    v16 a[CHAINS], b = {0}, c = {0};
-    for (int k = 0; k < 16; k++)
-        b[k] = 0.999999f, c[k] = 1e-7f;
-    for (int i = 0; i < CHAINS; i++)
-        for (int k = 0; k < 16; k++)
-            a[i][k] = (float)(i + k);
-    for (int it = 0; it < BLOCK; it++)
-#pragma GCC unroll 16 /* every chain its own register */
-        for (int i = 0; i < CHAINS; i++)
-            a[i] = a[i] * b + c;
-    float s = 0;
-    for (int i = 0; i < CHAINS; i++)
-        for (int k = 0; k < 16; k++)
-            s += a[i][k];
-    *sink += s;
-    return 2.0 * 16 * CHAINS * (double)BLOCK;
-}
+/* One block of FMAs on LANES-wide vectors of type V, CHAINS_ chains, for the
+ * target TARGET; returns the flops done. */
+#define DEFINE_BLOCK(NAME, V, LANES, CHAINS_, TARGET)                           \
+    __attribute__((target(TARGET), noinline)) static double NAME(float *sink) { \
+        V a[CHAINS_], b = {0}, c = {0};                                         \
+        for (int k = 0; k < LANES; k++)                                         \
+            b[k] = 0.999999f, c[k] = 1e-7f;                                     \
+        for (int i = 0; i < CHAINS_; i++)                                       \
+            for (int k = 0; k < LANES; k++)                                     \
+                a[i][k] = (float)(i + k);                                       \
+        for (int it = 0; it < BLOCK; it++)                                      \
+            _Pragma("GCC unroll 16") /* every chain its own register */         \
+                for (int i = 0; i < CHAINS_; i++) a[i] = a[i] * b + c;          \
+        float s = 0;                                                            \
+        for (int i = 0; i < CHAINS_; i++)                                       \
+            for (int k = 0; k < LANES; k++)                                     \
+                s += a[i][k];                                                   \
+        *sink += s;                                                             \
+        return 2.0 * LANES * CHAINS_ * (double)BLOCK;                           \
+    }
 
-__attribute__((target("avx2,fma"), noinline)) static double block256(float *sink) {
-    v8 a[CHAINS8], b = {0}, c = {0};
-    for (int k = 0; k < 8; k++)
-        b[k] = 0.999999f, c[k] = 1e-7f;
-    for (int i = 0; i < CHAINS8; i++)
-        for (int k = 0; k < 8; k++)
-            a[i][k] = (float)(i + k);
-    for (int it = 0; it < BLOCK; it++)
-#pragma GCC unroll 16
-        for (int i = 0; i < CHAINS8; i++)
-            a[i] = a[i] * b + c;
-    float s = 0;
-    for (int i = 0; i < CHAINS8; i++)
-        for (int k = 0; k < 8; k++)
-            s += a[i][k];
-    *sink += s;
-    return 2.0 * 8 * CHAINS8 * (double)BLOCK;
-}
+DEFINE_BLOCK(block512, v16, 16, CHAINS, "avx512f")
+DEFINE_BLOCK(block256, v8, 8, CHAINS8, "avx2,fma")
 
 typedef struct {
     double (*block)(float *);
