@@ -356,3 +356,24 @@ def add_lora(model, adapters, dtype=torch.float32):
         mod.forward = types.MethodType(
             lambda self, x, base=base: base(self, x) + self.lora_scale * self.lora_B(self.lora_A(x)), mod)
 
+
+
+def configure(model, plan, listing):
+    """Set the twin up as frost's configuration: its LoRA adapters (random
+    values: they do not matter for memory or time), requires_grad per
+    parameter as the plan trains them, BatchNorm modules in eval mode for
+    `batchnorm eval`. plan: `frost plan --format json` of the configuration;
+    listing: its entry of `frost configs --format json`. Returns the names of
+    the inputs that want a gradient."""
+    bufs = plan["train"]["buffers"]
+    trainable = {b["name"][2:] for b in bufs if b["kind"] == "param-grad"}
+    if listing["lora"]:
+        add_lora(model, lora_tensors(listing, model, b_bound=0.0))
+    for pname, p in model.named_parameters():
+        p.requires_grad_(pname in trainable)
+    model.train()
+    if plan["batchnorm_eval"]:  # running statistics in the train program too
+        for m in model.modules():
+            if isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)):
+                m.eval()
+    return {b["name"][2:] for b in bufs if b["kind"] == "input-grad"}

@@ -53,11 +53,9 @@ import subprocess
 import sys
 
 import torch
-import torch.nn as nn
-import torch.nn.functional as F
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from torch_models import MODELS, add_lora, example_batch, lora_tensors  # noqa: E402
+from torch_models import MODELS, configure, example_batch  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -166,20 +164,10 @@ def main():
         for cfg in configs:
             plan = frost_json(args.frost, "plan", path, "--config", cfg, *plan_opts)
             bufs = plan["train"]["buffers"]
-            trainable = {b["name"][2:] for b in bufs if b["kind"] == "param-grad"}
-            grad_inputs = {b["name"][2:] for b in bufs if b["kind"] == "input-grad"}
             first = next(b for b in bufs if b["kind"] == "input")  # x, or ids [N, T]
             batch = first["shape"][0]
             model = make()
-            if listing[cfg]["lora"]:  # the same adapters on the twin (their values do not matter here)
-                add_lora(model, lora_tensors(listing[cfg], model, b_bound=0.0))
-            for pname, p in model.named_parameters():
-                p.requires_grad_(pname in trainable)
-            model.train()
-            if plan["batchnorm_eval"]:  # running statistics in the train program too
-                for m in model.modules():
-                    if isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)):
-                        m.eval()
+            grad_inputs = configure(model, plan, listing[cfg])  # the same adapters, what trains, batch norm mode
             inputs, loss_of = example_batch(model, shape, classes, batch, seq=first["shape"][-1])
             if "x" in grad_inputs:
                 inputs[0].requires_grad_(True)

@@ -2,10 +2,15 @@
 """Median wall-clock time of one PyTorch training step (forward + backward,
 no optimizer) and one inference call, for bench/train_step.sh.
 
-    /usr/bin/python3 bench/train_step.py MODEL BATCH THREADS [SECONDS]
+    /usr/bin/python3 bench/train_step.py MODEL BATCH THREADS [SECONDS [CONFIG FROST]]
 
-prints "train_ms infer_ms steps" like bench/step_time.c."""
+prints "train_ms infer_ms steps" like bench/step_time.c. With CONFIG (a
+configuration of examples/MODEL.frost) and the frost binary, the twin is set
+up as that configuration (torch_models.configure: adapters, what trains,
+batch norm mode); the default is every parameter trainable."""
+import json
 import os
+import subprocess
 import statistics
 import sys
 import time
@@ -13,7 +18,9 @@ import time
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from torch_models import MODELS, example_batch  # noqa: E402
+from torch_models import MODELS, configure, example_batch  # noqa: E402
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def main():
@@ -23,10 +30,28 @@ def main():
     torch.manual_seed(0)
     make, shape, classes = MODELS[name]
     model = make()
+    grad_inputs = set()
+    if len(sys.argv) > 6 and sys.argv[5] != "all":
+        path = os.path.join(ROOT, "examples", name + ".frost")
+
+        def frost_json(*args):
+            out = subprocess.run([sys.argv[6], *args, "--format", "json"], check=True, capture_output=True, text=True)
+            return json.loads(out.stdout)
+
+        plan = frost_json("plan", path, "--config", sys.argv[5], "-D", "N=%d" % batch)
+        listing = {c["name"]: c for c in frost_json("configs", path)["configs"]}
+        grad_inputs = configure(model, plan, listing[sys.argv[5]])
     inputs, loss_of = example_batch(model, shape, classes, batch)
+    if "x" in grad_inputs:
+        inputs[0].requires_grad_(True)
+    bn_eval = not any(m.training for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm))
 
     def step():
         model.train()
+        if bn_eval:  # configure() put batch norm in eval mode: keep it there
+            for m in model.modules():
+                if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+                    m.eval()
         model.zero_grad(set_to_none=True)
         loss = loss_of(model, inputs)
         loss.backward()

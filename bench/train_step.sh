@@ -5,7 +5,9 @@
 #
 #   bench/train_step.sh [MODEL...]     (default: lenet resnet18_cifar)
 #
-# Environment: BATCH (default 32), THREADS (default: nproc), SECONDS_PER
+# Environment: CONFIG (the freeze configuration of both, default all: every
+# parameter trainable; the PyTorch twin is set up to match, see
+# bench/train_step.py), BATCH (default 32), THREADS (default: nproc), SECONDS_PER
 # (measuring time per model, system and round, default 2), ROUNDS (default 3),
 # BUILD_DIR, CC. The rounds alternate frost and PyTorch, model by model, and
 # each cell is the median over rounds of the per-round medians: shared
@@ -19,6 +21,7 @@ BATCH=${BATCH:-32}
 THREADS=${THREADS:-$(nproc)}
 SECONDS_PER=${SECONDS_PER:-2}
 ROUNDS=${ROUNDS:-3}
+CONFIG=${CONFIG:-all}
 read -r -a cc <<<"${CC:-cc}"
 models=("$@")
 [ ${#models[@]} -gt 0 ] || models=(lenet resnet18_cifar)
@@ -29,14 +32,14 @@ export OPENBLAS_NUM_THREADS=$THREADS OMP_NUM_THREADS=$THREADS
 have_torch=1
 /usr/bin/python3 -c 'import torch' 2>/dev/null || have_torch=0
 
-echo "one training step (forward + backward) and one inference call, batch $BATCH, $THREADS threads;"
+echo "one training step (forward + backward) and one inference call, configuration $CONFIG, batch $BATCH, $THREADS threads;"
 echo "median over $ROUNDS alternating rounds of the median step in each; frost: ${cc[*]} driver + generated object, PyTorch $(
     [ $have_torch = 1 ] && /usr/bin/python3 -c 'import torch; print(torch.__version__)' || echo 'not installed')"
 echo
 echo "| model | frost train ms | PyTorch train ms | ratio | frost infer ms | PyTorch infer ms | ratio |"
 echo "|---|---:|---:|---:|---:|---:|---:|"
 for m in "${models[@]}"; do
-    "$BUILD_DIR/frost" compile "examples/$m.frost" -D N="$BATCH" --config all --name bm \
+    "$BUILD_DIR/frost" compile "examples/$m.frost" -D N="$BATCH" --config "$CONFIG" --name bm \
         -o "$out/$m.o" --header "$out/$m.h"
     "${cc[@]}" -std=c11 -O2 -D_POSIX_C_SOURCE=200809L -include "$out/$m.h" -DFROST_PREFIX=bm -DFROST_PREFIX_UPPER=BM \
         bench/step_time.c "$out/$m.o" -lopenblas -lm -o "$out/step_$m"
@@ -51,7 +54,7 @@ for ((r = 0; r < ROUNDS; r++)); do
         read -r a b _ < <("$out/step_$m" "$SECONDS_PER")
         f_train[$m]+="$a " f_infer[$m]+="$b "
         if [ $have_torch = 1 ]; then
-            read -r a b _ < <(/usr/bin/python3 bench/train_step.py "$m" "$BATCH" "$THREADS" "$SECONDS_PER")
+            read -r a b _ < <(/usr/bin/python3 bench/train_step.py "$m" "$BATCH" "$THREADS" "$SECONDS_PER" "$CONFIG" "$BUILD_DIR/frost")
             t_train[$m]+="$a " t_infer[$m]+="$b "
         fi
     done
