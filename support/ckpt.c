@@ -59,6 +59,11 @@ static int st_dtype_of_frost(int32_t dt) {
     return -1;
 }
 
+int fs_dtype_bytes(int32_t dtype) {
+    int k = st_dtype_of_frost(dtype);
+    return k < 0 ? 0 : st_dtypes[k].bytes;
+}
+
 static int st_dtype_of_name(const char *s) {
     for (int k = 0; k < ST_NDTYPES; k++)
         if (!strcmp(st_dtypes[k].name, s))
@@ -135,7 +140,7 @@ static int any_match2(const char *const *pats, const char *a, const char *b) {
     return 0;
 }
 
-static int is_adapter_name(const char *name) { return any_match2(frost_lora_patterns, name, ""); }
+int fs_is_adapter_name(const char *name) { return any_match2(frost_lora_patterns, name, ""); }
 
 static const char *load_prefix(const frost_load_options *opt) {
     return opt && opt->prefix && *opt->prefix ? opt->prefix : NULL;
@@ -172,7 +177,7 @@ static int file_skipped(const frost_load_options *opt, const char *fname) {
     return matches_either(opt->skip, NULL, pre, fname) || (opt->only && !matches_either(opt->only, NULL, pre, fname));
 }
 
-static void shape_str(char *buf, size_t size, int rank, const int64_t *dims) {
+void fs_shape_str(char *buf, size_t size, int rank, const int64_t *dims) {
     size_t n = 0;
     buf[0] = 0;
     n += (size_t)snprintf(buf, size, "[");
@@ -182,8 +187,7 @@ static void shape_str(char *buf, size_t size, int rank, const int64_t *dims) {
         snprintf(buf + n, size - n, "]");
 }
 
-/* Product of dims times esize, or -1 on overflow or a negative dim. */
-static int64_t tensor_bytes(int rank, const int64_t *dims, int esize) {
+int64_t fs_tensor_bytes(int rank, const int64_t *dims, int esize) {
     int64_t n = esize;
     for (int i = 0; i < rank; i++) {
         if (dims[i] < 0)
@@ -226,12 +230,12 @@ static int check_table(const char *qpath, const void *params, const frost_param_
             continue;
         char q[ST_NAME_MAX + 8];
         fs_quote(q, sizeof q, t->name, ST_NAME_MAX);
-        const char *why = !t->name || !*t->name                     ? "has no name"
-                          : st_dtype_of_frost(t->dtype) < 0         ? "has an unsupported dtype code"
-                          : t->rank < 0 || t->rank > FROST_MAX_RANK ? "has a bad rank"
-                          : t->offset < 0                           ? "has a negative offset"
-                          : tensor_bytes(t->rank, t->shape, 1) < 0  ? "has a bad shape"
-                                                                    : NULL;
+        const char *why = !t->name || !*t->name                       ? "has no name"
+                          : st_dtype_of_frost(t->dtype) < 0           ? "has an unsupported dtype code"
+                          : t->rank < 0 || t->rank > FROST_MAX_RANK   ? "has a bad rank"
+                          : t->offset < 0                             ? "has a negative offset"
+                          : fs_tensor_bytes(t->rank, t->shape, 1) < 0 ? "has a bad shape"
+                                                                      : NULL;
         if (why) {
             free(r);
             return fs_fail(err, FROST_ERR_ARG, "'%s': table entry %d ('%s') %s", qpath, i, q, why);
@@ -364,7 +368,7 @@ int frost_ckpt_save_ex(const char *path, const void *params, const frost_param_i
         if (!save_selected(opt, t))
             continue;
         const st_dtype *d = &st_dtypes[st_dtype_of_frost(t->dtype)];
-        int64_t bytes = tensor_bytes(t->rank, t->shape, d->bytes);
+        int64_t bytes = fs_tensor_bytes(t->rank, t->shape, d->bytes);
         if (bytes < 0 || at > INT64_MAX - bytes) {
             free(h.s);
             return fs_fail(err, FROST_ERR_ARG, "'%s': table entry %d is too large", qpath, i);
@@ -433,7 +437,7 @@ int frost_ckpt_save_ex(const char *path, const void *params, const frost_param_i
         if (!save_selected(opt, t))
             continue;
         const st_dtype *d = &st_dtypes[st_dtype_of_frost(t->dtype)];
-        int64_t bytes = tensor_bytes(t->rank, t->shape, d->bytes);
+        int64_t bytes = fs_tensor_bytes(t->rank, t->shape, d->bytes);
         bad = write_all(f, (const char *)params + t->offset, (size_t)bytes, d->bytes) != 0;
     }
     int e = errno;
@@ -680,8 +684,8 @@ static int st_check_offsets(st_list *l, int64_t data_bytes, const char *qpath, f
             return fs_fail(err, FROST_ERR_OFFSETS, "'%s': tensor '%s': data_offsets [%lld, %lld] are reversed", qpath,
                            q, (long long)t->begin, (long long)t->end);
         if (t->dtype >= 0) {
-            int64_t want = tensor_bytes(t->rank, t->shape, st_dtypes[t->dtype].bytes);
-            shape_str(sh, sizeof sh, t->rank, t->shape);
+            int64_t want = fs_tensor_bytes(t->rank, t->shape, st_dtypes[t->dtype].bytes);
+            fs_shape_str(sh, sizeof sh, t->rank, t->shape);
             if (want < 0)
                 return fs_fail(err, FROST_ERR_FORMAT, "'%s': tensor '%s': shape %s is too large", qpath, q, sh);
             if (t->end - t->begin != want)
@@ -832,7 +836,7 @@ static int ckpt_load(FILE *f, const char *qpath, void *params, const frost_param
      * may be absent. Not so when `only` patterns say what to load. */
     int base_ckpt = !(opt && opt->only);
     for (int i = 0; i < l->n && base_ckpt; i++)
-        base_ckpt = !is_adapter_name(l->t[i].name);
+        base_ckpt = !fs_is_adapter_name(l->t[i].name);
     int64_t data_start = 8 + (int64_t)hlen;
     if ((rc = st_check_offsets(l, fsize - data_start, qpath, err)))
         return rc;
@@ -853,7 +857,7 @@ static int ckpt_load(FILE *f, const char *qpath, void *params, const frost_param
         if (ft) {
             ft->used = 1;
             nload++;
-        } else if (base_ckpt && is_adapter_name(t->name)) {
+        } else if (base_ckpt && fs_is_adapter_name(t->name)) {
             nabsent_adapters++;
         } else {
             nmissing++;
@@ -886,7 +890,7 @@ static int ckpt_load(FILE *f, const char *qpath, void *params, const frost_param
             for (int i = 0; i < n; i++) {
                 const frost_param_info *t = &table[i];
                 if (!t->persistent || entry_skipped(opt, t->name) || st_find(l, file_name_of(opt, t->name)) ||
-                    (base_ckpt && is_adapter_name(t->name)))
+                    (base_ckpt && fs_is_adapter_name(t->name)))
                     continue;
                 fs_quote(q, sizeof q, file_name_of(opt, t->name), ST_NAME_MAX);
                 fs_msg_item(&m, "%s '%s'", k++ ? "," : "", q);
@@ -935,8 +939,8 @@ static int ckpt_load(FILE *f, const char *qpath, void *params, const frost_param
                             ft->dtype_name, st_dtypes[st_dtype_of_frost(t->dtype)].name);
             } else {
                 char a[160], b[160];
-                shape_str(a, sizeof a, ft->rank, ft->shape);
-                shape_str(b, sizeof b, t->rank, t->shape);
+                fs_shape_str(a, sizeof a, ft->rank, ft->shape);
+                fs_shape_str(b, sizeof b, t->rank, t->shape);
                 fs_msg_item(&m, "%s '%s' is %s in the file, the model wants %s", count > 1 ? ";" : "", q, a, b);
             }
         }
@@ -982,7 +986,7 @@ static int ckpt_load(FILE *f, const char *qpath, void *params, const frost_param
         for (int i = 0; i < n; i++) {
             const frost_param_info *t = &table[i];
             if (!t->persistent || entry_skipped(opt, t->name) || st_find(l, file_name_of(opt, t->name)) ||
-                (base_ckpt && is_adapter_name(t->name)))
+                (base_ckpt && fs_is_adapter_name(t->name)))
                 continue;
             fs_quote(q, sizeof q, t->name, ST_NAME_MAX);
             fs_msg_item(&m, "%s '%s'", k++ ? "," : "", q);

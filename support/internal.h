@@ -35,6 +35,13 @@ const char *fs_msg_end(fs_msg *m);
  * cut at `max` characters with "...". */
 void fs_quote(char *buf, size_t size, const char *s, size_t max);
 
+/* Shared by the checkpoint and LoRA functions (ckpt.c). */
+int fs_dtype_bytes(int32_t dtype); /* bytes of a FROST_DTYPE_* element; 0 for an unknown code */
+/* Product of dims times esize, or -1 on overflow or a negative dim. */
+int64_t fs_tensor_bytes(int rank, const int64_t *dims, int esize);
+void fs_shape_str(char *buf, size_t size, int rank, const int64_t *dims); /* "[2, 3]" */
+int fs_is_adapter_name(const char *name);                                 /* matches frost_lora_patterns */
+
 /* Open `path` (quoted as qpath in messages) for reading and fstat it into *st:
  * the descriptor, or a negative FROST_ERR_IO with err filled in when it cannot
  * be opened or stat'ed or is not a regular file. */

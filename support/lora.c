@@ -16,16 +16,18 @@
 #define LORA_NAME_MAX 120 /* characters of a name shown in a message */
 
 int frost_lora_save(const char *path, const void *params, const frost_param_info *table, int n, frost_error *err) {
-    frost_save_options opt = {.only = frost_lora_patterns, .prefix = FROST_PEFT_PREFIX};
-    int rc = frost_ckpt_save_ex(path, params, table, n, &opt, err);
-    if (rc == FROST_ERR_ARG && err && strstr(err->msg, "nothing to save")) {
+    int adapters = 0;
+    for (int i = 0; table && i < n; i++)
+        adapters += table[i].persistent && table[i].name && fs_is_adapter_name(table[i].name);
+    if (!adapters && table && n >= 0 && path && *path) { /* else frost_ckpt_save_ex reports the bad argument */
         char qpath[256];
         fs_quote(qpath, sizeof qpath, path, 200);
         return fs_fail(err, FROST_ERR_ARG,
                        "'%s': the table has no adapter tensors (*.lora_A.weight, *.lora_B.weight): not a LoRA object",
                        qpath);
     }
-    return rc;
+    frost_save_options opt = {.only = frost_lora_patterns, .prefix = FROST_PEFT_PREFIX};
+    return frost_ckpt_save_ex(path, params, table, n, &opt, err);
 }
 
 int frost_lora_load(const char *path, void *params, const frost_param_info *table, int n, frost_error *err) {
@@ -35,30 +37,12 @@ int frost_lora_load(const char *path, void *params, const frost_param_info *tabl
 
 /* ---------------------------------------------------------------- merge */
 
-static int64_t elems_of(const frost_param_info *t) {
-    int64_t count = 1;
-    for (int i = 0; i < t->rank; i++)
-        count *= t->shape[i];
-    return count;
+/* Bytes of an entry that check_entries accepted. */
+static size_t entry_bytes(const frost_param_info *t) {
+    return (size_t)fs_tensor_bytes(t->rank, t->shape, fs_dtype_bytes(t->dtype));
 }
 
-static int esize_of(int32_t dtype) {
-    switch (dtype) {
-    case FROST_DTYPE_F32:
-    case FROST_DTYPE_I32: return 4;
-    case FROST_DTYPE_U8: return 1;
-    case FROST_DTYPE_I64: return 8;
-    default: return 0;
-    }
-}
-
-static void dims_str(char *buf, size_t size, const frost_param_info *t) {
-    size_t len = (size_t)snprintf(buf, size, "[");
-    for (int i = 0; i < t->rank && len < size; i++)
-        len += (size_t)snprintf(buf + len, size - len, "%s%lld", i ? ", " : "", (long long)t->shape[i]);
-    if (len < size)
-        snprintf(buf + len, size - len, "]");
-}
+static void dims_str(char *buf, size_t size, const frost_param_info *t) { fs_shape_str(buf, size, t->rank, t->shape); }
 
 /* Check the entries of a table that the merge reads or writes; *extent gets the
  * end of the last (bytes of params it spans). */
@@ -66,17 +50,13 @@ static int check_entries(const char *what, const frost_param_info *table, int n,
     *extent = 0;
     for (int i = 0; i < n; i++) {
         const frost_param_info *t = &table[i];
-        int bad =
-            !t->name || !*t->name || t->rank < 0 || t->rank > FROST_MAX_RANK || t->offset < 0 || !esize_of(t->dtype);
-        int64_t count = 8; /* bytes of the widest element, so that elems x esize cannot overflow */
-        for (int k = 0; !bad && k < t->rank; k++) {
-            bad = t->shape[k] < 0 || (t->shape[k] && count > INT64_MAX / t->shape[k]);
-            count *= bad ? 1 : t->shape[k];
-        }
-        bad = bad || (!bad && t->offset > INT64_MAX - count);
-        if (bad)
+        int64_t bytes = -1;
+        if (t->name && *t->name && t->rank >= 0 && t->rank <= FROST_MAX_RANK && t->offset >= 0 &&
+            fs_dtype_bytes(t->dtype))
+            bytes = fs_tensor_bytes(t->rank, t->shape, fs_dtype_bytes(t->dtype));
+        if (bytes < 0 || t->offset > INT64_MAX - bytes)
             return fs_fail(err, FROST_ERR_ARG, "frost_lora_merge: %s table entry %d is malformed", what, i);
-        int64_t end = t->offset + elems_of(t) * esize_of(t->dtype);
+        int64_t end = t->offset + bytes;
         if (end > *extent)
             *extent = end;
     }
@@ -134,10 +114,11 @@ static int check_adapter(const frost_adapter_info *ad, int k, const frost_param_
                            "frost_lora_merge: the weight '%s' of adapter '%s' is %s%s, not a matrix", qt, ql,
                            t->dtype == FROST_DTYPE_F32 ? "" : "not f32 ", have);
         dims_str(want_s, sizeof want_s, &want);
+        dims_str(wshape, sizeof wshape, w);
         return fs_fail(err, FROST_ERR_SHAPE,
                        "frost_lora_merge: '%s' is %s%s; adapter '%s' (r = %d, weight %s%s) wants %s", qt,
-                       t->dtype == FROST_DTYPE_F32 ? "" : "not f32, ", have, ql, (int)ad->r,
-                       (dims_str(wshape, sizeof wshape, w), wshape), ad->in_out ? " stored [in, out]" : "", want_s);
+                       t->dtype == FROST_DTYPE_F32 ? "" : "not f32, ", have, ql, (int)ad->r, wshape,
+                       ad->in_out ? " stored [in, out]" : "", want_s);
     }
     return 0;
 }
@@ -237,7 +218,7 @@ int frost_lora_merge(void *dst, const frost_param_info *dst_table, int dst_n, co
         if (!d->persistent)
             continue;
         const frost_param_info *s = &src_table[find_entry(src_table, src_n, d->name)];
-        memcpy((char *)dst + d->offset, (const char *)src + s->offset, (size_t)(elems_of(d) * esize_of(d->dtype)));
+        memcpy((char *)dst + d->offset, (const char *)src + s->offset, entry_bytes(d));
     }
     for (int k = 0; k < nadapters; k++) {
         const frost_adapter_info *ad = &adapters[k];
