@@ -633,14 +633,22 @@ static double save_and_merge(run_state *r, const model *base, const options *o, 
     if (frost_lora_save(path, r->params, m->table, m->nparams, &err))
         die("%s", err.msg);
     printf("  %-10s %s\n", "", err.msg);
-    run_state merged = run_new(base);
+    /* Only the base object's params and inference arena are new: the batch
+     * buffers are r's (the same model file, so the same batch and length). */
+    if (base->batch != m->batch || base->len != m->len)
+        die("%s and %s were compiled with different batch shapes", base->object, m->object);
+    run_state merged = *r;
+    merged.m = base;
+    merged.params = block(base->params_bytes);
+    merged.infer_arena = block(base->infer_arena_bytes);
     if (frost_lora_merge(merged.params, base->table, base->nparams, r->params, m->table, m->nparams, m->adapters,
                          m->nadapters, &err))
         die("%s", err.msg);
     double loss = validation_loss(&merged, val);
     printf("  %-10s adapters merged into the weights of the '%s' object (%s): validation %.4f nats/byte\n", "",
            base->name, err.msg, loss);
-    run_free(&merged);
+    free(merged.params);
+    free(merged.infer_arena);
     return loss;
 }
 
