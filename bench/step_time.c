@@ -48,6 +48,7 @@ static double median(double *v, int n) {
 
 int main(int argc, char **argv) {
     double budget = argc > 1 ? atof(argv[1]) : 3.0;
+    LC(_set_threads)(0); /* $FROST_NUM_THREADS (train_step.sh sets it), else every CPU */
     void *params = block(UC(_PARAMS_BYTES)), *grads = block(UC(_GRADS_BYTES));
     void *arena = block(UC(_TRAIN_ARENA_BYTES)), *infer_arena = block(UC(_INFER_ARENA_BYTES));
     LC(_init)(params, 1);

@@ -9,7 +9,8 @@
 # parameter trainable; the PyTorch twin is set up to match, see
 # bench/train_step.py), BATCH (default 32), THREADS (default: nproc), SECONDS_PER
 # (measuring time per model, system and round, default 2), ROUNDS (default 3),
-# BUILD_DIR, CC. The rounds alternate frost and PyTorch, model by model, and
+# GEMM (frost's --gemm: frost, the default, or openblas), BUILD_DIR, CC. The
+# rounds alternate frost and PyTorch, model by model, and
 # each cell is the median over rounds of the per-round medians: shared
 # machines drift between fast and slow phases lasting tens of seconds, and
 # alternating puts both systems in the same phases.
@@ -27,7 +28,8 @@ models=("$@")
 [ ${#models[@]} -gt 0 ] || models=(lenet resnet18_cifar)
 out=$BUILD_DIR/bench
 mkdir -p "$out"
-export OPENBLAS_NUM_THREADS=$THREADS OMP_NUM_THREADS=$THREADS
+GEMM=${GEMM:-frost}
+export OPENBLAS_NUM_THREADS=$THREADS OMP_NUM_THREADS=$THREADS FROST_NUM_THREADS=$THREADS
 
 have_torch=1
 /usr/bin/python3 -c 'import torch' 2>/dev/null || have_torch=0
@@ -39,7 +41,7 @@ echo
 echo "| model | frost train ms | PyTorch train ms | ratio | frost infer ms | PyTorch infer ms | ratio |"
 echo "|---|---:|---:|---:|---:|---:|---:|"
 for m in "${models[@]}"; do
-    "$BUILD_DIR/frost" compile "examples/$m.frost" -D N="$BATCH" --config "$CONFIG" --name bm \
+    "$BUILD_DIR/frost" compile "examples/$m.frost" -D N="$BATCH" --config "$CONFIG" --gemm "$GEMM" --name bm \
         -o "$out/$m.o" --header "$out/$m.h"
     "${cc[@]}" -std=c11 -O2 -D_POSIX_C_SOURCE=200809L -include "$out/$m.h" -DFROST_PREFIX=bm -DFROST_PREFIX_UPPER=BM \
         bench/step_time.c "$out/$m.o" -lopenblas -lm -o "$out/step_$m"

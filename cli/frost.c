@@ -106,6 +106,9 @@ static const struct cli_option {
     {"-O", NULL, C_COMPILE, "optimisation level of the generated code (default -O3)"},
     {"--mcpu", "CPU", C_COMPILE, "target CPU (default: this machine's; --mcpu help lists them)"},
     {"--triple", "TRIPLE", C_COMPILE, "target triple (default: this machine's)"},
+    {"--gemm", "NAME", C_COMPILE,
+     "whose matrix products the kernels call: frost (its own, for the target\n"
+     "CPU; the default) or openblas"},
     {"--infer-only", NULL, C_COMPILE,
      "P_init and P_infer only (no train program, no gradients, no optimizer);\n"
      "the header's arena is the inference arena"},
@@ -515,7 +518,11 @@ static int parse_compile_args(pool *p, const struct cli_command *cmd, int argc, 
             a->cg.cpu = value;
         else if (strcmp(name, "--triple") == 0)
             a->cg.triple = value;
-        else if (strcmp(name, "--batchnorm-eval") == 0)
+        else if (strcmp(name, "--gemm") == 0) {
+            if (strcmp(value, "frost") && strcmp(value, "openblas"))
+                return usage_error("%s", pool_printf(p, "unknown --gemm '%s' (frost or openblas)", value));
+            a->cg.gemm = strcmp(value, "openblas") ? CG_GEMM_FROST : CG_GEMM_OPENBLAS;
+        } else if (strcmp(name, "--batchnorm-eval") == 0)
             a->sel.bn_eval = true;
         else if (strcmp(name, "--infer-only") == 0)
             a->sel.infer_only = true;

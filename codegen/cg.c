@@ -16,6 +16,7 @@
  */
 #include "cg.h"
 #include "rt.h"
+#include "target_names.h"
 
 #include <math.h>
 #include <stdarg.h>
@@ -781,6 +782,38 @@ static bool cg_last_error(cg_ctx *c) {
     return true;
 }
 
+/* The runtime's target constants (rt.h "target"): bodies that return them,
+ * inlined wherever the kernels ask. */
+static bool cg_define_constant(cg_ctx *c, const char *name, int64_t value) {
+    LLVMValueRef fn = LLVMGetNamedFunction(c->mod, name);
+    if (!fn) /* no kernel asks */
+        return true;
+    if (!LLVMIsDeclaration(fn))
+        return cg_fail(c, "internal error: the runtime defines %s", name);
+    LLVMPositionBuilderAtEnd(c->b, LLVMAppendBasicBlockInContext(c->ctx, fn, "entry"));
+    LLVMBuildRet(c->b, LLVMConstInt(c->t_i64, (unsigned long long)value, 1));
+    unsigned kind = LLVMGetEnumAttributeKindForName("alwaysinline", 12);
+    LLVMAddAttributeAtIndex(fn, LLVMAttributeFunctionIndex, LLVMCreateEnumAttribute(c->ctx, kind, 0));
+    return true;
+}
+
+/* int P_set_threads(int n): start the object's thread pool (rt_pool_start). */
+static bool cg_set_threads(cg_ctx *c) {
+    LLVMTypeRef pt[] = {c->t_i32};
+    LLVMValueRef fn = cg_add_function(c, "set_threads", c->t_i32, pt, 1);
+    if (!fn)
+        return false;
+    cg_name_param(fn, 0, "nthreads", false);
+    LLVMValueRef start = LLVMGetNamedFunction(c->mod, "rt_pool_start");
+    if (!start)
+        return cg_fail(c, "internal error: the runtime lacks rt_pool_start");
+    LLVMTypeRef sty = LLVMFunctionType(c->t_i64, &c->t_i64, 1, 0);
+    LLVMValueRef arg = LLVMBuildSExt(c->b, LLVMGetParam(fn, 0), c->t_i64, "");
+    LLVMValueRef got = LLVMBuildCall2(c->b, sty, start, &arg, 1, "threads");
+    LLVMBuildRet(c->b, LLVMBuildTrunc(c->b, got, c->t_i32, ""));
+    return true;
+}
+
 /* Steps [lo, hi) of env's program as calls in the function being built. */
 static bool cg_steps(cg_ctx *c, const cg_env *env, int lo, int hi) {
     const ir_program *prog = env->prog;
@@ -1209,7 +1242,7 @@ static bool cg_is_entry(const cg_ctx *c, const char *name) {
     name += n + 1;
     return !strcmp(name, "forward") || !strcmp(name, "backward") || !strcmp(name, "infer") || !strcmp(name, "init") ||
            !strcmp(name, "update") || !strcmp(name, "train_step") || !strcmp(name, "opt_init") ||
-           (c->m->checked && !strcmp(name, "last_error"));
+           !strcmp(name, "set_threads") || (c->m->checked && !strcmp(name, "last_error"));
 }
 
 /* Internalise everything the runtime defined and give every function the
@@ -1305,6 +1338,10 @@ static bool cg_build(cg_ctx *c, const cg_options *o, const char *path) {
     LLVMSetModuleDataLayout(c->mod, td);
     if (!cg_link_runtime(c, triple, td))
         goto out;
+    int wide = cg_target_has_feature(triple, cpu, features, "avx512f");
+    if (!cg_define_constant(c, "rt_cfg_gemm", o && o->gemm == CG_GEMM_OPENBLAS ? RT_GEMM_OPENBLAS : RT_GEMM_FROST) ||
+        !cg_define_constant(c, "rt_cfg_wide", wide == 1))
+        goto out;
 
     /* One pointer field per input (value-id order), one per output. */
     c->ninputs = 0;
@@ -1342,7 +1379,7 @@ static bool cg_build(cg_ctx *c, const cg_options *o, const char *path) {
     /* --infer-only: init and infer; the train program was never built */
     if ((!m->infer_only && (!cg_entry(c, E_FORWARD, &m->train, 0, m->train.nfwd) ||
                             !cg_entry(c, E_BACKWARD, &m->train, m->train.nfwd, m->train.nsteps))) ||
-        !cg_entry(c, E_INFER, &m->infer, 0, m->infer.nsteps) || !cg_init(c) ||
+        !cg_entry(c, E_INFER, &m->infer, 0, m->infer.nsteps) || !cg_init(c) || !cg_set_threads(c) ||
         (!m->infer_only && (!cg_update(c) || !cg_opt_init(c) || !cg_train_step(c))) ||
         (m->checked && !cg_last_error(c)))
         goto out;

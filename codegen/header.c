@@ -309,6 +309,18 @@ static void hd_checked_intro(const ir_module *m, const char *p, const char *P, F
 }
 
 /* --checked: P_last_error. */
+/* The thread pool's one call. */
+static void hd_set_threads(const char *p, FILE *out) {
+    fprintf(out,
+            "/* Run the kernels on nthreads threads (this one and nthreads - 1 workers\n"
+            " * the object starts now and keeps); nthreads <= 0: $FROST_NUM_THREADS, else\n"
+            " * the online CPUs. Returns the count in use. Until it is called every\n"
+            " * kernel runs on the caller's thread. Not while another call of this object\n"
+            " * runs. Results do not depend on the count. */\n"
+            "int %s_set_threads(int nthreads);\n\n",
+            p);
+}
+
 static void hd_last_error(const ir_module *m, const char *p, FILE *out) {
     if (!m->checked)
         return;
@@ -633,6 +645,7 @@ void cg_emit_header(const ir_module *m, const cg_options *o, FILE *out) {
                 "/* Inference: arena of %s_INFER_ARENA_BYTES, nothing kept. */\n"
                 "int %s_infer(const void *params, const %s_inputs *in, %s_outputs *out, void *arena);\n\n",
                 p, P, p, p, p);
+        hd_set_threads(p, out);
         hd_last_error(m, p, out);
         fprintf(out, "#ifdef __cplusplus\n}\n#endif\n\n#endif /* %s_FROST_H */\n", P);
         return;
@@ -649,6 +662,7 @@ void cg_emit_header(const ir_module *m, const cg_options *o, FILE *out) {
             "/* Inference: forward only, arena of %s_INFER_ARENA_BYTES. */\n"
             "int %s_infer(const void *params, const %s_inputs *in, %s_outputs *out, void *arena);\n\n",
             p, p, p, p, p, p, p, P, p, p, p);
+    hd_set_threads(p, out);
     hd_last_error(m, p, out);
     hd_optimizer(m, p, P, out);
     fprintf(out, "#ifdef __cplusplus\n}\n#endif\n\n#endif /* %s_FROST_H */\n", P);

@@ -34,6 +34,17 @@ extern "C" int cg_target_knows_cpu(const char *triple, const char *cpu) {
     return sti->isCPUStringValid(cpu) ? 1 : 0;
 }
 
+extern "C" int cg_target_has_feature(const char *triple, const char *cpu, const char *features, const char *feature) {
+    std::string err;
+    const llvm::Target *target = llvm::TargetRegistry::lookupTarget(triple, err);
+    if (!target)
+        return -1;
+    std::unique_ptr<llvm::MCSubtargetInfo> sti(target->createMCSubtargetInfo(triple, cpu, features));
+    if (!sti)
+        return -1;
+    return sti->checkFeatures(std::string("+") + feature) ? 1 : 0;
+}
+
 #if LLVM_VERSION_MAJOR >= 15
 extern "C" int cg_target_cpus(const char *triple, void (*each)(const char *name, void *ctx), void *ctx) {
     std::unique_ptr<llvm::MCSubtargetInfo> sti(subtarget(triple, ""));

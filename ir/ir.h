@@ -698,11 +698,13 @@ bool pass_validate(const ir_program *prog, FILE *out);
 ir_graph *frontend_load(pool *p, diag_ctx *d, const frost_define *defs, int ndefs);
 
 /* ---------------------------------------------------------------- codegen */
+typedef enum { CG_GEMM_FROST = 0, CG_GEMM_OPENBLAS = 1 } cg_gemm;
 typedef struct {
     const char *prefix; /* symbol and macro prefix; default: the model name */
     const char *triple; /* NULL: host */
     const char *cpu;    /* NULL: host CPU */
     int opt_level;      /* 0..3 */
+    cg_gemm gemm;       /* whose GEMM the kernels call; default frost's */
 } cg_options;
 /* Write the object file to path. On failure returns false with a message in *err
  * (malloc'd). */

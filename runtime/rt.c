@@ -3,9 +3,10 @@
  * Compiled twice: natively into librt (unit tests call the kernels directly)
  * and to LLVM bitcode that codegen links into every generated module, where
  * the sizes become constants and the functions are internalised. Hence the
- * rules of rt.h: no globals, no allocation, no I/O (but for checked mode's
- * one report on stderr); only memcpy/memset and
- * math.h (logf, sqrt, floorf, ceilf) and cblas_sgemm from outside. Loops are
+ * rules of rt.h: no globals but the thread pool, no allocation, no I/O (but
+ * for checked mode's one report on stderr); only memcpy/memset, math.h (logf,
+ * sqrt, floorf, ceilf), pthreads and cblas_sgemm (--gemm openblas) from
+ * outside. Loops are
  * written plainly over restrict pointers so the vectoriser can take them once
  * the target CPU is known.
  *
@@ -19,8 +20,11 @@
 
 #include <cblas.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 /* Without
  * -ffast-math the vectoriser keeps float/double sums (and max/min
@@ -172,9 +176,313 @@ void rt_init_normal(float *restrict p, int64_t n, uint64_t seed, int64_t stream,
     }
 }
 
-/* ---------------------------------------------------------------- GEMM */
+/* ---------------------------------------------------------------- threads
+ *
+ * One pool per generated object (the module's only global state): nthreads - 1
+ * workers, started by rt_pool_start (P_set_threads) and never inside a
+ * forward or backward. rt_parallel runs task(ctx, 0..ntasks-1), the caller
+ * taking its share. Each job waits for every worker to finish it before the
+ * next is published, so a worker never sees a half-written job. Workers spin
+ * for a while after a job (kernels come in quick succession) and then sleep
+ * on a condition variable. A caller that finds the pool busy (another thread,
+ * or a task calling rt_parallel) runs its tasks itself. Tasks must write
+ * disjoint data and not depend on their order: the kernels split work so that
+ * every result is computed by the same operations whatever thread runs it, so
+ * results do not depend on the thread count. */
+enum { RT_MAX_THREADS = 64, RT_SPIN = 1 << 16, RT_WORKER_STACK = 4 << 20 };
 
-/* C[m,n] = op(A) op(B) + beta C, row-major. Degenerate sizes are handled here
+typedef struct {
+    pthread_mutex_t mu;
+    pthread_cond_t wake;
+    pthread_t worker[RT_MAX_THREADS];
+    int64_t nworkers;
+    uint64_t generation; /* atomic: bumped for every job and for stop */
+    int64_t busy;        /* atomic: a job is in flight */
+    int64_t stop;
+    void (*task)(void *ctx, int64_t i);
+    void *ctx;
+    int64_t ntasks;
+    int64_t next;     /* atomic: the next task to claim */
+    int64_t finished; /* atomic: workers done with this job */
+} rt_pool_state;
+
+static rt_pool_state rt_pool = {.mu = PTHREAD_MUTEX_INITIALIZER, .wake = PTHREAD_COND_INITIALIZER};
+
+static inline void rt_cpu_relax(void) {
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#endif
+}
+
+static void rt_pool_claim(void) {
+    for (;;) {
+        int64_t i = __atomic_fetch_add(&rt_pool.next, 1, __ATOMIC_RELAXED);
+        if (i >= rt_pool.ntasks)
+            return;
+        rt_pool.task(rt_pool.ctx, i);
+    }
+}
+
+static void *rt_pool_worker(void *arg) {
+    (void)arg;
+    uint64_t seen = 0;
+    for (;;) {
+        uint64_t gen = __atomic_load_n(&rt_pool.generation, __ATOMIC_ACQUIRE);
+        for (int64_t s = 0; gen == seen && s < RT_SPIN; s++) {
+            rt_cpu_relax();
+            gen = __atomic_load_n(&rt_pool.generation, __ATOMIC_ACQUIRE);
+        }
+        if (gen == seen) {
+            pthread_mutex_lock(&rt_pool.mu);
+            while ((gen = __atomic_load_n(&rt_pool.generation, __ATOMIC_ACQUIRE)) == seen)
+                pthread_cond_wait(&rt_pool.wake, &rt_pool.mu);
+            pthread_mutex_unlock(&rt_pool.mu);
+        }
+        seen = gen;
+        if (rt_pool.stop)
+            return NULL;
+        rt_pool_claim();
+        __atomic_fetch_add(&rt_pool.finished, 1, __ATOMIC_RELEASE);
+    }
+}
+
+static void rt_pool_publish(void) {
+    pthread_mutex_lock(&rt_pool.mu);
+    __atomic_fetch_add(&rt_pool.generation, 1, __ATOMIC_RELEASE);
+    pthread_cond_broadcast(&rt_pool.wake);
+    pthread_mutex_unlock(&rt_pool.mu);
+}
+
+int64_t rt_pool_threads(void) { return rt_pool.nworkers + 1; }
+
+void rt_pool_stop(void) {
+    if (!rt_pool.nworkers)
+        return;
+    rt_pool.stop = 1;
+    rt_pool_publish();
+    for (int64_t w = 0; w < rt_pool.nworkers; w++)
+        pthread_join(rt_pool.worker[w], NULL);
+    rt_pool.nworkers = 0;
+    rt_pool.stop = 0;
+}
+
+int64_t rt_pool_start(int64_t nthreads) {
+    if (nthreads <= 0) {
+        const char *env = getenv("FROST_NUM_THREADS");
+        nthreads = env && *env ? atol(env) : 0;
+        if (nthreads <= 0)
+            nthreads = sysconf(_SC_NPROCESSORS_ONLN);
+    }
+    nthreads = nthreads < 1 ? 1 : nthreads > RT_MAX_THREADS ? RT_MAX_THREADS : nthreads;
+    if (nthreads == rt_pool.nworkers + 1)
+        return nthreads;
+    rt_pool_stop();
+    pthread_attr_t attr;
+    pthread_attr_init(&attr);
+    pthread_attr_setstacksize(&attr, RT_WORKER_STACK);
+    while (rt_pool.nworkers < nthreads - 1 &&
+           !pthread_create(&rt_pool.worker[rt_pool.nworkers], &attr, rt_pool_worker, NULL))
+        rt_pool.nworkers++;
+    pthread_attr_destroy(&attr);
+    return rt_pool.nworkers + 1;
+}
+
+void rt_parallel(void (*task)(void *ctx, int64_t i), void *ctx, int64_t ntasks) {
+    int64_t idle = 0;
+    if (ntasks <= 1 || !rt_pool.nworkers ||
+        !__atomic_compare_exchange_n(&rt_pool.busy, &idle, 1, 0, __ATOMIC_ACQUIRE, __ATOMIC_RELAXED)) {
+        for (int64_t i = 0; i < ntasks; i++)
+            task(ctx, i);
+        return;
+    }
+    rt_pool.task = task;
+    rt_pool.ctx = ctx;
+    rt_pool.ntasks = ntasks;
+    __atomic_store_n(&rt_pool.next, 0, __ATOMIC_RELAXED);
+    __atomic_store_n(&rt_pool.finished, 0, __ATOMIC_RELAXED);
+    rt_pool_publish();
+    rt_pool_claim();
+    while (__atomic_load_n(&rt_pool.finished, __ATOMIC_ACQUIRE) < rt_pool.nworkers)
+        rt_cpu_relax();
+    __atomic_store_n(&rt_pool.busy, 0, __ATOMIC_RELEASE);
+}
+
+/* ---------------------------------------------------------------- GEMM
+ *
+ * frost's own SGEMM, after BLIS's design: C is cut into blocks of RT_MC rows
+ * (and, when there are few, column chunks) that the pool's threads take as
+ * tasks. For each RT_KC-deep slice of the product a task packs its rows of
+ * op(A) into MR-row panels (MR floats per k, zero-padded), and then, one
+ * NR-column panel of op(B) at a time, packs that panel (NR floats per k) and
+ * sweeps the row panels with a micro-kernel that keeps an MR x NR tile of C in
+ * registers: per k, NR/W vector loads of B, MR broadcasts of A and MR*NR/W
+ * FMAs. The B panel stays in L1, the packed A block in L2. Both buffers are on
+ * the stack (RT_GEMM_STACK bytes at most; the pool's workers get 4 MiB).
+ *
+ * Two micro-kernels, written once with vector types: 12 x 32 in 512-bit
+ * vectors (24 accumulators of AVX-512's 32 registers) and 6 x 16 in 256-bit
+ * ones (12 of AVX2's 16); codegen tells rt_cfg_wide() which the target has.
+ * Each element of C is the same sequence of FMAs whatever the blocking of the
+ * threads, so results do not depend on the thread count. */
+enum { RT_MC = 144, RT_KC = 384, RT_NR_MAX = 32 };
+enum { RT_GEMM_STACK = (RT_MC * RT_KC + RT_KC * RT_NR_MAX + 12 * RT_NR_MAX) * 4 };
+
+typedef float rt_v16 __attribute__((vector_size(64)));
+typedef float rt_v8 __attribute__((vector_size(32)));
+
+#if defined(__clang__)
+#define RT_WIDE_VECTORS __attribute__((min_vector_width(512)))
+#else
+#define RT_WIDE_VECTORS
+#endif
+
+/* C tile (ldc) = acc (mode 0), += acc (1), beta C + acc (2) */
+#define RT_UKERNEL(name, vec, W, MR, NV)                                                             \
+    RT_WIDE_VECTORS static void name(int64_t kc, const float *restrict ap, const float *restrict bp, \
+                                     float *restrict c, int64_t ldc, int64_t mode, float beta) {     \
+        vec acc[MR][NV];                                                                             \
+        for (int r = 0; r < MR; r++)                                                                 \
+            for (int v = 0; v < NV; v++)                                                             \
+                acc[r][v] = (vec){0};                                                                \
+        for (int64_t p = 0; p < kc; p++) {                                                           \
+            vec b[NV];                                                                               \
+            for (int v = 0; v < NV; v++)                                                             \
+                memcpy(&b[v], bp + p * (W * NV) + v * W, sizeof(vec));                               \
+            for (int r = 0; r < MR; r++) {                                                           \
+                float a = ap[p * MR + r];                                                            \
+                for (int v = 0; v < NV; v++)                                                         \
+                    acc[r][v] += b[v] * a;                                                           \
+            }                                                                                        \
+        }                                                                                            \
+        for (int r = 0; r < MR; r++)                                                                 \
+            for (int v = 0; v < NV; v++) {                                                           \
+                float *cp = c + r * ldc + v * W;                                                     \
+                vec old;                                                                             \
+                if (mode == 0) {                                                                     \
+                    memcpy(cp, &acc[r][v], sizeof(vec));                                             \
+                    continue;                                                                        \
+                }                                                                                    \
+                memcpy(&old, cp, sizeof(vec));                                                       \
+                old = mode == 1 ? old + acc[r][v] : old * beta + acc[r][v];                          \
+                memcpy(cp, &old, sizeof(vec));                                                       \
+            }                                                                                        \
+    }
+
+RT_UKERNEL(rt_ukernel_12x32, rt_v16, 16, 12, 2)
+RT_UKERNEL(rt_ukernel_6x16, rt_v8, 8, 6, 2)
+
+typedef struct {
+    int64_t ta, tb, m, n, k, lda, ldb, ldc, wide;
+    const float *a, *b;
+    float *c;
+    float beta;
+    int64_t nchunks, chunk; /* column chunks per row block, and their width */
+} rt_gemm_job;
+
+/* Rows [i0, i0+mc) and depth [p0, p0+kc) of op(A), as MR-row panels. */
+static void rt_pack_a(const rt_gemm_job *g, int64_t i0, int64_t mc, int64_t p0, int64_t kc, int64_t mr,
+                      float *restrict dst) {
+    for (int64_t ir = 0; ir < mc; ir += mr, dst += mr * kc) {
+        int64_t rows = mc - ir < mr ? mc - ir : mr;
+        for (int64_t r = 0; r < mr; r++) {
+            int64_t i = i0 + ir + r;
+            if (r >= rows) {
+                for (int64_t p = 0; p < kc; p++)
+                    dst[p * mr + r] = 0.0f;
+            } else if (g->ta) {
+                for (int64_t p = 0; p < kc; p++)
+                    dst[p * mr + r] = g->a[(p0 + p) * g->lda + i];
+            } else {
+                const float *src = g->a + i * g->lda + p0;
+                for (int64_t p = 0; p < kc; p++)
+                    dst[p * mr + r] = src[p];
+            }
+        }
+    }
+}
+
+/* Columns [j0, j0+nr) (fewer at the edge: zeros) and depth [p0, p0+kc) of op(B). */
+static void rt_pack_b(const rt_gemm_job *g, int64_t j0, int64_t cols, int64_t p0, int64_t kc, int64_t nr,
+                      float *restrict dst) {
+    if (g->tb) {
+        for (int64_t cc = 0; cc < nr; cc++) {
+            const float *src = g->b + (j0 + cc) * g->ldb + p0;
+            for (int64_t p = 0; p < kc; p++)
+                dst[p * nr + cc] = cc < cols ? src[p] : 0.0f;
+        }
+        return;
+    }
+    for (int64_t p = 0; p < kc; p++) {
+        const float *src = g->b + (p0 + p) * g->ldb + j0;
+        for (int64_t cc = 0; cc < nr; cc++)
+            dst[p * nr + cc] = cc < cols ? src[cc] : 0.0f;
+    }
+}
+
+/* One task: row block t / nchunks, column chunk t % nchunks, all of K. */
+static void rt_gemm_task(void *ctx, int64_t t) {
+    const rt_gemm_job *g = ctx;
+    int64_t mr = g->wide ? 12 : 6, nr = g->wide ? 32 : 16;
+    int64_t i0 = (t / g->nchunks) * RT_MC, mc = g->m - i0 < RT_MC ? g->m - i0 : RT_MC;
+    int64_t j_begin = (t % g->nchunks) * g->chunk;
+    int64_t j_end = j_begin + g->chunk < g->n ? j_begin + g->chunk : g->n;
+    _Alignas(64) float apack[RT_MC * RT_KC];
+    _Alignas(64) float bpack[RT_KC * RT_NR_MAX];
+    _Alignas(64) float tile[12 * RT_NR_MAX];
+    for (int64_t p0 = 0; p0 < g->k; p0 += RT_KC) {
+        int64_t kc = g->k - p0 < RT_KC ? g->k - p0 : RT_KC;
+        int64_t mode = p0 ? 1 : g->beta == 0.0f ? 0 : g->beta == 1.0f ? 1 : 2;
+        rt_pack_a(g, i0, mc, p0, kc, mr, apack);
+        for (int64_t j0 = j_begin; j0 < j_end; j0 += nr) {
+            int64_t cols = j_end - j0 < nr ? j_end - j0 : nr;
+            rt_pack_b(g, j0, cols, p0, kc, nr, bpack);
+            for (int64_t ir = 0; ir < mc; ir += mr) {
+                int64_t rows = mc - ir < mr ? mc - ir : mr;
+                float *c = g->c + (i0 + ir) * g->ldc + j0, *dst = c;
+                int64_t ldt = g->ldc;
+                if (rows < mr || cols < nr) { /* an edge: through a full tile */
+                    for (int64_t r = 0; r < rows; r++)
+                        memcpy(tile + r * nr, c + r * g->ldc, (size_t)cols * sizeof(float));
+                    dst = tile;
+                    ldt = nr;
+                }
+                if (g->wide)
+                    rt_ukernel_12x32(kc, apack + ir * kc, bpack, dst, ldt, mode, g->beta);
+                else
+                    rt_ukernel_6x16(kc, apack + ir * kc, bpack, dst, ldt, mode, g->beta);
+                if (dst == tile)
+                    for (int64_t r = 0; r < rows; r++)
+                        memcpy(c + r * g->ldc, tile + r * nr, (size_t)cols * sizeof(float));
+            }
+        }
+    }
+}
+
+void rt_sgemm(int64_t ta, int64_t tb, int64_t m, int64_t n, int64_t k, const float *a, int64_t lda, const float *b,
+              int64_t ldb, float beta, float *c, int64_t ldc, int64_t wide) {
+    if (m <= 0 || n <= 0)
+        return;
+    if (k <= 0) {
+        for (int64_t i = 0; i < m; i++)
+            for (int64_t j = 0; j < n; j++)
+                c[i * ldc + j] = beta == 0.0f ? 0.0f : beta * c[i * ldc + j];
+        return;
+    }
+    int64_t nr = wide ? 32 : 16;
+    rt_gemm_job g = {ta, tb, m, n, k, lda, ldb, ldc, wide, a, b, c, beta, 1, n};
+    /* Enough tasks for every thread: cut the columns when the rows are few. */
+    int64_t blocks = (m + RT_MC - 1) / RT_MC, want = 4 * rt_pool_threads();
+    if (rt_pool_threads() > 1 && blocks < want) {
+        int64_t panels = (n + nr - 1) / nr, per = (panels * blocks + want - 1) / want;
+        per = per < 1 ? 1 : per;
+        g.chunk = per * nr;
+        g.nchunks = (n + g.chunk - 1) / g.chunk;
+    }
+    rt_parallel(rt_gemm_task, &g, blocks * g.nchunks);
+}
+
+/* C[m,n] = op(A) op(B) + beta C, row-major: frost's GEMM or OpenBLAS's, as
+ * the object was compiled (--gemm). Degenerate sizes are handled here
  * because BLAS rejects leading dimensions of 0 (and would print about it). */
 static void rt_gemm(enum CBLAS_TRANSPOSE ta, enum CBLAS_TRANSPOSE tb, int64_t m, int64_t n, int64_t k, const float *a,
                     int64_t lda, const float *b, int64_t ldb, float beta, float *c, int64_t ldc) {
@@ -183,6 +491,10 @@ static void rt_gemm(enum CBLAS_TRANSPOSE ta, enum CBLAS_TRANSPOSE tb, int64_t m,
     if (k <= 0) {
         if (beta == 0.0f)
             memset(c, 0, (size_t)(m * n) * sizeof(float));
+        return;
+    }
+    if (rt_cfg_gemm() == RT_GEMM_FROST) {
+        rt_sgemm(ta == CblasTrans, tb == CblasTrans, m, n, k, a, lda, b, ldb, beta, c, ldc, rt_cfg_wide());
         return;
     }
     cblas_sgemm(CblasRowMajor, ta, tb, (blasint)m, (blasint)n, (blasint)k, 1.0f, a, (blasint)lda, b, (blasint)ldb, beta,

@@ -2,10 +2,11 @@
  *
  * rt.c is compiled to LLVM bitcode at build time, embedded in the compiler and
  * linked into every generated module, where these functions are specialised
- * with constant sizes and given internal linkage. So: no global state, no
- * allocation, no I/O (checked mode's rt_check_report aside), no libc beyond
- * memcpy/memset/math; GEMMs go to
- * cblas_sgemm. Generated code is the only caller.
+ * with constant sizes and given internal linkage. So: no global state but
+ * the thread pool (one per object, started by rt_pool_start), no allocation
+ * but its threads', no I/O (checked mode's rt_check_report aside), no libc
+ * beyond memcpy/memset/math, pthreads, getenv/sysconf (rt_pool_start) and
+ * cblas_sgemm (--gemm openblas). Generated code is the only caller.
  *
  * Conventions (codegen relies on them):
  *  - pointer parameters first, then int64_t sizes/flags, then float constants;
@@ -43,6 +44,32 @@
 #include <stdint.h>
 
 #include "ck.h"
+
+/* ---------------------------------------------------------------- target
+ * Constants of the object being compiled: codegen/cg.c defines these in every
+ * generated module (they fold away); runtime/rt_native.c defines them for
+ * librt, the unit tests' native build. */
+enum { RT_GEMM_OPENBLAS = 0, RT_GEMM_FROST = 1 };
+int64_t rt_cfg_gemm(void);                           /* RT_GEMM_*: frost build --gemm */
+int64_t rt_cfg_wide(void);                           /* 1 when the target has 512-bit vectors (AVX-512F) */
+void rt_native_set_gemm(int64_t gemm, int64_t wide); /* librt only: what the two return */
+
+/* ---------------------------------------------------------------- threads
+ * The object's pool (rt.c "threads"). rt_pool_start(n) makes n - 1 workers (n
+ * <= 0: $FROST_NUM_THREADS, else the online CPUs; at most 64) and returns the
+ * thread count; not while a kernel runs. Until it is called, every kernel
+ * runs on its caller's thread. rt_parallel runs task(ctx, i) for i in
+ * [0, ntasks) on the pool and returns when all have run. */
+int64_t rt_pool_start(int64_t nthreads);
+void rt_pool_stop(void);
+int64_t rt_pool_threads(void);
+void rt_parallel(void (*task)(void *ctx, int64_t i), void *ctx, int64_t ntasks);
+
+/* C[m,n] = op(A) op(B) + beta C, row-major, op transposing when ta / tb is 1:
+ * frost's GEMM (rt.c "GEMM") with the 512-bit micro-kernel when wide is 1,
+ * else the 256-bit one; on the pool. */
+void rt_sgemm(int64_t ta, int64_t tb, int64_t m, int64_t n, int64_t k, const float *a, int64_t lda, const float *b,
+              int64_t ldb, float beta, float *c, int64_t ldc, int64_t wide);
 
 enum {
     RT_OK = 0,

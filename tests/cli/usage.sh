@@ -46,6 +46,11 @@ if [ "$(uname -m)" = x86_64 ]; then
 fi
 expect 2 "frost: unknown target triple 'nosuch-thing': No available targets are compatible with triple \"nosuch-thing\"" \
     compile "$model" --triple nosuch-thing -o x.o
+expect 2 "frost: unknown --gemm 'mkl' (frost or openblas)" compile "$model" --gemm mkl -o x.o
+expect 0 "" compile "$model" --gemm openblas -o x.o
+nm "$tmp/out/x.o" | grep -qw cblas_sgemm || { failed=$((failed + 1)); echo "FAIL --gemm openblas: x.o calls no cblas_sgemm"; }
+expect 0 "" compile "$model" -o x.o
+! nm "$tmp/out/x.o" | grep -qw cblas_sgemm || { failed=$((failed + 1)); echo "FAIL the default GEMM is frost's, yet x.o calls cblas_sgemm"; }
 expect 0 "" compile --mcpu help
 grep -qx 'x86-64-v2' "$tmp/stdout" || { failed=$((failed + 1)); echo "FAIL --mcpu help does not list x86-64-v2"; }
 expect 0 "" compile "$model" --mcpu x86-64-v2 -o x.o
@@ -105,7 +110,7 @@ help_lists() {
         grep -q "^usage: frost $cmd FILE" "$tmp/stdout" || { failed=$((failed + 1)); echo "FAIL frost $cmd $h: no usage line"; }
     done
 }
-help_lists compile -o --header -D --config --train --freeze --grad --batchnorm-eval --optimizer --opt --name -O0 --mcpu --triple --infer-only --checked -d -h
+help_lists compile -o --header -D --config --train --freeze --grad --batchnorm-eval --optimizer --opt --name -O0 --mcpu --triple --gemm --infer-only --checked -d -h
 help_lists plan -o -D --config --train --freeze --grad --batchnorm-eval --optimizer --opt --format --steps -h
 help_lists compare -o -D --config --train --freeze --grad --batchnorm-eval --optimizer --opt --format -h
 help_lists dot -o -D --config --train --freeze --grad --batchnorm-eval --format --only --from --to --collapse --expand -h

@@ -32,8 +32,8 @@ flags=()
 if grep -q '^#define VAR_INFER_ONLY 1' "$dir/var.h"; then
     flags+=(-DVAR_INFER_ONLY=1)
     defined=$(nm -g --defined-only "$dir/var.o" | awk '{print $3}' | sort | tr '\n' ' ')
-    want="var_infer var_init "
-    grep -q '^#define VAR_CHECKED 1' "$dir/var.h" && want="var_infer var_init var_last_error "
+    want="var_infer var_init var_set_threads "
+    grep -q '^#define VAR_CHECKED 1' "$dir/var.h" && want="var_infer var_init var_last_error var_set_threads "
     [ "$defined" = "$want" ] || fail "an --infer-only object defines '$defined', not '$want'"
     if grep -Eq 'var_(forward|backward|update|train_step|opt_init)\b|VAR_(GRADS_BYTES|TRAIN_ARENA_BYTES|OPT_STATE_BYTES|RESIDUAL_BYTES|ERR_STATE|NUM_KEPT_RANGES)' "$dir/var.h"; then
         fail "the --infer-only header declares training"

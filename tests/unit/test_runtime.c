@@ -26,6 +26,8 @@
 
 #include "rt.h"
 
+#include <cblas.h>
+
 /* ================================================================ helpers */
 
 static uint64_t rng;
@@ -2573,6 +2575,140 @@ START_TEST(in_place) {
 }
 END_TEST
 
+/* ================================================================ GEMM
+ *
+ * rt_sgemm, frost's own, against OpenBLAS on awkward sizes: every (M, N, K)
+ * with each of 1, 7, 17, 63, 65 and 513, every transpose, both micro-kernels
+ * (here in the native build; tests/gemm/run.sh checks them in generated code
+ * for their targets), beta 0 (C starts as NaN and must not leak), 1 and 0.5.
+ * The operands sit in padded rows (leading dimension = width + 3) whose
+ * padding is NaN, so a read past a row shows, and C's padding must stay as it
+ * was. Both results are held to the rounding bound 2 (K + 2) eps sum |terms|.
+ * Triples with two or more 513s run for one transpose each (time). */
+enum { GEMM_SIZES = 6 };
+static const int64_t gemm_sizes[GEMM_SIZES] = {1, 7, 17, 63, 65, 513};
+
+static float *gemm_operand(int64_t rows, int64_t cols, int64_t ld, int random) {
+    float *p = malloc(sizeof(float) * (size_t)(rows * ld));
+    ck_assert_ptr_nonnull(p);
+    for (int64_t i = 0; i < rows; i++)
+        for (int64_t j = 0; j < ld; j++)
+            p[i * ld + j] = j < cols && random ? frand() : sentinel();
+    return p;
+}
+
+static void gemm_case(int64_t ta, int64_t tb, int64_t m, int64_t n, int64_t k, float beta, int64_t wide) {
+    int64_t ar = ta ? k : m, ac = ta ? m : k, br = tb ? n : k, bc = tb ? k : n;
+    int64_t lda = ac + 3, ldb = bc + 3, ldc = n + 3;
+    float *a = gemm_operand(ar, ac, lda, 1), *b = gemm_operand(br, bc, ldb, 1);
+    float *c = gemm_operand(m, n, ldc, beta != 0.0f), *ref = malloc(sizeof(float) * (size_t)(m * ldc));
+    ck_assert_ptr_nonnull(ref);
+    memcpy(ref, c, sizeof(float) * (size_t)(m * ldc));
+    snprintf(ctx, sizeof ctx, "gemm ta %lld tb %lld m %lld n %lld k %lld beta %g wide %lld", (long long)ta,
+             (long long)tb, (long long)m, (long long)n, (long long)k, beta, (long long)wide);
+    rt_sgemm(ta, tb, m, n, k, a, lda, b, ldb, beta, c, ldc, wide);
+    cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, (blasint)m, (blasint)n,
+                (blasint)k, 1.0f, a, (blasint)lda, b, (blasint)ldb, beta, ref, (blasint)ldc);
+    for (int64_t i = 0; i < m; i++)
+        for (int64_t j = 0; j < ldc; j++) {
+            float got = c[i * ldc + j], want = ref[i * ldc + j];
+            if (j >= n) {
+                ck_assert_msg(is_sentinel(got), "%s: C's padding at (%lld, %lld) was written", ctx, (long long)i,
+                              (long long)j);
+                continue;
+            }
+            double mag = beta != 0.0f ? fabs(beta * (double)want) : 0.0; /* want's C term is the old C */
+            for (int64_t p = 0; p < k; p++)
+                mag += fabs((double)(ta ? a[p * lda + i] : a[i * lda + p]) * (tb ? b[j * ldb + p] : b[p * ldb + j]));
+            double tol = 2.0 * (double)(k + 2) * FLT_EPSILON * (mag + FLT_MIN);
+            ck_assert_msg(fabs((double)got - want) <= tol, "%s: C(%lld, %lld) = %.9g, OpenBLAS %.9g (bound %.3g)", ctx,
+                          (long long)i, (long long)j, got, want, tol);
+        }
+    free(a);
+    free(b);
+    free(c);
+    free(ref);
+}
+
+START_TEST(gemm_against_openblas) {
+    int64_t ta = _i & 1, tb = (_i >> 1) & 1, wide = (_i >> 2) & 1;
+    seed_rng(900 + (uint64_t)_i);
+    int t = 0;
+    for (int x = 0; x < GEMM_SIZES; x++)
+        for (int y = 0; y < GEMM_SIZES; y++)
+            for (int z = 0; z < GEMM_SIZES; z++, t++) {
+                int bigs = (x == GEMM_SIZES - 1) + (y == GEMM_SIZES - 1) + (z == GEMM_SIZES - 1);
+                if (bigs >= 2 && t % 8 != _i)
+                    continue;
+                static const float betas[] = {0.0f, 1.0f, 0.5f};
+                gemm_case(ta, tb, gemm_sizes[x], gemm_sizes[y], gemm_sizes[z], betas[t % 3], wide);
+            }
+}
+END_TEST
+
+/* On the pool the result is the same, bit for bit, for any thread count
+ * (rt_sgemm cuts rows, then columns, differently for each). */
+START_TEST(gemm_threads) {
+    static const int64_t shapes[][3] = {{513, 65, 63}, {7, 513, 65}, {1, 1025, 17}, {300, 300, 800}};
+    for (size_t s = 0; s < sizeof shapes / sizeof *shapes; s++) {
+        int64_t m = shapes[s][0], n = shapes[s][1], k = shapes[s][2];
+        seed_rng(77 + s);
+        float *a = gemm_operand(m, k, k, 1), *b = gemm_operand(k, n, n, 1);
+        float *one = gemm_operand(m, n, n, 0), *many = gemm_operand(m, n, n, 0);
+        rt_pool_stop();
+        ck_assert_int_eq(rt_pool_threads(), 1);
+        rt_sgemm(0, 0, m, n, k, a, k, b, n, 0.0f, one, n, 1);
+        for (int64_t threads = 2; threads <= 3; threads++) {
+            ck_assert_int_eq(rt_pool_start(threads), threads);
+            ck_assert_int_eq(rt_pool_threads(), threads);
+            memset(many, 0xff, sizeof(float) * (size_t)(m * n));
+            rt_sgemm(0, 0, m, n, k, a, k, b, n, 0.0f, many, n, 1);
+            ck_assert_msg(!memcmp(one, many, sizeof(float) * (size_t)(m * n)),
+                          "gemm %lld x %lld x %lld: 1 and %lld threads differ", (long long)m, (long long)n,
+                          (long long)k, (long long)threads);
+        }
+        rt_pool_stop();
+        free(a);
+        free(b);
+        free(one);
+        free(many);
+    }
+}
+END_TEST
+
+/* rt_parallel runs every task once, on the pool or, when the pool is busy
+ * (a task calling rt_parallel), on the caller. */
+typedef struct {
+    int64_t hits[64];
+    int64_t nested;
+} pool_probe;
+
+static void probe_inner(void *arg, int64_t i) {
+    __atomic_fetch_add(&((pool_probe *)arg)->nested, i + 1, __ATOMIC_RELAXED);
+}
+static void probe_task(void *arg, int64_t i) {
+    pool_probe *p = arg;
+    __atomic_fetch_add(&p->hits[i], 1, __ATOMIC_RELAXED);
+    rt_parallel(probe_inner, arg, 4); /* nested: runs inline */
+}
+
+START_TEST(pool_runs_every_task) {
+    for (int64_t threads = 1; threads <= 4; threads++) {
+        ck_assert_int_eq(rt_pool_start(threads), threads);
+        for (int rep = 0; rep < 50; rep++) {
+            pool_probe p = {{0}, 0};
+            int64_t n = 1 + (rep * 7) % 64;
+            rt_parallel(probe_task, &p, n);
+            for (int64_t i = 0; i < 64; i++)
+                ck_assert_int_eq(p.hits[i], i < n);
+            ck_assert_int_eq(p.nested, n * 10);
+        }
+    }
+    rt_pool_stop();
+    ck_assert_int_eq(rt_pool_threads(), 1);
+}
+END_TEST
+
 /* ================================================================ main */
 
 /* ---------------------------------------------------------------- checked mode */
@@ -2670,6 +2806,12 @@ static Suite *runtime_suite(void) {
     tcase_add_test(d, rope);
     tcase_add_test(d, in_place);
     suite_add_tcase(s, d);
+    TCase *gm = tcase_create("gemm");
+    tcase_set_timeout(gm, 600);
+    tcase_add_loop_test(gm, gemm_against_openblas, 0, 8);
+    tcase_add_test(gm, gemm_threads);
+    tcase_add_test(gm, pool_runs_every_task);
+    suite_add_tcase(s, gm);
     TCase *ck = tcase_create("checked");
     tcase_add_test(ck, checked_guards_and_finite);
     suite_add_tcase(s, ck);
