@@ -182,12 +182,57 @@ class ViTTiny(nn.Module):
         return self.head(x[:, 0])
 
 
+class InvertedResidual(nn.Module):
+    """examples/mobilenet.frost's inverted_residual (torchvision's names; ReLU
+    for ReLU6, as there)."""
+
+    def __init__(self, inp, oup, stride, t):
+        super().__init__()
+        hid = inp * t
+
+        def cbr(i, o, k, s, g):
+            return nn.Sequential(nn.Conv2d(i, o, k, s, k // 2, groups=g, bias=False), nn.BatchNorm2d(o),
+                                 nn.ReLU(inplace=True))
+
+        if t != 1:
+            layers = [cbr(inp, hid, 1, 1, 1), cbr(hid, hid, 3, stride, hid), nn.Conv2d(hid, oup, 1, bias=False),
+                      nn.BatchNorm2d(oup)]
+        else:
+            layers = [cbr(inp, inp, 3, stride, inp), nn.Conv2d(inp, oup, 1, bias=False), nn.BatchNorm2d(oup)]
+        self.conv = nn.Sequential(*layers)
+        self.residual = stride == 1 and inp == oup
+
+    def forward(self, x):
+        return x + self.conv(x) if self.residual else self.conv(x)
+
+
+class MobileNetCifar(nn.Module):
+    """examples/mobilenet.frost: MobileNetV2-style, ten blocks, for 32x32."""
+
+    def __init__(self, num_classes=10):
+        super().__init__()
+        stem = nn.Sequential(nn.Conv2d(3, 32, 3, 1, 1, bias=False), nn.BatchNorm2d(32), nn.ReLU(inplace=True))
+        blocks, inp = [], 32
+        for c, s, t in [(16, 1, 1), (24, 1, 6), (24, 1, 6), (32, 2, 6), (32, 1, 6), (64, 2, 6), (64, 1, 6), (96, 1, 6),
+                        (160, 2, 6), (320, 1, 6)]:
+            blocks.append(InvertedResidual(inp, c, s, t))
+            inp = c
+        last = nn.Sequential(nn.Conv2d(inp, 1280, 1, bias=False), nn.BatchNorm2d(1280), nn.ReLU(inplace=True))
+        self.features = nn.Sequential(stem, *blocks, last)
+        self.classifier = nn.Sequential(nn.Dropout(0.2), nn.Linear(1280, num_classes))
+
+    def forward(self, x):
+        x = F.adaptive_avg_pool2d(self.features(x), 1).flatten(1)
+        return self.classifier(x)
+
+
 MODELS = {
     "mlp": (MLP, (784,), 10),
     "lenet": (LeNet, (1, 28, 28), 10),
     "cnn_bn": (CnnBn, (1, 28, 28), 10),
     "resnet18_cifar": (lambda: ResNet18(10, cifar=True), (3, 32, 32), 10),
     "resnet18": (lambda: ResNet18(1000), (3, 224, 224), 1000),
+    "mobilenet": (MobileNetCifar, (3, 32, 32), 10),
     "vit": (ViTTiny, (3, 224, 224), 1000),
 }
 

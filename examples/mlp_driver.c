@@ -161,6 +161,7 @@ int main(void) {
     float *x = alloc_block("x", (long long)sizeof(float) * BATCH * FEATURES);
     int32_t *label = alloc_block("label", (long long)sizeof(int32_t) * BATCH);
 
+    mlp_set_threads(0);   /* the kernels on $FROST_NUM_THREADS threads, else every CPU */
     mlp_init(params, 42); /* deterministic: same seed, same weights everywhere */
     make_batch(x, label);
 

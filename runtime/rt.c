@@ -384,19 +384,18 @@ static void rt_pack_a(const rt_gemm_job *g, int64_t i0, int64_t mc, int64_t p0, 
                       float *restrict dst) {
     for (int64_t ir = 0; ir < mc; ir += mr, dst += mr * kc) {
         int64_t rows = mc - ir < mr ? mc - ir : mr;
-        for (int64_t r = 0; r < mr; r++) {
-            int64_t i = i0 + ir + r;
-            if (r >= rows) {
-                for (int64_t p = 0; p < kc; p++)
-                    dst[p * mr + r] = 0.0f;
-            } else if (g->ta) {
-                for (int64_t p = 0; p < kc; p++)
-                    dst[p * mr + r] = g->a[(p0 + p) * g->lda + i];
-            } else {
-                const float *src = g->a + i * g->lda + p0;
-                for (int64_t p = 0; p < kc; p++)
-                    dst[p * mr + r] = src[p];
+        if (g->ta) { /* op(A) rows are A's columns: mr contiguous floats per k */
+            for (int64_t p = 0; p < kc; p++) {
+                const float *src = g->a + (p0 + p) * g->lda + i0 + ir;
+                for (int64_t r = 0; r < mr; r++)
+                    dst[p * mr + r] = r < rows ? src[r] : 0.0f;
             }
+            continue;
+        }
+        for (int64_t r = 0; r < mr; r++) {
+            const float *src = g->a + (i0 + ir + r) * g->lda + p0;
+            for (int64_t p = 0; p < kc; p++)
+                dst[p * mr + r] = r < rows ? src[p] : 0.0f;
         }
     }
 }
@@ -1745,19 +1744,35 @@ static inline void rt_scale_acc(const float *restrict src, float *restrict dst, 
 /* 1x1, stride 1, no padding: image n, group g of x is already its column matrix. */
 static inline int rt_conv_pointwise(int64_t k, int64_t s, int64_t p) { return k == 1 && s == 1 && p == 0; }
 
-/* col[Cg*k*k, OH*OW] (rows ld floats apart, ld >= OH*OW): row (c, ky, kx) holds
- * input x[c, oy*s + ky*d - p, ox*s + kx*d - p] for every output (oy, ox), 0
- * where that falls into the padding. */
-static void rt_im2col(const float *restrict x, float *restrict col, int64_t ld, int64_t Cg, int64_t H, int64_t W,
-                      int64_t k, int64_t s, int64_t p, int64_t d, int64_t OH, int64_t OW) {
-    for (int64_t ky = 0; ky < k; ky++) {
-        int64_t offy = ky * d - p, oy0, oy1;
-        rt_tap_range(offy, s, H, OH, &oy0, &oy1);
-        for (int64_t kx = 0; kx < k; kx++) {
-            int64_t offx = kx * d - p, ox0, ox1;
-            rt_tap_range(offx, s, W, OW, &ox0, &ox1);
-            const int64_t cnt = ox1 - ox0;
-            for (int64_t c = 0; c < Cg; c++) {
+/* The channel ranges [c0, c1) of an im2col or col2im on the pool. */
+typedef struct {
+    const float *src;
+    float *dst;
+    int64_t ld, Cg, H, W, k, s, p, d, OH, OW, per;
+} rt_cols_job;
+
+enum { RT_COLS_GRAIN = 1 << 15 }; /* floats of columns per task, at least */
+
+static int64_t rt_cols_tasks(rt_cols_job *j) {
+    int64_t per_channel = j->k * j->k * j->OH * j->OW, threads = rt_pool_threads();
+    int64_t tasks = per_channel * j->Cg / RT_COLS_GRAIN;
+    tasks = tasks < 1 ? 1 : tasks > 4 * threads ? 4 * threads : tasks;
+    tasks = tasks > j->Cg ? j->Cg : tasks;
+    j->per = (j->Cg + tasks - 1) / tasks;
+    return (j->Cg + j->per - 1) / j->per;
+}
+
+static void rt_im2col_channels(const float *restrict x, float *restrict col, int64_t ld, int64_t c0, int64_t c1,
+                               int64_t H, int64_t W, int64_t k, int64_t s, int64_t p, int64_t d, int64_t OH,
+                               int64_t OW) {
+    for (int64_t c = c0; c < c1; c++)
+        for (int64_t ky = 0; ky < k; ky++) {
+            int64_t offy = ky * d - p, oy0, oy1;
+            rt_tap_range(offy, s, H, OH, &oy0, &oy1);
+            for (int64_t kx = 0; kx < k; kx++) {
+                int64_t offx = kx * d - p, ox0, ox1;
+                rt_tap_range(offx, s, W, OW, &ox0, &ox1);
+                const int64_t cnt = ox1 - ox0;
                 float *restrict row = col + ((c * k + ky) * k + kx) * ld;
                 const float *restrict xc = x + c * H * W;
                 memset(row, 0, (size_t)(oy0 * OW) * sizeof(float));
@@ -1780,13 +1795,27 @@ static void rt_im2col(const float *restrict x, float *restrict col, int64_t ld, 
                 memset(row + oy1 * OW, 0, (size_t)((OH - oy1) * OW) * sizeof(float));
             }
         }
-    }
 }
 
-/* x[Cg,H,W] += the adjoint of rt_im2col applied to col (rows ld floats apart) */
-static void rt_col2im_add(const float *restrict col, int64_t ld, float *restrict x, int64_t Cg, int64_t H, int64_t W,
-                          int64_t k, int64_t s, int64_t p, int64_t d, int64_t OH, int64_t OW) {
-    for (int64_t c = 0; c < Cg; c++) {
+static void rt_im2col_task(void *ctx, int64_t t) {
+    const rt_cols_job *j = ctx;
+    int64_t c0 = t * j->per, c1 = c0 + j->per < j->Cg ? c0 + j->per : j->Cg;
+    rt_im2col_channels(j->src, j->dst, j->ld, c0, c1, j->H, j->W, j->k, j->s, j->p, j->d, j->OH, j->OW);
+}
+
+/* col[Cg*k*k, OH*OW] (rows ld floats apart, ld >= OH*OW): row (c, ky, kx) holds
+ * input x[c, oy*s + ky*d - p, ox*s + kx*d - p] for every output (oy, ox), 0
+ * where that falls into the padding. On the pool, by channels. */
+static void rt_im2col(const float *restrict x, float *restrict col, int64_t ld, int64_t Cg, int64_t H, int64_t W,
+                      int64_t k, int64_t s, int64_t p, int64_t d, int64_t OH, int64_t OW) {
+    rt_cols_job j = {x, col, ld, Cg, H, W, k, s, p, d, OH, OW, Cg};
+    rt_parallel(rt_im2col_task, &j, rt_cols_tasks(&j));
+}
+
+static void rt_col2im_channels(const float *restrict col, int64_t ld, float *restrict x, int64_t c0, int64_t c1,
+                               int64_t H, int64_t W, int64_t k, int64_t s, int64_t p, int64_t d, int64_t OH,
+                               int64_t OW) {
+    for (int64_t c = c0; c < c1; c++) {
         float *restrict xc = x + c * H * W;
         for (int64_t ky = 0; ky < k; ky++) {
             int64_t offy = ky * d - p, oy0, oy1;
@@ -1809,100 +1838,207 @@ static void rt_col2im_add(const float *restrict col, int64_t ld, float *restrict
     }
 }
 
-/* Depthwise: output channel o reads input channel o / (K/C) through w[o, 0, :, :].
- * For each tap: one multiply-add pass over the valid part of the output plane. */
-static void rt_conv_dw_fwd(const float *restrict x, const float *restrict w, const float *restrict b, float *restrict y,
-                           int64_t N, int64_t C, int64_t H, int64_t W, int64_t K, int64_t k, int64_t s, int64_t p,
-                           int64_t d, int64_t OH, int64_t OW) {
-    const int64_t mult = K / C, HW = H * W, OHW = OH * OW;
-    for (int64_t n = 0; n < N; n++)
-        for (int64_t o = 0; o < K; o++) {
-            const float *restrict xc = x + (n * C + o / mult) * HW;
-            float *restrict yo = y + (n * K + o) * OHW;
-            const float *restrict wo = w + o * k * k;
-            const float bias = b ? b[o] : 0.0f;
-            for (int64_t i = 0; i < OHW; i++)
-                yo[i] = bias;
-            for (int64_t ky = 0; ky < k; ky++) {
-                int64_t offy = ky * d - p, oy0, oy1;
-                rt_tap_range(offy, s, H, OH, &oy0, &oy1);
-                for (int64_t kx = 0; kx < k; kx++) {
-                    int64_t offx = kx * d - p, ox0, ox1;
-                    rt_tap_range(offx, s, W, OW, &ox0, &ox1);
-                    const int64_t cnt = ox1 - ox0;
-                    const float wv = wo[ky * k + kx];
-                    if (cnt <= 0)
-                        continue;
-                    for (int64_t oy = oy0; oy < oy1; oy++) {
-                        float *restrict yr = yo + oy * OW + ox0;
-                        const float *restrict xr = xc + (oy * s + offy) * W + ox0 * s + offx;
-                        for (int64_t j = 0; j < cnt; j++)
-                            yr[j] += wv * xr[j * s];
-                    }
+static void rt_col2im_task(void *ctx, int64_t t) {
+    const rt_cols_job *j = ctx;
+    int64_t c0 = t * j->per, c1 = c0 + j->per < j->Cg ? c0 + j->per : j->Cg;
+    rt_col2im_channels(j->src, j->ld, j->dst, c0, c1, j->H, j->W, j->k, j->s, j->p, j->d, j->OH, j->OW);
+}
+
+/* x[Cg,H,W] += the adjoint of rt_im2col applied to col (rows ld floats
+ * apart). On the pool, by channels: each writes its own planes, in the same
+ * order as on one thread. */
+static void rt_col2im_add(const float *restrict col, int64_t ld, float *restrict x, int64_t Cg, int64_t H, int64_t W,
+                          int64_t k, int64_t s, int64_t p, int64_t d, int64_t OH, int64_t OW) {
+    rt_cols_job j = {col, x, ld, Cg, H, W, k, s, p, d, OH, OW, Cg};
+    rt_parallel(rt_col2im_task, &j, rt_cols_tasks(&j));
+}
+
+typedef struct {
+    const float *x, *w, *b, *dy;
+    float *y, *dx, *dw;
+    int64_t N, C, H, W, K, k, s, p, d, OH, OW, acc;
+    int64_t per; /* units (planes or channels) per task */
+} rt_dw_job;
+
+/* Units of work per task: enough tasks for the pool, none under ~32K floats. */
+static int64_t rt_dw_tasks(rt_dw_job *j, int64_t units, int64_t floats_per_unit) {
+    int64_t threads = rt_pool_threads(), tasks = units * floats_per_unit / RT_COLS_GRAIN;
+    tasks = tasks < 1 ? 1 : tasks > 4 * threads ? 4 * threads : tasks;
+    tasks = tasks > units ? units : tasks;
+    j->per = (units + tasks - 1) / tasks;
+    return (units + j->per - 1) / j->per;
+}
+
+/* y[n, o] from x[n, o / mult] */
+static void rt_dw_fwd_plane(const rt_dw_job *j, int64_t n, int64_t o) {
+    const int64_t mult = j->K / j->C, HW = j->H * j->W, OHW = j->OH * j->OW, k = j->k, s = j->s, W = j->W;
+    const float *restrict xc = j->x + (n * j->C + o / mult) * HW;
+    float *restrict yo = j->y + (n * j->K + o) * OHW;
+    const float *restrict wo = j->w + o * k * k;
+    const float bias = j->b ? j->b[o] : 0.0f;
+    for (int64_t i = 0; i < OHW; i++)
+        yo[i] = bias;
+    for (int64_t ky = 0; ky < k; ky++) {
+        int64_t offy = ky * j->d - j->p, oy0, oy1;
+        rt_tap_range(offy, s, j->H, j->OH, &oy0, &oy1);
+        for (int64_t kx = 0; kx < k; kx++) {
+            int64_t offx = kx * j->d - j->p, ox0, ox1;
+            rt_tap_range(offx, s, W, j->OW, &ox0, &ox1);
+            const int64_t cnt = ox1 - ox0;
+            const float wv = wo[ky * k + kx];
+            if (cnt <= 0)
+                continue;
+            for (int64_t oy = oy0; oy < oy1; oy++) {
+                float *restrict yr = yo + oy * j->OW + ox0;
+                const float *restrict xr = xc + (oy * s + offy) * W + ox0 * s + offx;
+                for (int64_t i = 0; i < cnt; i++)
+                    yr[i] += wv * xr[i * s];
+            }
+        }
+    }
+}
+
+/* dx[n, c] (+)= the transposed taps of dy[n, o] for the mult outputs o of c */
+static void rt_dw_bwd_x_plane(const rt_dw_job *j, int64_t n, int64_t c) {
+    const int64_t mult = j->K / j->C, HW = j->H * j->W, OHW = j->OH * j->OW, k = j->k, s = j->s, W = j->W;
+    float *restrict xc = j->dx + (n * j->C + c) * HW;
+    if (!j->acc)
+        memset(xc, 0, (size_t)HW * sizeof(float));
+    for (int64_t o = c * mult; o < (c + 1) * mult; o++) {
+        const float *restrict yo = j->dy + (n * j->K + o) * OHW;
+        const float *restrict wo = j->w + o * k * k;
+        for (int64_t ky = 0; ky < k; ky++) {
+            int64_t offy = ky * j->d - j->p, oy0, oy1;
+            rt_tap_range(offy, s, j->H, j->OH, &oy0, &oy1);
+            for (int64_t kx = 0; kx < k; kx++) {
+                int64_t offx = kx * j->d - j->p, ox0, ox1;
+                rt_tap_range(offx, s, W, j->OW, &ox0, &ox1);
+                const int64_t cnt = ox1 - ox0;
+                const float wv = wo[ky * k + kx];
+                if (cnt <= 0)
+                    continue;
+                for (int64_t oy = oy0; oy < oy1; oy++) {
+                    const float *restrict yr = yo + oy * j->OW + ox0;
+                    float *restrict xr = xc + (oy * s + offy) * W + ox0 * s + offx;
+                    for (int64_t i = 0; i < cnt; i++)
+                        xr[i * s] += wv * yr[i];
                 }
             }
         }
+    }
+}
+
+/* dw[o] (+)= sum over the images of dy[n, o] . the taps of x[n, o / mult] */
+static void rt_dw_bwd_w_channel(const rt_dw_job *j, int64_t o) {
+    const int64_t mult = j->K / j->C, HW = j->H * j->W, OHW = j->OH * j->OW, k = j->k, s = j->s, W = j->W;
+    float *restrict wo = j->dw + o * k * k;
+    if (!j->acc)
+        memset(wo, 0, (size_t)(k * k) * sizeof(float));
+    for (int64_t n = 0; n < j->N; n++) {
+        const float *restrict xc = j->x + (n * j->C + o / mult) * HW;
+        const float *restrict yo = j->dy + (n * j->K + o) * OHW;
+        for (int64_t ky = 0; ky < k; ky++) {
+            int64_t offy = ky * j->d - j->p, oy0, oy1;
+            rt_tap_range(offy, s, j->H, j->OH, &oy0, &oy1);
+            for (int64_t kx = 0; kx < k; kx++) {
+                int64_t offx = kx * j->d - j->p, ox0, ox1;
+                rt_tap_range(offx, s, W, j->OW, &ox0, &ox1);
+                const int64_t cnt = ox1 - ox0;
+                if (cnt <= 0)
+                    continue;
+                double t = 0.0;
+                for (int64_t oy = oy0; oy < oy1; oy++)
+                    t += rt_ddot_strided(yo + oy * j->OW + ox0, xc + (oy * s + offy) * W + ox0 * s + offx, cnt, s);
+                wo[ky * k + kx] += (float)t;
+            }
+        }
+    }
+}
+
+static void rt_dw_fwd_task(void *ctx, int64_t t) {
+    const rt_dw_job *j = ctx;
+    for (int64_t u = t * j->per; u < (t + 1) * j->per && u < j->N * j->K; u++)
+        rt_dw_fwd_plane(j, u / j->K, u % j->K);
+}
+
+static void rt_dw_bwd_x_task(void *ctx, int64_t t) {
+    const rt_dw_job *j = ctx;
+    for (int64_t u = t * j->per; u < (t + 1) * j->per && u < j->N * j->C; u++)
+        rt_dw_bwd_x_plane(j, u / j->C, u % j->C);
+}
+
+static void rt_dw_bwd_w_task(void *ctx, int64_t t) {
+    const rt_dw_job *j = ctx;
+    for (int64_t o = t * j->per; o < (t + 1) * j->per && o < j->K; o++)
+        rt_dw_bwd_w_channel(j, o);
+}
+
+/* Depthwise: output channel o reads input channel o / (K/C) through w[o, 0,
+ * :, :]; per tap, one multiply-add pass over the valid part of the plane. On
+ * the pool: forward by output planes, d x by input planes (each summing its
+ * mult outputs in order), d w by channels (each summing the images in order),
+ * so every result is computed as on one thread. */
+static void rt_conv_dw_fwd(const float *restrict x, const float *restrict w, const float *restrict b, float *restrict y,
+                           int64_t N, int64_t C, int64_t H, int64_t W, int64_t K, int64_t k, int64_t s, int64_t p,
+                           int64_t d, int64_t OH, int64_t OW) {
+    rt_dw_job j = {.x = x,
+                   .w = w,
+                   .b = b,
+                   .y = y,
+                   .N = N,
+                   .C = C,
+                   .H = H,
+                   .W = W,
+                   .K = K,
+                   .k = k,
+                   .s = s,
+                   .p = p,
+                   .d = d,
+                   .OH = OH,
+                   .OW = OW};
+    rt_parallel(rt_dw_fwd_task, &j, rt_dw_tasks(&j, N * K, OH * OW * k * k));
 }
 
 static void rt_conv_dw_bwd_x(const float *restrict dy, const float *restrict w, float *restrict dx, int64_t N,
                              int64_t C, int64_t H, int64_t W, int64_t K, int64_t k, int64_t s, int64_t p, int64_t d,
                              int64_t OH, int64_t OW, int64_t acc) {
-    const int64_t mult = K / C, HW = H * W, OHW = OH * OW;
-    if (!acc)
-        memset(dx, 0, (size_t)(N * C * HW) * sizeof(float));
-    for (int64_t n = 0; n < N; n++)
-        for (int64_t o = 0; o < K; o++) {
-            float *restrict xc = dx + (n * C + o / mult) * HW;
-            const float *restrict yo = dy + (n * K + o) * OHW;
-            const float *restrict wo = w + o * k * k;
-            for (int64_t ky = 0; ky < k; ky++) {
-                int64_t offy = ky * d - p, oy0, oy1;
-                rt_tap_range(offy, s, H, OH, &oy0, &oy1);
-                for (int64_t kx = 0; kx < k; kx++) {
-                    int64_t offx = kx * d - p, ox0, ox1;
-                    rt_tap_range(offx, s, W, OW, &ox0, &ox1);
-                    const int64_t cnt = ox1 - ox0;
-                    const float wv = wo[ky * k + kx];
-                    if (cnt <= 0)
-                        continue;
-                    for (int64_t oy = oy0; oy < oy1; oy++) {
-                        const float *restrict yr = yo + oy * OW + ox0;
-                        float *restrict xr = xc + (oy * s + offy) * W + ox0 * s + offx;
-                        for (int64_t j = 0; j < cnt; j++)
-                            xr[j * s] += wv * yr[j];
-                    }
-                }
-            }
-        }
+    rt_dw_job j = {.dy = dy,
+                   .w = w,
+                   .dx = dx,
+                   .N = N,
+                   .C = C,
+                   .H = H,
+                   .W = W,
+                   .K = K,
+                   .k = k,
+                   .s = s,
+                   .p = p,
+                   .d = d,
+                   .OH = OH,
+                   .OW = OW,
+                   .acc = acc};
+    rt_parallel(rt_dw_bwd_x_task, &j, rt_dw_tasks(&j, N * C, (K / C) * OH * OW * k * k));
 }
 
 static void rt_conv_dw_bwd_w(const float *restrict dy, const float *restrict x, float *restrict dw, int64_t N,
                              int64_t C, int64_t H, int64_t W, int64_t K, int64_t k, int64_t s, int64_t p, int64_t d,
                              int64_t OH, int64_t OW, int64_t acc) {
-    const int64_t mult = K / C, HW = H * W, OHW = OH * OW;
-    if (!acc)
-        memset(dw, 0, (size_t)(K * k * k) * sizeof(float));
-    for (int64_t n = 0; n < N; n++)
-        for (int64_t o = 0; o < K; o++) {
-            const float *restrict xc = x + (n * C + o / mult) * HW;
-            const float *restrict yo = dy + (n * K + o) * OHW;
-            float *restrict wo = dw + o * k * k;
-            for (int64_t ky = 0; ky < k; ky++) {
-                int64_t offy = ky * d - p, oy0, oy1;
-                rt_tap_range(offy, s, H, OH, &oy0, &oy1);
-                for (int64_t kx = 0; kx < k; kx++) {
-                    int64_t offx = kx * d - p, ox0, ox1;
-                    rt_tap_range(offx, s, W, OW, &ox0, &ox1);
-                    const int64_t cnt = ox1 - ox0;
-                    if (cnt <= 0)
-                        continue;
-                    double t = 0.0;
-                    for (int64_t oy = oy0; oy < oy1; oy++)
-                        t += rt_ddot_strided(yo + oy * OW + ox0, xc + (oy * s + offy) * W + ox0 * s + offx, cnt, s);
-                    wo[ky * k + kx] += (float)t;
-                }
-            }
-        }
+    rt_dw_job j = {.dy = dy,
+                   .x = x,
+                   .dw = dw,
+                   .N = N,
+                   .C = C,
+                   .H = H,
+                   .W = W,
+                   .K = K,
+                   .k = k,
+                   .s = s,
+                   .p = p,
+                   .d = d,
+                   .OH = OH,
+                   .OW = OW,
+                   .acc = acc};
+    rt_parallel(rt_dw_bwd_w_task, &j, rt_dw_tasks(&j, K, N * OH * OW * k * k));
 }
 
 /* images > 1 images per GEMM (rt.h): the scratch holds cols[CKK, m*OHW] for a

@@ -362,6 +362,11 @@ int main(int argc, char **argv) {
     const model all = fm_all_describe(), head = fm_head_describe(), bitfit = fm_bitfit_describe(),
                 norm = fm_norm_describe();
     const model *fm_all_model = &all;
+    /* every object's kernels on $FROST_NUM_THREADS threads, else every CPU */
+    fm_all_set_threads(0);
+    fm_head_set_threads(0);
+    fm_bitfit_set_threads(0);
+    fm_norm_set_threads(0);
     bool live = !o.plain && isatty(STDOUT_FILENO);
     frost_error err;
     frost_dataset train_set, test_set;

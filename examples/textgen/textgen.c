@@ -112,6 +112,7 @@ TEXTGEN_MODELS(MODEL)
 
 #define DESCRIBE(p, P, s, S, run_name, what) p##_describe(),
 #define COUNT(p, P, s, S, run_name, what) +1
+#define SET_THREADS(p, P, s, S, run_name, what) (void)p##_set_threads(0), (void)s##_set_threads(0),
 enum { NMODELS = 0 TEXTGEN_MODELS(COUNT) };
 
 /* ------------------------------------------------------------ options */
@@ -664,6 +665,8 @@ static void report(const model *m, int64_t steps, double loss, double val, doubl
 int main(int argc, char **argv) {
     options o = parse(argc, argv);
     const model models[NMODELS] = {TEXTGEN_MODELS(DESCRIBE)};
+    /* every object's kernels on $FROST_NUM_THREADS threads, else every CPU */
+    TEXTGEN_MODELS(SET_THREADS)(void) 0;
     const model *pre_model = NULL;
     for (int k = 0; k < NMODELS; k++)
         if (strcmp(models[k].name, "all") == 0)
