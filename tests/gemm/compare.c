@@ -118,5 +118,8 @@ int main(void) {
     printf("%d gradients, largest %.4g; worst difference from OpenBLAS %.3g (relative to |g| + 1%% of the largest); "
            "loss %.9g: %s\n",
            (int)NG, scale, worst, l_ref, bad ? "FAIL" : "ok");
+    free(ref), free(wide1), free(wide2), free(wide3), free(narrow), free(params);
+    for (int i = 0; i < GW_NUM_INPUTS; i++)
+        free(in[i]);
     return bad ? 1 : 0;
 }
