@@ -307,6 +307,45 @@ void rt_parallel(void (*task)(void *ctx, int64_t i), void *ctx, int64_t ntasks) 
     __atomic_store_n(&rt_pool.busy, 0, __ATOMIC_RELEASE);
 }
 
+/* Kernels whose items (channels, rows, elements) are independent run fn(args,
+ * lo, hi) over ranges of [0, n) across the pool. Each item is computed by
+ * the same code whatever range holds it, so results do not depend on the
+ * thread count. A task gets at least RT_RANGE_GRAIN floats of traffic (`cost`
+ * per item) so that small kernels stay on the caller's thread; ranges start at
+ * multiples of `align` items (bit masks pack 8 elements a byte). */
+enum { RT_RANGE_GRAIN = 1 << 14 };
+
+typedef void rt_range_fn(const void *args, int64_t lo, int64_t hi);
+
+typedef struct {
+    rt_range_fn *fn;
+    const void *args;
+    int64_t n, per;
+} rt_range_job;
+
+static void rt_range_task(void *ctx, int64_t t) {
+    const rt_range_job *j = ctx;
+    int64_t lo = t * j->per, hi = lo + j->per < j->n ? lo + j->per : j->n;
+    j->fn(j->args, lo, hi);
+}
+
+static void rt_parallel_ranges(rt_range_fn *fn, const void *args, int64_t n, int64_t cost, int64_t align) {
+    if (n <= 0)
+        return;
+    int64_t threads = rt_pool_threads(), work = n * (cost > 0 ? cost : 1);
+    int64_t tasks = work / RT_RANGE_GRAIN, most = 4 * threads;
+    tasks = tasks > most ? most : tasks;
+    tasks = tasks > n / align ? n / align : tasks;
+    if (tasks <= 1) {
+        fn(args, 0, n);
+        return;
+    }
+    int64_t per = (n + tasks - 1) / tasks;
+    per = (per + align - 1) / align * align;
+    rt_range_job j = {fn, args, n, per};
+    rt_parallel(rt_range_task, &j, (n + per - 1) / per);
+}
+
 /* ---------------------------------------------------------------- GEMM
  *
  * frost's own SGEMM, after BLIS's design: C is cut into blocks of RT_MC rows
@@ -324,7 +363,10 @@ void rt_parallel(void (*task)(void *ctx, int64_t i), void *ctx, int64_t ntasks) 
  * ones (12 of AVX2's 16); codegen tells rt_cfg_wide() which the target has.
  * Each element of C is the same sequence of FMAs whatever the blocking of the
  * threads, so results do not depend on the thread count. */
-enum { RT_MC = 144, RT_KC = 384, RT_NR_MAX = 32 };
+/* RT_KC: the B panel (32 x kc) and an A panel (12 x kc) of the 512-bit
+ * micro-kernel fit L1 together (33 of 48 KiB); the 256-bit one takes the same
+ * slices, so that both give the same bits. */
+enum { RT_MC = 144, RT_KC = 192, RT_NR_MAX = 32 };
 enum { RT_GEMM_STACK = (RT_MC * RT_KC + RT_KC * RT_NR_MAX + 12 * RT_NR_MAX) * 4 };
 
 typedef float rt_v16 __attribute__((vector_size(64)));
@@ -656,48 +698,88 @@ static inline void rt_relu_body(const float *x, float *y, int64_t n) {
     }
 }
 
-void rt_relu_fwd(const float *x, float *y, int64_t n) {
-    if (x == y)
-        rt_relu_body(y, y, n);
+/* The arguments of the element-wise kernels, for their ranges (x may be y) */
+typedef struct {
+    const float *x, *dy;
+    const uint8_t *bits;
+    float *y; /* y, or dx */
+    uint8_t *mask;
+    int64_t acc, tanh;
+} rt_map_args;
+
+static void rt_relu_fwd_range(const void *args, int64_t lo, int64_t hi) {
+    const rt_map_args *a = args;
+    if (a->x == a->y)
+        rt_relu_body(a->y + lo, a->y + lo, hi - lo);
     else
-        rt_relu_body(x, y, n);
+        rt_relu_body(a->x + lo, a->y + lo, hi - lo);
 }
 
-void rt_sign_mask(const float *restrict y, uint8_t *restrict bits, int64_t n) {
-    int64_t full = n / 8;
-    for (int64_t b = 0; b < full; b++) {
+void rt_relu_fwd(const float *x, float *y, int64_t n) {
+    rt_parallel_ranges(rt_relu_fwd_range, &(rt_map_args){.x = x, .y = y}, n, 2, 1);
+}
+
+/* elements [lo, hi), lo a multiple of 8 */
+static void rt_sign_mask_range(const void *args, int64_t lo, int64_t hi) {
+    const rt_map_args *a = args;
+    const float *restrict y = a->x;
+    uint8_t *restrict bits = a->mask;
+    for (int64_t b = lo / 8; b * 8 < hi; b++) {
         unsigned v = 0;
-        for (int j = 0; j < 8; j++)
+        for (int64_t j = 0; j < 8 && b * 8 + j < hi; j++)
             v |= (unsigned)(y[b * 8 + j] > 0.0f) << j;
         bits[b] = (uint8_t)v;
     }
-    if (n % 8) {
-        unsigned v = 0;
-        for (int64_t j = 0; j < n % 8; j++)
-            v |= (unsigned)(y[full * 8 + j] > 0.0f) << j;
-        bits[full] = (uint8_t)v;
+}
+
+void rt_sign_mask(const float *restrict y, uint8_t *restrict bits, int64_t n) {
+    rt_parallel_ranges(rt_sign_mask_range, &(rt_map_args){.x = y, .mask = bits}, n, 1, 8);
+}
+
+static void rt_relu_bwd_out_range(const void *args, int64_t lo, int64_t hi) {
+    const rt_map_args *a = args;
+    const float *restrict y = a->x, *restrict dy = a->dy;
+    float *restrict dx = a->y;
+    if (a->acc) {
+        for (int64_t i = lo; i < hi; i++)
+            dx[i] += y[i] > 0.0f ? dy[i] : 0.0f;
+    } else {
+        for (int64_t i = lo; i < hi; i++)
+            dx[i] = y[i] > 0.0f ? dy[i] : 0.0f;
     }
 }
 
 void rt_relu_bwd_out(const float *restrict y, const float *restrict dy, float *restrict dx, int64_t n, int64_t acc) {
-    if (acc) {
-        for (int64_t i = 0; i < n; i++)
-            dx[i] += y[i] > 0.0f ? dy[i] : 0.0f;
-    } else {
-        for (int64_t i = 0; i < n; i++)
-            dx[i] = y[i] > 0.0f ? dy[i] : 0.0f;
+    rt_parallel_ranges(rt_relu_bwd_out_range, &(rt_map_args){.x = y, .dy = dy, .y = dx, .acc = acc}, n, 3, 1);
+}
+
+/* elements [lo, hi), lo a multiple of 8: a byte of the mask at a time (its
+ * eight selects vectorise), then the tail */
+static void rt_relu_bwd_mask_range(const void *args, int64_t lo, int64_t hi) {
+    const rt_map_args *a = args;
+    const uint8_t *restrict bits = a->bits;
+    const float *restrict dy = a->dy;
+    float *restrict dx = a->y;
+    const int64_t whole = lo + (hi - lo) / 8 * 8;
+    for (int64_t i = lo; i < whole; i += 8) {
+        const unsigned m = bits[i >> 3];
+        if (a->acc) {
+            for (int j = 0; j < 8; j++)
+                dx[i + j] += (m >> j) & 1 ? dy[i + j] : 0.0f;
+        } else {
+            for (int j = 0; j < 8; j++)
+                dx[i + j] = (m >> j) & 1 ? dy[i + j] : 0.0f;
+        }
+    }
+    for (int64_t i = whole; i < hi; i++) {
+        const float g = (bits[i >> 3] >> (i & 7)) & 1 ? dy[i] : 0.0f;
+        dx[i] = a->acc ? dx[i] + g : g;
     }
 }
 
 void rt_relu_bwd_mask(const uint8_t *restrict bits, const float *restrict dy, float *restrict dx, int64_t n,
                       int64_t acc) {
-    if (acc) {
-        for (int64_t i = 0; i < n; i++)
-            dx[i] += (bits[i >> 3] >> (i & 7)) & 1 ? dy[i] : 0.0f;
-    } else {
-        for (int64_t i = 0; i < n; i++)
-            dx[i] = (bits[i >> 3] >> (i & 7)) & 1 ? dy[i] : 0.0f;
-    }
+    rt_parallel_ranges(rt_relu_bwd_mask_range, &(rt_map_args){.bits = bits, .dy = dy, .y = dx, .acc = acc}, n, 2, 8);
 }
 
 /* ---------------------------------------------------------------- sigmoid */
@@ -814,11 +896,17 @@ static inline void rt_gelu_body(const float *x, float *y, int64_t n, int64_t tan
     }
 }
 
-void rt_gelu_fwd(const float *x, float *y, int64_t n, int64_t tanh) {
-    if (x == y)
-        rt_gelu_body(y, y, n, tanh);
+static void rt_gelu_fwd_range(const void *args, int64_t lo, int64_t hi) {
+    const rt_map_args *a = args;
+    if (a->x == a->y)
+        rt_gelu_body(a->y + lo, a->y + lo, hi - lo, a->tanh);
     else
-        rt_gelu_body(x, y, n, tanh);
+        rt_gelu_body(a->x + lo, a->y + lo, hi - lo, a->tanh);
+}
+
+void rt_gelu_fwd(const float *x, float *y, int64_t n, int64_t tanh) {
+    /* the cost of an element: about 8 floats' worth of traffic */
+    rt_parallel_ranges(rt_gelu_fwd_range, &(rt_map_args){.x = x, .y = y, .tanh = tanh}, n, 8, 1);
 }
 
 /* Phi(x) + x phi(x); at +-inf the second term is inf * 0, so those ends are
@@ -837,21 +925,46 @@ static inline float rt_gelu_tanh_grad(float x) {
     return s + 2.0f * x * s * (1.0f - s) * RT_SQRT2_PI * (1.0f + 3.0f * RT_GELU_C * x * x);
 }
 
+static void rt_gelu_bwd_range(const void *args, int64_t lo, int64_t hi) {
+    const rt_map_args *a = args;
+    const float *restrict x = a->x, *restrict dy = a->dy;
+    float *restrict dx = a->y;
+    for (int64_t i = lo; i < hi; i++) {
+        float g = dy[i] * (a->tanh ? rt_gelu_tanh_grad(x[i]) : rt_gelu_erf_grad(x[i]));
+        dx[i] = a->acc ? dx[i] + g : g;
+    }
+}
+
 void rt_gelu_bwd(const float *restrict x, const float *restrict dy, float *restrict dx, int64_t n, int64_t acc,
                  int64_t tanh) {
-    for (int64_t i = 0; i < n; i++) {
-        float g = dy[i] * (tanh ? rt_gelu_tanh_grad(x[i]) : rt_gelu_erf_grad(x[i]));
-        dx[i] = acc ? dx[i] + g : g;
-    }
+    rt_parallel_ranges(rt_gelu_bwd_range, &(rt_map_args){.x = x, .dy = dy, .y = dx, .acc = acc, .tanh = tanh}, n, 12,
+                       1);
 }
 
 /* ---------------------------------------------------------------- rms_norm */
 
+/* The arguments of the row norms (rms_norm, layer_norm), for their ranges of
+ * rows (d/dx, forward) or of columns (d/dw: each column sums the rows in
+ * order). */
+typedef struct {
+    const float *x, *w, *b, *stats, *dy;
+    float *y, *out_stats; /* y or dx; rstd, or mean and rstd */
+    int64_t rows, D, acc;
+    double eps;
+} rt_norm_args;
+
+/* d/dw by ranges of at least this many columns (a vector's worth or more) */
+enum { RT_NORM_COLS = 16 };
+
 /* The sums over a row are in double, so long rows lose nothing to f32
  * accumulation. */
-void rt_rms_norm_fwd(const float *restrict x, const float *restrict w, float *restrict y, float *restrict rstd,
-                     int64_t rows, int64_t D, double eps) {
-    for (int64_t r = 0; r < rows; r++) {
+static void rt_rms_norm_fwd_rows(const void *args, int64_t r0, int64_t r1) {
+    const rt_norm_args *a = args;
+    const float *restrict x = a->x, *restrict w = a->w;
+    float *restrict y = a->y, *restrict rstd = a->out_stats;
+    const int64_t D = a->D;
+    const double eps = a->eps;
+    for (int64_t r = r0; r < r1; r++) {
         const float *xr = x + r * D;
         float *yr = y + r * D;
         double ss = 0;
@@ -865,9 +978,18 @@ void rt_rms_norm_fwd(const float *restrict x, const float *restrict w, float *re
     }
 }
 
-void rt_rms_norm_bwd_x(const float *restrict x, const float *restrict w, const float *restrict rstd,
-                       const float *restrict dy, float *restrict dx, int64_t rows, int64_t D, int64_t acc) {
-    for (int64_t r = 0; r < rows; r++) {
+void rt_rms_norm_fwd(const float *restrict x, const float *restrict w, float *restrict y, float *restrict rstd,
+                     int64_t rows, int64_t D, double eps) {
+    rt_norm_args a = {.x = x, .w = w, .y = y, .out_stats = rstd, .rows = rows, .D = D, .eps = eps};
+    rt_parallel_ranges(rt_rms_norm_fwd_rows, &a, rows, 3 * D, 1);
+}
+
+static void rt_rms_norm_bwd_x_rows(const void *args, int64_t r0, int64_t r1) {
+    const rt_norm_args *a = args;
+    const float *restrict x = a->x, *restrict w = a->w, *restrict rstd = a->stats, *restrict dy = a->dy;
+    float *restrict dx = a->y;
+    const int64_t D = a->D, acc = a->acc;
+    for (int64_t r = r0; r < r1; r++) {
         const float *xr = x + r * D, *dyr = dy + r * D;
         float *dxr = dx + r * D;
         float rs = rstd[r];
@@ -882,25 +1004,44 @@ void rt_rms_norm_bwd_x(const float *restrict x, const float *restrict w, const f
     }
 }
 
-void rt_rms_norm_bwd_w(const float *restrict x, const float *restrict rstd, const float *restrict dy,
-                       float *restrict dw, int64_t rows, int64_t D, int64_t acc) {
-    if (!acc)
-        memset(dw, 0, sizeof(float) * (size_t)D);
-    for (int64_t r = 0; r < rows; r++) {
+void rt_rms_norm_bwd_x(const float *restrict x, const float *restrict w, const float *restrict rstd,
+                       const float *restrict dy, float *restrict dx, int64_t rows, int64_t D, int64_t acc) {
+    rt_norm_args a = {.x = x, .w = w, .stats = rstd, .dy = dy, .y = dx, .rows = rows, .D = D, .acc = acc};
+    rt_parallel_ranges(rt_rms_norm_bwd_x_rows, &a, rows, 4 * D, 1);
+}
+
+static void rt_rms_norm_bwd_w_cols(const void *args, int64_t j0, int64_t j1) {
+    const rt_norm_args *a = args;
+    const float *restrict x = a->x, *restrict rstd = a->stats, *restrict dy = a->dy;
+    float *restrict dw = a->y;
+    const int64_t D = a->D;
+    if (!a->acc)
+        memset(dw + j0, 0, sizeof(float) * (size_t)(j1 - j0));
+    for (int64_t r = 0; r < a->rows; r++) {
         const float *xr = x + r * D, *dyr = dy + r * D;
         float rs = rstd[r];
-        for (int64_t j = 0; j < D; j++)
+        for (int64_t j = j0; j < j1; j++)
             dw[j] += dyr[j] * xr[j] * rs;
     }
+}
+
+void rt_rms_norm_bwd_w(const float *restrict x, const float *restrict rstd, const float *restrict dy,
+                       float *restrict dw, int64_t rows, int64_t D, int64_t acc) {
+    rt_norm_args a = {.x = x, .stats = rstd, .dy = dy, .y = dw, .rows = rows, .D = D, .acc = acc};
+    rt_parallel_ranges(rt_rms_norm_bwd_w_cols, &a, D, 2 * rows, RT_NORM_COLS);
 }
 
 /* ---------------------------------------------------------------- layer_norm */
 
 /* Two passes over each row (mean, then the centred sum of squares), in
  * double. */
-void rt_layer_norm_fwd(const float *restrict x, const float *restrict w, const float *restrict b, float *restrict y,
-                       float *restrict stats, int64_t rows, int64_t D, double eps) {
-    for (int64_t r = 0; r < rows; r++) {
+static void rt_layer_norm_fwd_rows(const void *args, int64_t r0, int64_t r1) {
+    const rt_norm_args *a = args;
+    const float *restrict x = a->x, *restrict w = a->w, *restrict b = a->b;
+    float *restrict y = a->y, *restrict stats = a->out_stats;
+    const int64_t D = a->D;
+    const double eps = a->eps;
+    for (int64_t r = r0; r < r1; r++) {
         const float *xr = x + r * D;
         float *yr = y + r * D;
         double sum = 0, ss = 0;
@@ -919,9 +1060,18 @@ void rt_layer_norm_fwd(const float *restrict x, const float *restrict w, const f
     }
 }
 
-void rt_layer_norm_bwd_x(const float *restrict x, const float *restrict w, const float *restrict stats,
-                         const float *restrict dy, float *restrict dx, int64_t rows, int64_t D, int64_t acc) {
-    for (int64_t r = 0; r < rows; r++) {
+void rt_layer_norm_fwd(const float *restrict x, const float *restrict w, const float *restrict b, float *restrict y,
+                       float *restrict stats, int64_t rows, int64_t D, double eps) {
+    rt_norm_args a = {.x = x, .w = w, .b = b, .y = y, .out_stats = stats, .rows = rows, .D = D, .eps = eps};
+    rt_parallel_ranges(rt_layer_norm_fwd_rows, &a, rows, 4 * D, 1);
+}
+
+static void rt_layer_norm_bwd_x_rows(const void *args, int64_t r0, int64_t r1) {
+    const rt_norm_args *a = args;
+    const float *restrict x = a->x, *restrict w = a->w, *restrict stats = a->stats, *restrict dy = a->dy;
+    float *restrict dx = a->y;
+    const int64_t D = a->D, acc = a->acc;
+    for (int64_t r = r0; r < r1; r++) {
         const float *xr = x + r * D, *dyr = dy + r * D;
         float *dxr = dx + r * D;
         float mu = stats[2 * r], rs = stats[2 * r + 1];
@@ -940,16 +1090,31 @@ void rt_layer_norm_bwd_x(const float *restrict x, const float *restrict w, const
     }
 }
 
-void rt_layer_norm_bwd_w(const float *restrict x, const float *restrict stats, const float *restrict dy,
-                         float *restrict dw, int64_t rows, int64_t D, int64_t acc) {
-    if (!acc)
-        memset(dw, 0, sizeof(float) * (size_t)D);
-    for (int64_t r = 0; r < rows; r++) {
+void rt_layer_norm_bwd_x(const float *restrict x, const float *restrict w, const float *restrict stats,
+                         const float *restrict dy, float *restrict dx, int64_t rows, int64_t D, int64_t acc) {
+    rt_norm_args a = {.x = x, .w = w, .stats = stats, .dy = dy, .y = dx, .rows = rows, .D = D, .acc = acc};
+    rt_parallel_ranges(rt_layer_norm_bwd_x_rows, &a, rows, 5 * D, 1);
+}
+
+static void rt_layer_norm_bwd_w_cols(const void *args, int64_t j0, int64_t j1) {
+    const rt_norm_args *a = args;
+    const float *restrict x = a->x, *restrict stats = a->stats, *restrict dy = a->dy;
+    float *restrict dw = a->y;
+    const int64_t D = a->D;
+    if (!a->acc)
+        memset(dw + j0, 0, sizeof(float) * (size_t)(j1 - j0));
+    for (int64_t r = 0; r < a->rows; r++) {
         const float *xr = x + r * D, *dyr = dy + r * D;
         float mu = stats[2 * r], rs = stats[2 * r + 1];
-        for (int64_t j = 0; j < D; j++)
+        for (int64_t j = j0; j < j1; j++)
             dw[j] += dyr[j] * ((xr[j] - mu) * rs);
     }
+}
+
+void rt_layer_norm_bwd_w(const float *restrict x, const float *restrict stats, const float *restrict dy,
+                         float *restrict dw, int64_t rows, int64_t D, int64_t acc) {
+    rt_norm_args a = {.x = x, .stats = stats, .dy = dy, .y = dw, .rows = rows, .D = D, .acc = acc};
+    rt_parallel_ranges(rt_layer_norm_bwd_w_cols, &a, D, 2 * rows, RT_NORM_COLS);
 }
 
 /* ---------------------------------------------------------------- rope */
@@ -1268,7 +1433,7 @@ static inline void rt_add_body(const float *a, const float *b, float *y, int64_t
             y[o * inner + i] = a[o * inner + i] + b[i];
 }
 
-void rt_add_fwd(const float *a, const float *b, float *y, int64_t outer, int64_t inner) {
+static void rt_add_serial(const float *a, const float *b, float *y, int64_t outer, int64_t inner) {
     if (y == a && y != b)
         rt_add_body(y, b, y, outer, inner);
     else if (y == b && y != a && outer == 1)
@@ -1277,19 +1442,54 @@ void rt_add_fwd(const float *a, const float *b, float *y, int64_t outer, int64_t
         rt_add_body(a, b, y, outer, inner);
 }
 
+static void rt_mul_serial(const float *a, const float *b, float *y, int64_t outer, int64_t inner);
+
+/* y[o, i] = a[o, i] op b[i], for ranges of rows o, or of elements i when
+ * there is one row */
+typedef struct {
+    const float *a, *b;
+    float *y;
+    int64_t outer, inner, mul;
+} rt_binary_args;
+
+static void rt_binary_range(const void *args, int64_t lo, int64_t hi) {
+    const rt_binary_args *p = args;
+    void (*op)(const float *, const float *, float *, int64_t, int64_t) = p->mul ? rt_mul_serial : rt_add_serial;
+    if (p->outer == 1)
+        op(p->a + lo, p->b + lo, p->y + lo, 1, hi - lo);
+    else
+        op(p->a + lo * p->inner, p->b, p->y + lo * p->inner, hi - lo, p->inner);
+}
+
+static void rt_binary(const float *a, const float *b, float *y, int64_t outer, int64_t inner, int64_t mul) {
+    rt_binary_args p = {a, b, y, outer, inner, mul};
+    if (outer == 1)
+        rt_parallel_ranges(rt_binary_range, &p, inner, 3, 1);
+    else
+        rt_parallel_ranges(rt_binary_range, &p, outer, 2 * inner, 1);
+}
+
+void rt_add_fwd(const float *a, const float *b, float *y, int64_t outer, int64_t inner) {
+    rt_binary(a, b, y, outer, inner, 0);
+}
+
 static inline void rt_mul_body(const float *a, const float *b, float *y, int64_t outer, int64_t inner) {
     for (int64_t o = 0; o < outer; o++)
         for (int64_t i = 0; i < inner; i++)
             y[o * inner + i] = a[o * inner + i] * b[i];
 }
 
-void rt_mul_fwd(const float *a, const float *b, float *y, int64_t outer, int64_t inner) {
+static void rt_mul_serial(const float *a, const float *b, float *y, int64_t outer, int64_t inner) {
     if (y == a && y != b)
         rt_mul_body(y, b, y, outer, inner);
     else if (y == b && y != a && outer == 1)
         rt_mul_body(y, a, y, 1, inner); /* a * b == b * a exactly */
     else
         rt_mul_body(a, b, y, outer, inner);
+}
+
+void rt_mul_fwd(const float *a, const float *b, float *y, int64_t outer, int64_t inner) {
+    rt_binary(a, b, y, outer, inner, 1);
 }
 
 /* ---------------------------------------------------------------- scale */
@@ -1613,15 +1813,27 @@ void rt_mse_bwd(const float *restrict diff, const float *restrict dloss, float *
 
 void rt_opt_step_begin(int64_t *step) { *step += 1; }
 
-void rt_sgd_update(float *p, const float *g, float *buf, const int64_t *step, const rt_hparams *hp, int64_t n) {
+/* The arguments of the updates, for their ranges of elements */
+typedef struct {
+    float *p, *m, *v; /* m: SGD's momentum buffer, or Adam's first moment */
+    const float *g;
+    const int64_t *step;
+    const rt_hparams *hp;
+} rt_update_args;
+
+static void rt_sgd_range(const void *args, int64_t lo, int64_t hi) {
+    const rt_update_args *a = args;
+    float *p = a->p, *buf = a->m;
+    const float *g = a->g;
+    const rt_hparams *hp = a->hp;
     const float lr = hp->lr, wd = hp->weight_decay, mu = hp->momentum, damp = 1.0f - hp->dampening;
     if (mu == 0.0f) {
-        for (int64_t i = 0; i < n; i++)
+        for (int64_t i = lo; i < hi; i++)
             p[i] -= lr * (g[i] + wd * p[i]);
         return;
     }
-    const int first = *step <= 1, nesterov = hp->nesterov != 0;
-    for (int64_t i = 0; i < n; i++) {
+    const int first = *a->step <= 1, nesterov = hp->nesterov != 0;
+    for (int64_t i = lo; i < hi; i++) {
         float d = g[i] + wd * p[i];
         float b = first ? d : mu * buf[i] + damp * d;
         buf[i] = b;
@@ -1629,13 +1841,20 @@ void rt_sgd_update(float *p, const float *g, float *buf, const int64_t *step, co
     }
 }
 
-void rt_adamw_update(float *p, const float *g, float *m, float *v, const int64_t *step, const rt_hparams *hp,
-                     int64_t n) {
+void rt_sgd_update(float *p, const float *g, float *buf, const int64_t *step, const rt_hparams *hp, int64_t n) {
+    rt_parallel_ranges(rt_sgd_range, &(rt_update_args){.p = p, .m = buf, .g = g, .step = step, .hp = hp}, n, 4, 1);
+}
+
+static void rt_adamw_range(const void *args, int64_t lo, int64_t hi) {
+    const rt_update_args *a = args;
+    float *p = a->p, *m = a->m, *v = a->v;
+    const float *g = a->g;
+    const rt_hparams *hp = a->hp;
     const float lr = hp->lr, b1 = hp->beta1, b2 = hp->beta2, eps = hp->eps;
-    const double t = (double)(*step < 1 ? 1 : *step);
+    const double t = (double)(*a->step < 1 ? 1 : *a->step);
     const float c1 = (float)(1.0 - pow((double)b1, t)), c2 = (float)(1.0 - pow((double)b2, t));
     const float decay = 1.0f - lr * hp->weight_decay, step_size = lr / c1, root_c2 = sqrtf(c2);
-    for (int64_t i = 0; i < n; i++) {
+    for (int64_t i = lo; i < hi; i++) {
         float gi = g[i];
         float mi = b1 * m[i] + (1.0f - b1) * gi;
         float vi = b2 * v[i] + (1.0f - b2) * gi * gi;
@@ -1643,6 +1862,12 @@ void rt_adamw_update(float *p, const float *g, float *m, float *v, const int64_t
         v[i] = vi;
         p[i] = p[i] * decay - step_size * mi / (sqrtf(vi) / root_c2 + eps);
     }
+}
+
+void rt_adamw_update(float *p, const float *g, float *m, float *v, const int64_t *step, const rt_hparams *hp,
+                     int64_t n) {
+    rt_parallel_ranges(rt_adamw_range, &(rt_update_args){.p = p, .m = m, .v = v, .g = g, .step = step, .hp = hp}, n, 7,
+                       1);
 }
 
 /* ================================================================ CNN kernels
@@ -2264,8 +2489,26 @@ void rt_conv2d_bwd_w(const float *restrict dy, const float *restrict x, float *r
         }
 }
 
-void rt_sum_channels(const float *restrict dy, float *restrict db, int64_t N, int64_t K, int64_t HW, int64_t acc) {
-    for (int64_t c = 0; c < K; c++) {
+/* ---------------------------------------------------------------- batch norm
+ *
+ * Every kernel here works channel by channel (the batch statistics, the
+ * running ones and the gradients of one channel read only its own planes),
+ * so the channels are split across the pool. */
+
+/* The arguments of the per-channel kernels, for their ranges of channels */
+typedef struct {
+    const float *x, *gamma, *beta, *mean, *var, *stats, *dy; /* mean, var: the running ones */
+    float *running_mean, *running_var, *y, *out_stats;       /* y, dx, dgamma or db */
+    int64_t N, C, HW, acc;
+    float eps, momentum;
+} rt_bn_args;
+
+static void rt_sum_channels_range(const void *args, int64_t c0, int64_t c1) {
+    const rt_bn_args *a = args;
+    const float *restrict dy = a->dy;
+    float *restrict db = a->y;
+    const int64_t N = a->N, K = a->C, HW = a->HW, acc = a->acc;
+    for (int64_t c = c0; c < c1; c++) {
         double t = 0.0;
         for (int64_t n = 0; n < N; n++)
             t += rt_dsum(dy + (n * K + c) * HW, HW);
@@ -2273,13 +2516,19 @@ void rt_sum_channels(const float *restrict dy, float *restrict db, int64_t N, in
     }
 }
 
-/* ---------------------------------------------------------------- batch norm */
+void rt_sum_channels(const float *restrict dy, float *restrict db, int64_t N, int64_t K, int64_t HW, int64_t acc) {
+    rt_bn_args a = {.dy = dy, .y = db, .N = N, .C = K, .HW = HW, .acc = acc};
+    rt_parallel_ranges(rt_sum_channels_range, &a, K, N * HW, 1);
+}
 
-void rt_bn_train_fwd(const float *x, const float *gamma, const float *beta, float *running_mean, float *running_var,
-                     int64_t *num_batches, float *y, float *stats, int64_t N, int64_t C, int64_t HW, float eps,
-                     float momentum) {
-    const int64_t m = N * HW;
-    for (int64_t c = 0; c < C; c++) {
+/* x may be y */
+static void rt_bn_train_fwd_range(const void *args, int64_t c0, int64_t c1) {
+    const rt_bn_args *a = args;
+    const float *x = a->x, *gamma = a->gamma, *beta = a->beta;
+    float *y = a->y, *stats = a->out_stats, *running_mean = a->running_mean, *running_var = a->running_var;
+    const int64_t N = a->N, C = a->C, HW = a->HW, m = N * HW;
+    const float eps = a->eps, momentum = a->momentum;
+    for (int64_t c = c0; c < c1; c++) {
         /* One pass of shifted sums in double: with the shift a sample of the
          * channel, s2/m - (s1/m)^2 does not cancel catastrophically. */
         double mean = 0.0, var = 0.0;
@@ -2307,15 +2556,33 @@ void rt_bn_train_fwd(const float *x, const float *gamma, const float *beta, floa
             stats[C + c] = (float)invstd;
         }
     }
+}
+
+void rt_bn_train_fwd(const float *x, const float *gamma, const float *beta, float *running_mean, float *running_var,
+                     int64_t *num_batches, float *y, float *stats, int64_t N, int64_t C, int64_t HW, float eps,
+                     float momentum) {
+    rt_bn_args a = {.x = x,
+                    .gamma = gamma,
+                    .beta = beta,
+                    .running_mean = running_mean,
+                    .running_var = running_var,
+                    .y = y,
+                    .out_stats = stats,
+                    .N = N,
+                    .C = C,
+                    .HW = HW,
+                    .eps = eps,
+                    .momentum = momentum};
+    rt_parallel_ranges(rt_bn_train_fwd_range, &a, C, 2 * N * HW, 1);
     *num_batches += 1;
 }
 
-void rt_bn_train_bwd_x(const float *restrict x, const float *restrict gamma, const float *restrict stats,
-                       const float *restrict dy, float *restrict dx, int64_t N, int64_t C, int64_t HW, int64_t acc) {
-    const int64_t m = N * HW;
-    if (m <= 0)
-        return;
-    for (int64_t c = 0; c < C; c++) {
+static void rt_bn_train_bwd_x_range(const void *args, int64_t c0, int64_t c1) {
+    const rt_bn_args *a = args;
+    const float *restrict x = a->x, *restrict gamma = a->gamma, *restrict stats = a->stats, *restrict dy = a->dy;
+    float *restrict dx = a->y;
+    const int64_t N = a->N, C = a->C, HW = a->HW, acc = a->acc, m = N * HW;
+    for (int64_t c = c0; c < c1; c++) {
         const float meanf = stats[c];
         const double inv = (double)stats[C + c];
         double sdy = 0.0, sdyx = 0.0;
@@ -2323,7 +2590,7 @@ void rt_bn_train_bwd_x(const float *restrict x, const float *restrict gamma, con
             rt_bn_sums(x + (n * C + c) * HW, dy + (n * C + c) * HW, HW, (double)meanf, &sdy, &sdyx);
         /* dx = kc dy - kc sdy/m - kc inv^2 sdyx/m (x - mean), kc = inv gamma */
         const double kc = inv * (double)gamma[c];
-        const float a = (float)kc, b0 = (float)(-kc * sdy / (double)m),
+        const float k = (float)kc, b0 = (float)(-kc * sdy / (double)m),
                     bx = (float)(-kc * inv * inv * sdyx / (double)m);
         for (int64_t n = 0; n < N; n++) {
             const float *restrict xs = x + (n * C + c) * HW;
@@ -2331,18 +2598,29 @@ void rt_bn_train_bwd_x(const float *restrict x, const float *restrict gamma, con
             float *restrict dd = dx + (n * C + c) * HW;
             if (acc) {
                 for (int64_t i = 0; i < HW; i++)
-                    dd[i] += a * ds[i] + bx * (xs[i] - meanf) + b0;
+                    dd[i] += k * ds[i] + bx * (xs[i] - meanf) + b0;
             } else {
                 for (int64_t i = 0; i < HW; i++)
-                    dd[i] = a * ds[i] + bx * (xs[i] - meanf) + b0;
+                    dd[i] = k * ds[i] + bx * (xs[i] - meanf) + b0;
             }
         }
     }
 }
 
-void rt_bn_train_bwd_gamma(const float *restrict x, const float *restrict stats, const float *restrict dy,
-                           float *restrict dgamma, int64_t N, int64_t C, int64_t HW, int64_t acc) {
-    for (int64_t c = 0; c < C; c++) {
+void rt_bn_train_bwd_x(const float *restrict x, const float *restrict gamma, const float *restrict stats,
+                       const float *restrict dy, float *restrict dx, int64_t N, int64_t C, int64_t HW, int64_t acc) {
+    if (N * HW <= 0)
+        return;
+    rt_bn_args a = {.x = x, .gamma = gamma, .stats = stats, .dy = dy, .y = dx, .N = N, .C = C, .HW = HW, .acc = acc};
+    rt_parallel_ranges(rt_bn_train_bwd_x_range, &a, C, 3 * N * HW, 1);
+}
+
+static void rt_bn_train_bwd_gamma_range(const void *args, int64_t c0, int64_t c1) {
+    const rt_bn_args *a = args;
+    const float *restrict x = a->x, *restrict stats = a->stats, *restrict dy = a->dy;
+    float *restrict dgamma = a->y;
+    const int64_t N = a->N, C = a->C, HW = a->HW, acc = a->acc;
+    for (int64_t c = c0; c < c1; c++) {
         double sdy = 0.0, sdyx = 0.0;
         for (int64_t n = 0; n < N; n++)
             rt_bn_sums(x + (n * C + c) * HW, dy + (n * C + c) * HW, HW, (double)stats[c], &sdy, &sdyx);
@@ -2351,9 +2629,20 @@ void rt_bn_train_bwd_gamma(const float *restrict x, const float *restrict stats,
     }
 }
 
-void rt_bn_eval_fwd(const float *x, const float *gamma, const float *beta, const float *running_mean,
-                    const float *running_var, float *y, int64_t N, int64_t C, int64_t HW, float eps) {
-    for (int64_t c = 0; c < C; c++) {
+void rt_bn_train_bwd_gamma(const float *restrict x, const float *restrict stats, const float *restrict dy,
+                           float *restrict dgamma, int64_t N, int64_t C, int64_t HW, int64_t acc) {
+    rt_bn_args a = {.x = x, .stats = stats, .dy = dy, .y = dgamma, .N = N, .C = C, .HW = HW, .acc = acc};
+    rt_parallel_ranges(rt_bn_train_bwd_gamma_range, &a, C, 2 * N * HW, 1);
+}
+
+/* x may be y */
+static void rt_bn_eval_fwd_range(const void *args, int64_t c0, int64_t c1) {
+    const rt_bn_args *a = args;
+    const float *x = a->x, *gamma = a->gamma, *beta = a->beta, *running_mean = a->mean, *running_var = a->var;
+    float *y = a->y;
+    const int64_t N = a->N, C = a->C, HW = a->HW;
+    const float eps = a->eps;
+    for (int64_t c = c0; c < c1; c++) {
         const float scale = (float)((double)gamma[c] / sqrt((double)running_var[c] + (double)eps));
         const float mc = running_mean[c], bc = beta[c];
         for (int64_t n = 0; n < N; n++)
@@ -2361,25 +2650,71 @@ void rt_bn_eval_fwd(const float *x, const float *gamma, const float *beta, const
     }
 }
 
-void rt_bn_eval_bwd_x(const float *restrict gamma, const float *restrict running_var, const float *restrict dy,
-                      float *restrict dx, int64_t N, int64_t C, int64_t HW, int64_t acc, float eps) {
-    for (int64_t c = 0; c < C; c++) {
+void rt_bn_eval_fwd(const float *x, const float *gamma, const float *beta, const float *running_mean,
+                    const float *running_var, float *y, int64_t N, int64_t C, int64_t HW, float eps) {
+    rt_bn_args a = {.x = x,
+                    .gamma = gamma,
+                    .beta = beta,
+                    .mean = running_mean,
+                    .var = running_var,
+                    .y = y,
+                    .N = N,
+                    .C = C,
+                    .HW = HW,
+                    .eps = eps};
+    rt_parallel_ranges(rt_bn_eval_fwd_range, &a, C, 2 * N * HW, 1);
+}
+
+static void rt_bn_eval_bwd_x_range(const void *args, int64_t c0, int64_t c1) {
+    const rt_bn_args *a = args;
+    const float *restrict gamma = a->gamma, *restrict running_var = a->var, *restrict dy = a->dy;
+    float *restrict dx = a->y;
+    const int64_t N = a->N, C = a->C, HW = a->HW, acc = a->acc;
+    const float eps = a->eps;
+    for (int64_t c = c0; c < c1; c++) {
         const float scale = (float)((double)gamma[c] / sqrt((double)running_var[c] + (double)eps));
         for (int64_t n = 0; n < N; n++)
             rt_scale_acc(dy + (n * C + c) * HW, dx + (n * C + c) * HW, HW, scale, acc);
     }
 }
 
-void rt_bn_eval_bwd_gamma(const float *restrict x, const float *restrict running_mean,
-                          const float *restrict running_var, const float *restrict dy, float *restrict dgamma,
-                          int64_t N, int64_t C, int64_t HW, int64_t acc, float eps) {
-    for (int64_t c = 0; c < C; c++) {
+void rt_bn_eval_bwd_x(const float *restrict gamma, const float *restrict running_var, const float *restrict dy,
+                      float *restrict dx, int64_t N, int64_t C, int64_t HW, int64_t acc, float eps) {
+    rt_bn_args a = {
+        .gamma = gamma, .var = running_var, .dy = dy, .y = dx, .N = N, .C = C, .HW = HW, .acc = acc, .eps = eps};
+    rt_parallel_ranges(rt_bn_eval_bwd_x_range, &a, C, 2 * N * HW, 1);
+}
+
+static void rt_bn_eval_bwd_gamma_range(const void *args, int64_t c0, int64_t c1) {
+    const rt_bn_args *a = args;
+    const float *restrict x = a->x, *restrict running_mean = a->mean, *restrict running_var = a->var,
+                          *restrict dy = a->dy;
+    float *restrict dgamma = a->y;
+    const int64_t N = a->N, C = a->C, HW = a->HW, acc = a->acc;
+    const float eps = a->eps;
+    for (int64_t c = c0; c < c1; c++) {
         double sdy = 0.0, sdyx = 0.0;
         for (int64_t n = 0; n < N; n++)
             rt_bn_sums(x + (n * C + c) * HW, dy + (n * C + c) * HW, HW, (double)running_mean[c], &sdy, &sdyx);
         const float g = (float)(sdyx / sqrt((double)running_var[c] + (double)eps));
         dgamma[c] = acc ? dgamma[c] + g : g;
     }
+}
+
+void rt_bn_eval_bwd_gamma(const float *restrict x, const float *restrict running_mean,
+                          const float *restrict running_var, const float *restrict dy, float *restrict dgamma,
+                          int64_t N, int64_t C, int64_t HW, int64_t acc, float eps) {
+    rt_bn_args a = {.x = x,
+                    .mean = running_mean,
+                    .var = running_var,
+                    .dy = dy,
+                    .y = dgamma,
+                    .N = N,
+                    .C = C,
+                    .HW = HW,
+                    .acc = acc,
+                    .eps = eps};
+    rt_parallel_ranges(rt_bn_eval_bwd_gamma_range, &a, C, 2 * N * HW, 1);
 }
 
 /* ---------------------------------------------------------------- pooling */
@@ -2398,13 +2733,27 @@ static inline int rt_max_wins(float v, float best) { return v > best || (v != v 
 
 enum { RT_POOL_CHUNK = 64 };
 
-void rt_maxpool_fwd(const float *restrict x, float *restrict y, uint8_t *restrict argmax, int64_t NC, int64_t H,
-                    int64_t W, int64_t k, int64_t s, int64_t p) {
+/* The arguments of the pooling kernels, for their ranges of planes (each
+ * plane's outputs read and write only that plane) */
+typedef struct {
+    const float *x; /* x, or dy */
+    const uint8_t *argmax_in;
+    float *y; /* y, or dx */
+    uint8_t *argmax;
+    int64_t H, W, k, s, p, acc;
+} rt_pool2d_args;
+
+static void rt_maxpool_fwd_planes(const void *args, int64_t pl0, int64_t pl1) {
+    const rt_pool2d_args *a = args;
+    const float *restrict x = a->x;
+    float *restrict y = a->y;
+    uint8_t *restrict argmax = a->argmax;
+    const int64_t H = a->H, W = a->W, k = a->k, s = a->s, p = a->p;
     const int64_t OH = rt_out_size(H, k, s, p, 1), OW = rt_out_size(W, k, s, p, 1);
     /* Interior columns [cx0, cx1): the window's taps kx = 0..k-1 are all inside. */
     int64_t cx0, cx1;
     rt_tap_range(-p, s, W - k + 1, OW, &cx0, &cx1);
-    for (int64_t pl = 0; pl < NC; pl++) {
+    for (int64_t pl = pl0; pl < pl1; pl++) {
         const float *restrict xp = x + pl * H * W;
         float *restrict yp = y + pl * OH * OW;
         uint8_t *restrict ap = argmax ? argmax + pl * OH * OW : NULL;
@@ -2469,11 +2818,22 @@ void rt_maxpool_fwd(const float *restrict x, float *restrict y, uint8_t *restric
     }
 }
 
-void rt_maxpool_bwd(const uint8_t *restrict argmax, const float *restrict dy, float *restrict dx, int64_t NC, int64_t H,
-                    int64_t W, int64_t k, int64_t s, int64_t p, int64_t acc) {
+void rt_maxpool_fwd(const float *restrict x, float *restrict y, uint8_t *restrict argmax, int64_t NC, int64_t H,
+                    int64_t W, int64_t k, int64_t s, int64_t p) {
+    rt_pool2d_args a = {.x = x, .y = y, .argmax = argmax, .H = H, .W = W, .k = k, .s = s, .p = p};
+    rt_parallel_ranges(rt_maxpool_fwd_planes, &a, NC, H * W + rt_out_size(H, k, s, p, 1) * rt_out_size(W, k, s, p, 1),
+                       1);
+}
+
+static void rt_maxpool_bwd_planes(const void *args, int64_t pl0, int64_t pl1) {
+    const rt_pool2d_args *a = args;
+    const uint8_t *restrict argmax = a->argmax_in;
+    const float *restrict dy = a->x;
+    float *restrict dx = a->y;
+    const int64_t H = a->H, W = a->W, k = a->k, s = a->s, p = a->p;
     const int64_t OH = rt_out_size(H, k, s, p, 1), OW = rt_out_size(W, k, s, p, 1);
-    if (!acc)
-        memset(dx, 0, (size_t)(NC * H * W) * sizeof(float));
+    if (!a->acc)
+        memset(dx + pl0 * H * W, 0, (size_t)((pl1 - pl0) * H * W) * sizeof(float));
     /* argmax position -> (ky, kx) without a division per element */
     int16_t tky[RT_POOL_WINDOW_MAX], tkx[RT_POOL_WINDOW_MAX];
     const int64_t kk = k * k < RT_POOL_WINDOW_MAX ? k * k : RT_POOL_WINDOW_MAX;
@@ -2483,7 +2843,7 @@ void rt_maxpool_bwd(const uint8_t *restrict argmax, const float *restrict dy, fl
     }
     for (int64_t i = kk; i < RT_POOL_WINDOW_MAX; i++) /* never produced by rt_maxpool_fwd */
         tky[i] = tkx[i] = 0;
-    for (int64_t pl = 0; pl < NC; pl++) {
+    for (int64_t pl = pl0; pl < pl1; pl++) {
         const uint8_t *restrict ap = argmax + pl * OH * OW;
         const float *restrict dyp = dy + pl * OH * OW;
         float *restrict dxp = dx + pl * H * W;
@@ -2495,6 +2855,13 @@ void rt_maxpool_bwd(const uint8_t *restrict argmax, const float *restrict dy, fl
                     dxp[iy * W + ix] += dyp[oy * OW + ox];
             }
     }
+}
+
+void rt_maxpool_bwd(const uint8_t *restrict argmax, const float *restrict dy, float *restrict dx, int64_t NC, int64_t H,
+                    int64_t W, int64_t k, int64_t s, int64_t p, int64_t acc) {
+    rt_pool2d_args a = {.argmax_in = argmax, .x = dy, .y = dx, .H = H, .W = W, .k = k, .s = s, .p = p, .acc = acc};
+    rt_parallel_ranges(rt_maxpool_bwd_planes, &a, NC,
+                       H * W + 2 * rt_out_size(H, k, s, p, 1) * rt_out_size(W, k, s, p, 1), 1);
 }
 
 void rt_avgpool_fwd(const float *restrict x, float *restrict y, int64_t NC, int64_t H, int64_t W, int64_t k, int64_t s,

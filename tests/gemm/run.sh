@@ -13,7 +13,7 @@
 set -euo pipefail
 [ $# -eq 5 ] || { echo "usage: run.sh FROST SOURCE_ROOT WORKDIR MODEL CONFIG" >&2; exit 2; }
 frost=$1 root=$2 model=$4 config=$5
-dir=$3/gemm/$(basename "$model" .frost)
+dir=$3/gemm/$(basename "$model" .frost)-$config
 mkdir -p "$dir"
 read -r -a cc <<<"${CC:-cc}"
 read -r -a extra <<<"${FROST_TEST_CFLAGS:-}"
