@@ -46,11 +46,16 @@ typedef struct {
 } layer;
 
 static const layer layers[] = {
-    {"stem", 3, 32, 64, 3, 1, 1, 1},           {"layer1", 64, 32, 64, 3, 1, 1, 4},
-    {"layer2.0", 64, 32, 128, 3, 2, 1, 1},     {"layer2", 128, 16, 128, 3, 1, 1, 3},
-    {"layer2 shortcut", 64, 32, 128, 1, 2, 0, 1}, {"layer3.0", 128, 16, 256, 3, 2, 1, 1},
-    {"layer3", 256, 8, 256, 3, 1, 1, 3},       {"layer3 shortcut", 128, 16, 256, 1, 2, 0, 1},
-    {"layer4.0", 256, 8, 512, 3, 2, 1, 1},     {"layer4", 512, 4, 512, 3, 1, 1, 3},
+    {"stem", 3, 32, 64, 3, 1, 1, 1},
+    {"layer1", 64, 32, 64, 3, 1, 1, 4},
+    {"layer2.0", 64, 32, 128, 3, 2, 1, 1},
+    {"layer2", 128, 16, 128, 3, 1, 1, 3},
+    {"layer2 shortcut", 64, 32, 128, 1, 2, 0, 1},
+    {"layer3.0", 128, 16, 256, 3, 2, 1, 1},
+    {"layer3", 256, 8, 256, 3, 1, 1, 3},
+    {"layer3 shortcut", 128, 16, 256, 1, 2, 0, 1},
+    {"layer4.0", 256, 8, 512, 3, 2, 1, 1},
+    {"layer4", 512, 4, 512, 3, 1, 1, 3},
     {"layer4 shortcut", 256, 8, 512, 1, 2, 0, 1},
 };
 
@@ -85,11 +90,11 @@ int main(int argc, char **argv) {
         int64_t OH = rt_out_size(l->H, l->k, l->s, l->p, 1), OHW = OH * OH;
         int64_t images = COLUMNS / OHW > 1 ? COLUMNS / OHW : 1;
         images = images > N ? N : images;
-        int64_t sf = images > 1 ? images * rt_conv2d_blocked_scratch_floats(l->C, l->H, l->H, l->K, l->k, l->s,
-                                                                             l->p, 1, 1)
-                                : rt_conv2d_scratch_floats(l->C, l->H, l->H, l->k, l->s, l->p, 1, 1);
-        float *x = filled(N * l->C * l->H * l->H), *w = filled(l->K * l->C * l->k * l->k),
-              *y = filled(N * l->K * OHW), *scratch = filled(sf);
+        int64_t sf = images > 1
+                         ? images * rt_conv2d_blocked_scratch_floats(l->C, l->H, l->H, l->K, l->k, l->s, l->p, 1, 1)
+                         : rt_conv2d_scratch_floats(l->C, l->H, l->H, l->k, l->s, l->p, 1, 1);
+        float *x = filled(N * l->C * l->H * l->H), *w = filled(l->K * l->C * l->k * l->k), *y = filled(N * l->K * OHW),
+              *scratch = filled(sf);
         double flop = 2.0 * N * l->K * OHW * l->C * l->k * l->k, best[2][3];
         for (int g = 0; g < 2; g++)
             for (int op = 0; op < 3; op++)
@@ -119,9 +124,10 @@ int main(int argc, char **argv) {
         }
         free(x), free(w), free(y), free(scratch);
     }
-    printf("\nevery conv of a training step: %.1f GFLOP, frost %.0f ms (%.0f GFLOP/s), OpenBLAS %.0f ms (%.0f GFLOP/s)\n",
-           total_flop / 1e9, total_frost * 1e3, total_flop / total_frost / 1e9, total_blas * 1e3,
-           total_flop / total_blas / 1e9);
+    printf(
+        "\nevery conv of a training step: %.1f GFLOP, frost %.0f ms (%.0f GFLOP/s), OpenBLAS %.0f ms (%.0f GFLOP/s)\n",
+        total_flop / 1e9, total_frost * 1e3, total_flop / total_frost / 1e9, total_blas * 1e3,
+        total_flop / total_blas / 1e9);
     rt_pool_stop();
     return 0;
 }
