@@ -333,7 +333,7 @@ static void rt_parallel_ranges(rt_range_fn *fn, const void *args, int64_t n, int
     if (n <= 0)
         return;
     int64_t threads = rt_pool_threads(), work = n * (cost > 0 ? cost : 1);
-    int64_t tasks = work / RT_RANGE_GRAIN, most = 4 * threads;
+    int64_t tasks = work / RT_RANGE_GRAIN, most = threads > 1 ? 4 * threads : 1;
     tasks = tasks > most ? most : tasks;
     tasks = tasks > n / align ? n / align : tasks;
     if (tasks <= 1) {
@@ -1442,7 +1442,20 @@ static void rt_add_serial(const float *a, const float *b, float *y, int64_t oute
         rt_add_body(a, b, y, outer, inner);
 }
 
-static void rt_mul_serial(const float *a, const float *b, float *y, int64_t outer, int64_t inner);
+static inline void rt_mul_body(const float *a, const float *b, float *y, int64_t outer, int64_t inner) {
+    for (int64_t o = 0; o < outer; o++)
+        for (int64_t i = 0; i < inner; i++)
+            y[o * inner + i] = a[o * inner + i] * b[i];
+}
+
+static void rt_mul_serial(const float *a, const float *b, float *y, int64_t outer, int64_t inner) {
+    if (y == a && y != b)
+        rt_mul_body(y, b, y, outer, inner);
+    else if (y == b && y != a && outer == 1)
+        rt_mul_body(y, a, y, 1, inner); /* a * b == b * a exactly */
+    else
+        rt_mul_body(a, b, y, outer, inner);
+}
 
 /* y[o, i] = a[o, i] op b[i], for ranges of rows o, or of elements i when
  * there is one row */
@@ -1471,21 +1484,6 @@ static void rt_binary(const float *a, const float *b, float *y, int64_t outer, i
 
 void rt_add_fwd(const float *a, const float *b, float *y, int64_t outer, int64_t inner) {
     rt_binary(a, b, y, outer, inner, 0);
-}
-
-static inline void rt_mul_body(const float *a, const float *b, float *y, int64_t outer, int64_t inner) {
-    for (int64_t o = 0; o < outer; o++)
-        for (int64_t i = 0; i < inner; i++)
-            y[o * inner + i] = a[o * inner + i] * b[i];
-}
-
-static void rt_mul_serial(const float *a, const float *b, float *y, int64_t outer, int64_t inner) {
-    if (y == a && y != b)
-        rt_mul_body(y, b, y, outer, inner);
-    else if (y == b && y != a && outer == 1)
-        rt_mul_body(y, a, y, 1, inner); /* a * b == b * a exactly */
-    else
-        rt_mul_body(a, b, y, outer, inner);
 }
 
 void rt_mul_fwd(const float *a, const float *b, float *y, int64_t outer, int64_t inner) {
