@@ -346,6 +346,18 @@ static void rt_parallel_ranges(rt_range_fn *fn, const void *args, int64_t n, int
     rt_parallel(rt_range_task, &j, (n + per - 1) / per);
 }
 
+/* [*lo, *hi): the outputs o in [0, n_out) whose input o*s + off lies in [0, lim). */
+static inline void rt_tap_range(int64_t off, int64_t s, int64_t lim, int64_t n_out, int64_t *lo, int64_t *hi) {
+    int64_t l = off >= 0 ? 0 : (s - 1 - off) / s;
+    int64_t h = lim > off ? (lim - off + s - 1) / s : 0;
+    if (h > n_out)
+        h = n_out;
+    if (l > h)
+        l = h;
+    *lo = l;
+    *hi = h;
+}
+
 /* ---------------------------------------------------------------- GEMM
  *
  * frost's own SGEMM, after BLIS's design: C is cut into blocks of RT_MC rows
@@ -367,7 +379,8 @@ static void rt_parallel_ranges(rt_range_fn *fn, const void *args, int64_t n, int
  * micro-kernel fit L1 together (33 of 48 KiB); the 256-bit one takes the same
  * slices, so that both give the same bits. */
 enum { RT_MC = 144, RT_KC = 192, RT_NR_MAX = 32 };
-enum { RT_GEMM_STACK = (RT_MC * RT_KC + RT_KC * RT_NR_MAX + 12 * RT_NR_MAX) * 4 };
+/* bytes: the packed blocks and tile, and the index tables of an im2col panel's gather */
+enum { RT_GEMM_STACK = (RT_MC * RT_KC + RT_KC * RT_NR_MAX + 12 * RT_NR_MAX) * 4 + 2 * 3 * RT_KC * 8 };
 
 typedef float rt_v16 __attribute__((vector_size(64)));
 typedef float rt_v8 __attribute__((vector_size(32)));
@@ -413,12 +426,34 @@ typedef float rt_v8 __attribute__((vector_size(32)));
 RT_UKERNEL(rt_ukernel_12x32, rt_v16, 16, 12, 2)
 RT_UKERNEL(rt_ukernel_6x16, rt_v8, 8, 6, 2)
 
+/* The im2col matrix of a convolution's input, read in place by the packing
+ * (implicit GEMM: the columns are never written out). Row (c, ky, kx),
+ * column (image, oy, ox) holds x[image, c, oy*s + ky*d - p, ox*s + kx*d - p],
+ * 0 where that falls outside the plane. */
+typedef struct {
+    const float *x;       /* image 0, first channel of the group */
+    int64_t image_stride; /* floats between images */
+    int64_t H, W, k, s, p, d;
+    int64_t OH, OW, OHW; /* the output plane */
+} rt_im2col_view;
+
+/* Beyond plain row-major operands, for convolutions on NCHW data:
+ *  - C's columns in groups: column j of a row of C lives at (j / c_group) *
+ *    c_group_stride + j % c_group from the row's start, so that a batch of
+ *    planes [N][channels][pixels] is the matrix [channels, N*pixels]. Plain:
+ *    c_group = n.
+ *  - a_flip taps: op(A)[i][o*taps + t] = a[(o*m + i)*taps + taps-1-t], a
+ *    convolution's weights [Kg, m, k, k] transposed and rotated by 180
+ *    degrees: d x of a stride-1 conv is the conv of d y with those.
+ *  - bcols: op(B) (tb = 0) is an im2col matrix. */
 typedef struct {
     int64_t ta, tb, m, n, k, lda, ldb, ldc, wide;
     const float *a, *b;
     float *c;
     float beta;
     int64_t nchunks, chunk; /* column chunks per row block, and their width */
+    int64_t c_group, c_group_stride, a_flip;
+    const rt_im2col_view *bcols;
 } rt_gemm_job;
 
 /* Rows [i0, i0+mc) and depth [p0, p0+kc) of op(A), as MR-row panels. */
@@ -426,6 +461,22 @@ static void rt_pack_a(const rt_gemm_job *g, int64_t i0, int64_t mc, int64_t p0, 
                       float *restrict dst) {
     for (int64_t ir = 0; ir < mc; ir += mr, dst += mr * kc) {
         int64_t rows = mc - ir < mr ? mc - ir : mr;
+        if (g->a_flip) { /* per row, each output channel's taps are contiguous, reversed */
+            const int64_t taps = g->a_flip, o0 = p0 / taps, t0 = p0 % taps;
+            for (int64_t r = 0; r < mr; r++) {
+                if (r >= rows) {
+                    for (int64_t p = 0; p < kc; p++)
+                        dst[p * mr + r] = 0.0f;
+                    continue;
+                }
+                for (int64_t p = 0, o = o0, t = t0; p < kc; o++, t = 0) {
+                    const float *src = g->a + (o * g->m + i0 + ir + r) * taps + taps - 1;
+                    for (; t < taps && p < kc; t++, p++)
+                        dst[p * mr + r] = src[-t];
+                }
+            }
+            continue;
+        }
         if (g->ta) { /* op(A) rows are A's columns: mr contiguous floats per k */
             for (int64_t p = 0; p < kc; p++) {
                 const float *src = g->a + (p0 + p) * g->lda + i0 + ir;
@@ -442,9 +493,140 @@ static void rt_pack_a(const rt_gemm_job *g, int64_t i0, int64_t mc, int64_t p0, 
     }
 }
 
+/* Where pixels and taps of an im2col view read x: element (tap, pixel) is
+ * x[pixel.off + tap.off] when pixel.y + tap.y lies in [0, H) and pixel.x +
+ * tap.x in [0, W), else 0. A pixel's (y, x) is its window's top left corner,
+ * (oy*s - p, ox*s - p); a tap's, its offset in the window, (ky*d, kx*d). */
+typedef struct {
+    int64_t off[RT_KC], y[RT_KC], x[RT_KC];
+} rt_cols_index;
+
+/* pixels [j, j+n) of the view into ix[0, n), and [n, pad) as never valid */
+static void rt_cols_pixels(const rt_im2col_view *v, int64_t j, int64_t n, int64_t pad, rt_cols_index *ix) {
+    int64_t image = j / v->OHW, q = j % v->OHW, oy = q / v->OW, ox = q % v->OW;
+    for (int64_t u = 0; u < n; u++) {
+        const int64_t y = oy * v->s - v->p, x = ox * v->s - v->p;
+        ix->off[u] = image * v->image_stride + y * v->W + x;
+        ix->y[u] = y;
+        ix->x[u] = x;
+        if (++ox == v->OW) { /* the next output row, or image */
+            ox = 0;
+            if (++oy == v->OH) {
+                oy = 0;
+                image++;
+            }
+        }
+    }
+    for (int64_t u = n; u < pad; u++) {
+        ix->off[u] = 0;
+        ix->y[u] = -v->H - 1 - v->k * v->d; /* below any tap's reach */
+        ix->x[u] = 0;
+    }
+}
+
+/* taps [t, t+n) of the view: rows (c, ky, kx) of its im2col matrix */
+static void rt_cols_taps(const rt_im2col_view *v, int64_t t, int64_t n, rt_cols_index *ix) {
+    const int64_t kk = v->k * v->k;
+    int64_t c = t / kk, ky = t % kk / v->k, kx = t % v->k;
+    for (int64_t u = 0; u < n; u++) {
+        ix->off[u] = c * v->H * v->W + ky * v->d * v->W + kx * v->d;
+        ix->y[u] = ky * v->d;
+        ix->x[u] = kx * v->d;
+        if (++kx == v->k) {
+            kx = 0;
+            if (++ky == v->k) {
+                ky = 0;
+                c++;
+            }
+        }
+    }
+}
+
+/* dst[p*nr + cc] = element (tap p, pixel cc) of the view for p < kc, cc <
+ * nr: one masked gather per row of the packed panel, whatever the plane's
+ * width or padding, so that it vectorises (where the plane's rows are short
+ * and the copies of rt_cols_copy would be a few floats each). */
+static void rt_cols_gather(const rt_im2col_view *v, const rt_cols_index *taps, const rt_cols_index *pixels, int64_t kc,
+                           int64_t nr, float *restrict dst) {
+    const float *restrict x = v->x;
+    const uint64_t H = (uint64_t)v->H, W = (uint64_t)v->W;
+    for (int64_t p = 0; p < kc; p++) {
+        const int64_t to = taps->off[p], ty = taps->y[p], tx = taps->x[p];
+        float *restrict d = dst + p * nr;
+        for (int64_t cc = 0; cc < nr; cc++) {
+            const int ok = (uint64_t)(ty + pixels->y[cc]) < H && (uint64_t)(tx + pixels->x[cc]) < W;
+            d[cc] = ok ? x[to + pixels->off[cc]] : 0.0f;
+        }
+    }
+}
+
+/* The copy path of an im2col panel for stride 1 and output rows at least
+ * RT_COPY_MIN_OW wide: a panel's columns are then a few runs along one
+ * output row each, and a tap of a run is a contiguous piece of an input row
+ * with zeros at the padding, copied rather than gathered. */
+enum { RT_COPY_MIN_OW = 16 };
+
+static void rt_cols_copy(const rt_im2col_view *v, int64_t j0, int64_t cols, int64_t p0, int64_t kc, int64_t nr,
+                         float *restrict dst) {
+    struct {
+        int64_t at, len, y, x;
+        const float *image;
+    } runs[RT_NR_MAX];
+    int64_t nruns = 0;
+    for (int64_t at = 0; at < cols;) {
+        const int64_t j = j0 + at, q = j % v->OHW, oy = q / v->OW, ox = q % v->OW;
+        const int64_t len = v->OW - ox < cols - at ? v->OW - ox : cols - at;
+        runs[nruns].at = at;
+        runs[nruns].len = len;
+        runs[nruns].y = oy - v->p;
+        runs[nruns].x = ox - v->p;
+        runs[nruns++].image = v->x + (j / v->OHW) * v->image_stride;
+        at += len;
+    }
+    const int64_t kk = v->k * v->k;
+    int64_t plane = p0 / kk * v->H * v->W, ky = p0 % kk / v->k, kx = p0 % v->k;
+    for (int64_t p = 0; p < kc; p++) {
+        float *restrict row = dst + p * nr;
+        for (int64_t r = 0; r < nruns; r++) {
+            const int64_t iy = runs[r].y + ky * v->d, ix = runs[r].x + kx * v->d, len = runs[r].len;
+            float *restrict out = row + runs[r].at;
+            int64_t lo = ix < 0 ? -ix : 0, hi = v->W - ix < len ? v->W - ix : len;
+            if (iy < 0 || iy >= v->H || hi <= lo)
+                lo = hi = 0;
+            for (int64_t u = 0; u < lo; u++)
+                out[u] = 0.0f;
+            if (hi > lo)
+                memcpy(out + lo, runs[r].image + plane + iy * v->W + ix + lo, (size_t)(hi - lo) * sizeof(float));
+            for (int64_t u = hi > lo ? hi : 0; u < len; u++)
+                out[u] = 0.0f;
+        }
+        for (int64_t cc = cols; cc < nr; cc++)
+            row[cc] = 0.0f;
+        if (++kx == v->k) {
+            kx = 0;
+            if (++ky == v->k) {
+                ky = 0;
+                plane += v->H * v->W;
+            }
+        }
+    }
+}
+
 /* Columns [j0, j0+nr) (fewer at the edge: zeros) and depth [p0, p0+kc) of op(B). */
 static void rt_pack_b(const rt_gemm_job *g, int64_t j0, int64_t cols, int64_t p0, int64_t kc, int64_t nr,
                       float *restrict dst) {
+    const rt_im2col_view *v = g->bcols;
+    if (v) { /* columns are output pixels, depth the taps */
+        if (v->s == 1 && v->OW >= RT_COPY_MIN_OW) {
+            rt_cols_copy(v, j0, cols, p0, kc, nr, dst);
+            return;
+        }
+        rt_cols_index taps, pixels;
+        rt_cols_taps(v, p0, kc, &taps);
+        rt_cols_pixels(v, j0, cols, nr, &pixels);
+        rt_cols_gather(v, &taps, &pixels, kc, nr, dst);
+        return;
+    }
     if (g->tb) {
         for (int64_t cc = 0; cc < nr; cc++) {
             const float *src = g->b + (j0 + cc) * g->ldb + p0;
@@ -458,6 +640,27 @@ static void rt_pack_b(const rt_gemm_job *g, int64_t j0, int64_t cols, int64_t p0
         for (int64_t cc = 0; cc < nr; cc++)
             dst[p * nr + cc] = cc < cols ? src[cc] : 0.0f;
     }
+}
+
+static inline float *rt_c_at(const rt_gemm_job *g, int64_t i, int64_t j) {
+    return g->c + i * g->ldc + (j / g->c_group) * g->c_group_stride + j % g->c_group;
+}
+
+/* Copy rows x cols of C at (i, j0) to or from a tile with rows nr apart,
+ * one column group's run at a time. */
+static void rt_c_tile(const rt_gemm_job *g, int64_t i, int64_t j0, int64_t rows, int64_t cols, float *tile, int64_t nr,
+                      int to_tile) {
+    for (int64_t r = 0; r < rows; r++)
+        for (int64_t cc = 0; cc < cols;) {
+            const int64_t j = j0 + cc, off = j % g->c_group;
+            const int64_t len = g->c_group - off < cols - cc ? g->c_group - off : cols - cc;
+            float *cp = rt_c_at(g, i + r, j);
+            if (to_tile)
+                memcpy(tile + r * nr + cc, cp, (size_t)len * sizeof(float));
+            else
+                memcpy(cp, tile + r * nr + cc, (size_t)len * sizeof(float));
+            cc += len;
+        }
 }
 
 /* One task: row block t / nchunks, column chunk t % nchunks, all of K. */
@@ -476,14 +679,16 @@ static void rt_gemm_task(void *ctx, int64_t t) {
         rt_pack_a(g, i0, mc, p0, kc, mr, apack);
         for (int64_t j0 = j_begin; j0 < j_end; j0 += nr) {
             int64_t cols = j_end - j0 < nr ? j_end - j0 : nr;
+            /* a panel that crosses a column group or the edge goes through a tile */
+            int whole = cols == nr && j0 % g->c_group + nr <= g->c_group;
             rt_pack_b(g, j0, cols, p0, kc, nr, bpack);
             for (int64_t ir = 0; ir < mc; ir += mr) {
                 int64_t rows = mc - ir < mr ? mc - ir : mr;
-                float *c = g->c + (i0 + ir) * g->ldc + j0, *dst = c;
+                float *dst = rt_c_at(g, i0 + ir, j0);
                 int64_t ldt = g->ldc;
-                if (rows < mr || cols < nr) { /* an edge: through a full tile */
-                    for (int64_t r = 0; r < rows; r++)
-                        memcpy(tile + r * nr, c + r * g->ldc, (size_t)cols * sizeof(float));
+                int through_tile = !whole || rows < mr;
+                if (through_tile) {
+                    rt_c_tile(g, i0 + ir, j0, rows, cols, tile, nr, 1);
                     dst = tile;
                     ldt = nr;
                 }
@@ -491,12 +696,27 @@ static void rt_gemm_task(void *ctx, int64_t t) {
                     rt_ukernel_12x32(kc, apack + ir * kc, bpack, dst, ldt, mode, g->beta);
                 else
                     rt_ukernel_6x16(kc, apack + ir * kc, bpack, dst, ldt, mode, g->beta);
-                if (dst == tile)
-                    for (int64_t r = 0; r < rows; r++)
-                        memcpy(c + r * g->ldc, tile + r * nr, (size_t)cols * sizeof(float));
+                if (through_tile)
+                    rt_c_tile(g, i0 + ir, j0, rows, cols, tile, nr, 0);
             }
         }
     }
+}
+
+/* Runs job g (m, n, k > 0) on the pool. */
+static void rt_gemm_run(rt_gemm_job *g) {
+    int64_t nr = g->wide ? 32 : 16;
+    g->nchunks = 1;
+    g->chunk = g->n;
+    /* Enough tasks for every thread: cut the columns when the rows are few. */
+    int64_t blocks = (g->m + RT_MC - 1) / RT_MC, want = 4 * rt_pool_threads();
+    if (rt_pool_threads() > 1 && blocks < want) {
+        int64_t panels = (g->n + nr - 1) / nr, per = (panels * blocks + want - 1) / want;
+        per = per < 1 ? 1 : per;
+        g->chunk = per * nr;
+        g->nchunks = (g->n + g->chunk - 1) / g->chunk;
+    }
+    rt_parallel(rt_gemm_task, g, blocks * g->nchunks);
 }
 
 void rt_sgemm(int64_t ta, int64_t tb, int64_t m, int64_t n, int64_t k, const float *a, int64_t lda, const float *b,
@@ -509,17 +729,21 @@ void rt_sgemm(int64_t ta, int64_t tb, int64_t m, int64_t n, int64_t k, const flo
                 c[i * ldc + j] = beta == 0.0f ? 0.0f : beta * c[i * ldc + j];
         return;
     }
-    int64_t nr = wide ? 32 : 16;
-    rt_gemm_job g = {ta, tb, m, n, k, lda, ldb, ldc, wide, a, b, c, beta, 1, n};
-    /* Enough tasks for every thread: cut the columns when the rows are few. */
-    int64_t blocks = (m + RT_MC - 1) / RT_MC, want = 4 * rt_pool_threads();
-    if (rt_pool_threads() > 1 && blocks < want) {
-        int64_t panels = (n + nr - 1) / nr, per = (panels * blocks + want - 1) / want;
-        per = per < 1 ? 1 : per;
-        g.chunk = per * nr;
-        g.nchunks = (n + g.chunk - 1) / g.chunk;
-    }
-    rt_parallel(rt_gemm_task, &g, blocks * g.nchunks);
+    rt_gemm_job g = {.ta = ta,
+                     .tb = tb,
+                     .m = m,
+                     .n = n,
+                     .k = k,
+                     .lda = lda,
+                     .ldb = ldb,
+                     .ldc = ldc,
+                     .wide = wide,
+                     .a = a,
+                     .b = b,
+                     .c = c,
+                     .beta = beta,
+                     .c_group = n};
+    rt_gemm_run(&g);
 }
 
 /* C[m,n] = op(A) op(B) + beta C, row-major: frost's GEMM or OpenBLAS's, as
@@ -1875,18 +2099,6 @@ void rt_adamw_update(float *p, const float *g, float *m, float *v, const int64_t
 
 /* ---------------------------------------------------------------- helpers */
 
-/* [*lo, *hi): the outputs o in [0, n_out) whose input o*s + off lies in [0, lim). */
-static inline void rt_tap_range(int64_t off, int64_t s, int64_t lim, int64_t n_out, int64_t *lo, int64_t *hi) {
-    int64_t l = off >= 0 ? 0 : (s - 1 - off) / s;
-    int64_t h = lim > off ? (lim - off + s - 1) / s : 0;
-    if (h > n_out)
-        h = n_out;
-    if (l > h)
-        l = h;
-    *lo = l;
-    *hi = h;
-}
-
 static inline double rt_dsum(const float *restrict x, int64_t n) {
     double t = 0.0;
     RT_REDUCE
@@ -2375,6 +2587,99 @@ static void rt_conv_blocked_bwd_w(const rt_conv_blocks *c, const float *restrict
     }
 }
 
+/* Implicit GEMM, with frost's GEMM: the packing reads x (or d y) in place
+ * through an im2col view and C goes straight into the NCHW output, so a conv
+ * is one GEMM per group over every image at once, without the im2col pass,
+ * the copies of blocked images or scratch. d x of a stride-1 conv is itself a
+ * conv, of d y padded by d(k-1) - p with the weights transposed and rotated
+ * (rt_gemm_job.a_flip), written straight into dx instead of through col2im.
+ * The packed panels hold what the explicit path's would, in the same order.
+ *
+ * Where it runs is measured (bench/conv_layers.c, docs/benchmarks.md):
+ * forward for every stride-1 conv but the pointwise ones (their input already
+ * is the column matrix); d x for stride-1 convs whose planes are wide enough
+ * for the copy path (rt_cols_copy) and with enough channels for the GEMM's
+ * rows. Strided convs (their gathers cost more than im2col's strided copies)
+ * and d weight (its packing is a transpose of the columns, slower gathered
+ * than copied from explicit ones) keep the explicit path. */
+static int rt_conv_fwd_is_implicit(int64_t k, int64_t s, int64_t p) {
+    return rt_cfg_gemm() == RT_GEMM_FROST && s == 1 && !rt_conv_pointwise(k, s, p);
+}
+
+/* d x's GEMM has one row per input channel of the group: with fewer than a
+ * micro-kernel's worth (the stem's 3) most of each tile would be padding,
+ * and the explicit columns (C/groups*k*k rows) do better. */
+enum { RT_IMPLICIT_DX_MIN_CHANNELS = 16 };
+
+static int rt_conv_bwd_x_is_implicit(int64_t Cg, int64_t W, int64_t k, int64_t s, int64_t p, int64_t d) {
+    return rt_cfg_gemm() == RT_GEMM_FROST && s == 1 && p <= d * (k - 1) && Cg >= RT_IMPLICIT_DX_MIN_CHANNELS &&
+           W >= RT_COPY_MIN_OW;
+}
+
+typedef struct {
+    float *y;
+    const float *b;
+    int64_t K, OHW;
+} rt_bias_args;
+
+/* planes [lo, hi) of y[N, K, OHW] = their channel's bias */
+static void rt_bias_fill_range(const void *args, int64_t lo, int64_t hi) {
+    const rt_bias_args *a = args;
+    for (int64_t u = lo; u < hi; u++) {
+        float *restrict yo = a->y + u * a->OHW;
+        const float bias = a->b[u % a->K];
+        for (int64_t i = 0; i < a->OHW; i++)
+            yo[i] = bias;
+    }
+}
+
+static void rt_conv_implicit_fwd(const float *x, const float *w, const float *b, float *y, int64_t N, int64_t C,
+                                 int64_t H, int64_t W, int64_t K, int64_t k, int64_t s, int64_t p, int64_t d,
+                                 int64_t groups, int64_t OH, int64_t OW) {
+    const int64_t Cg = C / groups, Kg = K / groups, CKK = Cg * k * k, HW = H * W, OHW = OH * OW;
+    if (b)
+        rt_parallel_ranges(rt_bias_fill_range, &(rt_bias_args){y, b, K, OHW}, N * K, OHW, 1);
+    for (int64_t g = 0; g < groups; g++) {
+        rt_im2col_view v = {x + g * Cg * HW, C * HW, H, W, k, s, p, d, OH, OW, OHW};
+        rt_gemm_job job = {.m = Kg,
+                           .n = N * OHW,
+                           .k = CKK,
+                           .lda = CKK,
+                           .ldc = OHW,
+                           .wide = rt_cfg_wide(),
+                           .a = w + g * Kg * CKK,
+                           .c = y + g * Kg * OHW,
+                           .beta = b ? 1.0f : 0.0f,
+                           .c_group = OHW,
+                           .c_group_stride = K * OHW,
+                           .bcols = &v};
+        rt_gemm_run(&job);
+    }
+}
+
+/* dx[c, iy, ix] = sum over o, ky, kx of w[o, c, ky, kx] dy[o, iy + p - ky*d, ix + p - kx*d] */
+static void rt_conv_implicit_bwd_x(const float *dy, const float *w, float *dx, int64_t N, int64_t C, int64_t H,
+                                   int64_t W, int64_t K, int64_t k, int64_t p, int64_t d, int64_t groups, int64_t OH,
+                                   int64_t OW, int64_t acc) {
+    const int64_t Cg = C / groups, Kg = K / groups, CKK = Cg * k * k, HW = H * W, OHW = OH * OW;
+    for (int64_t g = 0; g < groups; g++) {
+        rt_im2col_view v = {dy + g * Kg * OHW, K * OHW, OH, OW, k, 1, d * (k - 1) - p, d, H, W, HW};
+        rt_gemm_job job = {.m = Cg,
+                           .n = N * HW,
+                           .k = Kg * k * k,
+                           .ldc = HW,
+                           .wide = rt_cfg_wide(),
+                           .a = w + g * Kg * CKK,
+                           .c = dx + g * Cg * HW,
+                           .beta = acc ? 1.0f : 0.0f,
+                           .c_group = HW,
+                           .c_group_stride = C * HW,
+                           .a_flip = k * k,
+                           .bcols = &v};
+        rt_gemm_run(&job);
+    }
+}
+
 void rt_conv2d_fwd(const float *restrict x, const float *restrict w, const float *restrict b, float *restrict y,
                    float *restrict scratch, int64_t N, int64_t C, int64_t H, int64_t W, int64_t K, int64_t k, int64_t s,
                    int64_t p, int64_t d, int64_t groups, int64_t images) {
@@ -2383,6 +2688,10 @@ void rt_conv2d_fwd(const float *restrict x, const float *restrict w, const float
         return;
     if (rt_conv2d_is_depthwise(C, groups)) {
         rt_conv_dw_fwd(x, w, b, y, N, C, H, W, K, k, s, p, d, OH, OW);
+        return;
+    }
+    if (rt_conv_fwd_is_implicit(k, s, p)) {
+        rt_conv_implicit_fwd(x, w, b, y, N, C, H, W, K, k, s, p, d, groups, OH, OW);
         return;
     }
     if (images > 1) {
@@ -2428,6 +2737,10 @@ void rt_conv2d_bwd_x(const float *restrict dy, const float *restrict w, float *r
     }
     if (rt_conv2d_is_depthwise(C, groups)) {
         rt_conv_dw_bwd_x(dy, w, dx, N, C, H, W, K, k, s, p, d, OH, OW, acc);
+        return;
+    }
+    if (rt_conv_bwd_x_is_implicit(C / groups, W, k, s, p, d)) {
+        rt_conv_implicit_bwd_x(dy, w, dx, N, C, H, W, K, k, p, d, groups, OH, OW, acc);
         return;
     }
     if (images > 1) {
