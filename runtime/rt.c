@@ -379,8 +379,8 @@ static inline void rt_tap_range(int64_t off, int64_t s, int64_t lim, int64_t n_o
  * micro-kernel fit L1 together (33 of 48 KiB); the 256-bit one takes the same
  * slices, so that both give the same bits. */
 enum { RT_MC = 144, RT_KC = 192, RT_NR_MAX = 32 };
-/* bytes: the packed blocks and tile, and the index tables of an im2col panel's gather */
-enum { RT_GEMM_STACK = (RT_MC * RT_KC + RT_KC * RT_NR_MAX + 12 * RT_NR_MAX) * 4 + 2 * 3 * RT_KC * 8 };
+/* bytes: the packed blocks and tile, and an im2col panel's index tables and transposition rows */
+enum { RT_GEMM_STACK = (RT_MC * RT_KC + RT_KC * RT_NR_MAX + 12 * RT_NR_MAX + 8 * RT_KC) * 4 + 2 * 3 * RT_KC * 8 };
 
 typedef float rt_v16 __attribute__((vector_size(64)));
 typedef float rt_v8 __attribute__((vector_size(32)));
@@ -438,21 +438,21 @@ typedef struct {
 } rt_im2col_view;
 
 /* Beyond plain row-major operands, for convolutions on NCHW data:
- *  - C's columns in groups: column j of a row of C lives at (j / c_group) *
- *    c_group_stride + j % c_group from the row's start, so that a batch of
- *    planes [N][channels][pixels] is the matrix [channels, N*pixels]. Plain:
- *    c_group = n.
+ *  - columns in groups: column j of a row of op(A) (ta = 0) or of C lives
+ *    at (j / group) * group_stride + j % group from the row's start, so that
+ *    a batch of planes [N][channels][pixels] is the matrix [channels,
+ *    N*pixels]. Plain: a_group = k, c_group = n.
  *  - a_flip taps: op(A)[i][o*taps + t] = a[(o*m + i)*taps + taps-1-t], a
  *    convolution's weights [Kg, m, k, k] transposed and rotated by 180
  *    degrees: d x of a stride-1 conv is the conv of d y with those.
- *  - bcols: op(B) (tb = 0) is an im2col matrix. */
+ *  - bcols: op(B) is an im2col matrix (tb = 0) or its transpose (tb = 1). */
 typedef struct {
     int64_t ta, tb, m, n, k, lda, ldb, ldc, wide;
     const float *a, *b;
     float *c;
     float beta;
     int64_t nchunks, chunk; /* column chunks per row block, and their width */
-    int64_t c_group, c_group_stride, a_flip;
+    int64_t a_group, a_group_stride, c_group, c_group_stride, a_flip;
     const rt_im2col_view *bcols;
 } rt_gemm_job;
 
@@ -486,9 +486,15 @@ static void rt_pack_a(const rt_gemm_job *g, int64_t i0, int64_t mc, int64_t p0, 
             continue;
         }
         for (int64_t r = 0; r < mr; r++) {
-            const float *src = g->a + (i0 + ir + r) * g->lda + p0;
-            for (int64_t p = 0; p < kc; p++)
-                dst[p * mr + r] = r < rows ? src[p] : 0.0f;
+            const float *row = g->a + (i0 + ir + r) * g->lda;
+            for (int64_t p = 0; p < kc;) { /* a run within one column group at a time */
+                const int64_t j = p0 + p, off = j % g->a_group;
+                const int64_t len = g->a_group - off < kc - p ? g->a_group - off : kc - p;
+                const float *src = row + j / g->a_group * g->a_group_stride + off;
+                for (int64_t u = 0; u < len; u++)
+                    dst[(p + u) * mr + r] = r < rows ? src[u] : 0.0f;
+                p += len;
+            }
         }
     }
 }
@@ -560,55 +566,131 @@ static void rt_cols_gather(const rt_im2col_view *v, const rt_cols_index *taps, c
     }
 }
 
-/* The copy path of an im2col panel for stride 1 and output rows at least
- * RT_COPY_MIN_OW wide: a panel's columns are then a few runs along one
- * output row each, and a tap of a run is a contiguous piece of an input row
- * with zeros at the padding, copied rather than gathered. */
-enum { RT_COPY_MIN_OW = 16 };
+/* The copy path of an im2col view for stride 1 and output rows at least
+ * RT_COPY_MIN_OW wide: a range of pixels is then a few runs along one output
+ * row each, and a tap of a run is a contiguous piece of an input row with
+ * zeros at the padding, copied rather than gathered. */
+enum { RT_COPY_MIN_OW = 16, RT_RUNS_MAX = RT_KC / RT_COPY_MIN_OW + 2 };
 
-static void rt_cols_copy(const rt_im2col_view *v, int64_t j0, int64_t cols, int64_t p0, int64_t kc, int64_t nr,
-                         float *restrict dst) {
-    struct {
-        int64_t at, len, y, x;
-        const float *image;
-    } runs[RT_NR_MAX];
+static int rt_cols_copyable(const rt_im2col_view *v) { return v->s == 1 && v->OW >= RT_COPY_MIN_OW; }
+
+/* pixels [at, at+len) of a range: one output row of one image; y, x: its
+ * first window's top left corner */
+typedef struct {
+    int64_t at, len, y, x;
+    const float *image;
+} rt_pixel_run;
+
+/* The runs of pixels [j, j+n) (n <= RT_KC) of a copyable view; their count. */
+static int64_t rt_pixel_runs(const rt_im2col_view *v, int64_t j, int64_t n, rt_pixel_run *runs) {
     int64_t nruns = 0;
-    for (int64_t at = 0; at < cols;) {
-        const int64_t j = j0 + at, q = j % v->OHW, oy = q / v->OW, ox = q % v->OW;
-        const int64_t len = v->OW - ox < cols - at ? v->OW - ox : cols - at;
-        runs[nruns].at = at;
-        runs[nruns].len = len;
-        runs[nruns].y = oy - v->p;
-        runs[nruns].x = ox - v->p;
-        runs[nruns++].image = v->x + (j / v->OHW) * v->image_stride;
+    for (int64_t at = 0; at < n;) {
+        const int64_t q = (j + at) % v->OHW, oy = q / v->OW, ox = q % v->OW;
+        const int64_t len = v->OW - ox < n - at ? v->OW - ox : n - at;
+        runs[nruns++] = (rt_pixel_run){at, len, oy - v->p, ox - v->p, v->x + (j + at) / v->OHW * v->image_stride};
         at += len;
     }
-    const int64_t kk = v->k * v->k;
-    int64_t plane = p0 / kk * v->H * v->W, ky = p0 % kk / v->k, kx = p0 % v->k;
-    for (int64_t p = 0; p < kc; p++) {
-        float *restrict row = dst + p * nr;
-        for (int64_t r = 0; r < nruns; r++) {
-            const int64_t iy = runs[r].y + ky * v->d, ix = runs[r].x + kx * v->d, len = runs[r].len;
-            float *restrict out = row + runs[r].at;
-            int64_t lo = ix < 0 ? -ix : 0, hi = v->W - ix < len ? v->W - ix : len;
-            if (iy < 0 || iy >= v->H || hi <= lo)
-                lo = hi = 0;
-            for (int64_t u = 0; u < lo; u++)
-                out[u] = 0.0f;
-            if (hi > lo)
-                memcpy(out + lo, runs[r].image + plane + iy * v->W + ix + lo, (size_t)(hi - lo) * sizeof(float));
-            for (int64_t u = hi > lo ? hi : 0; u < len; u++)
-                out[u] = 0.0f;
+    return nruns;
+}
+
+/* out[u] for u < r->len = element (tap, pixel r->at + u): taps->off[t]
+ * etc. of tap t, rt_cols_taps */
+static inline void rt_run_copy(const rt_im2col_view *v, const rt_pixel_run *r, const rt_cols_index *taps, int64_t t,
+                               float *restrict out) {
+    const int64_t iy = r->y + taps->y[t], ix = r->x + taps->x[t], len = r->len;
+    int64_t lo = ix < 0 ? -ix : 0, hi = v->W - ix < len ? v->W - ix : len;
+    if (iy < 0 || iy >= v->H || hi <= lo)
+        lo = hi = 0;
+    for (int64_t u = 0; u < lo; u++)
+        out[u] = 0.0f;
+    if (hi > lo)
+        memcpy(out + lo, r->image + taps->off[t] + r->y * v->W + r->x + lo, (size_t)(hi - lo) * sizeof(float));
+    for (int64_t u = hi > lo ? hi : 0; u < len; u++)
+        out[u] = 0.0f;
+}
+
+/* The B panel of an im2col view: taps [p0, p0+kc) by pixels [j0, j0+cols) */
+static void rt_cols_pack(const rt_im2col_view *v, int64_t j0, int64_t cols, int64_t p0, int64_t kc, int64_t nr,
+                         float *restrict dst) {
+    rt_cols_index taps;
+    rt_cols_taps(v, p0, kc, &taps);
+    if (rt_cols_copyable(v)) {
+        rt_pixel_run runs[RT_RUNS_MAX];
+        const int64_t nruns = rt_pixel_runs(v, j0, cols, runs);
+        for (int64_t p = 0; p < kc; p++) {
+            for (int64_t r = 0; r < nruns; r++)
+                rt_run_copy(v, &runs[r], &taps, p, dst + p * nr + runs[r].at);
+            for (int64_t cc = cols; cc < nr; cc++)
+                dst[p * nr + cc] = 0.0f;
         }
-        for (int64_t cc = cols; cc < nr; cc++)
-            row[cc] = 0.0f;
-        if (++kx == v->k) {
-            kx = 0;
-            if (++ky == v->k) {
-                ky = 0;
-                plane += v->H * v->W;
+        return;
+    }
+    rt_cols_index pixels;
+    rt_cols_pixels(v, j0, cols, nr, &pixels);
+    rt_cols_gather(v, &taps, &pixels, kc, nr, dst);
+}
+
+/* dst[p*ldd + t] = src[t*lds + p] for t < 8, p < kc: 8 x 8 blocks
+ * transposed in registers (unpacks, then pairs, then halves). */
+static void rt_transpose_8(const float *restrict src, int64_t lds, int64_t kc, float *restrict dst, int64_t ldd) {
+    int64_t p = 0;
+    for (; p + 8 <= kc; p += 8) {
+        rt_v8 r[8], t[8], s[8], o[8];
+        for (int i = 0; i < 8; i++)
+            memcpy(&r[i], src + i * lds + p, sizeof(rt_v8));
+        for (int i = 0; i < 8; i += 2) {
+            t[i] = __builtin_shufflevector(r[i], r[i + 1], 0, 8, 1, 9, 4, 12, 5, 13);
+            t[i + 1] = __builtin_shufflevector(r[i], r[i + 1], 2, 10, 3, 11, 6, 14, 7, 15);
+        }
+        for (int i = 0; i < 8; i += 4)
+            for (int h = 0; h < 2; h++) {
+                s[i + 2 * h] = __builtin_shufflevector(t[i + h], t[i + h + 2], 0, 1, 8, 9, 4, 5, 12, 13);
+                s[i + 2 * h + 1] = __builtin_shufflevector(t[i + h], t[i + h + 2], 2, 3, 10, 11, 6, 7, 14, 15);
+            }
+        for (int i = 0; i < 4; i++) {
+            o[i] = __builtin_shufflevector(s[i], s[i + 4], 0, 1, 2, 3, 8, 9, 10, 11);
+            o[i + 4] = __builtin_shufflevector(s[i], s[i + 4], 4, 5, 6, 7, 12, 13, 14, 15);
+        }
+        for (int i = 0; i < 8; i++)
+            memcpy(dst + (p + i) * ldd, &o[i], sizeof(rt_v8));
+    }
+    for (; p < kc; p++)
+        for (int i = 0; i < 8; i++)
+            dst[p * ldd + i] = src[i * lds + p];
+}
+
+/* The B panel of a transposed im2col view: pixels [p0, p0+kc) by taps [j0,
+ * j0+cols). Eight taps at a time go as rows (copied or gathered, pixels
+ * contiguous) into a buffer, and the buffer is transposed into the panel. */
+static void rt_cols_pack_transposed(const rt_im2col_view *v, int64_t j0, int64_t cols, int64_t p0, int64_t kc,
+                                    int64_t nr, float *restrict dst) {
+    _Alignas(64) float rows[8 * RT_KC];
+    rt_cols_index taps, pixels;
+    rt_pixel_run runs[RT_RUNS_MAX];
+    const int copy = rt_cols_copyable(v);
+    const int64_t nruns = copy ? rt_pixel_runs(v, p0, kc, runs) : 0;
+    if (!copy)
+        rt_cols_pixels(v, p0, kc, kc, &pixels);
+    rt_cols_taps(v, j0, cols, &taps);
+    const uint64_t H = (uint64_t)v->H, W = (uint64_t)v->W;
+    for (int64_t c0 = 0; c0 < nr; c0 += 8) {
+        for (int64_t t = 0; t < 8; t++) {
+            float *restrict row = rows + t * RT_KC;
+            const int64_t cc = c0 + t;
+            if (cc >= cols) {
+                memset(row, 0, (size_t)kc * sizeof(float));
+            } else if (copy) {
+                for (int64_t r = 0; r < nruns; r++)
+                    rt_run_copy(v, &runs[r], &taps, cc, row + runs[r].at);
+            } else {
+                const int64_t to = taps.off[cc], ty = taps.y[cc], tx = taps.x[cc];
+                for (int64_t p = 0; p < kc; p++) {
+                    const int ok = (uint64_t)(ty + pixels.y[p]) < H && (uint64_t)(tx + pixels.x[p]) < W;
+                    row[p] = ok ? v->x[to + pixels.off[p]] : 0.0f;
+                }
             }
         }
+        rt_transpose_8(rows, RT_KC, kc, dst + c0, nr);
     }
 }
 
@@ -616,17 +698,12 @@ static void rt_cols_copy(const rt_im2col_view *v, int64_t j0, int64_t cols, int6
 static void rt_pack_b(const rt_gemm_job *g, int64_t j0, int64_t cols, int64_t p0, int64_t kc, int64_t nr,
                       float *restrict dst) {
     const rt_im2col_view *v = g->bcols;
-    if (v) { /* columns are output pixels, depth the taps */
-        if (v->s == 1 && v->OW >= RT_COPY_MIN_OW) {
-            rt_cols_copy(v, j0, cols, p0, kc, nr, dst);
-            return;
-        }
-        rt_cols_index taps, pixels;
-        rt_cols_taps(v, p0, kc, &taps);
-        rt_cols_pixels(v, j0, cols, nr, &pixels);
-        rt_cols_gather(v, &taps, &pixels, kc, nr, dst);
+    if (v && g->tb) /* columns are taps, depth the output pixels */
+        rt_cols_pack_transposed(v, j0, cols, p0, kc, nr, dst);
+    else if (v) /* columns are output pixels, depth the taps */
+        rt_cols_pack(v, j0, cols, p0, kc, nr, dst);
+    if (v)
         return;
-    }
     if (g->tb) {
         for (int64_t cc = 0; cc < nr; cc++) {
             const float *src = g->b + (j0 + cc) * g->ldb + p0;
@@ -742,6 +819,7 @@ void rt_sgemm(int64_t ta, int64_t tb, int64_t m, int64_t n, int64_t k, const flo
                      .b = b,
                      .c = c,
                      .beta = beta,
+                     .a_group = k,
                      .c_group = n};
     rt_gemm_run(&g);
 }
@@ -2596,20 +2674,21 @@ static void rt_conv_blocked_bwd_w(const rt_conv_blocks *c, const float *restrict
  * The packed panels hold what the explicit path's would, in the same order.
  *
  * Where it runs is measured (bench/conv_layers.c, docs/benchmarks.md):
- * forward for every stride-1 conv but the pointwise ones (their input already
- * is the column matrix); d x for stride-1 convs whose planes are wide enough
- * for the copy path (rt_cols_copy) and with enough channels for the GEMM's
- * rows. Strided convs (their gathers cost more than im2col's strided copies)
- * and d weight (its packing is a transpose of the columns, slower gathered
- * than copied from explicit ones) keep the explicit path. */
-static int rt_conv_fwd_is_implicit(int64_t k, int64_t s, int64_t p) {
-    return rt_cfg_gemm() == RT_GEMM_FROST && s == 1 && !rt_conv_pointwise(k, s, p);
-}
+ * stride-1 convs, forward (pointwise ones too: one GEMM over all images
+ * beats one per image or block) and d weight (the panels of transposed
+ * columns copied or gathered, then transposed in registers:
+ * rt_cols_pack_transposed), and
+ * d x where its planes are wide enough for the copy path (rt_cols_copyable)
+ * and it has enough channels for the GEMM's rows. Strided convs keep the
+ * explicit columns: their gathers cost more than im2col's strided copies. */
+static int rt_conv_fwd_is_implicit(int64_t s) { return rt_cfg_gemm() == RT_GEMM_FROST && s == 1; }
 
 /* d x's GEMM has one row per input channel of the group: with fewer than a
  * micro-kernel's worth (the stem's 3) most of each tile would be padding,
  * and the explicit columns (C/groups*k*k rows) do better. */
 enum { RT_IMPLICIT_DX_MIN_CHANNELS = 16 };
+
+static int rt_conv_bwd_w_is_implicit(int64_t s) { return rt_cfg_gemm() == RT_GEMM_FROST && s == 1; }
 
 static int rt_conv_bwd_x_is_implicit(int64_t Cg, int64_t W, int64_t k, int64_t s, int64_t p, int64_t d) {
     return rt_cfg_gemm() == RT_GEMM_FROST && s == 1 && p <= d * (k - 1) && Cg >= RT_IMPLICIT_DX_MIN_CHANNELS &&
@@ -2650,6 +2729,7 @@ static void rt_conv_implicit_fwd(const float *x, const float *w, const float *b,
                            .a = w + g * Kg * CKK,
                            .c = y + g * Kg * OHW,
                            .beta = b ? 1.0f : 0.0f,
+                           .a_group = CKK,
                            .c_group = OHW,
                            .c_group_stride = K * OHW,
                            .bcols = &v};
@@ -2680,6 +2760,31 @@ static void rt_conv_implicit_bwd_x(const float *dy, const float *w, float *dx, i
     }
 }
 
+/* dw_g[Kg, CKK] (+)= dy_g[Kg, N*OHW] cols[CKK, N*OHW]^T */
+static void rt_conv_implicit_bwd_w(const float *dy, const float *x, float *dw, int64_t N, int64_t C, int64_t H,
+                                   int64_t W, int64_t K, int64_t k, int64_t s, int64_t p, int64_t d, int64_t groups,
+                                   int64_t OH, int64_t OW, int64_t acc) {
+    const int64_t Cg = C / groups, Kg = K / groups, CKK = Cg * k * k, HW = H * W, OHW = OH * OW;
+    for (int64_t g = 0; g < groups; g++) {
+        rt_im2col_view v = {x + g * Cg * HW, C * HW, H, W, k, s, p, d, OH, OW, OHW};
+        rt_gemm_job job = {.tb = 1,
+                           .m = Kg,
+                           .n = CKK,
+                           .k = N * OHW,
+                           .lda = OHW,
+                           .ldc = CKK,
+                           .wide = rt_cfg_wide(),
+                           .a = dy + g * Kg * OHW,
+                           .c = dw + g * Kg * CKK,
+                           .beta = acc ? 1.0f : 0.0f,
+                           .a_group = OHW,
+                           .a_group_stride = K * OHW,
+                           .c_group = CKK,
+                           .bcols = &v};
+        rt_gemm_run(&job);
+    }
+}
+
 void rt_conv2d_fwd(const float *restrict x, const float *restrict w, const float *restrict b, float *restrict y,
                    float *restrict scratch, int64_t N, int64_t C, int64_t H, int64_t W, int64_t K, int64_t k, int64_t s,
                    int64_t p, int64_t d, int64_t groups, int64_t images) {
@@ -2690,7 +2795,7 @@ void rt_conv2d_fwd(const float *restrict x, const float *restrict w, const float
         rt_conv_dw_fwd(x, w, b, y, N, C, H, W, K, k, s, p, d, OH, OW);
         return;
     }
-    if (rt_conv_fwd_is_implicit(k, s, p)) {
+    if (rt_conv_fwd_is_implicit(s)) {
         rt_conv_implicit_fwd(x, w, b, y, N, C, H, W, K, k, s, p, d, groups, OH, OW);
         return;
     }
@@ -2778,6 +2883,10 @@ void rt_conv2d_bwd_w(const float *restrict dy, const float *restrict x, float *r
     }
     if (rt_conv2d_is_depthwise(C, groups)) {
         rt_conv_dw_bwd_w(dy, x, dw, N, C, H, W, K, k, s, p, d, OH, OW, acc);
+        return;
+    }
+    if (rt_conv_bwd_w_is_implicit(s)) {
+        rt_conv_implicit_bwd_w(dy, x, dw, N, C, H, W, K, k, s, p, d, groups, OH, OW, acc);
         return;
     }
     if (images > 1) {

@@ -54,6 +54,28 @@ static void *block(size_t bytes) {
     return p;
 }
 
+/* mask[j] = 1 where float j of the grads block belongs to a gradient: the
+ * block also holds alignment gaps between tensors that no kernel writes. */
+static int64_t numel(int32_t rank, const int64_t *shape) {
+    int64_t n = 1;
+    for (int32_t k = 0; k < rank; k++)
+        n *= shape[k];
+    return n;
+}
+
+static void mark(unsigned char *mask, int64_t grad_offset, int64_t n) {
+    if (grad_offset >= 0)
+        memset(mask + grad_offset / (int64_t)sizeof(float), 1, (size_t)n);
+}
+
+/* bit for bit over the gradients */
+static int same(const float *a, const float *b, const unsigned char *mask, int64_t n) {
+    for (int64_t j = 0; j < n; j++)
+        if (mask[j] && memcmp(&a[j], &b[j], sizeof(float)))
+            return 0;
+    return 1;
+}
+
 /* The loss and the grads block of one forward + backward. */
 static float run(const object *o, int threads, void *params, void **in, float *grads) {
     void *arena = block(GW_TRAIN_ARENA_BYTES > GN_TRAIN_ARENA_BYTES ? GW_TRAIN_ARENA_BYTES : GN_TRAIN_ARENA_BYTES);
@@ -87,6 +109,15 @@ int main(void) {
     }
     float *ref = block(GW_GRADS_BYTES), *wide1 = block(GW_GRADS_BYTES), *wide2 = block(GW_GRADS_BYTES),
           *wide3 = block(GW_GRADS_BYTES), *narrow = block(GW_GRADS_BYTES);
+    static unsigned char mask[NG];
+    int64_t count = 0;
+    for (int i = 0; i < GW_NUM_PARAMS; i++)
+        if (gw_params[i].dtype == FROST_DTYPE_F32)
+            mark(mask, gw_params[i].grad_offset, numel(gw_params[i].rank, gw_params[i].shape));
+    for (int i = 0; i < GW_NUM_INPUTS; i++)
+        mark(mask, gw_input_table[i].grad_offset, numel(gw_input_table[i].rank, gw_input_table[i].shape));
+    for (int64_t j = 0; j < NG; j++)
+        count += mask[j];
     float l_ref = run(&go_object, 1, params, in, ref);
     float l_w1 = run(&gw_object, 1, params, in, wide1);
     float l_w2 = run(&gw_object, 2, params, in, wide2);
@@ -95,10 +126,13 @@ int main(void) {
     int bad = 0;
     double worst = 0.0, scale = 0.0;
     for (int64_t j = 0; j < NG; j++)
-        scale = fmax(scale, fabs(ref[j]));
+        if (mask[j])
+            scale = fmax(scale, fabs(ref[j]));
     /* rounding relative to the gradient, with a floor of 1 % of the largest
      * (a sum that cancels to near zero keeps the rounding of its terms) */
     for (int64_t j = 0; j < NG; j++) {
+        if (!mask[j])
+            continue;
         double d = fabs((double)wide1[j] - ref[j]), dn = fabs((double)narrow[j] - ref[j]);
         double unit = fabs(ref[j]) + 0.01 * scale, tol = 1e-4 * unit;
         worst = fmax(worst, fmax(d, dn) / unit);
@@ -109,15 +143,15 @@ int main(void) {
     if (fabs((double)l_w1 - l_ref) > 1e-5 * (1.0 + fabs(l_ref)) ||
         fabs((double)l_n - l_ref) > 1e-5 * (1.0 + fabs(l_ref)))
         bad++, fprintf(stderr, "loss: frost %.9g (256-bit %.9g), OpenBLAS %.9g\n", l_w1, l_n, l_ref);
-    if (memcmp(wide1, wide2, GW_GRADS_BYTES) || l_w1 != l_w2 || memcmp(wide1, wide3, GW_GRADS_BYTES) || l_w1 != l_w3)
+    if (!same(wide1, wide2, mask, NG) || l_w1 != l_w2 || !same(wide1, wide3, mask, NG) || l_w1 != l_w3)
         bad++, fprintf(stderr, "1, 2 and 3 threads differ\n");
-    if (memcmp(wide1, narrow, GW_GRADS_BYTES) || l_w1 != l_n)
+    if (!same(wide1, narrow, mask, NG) || l_w1 != l_n)
         bad++, fprintf(stderr, "the 512-bit and 256-bit micro-kernels differ\n");
     if (!(scale > 0.0))
         bad++, fprintf(stderr, "the gradients are all zero: nothing was compared\n");
     printf("%d gradients, largest %.4g; worst difference from OpenBLAS %.3g (relative to |g| + 1%% of the largest); "
            "loss %.9g: %s\n",
-           (int)NG, scale, worst, l_ref, bad ? "FAIL" : "ok");
+           (int)count, scale, worst, l_ref, bad ? "FAIL" : "ok");
     free(ref), free(wide1), free(wide2), free(wide3), free(narrow), free(params);
     for (int i = 0; i < GW_NUM_INPUTS; i++)
         free(in[i]);
