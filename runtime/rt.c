@@ -38,6 +38,13 @@
 #define RT_REDUCE
 #endif
 
+/* The element-wise bodies that may run in place (y = x) are called as
+ * body(y, y) or body(x, y) and must be inlined into both calls: only there
+ * does the vectoriser see that the two pointers are one. A shared out-of-line
+ * body checks for overlap at run time, finds it when in place, and runs its
+ * scalar loop (GELU in place was a tenth of a ViT step so). */
+#define RT_ELEMENTWISE static inline __attribute__((always_inline))
+
 /* ---------------------------------------------------------------- exp
  *
  * e^x without a call, so that the loops of softmax, attention, the losses,
@@ -719,25 +726,27 @@ static void rt_pack_b(const rt_gemm_job *g, int64_t j0, int64_t cols, int64_t p0
     }
 }
 
-static inline float *rt_c_at(const rt_gemm_job *g, int64_t i, int64_t j) {
-    return g->c + i * g->ldc + (j / g->c_group) * g->c_group_stride + j % g->c_group;
+/* Column j of row 0 of C */
+static inline float *rt_c_column(const rt_gemm_job *g, int64_t j) {
+    return g->c + j / g->c_group * g->c_group_stride + j % g->c_group;
 }
 
 /* Copy rows x cols of C at (i, j0) to or from a tile with rows nr apart,
  * one column group's run at a time. */
 static void rt_c_tile(const rt_gemm_job *g, int64_t i, int64_t j0, int64_t rows, int64_t cols, float *tile, int64_t nr,
                       int to_tile) {
-    for (int64_t r = 0; r < rows; r++)
-        for (int64_t cc = 0; cc < cols;) {
-            const int64_t j = j0 + cc, off = j % g->c_group;
-            const int64_t len = g->c_group - off < cols - cc ? g->c_group - off : cols - cc;
-            float *cp = rt_c_at(g, i + r, j);
+    for (int64_t cc = 0; cc < cols;) {
+        const int64_t j = j0 + cc, off = j % g->c_group;
+        const int64_t len = g->c_group - off < cols - cc ? g->c_group - off : cols - cc;
+        float *column = rt_c_column(g, j) + i * g->ldc;
+        for (int64_t r = 0; r < rows; r++) {
             if (to_tile)
-                memcpy(tile + r * nr + cc, cp, (size_t)len * sizeof(float));
+                memcpy(tile + r * nr + cc, column + r * g->ldc, (size_t)len * sizeof(float));
             else
-                memcpy(cp, tile + r * nr + cc, (size_t)len * sizeof(float));
-            cc += len;
+                memcpy(column + r * g->ldc, tile + r * nr + cc, (size_t)len * sizeof(float));
         }
+        cc += len;
+    }
 }
 
 /* One task: row block t / nchunks, column chunk t % nchunks, all of K. */
@@ -758,10 +767,11 @@ static void rt_gemm_task(void *ctx, int64_t t) {
             int64_t cols = j_end - j0 < nr ? j_end - j0 : nr;
             /* a panel that crosses a column group or the edge goes through a tile */
             int whole = cols == nr && j0 % g->c_group + nr <= g->c_group;
+            float *panel = rt_c_column(g, j0);
             rt_pack_b(g, j0, cols, p0, kc, nr, bpack);
             for (int64_t ir = 0; ir < mc; ir += mr) {
                 int64_t rows = mc - ir < mr ? mc - ir : mr;
-                float *dst = rt_c_at(g, i0 + ir, j0);
+                float *dst = panel + (i0 + ir) * g->ldc;
                 int64_t ldt = g->ldc;
                 int through_tile = !whole || rows < mr;
                 if (through_tile) {
@@ -993,7 +1003,7 @@ void rt_batched_matmul_bwd_b(const float *restrict a, const float *restrict dc, 
 
 /* ---------------------------------------------------------------- relu */
 
-static inline void rt_relu_body(const float *x, float *y, int64_t n) {
+RT_ELEMENTWISE void rt_relu_body(const float *x, float *y, int64_t n) {
     for (int64_t i = 0; i < n; i++) {
         float v = x[i];
         y[i] = v > 0.0f ? v : 0.0f;
@@ -1088,7 +1098,7 @@ void rt_relu_bwd_mask(const uint8_t *restrict bits, const float *restrict dy, fl
 
 /* 1 / (1 + e^-x) is exact enough in f32 over the whole range: e^-x
  * overflows to inf for x < -88 and the quotient is then 0, never NaN. */
-static inline void rt_sigmoid_body(const float *x, float *y, int64_t n) {
+RT_ELEMENTWISE void rt_sigmoid_body(const float *x, float *y, int64_t n) {
     for (int64_t i = 0; i < n; i++)
         y[i] = 1.0f / (1.0f + rt_exp(-x[i]));
 }
@@ -1116,7 +1126,7 @@ void rt_sigmoid_bwd(const float *restrict y, const float *restrict dy, float *re
  * x = -inf the quotient is -inf / inf, so that end is set apart. */
 static inline float rt_silu1(float x) { return x == -INFINITY ? 0.0f : x / (1.0f + rt_exp(-x)); }
 
-static inline void rt_silu_body(const float *x, float *y, int64_t n) {
+RT_ELEMENTWISE void rt_silu_body(const float *x, float *y, int64_t n) {
     for (int64_t i = 0; i < n; i++)
         y[i] = rt_silu1(x[i]);
 }
@@ -1188,7 +1198,7 @@ static inline float rt_gelu_tanh1(float x) {
     return x / (1.0f + rt_exp(-2.0f * RT_SQRT2_PI * (x + RT_GELU_C * x * x * x)));
 }
 
-static inline void rt_gelu_body(const float *x, float *y, int64_t n, int64_t tanh) {
+RT_ELEMENTWISE void rt_gelu_body(const float *x, float *y, int64_t n, int64_t tanh) {
     if (tanh) {
         for (int64_t i = 0; i < n; i++)
             y[i] = rt_gelu_tanh1(x[i]);
@@ -1794,7 +1804,7 @@ void rt_mul_fwd(const float *a, const float *b, float *y, int64_t outer, int64_t
 
 /* ---------------------------------------------------------------- scale */
 
-static inline void rt_scale_body(const float *x, float *y, int64_t n, int64_t acc, float c) {
+RT_ELEMENTWISE void rt_scale_body(const float *x, float *y, int64_t n, int64_t acc, float c) {
     if (acc) {
         for (int64_t i = 0; i < n; i++)
             y[i] += c * x[i];
@@ -2228,7 +2238,7 @@ static inline void rt_bn_sums(const float *restrict x, const float *restrict dy,
 }
 
 /* y = (x - sub) * mul + add; y may be x (see the top of this file) */
-static inline void rt_affine_body(const float *x, float *y, int64_t n, float sub, float mul, float add) {
+RT_ELEMENTWISE void rt_affine_body(const float *x, float *y, int64_t n, float sub, float mul, float add) {
     for (int64_t i = 0; i < n; i++)
         y[i] = (x[i] - sub) * mul + add;
 }
@@ -3374,8 +3384,8 @@ static inline uint64_t rt_dropout_threshold(float p) {
 
 static inline float rt_dropout_scale(float p) { return p < 1.0f ? 1.0f / (1.0f - p) : 0.0f; }
 
-static inline void rt_dropout_body(const float *x, float *y, int64_t n, uint64_t key, uint64_t thresh, float scale,
-                                   int64_t acc) {
+RT_ELEMENTWISE void rt_dropout_body(const float *x, float *y, int64_t n, uint64_t key, uint64_t thresh, float scale,
+                                    int64_t acc) {
     if (acc) {
         for (int64_t i = 0; i < n; i++) {
             const uint64_t q = rt_mix64(key + (uint64_t)i) >> 40;
