@@ -1509,115 +1509,195 @@ static void rt_attention_scores(const float *restrict qb, const float *restrict 
     }
 }
 
-/* One block of `tile` query rows at a time: its output rows accumulate P V
- * over the key blocks, rescaled whenever a block raises a row's running
- * maximum m; l is the running sum of exp(score - m). */
+/* The arguments of both attention kernels, for their tasks on the pool */
+typedef struct {
+    const float *q, *k, *v, *o, *lse_in, *dout;
+    float *out, *lse, *dq, *dk, *dv;
+    int64_t B, H, Hkv, T, S, hd, causal, tile, acc_q, acc_k, acc_v;
+    float scale;
+} rt_attention_args;
+
+/* Head h of image b, one block of `tile` query rows at a time: its output
+ * rows accumulate P V over the key blocks, rescaled whenever a block raises a
+ * row's running maximum m; l is the running sum of exp(score - m). scratch:
+ * RT_ATTENTION_FWD_SCRATCH(tile) floats. */
+static void rt_attention_fwd_head(const rt_attention_args *a, int64_t b, int64_t h, float *restrict scratch) {
+    const int64_t tile = a->tile, hd = a->hd, T = a->T, S = a->S, group = a->H / a->Hkv;
+    float *restrict s = scratch, *restrict m = scratch + tile * tile, *restrict l = m + tile;
+    int64_t row0 = (b * a->H + h) * T, kv0 = (b * a->Hkv + h / group) * S;
+    const float *kh = a->k + kv0 * hd, *vh = a->v + kv0 * hd;
+    for (int64_t i0 = 0; i0 < T; i0 += tile) {
+        int64_t rows = T - i0 < tile ? T - i0 : tile;
+        const float *qb = a->q + (row0 + i0) * hd;
+        float *ob = a->out + (row0 + i0) * hd;
+        int64_t keys_end = a->causal ? i0 + rows : S; /* top-left aligned: key j <= query i */
+        memset(ob, 0, sizeof(float) * (size_t)(rows * hd));
+        for (int64_t r = 0; r < rows; r++)
+            m[r] = -INFINITY, l[r] = 0.0f;
+        for (int64_t j0 = 0; j0 < keys_end; j0 += tile) {
+            int64_t keys = keys_end - j0 < tile ? keys_end - j0 : tile;
+            rt_attention_scores(qb, kh + j0 * hd, s, rows, keys, hd, tile, i0, j0, a->causal, a->scale);
+            for (int64_t r = 0; r < rows; r++) {
+                float *restrict sr = s + r * tile;
+                float block_max = -INFINITY;
+                RT_REDUCE
+                for (int64_t t = 0; t < keys; t++)
+                    block_max = sr[t] > block_max ? sr[t] : block_max;
+                /* key j0 <= i0 <= every row's query: each row sees a key in the first block */
+                float m_new = block_max > m[r] ? block_max : m[r];
+                float rescale = rt_exp(m[r] - m_new); /* 0 for the first block */
+                float sum = 0.0f;
+                RT_REDUCE
+                for (int64_t t = 0; t < keys; t++) {
+                    sr[t] = rt_exp(sr[t] - m_new);
+                    sum += sr[t];
+                }
+                l[r] = l[r] * rescale + sum;
+                m[r] = m_new;
+                if (rescale != 1.0f)
+                    for (int64_t d = 0; d < hd; d++)
+                        ob[r * hd + d] *= rescale;
+            }
+            rt_gemm(CblasNoTrans, CblasNoTrans, rows, hd, keys, s, tile, vh + j0 * hd, hd, 1.0f, ob, hd);
+        }
+        for (int64_t r = 0; r < rows; r++) {
+            float inv = 1.0f / l[r];
+            for (int64_t d = 0; d < hd; d++)
+                ob[r * hd + d] *= inv;
+            if (a->lse)
+                a->lse[row0 + i0 + r] = m[r] + logf(l[r]);
+        }
+    }
+}
+
+/* On the pool, a task a (b, h), with its scratch on its stack (the tiles
+ * the compiler picks are at most RT_ATTENTION_TILE); its GEMMs then run
+ * inside the task. Each head is computed as on one thread. */
+static void rt_attention_fwd_task(void *ctx, int64_t t) {
+    const rt_attention_args *a = ctx;
+    float scratch[RT_ATTENTION_FWD_SCRATCH(RT_ATTENTION_TILE)];
+    rt_attention_fwd_head(a, t / a->H, t % a->H, scratch);
+}
+
 void rt_attention_fwd(const float *restrict q, const float *restrict k, const float *restrict v, float *restrict o,
                       float *restrict lse, float *restrict scratch, int64_t B, int64_t H, int64_t Hkv, int64_t T,
                       int64_t S, int64_t hd, int64_t causal, int64_t tile, double scale) {
-    int64_t group = H / Hkv;
-    float *restrict s = scratch, *restrict m = scratch + tile * tile, *restrict l = m + tile;
+    rt_attention_args a = {.q = q,
+                           .k = k,
+                           .v = v,
+                           .out = o,
+                           .lse = lse,
+                           .B = B,
+                           .H = H,
+                           .Hkv = Hkv,
+                           .T = T,
+                           .S = S,
+                           .hd = hd,
+                           .causal = causal,
+                           .tile = tile,
+                           .scale = (float)scale};
+    if (tile <= RT_ATTENTION_TILE) {
+        rt_parallel(rt_attention_fwd_task, &a, B * H);
+        return;
+    }
     for (int64_t b = 0; b < B; b++)
-        for (int64_t h = 0; h < H; h++) {
-            int64_t row0 = (b * H + h) * T, kv0 = (b * Hkv + h / group) * S;
-            const float *kh = k + kv0 * hd, *vh = v + kv0 * hd;
-            for (int64_t i0 = 0; i0 < T; i0 += tile) {
-                int64_t rows = T - i0 < tile ? T - i0 : tile;
-                const float *qb = q + (row0 + i0) * hd;
-                float *ob = o + (row0 + i0) * hd;
-                int64_t keys_end = causal ? i0 + rows : S; /* top-left aligned: key j <= query i */
-                memset(ob, 0, sizeof(float) * (size_t)(rows * hd));
-                for (int64_t r = 0; r < rows; r++)
-                    m[r] = -INFINITY, l[r] = 0.0f;
-                for (int64_t j0 = 0; j0 < keys_end; j0 += tile) {
-                    int64_t keys = keys_end - j0 < tile ? keys_end - j0 : tile;
-                    rt_attention_scores(qb, kh + j0 * hd, s, rows, keys, hd, tile, i0, j0, causal, (float)scale);
-                    for (int64_t r = 0; r < rows; r++) {
-                        float *restrict sr = s + r * tile;
-                        float block_max = -INFINITY;
-                        RT_REDUCE
-                        for (int64_t t = 0; t < keys; t++)
-                            block_max = sr[t] > block_max ? sr[t] : block_max;
-                        /* key j0 <= i0 <= every row's query: each row sees a key in the first block */
-                        float m_new = block_max > m[r] ? block_max : m[r];
-                        float rescale = rt_exp(m[r] - m_new); /* 0 for the first block */
-                        float sum = 0.0f;
-                        RT_REDUCE
-                        for (int64_t t = 0; t < keys; t++) {
-                            sr[t] = rt_exp(sr[t] - m_new);
-                            sum += sr[t];
-                        }
-                        l[r] = l[r] * rescale + sum;
-                        m[r] = m_new;
-                        if (rescale != 1.0f)
-                            for (int64_t d = 0; d < hd; d++)
-                                ob[r * hd + d] *= rescale;
-                    }
-                    rt_gemm(CblasNoTrans, CblasNoTrans, rows, hd, keys, s, tile, vh + j0 * hd, hd, 1.0f, ob, hd);
-                }
-                for (int64_t r = 0; r < rows; r++) {
-                    float inv = 1.0f / l[r];
-                    for (int64_t d = 0; d < hd; d++)
-                        ob[r * hd + d] *= inv;
-                    if (lse)
-                        lse[row0 + i0 + r] = m[r] + logf(l[r]);
-                }
-            }
-        }
+        for (int64_t h = 0; h < H; h++)
+            rt_attention_fwd_head(&a, b, h, scratch);
 }
 
-/* No restrict on the gradients: they may be one buffer (see rt.h). For each
- * key block, the query blocks that see it: P from the scores and lse, then
- * dv += P^T do, dP = do v^T, dS = scale P (dP - D), dq += dS k, dk += dS^T q,
- * each a GEMM adding into the gradient. */
+/* The heads of key/value head g of image b: for each key block, the query
+ * blocks that see it: P from the scores and lse, then dv += P^T do, dP = do
+ * v^T, dS = scale P (dP - D), dq += dS k, dk += dS^T q, each a GEMM adding
+ * into the gradient. Everything it writes (dq of those heads, dk and dv of
+ * g) no other (b, g) touches. scratch: RT_ATTENTION_BWD_SCRATCH(tile). */
+static void rt_attention_bwd_group(const rt_attention_args *a, int64_t b, int64_t g, float *restrict scratch) {
+    const int64_t tile = a->tile, hd = a->hd, T = a->T, S = a->S, group = a->H / a->Hkv;
+    const float *q = a->q, *k = a->k, *v = a->v, *o = a->o, *lse = a->lse_in, *dout = a->dout;
+    float *dq = a->dq, *dk = a->dk, *dv = a->dv;
+    const float fscale = a->scale;
+    const int ds_wanted = dq || dk;
+    float *restrict p = scratch, *restrict dp = scratch + tile * tile, *restrict D = dp + tile * tile;
+    const int64_t kv0 = (b * a->Hkv + g) * S;
+    const size_t q_head = sizeof(float) * (size_t)(T * hd), kv_head = sizeof(float) * (size_t)(S * hd);
+    if (dq && !a->acc_q)
+        memset(dq + (b * a->H + g * group) * T * hd, 0, q_head * (size_t)group);
+    if (dk && !a->acc_k)
+        memset(dk + kv0 * hd, 0, kv_head);
+    if (dv && !a->acc_v)
+        memset(dv + kv0 * hd, 0, kv_head);
+    for (int64_t h = g * group; h < (g + 1) * group; h++) {
+        int64_t row0 = (b * a->H + h) * T;
+        for (int64_t j0 = 0; j0 < S; j0 += tile) {
+            int64_t keys = S - j0 < tile ? S - j0 : tile;
+            int64_t kv = (kv0 + j0) * hd;
+            /* causal: query blocks wholly before key j0 see none of this block */
+            for (int64_t i0 = a->causal ? j0 / tile * tile : 0; i0 < T; i0 += tile) {
+                int64_t rows = T - i0 < tile ? T - i0 : tile, row = row0 + i0;
+                const float *qb = q + row * hd, *dob = dout + row * hd;
+                rt_attention_scores(qb, k + kv, p, rows, keys, hd, tile, i0, j0, a->causal, fscale);
+                for (int64_t r = 0; r < rows; r++)
+                    for (int64_t t = 0; t < keys; t++)
+                        p[r * tile + t] = rt_exp(p[r * tile + t] - lse[row + r]); /* masked: exp(-inf) = 0 */
+                if (dv)
+                    rt_gemm(CblasTrans, CblasNoTrans, keys, hd, rows, p, tile, dob, hd, 1.0f, dv + kv, hd);
+                if (!ds_wanted)
+                    continue;
+                for (int64_t r = 0; r < rows; r++)
+                    D[r] = (float)rt_dot(dob + r * hd, o + (row + r) * hd, hd);
+                rt_gemm(CblasNoTrans, CblasTrans, rows, keys, hd, dob, hd, v + kv, hd, 0.0f, dp, tile);
+                for (int64_t r = 0; r < rows; r++)
+                    for (int64_t t = 0; t < keys; t++)
+                        dp[r * tile + t] = fscale * p[r * tile + t] * (dp[r * tile + t] - D[r]);
+                if (dq)
+                    rt_gemm(CblasNoTrans, CblasNoTrans, rows, hd, keys, dp, tile, k + kv, hd, 1.0f, dq + row * hd, hd);
+                if (dk)
+                    rt_gemm(CblasTrans, CblasNoTrans, keys, hd, rows, dp, tile, qb, hd, 1.0f, dk + kv, hd);
+            }
+        }
+    }
+}
+
+static void rt_attention_bwd_task(void *ctx, int64_t t) {
+    const rt_attention_args *a = ctx;
+    float scratch[RT_ATTENTION_BWD_SCRATCH(RT_ATTENTION_TILE)];
+    rt_attention_bwd_group(a, t / a->Hkv, t % a->Hkv, scratch);
+}
+
+/* No restrict on the gradients: they may be one buffer (see rt.h). On the
+ * pool by (image, key/value head), as the forward. */
 void rt_attention_bwd(const float *restrict q, const float *restrict k, const float *restrict v,
                       const float *restrict o, const float *restrict lse, const float *restrict dout, float *dq,
                       float *dk, float *dv, float *restrict scratch, int64_t B, int64_t H, int64_t Hkv, int64_t T,
                       int64_t S, int64_t hd, int64_t causal, int64_t acc_q, int64_t acc_k, int64_t acc_v, int64_t tile,
                       double scale) {
-    size_t q_bytes = sizeof(float) * (size_t)(B * H * T * hd), kv_bytes = sizeof(float) * (size_t)(B * Hkv * S * hd);
-    if (dq && !acc_q)
-        memset(dq, 0, q_bytes);
-    if (dk && !acc_k)
-        memset(dk, 0, kv_bytes);
-    if (dv && !acc_v)
-        memset(dv, 0, kv_bytes);
-    int ds_wanted = dq || dk;
-    int64_t group = H / Hkv;
-    float fscale = (float)scale;
-    float *restrict p = scratch, *restrict dp = scratch + tile * tile, *restrict D = dp + tile * tile;
+    rt_attention_args a = {.q = q,
+                           .k = k,
+                           .v = v,
+                           .o = o,
+                           .lse_in = lse,
+                           .dout = dout,
+                           .dq = dq,
+                           .dk = dk,
+                           .dv = dv,
+                           .B = B,
+                           .H = H,
+                           .Hkv = Hkv,
+                           .T = T,
+                           .S = S,
+                           .hd = hd,
+                           .causal = causal,
+                           .tile = tile,
+                           .acc_q = acc_q,
+                           .acc_k = acc_k,
+                           .acc_v = acc_v,
+                           .scale = (float)scale};
+    if (tile <= RT_ATTENTION_TILE) {
+        rt_parallel(rt_attention_bwd_task, &a, B * Hkv);
+        return;
+    }
     for (int64_t b = 0; b < B; b++)
-        for (int64_t h = 0; h < H; h++) {
-            int64_t row0 = (b * H + h) * T, kv0 = (b * Hkv + h / group) * S;
-            for (int64_t j0 = 0; j0 < S; j0 += tile) {
-                int64_t keys = S - j0 < tile ? S - j0 : tile;
-                int64_t kv = (kv0 + j0) * hd;
-                /* causal: query blocks wholly before key j0 see none of this block */
-                for (int64_t i0 = causal ? j0 / tile * tile : 0; i0 < T; i0 += tile) {
-                    int64_t rows = T - i0 < tile ? T - i0 : tile, row = row0 + i0;
-                    const float *qb = q + row * hd, *dob = dout + row * hd;
-                    rt_attention_scores(qb, k + kv, p, rows, keys, hd, tile, i0, j0, causal, fscale);
-                    for (int64_t r = 0; r < rows; r++)
-                        for (int64_t t = 0; t < keys; t++)
-                            p[r * tile + t] = rt_exp(p[r * tile + t] - lse[row + r]); /* masked: exp(-inf) = 0 */
-                    if (dv)
-                        rt_gemm(CblasTrans, CblasNoTrans, keys, hd, rows, p, tile, dob, hd, 1.0f, dv + kv, hd);
-                    if (!ds_wanted)
-                        continue;
-                    for (int64_t r = 0; r < rows; r++)
-                        D[r] = (float)rt_dot(dob + r * hd, o + (row + r) * hd, hd);
-                    rt_gemm(CblasNoTrans, CblasTrans, rows, keys, hd, dob, hd, v + kv, hd, 0.0f, dp, tile);
-                    for (int64_t r = 0; r < rows; r++)
-                        for (int64_t t = 0; t < keys; t++)
-                            dp[r * tile + t] = fscale * p[r * tile + t] * (dp[r * tile + t] - D[r]);
-                    if (dq)
-                        rt_gemm(CblasNoTrans, CblasNoTrans, rows, hd, keys, dp, tile, k + kv, hd, 1.0f, dq + row * hd,
-                                hd);
-                    if (dk)
-                        rt_gemm(CblasTrans, CblasNoTrans, keys, hd, rows, dp, tile, qb, hd, 1.0f, dk + kv, hd);
-                }
-            }
-        }
+        for (int64_t g = 0; g < Hkv; g++)
+            rt_attention_bwd_group(&a, b, g, scratch);
 }
 
 /* ---------------------------------------------------------------- softmax */

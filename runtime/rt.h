@@ -217,7 +217,9 @@ void rt_rope_bwd(const float *dy, float *dx, int64_t heads, int64_t T, int64_t h
  * scores one GEMM (FlashAttention-2): nothing T x S is ever stored. Forward is
  * an online softmax over key blocks; lse [B,H,T] receives each row's
  * log-sum-exp when not NULL. scratch holds RT_ATTENTION_FWD_SCRATCH(tile)
- * floats. */
+ * floats; with tile <= RT_ATTENTION_TILE (the compiler's tiles) the heads run
+ * on the pool, each task with that scratch on its stack, and scratch is not
+ * touched. */
 #define RT_ATTENTION_TILE 64 /* queries and keys per block */
 #define RT_ATTENTION_FWD_SCRATCH(tile) ((tile) * (tile) + 2 * (tile))
 #define RT_ATTENTION_BWD_SCRATCH(tile) (2 * (tile) * (tile) + (tile))
@@ -230,7 +232,7 @@ void rt_attention_fwd(const float *q, const float *k, const float *v, float *o, 
  * dk or dv is not computed; v and o are read only for dq or dk. dq, dk and dv
  * may be one buffer (an input used twice): each with acc 0 is zeroed first,
  * then every contribution adds. scratch holds RT_ATTENTION_BWD_SCRATCH(tile)
- * floats. */
+ * floats, used as the forward's (on the pool by image and key/value head). */
 void rt_attention_bwd(const float *q, const float *k, const float *v, const float *o, const float *lse,
                       const float *dout, float *dq, float *dk, float *dv, float *scratch, int64_t B, int64_t H,
                       int64_t Hkv, int64_t T, int64_t S, int64_t hd, int64_t causal, int64_t acc_q, int64_t acc_k,
